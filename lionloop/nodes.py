@@ -1,0 +1,425 @@
+"""The loop's stages. Each is idempotent per round: a stage marker, written in the same
+transaction as the stage's rows, makes a re-run after a crash return the stored result."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections import defaultdict
+from dataclasses import replace
+from typing import Any
+
+from lionloop.context import Runtime
+from lionloop.dedup import deduplicate, embed_text
+from lionloop.errors import PluginError
+from lionloop.records import Candidate, Case, Cases, Example, Instruction
+from lionloop.referee import judge_cases
+from lionloop.requests import Answer
+from lionloop.state import LoopState, stop_reason
+from lionloop.student import build_tiny_student, format_prompt, generate
+
+log = logging.getLogger(__name__)
+
+
+def _done(rt: Runtime, round: int, stage: str) -> dict[str, Any] | None:
+    result = rt.pool.stage_result(round, stage)
+    if result is not None:
+        log.info("round %d: %s already done; skipping", round, stage)
+        rt.event(event="stage_skip", round=round, stage=stage)
+    return result
+
+
+def answer_rows(rt: Runtime, ins: Instruction, answer: str, generator: str, round: int) -> list[Example]:
+    """Training rows for an instruction: plugins first (firstresult), else one answer row."""
+    ctx = rt.context(round)
+    try:
+        rows = rt.pm.hook.lionloop_format_examples(instruction=ins, answer=answer, generator=generator, ctx=ctx)
+    except Exception as err:
+        raise PluginError(f"lionloop_format_examples failed for {ins.id}: {err}") from err
+    if rows is None:
+        rows = [Example(ins.id, format_prompt(ins), answer, "answer", generator, round)]
+    return rows
+
+
+def _teacher_answers(rt: Runtime, items: list[Instruction], round: int, stage: str) -> tuple[dict[str, str], dict[str, str]]:
+    """Ask the teacher to answer instructions; returns (answers, failures) by instruction id."""
+    advance = rt.reporter.task(f"teacher answers ({stage})", len(items))
+    results = rt.teacher.ask([Answer(instruction=i.text, input=i.input, task=i.task) for i in items], advance)
+    rt.reporter.task_done()
+    answers, failures = {}, {}
+    for ins, res in zip(items, results, strict=True):
+        if res.ok:
+            answers[ins.id] = res.output.text
+        else:
+            failures[ins.id] = res.error or "unknown"
+    return answers, failures
+
+
+# -- bootstrap ----------------------------------------------------------------------------------
+
+
+def bootstrap(state: LoopState, rt: Runtime) -> dict[str, Any]:
+    if _done(rt, 0, "bootstrap") is None:
+        with rt.stage(0, "bootstrap"):
+            result = _bootstrap(rt)
+        rt.event(event="bootstrap", **result)
+    return {"round": max(1, state.get("round") or 1), "run_id": rt.run_id}
+
+
+def split_seeds(seeds: list[Instruction], train_per_task: int) -> list[Instruction]:
+    """First `train_per_task` seeds of each task go to the train pool, the rest to the cache pool."""
+    seen: dict[str, int] = defaultdict(int)
+    out = []
+    for s in seeds:
+        seen[s.task] += 1
+        out.append(s if seen[s.task] <= train_per_task else replace(s, split="cache"))
+    return out
+
+
+def _bootstrap(rt: Runtime) -> dict[str, Any]:
+    from lionloop.seeds import read_seed_file
+
+    pack, tcfg = rt.task_pack, rt.cfg.task
+    eval_set = pack.eval_set(tcfg.eval_per_skill)
+    seeds = split_seeds(pack.seeds(tcfg.seeds_per_skill + tcfg.cache_per_skill), tcfg.seeds_per_skill)
+    if rt.cfg.task.seed_file:
+        seeds += read_seed_file(rt.cfg.task.seed_file)
+    eval_ids = {e.id for e in eval_set}
+    contaminated = [s for s in seeds if s.id in eval_ids]
+    seeds = [s for s in seeds if s.id not in eval_ids]
+    answers, failures = _teacher_answers(rt, seeds, 0, "bootstrap")
+    answered = [s for s in seeds if s.id in answers]
+    if not answered:
+        raise PluginError(f"the teacher answered none of the {len(seeds)} seeds: {next(iter(failures.values()), '')}")
+    if not rt.cfg.student.base:
+        base = rt.student_dir(0)
+        if not base.exists():
+            build_tiny_student(base, rt.cfg.student, rt.cfg.seed)
+    everything = eval_set + answered
+    advance = rt.reporter.task("embedding seeds and eval set", len(everything))
+    vectors = rt.embedder.encode([embed_text(i) for i in everything], advance)
+    rt.reporter.task_done()
+    rows = [r for s in answered if s.split == "train" for r in answer_rows(rt, s, answers[s.id], "seed", 0)]
+    result = {
+        "seeds": sum(1 for s in answered if s.split == "train"),
+        "cache": sum(1 for s in answered if s.split == "cache"),
+        "eval": len(eval_set), "seed_failures": len(failures),
+        "seeds_in_eval": len(contaminated),
+    }
+    with rt.pool.transaction():
+        rt.pool.add_instructions(everything)
+        rt.pool.add_responses("teacher", rt.teacher.name, 0, answers)
+        rt.pool.add_examples(rows)
+        rt.pool.add_failures(0, "bootstrap", failures)
+        rt.pool.add_embeddings(rt.embedder.name, {i.id: v.tobytes() for i, v in zip(everything, vectors, strict=True)})
+        rt.pool.merge_metrics(0, {"bootstrap": result})
+        rt.pool.mark_stage(0, "bootstrap", result)
+    rt.index.rebuild()
+    return result
+
+
+# -- imitate -------------------------------------------------------------------------------------
+
+
+def imitate(state: LoopState, rt: Runtime) -> dict[str, Any]:
+    r = state["round"]
+    rt.pool.start_round(r)
+    if _done(rt, r, "imitate") is None:
+        with rt.stage(r, "imitate"):
+            start = rt.student_dir(0 if rt.cfg.train.policy == "retrain" or r == 1 else r - 1)
+            rows = rt.pool.examples()
+            total = rt.cfg.train.steps_per_round
+            bar = rt.reporter.task(f"training on {len(rows)} rows", total)
+            seen = [0]
+
+            def progress(step: int, _total: int) -> None:
+                bar(step - seen[0])
+                seen[0] = step
+
+            figures = rt.trainer.train(start, rt.student_dir(r), rows, seed=rt.cfg.seed + r, progress=progress)
+            rt.reporter.task_done()
+            with rt.pool.transaction():
+                rt.pool.merge_metrics(r, {"train": figures})
+                rt.pool.mark_stage(r, "imitate", figures)
+    return {}
+
+
+# -- evaluate ------------------------------------------------------------------------------------
+
+
+def evaluate(state: LoopState, rt: Runtime) -> dict[str, Any]:
+    r = state["round"]
+    result = _done(rt, r, "evaluate")
+    if result is None:
+        with rt.stage(r, "evaluate"):
+            result = _evaluate(rt, r)
+    return {"last_eval": result["eval"]["overall"]}
+
+
+def _evaluate(rt: Runtime, r: int) -> dict[str, Any]:
+    cache_pool = rt.pool.instructions(["train", "cache"])
+    eval_set = rt.pool.instructions(["eval"])
+    items = cache_pool + eval_set
+    advance = rt.reporter.task(f"student answers ({len(cache_pool)} pool + {len(eval_set)} eval)", len(items))
+    answers = generate(rt.student_dir(r), [format_prompt(i) for i in items], rt.cfg.student, advance)
+    rt.reporter.task_done()
+    by_id = {i.id: a for i, a in zip(items, answers, strict=True)}
+    per_skill: dict[str, list[bool]] = defaultdict(list)
+    for ins in eval_set:
+        ok = rt.task_pack.verify(ins, by_id[ins.id])
+        if ok is not None:
+            per_skill[ins.task].append(ok)
+    checked = [x for v in per_skill.values() for x in v]
+    ev = {
+        "overall": round(sum(checked) / len(checked), 4) if checked else None,
+        "per_skill": {k: round(sum(v) / len(v), 4) for k, v in sorted(per_skill.items())},
+        "n": len(checked),
+    }
+    result = {"eval": ev, "answered": len(items)}
+    with rt.pool.transaction():
+        rt.pool.add_responses("student", str(rt.student_dir(r).name), r, by_id)
+        rt.pool.merge_metrics(r, {"eval": ev})
+        rt.pool.mark_stage(r, "evaluate", result)
+    return result
+
+
+# -- discriminate --------------------------------------------------------------------------------
+
+
+def discriminate(state: LoopState, rt: Runtime) -> dict[str, Any]:
+    r = state["round"]
+    result = _done(rt, r, "discriminate")
+    if result is None:
+        with rt.stage(r, "discriminate"):
+            result = _discriminate(rt, r)
+    return {"hard": result["hard"], "teacher_calls": rt.cache.total_paid(rt.run_id)}
+
+
+def _discriminate(rt: Runtime, r: int) -> dict[str, Any]:
+    pool = rt.pool.instructions(["train", "cache"])
+    teacher = rt.pool.teacher_answers()
+    student = rt.pool.student_answers(r)
+    items = [i for i in pool if i.id in teacher and i.id in student]
+    cap = rt.cfg.judge.max_cases
+    if cap and len(items) > cap:
+        items = sorted(rt.context(r).rng("judge-sample").sample(items, cap), key=lambda i: i.id)
+    advance = rt.reporter.task(f"referee judging {len(items)} cases", len(items))
+    verdicts = judge_cases(rt.referee, items, teacher, student, r, rt.cfg.judge, advance)
+    rt.reporter.task_done()
+    hard = sum(1 for v in verdicts if v.hard is True)
+    easy = sum(1 for v in verdicts if v.hard is False)
+    unjudged = sum(1 for v in verdicts if v.hard is None)
+    diffs = [v.diff for v in verdicts if v.diff is not None]
+    result = {
+        "hard": hard, "easy": easy, "unjudged": unjudged, "judged": len(verdicts),
+        "hard_ratio": round(hard / max(1, hard + easy), 4),
+        "mean_diff": round(sum(diffs) / len(diffs), 4) if diffs else None,
+    }
+    with rt.pool.transaction():
+        rt.pool.add_verdicts(verdicts)
+        rt.pool.add_failures(r, "discriminate", {v.instruction_id: v.raw for v in verdicts if v.hard is None})
+        rt.pool.merge_metrics(r, {"referee": result})
+        rt.pool.mark_stage(r, "discriminate", result)
+    return result
+
+
+def load_cases(rt: Runtime, r: int) -> Cases:
+    """The round's judged cases, split by the referee's call (unjudged ones are left out)."""
+    instructions = {i.id: i for i in rt.pool.instructions(["train", "cache"])}
+    teacher = rt.pool.teacher_answers()
+    student = rt.pool.student_answers(r)
+    cases = Cases(round=r)
+    for v in rt.pool.verdicts(r):
+        ins = instructions.get(v.instruction_id)
+        if ins is None or v.hard is None:
+            continue
+        case = Case(ins, teacher.get(ins.id, ""), student.get(ins.id, ""), v)
+        (cases.hard if v.hard else cases.easy).append(case)
+    cases.hard.sort(key=lambda c: (-(c.verdict.diff or 0), c.instruction.id))
+    return cases
+
+
+# -- generate ------------------------------------------------------------------------------------
+
+
+def generate_node(state: LoopState, rt: Runtime) -> dict[str, Any]:
+    r = state["round"]
+    result = _done(rt, r, "generate")
+    if result is None:
+        with rt.stage(r, "generate"):
+            result = _generate(rt, r)
+    return {}
+
+
+class _LimitedTeacher:
+    """A generator's view of the teacher: at most `limit` paid calls."""
+
+    def __init__(self, teacher: Any, limit: int) -> None:
+        self._teacher = teacher
+        self.left = limit
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._teacher, name)
+
+    def ask(self, requests: Any, progress: Any = None, limit: int | None = None) -> Any:
+        before = self._teacher.cache.total_paid(self._teacher.run_id)
+        cap = self.left if limit is None else min(limit, self.left)
+        results = self._teacher.ask(requests, progress, limit=cap)
+        self.left -= self._teacher.cache.total_paid(self._teacher.run_id) - before
+        return results
+
+
+def _generate(rt: Runtime, r: int) -> dict[str, Any]:
+    cases = load_cases(rt, r)
+    gcfg = rt.cfg.generate
+    candidates: list[Candidate] = []
+    per_generator: dict[str, int] = {}
+    errors: dict[str, str] = {}
+    impls = {impl.plugin_name: impl for impl in rt.pm.hook.lionloop_generate.get_hookimpls()}
+    for name, gen in gcfg.generators.items():
+        if not gen.enabled:
+            continue
+        impl = impls.get(name)
+        if impl is None:
+            errors[name] = "enabled in generate.generators but no such generator plugin is loaded"
+            log.error("generator %s: %s", name, errors[name])
+            continue
+        quota = int(gen.share * gcfg.max_new_per_round)
+        if quota <= 0:
+            continue
+        ctx = rt.context(r, plugin=name, max_candidates=quota)
+        # Paid calls are capped too, so a generator cannot spend past its share of the budget.
+        teacher = _LimitedTeacher(rt.generator_teacher, limit=int(gen.options.get("max_calls", quota * 4)))
+        t0 = time.perf_counter()
+        try:
+            out = impl.function(cases=cases, teacher=teacher, ctx=ctx) or []
+        except Exception as err:  # noqa: BLE001 - a plugin failure is reported, never fatal
+            errors[name] = f"{type(err).__name__}: {err}"
+            log.error("generator plugin %r raised: %s", name, errors[name])
+            continue
+        out = list(out)[:quota]
+        log.info("generator %s: %d candidates in %.1fs", name, len(out), time.perf_counter() - t0)
+        per_generator[name] = len(out)
+        candidates.extend(out)
+    result = {"candidates": len(candidates), "by_generator": per_generator, "plugin_errors": errors,
+              "hard_cases": len(cases.hard), "easy_cases": len(cases.easy)}
+    with rt.pool.transaction():
+        rt.pool.replace_candidates(r, candidates)
+        rt.pool.merge_metrics(r, {"generate": result})
+        rt.pool.mark_stage(r, "generate", result)
+    return result
+
+
+# -- curate --------------------------------------------------------------------------------------
+
+
+def curate(state: LoopState, rt: Runtime) -> dict[str, Any]:
+    r = state["round"]
+    if _done(rt, r, "curate") is None:
+        with rt.stage(r, "curate"):
+            _curate(rt, r)
+    return {}
+
+
+def _curate(rt: Runtime, r: int) -> dict[str, Any]:
+    candidates = rt.pool.candidates(r)
+    status: dict[str, tuple[str, str | None]] = {}
+    survivors: list[Candidate] = []
+    for cand in candidates:
+        ctx = rt.context(r, plugin=cand.generator)
+        try:
+            reason = rt.pm.hook.lionloop_filter_candidate(candidate=cand, ctx=ctx)
+        except Exception as err:  # noqa: BLE001
+            reason = f"filter error: {type(err).__name__}: {err}"
+        if reason:
+            status[cand.id] = ("rejected", f"filter: {reason}")
+        else:
+            survivors.append(cand)
+    advance = rt.reporter.task(f"dedup {len(survivors)} candidates", len(survivors))
+    vectors = rt.embedder.encode([embed_text(c.instruction) for c in survivors], advance)
+    rt.reporter.task_done()
+    splits = {i.id: i.split for i in rt.pool.instructions()}
+    dd = deduplicate(
+        [c.instruction for c in survivors], vectors, rt.index.search, splits.get, rt.cfg.dedup.threshold
+    )
+    for cid, reason in dd.rejected.items():
+        status.setdefault(cid, ("rejected", reason))
+    by_id = {c.id: c for c in survivors}
+    accepted = [by_id[i.id] for i in dd.accepted]
+    need_answer = [c.instruction for c in accepted if not c.examples]
+    answers, failures = _teacher_answers(rt, need_answer, r, "curate")
+    rows: list[Example] = []
+    keep: list[int] = []
+    for k, cand in enumerate(accepted):
+        if cand.examples:
+            rows.extend(cand.examples)
+        elif cand.id in answers:
+            rows.extend(answer_rows(rt, cand.instruction, answers[cand.id], cand.generator, r))
+        else:
+            status[cand.id] = ("failed", f"teacher: {failures.get(cand.id, 'no answer')}")
+            continue
+        keep.append(k)
+        status[cand.id] = ("accepted", None)
+    new = [accepted[k].instruction for k in keep]
+    new_vectors = dd.vectors[keep] if keep else dd.vectors[:0]
+    reasons: dict[str, int] = defaultdict(int)
+    for st, reason in status.values():
+        if st != "accepted":
+            reasons[(reason or st).split(":")[0]] += 1
+    result = {
+        "candidates": len(candidates), "accepted": len(new), "rejected": dict(reasons),
+        "by_generator": _count_by(c.generator for c in accepted if status[c.id][0] == "accepted"),
+    }
+    with rt.pool.transaction():
+        rt.pool.add_instructions(new)
+        rt.pool.add_responses("teacher", rt.teacher.name, r, {k: v for k, v in answers.items() if k in {i.id for i in new}})
+        rt.pool.add_examples(rows)
+        rt.pool.add_embeddings(rt.embedder.name, {i.id: v.tobytes() for i, v in zip(new, new_vectors, strict=True)})
+        rt.pool.add_failures(r, "curate", {k: v[1] or "" for k, v in status.items() if v[0] == "failed"})
+        rt.pool.set_candidate_status(r, status)
+        rt.pool.merge_metrics(r, {"curate": result})
+        rt.pool.mark_stage(r, "curate", result)
+    rt.index.add([i.id for i in new], new_vectors)
+    return result
+
+
+def _count_by(names: Any) -> dict[str, int]:
+    out: dict[str, int] = defaultdict(int)
+    for n in names:
+        out[n] += 1
+    return dict(out)
+
+
+# -- decide --------------------------------------------------------------------------------------
+
+
+def decide(state: LoopState, rt: Runtime) -> dict[str, Any]:
+    r = state["round"]
+    last = state.get("last_eval")
+    best = state.get("best_eval")
+    stale = state.get("stale_rounds", 0)
+    if last is not None:
+        improved = best is None or (last > best and last - best >= rt.cfg.stop.min_delta)
+        if improved:
+            best, stale = last, 0
+        else:
+            stale += 1
+    update = {"best_eval": best, "stale_rounds": stale, "teacher_calls": rt.cache.total_paid(rt.run_id)}
+    reason = stop_reason({**state, **update}, rt.cfg.stop)
+    if _done(rt, r, "decide") is None:
+        with rt.stage(r, "decide"):
+            pass
+        summary = rt.pool.merge_metrics(r, {"stop_reason": reason, "pool": rt.pool.count_instructions()})
+        rt.pool.finish_round(r)
+        rt.pool.mark_stage(r, "decide", {"stop_reason": reason})
+        summary = {"round": r, **summary}
+        rt.reporter.round_end(summary)
+        for impl in rt.pm.hook.lionloop_round_end.get_hookimpls():
+            try:
+                impl.function(summary=summary, ctx=rt.context(r, plugin=impl.plugin_name))
+            except Exception as err:  # noqa: BLE001
+                log.error("plugin %r failed in lionloop_round_end: %s", impl.plugin_name, err)
+    if reason:
+        rt.event(event="stop", round=r, reason=reason)
+        return {**update, "stop_reason": reason}
+    return {**update, "round": r + 1}

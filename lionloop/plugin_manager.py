@@ -1,0 +1,114 @@
+"""The pluggy plugin manager: entry-point loading, an allow-list, introspection."""
+
+from __future__ import annotations
+
+import importlib.metadata as md
+import logging
+import os
+from dataclasses import dataclass, field
+from types import ModuleType
+from typing import Any
+
+import pluggy
+
+from lionloop import hookspecs
+from lionloop.errors import PluginError
+from lionloop.registry import Registry
+
+log = logging.getLogger(__name__)
+
+ENTRY_POINT_GROUP = "lionloop"
+ALLOW_ENV = "LIONLOOP_PLUGINS"  # comma-separated plugin names; unset = load all
+
+
+@dataclass
+class PluginInfo:
+    name: str
+    module: str
+    origin: str
+    dist: str | None = None
+    version: str | None = None
+    hooks: list[str] = field(default_factory=list)
+    error: str | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        return self.__dict__.copy()
+
+
+class PluginManager(pluggy.PluginManager):
+    """pluggy's manager plus where each plugin came from and a registry built from them."""
+
+    def __init__(self) -> None:
+        super().__init__(hookspecs.PROJECT)
+        self.add_hookspecs(hookspecs)
+        self.infos: dict[str, PluginInfo] = {}
+
+    def add(self, plugin: ModuleType | object, name: str, origin: str, dist: md.Distribution | None = None) -> None:
+        self.register(plugin, name=name)
+        self.infos[name] = PluginInfo(
+            name=name,
+            module=getattr(plugin, "__name__", type(plugin).__name__),
+            origin=origin,
+            dist=dist.metadata["Name"] if dist else None,
+            version=dist.version if dist else None,
+            hooks=sorted(h.name for h in self.get_hookcallers(plugin) or []),
+        )
+
+    def load_entry_points(self, allow: set[str] | None = None) -> None:
+        """Load every plugin in the `lionloop` entry-point group (optionally allow-listed).
+
+        A plugin that fails to import is recorded with its error and skipped: one broken
+        third-party package must not take the others down.
+        """
+        for ep in sorted(md.entry_points(group=ENTRY_POINT_GROUP), key=lambda e: e.name):
+            if allow is not None and ep.name not in allow:
+                continue
+            if self.get_plugin(ep.name) is not None:
+                continue
+            dist = getattr(ep, "dist", None)
+            origin = f"entry point {ENTRY_POINT_GROUP}:{ep.name} = {ep.value}"
+            try:
+                plugin = ep.load()
+            except Exception as err:  # noqa: BLE001 - reported by name, never fatal
+                log.error("plugin %s failed to load: %s", ep.name, err)
+                self.infos[ep.name] = PluginInfo(
+                    name=ep.name, module=ep.value, origin=origin,
+                    dist=dist.metadata["Name"] if dist else None,
+                    version=dist.version if dist else None, error=f"{type(err).__name__}: {err}",
+                )
+                continue
+            self.add(plugin, ep.name, origin, dist)
+
+    def build_registry(self) -> Registry:
+        """Call every plugin's `lionloop_register`, naming the plugin when one raises."""
+        registry = Registry()
+        for impl in self.hook.lionloop_register.get_hookimpls():
+            registry.current_plugin = impl.plugin_name
+            try:
+                impl.function(registry=registry)
+            except PluginError:
+                raise
+            except Exception as err:
+                raise PluginError(f"plugin {impl.plugin_name!r} failed in lionloop_register: {err}") from err
+        registry.current_plugin = "?"
+        return registry
+
+    def plugin_list(self) -> list[PluginInfo]:
+        return [self.infos[k] for k in sorted(self.infos)]
+
+
+def allow_list() -> set[str] | None:
+    raw = os.environ.get(ALLOW_ENV)
+    if raw is None:
+        return None
+    return {p.strip() for p in raw.split(",") if p.strip()}
+
+
+def get_plugin_manager(load_entry_points: bool = True, extra: list[tuple[str, object]] | None = None) -> PluginManager:
+    """A fresh manager: entry-point plugins (unless switched off) plus `extra` (name, plugin) pairs."""
+    pm = PluginManager()
+    if load_entry_points:
+        pm.load_entry_points(allow_list())
+    for name, plugin in extra or []:
+        pm.add(plugin, name, origin="registered in code")
+    return pm

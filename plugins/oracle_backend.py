@@ -1,0 +1,47 @@
+"""The `oracle` teacher backend: the task pack's programmatic expert behind the usual interface."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator, Sequence
+from typing import Any
+
+from lionloop.config import TeacherConfig
+from lionloop.errors import ConfigError, Unsupported
+from lionloop.hookspecs import hookimpl
+from lionloop.requests import TeacherRequest
+from lionloop.teacher import Reply
+
+
+class OracleBackend:
+    """Answers typed requests exactly; raises nothing, returns Unsupported as a failed reply."""
+
+    name = "oracle"
+
+    def __init__(self, cfg: TeacherConfig, runtime: Any) -> None:
+        oracle = runtime.task_pack.oracle()
+        if oracle is None:
+            raise ConfigError(f"teacher.backend: task pack {runtime.task_pack.name!r} has no oracle")
+        self.oracle = oracle
+        self.model = runtime.task_pack.name
+        self.latency_s = cfg.latency_ms / 1000.0
+
+    def params(self) -> dict[str, Any]:
+        return {}
+
+    def prompt_for(self, request: TeacherRequest, attempt: int) -> Any:
+        return request.payload()
+
+    def complete(self, requests: Sequence[TeacherRequest], attempt: int) -> Iterator[tuple[int, Reply]]:
+        for i, req in enumerate(requests):
+            if self.latency_s:
+                time.sleep(self.latency_s)
+            try:
+                yield i, Reply(output=self.oracle.handle(req))
+            except Unsupported as err:
+                yield i, Reply(error=f"unsupported: {err}")
+
+
+@hookimpl
+def lionloop_register(registry: Any) -> None:
+    registry.add_backend("oracle", OracleBackend)

@@ -1,0 +1,1 @@
+"""Jinja2 templates for every teacher request, shipped as package data."""

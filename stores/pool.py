@@ -1,0 +1,431 @@
+"""The run's pool: one SQLite file (WAL) holding instructions, answers, verdicts, rows and metrics."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import threading
+import time
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from lionloop.records import Candidate, Example, Instruction, Verdict
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS instructions(
+    id TEXT PRIMARY KEY,
+    text TEXT NOT NULL,
+    input TEXT NOT NULL DEFAULT '',
+    task TEXT NOT NULL DEFAULT '',
+    origin TEXT NOT NULL,
+    parent_id TEXT,
+    round_born INTEGER NOT NULL,
+    split TEXT NOT NULL CHECK (split IN ('train', 'cache', 'eval')),
+    meta TEXT NOT NULL DEFAULT '{}'
+);
+CREATE INDEX IF NOT EXISTS instructions_split ON instructions(split);
+CREATE INDEX IF NOT EXISTS instructions_parent ON instructions(parent_id);
+CREATE TABLE IF NOT EXISTS responses(
+    instruction_id TEXT NOT NULL,
+    role TEXT NOT NULL CHECK (role IN ('teacher', 'student')),
+    model TEXT NOT NULL,
+    round INTEGER NOT NULL,
+    text TEXT NOT NULL,
+    PRIMARY KEY (instruction_id, role, round)
+);
+CREATE TABLE IF NOT EXISTS verdicts(
+    instruction_id TEXT NOT NULL,
+    round INTEGER NOT NULL,
+    teacher_score REAL,
+    student_score REAL,
+    diff REAL,
+    hard INTEGER,
+    raw TEXT NOT NULL DEFAULT '',
+    PRIMARY KEY (instruction_id, round)
+);
+CREATE TABLE IF NOT EXISTS examples(
+    id TEXT PRIMARY KEY,
+    instruction_id TEXT NOT NULL,
+    kind TEXT NOT NULL,
+    prompt TEXT NOT NULL,
+    completion TEXT NOT NULL,
+    generator TEXT NOT NULL,
+    round INTEGER NOT NULL,
+    weight REAL NOT NULL DEFAULT 1.0
+);
+CREATE INDEX IF NOT EXISTS examples_instruction ON examples(instruction_id);
+CREATE TABLE IF NOT EXISTS candidates(
+    round INTEGER NOT NULL,
+    seq INTEGER NOT NULL,
+    id TEXT NOT NULL,
+    generator TEXT NOT NULL,
+    payload TEXT NOT NULL,
+    status TEXT NOT NULL DEFAULT 'pending',
+    reason TEXT,
+    PRIMARY KEY (round, seq)
+);
+CREATE TABLE IF NOT EXISTS failures(
+    round INTEGER NOT NULL,
+    stage TEXT NOT NULL,
+    item_id TEXT NOT NULL,
+    reason TEXT NOT NULL,
+    PRIMARY KEY (round, stage, item_id)
+);
+CREATE TABLE IF NOT EXISTS rounds(
+    round INTEGER PRIMARY KEY,
+    started REAL,
+    finished REAL,
+    metrics TEXT NOT NULL DEFAULT '{}'
+);
+CREATE TABLE IF NOT EXISTS stages(
+    round INTEGER NOT NULL,
+    stage TEXT NOT NULL,
+    finished REAL NOT NULL,
+    result TEXT NOT NULL DEFAULT '{}',
+    PRIMARY KEY (round, stage)
+);
+CREATE TABLE IF NOT EXISTS embeddings(
+    instruction_id TEXT PRIMARY KEY,
+    model TEXT NOT NULL,
+    vector BLOB NOT NULL
+);
+CREATE TABLE IF NOT EXISTS meta(
+    key TEXT PRIMARY KEY,
+    value TEXT NOT NULL
+);
+"""
+
+
+def connect(path: Path, readonly: bool = False) -> sqlite3.Connection:
+    """Open a SQLite file in WAL mode (readers never block the writer)."""
+    if readonly:
+        conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True, check_same_thread=False, timeout=30)
+    else:
+        conn = sqlite3.connect(path, check_same_thread=False, timeout=30, isolation_level=None)
+        conn.execute("PRAGMA journal_mode=WAL")
+        # NORMAL is durable across process crashes in WAL mode (only an OS crash can lose the tail).
+        conn.execute("PRAGMA synchronous=NORMAL")
+    conn.row_factory = sqlite3.Row
+    conn.execute("PRAGMA busy_timeout=30000")
+    return conn
+
+
+class Pool:
+    """Access to one run's SQLite store. Writes go through short explicit transactions."""
+
+    def __init__(self, path: Path, readonly: bool = False) -> None:
+        self.path = Path(path)
+        self.readonly = readonly
+        if readonly and not self.path.exists():
+            raise FileNotFoundError(self.path)
+        self.conn = connect(self.path, readonly)
+        self._lock = threading.RLock()
+        self._depth = 0
+        if not readonly:
+            self.conn.executescript(SCHEMA)
+
+    def close(self) -> None:
+        self.conn.close()
+
+    # -- transactions ---------------------------------------------------------------------------
+
+    @contextmanager
+    def transaction(self) -> Iterator[sqlite3.Connection]:
+        """All-or-nothing writes; nests (inner blocks join the outer transaction)."""
+        with self._lock:
+            outer = self._depth == 0
+            if outer:
+                self.conn.execute("BEGIN IMMEDIATE")
+            self._depth += 1
+            try:
+                yield self.conn
+            except BaseException:
+                self._depth -= 1
+                if outer:
+                    self.conn.execute("ROLLBACK")
+                raise
+            self._depth -= 1
+            if outer:
+                self.conn.execute("COMMIT")
+
+    def query(self, sql: str, params: Iterable[Any] = ()) -> list[sqlite3.Row]:
+        with self._lock:
+            return self.conn.execute(sql, tuple(params)).fetchall()
+
+    # -- run metadata ---------------------------------------------------------------------------
+
+    def set_meta(self, key: str, value: Any) -> None:
+        with self.transaction() as c:
+            c.execute("INSERT OR REPLACE INTO meta(key, value) VALUES (?, ?)", (key, json.dumps(value)))
+
+    def get_meta(self, key: str, default: Any = None) -> Any:
+        rows = self.query("SELECT value FROM meta WHERE key = ?", (key,))
+        return json.loads(rows[0]["value"]) if rows else default
+
+    # -- stage markers: what makes every node idempotent per round ------------------------------
+
+    def stage_result(self, round: int, stage: str) -> dict[str, Any] | None:
+        rows = self.query("SELECT result FROM stages WHERE round = ? AND stage = ?", (round, stage))
+        return json.loads(rows[0]["result"]) if rows else None
+
+    def mark_stage(self, round: int, stage: str, result: dict[str, Any]) -> None:
+        with self.transaction() as c:
+            c.execute(
+                "INSERT OR REPLACE INTO stages(round, stage, finished, result) VALUES (?, ?, ?, ?)",
+                (round, stage, time.time(), json.dumps(result)),
+            )
+
+    # -- instructions ---------------------------------------------------------------------------
+
+    def add_instructions(self, items: Iterable[Instruction]) -> int:
+        """Insert instructions; ones whose id exists are left untouched. Returns rows added."""
+        added = 0
+        with self.transaction() as c:
+            for ins in items:
+                r = ins.to_row()
+                cur = c.execute(
+                    "INSERT OR IGNORE INTO instructions(id, text, input, task, origin, parent_id,"
+                    " round_born, split, meta) VALUES (:id, :text, :input, :task, :origin,"
+                    " :parent_id, :round_born, :split, :meta)",
+                    r,
+                )
+                added += cur.rowcount
+        return added
+
+    def instructions(self, splits: Iterable[str] | None = None) -> list[Instruction]:
+        if splits is None:
+            rows = self.query("SELECT * FROM instructions ORDER BY round_born, id")
+        else:
+            s = list(splits)
+            marks = ",".join("?" * len(s))
+            rows = self.query(
+                f"SELECT * FROM instructions WHERE split IN ({marks}) ORDER BY round_born, id", s
+            )
+        return [Instruction.from_row(dict(r)) for r in rows]
+
+    def get_instruction(self, instruction_id: str) -> Instruction | None:
+        rows = self.query("SELECT * FROM instructions WHERE id = ?", (instruction_id,))
+        return Instruction.from_row(dict(rows[0])) if rows else None
+
+    def existing_ids(self, ids: Iterable[str]) -> set[str]:
+        ids = list(ids)
+        found: set[str] = set()
+        for i in range(0, len(ids), 500):
+            chunk = ids[i : i + 500]
+            marks = ",".join("?" * len(chunk))
+            rows = self.query(f"SELECT id FROM instructions WHERE id IN ({marks})", chunk)
+            found.update(r["id"] for r in rows)
+        return found
+
+    def count_instructions(self) -> dict[str, int]:
+        rows = self.query("SELECT split, COUNT(*) AS n FROM instructions GROUP BY split")
+        return {r["split"]: r["n"] for r in rows}
+
+    # -- responses ------------------------------------------------------------------------------
+
+    def add_responses(self, role: str, model: str, round: int, answers: dict[str, str]) -> None:
+        with self.transaction() as c:
+            c.executemany(
+                "INSERT OR REPLACE INTO responses(instruction_id, role, model, round, text)"
+                " VALUES (?, ?, ?, ?, ?)",
+                [(iid, role, model, round, text) for iid, text in answers.items()],
+            )
+
+    def teacher_answers(self, ids: Iterable[str] | None = None) -> dict[str, str]:
+        rows = self.query(
+            "SELECT instruction_id, text FROM responses WHERE role = 'teacher' ORDER BY round"
+        )
+        answers = {r["instruction_id"]: r["text"] for r in rows}
+        if ids is not None:
+            wanted = set(ids)
+            answers = {k: v for k, v in answers.items() if k in wanted}
+        return answers
+
+    def student_answers(self, round: int) -> dict[str, str]:
+        rows = self.query(
+            "SELECT instruction_id, text FROM responses WHERE role = 'student' AND round = ?",
+            (round,),
+        )
+        return {r["instruction_id"]: r["text"] for r in rows}
+
+    # -- verdicts -------------------------------------------------------------------------------
+
+    def add_verdicts(self, verdicts: Iterable[Verdict]) -> None:
+        with self.transaction() as c:
+            c.executemany(
+                "INSERT OR REPLACE INTO verdicts(instruction_id, round, teacher_score,"
+                " student_score, diff, hard, raw) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                [
+                    (
+                        v.instruction_id,
+                        v.round,
+                        v.teacher_score,
+                        v.student_score,
+                        v.diff,
+                        None if v.hard is None else int(v.hard),
+                        v.raw,
+                    )
+                    for v in verdicts
+                ],
+            )
+
+    def verdicts(self, round: int) -> list[Verdict]:
+        rows = self.query("SELECT * FROM verdicts WHERE round = ? ORDER BY instruction_id", (round,))
+        return [
+            Verdict(
+                instruction_id=r["instruction_id"],
+                round=r["round"],
+                teacher_score=r["teacher_score"],
+                student_score=r["student_score"],
+                hard=None if r["hard"] is None else bool(r["hard"]),
+                raw=r["raw"],
+            )
+            for r in rows
+        ]
+
+    # -- training examples ----------------------------------------------------------------------
+
+    def add_examples(self, examples: Iterable[Example]) -> None:
+        with self.transaction() as c:
+            c.executemany(
+                "INSERT OR IGNORE INTO examples(id, instruction_id, kind, prompt, completion,"
+                " generator, round, weight) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                [
+                    (e.id, e.instruction_id, e.kind, e.prompt, e.completion, e.generator, e.round, e.weight)
+                    for e in examples
+                ],
+            )
+
+    def examples(self, max_round: int | None = None) -> list[Example]:
+        sql = (
+            "SELECT e.* FROM examples e JOIN instructions i ON i.id = e.instruction_id"
+            " WHERE i.split = 'train'"
+        )
+        params: tuple[Any, ...] = ()
+        if max_round is not None:
+            sql += " AND e.round <= ?"
+            params = (max_round,)
+        rows = self.query(sql + " ORDER BY e.round, e.id", params)
+        return [
+            Example(
+                instruction_id=r["instruction_id"],
+                prompt=r["prompt"],
+                completion=r["completion"],
+                kind=r["kind"],
+                generator=r["generator"],
+                round=r["round"],
+                weight=r["weight"],
+            )
+            for r in rows
+        ]
+
+    # -- candidates -----------------------------------------------------------------------------
+
+    def replace_candidates(self, round: int, candidates: list[Candidate]) -> None:
+        with self.transaction() as c:
+            c.execute("DELETE FROM candidates WHERE round = ?", (round,))
+            c.executemany(
+                "INSERT INTO candidates(round, seq, id, generator, payload) VALUES (?, ?, ?, ?, ?)",
+                [
+                    (round, i, cand.id, cand.generator, json.dumps(_candidate_payload(cand)))
+                    for i, cand in enumerate(candidates)
+                ],
+            )
+
+    def candidates(self, round: int) -> list[Candidate]:
+        rows = self.query("SELECT payload FROM candidates WHERE round = ? ORDER BY seq", (round,))
+        return [_candidate_from_payload(json.loads(r["payload"])) for r in rows]
+
+    def set_candidate_status(self, round: int, statuses: dict[str, tuple[str, str | None]]) -> None:
+        """statuses: candidate id -> (status, reason)."""
+        with self.transaction() as c:
+            c.executemany(
+                "UPDATE candidates SET status = ?, reason = ? WHERE round = ? AND id = ?",
+                [(st, reason, round, cid) for cid, (st, reason) in statuses.items()],
+            )
+
+    # -- failures: rows that could not be answered, with the reason ----------------------------
+
+    def add_failures(self, round: int, stage: str, failures: dict[str, str]) -> None:
+        if not failures:
+            return
+        with self.transaction() as c:
+            c.executemany(
+                "INSERT OR REPLACE INTO failures(round, stage, item_id, reason) VALUES (?, ?, ?, ?)",
+                [(round, stage, k, v) for k, v in failures.items()],
+            )
+
+    # -- rounds ---------------------------------------------------------------------------------
+
+    def start_round(self, round: int) -> None:
+        with self.transaction() as c:
+            c.execute(
+                "INSERT OR IGNORE INTO rounds(round, started, metrics) VALUES (?, ?, '{}')",
+                (round, time.time()),
+            )
+
+    def merge_metrics(self, round: int, update: dict[str, Any]) -> dict[str, Any]:
+        """Deep-merge `update` into the round's metrics (one level of nested dicts)."""
+        with self.transaction() as c:
+            c.execute(
+                "INSERT OR IGNORE INTO rounds(round, started, metrics) VALUES (?, ?, '{}')",
+                (round, time.time()),
+            )
+            row = c.execute("SELECT metrics FROM rounds WHERE round = ?", (round,)).fetchone()
+            metrics = json.loads(row["metrics"])
+            for k, v in update.items():
+                if isinstance(v, dict) and isinstance(metrics.get(k), dict):
+                    metrics[k] = {**metrics[k], **v}
+                else:
+                    metrics[k] = v
+            c.execute("UPDATE rounds SET metrics = ? WHERE round = ?", (json.dumps(metrics), round))
+        return metrics
+
+    def finish_round(self, round: int) -> None:
+        with self.transaction() as c:
+            c.execute("UPDATE rounds SET finished = ? WHERE round = ?", (time.time(), round))
+
+    def rounds(self) -> list[dict[str, Any]]:
+        rows = self.query("SELECT * FROM rounds ORDER BY round")
+        return [
+            {
+                "round": r["round"],
+                "started": r["started"],
+                "finished": r["finished"],
+                "metrics": json.loads(r["metrics"]),
+            }
+            for r in rows
+        ]
+
+    # -- embeddings -----------------------------------------------------------------------------
+
+    def add_embeddings(self, model: str, vectors: dict[str, bytes]) -> None:
+        with self.transaction() as c:
+            c.executemany(
+                "INSERT OR REPLACE INTO embeddings(instruction_id, model, vector) VALUES (?, ?, ?)",
+                [(k, model, v) for k, v in vectors.items()],
+            )
+
+    def embeddings(self, model: str) -> list[tuple[str, bytes]]:
+        rows = self.query(
+            "SELECT instruction_id, vector FROM embeddings WHERE model = ? ORDER BY rowid", (model,)
+        )
+        return [(r["instruction_id"], r["vector"]) for r in rows]
+
+
+def _candidate_payload(c: Candidate) -> dict[str, Any]:
+    return {
+        "instruction": c.instruction.to_row(),
+        "generator": c.generator,
+        "examples": [e.__dict__ for e in c.examples],
+    }
+
+
+def _candidate_from_payload(p: dict[str, Any]) -> Candidate:
+    return Candidate(
+        instruction=Instruction.from_row(p["instruction"]),
+        generator=p["generator"],
+        examples=tuple(Example(**e) for e in p["examples"]),
+    )
