@@ -19,8 +19,6 @@ from lionloop.context import Reporter
 from lionloop.errors import ConfigError, LionloopError
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="Adversarial distillation loops.")
-pool_app = typer.Typer(no_args_is_help=True, help="Inspect a run's instruction pool.")
-app.add_typer(pool_app, name="pool")
 console = Console(stderr=False)
 err_console = Console(stderr=True)
 
@@ -148,7 +146,7 @@ def _print_summary(run_dir: Path) -> None:
     console.print(f"run directory: {run_dir}  (lionloop status {run_dir})")
 
 
-def _guard(fn, *args, **kwargs):  # noqa: ANN001, ANN202
+def guard(fn, *args, **kwargs):  # noqa: ANN001, ANN202
     """Turn lionloop errors into one red line and an exit code (2 = bad config)."""
     try:
         return fn(*args, **kwargs)
@@ -174,9 +172,9 @@ def demo(
 
     if run_dir is None:
         run_dir = Path("runs") / f"demo-{time.strftime('%Y%m%d-%H%M%S')}"
-    cfg = _guard(demo_config, rounds, seed, run_dir)
+    cfg = guard(demo_config, rounds, seed, run_dir)
     console.print(f"[bold]lionloop demo[/]: {rounds} rounds, seed {seed}, run dir {run_dir}")
-    out, _ = _guard(start, cfg, RichReporter(console))
+    out, _ = guard(start, cfg, RichReporter(console))
     _print_summary(out)
 
 
@@ -190,13 +188,13 @@ def run(
     _setup_logging(verbose)
     from lionloop.config import load_config
 
-    cfg = _guard(load_config, config)
+    cfg = guard(load_config, config)
     if run_dir is not None:
         cfg = cfg.model_copy(update={"run_dir": run_dir})
     _quiet_libraries()
     from lionloop.runner import start
 
-    out, _ = _guard(start, cfg, RichReporter(console))
+    out, _ = guard(start, cfg, RichReporter(console))
     _print_summary(out)
 
 
@@ -210,7 +208,7 @@ def resume(
     _quiet_libraries()
     from lionloop.runner import resume as do_resume
 
-    out, _ = _guard(do_resume, run_dir, RichReporter(console))
+    out, _ = guard(do_resume, run_dir, RichReporter(console))
     _print_summary(out)
 
 
@@ -222,7 +220,7 @@ def status(
     """Per-round figures of a run (works while it is running)."""
     from lionloop.runner import status as get_status
 
-    st = _guard(get_status, run_dir)
+    st = guard(get_status, run_dir)
     if as_json:
         typer.echo(json.dumps(st, indent=2))
         return
@@ -251,27 +249,9 @@ def plugins(as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
     console.print(t)
 
 
-@pool_app.command("stats")
-def pool_stats(
-    run_dir: Annotated[Path, typer.Argument(help="Run directory.")],
-    as_json: Annotated[bool, typer.Option("--json")] = False,
-) -> None:
-    """Counts by round, split, origin and task; hard/easy; rejections; teacher calls."""
-    from lionloop.poolview import pool_stats as get_stats
+from lionloop.cli_pool import pool_app  # noqa: E402 - sub-commands register on import
 
-    st = _guard(get_stats, run_dir)
-    if as_json:
-        typer.echo(json.dumps(st, indent=2))
-        return
-    for name, table in st.items():
-        if not isinstance(table, dict) or not table:
-            continue
-        t = Table(title=name)
-        t.add_column("key")
-        t.add_column("count", justify="right")
-        for k, v in table.items():
-            t.add_row(str(k), str(v))
-        console.print(t)
+app.add_typer(pool_app, name="pool")
 
 
 def main() -> None:

@@ -18,9 +18,9 @@ class _Section(BaseModel):
 
 class TaskConfig(_Section):
     pack: str = Field("skills", description="Task pack name (registered by a plugin); gives seeds, eval set, verifier.")
-    seeds_per_skill: int = Field(12, ge=1, description="Seed instructions per skill in the first train pool.")
+    seeds_per_skill: int = Field(40, ge=1, description="Seed instructions per skill in the first train pool.")
     cache_per_skill: int = Field(
-        24, ge=0,
+        30, ge=0,
         description="Probe instructions per skill in the cache pool: judged every round, never trained on "
         "(a tiny student memorises its train pool, so hard cases must come from instructions it has not seen).",
     )
@@ -86,7 +86,7 @@ class GeneratorConfig(_Section):
 
 
 class GenerateConfig(_Section):
-    max_new_per_round: int = Field(160, ge=1, description="Cap on candidates per round across generators.")
+    max_new_per_round: int = Field(400, ge=1, description="Cap on candidates per round across generators.")
     generators: dict[str, GeneratorConfig] = Field(
         default_factory=lambda: {"lion": GeneratorConfig()},
         description="Generator plugins by name; ones not listed do not run.",

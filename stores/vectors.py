@@ -8,7 +8,6 @@ import os
 from pathlib import Path
 
 import numpy as np
-
 from lionloop.stores.pool import Pool
 
 log = logging.getLogger(__name__)

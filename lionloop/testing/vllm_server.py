@@ -49,6 +49,7 @@ from types import TracebackType
 
 __all__ = [
     "CHAT_TEMPLATE",
+    "COMPACT_JSON_ARGS",
     "VLLMServer",
     "VLLMServerError",
     "VLLMUnavailableError",
@@ -80,6 +81,16 @@ CHAT_TEMPLATE = (
 )
 
 _SPECIAL_TOKENS = ("<pad>", "<s>", "</s>")
+
+#: Extra server args making JSON-schema output compact (``{"score":7}``).  By
+#: default the grammar allows arbitrary JSON whitespace and a random-weight
+#: model spends most tokens on it; the per-request
+#: ``structured_outputs.disable_any_whitespace`` field is ignored by vLLM 0.32
+#: (only this server-level setting is read, and it requires naming a backend).
+COMPACT_JSON_ARGS: tuple[str, ...] = (
+    "--structured-outputs-config",
+    '{"backend": "xgrammar", "disable_any_whitespace": true}',
+)
 
 
 class VLLMUnavailableError(RuntimeError):

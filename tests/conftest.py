@@ -1,0 +1,48 @@
+"""Shared fixtures: a micro loop config and one finished micro run reused by read-only tests."""
+
+from __future__ import annotations
+
+import copy
+import os
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+# Small enough to run two full rounds in well under a minute on 2 cores.
+MICRO: dict[str, Any] = {
+    "name": "micro",
+    "seed": 0,
+    "task": {"seeds_per_skill": 6, "cache_per_skill": 6, "eval_per_skill": 6, "skills": ["copy", "reverse", "add"]},
+    "student": {"hidden_size": 32, "num_layers": 1, "num_heads": 2, "max_length": 32, "max_new_tokens": 8},
+    "train": {"steps_per_round": 15, "batch_size": 16, "warmup_steps": 2},
+    "generate": {"max_new_per_round": 20},
+    "stop": {"max_rounds": 2},
+}
+
+
+def deep_merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
+    out = copy.deepcopy(base)
+    for k, v in over.items():
+        out[k] = deep_merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
+    return out
+
+
+def micro_config(run_dir: Path, **over: Any):
+    from lionloop.config import parse_config
+
+    return parse_config(deep_merge(MICRO, {"run_dir": str(run_dir), **over}), "micro")
+
+
+@pytest.fixture(scope="session")
+def micro_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A finished 2-round micro run (built once per test session)."""
+    from lionloop.runner import start
+
+    run_dir = tmp_path_factory.mktemp("runs") / "micro"
+    out, final = start(micro_config(run_dir))
+    assert final.get("stop_reason"), final
+    return out
