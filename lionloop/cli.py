@@ -20,23 +20,16 @@ from lionloop.errors import ConfigError, LionloopError
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="Adversarial distillation loops.")
 console = Console(stderr=False)
-err_console = Console(stderr=True)
+err_console = Console(stderr=True, soft_wrap=True)  # one error, one line
 
 
 def _quiet_libraries() -> None:
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     warnings.filterwarnings("ignore")
-    try:
-        import transformers
+    from lionloop.student import quiet_hf
 
-        transformers.logging.set_verbosity_error()
-        transformers.utils.logging.disable_progress_bar()
-        import datasets
-
-        datasets.disable_progress_bars()
-    except ImportError:  # pragma: no cover
-        pass
+    quiet_hf()
 
 
 class RichReporter(Reporter):

@@ -41,12 +41,18 @@ class Embedder:
             os.environ.setdefault("HF_HUB_OFFLINE", "1")
             from sentence_transformers import SentenceTransformer
 
+            from lionloop.student import quiet_hf
+
+            quiet_hf()
+
             self._model = SentenceTransformer(self.path, device="cpu")
         return self._model
 
     @property
     def dim(self) -> int:
-        return int(self.model.get_sentence_embedding_dimension())
+        m = self.model
+        get = getattr(m, "get_embedding_dimension", None) or m.get_sentence_embedding_dimension
+        return int(get())
 
     def encode(self, texts: Sequence[str], progress: Callable[[int], None] | None = None) -> np.ndarray:
         if not texts:
@@ -104,6 +110,11 @@ def deduplicate(
             res.rejected[cid] = DUP_BATCH
             continue
         seen_ids.add(cid)
+        own_split = split_of(cid)
+        if own_split is not None:  # the very same instruction is already stored
+            res.rejected[cid] = DUP_EVAL if own_split == "eval" else DUP_POOL
+            res.nearest[cid] = (cid, 1.0)
+            continue
         nb, sim = names[i][0], float(sims[i][0])
         if nb is not None and sim >= threshold:
             res.rejected[cid] = DUP_EVAL if split_of(nb) == "eval" else DUP_POOL

@@ -8,6 +8,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
 Split = Literal["train", "cache", "eval"]
+SPLITS = ("train", "cache", "eval")
 
 
 def content_id(*parts: str, size: int = 16) -> str:
@@ -31,6 +32,10 @@ class Instruction:
     round_born: int = 0
     split: Split = "train"
     meta: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.split not in SPLITS:
+            raise ValueError(f"split must be one of {SPLITS}, got {self.split!r}")
 
     @property
     def id(self) -> str:

@@ -122,6 +122,17 @@ def status(run_dir: Path) -> dict[str, Any]:
         boot = next((r["metrics"] for r in pool.rounds() if r["round"] == 0), {})
     finally:
         pool.close()
+    cache = Pool(Path(cfg.teacher.cache_path or Path(run_dir) / POOL_FILE), readonly=True)
+    try:
+        row = cache.query(
+            "SELECT COUNT(*) AS paid, COALESCE(SUM(repaid), 0) AS repaid FROM llm_cache WHERE run_id = ?",
+            (run_id,),
+        )[0]
+        calls = {"paid": row["paid"], "repaid": row["repaid"]}
+    except sqlite3.OperationalError:  # no call made yet
+        calls = {"paid": 0, "repaid": 0}
+    finally:
+        cache.close()
     out_rounds = []
     for r in rounds:
         m = r["metrics"]
@@ -155,5 +166,6 @@ def status(run_dir: Path) -> dict[str, Any]:
                       "teacher_calls": int(sum(v.get("calls", 0) for v in boot_teacher.values())),
                       "cache_hits": int(sum(v.get("hits", 0) for v in boot_teacher.values()))},
         "rounds": out_rounds,
+        "teacher_calls": calls,
         "pool": {"by_split": totals, "by_origin": by_origin, "examples": examples},
     }

@@ -51,6 +51,16 @@ def build_tokenizer() -> Any:
     return tok
 
 
+def quiet_hf() -> None:
+    """Silence library progress bars and info logs: lionloop reports progress itself."""
+    import datasets
+    import transformers
+
+    transformers.logging.set_verbosity_error()
+    transformers.utils.logging.disable_progress_bar()
+    datasets.disable_progress_bars()
+
+
 def pick_device(pref: str) -> str:
     import torch
 
@@ -64,6 +74,7 @@ def build_tiny_student(out_dir: Path, cfg: StudentConfig, seed: int) -> Path:
     import torch
     from transformers import LlamaConfig, LlamaForCausalLM
 
+    quiet_hf()
     tok = build_tokenizer()
     config = LlamaConfig(
         vocab_size=len(tok),
@@ -102,6 +113,7 @@ def save_atomically(out_dir: Path, write: Callable[[Path], Any]) -> None:
 def load(path: Path, device: str = "cpu") -> tuple[Any, Any]:
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
+    quiet_hf()
     tok = AutoTokenizer.from_pretrained(path)
     model = AutoModelForCausalLM.from_pretrained(path).to(device)
     model.eval()

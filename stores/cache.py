@@ -22,7 +22,8 @@ CREATE TABLE IF NOT EXISTS llm_cache(
     created REAL NOT NULL,
     run_id TEXT NOT NULL DEFAULT '',
     round INTEGER NOT NULL DEFAULT 0,
-    stage TEXT NOT NULL DEFAULT ''
+    stage TEXT NOT NULL DEFAULT '',
+    repaid INTEGER NOT NULL DEFAULT 0
 );
 CREATE INDEX IF NOT EXISTS llm_cache_run ON llm_cache(run_id, round, stage);
 """
@@ -79,8 +80,11 @@ class CallCache:
     ) -> None:
         with self._lock:
             self.conn.execute(
-                "INSERT OR IGNORE INTO llm_cache(key, backend, model, request, response, usage,"
-                " created, run_id, round, stage) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                # A second payment for a key we hold is a bug (or two runs racing on one cache):
+                # keep the first reply and count the repayment, so it can be reported.
+                "INSERT INTO llm_cache(key, backend, model, request, response, usage,"
+                " created, run_id, round, stage) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+                " ON CONFLICT(key) DO UPDATE SET repaid = repaid + 1",
                 (
                     key,
                     backend,
@@ -113,6 +117,15 @@ class CallCache:
             }
             for r in rows
         }
+
+    def repaid(self, run_id: str | None = None) -> int:
+        """Calls paid again for a key already cached (0 unless something is wrong)."""
+        sql = "SELECT COALESCE(SUM(repaid), 0) AS n FROM llm_cache"
+        params: tuple[str, ...] = ()
+        if run_id is not None:
+            sql, params = sql + " WHERE run_id = ?", (run_id,)
+        with self._lock:
+            return int(self.conn.execute(sql, params).fetchone()["n"])
 
     def total_paid(self, run_id: str) -> int:
         with self._lock:

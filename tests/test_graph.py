@@ -1,0 +1,44 @@
+from __future__ import annotations
+
+from langgraph.graph import END
+
+from lionloop.config import StopConfig
+from lionloop.graph import route_after_decide, route_after_discriminate
+from lionloop.state import stop_reason
+
+
+def test_stop_reasons_in_priority_order() -> None:
+    cfg = StopConfig(max_rounds=3, max_teacher_calls=100, patience=2)
+    assert stop_reason({"round": 1, "teacher_calls": 10, "hard": 5, "stale_rounds": 0}, cfg) is None
+    assert stop_reason({"round": 3, "hard": 5}, cfg) == "max_rounds"
+    assert stop_reason({"round": 1, "teacher_calls": 100, "hard": 5}, cfg) == "teacher_budget"
+    assert stop_reason({"round": 1, "teacher_calls": 0, "hard": 0}, cfg) == "no_hard_cases"
+    assert stop_reason({"round": 1, "hard": 3, "stale_rounds": 2}, cfg) == "plateau"
+    assert stop_reason({"round": 1, "hard": 0}, StopConfig(max_rounds=3, stop_when_no_hard=False)) is None
+    # Before discriminate has run, "hard" is unknown: that is not "no hard cases".
+    assert stop_reason({"round": 1}, cfg) is None
+
+
+def test_routing() -> None:
+    cfg = StopConfig(max_rounds=2)
+    assert route_after_discriminate({"round": 1, "hard": 4}, stop=cfg) == "generate"
+    # Last round: skip generate/curate, no teacher calls on data nobody trains on.
+    assert route_after_discriminate({"round": 2, "hard": 4}, stop=cfg) == "decide"
+    assert route_after_discriminate({"round": 1, "hard": 0}, stop=cfg) == "decide"
+    assert route_after_decide({"round": 2}) == "imitate"
+    assert route_after_decide({"round": 2, "stop_reason": "max_rounds"}) == END
+
+
+def test_graph_shape(tmp_path) -> None:
+    from conftest import micro_config
+
+    from lionloop.context import Runtime
+    from lionloop.graph import build_graph
+
+    rt = Runtime(cfg=micro_config(tmp_path), run_dir=tmp_path, run_id="g")
+    g = build_graph(rt).get_graph()
+    edges = {(e.source, e.target) for e in g.edges}
+    for a, b in [("__start__", "bootstrap"), ("bootstrap", "imitate"), ("imitate", "evaluate"),
+                 ("evaluate", "discriminate"), ("discriminate", "generate"), ("discriminate", "decide"),
+                 ("generate", "curate"), ("curate", "decide"), ("decide", "imitate"), ("decide", "__end__")]:
+        assert (a, b) in edges, (a, b)

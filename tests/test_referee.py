@@ -1,0 +1,92 @@
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+from lionloop.config import RefereeConfig
+from lionloop.records import Instruction
+from lionloop.referee import judge_cases, lion_rule
+from lionloop.requests import Judge, TeacherRequest
+from lionloop.stores.cache import CallCache
+from lionloop.teacher import Reply, Teacher
+
+
+class BiasedJudge:
+    """A referee double that prefers whatever answer comes first by `bias` points."""
+
+    name = "biased"
+    model = "m"
+
+    def __init__(self, bias: float, garbage_for: set[str] = frozenset()) -> None:
+        self.bias = bias
+        self.garbage_for = garbage_for
+        self.calls = 0
+
+    def params(self) -> dict[str, Any]:
+        return {}
+
+    def prompt_for(self, request: TeacherRequest, attempt: int) -> Any:
+        return {**request.payload(), "attempt": attempt}
+
+    def complete(self, requests: Sequence[TeacherRequest], attempt: int) -> Iterator[tuple[int, Reply]]:
+        for i, r in enumerate(requests):
+            self.calls += 1
+            assert isinstance(r, Judge)
+            if r.instruction in self.garbage_for:
+                yield i, Reply(text="I refuse to give numbers. Score of Assistant 1: 11")
+                continue
+            q1 = 9.0 if r.answer_1.strip() == "right" else 4.0
+            q2 = 9.0 if r.answer_2.strip() == "right" else 4.0
+            s1, s2 = min(10.0, q1 + self.bias), q2
+            yield i, Reply(text=f'{{"explanation": "ok", "score_1": {s1}, "score_2": {s2}}}')
+
+
+def _teacher(tmp_path: Path, backend: Any) -> Teacher:
+    return Teacher(backend, CallCache(tmp_path / "c.sqlite"), "run", parse_retries=1)
+
+
+def test_lion_rule_threshold() -> None:
+    assert lion_rule(8, 7, 1.0) and not lion_rule(8, 7.5, 1.0) and lion_rule(8, 8, 0.0)
+
+
+def test_both_orders_cancel_position_bias(tmp_path: Path) -> None:
+    items = [Instruction(text="q1", task="t"), Instruction(text="q2", task="t")]
+    teacher = {items[0].id: "right", items[1].id: "right"}
+    student = {items[0].id: "right ", items[1].id: "wrong"}  # first one equal up to space
+    cfg = RefereeConfig(tau=1.0, skip_identical=False)
+    verdicts = judge_cases(_teacher(tmp_path, BiasedJudge(bias=2.0)), items, teacher, student, 1, cfg)
+    v_same, v_wrong = verdicts
+    # Equal answers: the first-position bias cancels out exactly when averaged over both orders.
+    assert v_same.teacher_score == v_same.student_score == 9.5 and v_same.hard is False
+    # (9+2 capped at 10, and 9) for the teacher; (4+2, 4) for the student -> 9.5 vs 5.0.
+    assert v_wrong.teacher_score == 9.5 and v_wrong.student_score == 5.0 and v_wrong.hard is True
+
+
+def test_single_order_keeps_the_bias(tmp_path: Path) -> None:
+    items = [Instruction(text="q", task="t")]
+    ans = {items[0].id: "right"}
+    cfg = RefereeConfig(tau=1.0, both_orders=False, skip_identical=False)
+    (v,) = judge_cases(_teacher(tmp_path, BiasedJudge(bias=2.0)), items, ans, dict(ans), 1, cfg)
+    assert v.hard is True  # the biased judge alone calls identical answers "hard"
+
+
+def test_identical_answers_skip_the_judge(tmp_path: Path) -> None:
+    backend = BiasedJudge(0)
+    items = [Instruction(text="q", task="t")]
+    ans = {items[0].id: "right"}
+    (v,) = judge_cases(_teacher(tmp_path, backend), items, ans, dict(ans), 1, RefereeConfig())
+    assert v.hard is False and v.teacher_score is None and backend.calls == 0
+
+
+def test_unparseable_verdict_is_recorded_not_invented(tmp_path: Path) -> None:
+    backend = BiasedJudge(0, garbage_for={"bad"})
+    items = [Instruction(text="bad", task="t"), Instruction(text="good", task="t")]
+    teacher = {i.id: "right" for i in items}
+    student = {i.id: "wrong" for i in items}
+    verdicts = judge_cases(_teacher(tmp_path, backend), items, teacher, student, 1, RefereeConfig())
+    bad, good = verdicts
+    assert bad.hard is None and bad.teacher_score is None and "judge failed" in bad.raw
+    assert good.hard is True
+    # One re-ask per order for the garbage one: 2 orders x 2 attempts, plus 2 for the good one.
+    assert backend.calls == 6

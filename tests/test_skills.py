@@ -1,0 +1,68 @@
+from __future__ import annotations
+
+import pytest
+
+from lionloop.config import TaskConfig
+from lionloop.errors import ConfigError, Unsupported
+from lionloop.requests import Answer, Judge, Rewrite
+from lionloop.plugins.skills import SKILLS, SkillsPack
+
+
+@pytest.fixture
+def pack() -> SkillsPack:
+    return SkillsPack(TaskConfig(), seed=0)
+
+
+@pytest.mark.parametrize(
+    ("text", "gold"),
+    [("copy abc", "abc"), ("upper abch", "ABCH"), ("shift abh", "bca"), ("reverse abcd", "dcba"),
+     ("sort dcab", "abcd"), ("count a in abaca", "3"), ("add 47 85", "132")],
+)
+def test_oracle_answers(pack: SkillsPack, text: str, gold: str) -> None:
+    assert pack.oracle().handle(Answer(instruction=text))["text"] == gold
+
+
+def test_oracle_judges_exactly_on_1_to_10(pack: SkillsPack) -> None:
+    out = pack.oracle().handle(Judge(instruction="reverse abcd", answer_1="dcba", answer_2="dcab"))
+    assert out["score_1"] == 10 and 1 <= out["score_2"] <= 8
+    out = pack.oracle().handle(Judge(instruction="add 1 2", answer_1="", answer_2="3"))
+    assert out["score_1"] == 1 and out["score_2"] == 10
+
+
+def test_oracle_refuses_foreign_instructions(pack: SkillsPack) -> None:
+    with pytest.raises(Unsupported):
+        pack.oracle().handle(Answer(instruction="What is the capital of France?"))
+    assert pack.verify(pack.make("copy", 1, __import__("random").Random(0)), "x") is False
+
+
+def test_rewrites_stay_in_skill_and_level(pack: SkillsPack) -> None:
+    oracle = pack.oracle()
+    for skill in SKILLS:
+        ins = pack.make(skill, 3, __import__("random").Random(1))
+        hard = oracle.handle(Rewrite(instruction=ins.text, mode="hard", variant=0))["instruction"]
+        hard2 = oracle.handle(Rewrite(instruction=ins.text, mode="hard", variant=1))["instruction"]
+        easy = oracle.handle(Rewrite(instruction=ins.text, mode="easy"))["instruction"]
+        assert hard.split()[0] == easy.split()[0] == skill
+        assert pack.level_of(hard) == 3 and pack.level_of(easy) in (1, 5)
+        assert hard != hard2 or skill == "add"  # variants differ (tiny add spaces may collide)
+        # Deterministic: the same request gives the same sibling.
+        assert oracle.handle(Rewrite(instruction=ins.text, mode="hard", variant=0))["instruction"] == hard
+
+
+def test_seeds_and_eval_are_disjoint_balanced_and_stable(pack: SkillsPack) -> None:
+    ev = pack.eval_set(20)
+    seeds = pack.seeds(30)
+    assert not {i.id for i in ev} & {i.id for i in seeds}
+    assert len(ev) == 20 * len(SKILLS) and len(seeds) == 30 * len(SKILLS)
+    assert all(i.split == "eval" for i in ev) and all(i.split == "train" for i in seeds)
+    levels = [i.meta["level"] for i in ev if i.task == "reverse"]
+    assert sorted(set(levels)) == [1, 2, 3, 4, 5] and levels.count(1) == levels.count(5)
+    assert [i.id for i in SkillsPack(TaskConfig(), seed=0).seeds(30)] == [i.id for i in seeds]
+    assert [i.id for i in SkillsPack(TaskConfig(), seed=1).seeds(30)] != [i.id for i in seeds]
+    # The eval set does not move with the run seed.
+    assert [i.id for i in SkillsPack(TaskConfig(), seed=1).eval_set(20)] == [i.id for i in ev]
+
+
+def test_unknown_skill_is_a_config_error() -> None:
+    with pytest.raises(ConfigError, match="task.skills"):
+        SkillsPack(TaskConfig(skills=["copy", "juggle"]), seed=0)
