@@ -51,6 +51,9 @@ class CallCache:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self.conn = connect(self.path)
         self.conn.executescript(SCHEMA)
+        cols = {r["name"] for r in self.conn.execute("PRAGMA table_info(llm_cache)")}
+        if "repaid" not in cols:  # caches written before the counter existed
+            self.conn.execute("ALTER TABLE llm_cache ADD COLUMN repaid INTEGER NOT NULL DEFAULT 0")
         self._lock = threading.Lock()
 
     def close(self) -> None:

@@ -1,0 +1,102 @@
+"""A 2-round micro loop end to end: what it writes, and that it is consistent."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from pathlib import Path
+
+import pytest
+
+from lionloop.runner import resume, status
+
+
+def q(run: Path, sql: str, *params):  # noqa: ANN201
+    with sqlite3.connect(run / "pool.sqlite") as c:
+        return c.execute(sql, params).fetchall()
+
+
+def test_micro_loop_figures(micro_run: Path) -> None:
+    st = status(micro_run)
+    r1, r2 = st["rounds"]
+    assert r1["finished"] and r2["finished"] and r2["stop_reason"] == "max_rounds"
+    for r in (r1, r2):
+        assert 0.0 <= r["eval_accuracy"] <= 1.0
+        assert set(r["eval_per_skill"]) == {"copy", "reverse", "add"}
+        assert r["hard"] + r["easy"] > 0
+        assert {"imitate", "evaluate", "discriminate", "decide"} <= set(r["seconds"])
+    # Round 1 generated and curated; the last round skips both (no data nobody trains on).
+    assert r1["candidates"] > 0 and 0 < r1["accepted"] <= r1["candidates"]
+    assert r1["candidates"] == r1["accepted"] + sum(r1["dedup_rejected"].values())
+    assert r2["candidates"] == 0 and "generate" not in r2["seconds"]
+    assert st["bootstrap"]["seeds"] == 18 and st["bootstrap"]["cache"] == 18
+    assert st["bootstrap"]["teacher_calls"] == 36
+    assert st["teacher_calls"]["repaid"] == 0
+
+
+def test_pool_lineage_and_splits(micro_run: Path) -> None:
+    rows = q(micro_run, "SELECT id, origin, parent_id, round_born, split FROM instructions")
+    by_id = {r[0]: r for r in rows}
+    born = [r for r in rows if r[1] == "lion"]
+    assert born and all(r[3] == 1 and r[4] == "train" for r in born)
+    for r in born:
+        parent = by_id[r[2]]
+        assert parent[4] != "eval"  # eval is never a generation seed
+    # Every train instruction has a training row; eval and cache instructions have none.
+    trained = {r[0] for r in q(micro_run, "SELECT DISTINCT instruction_id FROM examples")}
+    assert trained == {r[0] for r in rows if r[4] == "train"}
+    # Every pool instruction has a teacher answer and an embedding in the index.
+    answered = {r[0] for r in q(micro_run, "SELECT instruction_id FROM responses WHERE role='teacher'")}
+    assert answered >= {r[0] for r in rows if r[4] != "eval"}
+    ids = json.loads((micro_run / "index.ids.json").read_text())
+    assert sorted(ids) == sorted(by_id)
+
+
+def test_candidates_are_accounted_for(micro_run: Path) -> None:
+    cands = q(micro_run, "SELECT id, status, reason FROM candidates WHERE round = 1")
+    accepted = {c[0] for c in cands if c[1] == "accepted"}
+    assert accepted == {r[0] for r in q(micro_run, "SELECT id FROM instructions WHERE origin='lion'")}
+    assert all(c[2] for c in cands if c[1] != "accepted")  # every rejection has a reason
+    assert {c[1] for c in cands} <= {"accepted", "rejected", "failed"}
+
+
+def test_checkpoints_events_and_resume_of_a_finished_run(micro_run: Path) -> None:
+    assert (micro_run / "student" / "round-1" / "config.json").exists()
+    assert (micro_run / "student" / "round-2" / "config.json").exists()
+    events = [json.loads(line) for line in (micro_run / "events.jsonl").read_text().splitlines()]
+    started = [(e["round"], e["stage"]) for e in events if e["event"] == "stage_start"]
+    assert started[:3] == [(0, "bootstrap"), (1, "imitate"), (1, "evaluate")]
+    before = q(micro_run, "SELECT COUNT(*) FROM instructions")
+    _, final = resume(micro_run)  # already finished: nothing runs, nothing changes
+    assert final["stop_reason"] == "max_rounds"
+    assert q(micro_run, "SELECT COUNT(*) FROM instructions") == before
+
+
+class Boom:
+    """A third-party generator that always raises."""
+
+    from lionloop.hookspecs import hookimpl
+
+    @hookimpl
+    def lionloop_generate(self, cases, teacher, ctx):  # noqa: ANN001, ANN201
+        raise RuntimeError("kaboom")
+
+
+@pytest.mark.slow
+def test_plugin_that_raises_is_reported_by_name_and_pool_stays_consistent(tmp_path: Path) -> None:
+    from conftest import micro_config
+
+    from lionloop.context import Runtime
+    from lionloop.graph import build_graph
+    from lionloop.plugin_manager import get_plugin_manager
+
+    cfg = micro_config(tmp_path, generate={"max_new_per_round": 20, "generators": {
+        "boom": {"share": 0.5}, "lion": {"share": 0.5}}})
+    rt = Runtime(cfg=cfg, run_dir=tmp_path, run_id="boom-run", pm=get_plugin_manager(extra=[("boom", Boom())]))
+    final = build_graph(rt).invoke({"run_id": "boom-run", "round": 1}, {"recursion_limit": 100})
+    rt.close()
+    assert final["stop_reason"] == "max_rounds"
+    metrics = json.loads(q(tmp_path, "SELECT metrics FROM rounds WHERE round = 1")[0][0])
+    assert metrics["generate"]["plugin_errors"] == {"boom": "RuntimeError: kaboom"}
+    assert metrics["generate"]["by_generator"] == {"lion": 10}
+    assert {r[0] for r in q(tmp_path, "SELECT DISTINCT origin FROM instructions")} == {"seed", "lion"}
