@@ -1,0 +1,44 @@
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from typer.testing import CliRunner
+
+from lionloop.cli import app
+
+runner = CliRunner()
+
+
+def test_status_json_has_per_round_figures(micro_run: Path) -> None:
+    res = runner.invoke(app, ["status", str(micro_run), "--json"])
+    assert res.exit_code == 0, res.output
+    st = json.loads(res.output)
+    assert [r["round"] for r in st["rounds"]] == [1, 2]
+    r1 = st["rounds"][0]
+    for key in ("eval_accuracy", "eval_per_skill", "hard", "easy", "candidates", "dedup_rejected",
+                "teacher_calls", "cache_hits", "seconds"):
+        assert key in r1, key
+    assert r1["teacher_calls"] == sum(v["calls"] for v in r1["teacher_by_stage"].values())
+    assert st["pool"]["by_split"]["eval"] == 18
+
+
+def test_status_table_and_bad_run_dir(micro_run: Path, tmp_path: Path) -> None:
+    res = runner.invoke(app, ["status", str(micro_run)])
+    assert res.exit_code == 0 and "eval acc" in res.output and "reverse" in res.output
+    bad = runner.invoke(app, ["status", str(tmp_path)])
+    assert bad.exit_code == 1 and "not a lionloop run directory" in bad.output
+
+
+def test_run_refuses_an_existing_run_dir(micro_run: Path, tmp_path: Path) -> None:
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text(f"run_dir: {micro_run}\n")
+    res = runner.invoke(app, ["run", str(cfg)])
+    assert res.exit_code == 1 and "lionloop resume" in res.output
+
+
+def test_pool_stats_json(micro_run: Path) -> None:
+    res = runner.invoke(app, ["pool", "stats", str(micro_run), "--json"])
+    assert res.exit_code == 0, res.output
+    st = json.loads(res.output)
+    assert st["by_split"]["train"] > 18 and st["by_origin"]["seed"] == 36
