@@ -45,7 +45,34 @@ class TeacherConfig(_Section):
     cost_per_1k_input: float = Field(0.0, ge=0, description="Price per 1k prompt tokens, for cost estimates.")
     cost_per_1k_output: float = Field(0.0, ge=0, description="Price per 1k completion tokens, for cost estimates.")
     cache_path: Path | None = Field(None, description="SQLite file of the call cache; share it across runs to reuse calls.")
-    options: dict[str, Any] = Field(default_factory=dict, description="Backend-specific options.")
+    structured_output: Literal["json_schema", "json_object", "none"] = Field(
+        "json_schema",
+        description="How JSON replies (judge, rewrite) are constrained: json_schema (vLLM, SGLang, OpenAI), "
+        "json_object (servers without schema support) or none (prompt only); replies are parsed tolerantly either way.",
+    )
+    prompts_dir: Path | None = Field(None, description="Directory of .j2 files overriding the packaged prompt templates by name.")
+    system_role: bool = Field(True, description="Send a system message; false folds it into the user turn (models without a system role).")
+    transport: Literal["aiohttp", "openai"] = Field(
+        "aiohttp",
+        description="openai backend client: aiohttp (direct, fastest measured: see BENCHMARKS.md) or openai (AsyncOpenAI).",
+    )
+    retry_backoff_s: float = Field(0.5, ge=0, description="First backoff after a 429/5xx/timeout without Retry-After; doubles per retry.")
+    max_backoff_s: float = Field(30.0, ge=0, description="Cap on a backoff without Retry-After (Retry-After itself is honoured up to 10 min).")
+    batch_size: int = Field(32, ge=1, description="In-process backends (hf, vllm): prompts per generate call; each batch is cached before the next.")
+    options: dict[str, Any] = Field(
+        default_factory=dict,
+        description="Backend-specific options. openai: extra request fields (top_p, seed, ...), part of the cache key; "
+        "hf: device, dtype; vllm: engine_args for vllm.LLM plus extra SamplingParams fields.",
+    )
+
+    @field_validator("options")
+    @classmethod
+    def _no_secrets(cls, v: dict[str, Any]) -> dict[str, Any]:
+        # options are written to config.yaml and hashed into cache keys: no place for a key.
+        bad = [k for k in v if any(s in k.lower() for s in ("api_key", "apikey", "authorization", "password", "token_secret"))]
+        if bad:
+            raise ValueError(f"{bad[0]!r} looks like a secret: put it in an env var and name that var in api_key_env")
+        return v
 
 
 class StudentConfig(_Section):
@@ -86,6 +113,11 @@ class GeneratorConfig(_Section):
 
 
 class GenerateConfig(_Section):
+    case_selection: Literal["referee", "uniform"] = Field(
+        "referee",
+        description="referee: generators get the referee's hard/easy cases (Lion). uniform: no judging; "
+        "generators get pool instructions drawn uniformly as their cases (the 'uniform expansion' baseline).",
+    )
     max_new_per_round: int = Field(400, ge=1, description="Cap on candidates per round across generators.")
     generators: dict[str, GeneratorConfig] = Field(
         default_factory=lambda: {"lion": GeneratorConfig()},

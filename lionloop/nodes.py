@@ -12,7 +12,7 @@ from typing import Any
 from lionloop.context import Runtime
 from lionloop.dedup import deduplicate, embed_text
 from lionloop.errors import PluginError
-from lionloop.records import Candidate, Case, Cases, Example, Instruction
+from lionloop.records import Candidate, Case, Cases, Example, Instruction, Verdict
 from lionloop.referee import judge_cases
 from lionloop.requests import Answer
 from lionloop.state import LoopState, stop_reason
@@ -196,6 +196,13 @@ def discriminate(state: LoopState, rt: Runtime) -> dict[str, Any]:
 
 
 def _discriminate(rt: Runtime, r: int) -> dict[str, Any]:
+    if rt.cfg.generate.case_selection == "uniform":
+        # Baseline mode: no referee, so no verdicts and no "no hard cases" stop.
+        result = {"hard": None, "easy": None, "unjudged": 0, "judged": 0, "hard_ratio": None, "mean_diff": None}
+        with rt.pool.transaction():
+            rt.pool.merge_metrics(r, {"referee": result})
+            rt.pool.mark_stage(r, "discriminate", result)
+        return result
     pool = rt.pool.instructions(["train", "cache"])
     teacher = rt.pool.teacher_answers()
     student = rt.pool.student_answers(r)
@@ -224,11 +231,24 @@ def _discriminate(rt: Runtime, r: int) -> dict[str, Any]:
 
 
 def load_cases(rt: Runtime, r: int) -> Cases:
-    """The round's judged cases, split by the referee's call (unjudged ones are left out)."""
+    """The round's judged cases, split by the referee's call (unjudged ones are left out).
+
+    With `generate.case_selection: uniform` every pool instruction is a "hard" case, in a
+    seeded random order, and nothing is judged: the uniform-expansion baseline.
+    """
     instructions = {i.id: i for i in rt.pool.instructions(["train", "cache"])}
     teacher = rt.pool.teacher_answers()
     student = rt.pool.student_answers(r)
     cases = Cases(round=r)
+    if rt.cfg.generate.case_selection == "uniform":
+        order = sorted(instructions)
+        rt.context(r).rng("uniform-cases").shuffle(order)
+        cases.hard = [
+            Case(instructions[i], teacher.get(i, ""), student.get(i, ""),
+                 Verdict(i, r, None, None, None, raw="uniform selection: not judged"))
+            for i in order
+        ]
+        return cases
     for v in rt.pool.verdicts(r):
         ins = instructions.get(v.instruction_id)
         if ins is None or v.hard is None:

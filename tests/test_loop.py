@@ -100,3 +100,20 @@ def test_plugin_that_raises_is_reported_by_name_and_pool_stays_consistent(tmp_pa
     assert metrics["generate"]["plugin_errors"] == {"boom": "RuntimeError: kaboom"}
     assert metrics["generate"]["by_generator"] == {"lion": 10}
     assert {r[0] for r in q(tmp_path, "SELECT DISTINCT origin FROM instructions")} == {"seed", "lion"}
+
+
+@pytest.mark.slow
+def test_uniform_case_selection_judges_nothing(tmp_path: Path) -> None:
+    from conftest import micro_config
+
+    from lionloop.runner import start
+
+    out, final = start(micro_config(tmp_path / "u", generate={"case_selection": "uniform", "max_new_per_round": 20}))
+    assert final["stop_reason"] == "max_rounds"
+    assert q(out, "SELECT COUNT(*) FROM verdicts") == [(0,)]
+    st = status(out)
+    assert "discriminate" not in st["rounds"][0]["teacher_by_stage"]  # no judge call paid
+    assert st["rounds"][0]["accepted"] > 0
+    # Parents are pool instructions (train or cache), never eval.
+    parents = q(out, "SELECT p.split FROM instructions c JOIN instructions p ON p.id = c.parent_id")
+    assert parents and {p[0] for p in parents} <= {"train", "cache"}
