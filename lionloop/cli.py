@@ -221,6 +221,20 @@ def status(
 
 
 @app.command()
+def init(
+    path: Annotated[Path, typer.Argument(help="Config file to write.")] = Path("lionloop.yaml"),
+    force: Annotated[bool, typer.Option("--force", help="Overwrite an existing file.")] = False,
+) -> None:
+    """Write a config file with every field, its default and what it does."""
+    from lionloop.config import commented_yaml
+
+    if path.exists() and not force:
+        _fail(LionloopError(f"{path} exists (use --force to overwrite)"), 1)
+    path.write_text("# lionloop run configuration: `lionloop run " + str(path) + "`\n" + commented_yaml() + "\n")
+    console.print(f"wrote {path}")
+
+
+@app.command()
 def plugins(as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
     """List loaded plugins with where they came from."""
     from lionloop.plugin_manager import get_plugin_manager

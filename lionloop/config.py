@@ -145,16 +145,16 @@ class RunConfig(_Section):
     name: str = Field("lionloop", description="Run name (the run directory defaults to runs/<name>).")
     seed: int = Field(0, description="Seeds data sampling, training and generation: same seed, same pool.")
     run_dir: Path | None = Field(None, description="Where the run lives; default runs/<name>.")
-    task: TaskConfig = Field(default_factory=TaskConfig)
-    teacher: TeacherConfig = Field(default_factory=TeacherConfig)
+    task: TaskConfig = Field(default_factory=TaskConfig, description="Where seeds, eval set and verifier come from.")
+    teacher: TeacherConfig = Field(default_factory=TeacherConfig, description="The teacher that answers instructions.")
     referee: TeacherConfig | None = Field(None, description="Separate referee model; None uses the teacher.")
     generator_teacher: TeacherConfig | None = Field(None, description="Separate model for rewrites; None uses the teacher.")
-    student: StudentConfig = Field(default_factory=StudentConfig)
-    train: TrainConfig = Field(default_factory=TrainConfig)
-    judge: RefereeConfig = Field(default_factory=RefereeConfig)
-    generate: GenerateConfig = Field(default_factory=GenerateConfig)
-    dedup: DedupConfig = Field(default_factory=DedupConfig)
-    stop: StopConfig = Field(default_factory=StopConfig)
+    student: StudentConfig = Field(default_factory=StudentConfig, description="The student model.")
+    train: TrainConfig = Field(default_factory=TrainConfig, description="The imitate stage.")
+    judge: RefereeConfig = Field(default_factory=RefereeConfig, description="The discriminate stage (Lion's referee rule).")
+    generate: GenerateConfig = Field(default_factory=GenerateConfig, description="The generate stage: which generator plugins, how much.")
+    dedup: DedupConfig = Field(default_factory=DedupConfig, description="The curate stage's near-duplicate filter.")
+    stop: StopConfig = Field(default_factory=StopConfig, description="When the loop ends.")
 
     @field_validator("name")
     @classmethod
@@ -204,3 +204,34 @@ def load_config(path: Path) -> RunConfig:
 def dump_config(cfg: RunConfig) -> str:
     """YAML of a config as run; holds env var *names* only, never secrets."""
     return yaml.safe_dump(cfg.model_dump(mode="json"), sort_keys=False)
+
+
+def commented_yaml(model: BaseModel | None = None, indent: int = 0) -> str:
+    """The config as YAML with every field's description as a comment (for `lionloop init`)."""
+    model = model if model is not None else RunConfig()
+    pad = "  " * indent
+    lines: list[str] = []
+    for name, field in type(model).model_fields.items():
+        value = getattr(model, name)
+        if field.description:
+            lines.append(f"{pad}# {field.description}")
+        if isinstance(value, BaseModel):
+            lines.append(f"{pad}{name}:")
+            lines.append(commented_yaml(value, indent + 1))
+        elif isinstance(value, dict) and value and all(isinstance(v, BaseModel) for v in value.values()):
+            lines.append(f"{pad}{name}:")
+            for key, sub in value.items():
+                lines.append(f"{pad}  {key}:")
+                lines.append(commented_yaml(sub, indent + 2))
+        else:
+            dumped = yaml.safe_dump({name: _plain(value)}, default_flow_style=True, sort_keys=False).strip()
+            lines.append(f"{pad}{dumped.removeprefix('{').removesuffix('}')}")
+    return "\n".join(lines)
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, Path):
+        return str(value)
+    if isinstance(value, BaseModel):
+        return value.model_dump(mode="json")
+    return value

@@ -66,3 +66,18 @@ def test_unknown_component_names_field(tmp_path: Path) -> None:
     cfg = parse_config({"teacher": {"backend": "nope"}, "run_dir": str(tmp_path)})
     with pytest.raises(ConfigError, match=r"teacher.backend: unknown backend 'nope' \(known: .*oracle"):
         Runtime(cfg=cfg, run_dir=tmp_path, run_id="x")
+
+
+def test_init_writes_a_commented_config_that_loads_to_the_defaults(tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from lionloop.cli import app
+
+    path = tmp_path / "l.yaml"
+    res = CliRunner().invoke(app, ["init", str(path)])
+    assert res.exit_code == 0, res.output
+    text = path.read_text()
+    assert "# Lion's threshold" in text and "tau: 1.0" in text
+    assert load_config(path) == parse_config({})
+    again = CliRunner().invoke(app, ["init", str(path)])
+    assert again.exit_code == 1 and "exists" in again.output
