@@ -1,0 +1,208 @@
+"""The report's Plotly figures, one function per chart, each taking `report.collect()`'s data.
+
+A function returns None when the run has nothing to plot yet (the page then says so).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+HARD, EASY, GREY, AMBER = "#d62728", "#2ca02c", "#9e9e9e", "#ff9f1c"
+STATUS_COLOURS = {"hard": HARD, "easy": EASY, "not judged yet": AMBER, "eval (held out)": GREY}
+HEIGHT = 340
+
+
+def _layout(fig: Any, **kw: Any) -> Any:
+    fig.update_layout(
+        template="plotly_white", height=kw.pop("height", HEIGHT), margin={"l": 55, "r": 20, "t": 20, "b": 45},
+        legend={"orientation": "h", "y": -0.2, "x": 0}, hovermode=kw.pop("hovermode", "x unified"),
+        font={"family": "system-ui, -apple-system, Segoe UI, Roboto, sans-serif", "size": 12}, **kw,
+    )
+    return fig
+
+
+def _round_axis(fig: Any, rounds: list[int], **kw: Any) -> None:
+    fig.update_xaxes(title_text="round", tickmode="array", tickvals=rounds,
+                     ticktext=[("0 (boot)" if r == 0 else str(r)) for r in rounds], **kw)
+
+
+def accuracy_figure(data: dict[str, Any]) -> Any:
+    import plotly.graph_objects as go
+
+    rounds = [r for r in data["rounds"] if data["metrics"][r].get("eval", {}).get("overall") is not None]
+    if not rounds:
+        return None
+    ev = [data["metrics"][r]["eval"] for r in rounds]
+    fig = go.Figure()
+    skills = sorted({s for e in ev for s in e.get("per_skill", {})})
+    for s in skills:
+        fig.add_trace(go.Scatter(x=rounds, y=[e.get("per_skill", {}).get(s) for e in ev], name=s,
+                                 mode="lines+markers", line={"width": 1.5}, marker={"size": 5}, opacity=0.8))
+    fig.add_trace(go.Scatter(x=rounds, y=[e["overall"] for e in ev], name="overall", mode="lines+markers",
+                             line={"width": 4, "color": "#222"}, marker={"size": 8}))
+    _round_axis(fig, rounds)
+    fig.update_yaxes(title_text="accuracy", tickformat=".0%", range=[0, 1.04])
+    return _layout(fig)
+
+
+def referee_figure(data: dict[str, Any]) -> Any:
+    import plotly.graph_objects as go
+    from plotly.subplots import make_subplots
+
+    rows = [r for r in data["stats"]["rounds"] if r["judged"]]
+    if not rows:
+        return None
+    x = [r["round"] for r in rows]
+    fig = make_subplots(specs=[[{"secondary_y": True}]])
+    fig.add_trace(go.Bar(x=x, y=[r["hard"] for r in rows], name="hard", marker_color=HARD))
+    fig.add_trace(go.Bar(x=x, y=[r["easy"] for r in rows], name="easy", marker_color=EASY, opacity=0.75))
+    if any(r["unjudged"] for r in rows):
+        fig.add_trace(go.Bar(x=x, y=[r["unjudged"] for r in rows], name="unjudged", marker_color=GREY))
+    fig.add_trace(go.Scatter(x=x, y=[r["hard_ratio"] for r in rows], name="hard ratio", mode="lines+markers",
+                             line={"color": "#222", "width": 3}), secondary_y=True)
+    fig.update_layout(barmode="stack")
+    _round_axis(fig, x)
+    fig.update_yaxes(title_text="cases judged", secondary_y=False)
+    top = max((r["hard_ratio"] or 0) for r in rows)
+    fig.update_yaxes(title_text="hard ratio", tickformat=".0%", range=[0, min(1.0, top * 1.15 + 0.01)],
+                     secondary_y=True, showgrid=False)
+    return _layout(fig, legend_traceorder="normal")
+
+
+def pool_figure(data: dict[str, Any]) -> Any:
+    import plotly.graph_objects as go
+
+    if not data["pool_by_origin"]:
+        return None
+    fig = go.Figure()
+    origins = sorted(data["pool_by_origin"], key=lambda o: (o != "seed", o))  # seeds at the bottom
+    for origin, colour in zip(origins, _origin_colours(origins), strict=True):
+        fig.add_trace(go.Bar(x=data["rounds"], y=data["pool_by_origin"][origin], name=origin, marker_color=colour))
+    fig.update_layout(barmode="stack")
+    _round_axis(fig, data["rounds"])
+    fig.update_yaxes(title_text="instructions (train + cache)")
+    return _layout(fig, legend_traceorder="normal")
+
+
+def _origin_colours(origins: list[str]) -> list[str]:
+    from plotly.colors import qualitative
+
+    palette = iter(qualitative.Plotly)
+    return ["#98a2b3" if o == "seed" else next(palette) for o in origins]
+
+
+def curate_figure(data: dict[str, Any]) -> Any:
+    import plotly.graph_objects as go
+
+    rows = [r for r in data["stats"]["rounds"] if r["candidates"]]
+    if not rows:
+        return None
+    x = [r["round"] for r in rows]
+    fig = go.Figure()
+    fig.add_trace(go.Bar(x=x, y=[r["accepted"] for r in rows], name="accepted", marker_color=EASY))
+    reasons = sorted({k for r in rows for k in r["rejected"]})
+    palette = ["#f79009", "#d62728", "#7a5af8", "#667085", "#ee46bc", "#0ba5ec"]
+    for k, reason in enumerate(reasons):
+        fig.add_trace(go.Bar(x=x, y=[r["rejected"].get(reason, 0) for r in rows], name=f"rejected: {reason}",
+                             marker_color=palette[k % len(palette)]))
+    fig.update_layout(barmode="stack")
+    _round_axis(fig, x)
+    fig.update_yaxes(title_text="candidates")
+    return _layout(fig, legend_traceorder="normal")
+
+
+def teacher_figure(data: dict[str, Any]) -> Any:
+    import plotly.graph_objects as go
+    from plotly.subplots import make_subplots
+
+    rounds = [r for r in data["rounds"] if data["metrics"][r].get("teacher")]
+    if not rounds:
+        return None
+    per = {r: data["metrics"][r]["teacher"] for r in rounds}
+    stages = list(dict.fromkeys(s for r in rounds for s in per[r]))
+    fig = make_subplots(specs=[[{"secondary_y": True}]])
+    for s in stages:
+        fig.add_trace(go.Bar(x=rounds, y=[per[r].get(s, {}).get("calls", 0) for r in rounds], name=f"calls: {s}"))
+    fig.add_trace(go.Scatter(x=rounds, y=[sum(v.get("hits", 0) for v in per[r].values()) for r in rounds],
+                             name="cache hits", mode="lines+markers", line={"color": "#222", "dash": "dot"}))
+    tokens = [sum(v.get("prompt_tokens", 0) + v.get("completion_tokens", 0) for v in per[r].values()) for r in rounds]
+    if any(tokens):
+        fig.add_trace(go.Scatter(x=rounds, y=tokens, name="tokens (prompt + completion)", mode="lines+markers",
+                                 line={"color": "#7b3294", "width": 3}), secondary_y=True)
+        fig.update_yaxes(title_text="tokens", rangemode="tozero", secondary_y=True, showgrid=False)
+    else:
+        fig.update_yaxes(showticklabels=False, showgrid=False, secondary_y=True)
+        fig.add_annotation(text="no token usage reported by this teacher", xref="paper", yref="paper",
+                           x=1, y=1.02, xanchor="right", yanchor="bottom", showarrow=False,
+                           font={"size": 11, "color": "#667085"})
+    fig.update_layout(barmode="stack")
+    _round_axis(fig, rounds)
+    fig.update_yaxes(title_text="calls", secondary_y=False)
+    return _layout(fig, legend_traceorder="normal")
+
+
+def gap_figure(data: dict[str, Any]) -> Any:
+    import plotly.graph_objects as go
+    from plotly.colors import sample_colorscale
+
+    gaps = data["gaps"]
+    if not gaps:
+        return None
+    rounds = list(gaps)
+    colours = sample_colorscale("Viridis", [i / max(1, len(rounds) - 1) * 0.85 for i in range(len(rounds))])
+    fig = go.Figure()
+    for r, c in zip(rounds, colours, strict=True):
+        same = data["identical"].get(r, 0)
+        fig.add_trace(go.Histogram(
+            x=gaps[r], name=f"round {r}: {len(gaps[r])} scored" + (f", {same} identical" if same else ""),
+            xbins={"start": -10.5, "end": 10.5, "size": 1}, marker_color=c,
+        ))
+    fig.update_layout(barmode="group", bargap=0.15)
+    fig.update_xaxes(title_text="score gap (teacher - student)", dtick=1)
+    fig.update_yaxes(title_text="cases")
+    return _layout(fig)
+
+
+def map_figure(data: dict[str, Any]) -> Any:
+    import plotly.graph_objects as go
+    from plotly.colors import sample_colorscale
+    from plotly.subplots import make_subplots
+
+    pts = data["map"]["points"]
+    if not pts:
+        return None
+    method = {"tsne": "t-SNE", "pca": "PCA"}[data["map"]["method"]]
+    fig = make_subplots(rows=1, cols=2, horizontal_spacing=0.04,
+                        subplot_titles=(f"by round entered ({method})", f"by latest verdict ({method})"))
+    hover = "%{customdata[0]}<br>%{customdata[1]}<br>task %{customdata[2]} · %{customdata[3]} · %{customdata[4]}<extra></extra>"
+
+    def trace(sel: list[dict[str, Any]], name: str, colour: str, legend: str, size: int = 5) -> Any:
+        return go.Scatter(
+            x=[p["x"] for p in sel], y=[p["y"] for p in sel], mode="markers", name=name, legend=legend,
+            marker={"size": size, "color": colour, "opacity": 0.75, "line": {"width": 0}},
+            customdata=[[p["id"], p["text"][:120], p["task"], p["origin"], p["status"]] for p in sel],
+            hovertemplate=hover,
+        )
+
+    train = [p for p in pts if p["split"] != "eval"]
+    held = [p for p in pts if p["split"] == "eval"]
+    rounds = sorted({p["round"] for p in train})
+    colours = sample_colorscale("Viridis", [i / max(1, len(rounds) - 1) * 0.9 for i in range(len(rounds))])
+    if held:
+        fig.add_trace(trace(held, "eval (held out)", GREY, "legend", 4), row=1, col=1)
+    for r, c in zip(rounds, colours, strict=True):
+        fig.add_trace(trace([p for p in train if p["round"] == r], "seeds" if r == 0 else f"round {r}", c, "legend"),
+                      row=1, col=1)
+    for status, c in STATUS_COLOURS.items():
+        sel = [p for p in pts if p["status"] == status]
+        if sel:
+            fig.add_trace(trace(sel, status, c, "legend2", 4 if status.startswith("eval") else 5), row=1, col=2)
+    fig.update_xaxes(showticklabels=False, zeroline=False, showgrid=False)
+    fig.update_yaxes(showticklabels=False, zeroline=False, showgrid=False)
+    _layout(fig, height=540, hovermode="closest")
+    fig.update_layout(
+        legend={"orientation": "h", "x": 0, "y": -0.04, "xanchor": "left", "yanchor": "top"},
+        legend2={"orientation": "h", "x": 0.52, "y": -0.04, "xanchor": "left", "yanchor": "top"},
+        margin={"l": 10, "r": 10, "t": 30, "b": 40},
+    )
+    return fig
