@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections import defaultdict
+from collections import Counter, defaultdict
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -16,10 +16,16 @@ from lionloop.stores.cache import CallCache, cache_key
 
 log = logging.getLogger(__name__)
 
+BUDGET_ERROR = "teacher budget exhausted"
+
 
 @dataclass
 class Reply:
-    """What a backend returns for one request: raw text (LLMs) or a ready output (oracle)."""
+    """What a backend returns for one request: raw text (LLMs) or a ready output (oracle).
+
+    `error` is a transport failure (nothing was paid for, nothing is cached); `usage` holds
+    token counts (`prompt_tokens`, `completion_tokens`) and anything else worth keeping.
+    """
 
     text: str | None = None
     output: dict[str, Any] | None = None
@@ -28,7 +34,10 @@ class Reply:
 
 
 class Backend(Protocol):
-    """A way to reach a teacher model. Registered by plugins through `lionloop_register`."""
+    """A way to reach a teacher model. Registered by plugins through `lionloop_register`.
+
+    Optional: `cost_per_1k = (input, output)` prices per 1k tokens, for cost estimates.
+    """
 
     name: str
     model: str
@@ -45,7 +54,7 @@ class Backend(Protocol):
 
 @dataclass
 class Result:
-    """One answered request: a parsed output, or the reason there is none."""
+    """One answered request: a parsed output, or the reason there is none (`raw`: the reply)."""
 
     request: TeacherRequest
     output: BaseModel | None = None
@@ -58,20 +67,51 @@ class Result:
         return self.output is not None
 
 
+def _counter() -> defaultdict[tuple[int, str], int]:
+    return defaultdict(int)
+
+
 @dataclass
 class Accounting:
-    """In-memory counters; paid calls are read back from the cache, which survives crashes."""
+    """In-memory counters per (round, stage); paid calls, tokens and cost are read back from the
+    cache, which survives crashes.
 
-    hits: dict[tuple[int, str], int] = field(default_factory=lambda: defaultdict(int))
-    failures: dict[tuple[int, str], int] = field(default_factory=lambda: defaultdict(int))
-    paid_now: dict[tuple[int, str], int] = field(default_factory=lambda: defaultdict(int))
+    Every request asked ends as exactly one of `answered` or `failures`; `reasks` counts the
+    re-asks after unparseable replies, `reasons` the failures by kind (parse, transport, ...).
+    """
+
+    requests: dict[tuple[int, str], int] = field(default_factory=_counter)
+    answered: dict[tuple[int, str], int] = field(default_factory=_counter)
+    hits: dict[tuple[int, str], int] = field(default_factory=_counter)
+    failures: dict[tuple[int, str], int] = field(default_factory=_counter)
+    reasks: dict[tuple[int, str], int] = field(default_factory=_counter)
+    paid_now: dict[tuple[int, str], int] = field(default_factory=_counter)
+    reasons: dict[tuple[int, str], Counter[str]] = field(default_factory=lambda: defaultdict(Counter))
+
+
+def reason_kind(error: str) -> str:
+    """The kind of a failure: the part of its message before the first colon."""
+    return BUDGET_ERROR if error == BUDGET_ERROR else error.split(":", 1)[0].strip() or "unknown"
+
+
+def estimate_cost(backend: Any, usage: dict[str, Any]) -> float | None:
+    """Price of one call from its token counts and the backend's `cost_per_1k`; None if unknown."""
+    rates = getattr(backend, "cost_per_1k", None)
+    if not rates or not any(rates):
+        return None
+    pin, pout = usage.get("prompt_tokens"), usage.get("completion_tokens")
+    if not isinstance(pin, (int, float)) or not isinstance(pout, (int, float)):
+        return None
+    return round(pin / 1000 * rates[0] + pout / 1000 * rates[1], 8)
 
 
 class Teacher:
     """Sends typed requests to a backend through the content-addressed cache.
 
     `ask` never raises for a failed call: the failure comes back as a Result with its reason,
-    so a bad reply becomes data and never a made-up answer.
+    so a bad reply becomes data and never a made-up answer. Each paid reply is written to the
+    cache the moment the backend yields it, so a crash never pays for it twice. A reply that
+    cannot be parsed is re-asked (`parse_retries` times; a re-ask is a new prompt, so a new key).
     """
 
     def __init__(
@@ -110,28 +150,29 @@ class Teacher:
         limit: int | None = None,
     ) -> list[Result]:
         """Answer every request (cache first); `limit` caps the paid calls of this batch."""
-        results: list[Result | None] = [None] * len(requests)
-        pending = list(range(len(requests)))
+        n = len(requests)
+        self._count("requests", n)
+        results: list[Result | None] = [None] * n
+        pending = list(range(n))
         paid = 0
+        params = self.backend.params()
         for attempt in range(self.parse_retries + 1):
             if not pending:
                 break
+            last = attempt == self.parse_retries
             misses: list[int] = []
             keys: dict[int, str] = {}
+            prompts: dict[int, Any] = {}
             for i in pending:
-                req = requests[i]
-                key = cache_key(
-                    self.backend.name, self.backend.model, self.backend.params(),
-                    self.backend.prompt_for(req, attempt),
-                )
-                keys[i] = key
-                hit = self.cache.get(key)
+                prompts[i] = self.backend.prompt_for(requests[i], attempt)
+                keys[i] = cache_key(self.backend.name, self.backend.model, params, prompts[i])
+                hit = self.cache.get(keys[i])
                 if hit is None:
                     misses.append(i)
                     continue
                 self._count("hits")
-                results[i] = self._finish(req, hit["response"], cached=True)
-                if progress and (results[i].ok or attempt == self.parse_retries):
+                results[i] = self._finish(requests[i], hit["response"], cached=True)
+                if progress and (results[i].ok or last):
                     progress(1)
             # Budget: refuse what would overspend, record it as a failure with its reason.
             left = self._budget_left()
@@ -139,8 +180,7 @@ class Teacher:
             cap = max(0, min(caps)) if caps else None
             if cap is not None and len(misses) > cap:
                 for i in misses[cap:]:
-                    results[i] = Result(requests[i], error="teacher budget exhausted")
-                    self._count("failures")
+                    results[i] = Result(requests[i], error=BUDGET_ERROR)
                     if progress:
                         progress(1)
                 misses = misses[:cap]
@@ -151,18 +191,21 @@ class Teacher:
                     req = requests[i]
                     if reply.error is not None:
                         results[i] = Result(req, error=reply.error)
-                        self._count("failures")
                     else:
                         response = {"text": reply.text, "output": reply.output}
+                        usage = dict(reply.usage)
+                        cost = estimate_cost(self.backend, usage)
+                        if cost is not None:
+                            usage["cost"] = cost
                         self.cache.put(
                             keys[i], backend=self.backend.name, model=self.backend.model,
-                            request=self.backend.prompt_for(req, attempt), response=response,
-                            usage=reply.usage, run_id=self.run_id, round=self.round, stage=self.stage,
+                            request=prompts[i], response=response, usage=usage,
+                            run_id=self.run_id, round=self.round, stage=self.stage,
                         )
                         paid += 1
                         self._count("paid_now")
                         results[i] = self._finish(req, response, cached=False)
-                    if progress and (results[i].ok or attempt == self.parse_retries):
+                    if progress and (results[i].ok or last):
                         progress(1)
             # Unparseable replies are re-asked (a new attempt is a new prompt and a new key).
             pending = [
@@ -170,10 +213,18 @@ class Teacher:
                 if results[i] is not None and not results[i].ok
                 and (results[i].error or "").startswith("parse:")
             ]
-        for r in results:
-            if r is not None and not r.ok:
+            if pending and not last:
+                self._count("reasks", len(pending))
+        out = [r if r is not None else Result(requests[i], error="not answered") for i, r in enumerate(results)]
+        for r in out:
+            if r.ok:
+                self._count("answered")
+            else:
+                self._count("failures")
+                with self._lock:
+                    self.acct.reasons[(self.round, self.stage)][reason_kind(r.error or "")] += 1
                 log.debug("teacher %s failed: %s", r.request.kind, r.error)
-        return [r if r is not None else Result(requests[i], error="not answered") for i, r in enumerate(results)]
+        return out
 
     def _finish(self, req: TeacherRequest, response: dict[str, Any], cached: bool) -> Result:
         try:
@@ -182,22 +233,36 @@ class Teacher:
             else:
                 out = req.parse(response.get("text") or "")
         except (ParseError, ValidationError) as err:
-            self._count("failures")
             msg = err.errors()[0]["msg"] if isinstance(err, ValidationError) else str(err)
             return Result(req, error=f"parse: {msg}", cached=cached, raw=response.get("text"))
         return Result(req, output=out, cached=cached, raw=response.get("text"))
 
-    def _count(self, what: str) -> None:
+    def _count(self, what: str, n: int = 1) -> None:
         with self._lock:
-            getattr(self.acct, what)[(self.round, self.stage)] += 1
+            getattr(self.acct, what)[(self.round, self.stage)] += n
 
-    def stats(self) -> dict[tuple[int, str], dict[str, float]]:
-        """Per (round, stage): paid calls and tokens (from the cache), hits and failures."""
-        out: dict[tuple[int, str], dict[str, float]] = defaultdict(dict)
+    def stats(self) -> dict[tuple[int, str], dict[str, Any]]:
+        """Per (round, stage): paid calls, tokens and estimated cost (from the cache, so they
+        survive crashes), plus this process's requests, answers, hits, failures and re-asks."""
+        out: dict[tuple[int, str], dict[str, Any]] = defaultdict(dict)
         for k, v in self.cache.paid(self.run_id).items():
             out[k].update(v)
-        for k, v in self.acct.hits.items():
-            out[k]["hits"] = v
-        for k, v in self.acct.failures.items():
-            out[k]["failures"] = v
+        for k, v in paid_costs(self.cache, self.run_id).items():
+            out[k]["cost"] = v
+        for name in ("requests", "answered", "hits", "failures", "reasks"):
+            for k, v in getattr(self.acct, name).items():
+                out[k][name] = v
+        for k, v in self.acct.reasons.items():
+            out[k]["failure_reasons"] = dict(v)
         return dict(out)
+
+
+def paid_costs(cache: CallCache, run_id: str) -> dict[tuple[int, str], float]:
+    """Estimated cost per (round, stage) of one run's paid calls (usage.cost of each cache row)."""
+    with cache._lock:  # noqa: SLF001 - the cache's own connection and lock
+        rows = cache.conn.execute(
+            "SELECT round, stage, SUM(COALESCE(json_extract(usage, '$.cost'), 0)) AS cost"
+            " FROM llm_cache WHERE run_id = ? GROUP BY round, stage",
+            (run_id,),
+        ).fetchall()
+    return {(r["round"], r["stage"]): round(float(r["cost"] or 0.0), 8) for r in rows}

@@ -1,0 +1,326 @@
+"""The `openai` teacher backend: any OpenAI-compatible chat endpoint (vllm serve, SGLang, TGI,
+Ollama, OpenAI, ...), asynchronous, with bounded concurrency and retries.
+
+* At most `concurrency` requests in flight, spread over `base_urls` (least busy first; an
+  endpoint that asked to wait with Retry-After is avoided until then): several URLs serve
+  data-parallel replicas.
+* 429, 408/409, 5xx, timeouts, dropped connections and malformed bodies are retried up to
+  `max_retries` times, waiting what Retry-After / retry-after-ms says, else an exponential
+  backoff with jitter; the slot is free while waiting. Other 4xx fail at once. A failure after
+  the retries is returned as `Reply(error=...)` — recorded, never raised, never cached.
+* The API key is read from the env var named by `api_key_env` and kept in memory only: it is not
+  part of the cache key, the config dump, logs or errors.
+* transport `aiohttp` (default) posts JSON directly; `openai` goes through `AsyncOpenAI` (on its
+  aiohttp transport where available). Chosen on measurement: see BENCHMARKS.md, "Teacher client".
+"""
+
+from __future__ import annotations
+
+import asyncio
+import email.utils
+import json
+import logging
+import os
+import random
+import time
+import weakref
+from collections import Counter
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from lionloop.config import TeacherConfig
+from lionloop.errors import ConfigError
+from lionloop.hookspecs import hookimpl
+from lionloop.llm import AsyncRunner, ChatBackend
+from lionloop.requests import TeacherRequest
+from lionloop.teacher import Reply
+
+log = logging.getLogger(__name__)
+
+DEFAULT_BASE_URL = "https://api.openai.com/v1"
+RETRYABLE_STATUS = {408, 409, 429, 500, 502, 503, 504}
+MAX_RETRY_AFTER_S = 600.0  # honour a server's Retry-After, but not for longer than this
+
+
+class _Retry(Exception):
+    """A failed try worth repeating; `wait` is what the server asked for (Retry-After)."""
+
+    def __init__(self, reason: str, wait: float | None = None) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.wait = wait
+
+
+class _Fail(Exception):
+    """A failed try not worth repeating (e.g. 400: the same request fails the same way)."""
+
+
+def retry_after(headers: Any) -> float | None:
+    """Seconds to wait from `retry-after-ms` or `Retry-After` (seconds or an HTTP date)."""
+    if headers is None:
+        return None
+    ms = headers.get("retry-after-ms")
+    if ms:
+        try:
+            return max(0.0, float(ms) / 1000)
+        except ValueError:
+            pass
+    ra = headers.get("retry-after")
+    if not ra:
+        return None
+    try:
+        return max(0.0, float(ra))
+    except ValueError:
+        pass
+    try:
+        when = email.utils.parsedate_to_datetime(ra)
+    except (TypeError, ValueError):
+        return None
+    return max(0.0, when.timestamp() - time.time())
+
+
+def _status_error(status: int, headers: Any, body: str) -> Exception:
+    detail = body.strip().replace("\n", " ")[:200]
+    try:
+        detail = json.loads(body)["error"]["message"][:200]
+    except (ValueError, KeyError, TypeError):
+        pass
+    reason = f"http {status}: {detail}" if detail else f"http {status}"
+    if status in RETRYABLE_STATUS or status >= 500:
+        return _Retry(reason, retry_after(headers))
+    return _Fail(reason)
+
+
+@dataclass
+class _Endpoint:
+    url: str
+    inflight: int = 0
+    not_before: float = 0.0  # monotonic time before which the server asked us not to call
+    client: Any = None  # AsyncOpenAI for the `openai` transport
+
+
+class OpenAIBackend(ChatBackend):
+    """Chat completions against one or more OpenAI-compatible base URLs."""
+
+    name = "openai"
+
+    def __init__(self, cfg: TeacherConfig, runtime: Any = None) -> None:
+        super().__init__(cfg, runtime)
+        urls = [u.rstrip("/") for u in cfg.base_urls] or [DEFAULT_BASE_URL]
+        self.endpoints = [_Endpoint(u) for u in urls]
+        self._api_key = self._read_key(cfg)
+        self.transport = cfg.transport
+        self.stats: Counter[str] = Counter()  # tries, retries by reason, peak in-flight
+        self._runner: AsyncRunner | None = None
+        self._session: Any = None
+        self._sem: asyncio.Semaphore | None = None
+        self._inflight = 0
+        self._rr = 0
+
+    def _read_key(self, cfg: TeacherConfig) -> str:
+        if not cfg.api_key_env:
+            return "EMPTY"  # local servers (vllm serve, ...) accept any key
+        key = os.environ.get(cfg.api_key_env)
+        if not key:
+            raise ConfigError(f"{self.path}.api_key_env: environment variable {cfg.api_key_env} is not set")
+        return key
+
+    def __repr__(self) -> str:  # never shows the key
+        return f"OpenAIBackend(model={self.model!r}, endpoints={[e.url for e in self.endpoints]})"
+
+    # -- sync face -------------------------------------------------------------------------------
+
+    def complete(self, requests: Sequence[TeacherRequest], attempt: int) -> Iterator[tuple[int, Reply]]:
+        bodies = [self.body(self.prompt_for(r, attempt)) for r in requests]
+        runner = self._ensure_runner()
+        yield from runner.each([lambda b=b: self._call(b) for b in bodies])
+
+    def body(self, prompt: dict[str, Any]) -> dict[str, Any]:
+        """The JSON body of one chat completion request."""
+        body: dict[str, Any] = {
+            "model": self.model,
+            "messages": prompt["messages"],
+            "temperature": self.cfg.temperature,
+            "max_tokens": self.cfg.max_tokens,
+            **self.cfg.options,
+        }
+        if prompt.get("response_format") is not None:
+            body["response_format"] = prompt["response_format"]
+        return body
+
+    def _ensure_runner(self) -> AsyncRunner:
+        if self._runner is None:
+            self._runner = AsyncRunner(f"lionloop-openai-{self.model}")
+            self._runner.call(self._setup())
+            weakref.finalize(self, _shutdown, self._runner, self._session, [e.client for e in self.endpoints])
+        return self._runner
+
+    def close(self) -> None:
+        if self._runner is not None:
+            _shutdown(self._runner, self._session, [e.client for e in self.endpoints])
+            self._runner = None
+            self._session = None
+
+    # -- async core ------------------------------------------------------------------------------
+
+    async def _setup(self) -> None:
+        self._sem = asyncio.Semaphore(self.cfg.concurrency)
+        headers = {"Authorization": f"Bearer {self._api_key}"}
+        if self.transport == "aiohttp":
+            import aiohttp
+
+            self._session = aiohttp.ClientSession(
+                connector=aiohttp.TCPConnector(limit=self.cfg.concurrency, ttl_dns_cache=300),
+                headers=headers,
+                timeout=aiohttp.ClientTimeout(total=None),  # the per-try deadline is ours
+            )
+            return
+        try:
+            import openai
+        except ImportError as err:
+            raise ConfigError(f"{self.path}.transport: openai is not installed ({err})") from None
+        for ep in self.endpoints:
+            try:
+                http_client = openai.DefaultAioHttpClient()
+            except Exception:  # noqa: BLE001 - the aiohttp extra is optional
+                http_client = None
+            ep.client = openai.AsyncOpenAI(
+                base_url=ep.url, api_key=self._api_key, max_retries=0, timeout=self.cfg.timeout_s,
+                http_client=http_client,
+            )
+
+    def _pick(self, avoid: _Endpoint | None) -> _Endpoint:
+        now = time.monotonic()
+        self._rr += 1
+        n = len(self.endpoints)
+        return min(
+            self.endpoints,
+            key=lambda e: (e.not_before > now, e.inflight + (n if e is avoid and n > 1 else 0),
+                           (self.endpoints.index(e) - self._rr) % n),
+        )
+
+    async def _call(self, body: dict[str, Any]) -> Reply:
+        tries = self.cfg.max_retries + 1
+        last: str = ""
+        avoid: _Endpoint | None = None
+        t0 = time.monotonic()
+        for k in range(tries):
+            ep = self._pick(avoid)
+            wait = ep.not_before - time.monotonic()
+            if wait > 0:
+                await asyncio.sleep(wait)
+            assert self._sem is not None
+            async with self._sem:
+                ep.inflight += 1
+                self._inflight += 1
+                self.stats["peak_inflight"] = max(self.stats["peak_inflight"], self._inflight)
+                self.stats["tries"] += 1
+                try:
+                    data = await asyncio.wait_for(self._post(ep, body), self.cfg.timeout_s)
+                    reply = self._reply(data)
+                    reply.usage["tries"] = k + 1
+                    reply.usage["seconds"] = round(time.monotonic() - t0, 3)
+                    return reply
+                except _Fail as err:
+                    return Reply(error=f"{err} (not retried)")
+                except _Retry as err:
+                    last, server_wait = err.reason, err.wait
+                except asyncio.TimeoutError:
+                    last, server_wait = f"timeout: no reply within {self.cfg.timeout_s:g}s", None
+                except Exception as err:  # noqa: BLE001 - connection resets, bad bodies, ...
+                    last, server_wait = _describe(err), None
+                finally:
+                    ep.inflight -= 1
+                    self._inflight -= 1
+            self.stats[f"retry: {last.split(':', 1)[0]}"] += 1
+            avoid = ep
+            if k + 1 < tries:
+                if server_wait is not None:
+                    delay = min(server_wait, MAX_RETRY_AFTER_S)
+                    ep.not_before = max(ep.not_before, time.monotonic() + delay)
+                else:
+                    backoff = min(self.cfg.max_backoff_s, self.cfg.retry_backoff_s * 2**k)
+                    delay = backoff * random.uniform(0.5, 1.0)
+                log.debug("openai %s: %s; retry %d/%d in %.2fs", ep.url, last, k + 1, tries - 1, delay)
+                await asyncio.sleep(delay)
+        return Reply(error=f"{last} (after {tries} tries)")
+
+    async def _post(self, ep: _Endpoint, body: dict[str, Any]) -> dict[str, Any]:
+        if self.transport == "openai":
+            return await self._post_openai(ep, body)
+        import aiohttp
+
+        try:
+            async with self._session.post(f"{ep.url}/chat/completions", json=body) as resp:
+                text = await resp.text()
+                if resp.status != 200:
+                    raise _status_error(resp.status, resp.headers, text)
+        except (aiohttp.ClientError, ConnectionError) as err:
+            raise _Retry(_describe(err)) from None
+        try:
+            return json.loads(text)
+        except ValueError:
+            raise _Retry("malformed: response body is not JSON") from None
+
+    async def _post_openai(self, ep: _Endpoint, body: dict[str, Any]) -> dict[str, Any]:
+        import openai
+
+        known = ("model", "messages", "temperature", "max_tokens", "response_format")
+        kwargs = {k: body[k] for k in known if k in body}
+        extra = {k: v for k, v in body.items() if k not in known}
+        try:
+            resp = await ep.client.chat.completions.create(**kwargs, extra_body=extra or None)
+        except openai.APIStatusError as err:
+            raise _status_error(err.status_code, err.response.headers, err.response.text) from None
+        except openai.APITimeoutError:
+            raise _Retry(f"timeout: no reply within {self.cfg.timeout_s:g}s") from None
+        except openai.APIConnectionError as err:
+            raise _Retry(f"connection: {err}") from None
+        except (openai.APIResponseValidationError, ValueError) as err:
+            raise _Retry(f"malformed: {err}") from None
+        return resp.model_dump()
+
+    def _reply(self, data: dict[str, Any]) -> Reply:
+        choices = data.get("choices") if isinstance(data, dict) else None
+        if not choices:
+            raise _Retry("malformed: response has no choices")
+        choice = choices[0] or {}
+        message = choice.get("message") or {}
+        text = message.get("content")
+        if not isinstance(text, str):
+            text = ""  # null content (e.g. a refusal): an empty reply, for the parser to reject
+        usage = dict(data.get("usage") or {})
+        usage = {k: usage[k] for k in ("prompt_tokens", "completion_tokens") if isinstance(usage.get(k), int)}
+        usage["finish_reason"] = choice.get("finish_reason")
+        return Reply(text=text, usage=usage)
+
+
+def _describe(err: BaseException) -> str:
+    name = type(err).__name__
+    if "Disconnect" in name or "Connection" in name or isinstance(err, ConnectionError):
+        return f"connection: {name}: {err}".rstrip(": ")
+    if "Payload" in name or isinstance(err, ValueError):
+        return f"malformed: {name}: {err}".rstrip(": ")
+    return f"error: {name}: {err}".rstrip(": ")
+
+
+def _shutdown(runner: AsyncRunner, session: Any, clients: list[Any]) -> None:
+    async def close() -> None:
+        if session is not None:
+            await session.close()
+        for c in clients:
+            if c is not None:
+                await c.close()
+
+    try:
+        if not runner.loop.is_closed():
+            runner.call(close(), timeout=10)
+    except Exception:  # noqa: BLE001 - best effort at shutdown
+        pass
+    runner.close()
+
+
+@hookimpl
+def lionloop_register(registry: Any) -> None:
+    registry.add_backend("openai", OpenAIBackend)
