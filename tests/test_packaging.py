@@ -1,0 +1,52 @@
+"""A non-editable wheel install works as well as the editable one."""
+
+from __future__ import annotations
+
+import json
+import site
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.mark.slow
+def test_wheel_maps_plugins_stores_prompts_into_lionloop(tmp_path: Path) -> None:
+    subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q",
+                    "-w", str(tmp_path / "dist"), str(ROOT)], check=True, timeout=300)
+    wheel = next((tmp_path / "dist").glob("lionloop-*.whl"))
+    names = zipfile.ZipFile(wheel).namelist()
+    tops = {n.split("/")[0] for n in names if not n.startswith("lionloop-")}
+    assert tops == {"lionloop"}, tops  # the only top-level import name
+    for must in ("lionloop/plugins/lion.py", "lionloop/stores/pool.py", "lionloop/prompts/judge.j2",
+                 "lionloop/cli.py"):
+        assert must in names, must
+    ep = next(n for n in names if n.endswith("entry_points.txt"))
+    assert "lion = lionloop.plugins.lion" in zipfile.ZipFile(wheel).read(ep).decode()
+
+    # Install it into a fresh venv that borrows the dependencies (not lionloop) from this one.
+    venv = tmp_path / "venv"
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True)
+    py = venv / "bin" / "python"
+    target = Path(subprocess.run([str(py), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
+                                 capture_output=True, text=True, check=True).stdout.strip())
+    subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--no-index",
+                    "--target", str(target), str(wheel)], check=True, timeout=300)
+    # A plain path entry: the editable install's finder (.pth) is not activated this way.
+    (target / "zz_deps.pth").write_text("\n".join(site.getsitepackages()) + "\n")
+    code = (
+        "import json, importlib.resources as r, lionloop.plugins.skills as s;"
+        "from lionloop.plugin_manager import get_plugin_manager;"
+        "print(json.dumps({'file': s.__file__, 'judge': r.files('lionloop.prompts').joinpath('judge.j2').is_file(),"
+        "'plugins': [i.as_dict() for i in get_plugin_manager().plugin_list()]}))"
+    )
+    out = json.loads(subprocess.run([str(py), "-c", code], capture_output=True, text=True, check=True,
+                                    cwd=tmp_path).stdout)
+    assert out["file"].startswith(str(target))
+    assert out["judge"] is True
+    lion = next(p for p in out["plugins"] if p["name"] == "lion")
+    assert lion["error"] is None and lion["dist"] == "lionloop"
