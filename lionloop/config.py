@@ -119,6 +119,11 @@ class GenerateConfig(_Section):
         "generators get pool instructions drawn uniformly as their cases (the 'uniform expansion' baseline).",
     )
     max_new_per_round: int = Field(400, ge=1, description="Cap on candidates per round across generators.")
+    max_accepted_per_round: int | None = Field(
+        None, ge=1,
+        description="Cap on new teacher-answered instructions per round, after dedup (the rest are rejected "
+        "as over_budget before any answer is paid): fixes the data budget for fair comparisons.",
+    )
     generators: dict[str, GeneratorConfig] = Field(
         default_factory=lambda: {"lion": GeneratorConfig()},
         description="Generator plugins by name; ones not listed do not run.",

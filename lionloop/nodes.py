@@ -366,6 +366,12 @@ def _curate(rt: Runtime, r: int) -> dict[str, Any]:
         status.setdefault(cid, ("rejected", reason))
     by_id = {c.id: c for c in survivors}
     accepted = [by_id[i.id] for i in dd.accepted]
+    cap = rt.cfg.generate.max_accepted_per_round
+    if cap is not None and len(accepted) > cap:
+        for c in accepted[cap:]:
+            status[c.id] = ("rejected", "over_budget")
+        accepted = accepted[:cap]
+        dd.vectors = dd.vectors[:cap]
     need_answer = [c.instruction for c in accepted if not c.examples]
     answers, failures = _teacher_answers(rt, need_answer, r, "curate")
     rows: list[Example] = []

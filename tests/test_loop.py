@@ -117,3 +117,18 @@ def test_uniform_case_selection_judges_nothing(tmp_path: Path) -> None:
     # Parents are pool instructions (train or cache), never eval.
     parents = q(out, "SELECT p.split FROM instructions c JOIN instructions p ON p.id = c.parent_id")
     assert parents and {p[0] for p in parents} <= {"train", "cache"}
+
+
+@pytest.mark.slow
+def test_accepted_cap_fixes_the_data_budget(tmp_path: Path) -> None:
+    from conftest import micro_config
+
+    from lionloop.runner import start
+
+    out, _ = start(micro_config(tmp_path / "cap", generate={"max_new_per_round": 20, "max_accepted_per_round": 5}))
+    r1 = status(out)["rounds"][0]
+    assert r1["accepted"] == 5
+    assert r1["dedup_rejected"].get("over_budget", 0) == r1["candidates"] - 5 - sum(
+        v for k, v in r1["dedup_rejected"].items() if k != "over_budget")
+    # Over-budget candidates were never answered by the teacher.
+    assert r1["teacher_by_stage"]["curate"]["calls"] == 5
