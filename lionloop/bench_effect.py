@@ -1,0 +1,178 @@
+"""Effectiveness: does the loop help the student at equal teacher budget?
+
+Three arms on the offline pack, same seeds, same rounds, same training steps:
+  lion     the referee's hard/easy cases feed the Lion generator (the loop)
+  uniform  the same generator and data budget, cases drawn uniformly from the pool, no referee
+  seeds    seed data only (no generation)
+The data budget is fixed per round by `generate.max_accepted_per_round`, so lion and uniform train
+on the same number of teacher-answered examples.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from pathlib import Path
+from typing import Any
+
+from lionloop.bench_common import machine_line, md_table, mean_std, pm, write_section
+from lionloop.config import RunConfig, parse_config
+
+log = logging.getLogger(__name__)
+
+ARMS = ("lion", "uniform", "seeds")
+
+
+def arm_config(arm: str, seed: int, rounds: int, run_dir: Path, accepted: int, overrides: dict | None = None) -> RunConfig:
+    gen: dict[str, Any] = {"max_new_per_round": int(accepted * 1.5), "max_accepted_per_round": accepted}
+    if arm == "uniform":
+        gen["case_selection"] = "uniform"
+    elif arm == "seeds":
+        gen.update(case_selection="uniform", generators={})
+    data = {"name": f"bench-{arm}-{seed}", "seed": seed, "run_dir": str(run_dir),
+            "generate": gen, "stop": {"max_rounds": rounds, "stop_when_no_hard": False}}
+    for k, v in (overrides or {}).items():
+        data[k] = {**data.get(k, {}), **v} if isinstance(v, dict) else v
+    return parse_config(data, f"bench:{arm}")
+
+
+def run_arm(cfg: RunConfig) -> list[dict[str, Any]]:
+    """Per round: training rows (the data budget), held-out accuracy overall and per skill."""
+    from lionloop.runner import start, status
+
+    out, _ = start(cfg)
+    st = status(out)
+    return [
+        {"round": r["round"], "examples": r["train"].get("rows"), "acc": r["eval_accuracy"],
+         "per_skill": r["eval_per_skill"], "teacher_calls": r["teacher_calls"]}
+        for r in st["rounds"]
+    ]
+
+
+def budget_to_reach(curve: list[tuple[float, float]], target: float) -> float | None:
+    """First data budget at which a (budget, accuracy) curve reaches target (linear between rounds)."""
+    prev = None
+    for b, a in curve:
+        if a >= target:
+            if prev is None or prev[1] >= target:
+                return b
+            (b0, a0) = prev
+            return b0 + (b - b0) * (target - a0) / (a - a0)
+        prev = (b, a)
+    return None
+
+
+def run(seeds: list[int], rounds: int, accepted: int, out_dir: Path, overrides: dict | None = None) -> dict[str, Any]:
+    results: dict[str, dict[int, list[dict[str, Any]]]] = {a: {} for a in ARMS}
+    raw = out_dir / "effect.json"
+    if raw.exists():  # resume a long benchmark where it stopped
+        prev = json.loads(raw.read_text())
+        for a in ARMS:
+            results[a] = {int(k): v for k, v in prev.get("results", {}).get(a, {}).items()}
+    t0 = time.time()
+    for seed in seeds:
+        for arm in ARMS:
+            if seed in results[arm]:
+                continue
+            t = time.time()
+            cfg = arm_config(arm, seed, rounds, out_dir / f"{arm}-{seed}", accepted, overrides)
+            results[arm][seed] = run_arm(cfg)
+            log.warning("effect: %s seed %d done in %.0fs: final acc %.3f", arm, seed, time.time() - t,
+                        results[arm][seed][-1]["acc"])
+            raw.write_text(json.dumps({"results": results}, indent=1))
+    return {"results": results, "seconds": time.time() - t0}
+
+
+def summarise(results: dict[str, dict[int, list[dict[str, Any]]]]) -> dict[str, Any]:
+    final = {a: [runs[-1] for runs in results[a].values()] for a in ARMS if results[a]}
+    skills = sorted({k for rows in final.values() for r in rows for k in r["per_skill"]})
+    summary: dict[str, Any] = {"skills": skills, "arms": {}}
+    for arm, rows in final.items():
+        summary["arms"][arm] = {
+            "acc": mean_std([r["acc"] for r in rows]),
+            "per_skill": {s: mean_std([r["per_skill"].get(s) for r in rows]) for s in skills},
+            "examples": mean_std([r["examples"] for r in rows]),
+            "rows": rows,
+        }
+    # Mean curve of the loop vs. uniform's final accuracy.
+    if results.get("lion") and results.get("uniform"):
+        n_rounds = min(len(v) for v in results["lion"].values())
+        curve = []
+        for i in range(n_rounds):
+            curve.append((mean_std([v[i]["examples"] for v in results["lion"].values()])[0],
+                          mean_std([v[i]["acc"] for v in results["lion"].values()])[0]))
+        target = summary["arms"]["uniform"]["acc"][0]
+        summary["lion_budget_to_uniform_final"] = budget_to_reach(curve, target)
+        summary["lion_curve"] = curve
+        summary["uniform_curve"] = [
+            (mean_std([v[i]["examples"] for v in results["uniform"].values()])[0],
+             mean_std([v[i]["acc"] for v in results["uniform"].values()])[0])
+            for i in range(min(len(v) for v in results["uniform"].values()))
+        ]
+    return summary
+
+
+def plot(results: dict[str, dict[int, list[dict[str, Any]]]], path: Path) -> Path:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6.4, 4))
+    for arm, color in zip(ARMS, ("tab:red", "tab:blue", "tab:gray"), strict=True):
+        for k, runs in enumerate(results.get(arm, {}).values()):
+            ax.plot([r["examples"] for r in runs], [100 * r["acc"] for r in runs], "o-", color=color,
+                    alpha=0.7, label=arm if k == 0 else None)
+    ax.set_xlabel("teacher-answered training examples (data budget)")
+    ax.set_ylabel("held-out accuracy (%)")
+    ax.set_title("offline pack: accuracy after each round, one line per seed")
+    ax.grid(alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def report(summary: dict[str, Any], seconds: float, command: str, plot_path: Path | None) -> str:
+    arms = [a for a in ARMS if a in summary["arms"]]
+    rows = []
+    for arm in arms:
+        s = summary["arms"][arm]
+        rows.append([arm, f"{s['examples'][0]:.0f}", f"**{100 * s['acc'][0]:.1f} ± {100 * s['acc'][1]:.1f}**",
+                     *[f"{100 * s['per_skill'][k][0]:.0f} ± {100 * s['per_skill'][k][1]:.0f}" for k in summary["skills"]]])
+    n = len(next(iter(summary["arms"].values()))["rows"])
+    lines = [
+        "## 1. Effectiveness: the loop vs. uniform expansion vs. seeds only",
+        "",
+        f"Command: `{command}` ({seconds / 60:.0f} min). Machine: {machine_line()}.",
+        "",
+        f"Held-out accuracy (%) after the last round, mean ± std over {n} seeds; the data budget is the",
+        "number of teacher-answered training examples the student saw in its last round.",
+        "",
+        md_table(["arm", "budget", "overall", *summary["skills"]], rows),
+    ]
+    b = summary.get("lion_budget_to_uniform_final")
+    if "lion_budget_to_uniform_final" in summary:
+        u_final = summary["arms"]["uniform"]["examples"][0]
+        lines += ["", (f"The loop first reaches uniform expansion's final accuracy at a budget of **{b:.0f}** "
+                       f"examples (uniform needed {u_final:.0f})." if b is not None else
+                       "The loop does not reach uniform expansion's final accuracy within this budget.")]
+    if plot_path is not None:
+        lines += ["", f"![accuracy vs budget]({plot_path.as_posix()})"]
+    return "\n".join(lines)
+
+
+def main(seeds: int = 3, rounds: int = 4, accepted: int = 300, out_dir: Path = Path("runs/bench-effect"),
+         write: bool = True, overrides: dict | None = None) -> dict[str, Any]:
+    out_dir.mkdir(parents=True, exist_ok=True)
+    res = run(list(range(seeds)), rounds, accepted, out_dir, overrides)
+    summary = summarise(res["results"])
+    plot_path = plot(res["results"], Path("docs") / "bench-effect.png") if write else None
+    text = report(summary, res["seconds"], f"lionloop bench effect --seeds {seeds} --rounds {rounds} "
+                  f"--accepted {accepted}", plot_path)
+    print(text)
+    if write:
+        write_section("effect", text)
+    return summary
