@@ -139,7 +139,7 @@ def imitate(state: LoopState, rt: Runtime) -> dict[str, Any]:
             figures = rt.trainer.train(start, rt.student_dir(r), rows, seed=rt.cfg.seed + r, progress=progress)
             rt.reporter.task_done()
             with rt.pool.transaction():
-                rt.pool.merge_metrics(r, {"train": figures})
+                rt.pool.merge_metrics(r, {"train": figures, "work_seconds": {"train": figures.get("seconds", 0.0)}})
                 rt.pool.mark_stage(r, "imitate", figures)
     return {}
 
@@ -161,7 +161,9 @@ def _evaluate(rt: Runtime, r: int) -> dict[str, Any]:
     eval_set = rt.pool.instructions(["eval"])
     items = cache_pool + eval_set
     advance = rt.reporter.task(f"student answers ({len(cache_pool)} pool + {len(eval_set)} eval)", len(items))
+    t0 = time.perf_counter()
     answers = generate(rt.student_dir(r), [format_prompt(i) for i in items], rt.cfg.student, advance)
+    gen_seconds = time.perf_counter() - t0
     rt.reporter.task_done()
     by_id = {i.id: a for i, a in zip(items, answers, strict=True)}
     per_skill: dict[str, list[bool]] = defaultdict(list)
@@ -178,7 +180,7 @@ def _evaluate(rt: Runtime, r: int) -> dict[str, Any]:
     result = {"eval": ev, "answered": len(items)}
     with rt.pool.transaction():
         rt.pool.add_responses("student", str(rt.student_dir(r).name), r, by_id)
-        rt.pool.merge_metrics(r, {"eval": ev})
+        rt.pool.merge_metrics(r, {"eval": ev, "work_seconds": {"student_generate": round(gen_seconds, 3)}})
         rt.pool.mark_stage(r, "evaluate", result)
     return result
 
@@ -356,7 +358,9 @@ def _curate(rt: Runtime, r: int) -> dict[str, Any]:
         else:
             survivors.append(cand)
     advance = rt.reporter.task(f"dedup {len(survivors)} candidates", len(survivors))
+    t0 = time.perf_counter()
     vectors = rt.embedder.encode([embed_text(c.instruction) for c in survivors], advance)
+    embed_seconds = time.perf_counter() - t0
     rt.reporter.task_done()
     splits = {i.id: i.split for i in rt.pool.instructions()}
     dd = deduplicate(
@@ -403,7 +407,7 @@ def _curate(rt: Runtime, r: int) -> dict[str, Any]:
         rt.pool.add_embeddings(rt.embedder.name, {i.id: v.tobytes() for i, v in zip(new, new_vectors, strict=True)})
         rt.pool.add_failures(r, "curate", {k: v[1] or "" for k, v in status.items() if v[0] == "failed"})
         rt.pool.set_candidate_status(r, status)
-        rt.pool.merge_metrics(r, {"curate": result})
+        rt.pool.merge_metrics(r, {"curate": result, "work_seconds": {"embed": round(embed_seconds, 3)}})
         rt.pool.mark_stage(r, "curate", result)
     rt.index.add([i.id for i in new], new_vectors)
     return result

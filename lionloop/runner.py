@@ -152,6 +152,7 @@ def status(run_dir: Path) -> dict[str, Any]:
             "teacher_failures": int(sum(v.get("failures", 0) for v in teacher.values())),
             "teacher_by_stage": teacher,
             "seconds": m.get("seconds", {}),
+            "work_seconds": m.get("work_seconds", {}),
             "train": m.get("train", {}),
             "plugin_errors": m.get("generate", {}).get("plugin_errors", {}),
             "stop_reason": m.get("stop_reason"),
