@@ -136,10 +136,12 @@ def imitate(state: LoopState, rt: Runtime) -> dict[str, Any]:
                 bar(step - seen[0])
                 seen[0] = step
 
+            t0 = time.perf_counter()
             figures = rt.trainer.train(start, rt.student_dir(r), rows, seed=rt.cfg.seed + r, progress=progress)
+            train_seconds = time.perf_counter() - t0  # load, tokenise, train, save: all the trainer's work
             rt.reporter.task_done()
             with rt.pool.transaction():
-                rt.pool.merge_metrics(r, {"train": figures, "work_seconds": {"train": figures.get("seconds", 0.0)}})
+                rt.pool.merge_metrics(r, {"train": figures, "work_seconds": {"train": round(train_seconds, 3)}})
                 rt.pool.mark_stage(r, "imitate", figures)
     return {}
 
