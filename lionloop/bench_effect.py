@@ -16,7 +16,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from lionloop.bench_common import machine_line, md_table, mean_std, pm, write_section
+from lionloop.bench_common import machine_line, md_table, mean_std, write_section
 from lionloop.config import RunConfig, parse_config
 
 log = logging.getLogger(__name__)

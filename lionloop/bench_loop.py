@@ -17,7 +17,6 @@ import yaml
 from lionloop.bench_common import machine_line, md_table, write_section
 from lionloop.config import RunConfig
 
-
 # -- loop overhead -------------------------------------------------------------------------------
 
 
