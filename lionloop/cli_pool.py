@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
+from rich import box
 from rich.columns import Columns
 from rich.console import Console
 from rich.table import Table
@@ -48,8 +49,14 @@ def _verdicts_line(verdicts: list[dict[str, Any]]) -> Text:
     return t or Text(" never judged", style="dim")
 
 
+def _table(title: str | None = None) -> Table:
+    """Compact tables: they stay readable in an 80-column terminal."""
+    return Table(title=title, title_justify="left", box=box.SIMPLE_HEAD, padding=(0, 1), pad_edge=False,
+                 collapse_padding=True)
+
+
 def _count_table(key: str, counts: dict[str, Any]) -> Table:
-    t = Table()
+    t = _table()
     t.add_column(key)
     t.add_column("count", justify="right")
     for k, v in counts.items():
@@ -73,13 +80,13 @@ def stats(run_dir: RunDir, as_json: AsJson = False) -> None:
     if as_json:
         _echo_json(st)
         return
-    t = Table(title=f"pool of {run_dir}: {st['instructions']} instructions", title_justify="left")
-    for col in ("round", "new", "pool", "judged", "hard", "easy", "hard %", "eval acc", "cand.", "accepted",
-                "rejected", "teacher calls"):
-        t.add_column(col, justify="right")
+    t = _table(f"pool of {run_dir}: {st['instructions']} instructions")
+    for col in ("round", "new", "pool", "judged", "hard", "easy", "hard %", "eval", "cand.", "acc.",
+                "rej.", "calls"):
+        t.add_column(col, justify="right", no_wrap=True)
     for r in st["rounds"]:
         t.add_row(
-            f"{r['round']}{' (boot)' if r['round'] == 0 else ''}", str(r["born"]), str(r["pool_size"]),
+            "boot" if r["round"] == 0 else str(r["round"]), str(r["born"]), str(r["pool_size"]),
             str(r["judged"]), str(r["hard"]), str(r["easy"]), _pct(r["hard_ratio"]), _pct(r["eval_accuracy"]),
             str(r["candidates"]), str(r["accepted"]), str(sum(r["rejected"].values())), str(r["teacher_calls"]),
         )
@@ -90,8 +97,10 @@ def stats(run_dir: RunDir, as_json: AsJson = False) -> None:
                            ("examples_by_kind", "row kind"), ("rejections", "rejected because"))
         if st[key]
     ]))
-    console.print(Text("* train and cache splits; rows = training rows", style="dim"))
-    tt = Table(title="teacher", title_justify="left")
+    console.print(Text("new/pool: instructions born in the round / in the train+cache pool after it; cand./acc./rej.:"
+                       " generated candidates, accepted, rejected; calls: paid teacher calls; * train and cache only",
+                       style="dim"))
+    tt = _table("teacher")
     tt.add_column("stage")
     for k in st["teacher"]:
         tt.add_column(k.replace("_", " "), justify="right")
@@ -125,17 +134,17 @@ def list_(
     if as_json:
         _echo_json(res)
         return
-    t = Table(title=f"{res['shown']} of {res['total']} instructions", title_justify="left")
-    for col, kw in (("id", {"no_wrap": True}), ("instruction", {"overflow": "fold", "ratio": 3}),
+    t = _table(f"{res['shown']} of {res['total']} instructions")
+    for col, kw in (("id", {"no_wrap": True}), ("instruction", {"overflow": "fold", "min_width": 10}),
                     ("task", {}), ("origin", {}), ("born", {"justify": "right"}), ("split", {}),
-                    ("verdict", {"no_wrap": True}), ("hard/judged", {"justify": "right"})):
+                    ("verdict", {"no_wrap": True}), ("hard in", {"justify": "right", "no_wrap": True})):
         t.add_column(col, **kw)
     for r in res["rows"]:
         text = r["text"] + (f"\n{r['input']}" if r["input"] else "")
         t.add_row(
-            r["id"], Text(text), r["task"], r["origin"], str(r["round_born"]), r["split"],
+            r["id"][:12], Text(text), r["task"], r["origin"], str(r["round_born"]), r["split"],
             _verdict(r["hard"], r["diff"], r["verdict_round"] is not None)
-            + Text(f" (r{r['verdict_round']})" if r["verdict_round"] is not None else "", style="dim"),
+            + Text(f" r{r['verdict_round']}" if r["verdict_round"] is not None else "", style="dim"),
             f"{r['times_hard']}/{r['times_judged']}",
         )
     console.print(t)
@@ -175,7 +184,7 @@ def show(run_dir: RunDir, ident: Ident, as_json: AsJson = False) -> None:
                      + (f" ({c['reason']})" if c["reason"] else ""))
     console.print(head)
     verdicts = {v["round"]: v for v in d["verdicts"]}
-    t = Table(title="answers and verdicts by round", title_justify="left")
+    t = _table("answers and verdicts by round")
     t.add_column("round", justify="right")
     t.add_column("teacher", overflow="fold")
     t.add_column("student", overflow="fold")
@@ -252,13 +261,13 @@ def search(
     if as_json:
         _echo_json(res)
         return
-    t = Table(title=f"nearest to {text!r} ({res['indexed']} indexed, {res['index']})", title_justify="left")
+    t = _table(f"nearest to {text!r} ({res['indexed']} indexed, {res['index']})")
     for col, kw in (("#", {"justify": "right"}), ("sim", {"justify": "right"}), ("id", {"no_wrap": True}),
-                    ("instruction", {"overflow": "fold", "ratio": 3}), ("task", {}), ("origin", {}),
+                    ("instruction", {"overflow": "fold", "min_width": 10}), ("task", {}), ("origin", {}),
                     ("born", {"justify": "right"}), ("split", {}), ("verdict", {"no_wrap": True})):
         t.add_column(col, **kw)
     for n in res["neighbours"]:
-        t.add_row(str(n["rank"]), f"{n['similarity']:.3f}", n["id"], Text(n.get("text", "")), n.get("task", ""),
+        t.add_row(str(n["rank"]), f"{n['similarity']:.3f}", n["id"][:12], Text(n.get("text", "")), n.get("task", ""),
                   n.get("origin", ""), str(n.get("round_born", "")), n.get("split", ""),
                   _verdict(n.get("hard"), n.get("diff"), n.get("verdict_round") is not None))
     console.print(t)
@@ -293,7 +302,7 @@ def diff(
         + (f"; {c['dropped']} not judged at round {d['to']}" if c["dropped"] else ""),
     ))
     if ev["from"] is not None or ev["to"] is not None:
-        sk = Table(title=f"eval accuracy {_pct(ev['from'])} -> {_pct(ev['to'])}", title_justify="left")
+        sk = _table(f"eval accuracy {_pct(ev['from'])} -> {_pct(ev['to'])}")
         sk.add_column("skill")
         sk.add_column(f"r{d['from']}", justify="right")
         sk.add_column(f"r{d['to']}", justify="right")
@@ -308,14 +317,13 @@ def diff(
         rows = d[key]
         if not rows:
             continue
-        t = Table(title=f"{title} ({c[key]}{', first ' + str(len(rows)) if len(rows) < c[key] else ''})",
-                  title_justify="left")
-        for col, kw in (("id", {"no_wrap": True}), ("instruction", {"overflow": "fold", "ratio": 3}), ("task", {}),
+        t = _table(f"{title} ({c[key]}{', first ' + str(len(rows)) if len(rows) < c[key] else ''})")
+        for col, kw in (("id", {"no_wrap": True}), ("instruction", {"overflow": "fold", "min_width": 10}), ("task", {}),
                         ("origin", {}), ("born", {"justify": "right"}), (f"gap r{d['from']}", {"justify": "right"}),
                         (f"gap r{d['to']}", {"justify": "right"})):
             t.add_column(col, **kw)
         for r in rows:
-            t.add_row(r["id"], Text(r["text"]), r["task"], r["origin"], str(r["round_born"]),
+            t.add_row(r["id"][:12], Text(r["text"]), r["task"], r["origin"], str(r["round_born"]),
                       _gap(r["diff_from"], r["hard_from"]), _gap(r["diff_to"], r["hard_to"]))
         console.print(t)
     console.print(Text("gap = teacher - student score; same = identical answers (easy, not scored)", style="dim"))
