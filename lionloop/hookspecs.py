@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Protocol
 
 import pluggy
 
@@ -18,6 +20,32 @@ hookimpl = pluggy.HookimplMarker(PROJECT)
 
 
 # -------------------------------------------------------------------------------------------------
+# the small types some hooks exchange
+# -------------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class GeneratorSpec:
+    """What a generator plugin consumes and costs (returned by `lionloop_generator_spec`).
+
+    `consumes`: the case kinds it is handed ("hard", "easy"); the others arrive empty.
+    `calls_per_candidate`: paid teacher calls one candidate costs it; its default teacher cap per
+    round is `share * generate.max_new_per_round * calls_per_candidate` (an explicit
+    `options.max_calls` wins). `kinds`: the training-row kinds it makes (for documentation).
+    """
+
+    consumes: tuple[str, ...] = ("hard", "easy")
+    calls_per_candidate: float = 4.0
+    kinds: tuple[str, ...] = ("answer",)
+
+
+class Student(Protocol):
+    """The student of the round as a function: greedy first-line answers to prompts, batched."""
+
+    def __call__(self, prompts: Sequence[str], max_new_tokens: int | None = None) -> list[str]: ...
+
+
+# -------------------------------------------------------------------------------------------------
 # setup
 # -------------------------------------------------------------------------------------------------
 
@@ -30,6 +58,15 @@ def lionloop_register(registry: Registry) -> None:
     """
 
 
+@hookspec
+def lionloop_generator_spec() -> GeneratorSpec | None:
+    """Declare what this plugin's generator consumes (hard/easy cases) and what a candidate costs.
+
+    Called on its own for the plugin of each enabled generator, before `lionloop_generate`;
+    None (or no implementation) means the defaults of `GeneratorSpec`.
+    """
+
+
 # -------------------------------------------------------------------------------------------------
 # generate
 # -------------------------------------------------------------------------------------------------
@@ -39,8 +76,10 @@ def lionloop_register(registry: Registry) -> None:
 def lionloop_generate(cases: Cases, teacher: Teacher, ctx: RoundContext) -> list[Candidate] | None:
     """Turn the round's hard and easy cases into candidate instructions.
 
-    Each implementation is called on its own with a teacher capped at the plugin's budget share,
-    and only when the plugin is enabled in `generate.generators`; an exception is reported with
+    Each implementation is called on its own with a teacher capped at the plugin's budget share
+    (its `left` attribute: paid calls still allowed), only with the case kinds its
+    `lionloop_generator_spec` consumes, and only when the plugin is enabled in
+    `generate.generators`; `ctx.max_candidates` caps what is kept. An exception is reported with
     the plugin's name and its candidates are dropped. Return None to propose nothing.
     """
 
@@ -60,12 +99,41 @@ def lionloop_filter_candidate(candidate: Candidate, ctx: RoundContext) -> str | 
 
 @hookspec(firstresult=True)
 def lionloop_format_examples(
-    instruction: Instruction, answer: str, generator: str, ctx: RoundContext
+    instruction: Instruction, answer: str, generator: str, ctx: RoundContext, prompt: str
 ) -> list[Example] | None:
     """Make the training rows of an accepted instruction from the teacher's answer.
 
-    firstresult: the first non-None list is used; the built-in default makes one `answer` row.
-    Return None to leave the instruction to the next implementation.
+    `prompt` is the student's prompt for the plain answer (see `lionloop_student_prompt`).
+    firstresult: the first non-None list is used; the built-in default makes one `answer` row
+    `prompt -> answer`. Return None to leave the instruction to the next implementation.
+    """
+
+
+# -------------------------------------------------------------------------------------------------
+# evaluate
+# -------------------------------------------------------------------------------------------------
+
+
+@hookspec(firstresult=True)
+def lionloop_student_prompt(instruction: Instruction, ctx: RoundContext) -> str | None:
+    """The prompt the student sees for an instruction's plain answer, in training and evaluation.
+
+    Used for the default answer rows and for the evaluate stage (held-out accuracy and the
+    answers the referee judges), so both always agree. firstresult: the first non-None string
+    wins; None everywhere means `lionloop.student.format_prompt(instruction)`.
+    """
+
+
+@hookspec
+def lionloop_evaluate_student(
+    instructions: list[Instruction], student: Student, ctx: RoundContext
+) -> dict[str, str] | None:
+    """Answer held-out instructions another way than one direct prompt (e.g. a chain of prompts).
+
+    Called on its own for each implementation after the direct evaluation, with this round's
+    student. Return final answers by instruction id (None: no opinion); they are checked with the
+    task pack's verifier and stored under `eval.methods.<plugin>` of the round's metrics, beside
+    the direct accuracy, which they never replace. An exception is reported by plugin name.
     """
 
 

@@ -12,6 +12,7 @@ from typing import Any
 from lionloop.context import Runtime
 from lionloop.dedup import deduplicate, embed_text
 from lionloop.errors import PluginError
+from lionloop.hookspecs import GeneratorSpec
 from lionloop.records import Candidate, Case, Cases, Example, Instruction, Verdict
 from lionloop.referee import judge_cases
 from lionloop.requests import Answer
@@ -30,14 +31,20 @@ def _done(rt: Runtime, round: int, stage: str) -> dict[str, Any] | None:
 
 
 def answer_rows(rt: Runtime, ins: Instruction, answer: str, generator: str, round: int) -> list[Example]:
-    """Training rows for an instruction: plugins first (firstresult), else one answer row."""
+    """Training rows for an instruction: plugins first (firstresult), else one answer row.
+
+    The answer row's prompt is the one the evaluate stage uses (`lionloop_student_prompt`).
+    """
     ctx = rt.context(round)
     try:
-        rows = rt.pm.hook.lionloop_format_examples(instruction=ins, answer=answer, generator=generator, ctx=ctx)
+        prompt = rt.pm.hook.lionloop_student_prompt(instruction=ins, ctx=ctx) or format_prompt(ins)
+        rows = rt.pm.hook.lionloop_format_examples(
+            instruction=ins, answer=answer, generator=generator, ctx=ctx, prompt=prompt
+        )
     except Exception as err:
         raise PluginError(f"lionloop_format_examples failed for {ins.id}: {err}") from err
     if rows is None:
-        rows = [Example(ins.id, format_prompt(ins), answer, "answer", generator, round)]
+        rows = [Example(ins.id, prompt, answer, "answer", generator, round)]
     return rows
 
 
@@ -162,23 +169,56 @@ def _evaluate(rt: Runtime, r: int) -> dict[str, Any]:
     cache_pool = rt.pool.instructions(["train", "cache"])
     eval_set = rt.pool.instructions(["eval"])
     items = cache_pool + eval_set
+    ctx = rt.context(r)
+    try:
+        prompts = [rt.pm.hook.lionloop_student_prompt(instruction=i, ctx=ctx) or format_prompt(i) for i in items]
+    except Exception as err:
+        raise PluginError(f"lionloop_student_prompt failed: {type(err).__name__}: {err}") from err
     advance = rt.reporter.task(f"student answers ({len(cache_pool)} pool + {len(eval_set)} eval)", len(items))
     t0 = time.perf_counter()
-    answers = generate(rt.student_dir(r), [format_prompt(i) for i in items], rt.cfg.student, advance)
+    answers = generate(rt.student_dir(r), prompts, rt.cfg.student, advance)
     gen_seconds = time.perf_counter() - t0
     rt.reporter.task_done()
     by_id = {i.id: a for i, a in zip(items, answers, strict=True)}
-    per_skill: dict[str, list[bool]] = defaultdict(list)
-    for ins in eval_set:
-        ok = rt.task_pack.verify(ins, by_id[ins.id])
-        if ok is not None:
-            per_skill[ins.task].append(ok)
-    checked = [x for v in per_skill.values() for x in v]
-    ev = {
-        "overall": round(sum(checked) / len(checked), 4) if checked else None,
-        "per_skill": {k: round(sum(v) / len(v), 4) for k, v in sorted(per_skill.items())},
-        "n": len(checked),
-    }
+
+    def score(answered: dict[str, str]) -> dict[str, Any]:
+        per_skill: dict[str, list[bool]] = defaultdict(list)
+        for ins in eval_set:
+            ok = rt.task_pack.verify(ins, answered[ins.id]) if ins.id in answered else None
+            if ok is not None:
+                per_skill[ins.task].append(ok)
+        checked = [x for v in per_skill.values() for x in v]
+        return {
+            "overall": round(sum(checked) / len(checked), 4) if checked else None,
+            "per_skill": {k: round(sum(v) / len(v), 4) for k, v in sorted(per_skill.items())},
+            "n": len(checked),
+        }
+
+    ev = score(by_id)
+
+    # Other ways of asking the student (e.g. decomposer then solver), scored beside the direct one.
+    def student(prompts: Any, max_new_tokens: int | None = None) -> list[str]:
+        scfg = rt.cfg.student
+        if max_new_tokens is not None:
+            scfg = scfg.model_copy(update={"max_new_tokens": int(max_new_tokens)})
+        return generate(rt.student_dir(r), list(prompts), scfg)
+
+    methods: dict[str, Any] = {}
+    method_errors: dict[str, str] = {}
+    for impl in rt.pm.hook.lionloop_evaluate_student.get_hookimpls() if eval_set else []:
+        name = impl.plugin_name
+        try:
+            out = impl.function(instructions=eval_set, student=student, ctx=rt.context(r, plugin=name))
+        except Exception as err:  # noqa: BLE001 - reported by name, never fatal
+            method_errors[name] = f"{type(err).__name__}: {err}"
+            log.error("plugin %r failed in lionloop_evaluate_student: %s", name, method_errors[name])
+            continue
+        if out:
+            methods[name] = score({k: str(v) for k, v in out.items()})
+    if methods:
+        ev["methods"] = methods
+    if method_errors:
+        ev["method_errors"] = method_errors
     result = {"eval": ev, "answered": len(items)}
     with rt.pool.transaction():
         rt.pool.add_responses("student", str(rt.student_dir(r).name), r, by_id)
@@ -299,7 +339,9 @@ def _generate(rt: Runtime, r: int) -> dict[str, Any]:
     candidates: list[Candidate] = []
     per_generator: dict[str, int] = {}
     errors: dict[str, str] = {}
+    calls: dict[str, int] = {}
     impls = {impl.plugin_name: impl for impl in rt.pm.hook.lionloop_generate.get_hookimpls()}
+    spec_impls = {impl.plugin_name: impl for impl in rt.pm.hook.lionloop_generator_spec.get_hookimpls()}
     for name, gen in gcfg.generators.items():
         if not gen.enabled:
             continue
@@ -312,11 +354,16 @@ def _generate(rt: Runtime, r: int) -> dict[str, Any]:
         if quota <= 0:
             continue
         ctx = rt.context(r, plugin=name, max_candidates=quota)
-        # Paid calls are capped too, so a generator cannot spend past its share of the budget.
-        teacher = _LimitedTeacher(rt.generator_teacher, limit=int(gen.options.get("max_calls", quota * 4)))
         t0 = time.perf_counter()
         try:
-            out = impl.function(cases=cases, teacher=teacher, ctx=ctx) or []
+            spec = (spec_impls[name].function() if name in spec_impls else None) or GeneratorSpec()
+            # A generator sees only the case kinds it declares it consumes.
+            mine = Cases(round=r, hard=cases.hard if "hard" in spec.consumes else [],
+                         easy=cases.easy if "easy" in spec.consumes else [])
+            # Paid calls are capped too, so a generator cannot spend past its share of the budget.
+            limit = int(gen.options.get("max_calls", quota * spec.calls_per_candidate))
+            teacher = _LimitedTeacher(rt.generator_teacher, limit=limit)
+            out = impl.function(cases=mine, teacher=teacher, ctx=ctx) or []
         except Exception as err:  # noqa: BLE001 - a plugin failure is reported, never fatal
             errors[name] = f"{type(err).__name__}: {err}"
             log.error("generator plugin %r raised: %s", name, errors[name])
@@ -324,9 +371,10 @@ def _generate(rt: Runtime, r: int) -> dict[str, Any]:
         out = list(out)[:quota]
         log.info("generator %s: %d candidates in %.1fs", name, len(out), time.perf_counter() - t0)
         per_generator[name] = len(out)
+        calls[name] = limit - teacher.left
         candidates.extend(out)
     result = {"candidates": len(candidates), "by_generator": per_generator, "plugin_errors": errors,
-              "hard_cases": len(cases.hard), "easy_cases": len(cases.easy)}
+              "hard_cases": len(cases.hard), "easy_cases": len(cases.easy), "calls_by_generator": calls}
     with rt.pool.transaction():
         rt.pool.replace_candidates(r, candidates)
         rt.pool.merge_metrics(r, {"generate": result})
