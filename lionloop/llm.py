@@ -132,7 +132,9 @@ class Prompts:
         if user is None:
             user = tmpl.render(values).strip()
         if attempt > 0:
-            user = f"{user}\n\n{block('reask') or DEFAULT_REASK}"
+            # Each re-ask must differ from the last, or its cache key would return the same reply.
+            again = f" (retry {attempt})" if attempt > 1 else ""
+            user = f"{user}\n\n{block('reask') or DEFAULT_REASK}{again}"
         if system and not system_role:  # models whose chat template has no system role
             return [{"role": "user", "content": f"{system}\n\n{user}"}]
         out = [{"role": "system", "content": system}] if system else []

@@ -125,12 +125,17 @@ def status(run_dir: Path) -> dict[str, Any]:
     cache = Pool(Path(cfg.teacher.cache_path or Path(run_dir) / POOL_FILE), readonly=True)
     try:
         row = cache.query(
-            "SELECT COUNT(*) AS paid, COALESCE(SUM(repaid), 0) AS repaid FROM llm_cache WHERE run_id = ?",
+            "SELECT COUNT(*) AS paid, COALESCE(SUM(repaid), 0) AS repaid,"
+            " COALESCE(SUM(json_extract(usage, '$.prompt_tokens')), 0) AS prompt_tokens,"
+            " COALESCE(SUM(json_extract(usage, '$.completion_tokens')), 0) AS completion_tokens,"
+            " COALESCE(SUM(json_extract(usage, '$.cost')), 0) AS cost"
+            " FROM llm_cache WHERE run_id = ?",
             (run_id,),
         )[0]
-        calls = {"paid": row["paid"], "repaid": row["repaid"]}
+        calls = {"paid": row["paid"], "repaid": row["repaid"], "prompt_tokens": int(row["prompt_tokens"]),
+                 "completion_tokens": int(row["completion_tokens"]), "cost": round(float(row["cost"]), 6)}
     except sqlite3.OperationalError:  # no call made yet
-        calls = {"paid": 0, "repaid": 0}
+        calls = {"paid": 0, "repaid": 0, "prompt_tokens": 0, "completion_tokens": 0, "cost": 0.0}
     finally:
         cache.close()
     out_rounds = []
@@ -150,6 +155,7 @@ def status(run_dir: Path) -> dict[str, Any]:
             "teacher_calls": int(sum(v.get("calls", 0) for v in teacher.values())),
             "cache_hits": int(sum(v.get("hits", 0) for v in teacher.values())),
             "teacher_failures": int(sum(v.get("failures", 0) for v in teacher.values())),
+            **_teacher_usage(teacher),
             "teacher_by_stage": teacher,
             "seconds": m.get("seconds", {}),
             "work_seconds": m.get("work_seconds", {}),
@@ -165,8 +171,21 @@ def status(run_dir: Path) -> dict[str, Any]:
         "last_stage": dict(stages[0]) if stages else None,
         "bootstrap": {**boot.get("bootstrap", {}),
                       "teacher_calls": int(sum(v.get("calls", 0) for v in boot_teacher.values())),
-                      "cache_hits": int(sum(v.get("hits", 0) for v in boot_teacher.values()))},
+                      "cache_hits": int(sum(v.get("hits", 0) for v in boot_teacher.values())),
+                      "teacher_failures": int(sum(v.get("failures", 0) for v in boot_teacher.values())),
+                      **_teacher_usage(boot_teacher)},
         "rounds": out_rounds,
         "teacher_calls": calls,
         "pool": {"by_split": totals, "by_origin": by_origin, "examples": examples},
+    }
+
+
+def _teacher_usage(per_stage: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    """Tokens and estimated cost (teacher.cost_per_1k_*) of a round's paid teacher calls."""
+    return {
+        "teacher_tokens": {
+            "prompt": int(sum(v.get("prompt_tokens", 0) for v in per_stage.values())),
+            "completion": int(sum(v.get("completion_tokens", 0) for v in per_stage.values())),
+        },
+        "teacher_cost": round(float(sum(v.get("cost", 0.0) for v in per_stage.values())), 6),
     }

@@ -254,6 +254,10 @@ class Teacher:
                 out[k][name] = v
         for k, v in self.acct.reasons.items():
             out[k]["failure_reasons"] = dict(v)
+        for v in out.values():
+            for name in ("calls", "prompt_tokens", "completion_tokens", "requests", "answered", "hits",
+                         "failures", "reasks"):
+                v.setdefault(name, 0)
         return dict(out)
 
 

@@ -85,6 +85,18 @@ class HFBackend(ChatBackend):
         if sample:
             gen_kwargs["temperature"] = self.cfg.temperature
         eos = tok.eos_token_id
+        # A prompt that does not fit the context fails alone, with its reason (vLLM answers 400).
+        ctx = getattr(model.config, "max_position_embeddings", None)
+        if ctx:
+            fits = []
+            for i in order:
+                n = len(tok(texts[i], add_special_tokens=False)["input_ids"])
+                if n + self.cfg.max_tokens > ctx:
+                    yield i, Reply(error=f"hf: prompt of {n} tokens + max_tokens {self.cfg.max_tokens} "
+                                         f"exceeds the model's context of {ctx}")
+                else:
+                    fits.append(i)
+            order = fits
         for start in range(0, len(order), self.cfg.batch_size):
             idx = order[start : start + self.cfg.batch_size]
             try:

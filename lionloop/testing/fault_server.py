@@ -39,7 +39,7 @@ from typing import Any
 
 log = logging.getLogger(__name__)
 
-FAULTS = ("429", "500", "slow", "drop", "malformed", "empty", "no_choices")
+FAULTS = ("429", "500", "400", "slow", "drop", "malformed", "empty", "no_choices")
 """Fault names a plan may return (None or "ok" answers normally)."""
 
 Plan = Callable[[str, int], "str | None"]
@@ -106,6 +106,8 @@ class ServerStats:
     inflight: int = 0
     max_inflight: int = 0
     models: Counter[str] = field(default_factory=Counter)
+    auth: Counter[str] = field(default_factory=Counter)  # Authorization headers seen
+    bodies: list[dict[str, Any]] = field(default_factory=list)  # the last `keep_bodies` request bodies
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -130,6 +132,7 @@ class ScriptedServer:
         model: str = "scripted",
         host: str = "127.0.0.1",
         port: int = 0,
+        keep_bodies: int = 0,
     ) -> None:
         self.responder = responder or default_responder
         self.plan = plan
@@ -141,6 +144,8 @@ class ScriptedServer:
         self.model = model
         self.host = host
         self.port = port
+        self.keep_bodies = keep_bodies
+        self.on_body: Callable[[dict[str, Any]], None] | None = None  # sees each body first
         self.stats = ServerStats()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
@@ -165,10 +170,16 @@ class ScriptedServer:
         st = self.stats
         st.requests += 1
         body = await request.json()
+        if self.on_body is not None:
+            self.on_body(body)
         key = content_key(body)
         nth = st.seen[key]
         st.seen[key] += 1
         st.models[str(body.get("model"))] += 1
+        st.auth[request.headers.get("Authorization", "")] += 1
+        if self.keep_bodies:
+            st.bodies.append(body)
+            del st.bodies[: -self.keep_bodies]
         fault = self.plan(key, nth) if self.plan else None
         if fault in (None, "ok"):
             fault = None
@@ -184,6 +195,8 @@ class ScriptedServer:
                 {"error": {"message": "rate limited (scripted)", "type": "rate_limit", "code": 429}},
                 status=429, headers=headers,
             )
+        if fault == "400":
+            return web.json_response({"error": {"message": "bad request (scripted)"}}, status=400)
         if fault == "500":
             return web.json_response({"error": {"message": "internal error (scripted)"}}, status=500)
         if fault == "drop":

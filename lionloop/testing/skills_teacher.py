@@ -1,0 +1,65 @@
+"""A scripted chat "LLM" for the `skills` pack that reads lionloop's own rendered prompts.
+
+Behind `ScriptedServer` it lets the whole loop run over the LLM path (templates, HTTP, structured
+output, parsing) offline with a correct teacher: it answers the instruction in an answer prompt,
+judges the fenced answers of a judge prompt exactly (like the oracle) and rewrites the fenced
+instruction of a rewrite prompt into a sibling. It only understands what the templates render,
+so a template change that breaks the fences breaks the tests that use it — on purpose.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from typing import Any
+
+from lionloop.config import TaskConfig
+from lionloop.errors import Unsupported
+
+_BLOCK = re.compile(r"<<<(?P<label>[A-Z0-9 ]+) (?P<nonce>[0-9a-f]+)>>>\n(?P<body>.*?)\n<<<END (?P=label) (?P=nonce)>>>", re.S)
+
+
+def fenced_blocks(text: str) -> dict[str, str]:
+    """The fenced blocks of a rendered prompt, by label."""
+    return {m["label"]: m["body"] for m in _BLOCK.finditer(text)}
+
+
+class SkillsChat:
+    """`responder(body) -> content` for `ScriptedServer`: a correct skills teacher over chat."""
+
+    def __init__(self, seed: int = 0) -> None:
+        from lionloop.plugins.skills import SkillsPack
+
+        self.pack = SkillsPack(TaskConfig(), seed)
+        self.kinds: dict[str, int] = {}
+
+    def __call__(self, body: dict[str, Any]) -> str:
+        rf = body.get("response_format") or {}
+        user = next(m["content"] for m in reversed(body["messages"]) if m["role"] == "user")
+        blocks = fenced_blocks(user)
+        if "ASSISTANT 1 ANSWER" in blocks:
+            kind = "judge"
+        elif "GIVEN INSTRUCTION" in blocks:
+            kind = "rewrite"
+        else:
+            kind = "answer"
+        self.kinds[kind] = self.kinds.get(kind, 0) + 1
+        if rf.get("type") == "json_schema" and rf["json_schema"].get("name") != kind:
+            return "schema name does not match the prompt"
+        try:
+            if kind == "answer":
+                return self.pack.solve(user.split("\n\n", 1)[0])
+            if kind == "judge":
+                gold = self.pack.solve(blocks["INSTRUCTION"])
+                from lionloop.plugins.skills import _score
+
+                s1 = _score(blocks["ASSISTANT 1 ANSWER"], gold)
+                s2 = _score(blocks["ASSISTANT 2 ANSWER"], gold)
+                return json.dumps({"explanation": f"expected {gold}", "score_1": int(s1), "score_2": int(s2)})
+            mode = "easy" if "even rarer" in user else "hard"
+            m = re.search(r"variation #(\d+)", user)
+            variant = int(m[1]) - 1 if m else 0
+            new = self.pack.rewrite(blocks["GIVEN INSTRUCTION"], mode, variant)
+            return json.dumps({"instruction": new, "input": ""})
+        except Unsupported:
+            return "I cannot help with that."
