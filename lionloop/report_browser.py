@@ -97,6 +97,8 @@ def inspect_report(
                     landed = {"href": target, "hash": page.evaluate("() => location.hash"), "visible": visible}
                     page.evaluate("() => { history.replaceState(null, '', location.pathname); window.scrollTo(0, 0); }")
             if png is not None:
+                page.mouse.move(0, 0)  # no hover labels or Plotly mode bars in the picture
+                page.wait_for_timeout(300)
                 Path(png).parent.mkdir(parents=True, exist_ok=True)
                 page.screenshot(path=str(png), full_page=full_page or clip is not None, clip=clip)
             title = page.title()

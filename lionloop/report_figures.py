@@ -64,7 +64,8 @@ def referee_figure(data: dict[str, Any]) -> Any:
     _round_axis(fig, x)
     fig.update_yaxes(title_text="cases judged", secondary_y=False)
     top = max((r["hard_ratio"] or 0) for r in rows)
-    fig.update_yaxes(title_text="hard ratio", tickformat=".0%", range=[0, min(1.0, top * 1.15 + 0.01)],
+    fig.update_yaxes(title_text="hard ratio", tickformat=".0%", range=[0, top * 1.12 + 0.02], tickmode="linear",
+                     tick0=0, dtick=0.05 if top <= 0.25 else 0.1 if top <= 0.5 else 0.2,
                      secondary_y=True, showgrid=False)
     return _layout(fig, legend_traceorder="normal")
 
