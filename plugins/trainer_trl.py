@@ -1,4 +1,13 @@
-"""The `trl` trainer: TRL SFTTrainer on prompt/completion rows with completion-only loss."""
+"""The `trl` trainer: TRL SFTTrainer on prompt/completion rows with completion-only loss.
+
+Rows carry a `kind` and a `weight`. When every row weighs 1 the loss is TRL's own (the mean over
+all completion tokens of the batch). Otherwise each row's loss is the mean over its completion
+tokens and the batch loss is the weighted mean of those: a Distilling Step-by-Step instance whose
+label row weighs alpha and rationale row 1 - alpha trains on `alpha * label + (1 - alpha) *
+rationale`, whatever the two targets' lengths. `train.options.kind_weights` ({kind: factor})
+multiplies the weights of whole kinds (0 leaves a kind out); the other `train.options` go to
+TRL's SFTConfig. Same seed, same rows -> same weights, weighted or not.
+"""
 
 from __future__ import annotations
 
@@ -14,6 +23,60 @@ from lionloop.records import Example
 from lionloop.student import load, pick_device, save_atomically
 
 log = logging.getLogger(__name__)
+
+
+def row_weights(examples: Sequence[Example], kind_weights: dict[str, float] | None = None) -> list[float]:
+    """Each row's loss weight: its own `weight` times its kind's factor (default 1)."""
+    kw = kind_weights or {}
+    return [float(e.weight) * float(kw.get(e.kind, 1.0)) for e in examples]
+
+
+def weighted_row_loss(per_token_loss: Any, mask: Any, weights: Any) -> Any:
+    """Per-row mean of the completion-token losses, then their weighted mean over the batch.
+
+    Rows with no completion token left (truncated away) carry no weight.
+    """
+    mask = mask.to(per_token_loss.dtype)
+    tokens = mask.sum(-1)
+    per_row = (per_token_loss * mask).sum(-1) / tokens.clamp(min=1)
+    w = weights.to(per_token_loss.dtype) * (tokens > 0).to(per_token_loss.dtype)
+    return (w * per_row).sum() / w.sum().clamp(min=1e-12)
+
+
+def _weighted_trainer(base: type) -> type:
+    """SFTTrainer that keeps a `weight` column and trains on the weighted per-row loss."""
+    import torch
+
+    class WeightedSFTTrainer(base):  # type: ignore[misc, valid-type]
+        def _set_signature_columns_if_needed(self) -> None:
+            super()._set_signature_columns_if_needed()
+            if "weight" not in self._signature_columns:
+                self._signature_columns = [*self._signature_columns, "weight"]
+
+        def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):  # noqa: ANN001, ANN201
+            weights = inputs.pop("weight")
+            inputs["use_cache"] = False
+            outputs = model(**inputs, fused_lm_head=True)
+            loss = weighted_row_loss(-outputs.log_probs, outputs.label_mask, weights)
+            mode = "train" if self.model.training else "eval"
+            n = outputs.label_mask.sum()
+            if getattr(outputs, "is_top1", None) is not None and n > 0:
+                self._metrics[mode]["mean_token_accuracy"].append((outputs.is_top1.sum() / n).item())
+            return (loss, outputs) if return_outputs else loss
+
+    class WithWeights:
+        """The default collator, plus the rows' weights as a tensor."""
+
+        def __init__(self, collate: Any) -> None:
+            self.collate = collate
+
+        def __call__(self, rows: list[dict[str, Any]]) -> dict[str, Any]:
+            out = self.collate(rows)
+            out["weight"] = torch.tensor([float(r["weight"]) for r in rows], dtype=torch.float32)
+            return out
+
+    WeightedSFTTrainer.WithWeights = WithWeights
+    return WeightedSFTTrainer
 
 
 class TRLTrainer:
@@ -43,7 +106,16 @@ class TRLTrainer:
         transformers.set_seed(seed)
         model, tok = load(base, device)
         model.train()
-        data = Dataset.from_list([{"prompt": e.prompt, "completion": e.completion} for e in examples])
+        options = dict(self.cfg.options)
+        weights = row_weights(examples, options.pop("kind_weights", None))
+        kept = [(e, w) for e, w in zip(examples, weights, strict=True) if w > 0]
+        if not kept:
+            raise ValueError("no training rows: every row weighs 0 (train.options.kind_weights)")
+        weighted = any(w != 1.0 for _, w in kept)
+        data = Dataset.from_list([
+            {"prompt": e.prompt, "completion": e.completion, **({"weight": w} if weighted else {})}
+            for e, w in kept
+        ])
         on_gpu = device == "cuda"
         args = SFTConfig(
             output_dir=str(out.with_name(out.name + ".trainer")),
@@ -67,7 +139,7 @@ class TRLTrainer:
             dataloader_num_workers=0,
             disable_tqdm=True,
             log_level="error",
-            **self.cfg.options,
+            **options,
         )
         peft_config = None
         if self.cfg.lora:
@@ -87,9 +159,17 @@ class TRLTrainer:
                 if logs and "loss" in logs:
                     losses.append(float(logs["loss"]))
 
-        trainer = SFTTrainer(
+        extra: dict[str, Any] = {}
+        trainer_cls: Any = SFTTrainer
+        if weighted:
+            from trl.trainer.sft_trainer import DataCollatorForLanguageModeling
+
+            trainer_cls = _weighted_trainer(SFTTrainer)
+            extra["data_collator"] = trainer_cls.WithWeights(DataCollatorForLanguageModeling(
+                pad_token_id=tok.pad_token_id, pad_to_multiple_of=args.pad_to_multiple_of))
+        trainer = trainer_cls(
             model=model, args=args, train_dataset=data, processing_class=tok,
-            peft_config=peft_config, callbacks=[_Progress()],
+            peft_config=peft_config, callbacks=[_Progress()], **extra,
         )
         trainer.remove_callback(transformers.PrinterCallback)
         t0 = time.time()
@@ -103,7 +183,8 @@ class TRLTrainer:
             "steps": int(result.global_step),
             "train_loss": float(result.training_loss),
             "last_loss": losses[-1] if losses else None,
-            "rows": len(examples),
+            "rows": len(kept),
+            "weighted": weighted,
             "seconds": round(seconds, 2),
         }
 
