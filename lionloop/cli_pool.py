@@ -102,11 +102,16 @@ def stats(run_dir: RunDir, as_json: AsJson = False) -> None:
                        style="dim"))
     tt = _table("teacher")
     tt.add_column("stage")
-    for k in st["teacher"]:
-        tt.add_column(k.replace("_", " "), justify="right")
+    keys = [k for k, v in st["teacher"].items() if v or k in ("calls", "hits", "failures")]
+    for k in keys:
+        tt.add_column({"prompt_tokens": "prompt tok.", "completion_tokens": "compl. tok."}.get(k, k), justify="right")
+
+    def cell(k: str, v: float) -> str:
+        return f"{v:.4g}" if k == "cost" else str(v)
+
     for stage, v in st["teacher_by_stage"].items():
-        tt.add_row(stage, *[str(v.get(k, 0)) for k in st["teacher"]])
-    tt.add_row(Text("total", style="bold"), *[str(v) for v in st["teacher"].values()])
+        tt.add_row(stage, *[cell(k, v.get(k, 0)) for k in keys])
+    tt.add_row(Text("total", style="bold"), *[cell(k, st["teacher"][k]) for k in keys])
     console.print(tt)
 
 

@@ -20,7 +20,8 @@ from lionloop.stores.pool import Pool
 
 SORTS = ("gap", "round", "id")
 SPLITS = ("train", "cache", "eval")
-TEACHER_KEYS = ("calls", "hits", "failures", "prompt_tokens", "completion_tokens")
+# Per-stage teacher figures in round metrics (lionloop.teacher.Teacher.stats); cost is a float.
+TEACHER_KEYS = ("calls", "hits", "failures", "requests", "reasks", "prompt_tokens", "completion_tokens", "cost")
 
 
 class PoolQueryError(LionloopError, LookupError):
@@ -138,13 +139,14 @@ def stats_of(pool: Pool, run_dir: Path) -> dict[str, Any]:
     without them.
     """
     metrics = {r["round"]: r["metrics"] for r in pool.rounds()}
-    teacher: dict[str, int] = defaultdict(int)
-    by_stage: dict[str, dict[str, int]] = defaultdict(lambda: defaultdict(int))
+    teacher: dict[str, float] = defaultdict(int)
+    by_stage: dict[str, dict[str, float]] = defaultdict(lambda: defaultdict(int))
     for m in metrics.values():
         for stage, v in m.get("teacher", {}).items():
             for k in TEACHER_KEYS:
-                teacher[k] += int(v.get(k, 0))
-                by_stage[stage][k] += int(v.get(k, 0))
+                x = float(v.get(k) or 0) if k == "cost" else int(v.get(k) or 0)
+                teacher[k] += x
+                by_stage[stage][k] += x
     judged = {
         r["round"]: dict(r)
         for r in pool.query(
@@ -209,8 +211,9 @@ def stats_of(pool: Pool, run_dir: Path) -> dict[str, Any]:
         "rounds": rounds,
         "last_round": known[-1] if known else None,
         "rejections": dict(sorted(rejections.items())),
-        "teacher": {k: teacher.get(k, 0) for k in TEACHER_KEYS},
-        "teacher_by_stage": {s: dict(v) for s, v in sorted(by_stage.items())},
+        "teacher": {k: round(v, 6) if k == "cost" else v for k, v in ((k, teacher.get(k, 0)) for k in TEACHER_KEYS)},
+        "teacher_by_stage": {s: {k: round(x, 6) if k == "cost" else x for k, x in v.items()}
+                             for s, v in sorted(by_stage.items())},
     }
 
 

@@ -156,7 +156,8 @@ def dataset_card(run_dir: Path, what: str, split: str | None, n: int, stats: dic
         lines.append(f"- by {title}: " + ", ".join(f"{k} {v}" for k, v in stats[key].items()))
     t = stats["teacher"]
     lines += [f"- teacher calls: {t['calls']} ({t['hits']} cache hits, {t['failures']} failures),"
-              f" tokens {t['prompt_tokens']} prompt + {t['completion_tokens']} completion", ""]
+              f" tokens {t['prompt_tokens']} prompt + {t['completion_tokens']} completion"
+              + (f", estimated cost {t['cost']:.4g}" if t.get("cost") else ""), ""]
     lines += ["## Columns", ""]
     desc = {**COLUMNS["examples"], **COLUMNS["instructions"], **COLUMNS["lineage"]}
     lines += [f"- `{c}`: {desc.get(c, '')}" for c in _columns(what)]

@@ -163,6 +163,7 @@ def _kpis(data: dict[str, Any]) -> list[dict[str, str]]:
         {"label": "hard ratio, first → last round", "value": f"{_pct(hr[0])} → {_pct(hr[-1])}" if hr else "-"},
         {"label": "pool (train + cache), seeds → now", "value": f"{sizes[0]} → {sizes[-1]}" if sizes else "-"},
         {"label": "teacher calls (cache hits)", "value": f"{t['calls']} ({t['hits']})"},
+        *([{"label": "estimated teacher cost", "value": f"{t['cost']:.4g}"}] if t.get("cost") else []),
         {"label": "candidates rejected", "value": str(sum(data["stats"]["rejections"].values()))},
     ]
 
