@@ -1,0 +1,500 @@
+"""The four generator plugins (rationale, socratic, disco, finetune_cot) against the oracle's ground
+truth: the pack's new skills and oracle requests, each plugin's candidates and rows, the student
+chains of evaluation, the weighted trainer, and (slow) all four in a loop."""
+
+from __future__ import annotations
+
+import json
+import random
+import re
+import sqlite3
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
+
+import pytest
+from conftest import micro_config
+
+from lionloop.config import TaskConfig, TeacherConfig
+from lionloop.context import RoundContext
+from lionloop.errors import ConfigError, Unsupported
+from lionloop.hookspecs import GeneratorSpec, hookimpl
+from lionloop.nodes import _LimitedTeacher
+from lionloop.plugins import disco, finetune_cot, rationale, socratic
+from lionloop.plugins.oracle_backend import OracleBackend
+from lionloop.plugins.skills import ALL_SKILLS, EXTRA_SKILLS, SKILLS, SkillsPack, explain
+from lionloop.records import Case, Cases, Instruction, Verdict
+from lionloop.stores.cache import CallCache
+from lionloop.stores.pool import Pool
+from lionloop.student import format_prompt
+from lionloop.teacher import Teacher
+
+EXTRA = ["chain", "sum", "mood", "add", "reverse"]
+PLUGINS = {"rationale": rationale, "socratic": socratic, "disco": disco, "finetune_cot": finetune_cot}
+
+
+# -- the pack's new skills and oracle requests ------------------------------------------------------
+
+
+def test_new_skills_are_opt_in_and_the_default_pack_is_unchanged() -> None:
+    assert SkillsPack(TaskConfig(), 0).skills() == list(SKILLS)
+    assert not set(EXTRA_SKILLS) & set(SKILLS)
+    assert SkillsPack(TaskConfig(options={"extra_skills": True}), 0).skills() == list(ALL_SKILLS)
+    assert SkillsPack(TaskConfig(skills=["mood", "sum"]), 0).skills() == ["mood", "sum"]
+    with pytest.raises(ConfigError, match="task.skills"):
+        SkillsPack(TaskConfig(skills=["chain", "juggle"]), 0)
+
+
+@pytest.mark.parametrize("skill", sorted(EXTRA_SKILLS))
+def test_new_skills_levels_and_answers(skill: str) -> None:
+    pack = SkillsPack(TaskConfig(skills=[skill]), 0)
+    for level in range(1, 6):
+        ins = pack.make(skill, level, random.Random(level))
+        assert pack.level_of(ins.text) == level
+        assert pack.verify(ins, pack.solve(ins.text)) is True
+        assert pack.verify(ins, pack.solve(ins.text) + "x") is False
+    ev, seeds = pack.eval_set(10), pack.seeds(10)
+    assert len(ev) == len(seeds) == 10 and not {i.id for i in ev} & {i.id for i in seeds}
+
+
+def _resolve(question: str, answers: list[str]) -> str:
+    return re.sub(r"#(\d+)", lambda m: answers[int(m[1]) - 1], question)
+
+
+@pytest.mark.parametrize("text", ["chain reverse shift abcd", "chain sort shift sort hdbca", "sum 12 34 56", "sum 1 2 3 4"])
+def test_decompositions_have_checkable_steps(text: str) -> None:
+    """Each sub-question, its #k references filled in, is an instance the pack itself solves."""
+    pack = SkillsPack(TaskConfig(skills=["chain", "sum"]), 0)
+    steps = pack.steps(text)
+    assert len(steps) == len(text.split()) - 2  # one op or one addition per step
+    answers: list[str] = []
+    for q, a in steps:
+        assert pack.solve(_resolve(q, answers)) == a
+        answers.append(a)
+    assert answers[-1] == pack.solve(text)
+    assert pack.steps("reverse abc") == [("reverse abc", "cba")]  # one-step problems
+
+
+def test_rationales_end_in_the_gold_answer_in_every_style() -> None:
+    pack = SkillsPack(TaskConfig(options={"extra_skills": True}), 0)
+    for skill in ALL_SKILLS:
+        for level in (1, 5):
+            ins = pack.make(skill, level, random.Random(level))
+            for style in (0, 1):
+                r, a = explain(*pack.parse(ins.text), style=style)
+                assert a == pack.solve(ins.text) and r and "\n" not in r
+    assert explain(*pack.parse("sum 12 34 56"))[0] == "12+34=46; 46+56=102"
+    assert explain(*pack.parse("sum 12 34 56"), style=1)[0] == "34+56=90; 12+90=102"
+    assert explain(*pack.parse("add 47 85"))[0] == "7+5=12; 4+8+1=13"
+
+
+def test_sampled_rationales_err_with_temperature_deterministically() -> None:
+    pack = SkillsPack(TaskConfig(skills=["sum", "chain"], options={"sample_error_rate": 0.5}), 0)
+    texts = [pack.make(s, lvl, random.Random(lvl)).text for s in ("sum", "chain") for lvl in range(1, 6)]
+
+    def wrong(temperature: float) -> int:
+        return sum(pack.sample_rationale(t, k, temperature)["answer"] != pack.solve(t) for t in texts for k in range(20))
+
+    assert wrong(0.0) == 0
+    assert 0.2 * 200 < wrong(1.0) < 0.8 * 200  # about half at T=1 with rate 0.5
+    assert wrong(0.4) < wrong(1.0)
+    assert pack.sample_rationale(texts[0], 3, 0.7) == pack.sample_rationale(texts[0], 3, 0.7)
+    # Several samples of one question use more than one correct style (diverse reasoning).
+    styles = {pack.sample_rationale("sum 12 34 56", k, 0.0)["rationale"] for k in range(10)}
+    assert styles == {"12+34=46; 46+56=102", "34+56=90; 12+90=102"}
+
+
+def test_counterfactual_edits_flip_the_label_except_the_lazy_ones() -> None:
+    pack = SkillsPack(TaskConfig(skills=["mood"], options={"counterfactual_noise": 0.25}), 0)
+    assert pack.labels("mood") == ["negative", "neutral", "positive"] and pack.labels("sum") is None
+    flipped = lazy = 0
+    for k in range(150):
+        text = pack.make("mood", 1 + k % 5, random.Random(k)).text
+        label = pack.solve(text)
+        for target in {"negative", "neutral", "positive"} - {label}:
+            out = pack.counterfactual(text, target, 0)
+            assert out["span"] in text
+            new = text.replace(out["span"], out["replacement"], 1)
+            if pack.solve(new) == target:
+                flipped += 1
+            else:
+                lazy += 1
+                assert out["replacement"] == out["span"] or pack.solve(new) == label
+    assert 0.15 < lazy / (flipped + lazy) < 0.35
+    with pytest.raises(Unsupported):
+        pack.counterfactual("sum 1 2 3", "positive", 0)
+
+
+# -- each plugin on its own, with the oracle teacher ------------------------------------------------
+
+
+def _env(tmp_path: Path, name: str, options: dict[str, Any] | None = None, pack_options: dict[str, Any] | None = None,
+         limit: int = 1000, quota: int = 12) -> tuple[RoundContext, Any, SkillsPack]:
+    tmp_path.mkdir(parents=True, exist_ok=True)
+    cfg = micro_config(
+        tmp_path, task={"skills": EXTRA, "options": pack_options or {}},
+        generate={"max_new_per_round": quota, "generators": {name: {"options": options or {}}}},
+    )
+    pack = SkillsPack(cfg.task, cfg.seed)
+    ctx = RoundContext(round=1, config=cfg, run_dir=tmp_path, task_pack=pack, pool=Pool(tmp_path / "pool.sqlite"),
+                       plugin=name, max_candidates=quota)
+    backend = OracleBackend(TeacherConfig(), SimpleNamespace(task_pack=pack))
+    teacher = Teacher(backend, CallCache(tmp_path / "cache.sqlite"), "t")
+    return ctx, _LimitedTeacher(teacher, limit), pack
+
+
+def _cases(pack: SkillsPack, skills: list[str], n: int = 4) -> Cases:
+    hard = []
+    for skill in skills:
+        for k in range(n):
+            ins = pack.make(skill, 1 + k % 5, random.Random(f"{skill}{k}"), split="cache")
+            hard.append(Case(ins, pack.solve(ins.text), "?", Verdict(ins.id, 1, 10.0, 2.0, True)))
+    return Cases(round=1, hard=hard)
+
+
+def _rows(mod: Any, ctx: RoundContext, cand: Any, pack: SkillsPack) -> list[Any]:
+    ins = cand.instruction
+    prompt = mod.__dict__.get("lionloop_student_prompt", lambda **_: None)(instruction=ins, ctx=ctx) or format_prompt(ins)
+    return mod.lionloop_format_examples(instruction=ins, answer=pack.solve(ins.text), generator=mod.NAME, ctx=ctx, prompt=prompt)
+
+
+def test_rationale_candidates_and_rows_match_the_oracle(tmp_path: Path) -> None:
+    ctx, teacher, pack = _env(tmp_path, "rationale", {"alpha": 0.7})
+    cases = _cases(pack, ["sum", "chain", "add"])
+    out = rationale.lionloop_generate(cases=cases, teacher=teacher, ctx=ctx)
+    assert len(out) == 12 and teacher.left == 1000 - 36  # rewrite + answer + rationale each
+    parents = {c.instruction.id: c.instruction for c in cases.hard}
+    for cand in out:
+        ins = cand.instruction
+        assert ins.origin == "rationale" and ins.split == "train" and ins.parent_id in parents
+        assert pack.parse(ins.text)[0].name == parents[ins.parent_id].task  # a sibling of the same skill
+        assert ins.meta["rationale"] == explain(*pack.parse(ins.text))[0] and "reject" not in ins.meta
+        label, why = _rows(rationale, ctx, cand, pack)
+        assert (label.kind, label.weight, why.kind, why.weight) == ("label", 0.7, "rationale", pytest.approx(0.3))
+        assert label.prompt == "[label] " + format_prompt(ins) and label.completion == pack.solve(ins.text)
+        assert why.prompt == "[rationale] " + format_prompt(ins) and why.completion == ins.meta["rationale"]
+    # The label prefix is the student's prompt for every instruction while the plugin is on.
+    seed = pack.make("add", 1, random.Random(0))
+    assert rationale.lionloop_student_prompt(instruction=seed, ctx=ctx) == "[label] " + format_prompt(seed)
+
+
+def test_rationale_joint_mode_and_disagreement(tmp_path: Path) -> None:
+    ctx, teacher, pack = _env(tmp_path, "rationale", {"joint": True})
+    cand = rationale.lionloop_generate(cases=_cases(pack, ["sum"], 1), teacher=teacher, ctx=ctx)[0]
+    assert rationale.lionloop_student_prompt(instruction=cand.instruction, ctx=ctx) is None
+    (row,) = _rows(rationale, ctx, cand, pack)
+    answer, why = row.completion.split("\n")
+    assert row.kind == "answer_rationale" and answer == pack.solve(cand.instruction.text) and why == cand.instruction.meta["rationale"]
+    # A rationale whose own label is not the teacher's answer is rejected by the plugin's filter.
+    bad = cand.instruction.__class__(**{**cand.instruction.__dict__, "meta": {**cand.instruction.meta, "reject": "x"}})
+    assert rationale.lionloop_filter_candidate(candidate=cand.__class__(bad, "rationale"), ctx=ctx) == "x"
+    assert rationale.lionloop_filter_candidate(candidate=cand, ctx=ctx) is None
+
+
+def test_socratic_steps_and_rows_match_the_oracle(tmp_path: Path) -> None:
+    ctx, teacher, pack = _env(tmp_path, "socratic")
+    out = socratic.lionloop_generate(cases=_cases(pack, ["sum", "chain"]), teacher=teacher, ctx=ctx)
+    assert len(out) == 8
+    for cand in out:
+        ins = cand.instruction
+        gold = pack.steps(ins.text)
+        assert [tuple(s) for s in ins.meta["steps"]] == gold and len(gold) >= 2
+        rows = _rows(socratic, ctx, cand, pack)
+        kinds = [r.kind for r in rows]
+        assert kinds == ["answer", "decompose"] + ["solve"] * len(gold)
+        assert rows[0].prompt == format_prompt(ins) and rows[0].completion == pack.solve(ins.text)
+        assert rows[1].prompt == "[decompose] " + format_prompt(ins)
+        assert rows[1].completion == " ; ".join(q for q, _ in gold)
+        for j, row in enumerate(rows[2:]):
+            assert row.prompt.startswith("[solve] " + format_prompt(ins))
+            assert row.prompt.endswith(f"{gold[j][0]} =\n") and row.completion == gold[j][1]
+            assert all(f"{q} = {a}\n" in row.prompt for q, a in gold[:j])
+
+
+def test_finetune_cot_keeps_only_rationales_that_reach_the_answer(tmp_path: Path) -> None:
+    ctx, teacher, pack = _env(tmp_path, "finetune_cot", {"samples": 6, "temperature": 1.0},
+                              pack_options={"sample_error_rate": 0.5})
+    out = finetune_cot.lionloop_generate(cases=_cases(pack, ["sum", "chain", "add"]), teacher=teacher, ctx=ctx)
+    assert len(out) == 12 and teacher.left == 1000 - 12 * 8
+    wrong = sum(c.instruction.meta["wrong"] for c in out)
+    assert wrong > 0  # the oracle erred sometimes: the filter had something to filter
+    for cand in out:
+        ins = cand.instruction
+        gold = pack.solve(ins.text)
+        kept = ins.meta.get("cot", [])
+        assert len(kept) + ins.meta["wrong"] <= 6 and len(set(kept)) == len(kept)
+        for r in kept:  # every kept rationale is one the oracle writes for a correct answer
+            assert r in {explain(*pack.parse(ins.text), style=s)[0] for s in (0, 1)}
+        if not kept:
+            assert "no sampled rationale" in finetune_cot.lionloop_filter_candidate(candidate=cand, ctx=ctx)
+            continue
+        rows = _rows(finetune_cot, ctx, cand, pack)
+        assert [r.kind for r in rows] == ["answer"] + ["cot"] * len(kept)
+        for row in rows[1:]:
+            assert row.prompt == "[cot] " + format_prompt(ins) and row.completion.endswith(f" => {gold}")
+            assert finetune_cot.final_answer(row.completion) == gold
+
+
+def test_finetune_cot_rejects_when_every_sample_is_wrong(tmp_path: Path) -> None:
+    ctx, teacher, pack = _env(tmp_path, "finetune_cot", {"samples": 3, "temperature": 1.0},
+                              pack_options={"sample_error_rate": 1.0})
+    out = finetune_cot.lionloop_generate(cases=_cases(pack, ["sum"], 3), teacher=teacher, ctx=ctx)
+    assert out and all(c.instruction.meta["cot"] == [] and c.instruction.meta["wrong"] == 3 for c in out)
+    assert all(finetune_cot.lionloop_filter_candidate(candidate=c, ctx=ctx) for c in out)
+
+
+@pytest.mark.parametrize("critic", ["teacher", "pack"])
+def test_disco_keeps_only_real_flips(tmp_path: Path, critic: str) -> None:
+    ctx, teacher, pack = _env(tmp_path, "disco", {"critic": critic, "per_case": 2}, pack_options={"counterfactual_noise": 0.3},
+                              quota=40)
+    cases = _cases(pack, ["mood", "sum"], 10)  # sum has no labels: not consumed
+    out = disco.lionloop_generate(cases=cases, teacher=teacher, ctx=ctx)
+    assert len(out) == 20 and all(c.instruction.task == "mood" for c in out)
+    paid = 1000 - teacher.left
+    assert paid == 20 + (sum(1 for c in out if not _lazy(c)) if critic == "teacher" else 0)
+    parents = {c.instruction.id: c for c in cases.hard}
+    kept = rejected = 0
+    for cand in out:
+        ins, parent = cand.instruction, parents[cand.instruction.parent_id]
+        assert ins.meta["label"] == parent.teacher_answer != ins.meta["target"]
+        reason = disco.lionloop_filter_candidate(candidate=cand, ctx=ctx)
+        if reason is None:
+            kept += 1
+            assert pack.solve(ins.text) == ins.meta["target"]  # the label really flipped
+            (row,) = _rows(disco, ctx, cand, pack)
+            assert (row.kind, row.completion) == ("counterfactual", ins.meta["target"])
+        else:
+            rejected += 1
+            assert reason in ("copied_span", "overlap_span", "overlap_text") or reason.startswith("critic")
+            assert reason.startswith("critic") == (pack.solve(ins.text) != ins.meta["target"] and not _lazy(cand))
+    assert kept > 10 and rejected > 0
+
+
+def _lazy(cand: Any) -> bool:
+    return cand.instruction.meta.get("reject", "").split(":")[0] in ("copied_span", "overlap_span", "overlap_text")
+
+
+def test_disco_overlap_heuristics() -> None:
+    ins = Instruction(text="x", input="the cat sat on the warm mat today")
+    assert disco.apply_edit(ins, "dog", "cat", {})[2] == "span_not_in_text"
+    assert disco.apply_edit(ins, "warm", "Warm", {})[2] == "copied_span"
+    assert disco.apply_edit(ins, "the warm mat", "the warm old mat", {})[2] == "overlap_span"
+    assert disco.apply_edit(ins, "warm", "cold", {"max_text_overlap": 0.7})[2] == "overlap_text"
+    text, inp, why = disco.apply_edit(ins, "warm", "cold", {})
+    assert why is None and inp == "the cat sat on the cold mat today" and text == "x"
+
+
+def test_generators_stay_within_their_teacher_budget(tmp_path: Path) -> None:
+    for name, per in (("rationale", 3), ("socratic", 3), ("finetune_cot", 6)):
+        ctx, teacher, pack = _env(tmp_path / name, name, limit=10)
+        out = PLUGINS[name].lionloop_generate(cases=_cases(pack, ["sum", "chain"]), teacher=teacher, ctx=ctx)
+        assert len(out) == 10 // per and teacher.left == 10 - per * (10 // per)
+
+
+def test_specs_declare_consumed_cases_and_costs() -> None:
+    specs = {n: m.lionloop_generator_spec() for n, m in PLUGINS.items()}
+    assert all(isinstance(s, GeneratorSpec) for s in specs.values())
+    assert specs["disco"].consumes == ("hard", "easy") and specs["rationale"].consumes == ("hard",)
+    assert specs["finetune_cot"].calls_per_candidate == 6 and "counterfactual" in specs["disco"].kinds
+
+
+def test_hooks_stay_silent_for_other_generators_and_when_disabled(tmp_path: Path) -> None:
+    ctx, _, pack = _env(tmp_path, "lion")
+    ins = pack.make("sum", 2, random.Random(0))
+    for mod in PLUGINS.values():
+        assert mod.lionloop_format_examples(instruction=ins, answer="1", generator="lion", ctx=ctx, prompt="p") is None
+        if hasattr(mod, "lionloop_evaluate_student"):
+            assert mod.lionloop_evaluate_student(instructions=[ins], student=None, ctx=ctx) is None
+    assert rationale.lionloop_student_prompt(instruction=ins, ctx=ctx) is None
+
+
+# -- evaluation chains with a scripted student ------------------------------------------------------
+
+
+class OracleStudent:
+    """A perfect student for the plugins' prompt formats (decompose, solve, cot); records calls."""
+
+    def __init__(self, pack: SkillsPack) -> None:
+        self.pack = pack
+        self.calls: list[tuple[int, int | None]] = []
+
+    def __call__(self, prompts: list[str], max_new_tokens: int | None = None) -> list[str]:
+        self.calls.append((len(prompts), max_new_tokens))
+        return [self.answer(p) for p in prompts]
+
+    def answer(self, prompt: str) -> str:
+        lines = prompt.rstrip("\n").split("\n")
+        head, problem = lines[0].split("] ", 1)
+        if head == "[decompose":
+            return " ; ".join(q for q, _ in self.pack.steps(problem))
+        if head == "[cot":
+            r, a = explain(*self.pack.parse(problem))
+            return f"{r} => {a}"
+        answers = [ln.rsplit(" = ", 1)[1] for ln in lines[1:-1]]
+        return self.pack.solve(_resolve(lines[-1].removesuffix(" ="), answers))
+
+
+def test_socratic_chain_evaluation_runs_decomposer_then_solver(tmp_path: Path) -> None:
+    ctx, _, pack = _env(tmp_path, "socratic")
+    instructions = pack.eval_set(3)
+    student = OracleStudent(pack)
+    out = socratic.lionloop_evaluate_student(instructions=instructions, student=student, ctx=ctx)
+    assert {i.id: pack.solve(i.text) for i in instructions} == out
+    longest = max(len(pack.steps(i.text)) for i in instructions)
+    assert student.calls[0] == (len(instructions), 64) and len(student.calls) == 1 + longest
+    # A student that cannot decompose gets an empty final answer, not an exception.
+    out = socratic.lionloop_evaluate_student(instructions=instructions, student=lambda p, n=None: [""] * len(p), ctx=ctx)
+    assert set(out.values()) == {""}
+
+
+def test_finetune_cot_evaluation_reads_the_answer_after_the_arrow(tmp_path: Path) -> None:
+    ctx, _, pack = _env(tmp_path, "finetune_cot")
+    instructions = pack.eval_set(2)
+    out = finetune_cot.lionloop_evaluate_student(instructions=instructions, student=OracleStudent(pack), ctx=ctx)
+    assert out == {i.id: pack.solve(i.text) for i in instructions}
+    assert finetune_cot.final_answer("no arrow here") == "" and finetune_cot.final_answer("a => b => 7 ") == "7"
+
+
+# -- the trainer honours kind and weight -----------------------------------------------------------
+
+
+def test_weighted_row_loss_is_alpha_label_plus_one_minus_alpha_rationale() -> None:
+    import torch
+
+    from lionloop.plugins.trainer_trl import row_weights, weighted_row_loss
+
+    per_token = torch.tensor([[1.0, 3.0, 0.0, 0.0], [2.0, 2.0, 2.0, 6.0], [5.0, 5.0, 5.0, 5.0]])
+    mask = torch.tensor([[1, 1, 0, 0], [1, 1, 1, 1], [0, 0, 0, 0]])  # row 3: truncated away
+    loss = weighted_row_loss(per_token, mask, torch.tensor([0.5, 0.5, 1.0]))
+    assert loss.item() == pytest.approx(0.5 * 2.0 + 0.5 * 3.0)  # per-row means, lengths do not matter
+    loss = weighted_row_loss(per_token, mask, torch.tensor([0.8, 0.2, 1.0]))
+    assert loss.item() == pytest.approx(0.8 * 2.0 + 0.2 * 3.0)
+    from lionloop.records import Example
+
+    rows = [Example("a", "p", "c", "label", weight=0.5), Example("a", "q", "r", "rationale", weight=0.5)]
+    assert row_weights(rows, {"rationale": 0.0}) == [0.5, 0.0] and row_weights(rows) == [0.5, 0.5]
+
+
+@pytest.mark.slow
+def test_trainer_weights_change_training_and_stay_deterministic(tmp_path: Path) -> None:
+    import torch
+
+    from lionloop.config import StudentConfig, TrainConfig
+    from lionloop.plugins.trainer_trl import TRLTrainer
+    from lionloop.records import Example
+    from lionloop.student import build_tiny_student, load
+
+    scfg = StudentConfig(hidden_size=32, num_layers=1, num_heads=2, max_length=32)
+    base = build_tiny_student(tmp_path / "base", scfg, 0)
+    words = ["abc", "bcd", "cde", "def", "efg", "fgh", "ghb", "hab"]
+    label = [Example(f"a{i}", f"[label] copy {w}\n", w, "label", weight=0.5) for i, w in enumerate(words)]
+    why = [Example(f"a{i}", f"[rationale] copy {w}\n", " ".join(w), "rationale", weight=0.5) for i, w in enumerate(words)]
+    trainer = TRLTrainer(TrainConfig(steps_per_round=12, batch_size=8, warmup_steps=1), scfg)
+    f1 = trainer.train(base, tmp_path / "w1", label + why, seed=3)
+    f2 = trainer.train(base, tmp_path / "w2", label + why, seed=3)
+    assert f1["weighted"] and f1["rows"] == 16 and f1["train_loss"] == f2["train_loss"]
+    m1, _ = load(tmp_path / "w1")
+    m2, _ = load(tmp_path / "w2")
+    assert all(torch.equal(a, b) for a, b in zip(m1.state_dict().values(), m2.state_dict().values(), strict=True))
+    # kind_weights 0 leaves the rationale rows out entirely (and the rest then weighs 0.5 each).
+    t0 = TRLTrainer(TrainConfig(steps_per_round=12, batch_size=8, warmup_steps=1, options={"kind_weights": {"rationale": 0}}), scfg)
+    f3 = t0.train(base, tmp_path / "w3", label + why, seed=3)
+    assert f3["rows"] == 8 and f3["train_loss"] != f1["train_loss"]
+
+
+# -- all four in a loop (slow) --------------------------------------------------------------------
+
+
+class Recorder:
+    """A third-party generator that only consumes easy cases: checks the core honours its spec."""
+
+    seen: list[tuple[int, int]] = []
+
+    @hookimpl
+    def lionloop_generator_spec(self) -> GeneratorSpec:
+        return GeneratorSpec(consumes=("easy",), calls_per_candidate=1)
+
+    @hookimpl
+    def lionloop_generate(self, cases: Cases, teacher: Any, ctx: Any) -> list[Any]:
+        Recorder.seen.append((len(cases.hard), len(cases.easy)))
+        Recorder.limit = teacher.left
+        return []
+
+
+def q(run: Path, sql: str, *params: Any) -> list[tuple[Any, ...]]:
+    with sqlite3.connect(run / "pool.sqlite") as c:
+        return c.execute(sql, params).fetchall()
+
+
+@pytest.fixture(scope="module")
+def four_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A 2-round micro loop with the four plugins (and lion) sharing the round's budget."""
+    from lionloop.context import Runtime
+    from lionloop.graph import build_graph
+    from lionloop.plugin_manager import get_plugin_manager
+
+    run = tmp_path_factory.mktemp("four")
+    gens = {n: {"share": 0.2} for n in ("lion", *PLUGINS)}
+    gens["recorder"] = {"share": 0.1}
+    cfg = micro_config(
+        run, task={"seeds_per_skill": 6, "cache_per_skill": 6, "eval_per_skill": 6, "skills": EXTRA},
+        student={"hidden_size": 32, "num_layers": 1, "num_heads": 2, "max_length": 96, "max_new_tokens": 8},
+        generate={"max_new_per_round": 40, "generators": gens}, stop={"max_rounds": 2},
+    )
+    Recorder.seen = []
+    rt = Runtime(cfg=cfg, run_dir=run, run_id="four", pm=get_plugin_manager(extra=[("recorder", Recorder())]))
+    final = build_graph(rt).invoke({"run_id": "four", "round": 1}, {"recursion_limit": 100})
+    rt.close()
+    assert final["stop_reason"] == "max_rounds"
+    return run
+
+
+@pytest.mark.slow
+def test_each_plugin_adds_rows_to_the_pool_with_its_origin(four_run: Path) -> None:
+    pack = SkillsPack(TaskConfig(skills=EXTRA), 0)
+    origins = dict(q(four_run, "SELECT origin, COUNT(*) FROM instructions GROUP BY origin"))
+    assert all(origins.get(n, 0) > 0 for n in PLUGINS), origins
+    kinds = {(g, k) for g, k in q(four_run, "SELECT generator, kind FROM examples")}
+    assert {("rationale", "label"), ("rationale", "rationale"), ("socratic", "decompose"), ("socratic", "solve"),
+            ("disco", "counterfactual"), ("finetune_cot", "cot")} <= kinds
+    rows = q(four_run, "SELECT i.text, i.origin, i.meta, e.kind, e.prompt, e.completion, e.weight, i.split "
+                       "FROM examples e JOIN instructions i ON i.id = e.instruction_id WHERE i.origin != 'seed'")
+    for text, origin, meta, kind, prompt, completion, weight, split in rows:
+        meta = json.loads(meta)
+        gold = pack.solve(text)
+        assert split == "train" and "reject" not in meta
+        assert prompt.startswith("[label] ") if kind in ("answer", "label", "counterfactual") else True
+        if kind in ("answer", "label", "counterfactual"):
+            assert completion == gold
+        if kind == "rationale":
+            assert completion == explain(*pack.parse(text))[0] and weight == 0.5
+        if kind == "decompose":
+            assert completion == " ; ".join(q_ for q_, _ in pack.steps(text))
+        if kind == "solve":
+            assert completion in {a for _, a in pack.steps(text)}
+        if kind == "cot":
+            assert completion.endswith(f" => {gold}")
+        if kind == "counterfactual":
+            assert gold == meta["target"] != meta["label"]
+    # Every plugin instruction has a teacher answer (curate asked; the cache paid nothing twice).
+    answered = {r[0] for r in q(four_run, "SELECT instruction_id FROM responses WHERE role = 'teacher'")}
+    born = {r[0] for r in q(four_run, "SELECT id FROM instructions WHERE origin IN ('rationale','socratic','disco','finetune_cot')")}
+    assert born <= answered
+
+
+@pytest.mark.slow
+def test_loop_metrics_carry_chains_budgets_and_filters(four_run: Path) -> None:
+    m = json.loads(q(four_run, "SELECT metrics FROM rounds WHERE round = 1")[0][0])
+    assert set(m["eval"]["methods"]) == {"socratic", "finetune_cot"}
+    assert m["eval"]["methods"]["socratic"]["n"] == m["eval"]["n"]
+    gen = m["generate"]
+    assert gen["plugin_errors"] == {} and gen["by_generator"]["recorder"] == 0
+    assert set(gen["calls_by_generator"]) == {"lion", *PLUGINS, "recorder"}
+    for name, per in (("rationale", 3), ("socratic", 3), ("finetune_cot", 6)):
+        assert gen["calls_by_generator"][name] <= 8 * per  # share 0.2 of 40 = 8 candidates
+    # The recorder consumed easy cases only, with its declared budget (4 candidates x 1 call).
+    assert Recorder.seen and all(hard == 0 for hard, _ in Recorder.seen) and Recorder.limit == 4
+    # The curate stage paid no answers for the plugins that asked them already (cache hits).
+    cands = q(four_run, "SELECT generator, status, reason FROM candidates WHERE round = 1")
+    assert {g for g, s, _ in cands if s == "accepted"} >= set(PLUGINS)
+    assert all(r for _, s, r in cands if s != "accepted")
