@@ -457,12 +457,12 @@ def test_each_plugin_adds_rows_to_the_pool_with_its_origin(four_run: Path) -> No
     kinds = {(g, k) for g, k in q(four_run, "SELECT generator, kind FROM examples")}
     assert {("rationale", "label"), ("rationale", "rationale"), ("socratic", "decompose"), ("socratic", "solve"),
             ("disco", "counterfactual"), ("finetune_cot", "cot")} <= kinds
-    rows = q(four_run, "SELECT i.text, i.origin, i.meta, e.kind, e.prompt, e.completion, e.weight, i.split "
-                       "FROM examples e JOIN instructions i ON i.id = e.instruction_id WHERE i.origin != 'seed'")
-    for text, origin, meta, kind, prompt, completion, weight, split in rows:
+    rows = q(four_run, "SELECT i.text, i.origin, e.generator, i.meta, e.kind, e.prompt, e.completion, e.weight,"
+                       " i.split FROM examples e JOIN instructions i ON i.id = e.instruction_id WHERE i.origin != 'seed'")
+    for text, origin, generator, meta, kind, prompt, completion, weight, split in rows:
         meta = json.loads(meta)
         gold = pack.solve(text)
-        assert split == "train" and "reject" not in meta
+        assert origin == generator and split == "train" and "reject" not in meta
         assert prompt.startswith("[label] ") if kind in ("answer", "label", "counterfactual") else True
         if kind in ("answer", "label", "counterfactual"):
             assert completion == gold
