@@ -171,7 +171,7 @@ class Teacher:
                     misses.append(i)
                     continue
                 self._count("hits")
-                results[i] = self._finish(requests[i], hit["response"], cached=True)
+                results[i] = self._finish(requests[i], hit["response"], cached=True, usage=hit["usage"])
                 if progress and (results[i].ok or last):
                     progress(1)
             # Budget: refuse what would overspend, record it as a failure with its reason.
@@ -204,7 +204,7 @@ class Teacher:
                         )
                         paid += 1
                         self._count("paid_now")
-                        results[i] = self._finish(req, response, cached=False)
+                        results[i] = self._finish(req, response, cached=False, usage=usage)
                     if progress and (results[i].ok or last):
                         progress(1)
             # Unparseable replies are re-asked (a new attempt is a new prompt and a new key).
@@ -226,7 +226,8 @@ class Teacher:
                 log.debug("teacher %s failed: %s", r.request.kind, r.error)
         return out
 
-    def _finish(self, req: TeacherRequest, response: dict[str, Any], cached: bool) -> Result:
+    def _finish(self, req: TeacherRequest, response: dict[str, Any], cached: bool,
+                usage: dict[str, Any] | None = None) -> Result:
         try:
             if response.get("output") is not None:
                 out = req.Output.model_validate(response["output"])
@@ -234,6 +235,8 @@ class Teacher:
                 out = req.parse(response.get("text") or "")
         except (ParseError, ValidationError) as err:
             msg = err.errors()[0]["msg"] if isinstance(err, ValidationError) else str(err)
+            if (usage or {}).get("finish_reason") == "length":
+                msg += " (the reply was cut off at max_tokens)"
             return Result(req, error=f"parse: {msg}", cached=cached, raw=response.get("text"))
         return Result(req, output=out, cached=cached, raw=response.get("text"))
 

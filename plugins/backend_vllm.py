@@ -59,6 +59,7 @@ class VLLMBackend(ChatBackend):
         super().__init__(cfg, runtime)
         self.vllm = import_vllm(self.path)  # fail at config time, not mid-run
         self._llm: Any = None
+        self._start_error: str | None = None
         self._lock = threading.Lock()
 
     def extra_params(self) -> dict[str, Any]:
@@ -70,11 +71,19 @@ class VLLMBackend(ChatBackend):
         return opts
 
     def engine(self) -> Any:
+        """The engine, started once; a failed start is remembered, not retried per prompt."""
         with self._lock:
+            if self._start_error is not None:
+                raise RuntimeError(self._start_error)
             if self._llm is None:
                 args = dict(self.cfg.options.get("engine_args", {}))
                 log.info("starting in-process vLLM engine for %s", self.model)
-                self._llm = self.vllm.LLM(model=self.model, **args)
+                try:
+                    self._llm = self.vllm.LLM(model=self.model, **args)
+                except Exception as err:
+                    self._start_error = f"engine failed to start: {type(err).__name__}: {err}"
+                    log.error("vllm %s: %s", self.model, self._start_error)
+                    raise RuntimeError(self._start_error) from err
             return self._llm
 
     def sampling(self, prompt: dict[str, Any]) -> Any:
@@ -99,6 +108,12 @@ class VLLMBackend(ChatBackend):
 
     def complete(self, requests: Sequence[TeacherRequest], attempt: int) -> Iterator[tuple[int, Reply]]:
         prompts = [self.prompt_for(r, attempt) for r in requests]
+        try:
+            self.engine()
+        except RuntimeError as err:  # every request fails with the reason; nothing is paid
+            for i in range(len(prompts)):
+                yield i, Reply(error=f"vllm: {err}")
+            return
         bs = self.cfg.batch_size
         for start in range(0, len(prompts), bs):
             idx = list(range(start, min(start + bs, len(prompts))))

@@ -244,6 +244,7 @@ def test_every_request_is_accounted_for_with_tokens_and_cost(tmp_path: Path) -> 
     res = t.ask([judge(instruction=x) for x in "abcd"])
     assert [r.ok for r in res] == [True, True, False, False]
     assert res[2].error.startswith("parse:") and res[2].raw == "more garbage"
+    assert "cut off" not in res[2].error
     assert res[3].error == "transport: refused"
     s = t.stats()[(2, "discriminate")]
     assert s["requests"] == 4 == s["answered"] + s["failures"]
@@ -302,7 +303,7 @@ def test_faults_are_retried_or_recorded(tmp_path: Path) -> None:
     scripts = {
         "q-429": ["429", None], "q-500": ["500", "500", None], "q-drop": ["drop", None],
         "q-slow": ["slow", None], "q-malformed": ["malformed", None], "q-nochoice": ["no_choices", None],
-        "q-dead": ["500"], "q-400": ["400", None], "q-empty": ["empty"],
+        "q-dead": ["500"], "q-400": ["400", None], "q-empty": ["empty"], "q-cut": ["truncated"],
     }
     with ScriptedServer(slow_s=1.5, retry_after="0", retry_after_ms=50) as srv:
         keyed(srv, scripts)
@@ -313,6 +314,7 @@ def test_faults_are_retried_or_recorded(tmp_path: Path) -> None:
     assert res["q-dead"].error.startswith("http 500") and "after 4 tries" in res["q-dead"].error
     assert res["q-400"].error.startswith("http 400") and "not retried" in res["q-400"].error
     assert res["q-empty"].error == "parse: judge: empty reply" and res["q-empty"].raw == ""
+    assert res["q-cut"].error.endswith("(the reply was cut off at max_tokens)")
     assert srv.stats.faults["400"] == 1 and srv.stats.faults["500"] == 2 + 4
 
 

@@ -39,7 +39,7 @@ from typing import Any
 
 log = logging.getLogger(__name__)
 
-FAULTS = ("429", "500", "400", "slow", "drop", "malformed", "empty", "no_choices")
+FAULTS = ("429", "500", "400", "slow", "drop", "malformed", "empty", "no_choices", "truncated")
 """Fault names a plan may return (None or "ok" answers normally)."""
 
 Plan = Callable[[str, int], "str | None"]
@@ -212,6 +212,8 @@ class ScriptedServer:
             if fault == "malformed":
                 return web.Response(text='{"id": "x", "choices": [{"message": ', content_type="application/json")
             content = "" if fault == "empty" else self.responder(body)
+            if fault == "truncated":  # as if max_tokens ran out half-way
+                content = content[: len(content) // 2]
         finally:
             st.inflight -= 1
             if sem is not None:
@@ -223,7 +225,7 @@ class ScriptedServer:
             "created": int(time.time()),
             "model": body.get("model", self.model),
             "choices": [] if fault == "no_choices" else [
-                {"index": 0, "finish_reason": "stop",
+                {"index": 0, "finish_reason": "length" if fault == "truncated" else "stop",
                  "message": {"role": "assistant", "content": content}},
             ],
             "usage": {"prompt_tokens": prompt_tokens, "completion_tokens": len(content.split()),
