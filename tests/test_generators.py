@@ -498,3 +498,141 @@ def test_loop_metrics_carry_chains_budgets_and_filters(four_run: Path) -> None:
     cands = q(four_run, "SELECT generator, status, reason FROM candidates WHERE round = 1")
     assert {g for g, s, _ in cands if s == "accepted"} >= set(PLUGINS)
     assert all(r for _, s, r in cands if s != "accepted")
+
+
+# -- the LLM-teacher path: templates rendered, replies parsed, bad replies recorded -----------------
+
+
+class PluginChat:
+    """A scripted chat "LLM" for the plugins' request types, reading the prompts the templates
+    render (their fenced blocks), answering with the skills oracle; everything else (answer,
+    judge, rewrite) goes to issue 3's `SkillsChat`. Kinds in `garbage` get unparseable replies."""
+
+    def __init__(self, garbage: tuple[str, ...] = ()) -> None:
+        from lionloop.testing.skills_teacher import SkillsChat
+
+        self.base = SkillsChat()
+        self.pack = SkillsPack(TaskConfig(options={"extra_skills": True}), 0)
+        self.garbage = garbage
+        self.kinds: dict[str, int] = {}
+
+    def __call__(self, body: dict[str, Any]) -> str:
+        from lionloop.testing.skills_teacher import fenced_blocks
+
+        rf = body.get("response_format") or {}
+        kind = rf.get("json_schema", {}).get("name") if rf.get("type") == "json_schema" else None
+        if kind not in ("rationale", "decompose", "cot_sample", "counterfactual"):
+            return self.base(body)
+        self.kinds[kind] = self.kinds.get(kind, 0) + 1
+        if kind in self.garbage:
+            return "Sure! Step one, think about it; step two, the answer is probably fine."
+        user = next(m["content"] for m in reversed(body["messages"]) if m["role"] == "user")
+        blocks = fenced_blocks(user)
+        if kind == "rationale":
+            r, a = explain(*self.pack.parse(blocks["TASK"]))
+            return json.dumps({"rationale": r, "answer": a})
+        if kind == "decompose":
+            steps = self.pack.steps(blocks["PROBLEM"])
+            return "Here you go:\n" + json.dumps({"steps": [{"question": q, "answer": a} for q, a in steps]})
+        if kind == "cot_sample":
+            m = re.search(r"attempt #(\d+)", user)
+            return json.dumps(self.pack.sample_rationale(blocks["QUESTION"], int(m[1]) - 1 if m else 0, 1.0))
+        target = re.search(r'label of the whole text becomes "([^"]+)"', user)[1]
+        m = re.search(r"variation #(\d+)", user)
+        return "```json\n" + json.dumps(self.pack.counterfactual(blocks["TEXT"], target, int(m[1]) - 1 if m else 0)) + "\n```"
+
+
+def _llm_env(tmp_path: Path, name: str, srv: Any, options: dict[str, Any] | None = None) -> tuple[RoundContext, Any, SkillsPack]:
+    from lionloop.plugins.backend_openai import OpenAIBackend
+
+    ctx, _, pack = _env(tmp_path, name, options)
+    backend = OpenAIBackend(TeacherConfig(backend="openai", model="plugin-chat", base_urls=[srv.base_url],
+                                          timeout_s=5.0, max_retries=1, retry_backoff_s=0.01))
+    teacher = Teacher(backend, CallCache(tmp_path / "llm-cache.sqlite"), "llm", parse_retries=1).at(1, "generate")
+    return ctx, _LimitedTeacher(teacher, 1000), pack
+
+
+LLM_CASES = {"rationale": ["sum", "add"], "socratic": ["sum", "chain"], "finetune_cot": ["sum", "chain"], "disco": ["mood"]}
+KIND = {"rationale": "rationale", "socratic": "decompose", "finetune_cot": "cot_sample", "disco": "counterfactual"}
+
+
+@pytest.mark.parametrize("name", sorted(PLUGINS))
+def test_llm_path_renders_the_template_and_parses_the_reply(tmp_path: Path, name: str) -> None:
+    from lionloop.testing.fault_server import ScriptedServer
+
+    chat = PluginChat()
+    with ScriptedServer(responder=chat, keep_bodies=400) as srv:
+        ctx, teacher, pack = _llm_env(tmp_path, name, srv, {"samples": 3} if name == "finetune_cot" else None)
+        cases = _cases(pack, LLM_CASES[name], 3)
+        try:
+            out = PLUGINS[name].lionloop_generate(cases=cases, teacher=teacher, ctx=ctx)
+        finally:
+            teacher.backend.close()
+    kind = KIND[name]
+    assert chat.kinds.get(kind, 0) > 0
+    mine = [b for b in srv.stats.bodies if (b.get("response_format") or {}).get("json_schema", {}).get("name") == kind]
+    schema = mine[0]["response_format"]["json_schema"]["schema"]
+    assert set(schema["properties"]) == set(PLUGINS[name].__dict__[
+        {"rationale": "RationaleOut", "socratic": "DecomposeOut", "finetune_cot": "CotOut", "disco": "CounterfactualOut"}[name]
+    ].model_fields)
+    user = mine[0]["messages"][-1]["content"]
+    assert "<<<" in user and "reply with one json object" in user.lower()  # the fenced template
+    assert out and all(c.generator == name for c in out)
+    kept = [c for c in out if PLUGINS[name].lionloop_filter_candidate(candidate=c, ctx=ctx) is None]
+    assert kept  # parsed replies made usable candidates, checked against the oracle:
+    for c in kept:
+        ins = c.instruction
+        if name == "rationale":
+            assert ins.meta["rationale"] == explain(*pack.parse(ins.text))[0]
+        elif name == "socratic":
+            assert [tuple(s) for s in ins.meta["steps"]] == pack.steps(ins.text)
+        elif name == "finetune_cot":
+            assert ins.meta["cot"] and all(r in {explain(*pack.parse(ins.text), style=s)[0] for s in (0, 1)} for r in ins.meta["cot"])
+        else:
+            assert pack.solve(ins.text) == ins.meta["target"]
+
+
+@pytest.mark.parametrize("name", sorted(PLUGINS))
+def test_llm_path_bad_replies_are_recorded_not_raised(tmp_path: Path, name: str) -> None:
+    from lionloop.testing.fault_server import ScriptedServer
+
+    chat = PluginChat(garbage=(KIND[name],))
+    with ScriptedServer(responder=chat) as srv:
+        ctx, teacher, pack = _llm_env(tmp_path, name, srv, {"samples": 2} if name == "finetune_cot" else None)
+        try:
+            out = PLUGINS[name].lionloop_generate(cases=_cases(pack, LLM_CASES[name], 2), teacher=teacher, ctx=ctx)
+            stats = teacher._teacher.stats()[(1, "generate")]
+        finally:
+            teacher.backend.close()
+    n_asked = chat.kinds[KIND[name]]
+    assert stats["failure_reasons"]["parse"] > 0 and stats["reasks"] > 0  # re-asked once, then recorded
+    assert n_asked == 2 * stats["failure_reasons"]["parse"]
+    if name == "disco":
+        assert out == []  # no usable edit: nothing proposed
+        return
+    assert out  # the siblings are kept as candidates, each with the reason it is unusable
+    reasons = {PLUGINS[name].lionloop_filter_candidate(candidate=c, ctx=ctx) for c in out}
+    assert all(r and ("parse:" in r or "no sampled rationale" in r) for r in reasons), reasons
+
+
+@pytest.mark.slow
+def test_llm_path_all_four_in_a_loop_over_a_scripted_server(tmp_path: Path) -> None:
+    """The whole loop over HTTP: every request type of the four plugins rendered, sent, parsed."""
+    from lionloop.runner import start
+    from lionloop.testing.fault_server import ScriptedServer
+
+    chat = PluginChat(garbage=())
+    with ScriptedServer(responder=chat) as srv:
+        teacher = {"backend": "openai", "model": "plugin-chat", "base_urls": [srv.base_url], "timeout_s": 5.0,
+                   "max_retries": 1, "retry_backoff_s": 0.01, "concurrency": 8}
+        out, final = start(micro_config(
+            tmp_path / "run", teacher=teacher,
+            task={"seeds_per_skill": 4, "cache_per_skill": 4, "eval_per_skill": 4, "skills": EXTRA},
+            student={"hidden_size": 32, "num_layers": 1, "num_heads": 2, "max_length": 96, "max_new_tokens": 8},
+            generate={"max_new_per_round": 20, "generators": {n: {"share": 0.25} for n in PLUGINS}},
+        ))
+    assert final["stop_reason"] == "max_rounds"
+    assert set(chat.kinds) == {"rationale", "decompose", "cot_sample", "counterfactual"}
+    assert {"answer", "judge", "rewrite"} <= set(chat.base.kinds)
+    origins = dict(q(out, "SELECT origin, COUNT(*) FROM instructions GROUP BY origin"))
+    assert all(origins.get(n, 0) > 0 for n in PLUGINS), origins
