@@ -11,7 +11,8 @@ Clients measured:
   JSON): what the server and this machine allow at all;
 * `backend openai (transport=aiohttp)` — lionloop's `openai` backend as the loop uses it;
 * `backend openai (transport=openai)` — the same backend on `AsyncOpenAI` (aiohttp transport);
-* `AsyncOpenAI, httpx default transport` — the plain library client with a semaphore;
+* `AsyncOpenAI + semaphore, default transport` — the plain library client (httpx, or httpx2 in
+  openai 3.x) with a semaphore;
 * `Teacher.ask end to end` — the default backend behind the teacher: template rendering, cache
   lookups and one SQLite write per reply included.
 """
@@ -204,7 +205,7 @@ def run(
                             lambda u: _bench_backend(u, concurrency, requests, "aiohttp")),
         "backend-openai": ("backend openai (transport=openai)",
                            lambda u: _bench_backend(u, concurrency, requests, "openai")),
-        "openai-httpx": ("AsyncOpenAI, httpx default transport", lambda u: _bench_openai_httpx(u, concurrency, requests)),
+        "openai-httpx": ("AsyncOpenAI + semaphore, default transport", lambda u: _bench_openai_httpx(u, concurrency, requests)),
         "teacher": ("Teacher.ask end to end (aiohttp)", lambda u: _bench_teacher(u, concurrency, requests)),
     }
     server = ServerProcess(latency_ms, concurrency)

@@ -173,7 +173,7 @@ class OpenAIBackend(ChatBackend):
             self._session = aiohttp.ClientSession(
                 connector=aiohttp.TCPConnector(limit=self.cfg.concurrency, ttl_dns_cache=300),
                 headers=headers,
-                timeout=aiohttp.ClientTimeout(total=None),  # the per-try deadline is ours
+                timeout=aiohttp.ClientTimeout(total=self.cfg.timeout_s),  # per try
             )
             return
         try:
@@ -217,7 +217,7 @@ class OpenAIBackend(ChatBackend):
                 self.stats["peak_inflight"] = max(self.stats["peak_inflight"], self._inflight)
                 self.stats["tries"] += 1
                 try:
-                    data = await asyncio.wait_for(self._post(ep, body), self.cfg.timeout_s)
+                    data = await self._post(ep, body)
                     reply = self._reply(data)
                     reply.usage["tries"] = k + 1
                     reply.usage["seconds"] = round(time.monotonic() - t0, 3)
@@ -256,6 +256,8 @@ class OpenAIBackend(ChatBackend):
                 text = await resp.text()
                 if resp.status != 200:
                     raise _status_error(resp.status, resp.headers, text)
+        except asyncio.TimeoutError:  # aiohttp's own timeout errors are TimeoutErrors too
+            raise _Retry(f"timeout: no reply within {self.cfg.timeout_s:g}s") from None
         except (aiohttp.ClientError, ConnectionError) as err:
             raise _Retry(_describe(err)) from None
         try:
@@ -264,6 +266,9 @@ class OpenAIBackend(ChatBackend):
             raise _Retry("malformed: response body is not JSON") from None
 
     async def _post_openai(self, ep: _Endpoint, body: dict[str, Any]) -> dict[str, Any]:
+        return await asyncio.wait_for(self._post_openai_once(ep, body), self.cfg.timeout_s)
+
+    async def _post_openai_once(self, ep: _Endpoint, body: dict[str, Any]) -> dict[str, Any]:
         import openai
 
         known = ("model", "messages", "temperature", "max_tokens", "response_format")
