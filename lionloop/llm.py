@@ -199,16 +199,20 @@ class ChatBackend:
 
     def prompt_for(self, request: TeacherRequest, attempt: int) -> dict[str, Any]:
         """Exactly what is sent for this request: the chat messages and the response format."""
-        memo_key = (request, attempt)
-        hit = self._prompt_memo.get(memo_key)
+        try:  # rendered once per (request, attempt): Teacher.ask asks for it twice
+            memo_key: Any = (request, attempt)
+            hit = self._prompt_memo.get(memo_key)
+        except TypeError:  # a request type with unhashable fields (lists): no memo
+            memo_key, hit = None, None
         if hit is None:
             hit = {
                 "messages": self.prompts.messages(request, attempt, self.cfg.system_role),
                 "response_format": self.response_format(request),
             }
-            if len(self._prompt_memo) > 50_000:
-                self._prompt_memo.clear()
-            self._prompt_memo[memo_key] = hit
+            if memo_key is not None:
+                if len(self._prompt_memo) > 50_000:
+                    self._prompt_memo.clear()
+                self._prompt_memo[memo_key] = hit
         return hit
 
     def complete(self, requests: Sequence[TeacherRequest], attempt: int) -> Iterator[tuple[int, Any]]:

@@ -375,6 +375,24 @@ def test_structured_output_is_requested_where_it_belongs(tmp_path: Path) -> None
         ask(backend(srv.base_url, structured_output="none", options={"top_p": 0.5}), [judge()], tmp_path / "2")
         sent = srv.stats.bodies  # "ok" is no verdict: asked, then re-asked
     assert len(sent) == 2 and all("response_format" not in b and b["top_p"] == 0.5 for b in sent)
+    json_object = backend("http://127.0.0.1:9/v1", structured_output="json_object")
+    assert json_object.prompt_for(judge(), 0)["response_format"] == {"type": "json_object"}
+    assert json_object.prompt_for(Answer(instruction="q"), 0)["response_format"] is None
+
+
+class Tags(TeacherRequest):
+    kind: ClassVar[str] = "tags"
+    template: ClassVar[str] = "answer.j2"
+    Output: ClassVar[type[BaseModel]] = Rewrite.Output
+    instruction: str
+    input: str = ""
+    tags: list[str]
+
+
+def test_unhashable_request_types_render() -> None:
+    b = backend("http://127.0.0.1:9/v1")
+    p = b.prompt_for(Tags(instruction="q", tags=["a"]), 0)
+    assert p["messages"][-1]["content"] == "q" and p["response_format"]["json_schema"]["name"] == "tags"
 
 
 def test_api_key_comes_from_the_env_and_is_never_stored(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
