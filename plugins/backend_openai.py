@@ -191,57 +191,73 @@ class OpenAIBackend(ChatBackend):
             )
 
     def _pick(self, avoid: _Endpoint | None) -> _Endpoint:
+        """Least busy endpoint not cooling down after a Retry-After (else the one free soonest);
+        after a failure, another endpoint where there is one; ties rotate."""
         now = time.monotonic()
         self._rr += 1
         n = len(self.endpoints)
         return min(
             self.endpoints,
-            key=lambda e: (e.not_before > now, e.inflight + (n if e is avoid and n > 1 else 0),
+            key=lambda e: (e.not_before if e.not_before > now else 0.0,
+                           e.inflight + (n if e is avoid and n > 1 else 0),
                            (self.endpoints.index(e) - self._rr) % n),
         )
+
+    async def _slot(self, avoid: _Endpoint | None) -> _Endpoint:
+        """A concurrency slot and the endpoint to use it on, chosen once the slot is free."""
+        assert self._sem is not None
+        while True:
+            await self._sem.acquire()
+            ep = self._pick(avoid)
+            wait = ep.not_before - time.monotonic()
+            if wait <= 0:
+                ep.inflight += 1
+                self._inflight += 1
+                self.stats["peak_inflight"] = max(self.stats["peak_inflight"], self._inflight)
+                return ep
+            self._sem.release()  # every endpoint asked us to wait: do so without a slot
+            await asyncio.sleep(wait)
+
+    def _release(self, ep: _Endpoint) -> None:
+        ep.inflight -= 1
+        self._inflight -= 1
+        assert self._sem is not None
+        self._sem.release()
 
     async def _call(self, body: dict[str, Any]) -> Reply:
         tries = self.cfg.max_retries + 1
         last: str = ""
         avoid: _Endpoint | None = None
-        t0 = time.monotonic()
         for k in range(tries):
-            ep = self._pick(avoid)
-            wait = ep.not_before - time.monotonic()
-            if wait > 0:
-                await asyncio.sleep(wait)
-            assert self._sem is not None
-            async with self._sem:
-                ep.inflight += 1
-                self._inflight += 1
-                self.stats["peak_inflight"] = max(self.stats["peak_inflight"], self._inflight)
-                self.stats["tries"] += 1
-                try:
-                    data = await self._post(ep, body)
-                    reply = self._reply(data)
-                    reply.usage["tries"] = k + 1
-                    reply.usage["seconds"] = round(time.monotonic() - t0, 3)
-                    return reply
-                except _Fail as err:
-                    return Reply(error=f"{err} (not retried)")
-                except _Retry as err:
-                    last, server_wait = err.reason, err.wait
-                except asyncio.TimeoutError:
-                    last, server_wait = f"timeout: no reply within {self.cfg.timeout_s:g}s", None
-                except Exception as err:  # noqa: BLE001 - connection resets, bad bodies, ...
-                    last, server_wait = _describe(err), None
-                finally:
-                    ep.inflight -= 1
-                    self._inflight -= 1
+            ep = await self._slot(avoid)
+            self.stats["tries"] += 1
+            t0 = time.monotonic()
+            try:
+                data = await self._post(ep, body)
+                reply = self._reply(data)
+                reply.usage["tries"] = k + 1
+                reply.usage["seconds"] = round(time.monotonic() - t0, 3)  # of the try that answered
+                return reply
+            except _Fail as err:
+                return Reply(error=f"{err} (not retried)")
+            except _Retry as err:
+                last, server_wait = err.reason, err.wait
+            except asyncio.TimeoutError:
+                last, server_wait = f"timeout: no reply within {self.cfg.timeout_s:g}s", None
+            except Exception as err:  # noqa: BLE001 - connection resets, bad bodies, ...
+                last, server_wait = _describe(err), None
+            finally:
+                self._release(ep)
             self.stats[f"retry: {last.split(':', 1)[0]}"] += 1
             avoid = ep
-            if k + 1 < tries:
-                if server_wait is not None:
-                    delay = min(server_wait, MAX_RETRY_AFTER_S)
-                    ep.not_before = max(ep.not_before, time.monotonic() + delay)
-                else:
-                    backoff = min(self.cfg.max_backoff_s, self.cfg.retry_backoff_s * 2**k)
-                    delay = backoff * random.uniform(0.5, 1.0)
+            if k + 1 == tries:
+                break
+            if server_wait is not None:
+                # The server named its wait: no call to it before then (other endpoints may serve).
+                ep.not_before = max(ep.not_before, time.monotonic() + min(server_wait, MAX_RETRY_AFTER_S))
+                log.debug("openai %s: %s; retry %d/%d after %.2fs", ep.url, last, k + 1, tries - 1, server_wait)
+            else:
+                delay = min(self.cfg.max_backoff_s, self.cfg.retry_backoff_s * 2**k) * random.uniform(0.5, 1.0)
                 log.debug("openai %s: %s; retry %d/%d in %.2fs", ep.url, last, k + 1, tries - 1, delay)
                 await asyncio.sleep(delay)
         return Reply(error=f"{last} (after {tries} tries)")

@@ -356,6 +356,13 @@ def test_several_endpoints_share_the_work_and_cover_for_a_dead_one(tmp_path: Pat
         res = ask(backend([a.base_url, b.base_url], concurrency=8), [judge(instruction=f"q{i}") for i in range(40)], tmp_path)
         assert all(r.ok for r in res)
         assert a.stats.requests >= 10 and b.stats.requests >= 10 and a.stats.requests + b.stats.requests == 40
+    # A replica that says "429, retry after 5 s" is left alone meanwhile; the other serves at once.
+    with ScriptedServer(plan=cycle_plan([["429"]]), retry_after="5") as busy, ScriptedServer() as free:
+        t0 = time.monotonic()
+        res = ask(backend([busy.base_url, free.base_url], concurrency=4),
+                  [judge(instruction=f"b{i}") for i in range(12)], tmp_path / "3")
+        assert all(r.ok for r in res) and time.monotonic() - t0 < 3.0
+        assert free.stats.answered == 12 and busy.stats.requests <= 4
     with ScriptedServer() as alive:
         dead = "http://127.0.0.1:9/v1"  # discard port: connection refused
         res = ask(backend([dead, alive.base_url]), [judge(instruction=f"r{i}") for i in range(10)], tmp_path / "2")
