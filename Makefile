@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 export HF_HUB_OFFLINE := 1
 export TOKENIZERS_PARALLELISM := false
 
-.PHONY: setup demo test lint clean
+.PHONY: setup demo test lint clean browser
 
 setup: $(VENV)/.installed
 
@@ -20,7 +20,12 @@ $(VENV)/.installed: pyproject.toml constraints.txt
 demo: setup
 	$(BIN)/lionloop demo
 
-test: setup
+# Debian's chromium for the report's browser test (the leading '-': without root the test skips
+# with its reason instead of failing the whole run).
+browser:
+	-bash scripts/setup_browser.sh
+
+test: setup browser
 	$(BIN)/python -m pytest
 
 lint: setup

@@ -259,6 +259,12 @@ def plugins(as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
 from lionloop.cli_pool import pool_app  # noqa: E402 - sub-commands register on import
 
 app.add_typer(pool_app, name="pool")
+from lionloop.cli_report import report  # noqa: E402
+
+app.command("report")(report)
+from lionloop.cli_bench import bench_app  # noqa: E402
+
+app.add_typer(bench_app, name="bench")
 
 
 def main() -> None:

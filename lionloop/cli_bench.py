@@ -52,3 +52,114 @@ def teacher(
                       f"{f['ratio']:.3f}")
     console.print(table)
     console.print("versions: " + ", ".join(f"{k} {v}" for k, v in out["versions"].items()))
+
+
+def _quiet() -> None:
+    from lionloop.cli import _quiet_libraries
+
+    _quiet_libraries()
+
+
+@bench_app.command("effect")
+def effect(
+    seeds: Annotated[int, typer.Option(min=1, help="Seeds per arm.")] = 3,
+    rounds: Annotated[int, typer.Option(min=2, help="Rounds per run.")] = 4,
+    accepted: Annotated[int, typer.Option(min=1, help="New teacher-answered examples per round (the budget).")] = 300,
+    out_dir: Annotated[str, typer.Option(help="Where the runs go (re-running resumes).")] = "runs/bench-effect",
+    write: Annotated[bool, typer.Option(help="Update BENCHMARKS.md.")] = True,
+) -> None:
+    """Held-out accuracy of the loop vs. uniform expansion vs. seeds only, at equal data budget."""
+    from pathlib import Path
+
+    from lionloop import bench_effect
+
+    _quiet()
+    bench_effect.main(seeds, rounds, accepted, Path(out_dir), write)
+
+
+@bench_app.command("dedup")
+def dedup(
+    candidates: Annotated[int, typer.Option(min=1)] = 6000,
+    pools: Annotated[str, typer.Option(help="Pool sizes, comma-separated.")] = "5000,50000",
+    rouge_sample: Annotated[int, typer.Option(min=1, help="Candidates ROUGE-L is timed on (then extrapolated).")] = 120,
+    pairs: Annotated[int, typer.Option(min=10, help="Labelled pairs per kind.")] = 200,
+    write: Annotated[bool, typer.Option(help="Update BENCHMARKS.md.")] = True,
+) -> None:
+    """Lion's ROUGE-L >= 0.7 dedup vs. embeddings + FAISS: time and recall on labelled pairs."""
+    from lionloop import bench_dedup
+    from lionloop.bench_loop import write as write_md
+
+    _quiet()
+    sizes = tuple(int(x) for x in pools.split(","))
+    d = bench_dedup.run(candidates, sizes, rouge_sample, pairs)
+    cmd = f"lionloop bench dedup --candidates {candidates} --pools {pools} --rouge-sample {rouge_sample} --pairs {pairs}"
+    text = bench_dedup.report(d, cmd)
+    write_md("dedup", text) if write else typer.echo(text)
+
+
+@bench_app.command("loop")
+def loop(
+    run_dir: Annotated[str | None, typer.Option(help="Measure this finished run instead of running the demo.")] = None,
+    rounds: Annotated[int, typer.Option(min=1)] = 4,
+    write: Annotated[bool, typer.Option(help="Update BENCHMARKS.md.")] = True,
+) -> None:
+    """Share of each demo round's wall time outside teacher calls, training and generation."""
+    import time
+    from pathlib import Path
+
+    from lionloop.bench_loop import overhead, overhead_report
+    from lionloop.bench_loop import write as write_md
+
+    _quiet()
+    if run_dir is None:
+        from lionloop.runner import demo_config, start
+
+        run_dir = f"runs/bench-loop-{time.strftime('%Y%m%d-%H%M%S')}"
+        start(demo_config(rounds=rounds, run_dir=Path(run_dir)))
+    text = overhead_report(overhead(Path(run_dir)), f"lionloop bench loop --rounds {rounds}")
+    write_md("loop", text) if write else typer.echo(text)
+
+
+@bench_app.command("student")
+def student(
+    prompts: Annotated[int, typer.Option(min=1)] = 280,
+    write: Annotated[bool, typer.Option(help="Update BENCHMARKS.md.")] = True,
+) -> None:
+    """Student evaluation: batched generation vs. one prompt at a time (same prompts)."""
+    from lionloop.bench_loop import student_eval, student_eval_report
+    from lionloop.bench_loop import write as write_md
+
+    _quiet()
+    text = student_eval_report(student_eval(prompts), f"lionloop bench student --prompts {prompts}")
+    write_md("student", text) if write else typer.echo(text)
+
+
+@bench_app.command("resume")
+def resume(
+    rounds: Annotated[int, typer.Option(min=2)] = 3,
+    write: Annotated[bool, typer.Option(help="Update BENCHMARKS.md.")] = True,
+) -> None:
+    """Teacher calls repaid after kill -9 inside each teacher-paying stage (target 0)."""
+    import time
+    from pathlib import Path
+
+    from lionloop.bench_loop import resume_cost, resume_report
+    from lionloop.bench_loop import write as write_md
+    from lionloop.runner import demo_config
+
+    _quiet()
+    out = Path(f"runs/bench-resume-{time.strftime('%Y%m%d-%H%M%S')}")
+    cfg = demo_config(rounds=rounds)
+    # Simulated teacher latency makes the teacher stages long enough to be killed inside.
+    cfg = cfg.model_copy(update={"teacher": cfg.teacher.model_copy(update={"latency_ms": 2.0})})
+    targets = [(0, "bootstrap"), (1, "discriminate"), (1, "generate"), (1, "curate"), (2, "imitate"),
+               (2, "discriminate"), (2, "curate")]
+    d = resume_cost(cfg, [t for t in targets if t[0] < rounds], out)
+    base = out.with_name(out.name + "-baseline")
+    from lionloop.runner import start
+
+    start(cfg.model_copy(update={"run_dir": base}))
+    from lionloop.bench_loop import _paid
+
+    text = resume_report(d, _paid(base)[0], f"lionloop bench resume --rounds {rounds}")
+    write_md("resume", text) if write else typer.echo(text)

@@ -6,7 +6,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from lionloop.errors import ConfigError
 
@@ -168,15 +168,26 @@ class RunConfig(_Section):
             raise ValueError("must be a plain name without '/' or a leading '.'")
         return v
 
+    @model_validator(mode="after")
+    def _one_cache(self) -> RunConfig:
+        # One call cache per run: budget and accounting read it. Separate files per role would
+        # be silently split; say so instead.
+        for role in ("referee", "generator_teacher"):
+            sub = getattr(self, role)
+            if sub is not None and sub.cache_path is not None:
+                raise ValueError(f"{role}.cache_path: set the run's one cache with teacher.cache_path")
+        return self
+
     def resolved_run_dir(self) -> Path:
         return Path(self.run_dir) if self.run_dir else Path("runs") / self.name
 
 
 def _format_error(err: ValidationError, source: str) -> str:
     first = err.errors()[0]
-    path = ".".join(str(p) for p in first["loc"]) or "(top level)"
+    path = ".".join(str(p) for p in first["loc"])
+    msg = first["msg"].removeprefix("Value error, ")  # our validators name their own field path
     more = f" (and {len(err.errors()) - 1} more)" if len(err.errors()) > 1 else ""
-    return f"{source}: {path}: {first['msg']}{more}"
+    return f"{source}: {path}: {msg}{more}" if path else f"{source}: {msg}{more}"
 
 
 def parse_config(data: dict[str, Any] | None, source: str = "config") -> RunConfig:

@@ -169,6 +169,8 @@ class Runtime:
         return per_stage
 
     def close(self) -> None:
+        for t in {id(x): x for x in (self.teacher, self.referee, self.generator_teacher)}.values():
+            getattr(t.backend, "close", lambda: None)()  # sessions, event-loop threads
         self.pool.close()
         self.cache.close()
 

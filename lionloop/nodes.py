@@ -395,68 +395,72 @@ def curate(state: LoopState, rt: Runtime) -> dict[str, Any]:
 
 def _curate(rt: Runtime, r: int) -> dict[str, Any]:
     candidates = rt.pool.candidates(r)
-    status: dict[str, tuple[str, str | None]] = {}
-    survivors: list[Candidate] = []
-    for cand in candidates:
+    # One call per candidate position (seq): the same instruction proposed twice gets two calls.
+    status: list[tuple[str, str | None]] = [("pending", None)] * len(candidates)
+    survivors: list[int] = []
+    for k, cand in enumerate(candidates):
         ctx = rt.context(r, plugin=cand.generator)
         try:
             reason = rt.pm.hook.lionloop_filter_candidate(candidate=cand, ctx=ctx)
         except Exception as err:  # noqa: BLE001
             reason = f"filter error: {type(err).__name__}: {err}"
         if reason:
-            status[cand.id] = ("rejected", f"filter: {reason}")
+            status[k] = ("rejected", f"filter: {reason}")
         else:
-            survivors.append(cand)
+            survivors.append(k)
     advance = rt.reporter.task(f"dedup {len(survivors)} candidates", len(survivors))
     t0 = time.perf_counter()
-    vectors = rt.embedder.encode([embed_text(c.instruction) for c in survivors], advance)
+    vectors = rt.embedder.encode([embed_text(candidates[k].instruction) for k in survivors], advance)
     embed_seconds = time.perf_counter() - t0
     rt.reporter.task_done()
     splits = {i.id: i.split for i in rt.pool.instructions()}
     dd = deduplicate(
-        [c.instruction for c in survivors], vectors, rt.index.search, splits.get, rt.cfg.dedup.threshold
+        [candidates[k].instruction for k in survivors], vectors, rt.index.search, splits.get,
+        rt.cfg.dedup.threshold,
     )
-    for cid, reason in dd.rejected.items():
-        status.setdefault(cid, ("rejected", reason))
-    by_id = {c.id: c for c in survivors}
-    accepted = [by_id[i.id] for i in dd.accepted]
+    for pos, reason in dd.rejected.items():
+        status[survivors[pos]] = ("rejected", reason)
+    kept = [survivors[pos] for pos in dd.accepted]  # candidate positions, dedup order
+    kept_vectors = dd.vectors
     cap = rt.cfg.generate.max_accepted_per_round
-    if cap is not None and len(accepted) > cap:
-        for c in accepted[cap:]:
-            status[c.id] = ("rejected", "over_budget")
-        accepted = accepted[:cap]
-        dd.vectors = dd.vectors[:cap]
-    need_answer = [c.instruction for c in accepted if not c.examples]
+    if cap is not None and len(kept) > cap:
+        for k in kept[cap:]:
+            status[k] = ("rejected", "over_budget")
+        kept, kept_vectors = kept[:cap], kept_vectors[:cap]
+    need_answer = [candidates[k].instruction for k in kept if not candidates[k].examples]
     answers, failures = _teacher_answers(rt, need_answer, r, "curate")
     rows: list[Example] = []
-    keep: list[int] = []
-    for k, cand in enumerate(accepted):
+    new: list[Instruction] = []
+    new_rows: list[int] = []
+    for j, k in enumerate(kept):
+        cand = candidates[k]
         if cand.examples:
             rows.extend(cand.examples)
         elif cand.id in answers:
             rows.extend(answer_rows(rt, cand.instruction, answers[cand.id], cand.generator, r))
         else:
-            status[cand.id] = ("failed", f"teacher: {failures.get(cand.id, 'no answer')}")
+            status[k] = ("failed", f"teacher: {failures.get(cand.id, 'no answer')}")
             continue
-        keep.append(k)
-        status[cand.id] = ("accepted", None)
-    new = [accepted[k].instruction for k in keep]
-    new_vectors = dd.vectors[keep] if keep else dd.vectors[:0]
+        status[k] = ("accepted", None)
+        new.append(cand.instruction)
+        new_rows.append(j)
+    new_vectors = kept_vectors[new_rows] if new_rows else kept_vectors[:0]
     reasons: dict[str, int] = defaultdict(int)
-    for st, reason in status.values():
+    for st, reason in status:
         if st != "accepted":
             reasons[(reason or st).split(":")[0]] += 1
     result = {
         "candidates": len(candidates), "accepted": len(new), "rejected": dict(reasons),
-        "by_generator": _count_by(c.generator for c in accepted if status[c.id][0] == "accepted"),
+        "by_generator": _count_by(candidates[k].generator for k, (st, _) in enumerate(status) if st == "accepted"),
     }
+    new_ids = {i.id for i in new}
     with rt.pool.transaction():
         rt.pool.add_instructions(new)
-        rt.pool.add_responses("teacher", rt.teacher.name, r, {k: v for k, v in answers.items() if k in {i.id for i in new}})
+        rt.pool.add_responses("teacher", rt.teacher.name, r, {k: v for k, v in answers.items() if k in new_ids})
         rt.pool.add_examples(rows)
         rt.pool.add_embeddings(rt.embedder.name, {i.id: v.tobytes() for i, v in zip(new, new_vectors, strict=True)})
-        rt.pool.add_failures(r, "curate", {k: v[1] or "" for k, v in status.items() if v[0] == "failed"})
-        rt.pool.set_candidate_status(r, status)
+        rt.pool.add_failures(r, "curate", {candidates[k].id: st[1] or "" for k, st in enumerate(status) if st[0] == "failed"})
+        rt.pool.set_candidate_status(r, dict(enumerate(status)))
         rt.pool.merge_metrics(r, {"curate": result, "work_seconds": {"embed": round(embed_seconds, 3)}})
         rt.pool.mark_stage(r, "curate", result)
     rt.index.add([i.id for i in new], new_vectors)

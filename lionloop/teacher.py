@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections import Counter, defaultdict
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -86,6 +87,9 @@ class Accounting:
     failures: dict[tuple[int, str], int] = field(default_factory=_counter)
     reasks: dict[tuple[int, str], int] = field(default_factory=_counter)
     paid_now: dict[tuple[int, str], int] = field(default_factory=_counter)
+    # Wall time spent waiting on the backend (not on the cache or parsing): the "teacher" share
+    # of a stage in the loop-overhead benchmark.
+    seconds: dict[tuple[int, str], float] = field(default_factory=lambda: defaultdict(float))
     reasons: dict[tuple[int, str], Counter[str]] = field(default_factory=lambda: defaultdict(Counter))
 
 
@@ -186,7 +190,10 @@ class Teacher:
                 misses = misses[:cap]
             if misses:
                 batch = [requests[i] for i in misses]
+                loop_t0 = time.perf_counter()
+                body = 0.0
                 for j, reply in self.backend.complete(batch, attempt):
+                    body_t0 = time.perf_counter()
                     i = misses[j]
                     req = requests[i]
                     if reply.error is not None:
@@ -207,6 +214,9 @@ class Teacher:
                         results[i] = self._finish(req, response, cached=False, usage=usage)
                     if progress and (results[i].ok or last):
                         progress(1)
+                    body += time.perf_counter() - body_t0
+                with self._lock:
+                    self.acct.seconds[(self.round, self.stage)] += time.perf_counter() - loop_t0 - body
             # Unparseable replies are re-asked (a new attempt is a new prompt and a new key).
             pending = [
                 i for i in pending
@@ -250,26 +260,15 @@ class Teacher:
         out: dict[tuple[int, str], dict[str, Any]] = defaultdict(dict)
         for k, v in self.cache.paid(self.run_id).items():
             out[k].update(v)
-        for k, v in paid_costs(self.cache, self.run_id).items():
-            out[k]["cost"] = v
         for name in ("requests", "answered", "hits", "failures", "reasks"):
             for k, v in getattr(self.acct, name).items():
                 out[k][name] = v
         for k, v in self.acct.reasons.items():
             out[k]["failure_reasons"] = dict(v)
+        for k, v in self.acct.seconds.items():
+            out[k]["seconds"] = round(v, 3)
         for v in out.values():
             for name in ("calls", "prompt_tokens", "completion_tokens", "requests", "answered", "hits",
                          "failures", "reasks"):
                 v.setdefault(name, 0)
         return dict(out)
-
-
-def paid_costs(cache: CallCache, run_id: str) -> dict[tuple[int, str], float]:
-    """Estimated cost per (round, stage) of one run's paid calls (usage.cost of each cache row)."""
-    with cache._lock:  # noqa: SLF001 - the cache's own connection and lock
-        rows = cache.conn.execute(
-            "SELECT round, stage, SUM(COALESCE(json_extract(usage, '$.cost'), 0)) AS cost"
-            " FROM llm_cache WHERE run_id = ? GROUP BY round, stage",
-            (run_id,),
-        ).fetchall()
-    return {(r["round"], r["stage"]): round(float(r["cost"] or 0.0), 8) for r in rows}

@@ -103,12 +103,13 @@ class CallCache:
             )
 
     def paid(self, run_id: str) -> dict[tuple[int, str], dict[str, float]]:
-        """Paid calls and tokens per (round, stage) for one run."""
+        """Paid calls, tokens and estimated cost (usage.cost) per (round, stage) for one run."""
         with self._lock:
             rows = self.conn.execute(
                 "SELECT round, stage, COUNT(*) AS calls,"
                 " SUM(COALESCE(json_extract(usage, '$.prompt_tokens'), 0)) AS prompt_tokens,"
-                " SUM(COALESCE(json_extract(usage, '$.completion_tokens'), 0)) AS completion_tokens"
+                " SUM(COALESCE(json_extract(usage, '$.completion_tokens'), 0)) AS completion_tokens,"
+                " SUM(COALESCE(json_extract(usage, '$.cost'), 0)) AS cost"
                 " FROM llm_cache WHERE run_id = ? GROUP BY round, stage",
                 (run_id,),
             ).fetchall()
@@ -117,6 +118,7 @@ class CallCache:
                 "calls": r["calls"],
                 "prompt_tokens": r["prompt_tokens"] or 0,
                 "completion_tokens": r["completion_tokens"] or 0,
+                "cost": round(float(r["cost"] or 0.0), 8),
             }
             for r in rows
         }

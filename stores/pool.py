@@ -338,12 +338,12 @@ class Pool:
         rows = self.query("SELECT payload FROM candidates WHERE round = ? ORDER BY seq", (round,))
         return [_candidate_from_payload(json.loads(r["payload"])) for r in rows]
 
-    def set_candidate_status(self, round: int, statuses: dict[str, tuple[str, str | None]]) -> None:
-        """statuses: candidate id -> (status, reason)."""
+    def set_candidate_status(self, round: int, statuses: dict[int, tuple[str, str | None]]) -> None:
+        """statuses: candidate position (seq) -> (status, reason)."""
         with self.transaction() as c:
             c.executemany(
-                "UPDATE candidates SET status = ?, reason = ? WHERE round = ? AND id = ?",
-                [(st, reason, round, cid) for cid, (st, reason) in statuses.items()],
+                "UPDATE candidates SET status = ?, reason = ? WHERE round = ? AND seq = ?",
+                [(st, reason, round, seq) for seq, (st, reason) in statuses.items()],
             )
 
     # -- failures: rows that could not be answered, with the reason ----------------------------

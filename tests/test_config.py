@@ -26,6 +26,7 @@ def test_defaults_validate_and_round_trip(tmp_path: Path) -> None:
         ({"generate": {"generators": {"lion": {"share": 2}}}}, "generate.generators.lion.share"),
         ({"teacher": {"bakend": "oracle"}}, "teacher.bakend"),
         ({"name": "a/b"}, "name"),
+        ({"referee": {"backend": "oracle", "cache_path": "x.sqlite"}}, "referee.cache_path"),
     ],
 )
 def test_bad_field_names_its_path(data: dict, path: str) -> None:

@@ -48,13 +48,16 @@ def test_rejects_pool_eval_and_batch_duplicates(tmp_path: Path, embedder: Embedd
     vecs = embedder.encode([embed_text(c) for c in cands])
     splits = {i.id: i.split for i in pool.instructions()}
     res = deduplicate(cands, vecs, index.search, splits.get, threshold=0.9)
-    assert res.rejected == {cands[0].id: DUP_POOL, cands[1].id: DUP_EVAL, cands[3].id: DUP_BATCH}
-    assert [c.text for c in res.accepted] == [cands[2].text, cands[4].text]
+    assert res.rejected == {0: DUP_POOL, 1: DUP_EVAL, 3: DUP_BATCH}
+    assert res.accepted == [2, 4]
     assert res.vectors.shape == (2, embedder.dim)
     assert res.counts() == {DUP_POOL: 1, DUP_EVAL: 1, DUP_BATCH: 1}
     # Past any similarity threshold, an instruction already stored is still rejected.
     res_loose = deduplicate(cands, vecs, index.search, splits.get, threshold=1.01)
-    assert res_loose.rejected == {cands[0].id: DUP_POOL} and len(res_loose.accepted) == 4
+    assert res_loose.rejected == {0: DUP_POOL} and len(res_loose.accepted) == 4
+    # The same instruction proposed twice in one round: the second copy is a batch duplicate.
+    twice = deduplicate([cands[2], cands[2]], vecs[[2, 2]], index.search, splits.get, threshold=1.01)
+    assert twice.accepted == [0] and twice.rejected == {1: DUP_BATCH}
 
 
 def test_index_persists_and_rebuilds_when_stale(tmp_path: Path, embedder: Embedder) -> None:
