@@ -37,7 +37,6 @@ test: setup browser vllm-sidecar
 # Every benchmark; each updates its own section of BENCHMARKS.md (the effectiveness runs take
 # the longest: 3 seeds x 3 arms of the 4-round demo).
 bench: setup
-	$(BIN)/pip install --quiet --disable-pip-version-check -c constraints.txt -e ".[dev,bench]"
 	$(BIN)/lionloop bench teacher --repeat 3
 	$(BIN)/lionloop bench loop
 	$(BIN)/lionloop bench student
