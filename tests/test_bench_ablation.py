@@ -44,7 +44,8 @@ def test_summary_and_table() -> None:
     row = next(line for line in text.splitlines() if line.startswith("| +socratic"))
     cells = [c.strip() for c in row.strip("|").split("|")]
     assert cells[1] == "**50.0 ± 0.0**" and cells[2] == "+20.0" and cells[5] == "socratic 20.0 ± 14.1"
-    assert "(4 min for all runs, 1.0 min per run)" in text
+    assert "(4 min for 4 runs, 1.0 min per run)" in text and "No arm is above lion" not in text
+    assert "Arms above lion alone on mean accuracy: +socratic." in text and "| +socratic | 50 | 25 |" in text
 
 
 @pytest.mark.slow

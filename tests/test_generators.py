@@ -421,6 +421,14 @@ class Recorder:
         return []
 
 
+class BrokenEval:
+    """A third-party evaluation method that raises: reported by name, the direct eval stands."""
+
+    @hookimpl
+    def lionloop_evaluate_student(self, instructions: list[Instruction], student: Any, ctx: Any) -> dict[str, str]:
+        raise RuntimeError("eval boom")
+
+
 def q(run: Path, sql: str, *params: Any) -> list[tuple[Any, ...]]:
     with sqlite3.connect(run / "pool.sqlite") as c:
         return c.execute(sql, params).fetchall()
@@ -442,7 +450,7 @@ def four_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
         generate={"max_new_per_round": 40, "generators": gens}, stop={"max_rounds": 2},
     )
     Recorder.seen = []
-    rt = Runtime(cfg=cfg, run_dir=run, run_id="four", pm=get_plugin_manager(extra=[("recorder", Recorder())]))
+    rt = Runtime(cfg=cfg, run_dir=run, run_id="four", pm=get_plugin_manager(extra=[("recorder", Recorder()), ("brokeneval", BrokenEval())]))
     final = build_graph(rt).invoke({"run_id": "four", "round": 1}, {"recursion_limit": 100})
     rt.close()
     assert final["stop_reason"] == "max_rounds"
@@ -486,6 +494,7 @@ def test_each_plugin_adds_rows_to_the_pool_with_its_origin(four_run: Path) -> No
 def test_loop_metrics_carry_chains_budgets_and_filters(four_run: Path) -> None:
     m = json.loads(q(four_run, "SELECT metrics FROM rounds WHERE round = 1")[0][0])
     assert set(m["eval"]["methods"]) == {"socratic", "finetune_cot"}
+    assert m["eval"]["method_errors"] == {"brokeneval": "RuntimeError: eval boom"} and m["eval"]["n"] > 0
     assert m["eval"]["methods"]["socratic"]["n"] == m["eval"]["n"]
     gen = m["generate"]
     assert gen["plugin_errors"] == {} and gen["by_generator"]["recorder"] == 0
