@@ -248,9 +248,12 @@ def plugins(as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
     for col in ("name", "version", "hooks", "origin"):
         t.add_column(col)
     for i in infos:
+        hooks = ", ".join(h.removeprefix("lionloop_") for h in i["hooks"]) or "-"
+        if i["generator"]:
+            g = i["generator"]
+            hooks += f"\n[dim]consumes {'+'.join(g['consumes'])}, {g['calls_per_candidate']:g} calls/candidate, rows {', '.join(g['kinds'])}[/]"
         t.add_row(
-            i["name"], f"{i['dist'] or '-'} {i['version'] or ''}".strip(),
-            ", ".join(h.removeprefix("lionloop_") for h in i["hooks"]) or "-",
+            i["name"], f"{i['dist'] or '-'} {i['version'] or ''}".strip(), hooks,
             i["origin"] + (f"  [red]failed: {i['error']}[/]" if i["error"] else ""),
         )
     console.print(t)

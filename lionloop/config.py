@@ -108,7 +108,16 @@ class RefereeConfig(_Section):
 
 class GeneratorConfig(_Section):
     enabled: bool = Field(True, description="Run this generator.")
-    share: float = Field(1.0, ge=0, le=1, description="Share of the round's new-instruction budget it may spend.")
+    share: float = Field(
+        1.0, ge=0, le=1,
+        description="Share of the round's candidates (share x max_new_per_round) it may propose; its paid "
+        "teacher calls are capped at that times the plugin's calls per candidate, unless options.max_calls is set.",
+    )
+    dedup_threshold: float | None = Field(
+        None, gt=0, le=1,
+        description="Cosine threshold against the pool and batch for this generator's candidates (default: "
+        "the plugin's own, else dedup.threshold). The eval-set guard always uses dedup.threshold.",
+    )
     options: dict[str, Any] = Field(default_factory=dict, description="Generator-specific options.")
 
 

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import logging
 import os
-from pathlib import Path
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 
@@ -94,20 +94,26 @@ class DedupResult:
         return out
 
 
+NEIGHBOURS = 4  # enough to see an eval item behind a pool parent a looser threshold lets through
+
+
 def deduplicate(
     candidates: Sequence[Instruction],
     vectors: np.ndarray,
-    index_search: Callable[[np.ndarray], tuple[np.ndarray, list[list[str | None]]]],
+    index_search: Callable[..., tuple[np.ndarray, list[list[str | None]]]],
     split_of: Callable[[str], str | None],
     threshold: float,
+    pool_thresholds: Sequence[float | None] | None = None,
 ) -> DedupResult:
-    """Keep candidates whose nearest pool/eval neighbour and earlier batch mates are below threshold.
+    """Keep candidates whose pool/eval neighbours and earlier batch mates are below threshold.
 
-    First come, first kept within the batch: generators' order decides which twin survives.
-    An instruction already stored is rejected whatever the threshold.
+    `pool_thresholds` (one per candidate, None = `threshold`) loosens the pool and batch checks
+    for generators whose candidates are near-duplicates by design; the eval guard always uses
+    `threshold`. First come, first kept within the batch: generators' order decides which twin
+    survives. An instruction already stored is rejected whatever the threshold.
     """
     res = DedupResult()
-    sims, names = index_search(vectors)
+    sims, names = index_search(vectors, NEIGHBOURS)
     seen_ids: dict[str, int] = {}
     for i, cand in enumerate(candidates):
         cid = cand.id
@@ -121,15 +127,23 @@ def deduplicate(
             res.rejected[i] = DUP_EVAL if own_split == "eval" else DUP_POOL
             res.nearest[i] = (cid, 1.0)
             continue
-        nb, sim = names[i][0], float(sims[i][0])
-        if nb is not None and sim >= threshold:
-            res.rejected[i] = DUP_EVAL if split_of(nb) == "eval" else DUP_POOL
-            res.nearest[i] = (nb, sim)
+        own = threshold if pool_thresholds is None or pool_thresholds[i] is None else pool_thresholds[i]
+        hit = None
+        for nb, sim in zip(names[i], sims[i], strict=True):
+            if nb is None:
+                continue
+            is_eval = split_of(nb) == "eval"
+            if float(sim) >= (threshold if is_eval else own):
+                hit = (DUP_EVAL if is_eval else DUP_POOL, nb, float(sim))
+                break
+        if hit is not None:
+            res.rejected[i] = hit[0]
+            res.nearest[i] = (hit[1], hit[2])
             continue
         if res.accepted:
             batch_sims = vectors[res.accepted] @ vectors[i]
             j = int(np.argmax(batch_sims))
-            if float(batch_sims[j]) >= threshold:
+            if float(batch_sims[j]) >= own:
                 res.rejected[i] = DUP_BATCH
                 res.nearest[i] = (candidates[res.accepted[j]].id, float(batch_sims[j]))
                 continue

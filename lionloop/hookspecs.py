@@ -32,11 +32,16 @@ class GeneratorSpec:
     `calls_per_candidate`: paid teacher calls one candidate costs it; its default teacher cap per
     round is `share * generate.max_new_per_round * calls_per_candidate` (an explicit
     `options.max_calls` wins). `kinds`: the training-row kinds it makes (for documentation).
+    `dedup_threshold`: cosine threshold against the pool and the batch for its candidates
+    (`generate.generators.<name>.dedup_threshold` wins); the eval guard keeps `dedup.threshold`.
     """
 
     consumes: tuple[str, ...] = ("hard", "easy")
     calls_per_candidate: float = 4.0
     kinds: tuple[str, ...] = ("answer",)
+    # Near-duplicates of the pool by design (e.g. minimal-edit counterfactuals) need a looser
+    # pool threshold; None keeps `dedup.threshold`. The eval-set guard never loosens.
+    dedup_threshold: float | None = None
 
 
 class Student(Protocol):

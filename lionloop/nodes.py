@@ -333,6 +333,14 @@ class _LimitedTeacher:
         return results
 
 
+def _generator_spec(rt: Runtime, plugin: str) -> GeneratorSpec:
+    """What a generator plugin declares (its `lionloop_generator_spec`), or the defaults."""
+    for impl in rt.pm.hook.lionloop_generator_spec.get_hookimpls():
+        if impl.plugin_name == plugin:
+            return impl.function() or GeneratorSpec()
+    return GeneratorSpec()
+
+
 def _generate(rt: Runtime, r: int) -> dict[str, Any]:
     cases = load_cases(rt, r)
     gcfg = rt.cfg.generate
@@ -341,7 +349,6 @@ def _generate(rt: Runtime, r: int) -> dict[str, Any]:
     errors: dict[str, str] = {}
     calls: dict[str, int] = {}
     impls = {impl.plugin_name: impl for impl in rt.pm.hook.lionloop_generate.get_hookimpls()}
-    spec_impls = {impl.plugin_name: impl for impl in rt.pm.hook.lionloop_generator_spec.get_hookimpls()}
     for name, gen in gcfg.generators.items():
         if not gen.enabled:
             continue
@@ -356,7 +363,7 @@ def _generate(rt: Runtime, r: int) -> dict[str, Any]:
         ctx = rt.context(r, plugin=name, max_candidates=quota)
         t0 = time.perf_counter()
         try:
-            spec = (spec_impls[name].function() if name in spec_impls else None) or GeneratorSpec()
+            spec = _generator_spec(rt, name)
             # A generator sees only the case kinds it declares it consumes.
             mine = Cases(round=r, hard=cases.hard if "hard" in spec.consumes else [],
                          easy=cases.easy if "easy" in spec.consumes else [])
@@ -414,9 +421,18 @@ def _curate(rt: Runtime, r: int) -> dict[str, Any]:
     embed_seconds = time.perf_counter() - t0
     rt.reporter.task_done()
     splits = {i.id: i.split for i in rt.pool.instructions()}
+    own: dict[str, float | None] = {}
+    for name in {c.generator for c in candidates}:
+        try:
+            own[name] = _generator_spec(rt, name).dedup_threshold
+        except Exception:  # noqa: BLE001 - reported in generate already; default threshold here
+            own[name] = None
+    for name, gen in rt.cfg.generate.generators.items():
+        if gen.dedup_threshold is not None:
+            own[name] = gen.dedup_threshold
     dd = deduplicate(
         [candidates[k].instruction for k in survivors], vectors, rt.index.search, splits.get,
-        rt.cfg.dedup.threshold,
+        rt.cfg.dedup.threshold, [own.get(candidates[k].generator) for k in survivors],
     )
     for pos, reason in dd.rejected.items():
         status[survivors[pos]] = ("rejected", reason)

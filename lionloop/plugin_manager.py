@@ -30,6 +30,7 @@ class PluginInfo:
     version: str | None = None
     hooks: list[str] = field(default_factory=list)
     error: str | None = None
+    generator: dict[str, Any] | None = None  # its GeneratorSpec, for generator plugins
 
     def as_dict(self) -> dict[str, Any]:
         return self.__dict__.copy()
@@ -53,6 +54,9 @@ class PluginManager(pluggy.PluginManager):
             version=dist.version if dist else None,
             hooks=sorted(h.name for h in self.get_hookcallers(plugin) or []),
         )
+        info = self.infos[name]
+        if "lionloop_generate" in info.hooks:
+            info.generator = _generator_spec(plugin, info)
 
     def load_entry_points(self, allow: set[str] | None = None) -> None:
         """Load every plugin in the `lionloop` entry-point group (optionally allow-listed).
@@ -95,6 +99,20 @@ class PluginManager(pluggy.PluginManager):
 
     def plugin_list(self) -> list[PluginInfo]:
         return [self.infos[k] for k in sorted(self.infos)]
+
+
+def _generator_spec(plugin: object, info: PluginInfo) -> dict[str, Any]:
+    from dataclasses import asdict
+
+    from lionloop.hookspecs import GeneratorSpec
+
+    fn = getattr(plugin, "lionloop_generator_spec", None)
+    try:
+        spec = (fn() if fn is not None else None) or GeneratorSpec()
+    except Exception as err:  # noqa: BLE001 - reported, not fatal
+        info.error = f"lionloop_generator_spec raised {type(err).__name__}: {err}"
+        return {}
+    return asdict(spec)
 
 
 def allow_list() -> set[str] | None:

@@ -166,8 +166,10 @@ class TeacherRequest(BaseModel):
         return False
 
     def _key(self, out: BaseModel) -> tuple[str, ...]:
+        # JSON form of each decisive field: works for nested models and lists of them too.
         fields = self.decisive or tuple(type(out).model_fields)
-        return tuple(json.dumps(getattr(out, f), sort_keys=True) for f in fields)
+        data = out.model_dump(mode="json")
+        return tuple(json.dumps(data[f], sort_keys=True) for f in fields)
 
     def parse(self, text: str) -> BaseModel:
         """Turn a raw reply into the output model; raise ParseError when it cannot."""

@@ -243,8 +243,13 @@ class Teacher:
                 out = req.Output.model_validate(response["output"])
             else:
                 out = req.parse(response.get("text") or "")
-        except (ParseError, ValidationError) as err:
-            msg = err.errors()[0]["msg"] if isinstance(err, ValidationError) else str(err)
+        except Exception as err:  # noqa: BLE001 - a plugin's parser may raise anything; never a crash
+            if isinstance(err, ValidationError):
+                msg = err.errors()[0]["msg"]
+            elif isinstance(err, ParseError):
+                msg = str(err)
+            else:
+                msg = f"{req.kind}: parser raised {type(err).__name__}: {err}"
             if (usage or {}).get("finish_reason") == "length":
                 msg += " (the reply was cut off at max_tokens)"
             return Result(req, error=f"parse: {msg}", cached=cached, raw=response.get("text"))

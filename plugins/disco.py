@@ -109,7 +109,10 @@ def lionloop_register(registry: Any) -> None:
 
 @hookimpl
 def lionloop_generator_spec() -> GeneratorSpec:
-    return GeneratorSpec(consumes=("hard", "easy"), calls_per_candidate=2, kinds=("counterfactual",))
+    # A counterfactual is a minimal edit of its pool original: dedup it against the pool only
+    # when nearly identical (the eval guard is unaffected).
+    return GeneratorSpec(consumes=("hard", "easy"), calls_per_candidate=2, kinds=("counterfactual",),
+                         dedup_threshold=0.99)
 
 
 @hookimpl

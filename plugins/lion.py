@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from lionloop.hookspecs import hookimpl
+from lionloop.hookspecs import GeneratorSpec, hookimpl
 from lionloop.records import Candidate, Case, Cases, Instruction
 from lionloop.requests import Rewrite
 
@@ -36,6 +36,13 @@ def _requests(cases: Cases, quota: int, per_hard: int, easy_ratio: float, ctx: A
         ins = case.instruction
         out.append((case, Rewrite(instruction=ins.text, input=ins.input, task=ins.task, mode="easy", variant=ctx.round - 1)))
     return out
+
+
+@hookimpl
+def lionloop_generator_spec() -> GeneratorSpec:
+    # One rewrite per candidate, plus room for one re-ask of an unparseable reply; the answer
+    # to an accepted candidate is paid by the curate stage.
+    return GeneratorSpec(consumes=("hard", "easy"), calls_per_candidate=2, kinds=("answer",))
 
 
 @hookimpl

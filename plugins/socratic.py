@@ -24,7 +24,6 @@ Options (generate.generators.socratic.options):
 
 from __future__ import annotations
 
-import json
 from dataclasses import replace
 from typing import Any, ClassVar
 
@@ -65,11 +64,6 @@ class Decompose(TeacherRequest):
     instruction: str
     input: str = ""
     task: str = ""
-
-    def _key(self, out: BaseModel) -> tuple[str, ...]:
-        # The base compares outputs with json.dumps of each field, which cannot take the nested
-        # Step models; compare their JSON form instead.
-        return (json.dumps(out.model_dump(mode="json"), sort_keys=True),)
 
 
 def clean_question(q: str) -> str:

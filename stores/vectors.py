@@ -8,6 +8,7 @@ import os
 from pathlib import Path
 
 import numpy as np
+
 from lionloop.stores.pool import Pool
 
 log = logging.getLogger(__name__)

@@ -55,6 +55,14 @@ def test_rejects_pool_eval_and_batch_duplicates(tmp_path: Path, embedder: Embedd
     # Past any similarity threshold, an instruction already stored is still rejected.
     res_loose = deduplicate(cands, vecs, index.search, splits.get, threshold=1.01)
     assert res_loose.rejected == {0: DUP_POOL} and len(res_loose.accepted) == 4
+    # A looser pool threshold for one candidate lets a near-twin of a pool item through, but the
+    # eval guard keeps the run's threshold.
+    near_pool = Instruction(text="What is the capital of France", task="geo2", origin="disco")
+    near_eval = Instruction(text="Explain how photosynthesis works in plants", task="bio", origin="disco")
+    v2 = embedder.encode([embed_text(near_pool), embed_text(near_eval)])
+    assert v2[0] @ embedder.encode(["What is the capital of France?"])[0] < 0.999
+    own = deduplicate([near_pool, near_eval], v2, index.search, splits.get, threshold=0.9, pool_thresholds=[0.999, 0.999])
+    assert own.accepted == [0] and own.rejected == {1: DUP_EVAL}
     # The same instruction proposed twice in one round: the second copy is a batch duplicate.
     twice = deduplicate([cands[2], cands[2]], vecs[[2, 2]], index.search, splits.get, threshold=1.01)
     assert twice.accepted == [0] and twice.rejected == {1: DUP_BATCH}

@@ -12,7 +12,8 @@ from lionloop.errors import PluginError
 from lionloop.hookspecs import hookimpl
 from lionloop.plugin_manager import get_plugin_manager
 
-BUILTINS = {"lion", "oracle", "skills", "trl"}
+BUILTINS = {"lion", "oracle", "skills", "trl", "rationale", "socratic", "disco", "finetune_cot",
+            "openai", "hf", "vllm"}
 
 
 def test_builtins_load_through_entry_points() -> None:
@@ -25,6 +26,10 @@ def test_builtins_load_through_entry_points() -> None:
         assert info.dist == "lionloop" and info.version
         assert info.error is None and info.hooks
     assert "lionloop_generate" in infos["lion"].hooks
+    assert infos["disco"].generator["dedup_threshold"] == 0.99
+    assert infos["rationale"].generator["consumes"] == ("hard",)
+    assert infos["lion"].generator["calls_per_candidate"] == 2
+    assert infos["skills"].generator is None
     reg = pm.build_registry()
     assert reg.names("task_pack") == ["skills"] and "oracle" in reg.names("backend")
     assert reg.entries["trainer"]["trl"].plugin == "trl"

@@ -98,7 +98,7 @@ def test_cache_put_get_and_paid_accounting(tmp_path: Path) -> None:
     cache.put(k1, backend="oracle", model="m", request={"q": 1}, response={"text": "other"}, run_id="r")
     assert cache.get(k1)["response"] == {"text": "x"}
     assert cache.repaid() == 1  # the second put paid for a key already held
-    assert cache.paid("r") == {(1, "curate"): {"calls": 1, "prompt_tokens": 3, "completion_tokens": 2}}
+    assert cache.paid("r") == {(1, "curate"): {"calls": 1, "prompt_tokens": 3, "completion_tokens": 2, "cost": 0.0}}
     assert cache.total_paid("r") == 1 and cache.total_paid("other") == 0
     # A second process (or run) pointed at the same file sees the entry.
     assert CallCache(tmp_path / "c.sqlite").get(k1) is not None
