@@ -3,6 +3,7 @@ transaction as the stage's rows, makes a re-run after a crash return the stored 
 
 from __future__ import annotations
 
+import json
 import logging
 import time
 from collections import defaultdict
@@ -13,7 +14,7 @@ from lionloop.context import Runtime
 from lionloop.dedup import deduplicate, embed_text
 from lionloop.errors import PluginError
 from lionloop.hookspecs import GeneratorSpec
-from lionloop.records import Candidate, Case, Cases, Example, Instruction, Verdict
+from lionloop.records import Candidate, Case, Cases, Example, Instruction, Verdict, content_id
 from lionloop.referee import judge_cases
 from lionloop.requests import Answer
 from lionloop.state import LoopState, stop_reason
@@ -316,11 +317,14 @@ def generate_node(state: LoopState, rt: Runtime) -> dict[str, Any]:
 
 
 class _LimitedTeacher:
-    """A generator's view of the teacher: at most `limit` paid calls."""
+    """A generator's view of the teacher: at most `limit` paid calls; failed requests are kept
+    (with their reason) for the failures table, so every request is accounted for."""
 
-    def __init__(self, teacher: Any, limit: int) -> None:
+    def __init__(self, teacher: Any, limit: int, plugin: str) -> None:
         self._teacher = teacher
         self.left = limit
+        self.plugin = plugin
+        self.failures: dict[str, str] = {}
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._teacher, name)
@@ -330,6 +334,12 @@ class _LimitedTeacher:
         cap = self.left if limit is None else min(limit, self.left)
         results = self._teacher.ask(requests, progress, limit=cap)
         self.left -= self._teacher.cache.total_paid(self._teacher.run_id) - before
+        for res in results:
+            if not res.ok:
+                payload = json.dumps(res.request.payload(), sort_keys=True, ensure_ascii=False)
+                key = f"{self.plugin}/{res.request.kind}/{content_id(payload)}"
+                about = getattr(res.request, "instruction", "")
+                self.failures[key] = f"{res.error}" + (f" | {about[:80]}" if about else "")
         return results
 
 
@@ -348,6 +358,7 @@ def _generate(rt: Runtime, r: int) -> dict[str, Any]:
     per_generator: dict[str, int] = {}
     errors: dict[str, str] = {}
     calls: dict[str, int] = {}
+    failures: dict[str, str] = {}
     impls = {impl.plugin_name: impl for impl in rt.pm.hook.lionloop_generate.get_hookimpls()}
     for name, gen in gcfg.generators.items():
         if not gen.enabled:
@@ -369,7 +380,7 @@ def _generate(rt: Runtime, r: int) -> dict[str, Any]:
                          easy=cases.easy if "easy" in spec.consumes else [])
             # Paid calls are capped too, so a generator cannot spend past its share of the budget.
             limit = int(gen.options.get("max_calls", quota * spec.calls_per_candidate))
-            teacher = _LimitedTeacher(rt.generator_teacher, limit=limit)
+            teacher = _LimitedTeacher(rt.generator_teacher, limit=limit, plugin=name)
             out = impl.function(cases=mine, teacher=teacher, ctx=ctx) or []
         except Exception as err:  # noqa: BLE001 - a plugin failure is reported, never fatal
             errors[name] = f"{type(err).__name__}: {err}"
@@ -379,11 +390,14 @@ def _generate(rt: Runtime, r: int) -> dict[str, Any]:
         log.info("generator %s: %d candidates in %.1fs", name, len(out), time.perf_counter() - t0)
         per_generator[name] = len(out)
         calls[name] = limit - teacher.left
+        failures.update(teacher.failures)
         candidates.extend(out)
     result = {"candidates": len(candidates), "by_generator": per_generator, "plugin_errors": errors,
+              "teacher_failures": len(failures),
               "hard_cases": len(cases.hard), "easy_cases": len(cases.easy), "calls_by_generator": calls}
     with rt.pool.transaction():
         rt.pool.replace_candidates(r, candidates)
+        rt.pool.add_failures(r, "generate", failures)
         rt.pool.merge_metrics(r, {"generate": result})
         rt.pool.mark_stage(r, "generate", result)
     return result

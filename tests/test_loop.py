@@ -82,6 +82,20 @@ class Boom:
         raise RuntimeError("kaboom")
 
 
+class Foreign:
+    """A generator asking the oracle something outside its domain: the failure is recorded."""
+
+    from lionloop.hookspecs import hookimpl
+
+    @hookimpl
+    def lionloop_generate(self, cases, teacher, ctx):  # noqa: ANN001, ANN201
+        from lionloop.requests import Answer
+
+        (res,) = teacher.ask([Answer(instruction="What is the capital of France?")])
+        assert not res.ok
+        return []
+
+
 @pytest.mark.slow
 def test_plugin_that_raises_is_reported_by_name_and_pool_stays_consistent(tmp_path: Path) -> None:
     from conftest import micro_config
@@ -91,15 +105,20 @@ def test_plugin_that_raises_is_reported_by_name_and_pool_stays_consistent(tmp_pa
     from lionloop.plugin_manager import get_plugin_manager
 
     cfg = micro_config(tmp_path, generate={"max_new_per_round": 20, "generators": {
-        "boom": {"share": 0.5}, "lion": {"share": 0.5}}})
-    rt = Runtime(cfg=cfg, run_dir=tmp_path, run_id="boom-run", pm=get_plugin_manager(extra=[("boom", Boom())]))
+        "boom": {"share": 0.5}, "lion": {"share": 0.5}, "foreign": {"share": 0.1}}})
+    pm = get_plugin_manager(extra=[("boom", Boom()), ("foreign", Foreign())])
+    rt = Runtime(cfg=cfg, run_dir=tmp_path, run_id="boom-run", pm=pm)
     final = build_graph(rt).invoke({"run_id": "boom-run", "round": 1}, {"recursion_limit": 100})
     rt.close()
     assert final["stop_reason"] == "max_rounds"
     metrics = json.loads(q(tmp_path, "SELECT metrics FROM rounds WHERE round = 1")[0][0])
     assert metrics["generate"]["plugin_errors"] == {"boom": "RuntimeError: kaboom"}
-    assert metrics["generate"]["by_generator"] == {"lion": 10}
+    assert metrics["generate"]["by_generator"] == {"lion": 10, "foreign": 0}
     assert {r[0] for r in q(tmp_path, "SELECT DISTINCT origin FROM instructions")} == {"seed", "lion"}
+    # A generator's failed teacher request is recorded with its reason, not lost.
+    (fail,) = q(tmp_path, "SELECT item_id, reason FROM failures WHERE stage = 'generate'")
+    assert fail[0].startswith("foreign/answer/") and "unsupported" in fail[1] and "France" in fail[1]
+    assert metrics["generate"]["teacher_failures"] == 1
 
 
 @pytest.mark.slow
