@@ -1,9 +1,11 @@
 """Effectiveness: does the loop help the student at equal teacher budget?
 
-Three arms on the offline pack, same seeds, same rounds, same training steps:
-  lion     the referee's hard/easy cases feed the Lion generator (the loop)
-  uniform  the same generator and data budget, cases drawn uniformly from the pool, no referee
-  seeds    seed data only (no generation)
+Arms on the offline pack, same seeds, same rounds, same training steps:
+  lion      the referee's hard/easy cases feed the Lion generator (the loop)
+  uniform   the same generator and data budget, cases drawn uniformly from the pool, no referee
+  seeds     seed data only (no generation)
+  lion_cap  the loop with no task taking more than 25% of the hard rewrites (Lion option
+            max_task_share; the value was fixed before this arm ran, not tuned on it)
 The data budget is fixed per round by `generate.max_accepted_per_round`, so lion and uniform train
 on the same number of teacher-answered examples.
 """
@@ -21,7 +23,8 @@ from lionloop.config import RunConfig, parse_config
 
 log = logging.getLogger(__name__)
 
-ARMS = ("lion", "uniform", "seeds")
+ARMS = ("lion", "uniform", "seeds", "lion_cap")
+TASK_CAP = 0.25
 
 
 def arm_config(arm: str, seed: int, rounds: int, run_dir: Path, accepted: int, overrides: dict | None = None) -> RunConfig:
@@ -30,6 +33,8 @@ def arm_config(arm: str, seed: int, rounds: int, run_dir: Path, accepted: int, o
         gen["case_selection"] = "uniform"
     elif arm == "seeds":
         gen.update(case_selection="uniform", generators={})
+    elif arm == "lion_cap":
+        gen["generators"] = {"lion": {"options": {"max_task_share": TASK_CAP}}}
     data = {"name": f"bench-{arm}-{seed}", "seed": seed, "run_dir": str(run_dir),
             "generate": gen, "stop": {"max_rounds": rounds, "stop_when_no_hard": False}}
     for k, v in (overrides or {}).items():
@@ -120,7 +125,7 @@ def plot(results: dict[str, dict[int, list[dict[str, Any]]]], path: Path) -> Pat
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(6.4, 4))
-    for arm, color in zip(ARMS, ("tab:red", "tab:blue", "tab:gray"), strict=True):
+    for arm, color in zip(ARMS, ("tab:red", "tab:blue", "tab:gray", "tab:orange"), strict=True):
         for k, runs in enumerate(results.get(arm, {}).values()):
             ax.plot([r["examples"] for r in runs], [100 * r["acc"] for r in runs], "o-", color=color,
                     alpha=0.7, label=arm if k == 0 else None)

@@ -1,0 +1,42 @@
+from __future__ import annotations
+
+import random
+from collections import Counter
+
+from lionloop.plugins.lion import _requests
+from lionloop.records import Case, Cases, Instruction, Verdict
+
+
+class Ctx:
+    round = 2
+
+    def rng(self, *parts):  # noqa: ANN002, ANN201
+        return random.Random(str(parts))
+
+
+def _cases(hard: dict[str, int], easy: int) -> Cases:
+    def case(task: str, k: int, is_hard: bool) -> Case:
+        ins = Instruction(text=f"{task} {k}", task=task, split="cache")
+        return Case(ins, "t", "s", Verdict(ins.id, 1, 10.0, 2.0 if is_hard else 10.0, is_hard))
+
+    return Cases(round=1, hard=[case(t, k, True) for t, n in hard.items() for k in range(n)],
+                 easy=[case("copy", 100 + k, False) for k in range(easy)])
+
+
+def test_uncapped_follows_the_hard_cases() -> None:
+    pairs = _requests(_cases({"add": 30, "sort": 3}, easy=50), quota=40, per_hard=2, easy_ratio=0.25, ctx=Ctx())
+    modes = Counter(r.mode for _, r in pairs)
+    assert modes == {"hard": 30, "easy": 10}
+    assert Counter(r.task for _, r in pairs if r.mode == "hard")["add"] >= 27
+    # Variants move with the round, so next round's siblings are new requests.
+    assert {r.variant for _, r in pairs if r.mode == "hard"} <= {2, 3}
+
+
+def test_task_cap_spreads_the_hard_budget_and_gives_the_rest_to_easy() -> None:
+    pairs = _requests(_cases({"add": 30, "sort": 3}, easy=50), quota=40, per_hard=2, easy_ratio=0.25,
+                      ctx=Ctx(), max_task_share=0.3)
+    hard = Counter(r.task for _, r in pairs if r.mode == "hard")
+    assert hard["add"] == 9  # ceil(0.3 x 30 hard slots)
+    assert hard["sort"] == 9  # 3 cases, more siblings each to use its share
+    assert Counter(r.mode for _, r in pairs)["easy"] == 40 - 18
+    assert len({(r.instruction, r.variant) for _, r in pairs}) == len(pairs)  # no request asked twice
