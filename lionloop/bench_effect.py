@@ -90,7 +90,7 @@ def run(seeds: list[int], rounds: int, accepted: int, out_dir: Path, overrides: 
 
 
 def summarise(results: dict[str, dict[int, list[dict[str, Any]]]]) -> dict[str, Any]:
-    final = {a: [runs[-1] for runs in results[a].values()] for a in ARMS if results[a]}
+    final = {a: [runs[-1] for runs in results[a].values()] for a in ARMS if results.get(a)}
     skills = sorted({k for rows in final.values() for r in rows for k in r["per_skill"]})
     summary: dict[str, Any] = {"skills": skills, "arms": {}}
     for arm, rows in final.items():
@@ -118,6 +118,42 @@ def summarise(results: dict[str, dict[int, list[dict[str, Any]]]]) -> dict[str, 
     return summary
 
 
+def wall_seconds(out_dir: Path, results: dict[str, dict[int, list[dict[str, Any]]]]) -> float:
+    """Wall time of all arm runs, read back from their rounds' stage timings (survives a resumed bench)."""
+    from lionloop.runner import status
+
+    total = 0.0
+    for arm, by_seed in results.items():
+        for seed in by_seed:
+            run_dir = out_dir / f"{arm}-{seed}"
+            if (run_dir / "pool.sqlite").exists():
+                total += sum(sum((r.get("seconds") or {}).values()) for r in status(run_dir)["rounds"])
+    return total
+
+
+def allocation(out_dir: Path, results: dict[str, dict[int, list[dict[str, Any]]]]) -> dict[str, dict[str, float]]:
+    """Mean number of generated (non-seed) training instructions per skill, per arm: where the budget went."""
+    import sqlite3
+
+    alloc: dict[str, dict[str, float]] = {}
+    for arm, by_seed in results.items():
+        counts: dict[str, list[int]] = {}
+        for seed in by_seed:
+            db = out_dir / f"{arm}-{seed}" / "pool.sqlite"
+            if not db.exists():
+                continue
+            con = sqlite3.connect(f"file:{db}?mode=ro", uri=True)
+            try:
+                for task, n in con.execute("SELECT task, COUNT(*) FROM instructions WHERE origin != 'seed' "
+                                           "AND split = 'train' GROUP BY task"):
+                    counts.setdefault(task, []).append(n)
+            finally:
+                con.close()
+        if counts:
+            alloc[arm] = {t: sum(v) / len(by_seed) for t, v in counts.items()}
+    return alloc
+
+
 def plot(results: dict[str, dict[int, list[dict[str, Any]]]], path: Path) -> Path:
     import matplotlib
 
@@ -140,7 +176,8 @@ def plot(results: dict[str, dict[int, list[dict[str, Any]]]], path: Path) -> Pat
     return path
 
 
-def report(summary: dict[str, Any], seconds: float, command: str, plot_path: Path | None) -> str:
+def report(summary: dict[str, Any], seconds: float, command: str, plot_path: Path | None,
+           alloc: dict[str, dict[str, float]] | None = None) -> str:
     arms = [a for a in ARMS if a in summary["arms"]]
     rows = []
     for arm in arms:
@@ -164,6 +201,11 @@ def report(summary: dict[str, Any], seconds: float, command: str, plot_path: Pat
         lines += ["", (f"The loop first reaches uniform expansion's final accuracy at a budget of **{b:.0f}** "
                        f"examples (uniform needed {u_final:.0f})." if b is not None else
                        "The loop does not reach uniform expansion's final accuracy within this budget.")]
+    if alloc:
+        skills = summary["skills"]
+        lines += ["", "Where the budget went: generated training instructions per skill (mean over seeds).", "",
+                  md_table(["arm", *skills], [[a, *[f"{alloc[a].get(k, 0):.0f}" for k in skills]]
+                                              for a in arms if a in alloc])]
     if plot_path is not None:
         lines += ["", f"![accuracy vs budget]({plot_path.as_posix()})"]
     return "\n".join(lines)
@@ -175,8 +217,8 @@ def main(seeds: int = 3, rounds: int = 4, accepted: int = 300, out_dir: Path = P
     res = run(list(range(seeds)), rounds, accepted, out_dir, overrides)
     summary = summarise(res["results"])
     plot_path = plot(res["results"], Path("docs") / "bench-effect.png") if write else None
-    text = report(summary, res["seconds"], f"lionloop bench effect --seeds {seeds} --rounds {rounds} "
-                  f"--accepted {accepted}", plot_path)
+    text = report(summary, wall_seconds(out_dir, res["results"]), f"lionloop bench effect --seeds {seeds} --rounds {rounds} "
+                  f"--accepted {accepted}", plot_path, allocation(out_dir, res["results"]))
     print(text)
     if write:
         write_section("effect", text)
