@@ -3,7 +3,6 @@ transaction as the stage's rows, makes a re-run after a crash return the stored 
 
 from __future__ import annotations
 
-import json
 import logging
 import time
 from collections import defaultdict
@@ -13,8 +12,8 @@ from typing import Any
 from lionloop.context import Runtime
 from lionloop.dedup import deduplicate, embed_text
 from lionloop.errors import PluginError
-from lionloop.hookspecs import GeneratorSpec
-from lionloop.records import Candidate, Case, Cases, Example, Instruction, Verdict, content_id
+from lionloop.generation import generator_spec, load_cases, run_generators
+from lionloop.records import Example, Instruction
 from lionloop.referee import judge_cases
 from lionloop.requests import Answer
 from lionloop.state import LoopState, stop_reason
@@ -275,35 +274,6 @@ def _discriminate(rt: Runtime, r: int) -> dict[str, Any]:
     return result
 
 
-def load_cases(rt: Runtime, r: int) -> Cases:
-    """The round's judged cases, split by the referee's call (unjudged ones are left out).
-
-    With `generate.case_selection: uniform` every pool instruction is a "hard" case, in a
-    seeded random order, and nothing is judged: the uniform-expansion baseline.
-    """
-    instructions = {i.id: i for i in rt.pool.instructions(["train", "cache"])}
-    teacher = rt.pool.teacher_answers()
-    student = rt.pool.student_answers(r)
-    cases = Cases(round=r)
-    if rt.cfg.generate.case_selection == "uniform":
-        order = sorted(instructions)
-        rt.context(r).rng("uniform-cases").shuffle(order)
-        cases.hard = [
-            Case(instructions[i], teacher.get(i, ""), student.get(i, ""),
-                 Verdict(i, r, None, None, None, raw="uniform selection: not judged"))
-            for i in order
-        ]
-        return cases
-    for v in rt.pool.verdicts(r):
-        ins = instructions.get(v.instruction_id)
-        if ins is None or v.hard is None:
-            continue
-        case = Case(ins, teacher.get(ins.id, ""), student.get(ins.id, ""), v)
-        (cases.hard if v.hard else cases.easy).append(case)
-    cases.hard.sort(key=lambda c: (-(c.verdict.diff or 0), c.instruction.id))
-    return cases
-
-
 # -- generate ------------------------------------------------------------------------------------
 
 
@@ -316,88 +286,15 @@ def generate_node(state: LoopState, rt: Runtime) -> dict[str, Any]:
     return {}
 
 
-class _LimitedTeacher:
-    """A generator's view of the teacher: at most `limit` paid calls; failed requests are kept
-    (with their reason) for the failures table, so every request is accounted for."""
-
-    def __init__(self, teacher: Any, limit: int, plugin: str) -> None:
-        self._teacher = teacher
-        self.left = limit
-        self.plugin = plugin
-        self.failures: dict[str, str] = {}
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._teacher, name)
-
-    def ask(self, requests: Any, progress: Any = None, limit: int | None = None) -> Any:
-        before = self._teacher.cache.total_paid(self._teacher.run_id)
-        cap = self.left if limit is None else min(limit, self.left)
-        results = self._teacher.ask(requests, progress, limit=cap)
-        self.left -= self._teacher.cache.total_paid(self._teacher.run_id) - before
-        for res in results:
-            if not res.ok:
-                payload = json.dumps(res.request.payload(), sort_keys=True, ensure_ascii=False)
-                key = f"{self.plugin}/{res.request.kind}/{content_id(payload)}"
-                about = getattr(res.request, "instruction", "")
-                self.failures[key] = f"{res.error}" + (f" | {about[:80]}" if about else "")
-        return results
-
-
-def _generator_spec(rt: Runtime, plugin: str) -> GeneratorSpec:
-    """What a generator plugin declares (its `lionloop_generator_spec`), or the defaults."""
-    for impl in rt.pm.hook.lionloop_generator_spec.get_hookimpls():
-        if impl.plugin_name == plugin:
-            return impl.function() or GeneratorSpec()
-    return GeneratorSpec()
-
-
 def _generate(rt: Runtime, r: int) -> dict[str, Any]:
     cases = load_cases(rt, r)
-    gcfg = rt.cfg.generate
-    candidates: list[Candidate] = []
-    per_generator: dict[str, int] = {}
-    errors: dict[str, str] = {}
-    calls: dict[str, int] = {}
-    failures: dict[str, str] = {}
-    impls = {impl.plugin_name: impl for impl in rt.pm.hook.lionloop_generate.get_hookimpls()}
-    for name, gen in gcfg.generators.items():
-        if not gen.enabled:
-            continue
-        impl = impls.get(name)
-        if impl is None:
-            errors[name] = "enabled in generate.generators but no such generator plugin is loaded"
-            log.error("generator %s: %s", name, errors[name])
-            continue
-        quota = int(gen.share * gcfg.max_new_per_round)
-        if quota <= 0:
-            continue
-        ctx = rt.context(r, plugin=name, max_candidates=quota)
-        t0 = time.perf_counter()
-        try:
-            spec = _generator_spec(rt, name)
-            # A generator sees only the case kinds it declares it consumes.
-            mine = Cases(round=r, hard=cases.hard if "hard" in spec.consumes else [],
-                         easy=cases.easy if "easy" in spec.consumes else [])
-            # Paid calls are capped too, so a generator cannot spend past its share of the budget.
-            limit = int(gen.options.get("max_calls", quota * spec.calls_per_candidate))
-            teacher = _LimitedTeacher(rt.generator_teacher, limit=limit, plugin=name)
-            out = impl.function(cases=mine, teacher=teacher, ctx=ctx) or []
-        except Exception as err:  # noqa: BLE001 - a plugin failure is reported, never fatal
-            errors[name] = f"{type(err).__name__}: {err}"
-            log.error("generator plugin %r raised: %s", name, errors[name])
-            continue
-        out = list(out)[:quota]
-        log.info("generator %s: %d candidates in %.1fs", name, len(out), time.perf_counter() - t0)
-        per_generator[name] = len(out)
-        calls[name] = limit - teacher.left
-        failures.update(teacher.failures)
-        candidates.extend(out)
-    result = {"candidates": len(candidates), "by_generator": per_generator, "plugin_errors": errors,
-              "teacher_failures": len(failures),
-              "hard_cases": len(cases.hard), "easy_cases": len(cases.easy), "calls_by_generator": calls}
+    out = run_generators(rt, r, cases)
+    result = {"candidates": len(out.candidates), "by_generator": out.by_generator, "plugin_errors": out.errors,
+              "teacher_failures": len(out.failures),
+              "hard_cases": len(cases.hard), "easy_cases": len(cases.easy), "calls_by_generator": out.calls}
     with rt.pool.transaction():
-        rt.pool.replace_candidates(r, candidates)
-        rt.pool.add_failures(r, "generate", failures)
+        rt.pool.replace_candidates(r, out.candidates)
+        rt.pool.add_failures(r, "generate", out.failures)
         rt.pool.merge_metrics(r, {"generate": result})
         rt.pool.mark_stage(r, "generate", result)
     return result
@@ -438,7 +335,7 @@ def _curate(rt: Runtime, r: int) -> dict[str, Any]:
     own: dict[str, float | None] = {}
     for name in {c.generator for c in candidates}:
         try:
-            own[name] = _generator_spec(rt, name).dedup_threshold
+            own[name] = generator_spec(rt, name).dedup_threshold
         except Exception:  # noqa: BLE001 - reported in generate already; default threshold here
             own[name] = None
     for name, gen in rt.cfg.generate.generators.items():

@@ -18,8 +18,8 @@ from conftest import micro_config
 from lionloop.config import TaskConfig, TeacherConfig
 from lionloop.context import RoundContext
 from lionloop.errors import ConfigError, Unsupported
+from lionloop.generation import BudgetedTeacher
 from lionloop.hookspecs import GeneratorSpec, hookimpl
-from lionloop.nodes import _LimitedTeacher
 from lionloop.plugins import disco, finetune_cot, rationale, socratic
 from lionloop.plugins.oracle_backend import OracleBackend
 from lionloop.plugins.skills import ALL_SKILLS, EXTRA_SKILLS, SKILLS, SkillsPack, explain
@@ -140,7 +140,7 @@ def _env(tmp_path: Path, name: str, options: dict[str, Any] | None = None, pack_
                        plugin=name, max_candidates=quota)
     backend = OracleBackend(TeacherConfig(), SimpleNamespace(task_pack=pack))
     teacher = Teacher(backend, CallCache(tmp_path / "cache.sqlite"), "t")
-    return ctx, _LimitedTeacher(teacher, limit, name), pack
+    return ctx, BudgetedTeacher(teacher, limit, name), pack
 
 
 def _cases(pack: SkillsPack, skills: list[str], n: int = 4) -> Cases:
@@ -558,7 +558,7 @@ def _llm_env(tmp_path: Path, name: str, srv: Any, options: dict[str, Any] | None
     backend = OpenAIBackend(TeacherConfig(backend="openai", model="plugin-chat", base_urls=[srv.base_url],
                                           timeout_s=5.0, max_retries=1, retry_backoff_s=0.01))
     teacher = Teacher(backend, CallCache(tmp_path / "llm-cache.sqlite"), "llm", parse_retries=1).at(1, "generate")
-    return ctx, _LimitedTeacher(teacher, 1000, name), pack
+    return ctx, BudgetedTeacher(teacher, 1000, name), pack
 
 
 LLM_CASES = {"rationale": ["sum", "add"], "socratic": ["sum", "chain"], "finetune_cot": ["sum", "chain"], "disco": ["mood"]}
