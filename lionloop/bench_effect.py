@@ -100,21 +100,18 @@ def summarise(results: dict[str, dict[int, list[dict[str, Any]]]]) -> dict[str, 
             "examples": mean_std([r["examples"] for r in rows]),
             "rows": rows,
         }
-    # Mean curve of the loop vs. uniform's final accuracy.
-    if results.get("lion") and results.get("uniform"):
-        n_rounds = min(len(v) for v in results["lion"].values())
-        curve = []
-        for i in range(n_rounds):
-            curve.append((mean_std([v[i]["examples"] for v in results["lion"].values()])[0],
-                          mean_std([v[i]["acc"] for v in results["lion"].values()])[0]))
+    # Mean accuracy-vs-budget curve per arm; where each loop arm first reaches uniform's final accuracy.
+    curves = {}
+    for arm, by_seed in results.items():
+        if by_seed:
+            n_rounds = min(len(v) for v in by_seed.values())
+            curves[arm] = [(mean_std([v[i]["examples"] for v in by_seed.values()])[0],
+                            mean_std([v[i]["acc"] for v in by_seed.values()])[0]) for i in range(n_rounds)]
+    summary["curves"] = curves
+    if "uniform" in summary["arms"]:
         target = summary["arms"]["uniform"]["acc"][0]
-        summary["lion_budget_to_uniform_final"] = budget_to_reach(curve, target)
-        summary["lion_curve"] = curve
-        summary["uniform_curve"] = [
-            (mean_std([v[i]["examples"] for v in results["uniform"].values()])[0],
-             mean_std([v[i]["acc"] for v in results["uniform"].values()])[0])
-            for i in range(min(len(v) for v in results["uniform"].values()))
-        ]
+        summary["budget_to_uniform_final"] = {
+            arm: budget_to_reach(curve, target) for arm, curve in curves.items() if arm in ("lion", "lion_cap")}
     return summary
 
 
@@ -195,17 +192,23 @@ def report(summary: dict[str, Any], seconds: float, command: str, plot_path: Pat
         "",
         md_table(["arm", "budget", "overall", *summary["skills"]], rows),
     ]
-    b = summary.get("lion_budget_to_uniform_final")
-    if "lion_budget_to_uniform_final" in summary:
-        u_final = summary["arms"]["uniform"]["examples"][0]
-        lines += ["", (f"The loop first reaches uniform expansion's final accuracy at a budget of **{b:.0f}** "
+    u_final = summary["arms"]["uniform"]["examples"][0] if "uniform" in summary["arms"] else None
+    for arm, b in summary.get("budget_to_uniform_final", {}).items():
+        lines += ["", (f"`{arm}` first reaches uniform expansion's final accuracy at a budget of **{b:.0f}** "
                        f"examples (uniform needed {u_final:.0f})." if b is not None else
-                       "The loop does not reach uniform expansion's final accuracy within this budget.")]
+                       f"`{arm}` does not reach uniform expansion's final accuracy within this budget.")]
     if alloc:
         skills = summary["skills"]
         lines += ["", "Where the budget went: generated training instructions per skill (mean over seeds).", "",
                   md_table(["arm", *skills], [[a, *[f"{alloc[a].get(k, 0):.0f}" for k in skills]]
                                               for a in arms if a in alloc])]
+        if "lion" in alloc:
+            top = max(alloc["lion"], key=alloc["lion"].get)
+            shares = {a: alloc[a].get(top, 0) / max(1, sum(alloc[a].values())) for a in arms if a in alloc}
+            acc = summary["arms"]["lion"]["per_skill"][top][0]
+            lines += ["", f"The loop put {100 * shares['lion']:.0f}% of its generated instructions on `{top}` "
+                      f"(final accuracy there {100 * acc:.0f}%); " +
+                      ", ".join(f"{a} {100 * v:.0f}%" for a, v in shares.items() if a != "lion") + "."]
     if plot_path is not None:
         lines += ["", f"![accuracy vs budget]({plot_path.as_posix()})"]
     return "\n".join(lines)
