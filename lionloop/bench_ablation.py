@@ -172,7 +172,7 @@ def report(summary: dict[str, Any], command: str) -> str:
     verdict = (f"Arms above lion alone on mean accuracy: {', '.join(better)}." if better else
                "No arm is above lion alone on mean accuracy.")
     return "\n".join([
-        "## Generator ablation",
+        "## 7. Generator ablation: each plugin on/off at equal budget",
         "",
         f"Command: `{command}` ({sum(secs) / 60:.0f} min for {len(secs)} runs, {mean_std(secs)[0] / 60:.1f} min per run). "
         f"Machine: {machine_line()}.",

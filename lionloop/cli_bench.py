@@ -13,7 +13,7 @@ bench_app = typer.Typer(add_completion=False, no_args_is_help=True, help="Benchm
 console = Console()
 
 
-from lionloop.cli_bench_ablation import ablation  # noqa: E402 - the generator ablation (issue 4)
+from lionloop.cli_bench_ablation import ablation  # noqa: E402 - the generator ablation
 
 bench_app.command("ablation")(ablation)
 

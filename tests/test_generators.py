@@ -515,7 +515,7 @@ def test_loop_metrics_carry_chains_budgets_and_filters(four_run: Path) -> None:
 class PluginChat:
     """A scripted chat "LLM" for the plugins' request types, reading the prompts the templates
     render (their fenced blocks), answering with the skills oracle; everything else (answer,
-    judge, rewrite) goes to issue 3's `SkillsChat`. Kinds in `garbage` get unparseable replies."""
+    judge, rewrite) goes to the scripted `SkillsChat`. Kinds in `garbage` get unparseable replies."""
 
     def __init__(self, garbage: tuple[str, ...] = ()) -> None:
         from lionloop.testing.skills_teacher import SkillsChat
