@@ -207,8 +207,11 @@ def show(run_dir: RunDir, ident: Ident, as_json: AsJson = False) -> None:
     for f in d["failures"]:
         console.print(Text(f"failure in round {f['round']} ({f['stage']}): {f['reason']}", style="yellow"))
     if d["examples"]:
-        console.print(f"{len(d['examples'])} training row(s): "
-                      + ", ".join(f"{e['kind']} (r{e['round']}, weight {e['weight']:g})" for e in d["examples"]))
+        def row(e: dict) -> str:
+            role = f", student {e['student']}" if e.get("student") else ""
+            return f"{e['kind']} (r{e['round']}, weight {e['weight']:g}{role})"
+
+        console.print(f"{len(d['examples'])} training row(s): " + ", ".join(row(e) for e in d["examples"]))
 
 
 # -- lineage ------------------------------------------------------------------------------------

@@ -134,11 +134,11 @@ class Runtime:
             pool=self.pool, plugin=plugin, max_candidates=max_candidates,
         )
 
-    def student_dir(self, round: int) -> Path:
-        """round 0 is the base model."""
+    def student_dir(self, round: int, role: str = "") -> Path:
+        """round 0 is the base model (shared by every role); `role` "" is the main student."""
         if round == 0:
             return Path(self.cfg.student.base) if self.cfg.student.base else self.run_dir / "student" / "base"
-        return self.run_dir / "student" / f"round-{round}"
+        return self.run_dir / "student" / (f"{role}/round-{round}" if role else f"round-{round}")
 
     def event(self, **fields: Any) -> None:
         """Append one line to events.jsonl: a tail-able log of what the run is doing."""

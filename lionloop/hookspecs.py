@@ -45,9 +45,13 @@ class GeneratorSpec:
 
 
 class Student(Protocol):
-    """The student of the round as a function: greedy first-line answers to prompts, batched."""
+    """The student of the round as a function: greedy first-line answers to prompts, batched.
 
-    def __call__(self, prompts: Sequence[str], max_new_tokens: int | None = None) -> list[str]: ...
+    `role` asks the separate model trained on rows with `Example.student == role` instead of the
+    main student (which stands in while that role has no model yet).
+    """
+
+    def __call__(self, prompts: Sequence[str], max_new_tokens: int | None = None, role: str = "") -> list[str]: ...
 
 
 # -------------------------------------------------------------------------------------------------

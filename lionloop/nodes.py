@@ -4,6 +4,7 @@ transaction as the stage's rows, makes a re-run after a crash return the stored 
 from __future__ import annotations
 
 import logging
+import re
 import time
 from collections import defaultdict
 from dataclasses import replace
@@ -133,24 +134,45 @@ def imitate(state: LoopState, rt: Runtime) -> dict[str, Any]:
     rt.pool.start_round(r)
     if _done(rt, r, "imitate") is None:
         with rt.stage(r, "imitate"):
-            start = rt.student_dir(0 if rt.cfg.train.policy == "retrain" or r == 1 else r - 1)
-            rows = rt.pool.examples()
-            total = rt.cfg.train.steps_per_round
-            bar = rt.reporter.task(f"training on {len(rows)} rows", total)
-            seen = [0]
-
-            def progress(step: int, _total: int) -> None:
-                bar(step - seen[0])
-                seen[0] = step
-
+            by_role: dict[str, list[Example]] = defaultdict(list)
+            for row in rt.pool.examples():
+                by_role[row.student].append(row)
+            for role in by_role:
+                if role and not ROLE.fullmatch(role):
+                    raise PluginError(f"training rows name student role {role!r}: a role is lower-case letters, "
+                                      "digits and '_' (not 'base'); '' is the main student")
             t0 = time.perf_counter()
-            figures = rt.trainer.train(start, rt.student_dir(r), rows, seed=rt.cfg.seed + r, progress=progress)
+            figures = _train(rt, r, "", by_role.pop("", []))
+            roles = {role: _train(rt, r, role, rows) for role, rows in sorted(by_role.items())}
             train_seconds = time.perf_counter() - t0  # load, tokenise, train, save: all the trainer's work
-            rt.reporter.task_done()
+            metrics: dict[str, Any] = {"train": figures, "work_seconds": {"train": round(train_seconds, 3)}}
+            if roles:
+                metrics["train_roles"] = roles
             with rt.pool.transaction():
-                rt.pool.merge_metrics(r, {"train": figures, "work_seconds": {"train": round(train_seconds, 3)}})
+                rt.pool.merge_metrics(r, metrics)
                 rt.pool.mark_stage(r, "imitate", figures)
     return {}
+
+
+ROLE = re.compile(r"(?!base$)[a-z][a-z0-9_]*")
+
+
+def _train(rt: Runtime, r: int, role: str, rows: list[Example]) -> dict[str, Any]:
+    """Train one student (the main one, or a role's) on its rows, from its last round or the base."""
+    prev = rt.student_dir(r - 1, role) if rt.cfg.train.policy != "retrain" and r > 1 else None
+    start = prev if prev is not None and prev.exists() else rt.student_dir(0)
+    total = rt.cfg.train.steps_per_round
+    label = f" ({role})" if role else ""
+    bar = rt.reporter.task(f"training{label} on {len(rows)} rows", total)
+    seen = [0]
+
+    def progress(step: int, _total: int) -> None:
+        bar(step - seen[0])
+        seen[0] = step
+
+    figures = rt.trainer.train(start, rt.student_dir(r, role), rows, seed=rt.cfg.seed + r, progress=progress)
+    rt.reporter.task_done()
+    return figures
 
 
 # -- evaluate ------------------------------------------------------------------------------------
@@ -197,11 +219,13 @@ def _evaluate(rt: Runtime, r: int) -> dict[str, Any]:
     ev = score(by_id)
 
     # Other ways of asking the student (e.g. decomposer then solver), scored beside the direct one.
-    def student(prompts: Any, max_new_tokens: int | None = None) -> list[str]:
+    def student(prompts: Any, max_new_tokens: int | None = None, role: str = "") -> list[str]:
         scfg = rt.cfg.student
         if max_new_tokens is not None:
             scfg = scfg.model_copy(update={"max_new_tokens": int(max_new_tokens)})
-        return generate(rt.student_dir(r), list(prompts), scfg)
+        path = rt.student_dir(r, role)
+        # A role with no rows yet has no model of its own: the main student stands in.
+        return generate(path if path.exists() else rt.student_dir(r), list(prompts), scfg)
 
     methods: dict[str, Any] = {}
     method_errors: dict[str, str] = {}

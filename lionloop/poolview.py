@@ -28,6 +28,13 @@ class PoolQueryError(LionloopError, LookupError):
     """A pool query names an instruction, round or option the run does not have."""
 
 
+
+def _student_col(pool: Any, prefix: str = "") -> str:
+    """The examples' `student` column, or '' for a pool written before student roles existed
+    (views open pools read-only, so they cannot add the column)."""
+    cols = {r["name"] for r in pool.query("PRAGMA table_info(examples)")}
+    return f"{prefix}student" if "student" in cols else "'' AS student"
+
 def open_pool(run_dir: Path) -> Pool:
     run_dir = Path(run_dir)
     if not run_dir.is_dir():
@@ -304,7 +311,7 @@ def show_instruction(run_dir: Path, ident: str) -> dict[str, Any]:
                 "SELECT round, teacher_score, student_score, diff, hard, raw FROM verdicts"
                 " WHERE instruction_id = ? ORDER BY round", (iid,))],
             "examples": [dict(r) for r in pool.query(
-                "SELECT id, kind, generator, round, weight, prompt, completion FROM examples"
+                f"SELECT id, kind, generator, round, weight, {_student_col(pool)}, prompt, completion FROM examples"
                 " WHERE instruction_id = ? ORDER BY round, kind, id", (iid,))],
             "candidates": [dict(r) for r in pool.query(
                 "SELECT round, generator, status, reason FROM candidates WHERE id = ? ORDER BY round, seq",
@@ -585,7 +592,7 @@ def export_rows(run_dir: Path, what: str = "examples", split: str | None = None)
         if what == "examples":
             # What the student trains on: rows of train-split instructions (as Pool.examples()).
             sql = ("SELECT e.id, e.instruction_id, e.kind, e.prompt, e.completion, e.generator, e.round,"
-                   " e.weight, i.text AS instruction, i.input, i.task, i.origin, i.parent_id, i.round_born,"
+                   f" e.weight, {_student_col(pool, 'e.')}, i.text AS instruction, i.input, i.task, i.origin, i.parent_id, i.round_born,"
                    " i.split FROM examples e JOIN instructions i ON i.id = e.instruction_id"
                    " WHERE i.split = 'train'")
             if split not in (None, "train"):

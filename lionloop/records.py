@@ -64,7 +64,12 @@ class Instruction:
 
 @dataclass(frozen=True)
 class Example:
-    """A training row: prompt -> completion, with its kind and loss weight."""
+    """A training row: prompt -> completion, with its kind and loss weight.
+
+    `student` names the model the row trains: "" is the main student (the one evaluated on the
+    held-out set); another name trains a separate model of that role, e.g. socratic's
+    "decomposer", which a plugin reaches through the evaluate stage's `student(..., role=...)`.
+    """
 
     instruction_id: str
     prompt: str
@@ -73,6 +78,7 @@ class Example:
     generator: str = "seed"
     round: int = 0
     weight: float = 1.0
+    student: str = ""
 
     @property
     def id(self) -> str:

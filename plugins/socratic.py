@@ -4,16 +4,20 @@ For each hard case the teacher writes a sibling instruction (`Rewrite`), answers
 decomposes it (`Decompose`): a list of (sub-question, answer) pairs whose last answer is the final
 one; a later sub-question may name an earlier answer as #1, #2, ... A decomposition whose last
 answer is not the teacher's answer is rejected. Kept siblings become, for one student with two
-task prefixes (the paper's unified mode; the loop trains a single student):
+task prefixes (the paper's unified mode), or for two (`mode: separate`, the paper's two-model
+setup: the decompose rows train a separate "decomposer" student, the rest the main one, which
+is the solver):
 
   <plain prompt>                                  -> <answer>                kind "answer"
   [decompose] <problem>                           -> "q1 ; q2 ; ..."         kind "decompose"
   [solve] <problem> + "q1 = a1" ... + "qk ="      -> ak  (one row per step)  kind "solve"
 
-and the round's evaluation also asks the student as a chain, decomposer then solver
+and the round's evaluation also asks the student(s) as a chain, decomposer then solver
 (`lionloop_evaluate_student`), stored as `eval.methods.socratic` beside the direct accuracy.
 
 Options (generate.generators.socratic.options):
+  mode                "unified" (default: one student, two prefixes) or "separate" (a decomposer
+                      student of its own; costs a second training run per round)
   decompose_prefix    default "[decompose] "
   solve_prefix        default "[solve] "
   max_steps           longest decomposition kept and longest chain asked (default 6)
@@ -66,6 +70,18 @@ class Decompose(TeacherRequest):
     task: str = ""
 
 
+MODES = ("unified", "separate")
+DECOMPOSER = "decomposer"  # the student role of the decompose rows in separate mode
+
+
+def decomposer_role(opts: dict[str, Any]) -> str:
+    """The student the decompose rows train: "" (the main one) or the decomposer's own."""
+    mode = opts.get("mode", "unified")
+    if mode not in MODES:
+        raise ValueError(f"generate.generators.{NAME}.options.mode: {mode!r} is not one of {', '.join(MODES)}")
+    return DECOMPOSER if mode == "separate" else ""
+
+
 def clean_question(q: str) -> str:
     """One line, and no separator inside: sub-questions are joined with ' ; ' for the student."""
     return " ".join(q.replace(";", ",").split())
@@ -94,6 +110,7 @@ def lionloop_generator_spec() -> GeneratorSpec:
 @hookimpl
 def lionloop_generate(cases: Cases, teacher: Any, ctx: Any) -> list[Candidate]:
     opts = ctx.options()
+    decomposer_role(opts)  # a bad mode is this plugin's error, reported before any call is paid
     max_steps = int(opts.get("max_steps", 6))
     quota = ctx.max_candidates if ctx.max_candidates is not None else len(cases.hard)
     sibs = siblings(cases, teacher, ctx, affordable(teacher, quota, 3), int(opts.get("per_case", 1)), VARIANT_BASE, NAME)
@@ -136,7 +153,8 @@ def lionloop_format_examples(instruction: Instruction, answer: str, generator: s
     steps = [(q, a) for q, a in instruction.meta["steps"]]
     rows = [
         Example(instruction.id, prompt, answer, "answer", NAME, ctx.round),
-        Example(instruction.id, decompose_prompt(instruction, opts), SEP.join(q for q, _ in steps), "decompose", NAME, ctx.round),
+        Example(instruction.id, decompose_prompt(instruction, opts), SEP.join(q for q, _ in steps), "decompose", NAME,
+                ctx.round, student=decomposer_role(opts)),
     ]
     for j, (q, a) in enumerate(steps):
         rows.append(Example(instruction.id, solve_prompt(instruction, steps[:j], q, opts), a, "solve", NAME, ctx.round))
@@ -151,7 +169,8 @@ def lionloop_evaluate_student(instructions: list[Instruction], student: Any, ctx
     if opts is None:
         return None
     max_steps = int(opts.get("max_steps", 6))
-    plans_out = student([decompose_prompt(i, opts) for i in instructions], int(opts.get("eval_max_new_tokens", 64)))
+    plans_out = student([decompose_prompt(i, opts) for i in instructions], int(opts.get("eval_max_new_tokens", 64)),
+                        role=decomposer_role(opts))
     plans = {i.id: [q.strip() for q in p.split(";") if q.strip()][:max_steps] for i, p in zip(instructions, plans_out, strict=True)}
     done: dict[str, list[tuple[str, str]]] = {i.id: [] for i in instructions}
     for j in range(max_steps):

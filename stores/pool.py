@@ -53,7 +53,8 @@ CREATE TABLE IF NOT EXISTS examples(
     completion TEXT NOT NULL,
     generator TEXT NOT NULL,
     round INTEGER NOT NULL,
-    weight REAL NOT NULL DEFAULT 1.0
+    weight REAL NOT NULL DEFAULT 1.0,
+    student TEXT NOT NULL DEFAULT ''
 );
 CREATE INDEX IF NOT EXISTS examples_instruction ON examples(instruction_id);
 CREATE TABLE IF NOT EXISTS candidates(
@@ -125,6 +126,13 @@ class Pool:
         self._depth = 0
         if not readonly:
             self.conn.executescript(SCHEMA)
+            self._migrate()
+
+    def _migrate(self) -> None:
+        """Bring a pool written by an older lionloop up to this schema (columns added since)."""
+        cols = {r["name"] for r in self.conn.execute("PRAGMA table_info(examples)")}
+        if "student" not in cols:
+            self.conn.execute("ALTER TABLE examples ADD COLUMN student TEXT NOT NULL DEFAULT ''")
 
     def close(self) -> None:
         self.conn.close()
@@ -291,9 +299,10 @@ class Pool:
         with self.transaction() as c:
             c.executemany(
                 "INSERT OR IGNORE INTO examples(id, instruction_id, kind, prompt, completion,"
-                " generator, round, weight) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                " generator, round, weight, student) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 [
-                    (e.id, e.instruction_id, e.kind, e.prompt, e.completion, e.generator, e.round, e.weight)
+                    (e.id, e.instruction_id, e.kind, e.prompt, e.completion, e.generator, e.round, e.weight,
+                     e.student)
                     for e in examples
                 ],
             )
@@ -317,6 +326,7 @@ class Pool:
                 generator=r["generator"],
                 round=r["round"],
                 weight=r["weight"],
+                student=r["student"] if "student" in r.keys() else "",
             )
             for r in rows
         ]

@@ -23,7 +23,7 @@ from lionloop.hookspecs import GeneratorSpec, hookimpl
 from lionloop.plugins import disco, finetune_cot, rationale, socratic
 from lionloop.plugins.oracle_backend import OracleBackend
 from lionloop.plugins.skills import ALL_SKILLS, EXTRA_SKILLS, SKILLS, SkillsPack, explain
-from lionloop.records import Case, Cases, Instruction, Verdict
+from lionloop.records import Case, Cases, Example, Instruction, Verdict
 from lionloop.stores.cache import CallCache
 from lionloop.stores.pool import Pool
 from lionloop.student import format_prompt
@@ -317,9 +317,11 @@ class OracleStudent:
     def __init__(self, pack: SkillsPack) -> None:
         self.pack = pack
         self.calls: list[tuple[int, int | None]] = []
+        self.roles: list[str] = []
 
-    def __call__(self, prompts: list[str], max_new_tokens: int | None = None) -> list[str]:
+    def __call__(self, prompts: list[str], max_new_tokens: int | None = None, role: str = "") -> list[str]:
         self.calls.append((len(prompts), max_new_tokens))
+        self.roles.append(role)
         return [self.answer(p) for p in prompts]
 
     def answer(self, prompt: str) -> str:
@@ -342,9 +344,27 @@ def test_socratic_chain_evaluation_runs_decomposer_then_solver(tmp_path: Path) -
     assert {i.id: pack.solve(i.text) for i in instructions} == out
     longest = max(len(pack.steps(i.text)) for i in instructions)
     assert student.calls[0] == (len(instructions), 64) and len(student.calls) == 1 + longest
+    assert set(student.roles) == {""}  # unified mode: one student decomposes and solves
     # A student that cannot decompose gets an empty final answer, not an exception.
-    out = socratic.lionloop_evaluate_student(instructions=instructions, student=lambda p, n=None: [""] * len(p), ctx=ctx)
+    out = socratic.lionloop_evaluate_student(instructions=instructions, student=lambda p, n=None, role="": [""] * len(p),
+                                             ctx=ctx)
     assert set(out.values()) == {""}
+
+
+def test_socratic_separate_mode_routes_decompositions_to_a_decomposer(tmp_path: Path) -> None:
+    ctx, teacher, pack = _env(tmp_path, "socratic", options={"mode": "separate"})
+    out = socratic.lionloop_generate(cases=_cases(pack, ["chain"]), teacher=teacher, ctx=ctx)
+    cand = next(c for c in out if not c.instruction.meta.get("reject"))
+    rows = _rows(socratic, ctx, cand, pack)
+    assert {r.kind: r.student for r in rows} == {"answer": "", "decompose": "decomposer", "solve": ""}
+    student = OracleStudent(pack)
+    instructions = pack.eval_set(2)
+    socratic.lionloop_evaluate_student(instructions=instructions, student=student, ctx=ctx)
+    assert student.roles[0] == "decomposer" and set(student.roles[1:]) == {""}
+    bad, teacher, pack = _env(tmp_path / "bad", "socratic", options={"mode": "both"})
+    with pytest.raises(ValueError, match=r"generate\.generators\.socratic\.options\.mode: 'both' is not one of unified, separate"):
+        socratic.lionloop_generate(cases=_cases(pack, ["chain"]), teacher=teacher, ctx=bad)
+    assert teacher.left == 1000  # nothing paid before the error
 
 
 def test_finetune_cot_evaluation_reads_the_answer_after_the_arrow(tmp_path: Path) -> None:
@@ -488,6 +508,50 @@ def test_each_plugin_adds_rows_to_the_pool_with_its_origin(four_run: Path) -> No
     answered = {r[0] for r in q(four_run, "SELECT instruction_id FROM responses WHERE role = 'teacher'")}
     born = {r[0] for r in q(four_run, "SELECT id FROM instructions WHERE origin IN ('rationale','socratic','disco','finetune_cot')")}
     assert born <= answered
+
+
+@pytest.mark.slow
+def test_socratic_separate_mode_trains_a_decomposer_beside_the_student(tmp_path: Path) -> None:
+    """Two models, as in the paper: decompose rows train `student/decomposer/round-N`, the rest
+    the main student; the chain evaluation asks the decomposer, then the main student."""
+    from lionloop.context import Runtime
+    from lionloop.graph import build_graph
+    from lionloop.plugin_manager import get_plugin_manager
+
+    cfg = micro_config(
+        tmp_path, task={"seeds_per_skill": 6, "cache_per_skill": 6, "eval_per_skill": 4, "skills": ["chain", "sum"]},
+        student={"hidden_size": 32, "num_layers": 1, "num_heads": 2, "max_length": 96, "max_new_tokens": 8},
+        generate={"max_new_per_round": 12, "generators": {"socratic": {"share": 1.0, "options": {"mode": "separate"}}}},
+        stop={"max_rounds": 2, "stop_when_no_hard": False},
+    )
+    rt = Runtime(cfg=cfg, run_dir=tmp_path, run_id="sep", pm=get_plugin_manager())
+    build_graph(rt).invoke({"run_id": "sep", "round": 1}, {"recursion_limit": 100})
+    rt.close()
+    roles = dict(q(tmp_path, "SELECT kind, GROUP_CONCAT(DISTINCT student) FROM examples GROUP BY kind"))
+    assert roles["decompose"] == "decomposer" and roles["solve"] == "" and roles["answer"] == ""
+    n_decompose = q(tmp_path, "SELECT COUNT(*) FROM examples WHERE student = 'decomposer'")[0][0]
+    n_main = q(tmp_path, "SELECT COUNT(*) FROM examples WHERE student = ''")[0][0]
+    assert n_decompose > 0
+    m1, m2 = (json.loads(q(tmp_path, "SELECT metrics FROM rounds WHERE round = ?", r)[0][0]) for r in (1, 2))
+    assert "train_roles" not in m1  # no socratic rows before round 1's curate
+    assert m2["train_roles"]["decomposer"]["rows"] == n_decompose and m2["train"]["rows"] == n_main
+    assert (tmp_path / "student" / "decomposer" / "round-2" / "config.json").exists()
+    assert not (tmp_path / "student" / "decomposer" / "round-1").exists()
+    assert m2["eval"]["methods"]["socratic"]["n"] == m2["eval"]["n"] > 0
+
+
+def test_pool_written_before_student_roles_opens_and_keeps_its_rows(tmp_path: Path) -> None:
+    db = tmp_path / "pool.sqlite"
+    with sqlite3.connect(db) as c:  # the examples table as it was before `student` existed
+        c.execute("CREATE TABLE examples(id TEXT PRIMARY KEY, instruction_id TEXT NOT NULL, kind TEXT NOT NULL,"
+                  " prompt TEXT NOT NULL, completion TEXT NOT NULL, generator TEXT NOT NULL, round INTEGER NOT NULL,"
+                  " weight REAL NOT NULL DEFAULT 1.0)")
+        c.execute("INSERT INTO examples VALUES ('e1', 'i1', 'answer', 'p', 'c', 'seed', 0, 1.0)")
+    pool = Pool(db)
+    pool.add_examples([Example("i1", "p2", "c2", "decompose", "socratic", 1, student="decomposer")])
+    got = {r[0]: r[1] for r in pool.conn.execute("SELECT prompt, student FROM examples")}
+    pool.close()
+    assert got == {"p": "", "p2": "decomposer"}
 
 
 @pytest.mark.slow
