@@ -160,6 +160,7 @@ def status(run_dir: Path) -> dict[str, Any]:
             "seconds": m.get("seconds", {}),
             "work_seconds": m.get("work_seconds", {}),
             "train": m.get("train", {}),
+            **({"train_roles": m["train_roles"]} if m.get("train_roles") else {}),
             "plugin_errors": m.get("generate", {}).get("plugin_errors", {}),
             "stop_reason": m.get("stop_reason"),
         })

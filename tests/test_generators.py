@@ -514,9 +514,7 @@ def test_each_plugin_adds_rows_to_the_pool_with_its_origin(four_run: Path) -> No
 def test_socratic_separate_mode_trains_a_decomposer_beside_the_student(tmp_path: Path) -> None:
     """Two models, as in the paper: decompose rows train `student/decomposer/round-N`, the rest
     the main student; the chain evaluation asks the decomposer, then the main student."""
-    from lionloop.context import Runtime
-    from lionloop.graph import build_graph
-    from lionloop.plugin_manager import get_plugin_manager
+    from lionloop.runner import start, status
 
     cfg = micro_config(
         tmp_path, task={"seeds_per_skill": 6, "cache_per_skill": 6, "eval_per_skill": 4, "skills": ["chain", "sum"]},
@@ -524,9 +522,7 @@ def test_socratic_separate_mode_trains_a_decomposer_beside_the_student(tmp_path:
         generate={"max_new_per_round": 12, "generators": {"socratic": {"share": 1.0, "options": {"mode": "separate"}}}},
         stop={"max_rounds": 2, "stop_when_no_hard": False},
     )
-    rt = Runtime(cfg=cfg, run_dir=tmp_path, run_id="sep", pm=get_plugin_manager())
-    build_graph(rt).invoke({"run_id": "sep", "round": 1}, {"recursion_limit": 100})
-    rt.close()
+    start(cfg)
     roles = dict(q(tmp_path, "SELECT kind, GROUP_CONCAT(DISTINCT student) FROM examples GROUP BY kind"))
     assert roles["decompose"] == "decomposer" and roles["solve"] == "" and roles["answer"] == ""
     n_decompose = q(tmp_path, "SELECT COUNT(*) FROM examples WHERE student = 'decomposer'")[0][0]
@@ -538,6 +534,7 @@ def test_socratic_separate_mode_trains_a_decomposer_beside_the_student(tmp_path:
     assert (tmp_path / "student" / "decomposer" / "round-2" / "config.json").exists()
     assert not (tmp_path / "student" / "decomposer" / "round-1").exists()
     assert m2["eval"]["methods"]["socratic"]["n"] == m2["eval"]["n"] > 0
+    assert status(tmp_path)["rounds"][1]["train_roles"]["decomposer"]["rows"] == n_decompose
 
 
 def test_pool_written_before_student_roles_opens_and_keeps_its_rows(tmp_path: Path) -> None:
