@@ -40,7 +40,7 @@ def test_summary_and_table() -> None:
     assert s["skills"] == ["mood", "sum"] and s["arms"]["lion"]["acc"] == [0.2, 0.4]
     assert s["arms"]["+socratic"]["new_data_calls"] == [118, 118]
     text = ab.report(s, "lionloop bench ablation")
-    assert text.startswith("## Generator ablation")
+    assert text.startswith("## 7. Generator ablation")
     row = next(line for line in text.splitlines() if line.startswith("| +socratic"))
     cells = [c.strip() for c in row.strip("|").split("|")]
     assert cells[1] == "**50.0 ± 0.0**" and cells[2] == "+20.0" and cells[5] == "socratic 20.0 ± 14.1"
