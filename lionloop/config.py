@@ -104,6 +104,11 @@ class RefereeConfig(_Section):
     both_orders: bool = Field(True, description="Judge (teacher, student) and (student, teacher) and average: cancels position bias.")
     skip_identical: bool = Field(True, description="Identical answers are easy without a judge call (saves teacher budget).")
     max_cases: int | None = Field(None, ge=1, description="Judge at most this many cache-pool cases per round.")
+    last_round: bool = Field(
+        True,
+        description="Judge in the last round (stop.max_rounds) too. Its verdicts feed only that round's "
+        "hard/easy figures, since nothing is generated after it: false saves those teacher calls.",
+    )
 
 
 class GeneratorConfig(_Section):

@@ -15,6 +15,13 @@ from lionloop.state import LoopState, stop_reason
 STAGES = ("bootstrap", "imitate", "evaluate", "discriminate", "generate", "curate", "decide")
 
 
+def route_after_evaluate(state: LoopState, *, cfg: Any) -> Literal["discriminate", "decide"]:
+    """With `judge.last_round: false`, the round that ends the loop anyway is not judged."""
+    if not cfg.judge.last_round and state.get("round", 0) >= cfg.stop.max_rounds:
+        return "decide"
+    return "discriminate"
+
+
 def route_after_discriminate(state: LoopState, *, stop: Any) -> Literal["generate", "decide"]:
     """Skip generate/curate when the loop ends this round anyway: no data nobody trains on."""
     return "decide" if stop_reason(state, stop) else "generate"
@@ -37,7 +44,7 @@ def build_graph(rt: Runtime, checkpointer: Any = None) -> Any:
     g.add_edge(START, "bootstrap")
     g.add_edge("bootstrap", "imitate")
     g.add_edge("imitate", "evaluate")
-    g.add_edge("evaluate", "discriminate")
+    g.add_conditional_edges("evaluate", partial(route_after_evaluate, cfg=rt.cfg), ["discriminate", "decide"])
     g.add_conditional_edges(
         "discriminate", partial(route_after_discriminate, stop=rt.cfg.stop), ["generate", "decide"]
     )

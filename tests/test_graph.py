@@ -3,7 +3,7 @@ from __future__ import annotations
 from langgraph.graph import END
 
 from lionloop.config import StopConfig
-from lionloop.graph import route_after_decide, route_after_discriminate
+from lionloop.graph import route_after_decide, route_after_discriminate, route_after_evaluate
 from lionloop.state import stop_reason
 
 
@@ -40,5 +40,31 @@ def test_graph_shape(tmp_path) -> None:
     edges = {(e.source, e.target) for e in g.edges}
     for a, b in [("__start__", "bootstrap"), ("bootstrap", "imitate"), ("imitate", "evaluate"),
                  ("evaluate", "discriminate"), ("discriminate", "generate"), ("discriminate", "decide"),
-                 ("generate", "curate"), ("curate", "decide"), ("decide", "imitate"), ("decide", "__end__")]:
+                 ("generate", "curate"), ("curate", "decide"), ("decide", "imitate"), ("decide", "__end__"),
+                 ("evaluate", "decide")]:
         assert (a, b) in edges, (a, b)
+
+
+def test_last_round_is_judged_unless_switched_off(tmp_path) -> None:
+    from conftest import micro_config
+
+    on = micro_config(tmp_path)
+    off = micro_config(tmp_path, judge={"last_round": False})
+    assert route_after_evaluate({"round": 2}, cfg=on) == "discriminate"
+    assert route_after_evaluate({"round": 1}, cfg=off) == "discriminate"
+    assert route_after_evaluate({"round": 2}, cfg=off) == "decide"
+
+
+def test_unjudged_last_round_pays_no_referee_calls(tmp_path, micro_run) -> None:
+    """Same seed and config as the shared micro run, last round not judged: rounds 1 match,
+    round 2 has no verdicts and no teacher calls, and the loop ends as usual."""
+    from conftest import micro_config
+
+    from lionloop.runner import start, status
+
+    start(micro_config(tmp_path / "off", judge={"last_round": False}))
+    off, ref = status(tmp_path / "off"), status(micro_run)
+    assert [r["eval_accuracy"] for r in off["rounds"]] == [r["eval_accuracy"] for r in ref["rounds"]]
+    assert off["rounds"][0]["teacher_calls"] == ref["rounds"][0]["teacher_calls"] > 0
+    assert ref["rounds"][1]["teacher_calls"] > 0 and off["rounds"][1]["teacher_calls"] == 0
+    assert off["rounds"][1]["hard"] is None and off["rounds"][1]["stop_reason"] == "max_rounds"
