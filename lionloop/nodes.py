@@ -7,6 +7,7 @@ import logging
 import re
 import time
 from collections import defaultdict
+from collections.abc import Callable
 from dataclasses import replace
 from typing import Any
 
@@ -28,6 +29,15 @@ def _done(rt: Runtime, round: int, stage: str) -> dict[str, Any] | None:
     if result is not None:
         log.info("round %d: %s already done; skipping", round, stage)
         rt.event(event="stage_skip", round=round, stage=stage)
+    return result
+
+
+def _once(rt: Runtime, r: int, stage: str, work: Callable[[Runtime, int], dict[str, Any]]) -> dict[str, Any]:
+    """Run a stage's work unless its marker says it is done; either way return its result."""
+    result = _done(rt, r, stage)
+    if result is None:
+        with rt.stage(r, stage):
+            result = work(rt, r)
     return result
 
 
@@ -130,28 +140,30 @@ def _bootstrap(rt: Runtime) -> dict[str, Any]:
 
 
 def imitate(state: LoopState, rt: Runtime) -> dict[str, Any]:
-    r = state["round"]
-    rt.pool.start_round(r)
-    if _done(rt, r, "imitate") is None:
-        with rt.stage(r, "imitate"):
-            by_role: dict[str, list[Example]] = defaultdict(list)
-            for row in rt.pool.examples():
-                by_role[row.student].append(row)
-            for role in by_role:
-                if role and not ROLE.fullmatch(role):
-                    raise PluginError(f"training rows name student role {role!r}: a role is lower-case letters, "
-                                      "digits and '_' (not 'base'); '' is the main student")
-            t0 = time.perf_counter()
-            figures = _train(rt, r, "", by_role.pop("", []))
-            roles = {role: _train(rt, r, role, rows) for role, rows in sorted(by_role.items())}
-            train_seconds = time.perf_counter() - t0  # load, tokenise, train, save: all the trainer's work
-            metrics: dict[str, Any] = {"train": figures, "work_seconds": {"train": round(train_seconds, 3)}}
-            if roles:
-                metrics["train_roles"] = roles
-            with rt.pool.transaction():
-                rt.pool.merge_metrics(r, metrics)
-                rt.pool.mark_stage(r, "imitate", figures)
+    rt.pool.start_round(state["round"])
+    _once(rt, state["round"], "imitate", _imitate)
     return {}
+
+
+def _imitate(rt: Runtime, r: int) -> dict[str, Any]:
+    by_role: dict[str, list[Example]] = defaultdict(list)
+    for row in rt.pool.examples():
+        by_role[row.student].append(row)
+    for role in by_role:
+        if role and not ROLE.fullmatch(role):
+            raise PluginError(f"training rows name student role {role!r}: a role is lower-case letters, "
+                              "digits and '_' (not 'base'); '' is the main student")
+    t0 = time.perf_counter()
+    figures = _train(rt, r, "", by_role.pop("", []))
+    roles = {role: _train(rt, r, role, rows) for role, rows in sorted(by_role.items())}
+    train_seconds = time.perf_counter() - t0  # load, tokenise, train, save: all the trainer's work
+    metrics: dict[str, Any] = {"train": figures, "work_seconds": {"train": round(train_seconds, 3)}}
+    if roles:
+        metrics["train_roles"] = roles
+    with rt.pool.transaction():
+        rt.pool.merge_metrics(r, metrics)
+        rt.pool.mark_stage(r, "imitate", figures)
+    return figures
 
 
 ROLE = re.compile(r"(?!base$)[a-z][a-z0-9_]*")
@@ -179,11 +191,7 @@ def _train(rt: Runtime, r: int, role: str, rows: list[Example]) -> dict[str, Any
 
 
 def evaluate(state: LoopState, rt: Runtime) -> dict[str, Any]:
-    r = state["round"]
-    result = _done(rt, r, "evaluate")
-    if result is None:
-        with rt.stage(r, "evaluate"):
-            result = _evaluate(rt, r)
+    result = _once(rt, state["round"], "evaluate", _evaluate)
     return {"last_eval": result["eval"]["overall"]}
 
 
@@ -255,11 +263,7 @@ def _evaluate(rt: Runtime, r: int) -> dict[str, Any]:
 
 
 def discriminate(state: LoopState, rt: Runtime) -> dict[str, Any]:
-    r = state["round"]
-    result = _done(rt, r, "discriminate")
-    if result is None:
-        with rt.stage(r, "discriminate"):
-            result = _discriminate(rt, r)
+    result = _once(rt, state["round"], "discriminate", _discriminate)
     return {"hard": result["hard"], "teacher_calls": rt.cache.total_paid(rt.run_id)}
 
 
@@ -302,11 +306,7 @@ def _discriminate(rt: Runtime, r: int) -> dict[str, Any]:
 
 
 def generate_node(state: LoopState, rt: Runtime) -> dict[str, Any]:
-    r = state["round"]
-    result = _done(rt, r, "generate")
-    if result is None:
-        with rt.stage(r, "generate"):
-            result = _generate(rt, r)
+    _once(rt, state["round"], "generate", _generate)
     return {}
 
 
@@ -328,10 +328,7 @@ def _generate(rt: Runtime, r: int) -> dict[str, Any]:
 
 
 def curate(state: LoopState, rt: Runtime) -> dict[str, Any]:
-    r = state["round"]
-    if _done(rt, r, "curate") is None:
-        with rt.stage(r, "curate"):
-            _curate(rt, r)
+    _once(rt, state["round"], "curate", _curate)
     return {}
 
 
