@@ -31,7 +31,7 @@ from typing import Any, ClassVar
 from pydantic import BaseModel, ConfigDict, Field
 
 from lionloop.hookspecs import GeneratorSpec, hookimpl
-from lionloop.plugins.generator_kit import affordable
+from lionloop.plugins.generator_kit import affordable, meta_reject_filter
 from lionloop.records import Candidate, Case, Cases, Example, Instruction
 from lionloop.requests import Answer, TeacherRequest
 
@@ -169,11 +169,7 @@ def lionloop_generate(cases: Cases, teacher: Any, ctx: Any) -> list[Candidate]:
     return out
 
 
-@hookimpl
-def lionloop_filter_candidate(candidate: Candidate, ctx: Any) -> str | None:
-    if candidate.generator == NAME:
-        return candidate.instruction.meta.get("reject")
-    return None
+lionloop_filter_candidate = meta_reject_filter(NAME)
 
 
 @hookimpl

@@ -5,9 +5,11 @@ Not a plugin: it registers nothing and has no entry point.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
-from lionloop.records import Case, Cases, Instruction
+from lionloop.hookspecs import hookimpl
+from lionloop.records import Candidate, Case, Cases, Instruction
 from lionloop.requests import Rewrite
 
 
@@ -19,6 +21,21 @@ def enabled_options(ctx: Any, name: str) -> dict[str, Any] | None:
     """
     gen = ctx.config.generate.generators.get(name)
     return dict(gen.options) if gen is not None and gen.enabled else None
+
+
+def meta_reject_filter(name: str) -> Callable[..., str | None]:
+    """A `lionloop_filter_candidate` hookimpl for generator `name` that rejects, with its reason,
+    every candidate whose instruction carries `meta["reject"]`. The generator keeps such
+    candidates (instead of dropping them) so curate counts each rejection by reason.
+
+        lionloop_filter_candidate = meta_reject_filter(NAME)
+    """
+
+    @hookimpl
+    def lionloop_filter_candidate(candidate: Candidate, ctx: Any) -> str | None:
+        return candidate.instruction.meta.get("reject") if candidate.generator == name else None
+
+    return lionloop_filter_candidate
 
 
 def one_line(text: str) -> str:
