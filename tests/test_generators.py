@@ -537,6 +537,31 @@ def test_socratic_separate_mode_trains_a_decomposer_beside_the_student(tmp_path:
     assert status(tmp_path)["rounds"][1]["train_roles"]["decomposer"]["rows"] == n_decompose
 
 
+class BadRole:
+    """Seed rows routed to a student role that is not a safe name."""
+
+    @hookimpl
+    def lionloop_format_examples(self, instruction: Instruction, answer: str, generator: str, ctx: Any,
+                                 prompt: str) -> list[Example]:
+        return [Example(instruction.id, prompt, answer, student="../Main")]
+
+
+def test_a_bad_student_role_ends_the_run_with_its_name_and_keeps_the_pool(tmp_path: Path) -> None:
+    from lionloop.context import Runtime
+    from lionloop.errors import PluginError
+    from lionloop.graph import build_graph
+    from lionloop.plugin_manager import get_plugin_manager
+
+    rt = Runtime(cfg=micro_config(tmp_path), run_dir=tmp_path, run_id="bad",
+                 pm=get_plugin_manager(extra=[("badrole", BadRole())]))
+    with pytest.raises(PluginError, match=r"student role '\.\./Main'"):
+        build_graph(rt).invoke({"run_id": "bad", "round": 1}, {"recursion_limit": 50})
+    rt.close()
+    # Bootstrap's rows are committed; nothing was trained or written outside the run's student dir.
+    assert q(tmp_path, "SELECT COUNT(*) FROM examples WHERE student = '../Main'")[0][0] > 0
+    assert not (tmp_path / "student" / "round-1").exists() and not (tmp_path.parent / "Main").exists()
+
+
 def test_pool_written_before_student_roles_opens_and_keeps_its_rows(tmp_path: Path) -> None:
     db = tmp_path / "pool.sqlite"
     with sqlite3.connect(db) as c:  # the examples table as it was before `student` existed
