@@ -26,7 +26,8 @@ from lionloop.config import RunConfig, parse_config
 log = logging.getLogger(__name__)
 
 PLUGINS = ("rationale", "socratic", "disco", "finetune_cot")
-ARMS = ("lion", *(f"+{p}" for p in PLUGINS), "all")
+# "+socratic-separate": socratic in its two-model mode (a decomposer student of its own).
+ARMS = ("lion", *(f"+{p}" for p in PLUGINS), "+socratic-separate", "all")
 # The demo's seven skills plus the pack's opt-in ones: multi-step `chain` and `sum` (socratic,
 # finetune_cot), labelled `mood` (disco). Sized like the demo (its student learns the easy skills
 # in a round or two) but with fewer steps and a smaller cache pool, so the 15-18 runs take about
@@ -51,12 +52,15 @@ OPTIONS: dict[str, dict[str, Any]] = {
 
 def generators(arm: str, budget: int) -> dict[str, Any]:
     """The arm's generators, each with an equal part of the per-round budget of new-data calls."""
-    names = ["lion", *PLUGINS] if arm == "all" else ["lion"] + ([arm[1:]] if arm.startswith("+") else [])
+    plugin, _, mode = arm[1:].partition("-")
+    names = ["lion", *PLUGINS] if arm == "all" else ["lion"] + ([plugin] if arm.startswith("+") else [])
     part = budget // len(names)
     out: dict[str, Any] = {}
     for name in names:
         calls = part // 2 if name == "lion" else part  # lion's answers are paid in curate
         out[name] = {"share": round(1 / len(names), 4), "options": {"max_calls": calls, **OPTIONS.get(name, {})}}
+    if mode:
+        out[plugin]["options"]["mode"] = mode
     return out
 
 
