@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import os
+import sqlite3
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +23,20 @@ MICRO: dict[str, Any] = {
     "generate": {"max_new_per_round": 20},
     "stop": {"max_rounds": 2},
 }
+
+
+def pool_rows(path: Path, sql: str, *params: Any, named: bool = False) -> list[Any]:
+    """A read-only query of a run's SQLite file: `path` is a run directory (its pool.sqlite) or the
+    file itself. Rows are tuples, or `sqlite3.Row` (columns by name) with `named=True`."""
+    path = Path(path)
+    db = path / "pool.sqlite" if path.is_dir() else path
+    conn = sqlite3.connect(f"file:{db}?mode=ro", uri=True)
+    if named:
+        conn.row_factory = sqlite3.Row
+    try:
+        return conn.execute(sql, params).fetchall()
+    finally:
+        conn.close()
 
 
 def deep_merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:

@@ -17,12 +17,13 @@ import subprocess
 import sys
 import time
 from collections import Counter
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
-from conftest import MICRO, deep_merge, micro_config
+from conftest import MICRO, deep_merge, micro_config, pool_rows
 
 from lionloop.testing.fault_server import ScriptedServer, content_key, cycle_plan
 from lionloop.testing.skills_teacher import SkillsChat
@@ -45,13 +46,7 @@ def teacher_cfg(srv: ScriptedServer, **kw: Any) -> dict[str, Any]:
     }
 
 
-def rows(db: Path, sql: str, *args: Any) -> list[sqlite3.Row]:
-    conn = sqlite3.connect(f"file:{db}?mode=ro", uri=True)
-    conn.row_factory = sqlite3.Row
-    try:
-        return conn.execute(sql, args).fetchall()
-    finally:
-        conn.close()
+rows = partial(pool_rows, named=True)  # columns by name
 
 
 def test_a_loop_over_a_faulty_server_accounts_for_every_row(tmp_path: Path) -> None:

@@ -13,7 +13,7 @@ from types import SimpleNamespace
 from typing import Any
 
 import pytest
-from conftest import micro_config
+from conftest import micro_config, pool_rows
 
 from lionloop.config import TaskConfig, TeacherConfig
 from lionloop.context import RoundContext
@@ -449,10 +449,6 @@ class BrokenEval:
         raise RuntimeError("eval boom")
 
 
-def q(run: Path, sql: str, *params: Any) -> list[tuple[Any, ...]]:
-    with sqlite3.connect(run / "pool.sqlite") as c:
-        return c.execute(sql, params).fetchall()
-
 
 @pytest.fixture(scope="module")
 def four_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
@@ -480,12 +476,12 @@ def four_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.mark.slow
 def test_each_plugin_adds_rows_to_the_pool_with_its_origin(four_run: Path) -> None:
     pack = SkillsPack(TaskConfig(skills=EXTRA), 0)
-    origins = dict(q(four_run, "SELECT origin, COUNT(*) FROM instructions GROUP BY origin"))
+    origins = dict(pool_rows(four_run, "SELECT origin, COUNT(*) FROM instructions GROUP BY origin"))
     assert all(origins.get(n, 0) > 0 for n in PLUGINS), origins
-    kinds = {(g, k) for g, k in q(four_run, "SELECT generator, kind FROM examples")}
+    kinds = {(g, k) for g, k in pool_rows(four_run, "SELECT generator, kind FROM examples")}
     assert {("rationale", "label"), ("rationale", "rationale"), ("socratic", "decompose"), ("socratic", "solve"),
             ("disco", "counterfactual"), ("finetune_cot", "cot")} <= kinds
-    rows = q(four_run, "SELECT i.text, i.origin, e.generator, i.meta, e.kind, e.prompt, e.completion, e.weight,"
+    rows = pool_rows(four_run, "SELECT i.text, i.origin, e.generator, i.meta, e.kind, e.prompt, e.completion, e.weight,"
                        " i.split FROM examples e JOIN instructions i ON i.id = e.instruction_id WHERE i.origin != 'seed'")
     for text, origin, generator, meta, kind, prompt, completion, weight, split in rows:
         meta = json.loads(meta)
@@ -505,8 +501,8 @@ def test_each_plugin_adds_rows_to_the_pool_with_its_origin(four_run: Path) -> No
         if kind == "counterfactual":
             assert gold == meta["target"] != meta["label"]
     # Every plugin instruction has a teacher answer (curate asked; the cache paid nothing twice).
-    answered = {r[0] for r in q(four_run, "SELECT instruction_id FROM responses WHERE role = 'teacher'")}
-    born = {r[0] for r in q(four_run, "SELECT id FROM instructions WHERE origin IN ('rationale','socratic','disco','finetune_cot')")}
+    answered = {r[0] for r in pool_rows(four_run, "SELECT instruction_id FROM responses WHERE role = 'teacher'")}
+    born = {r[0] for r in pool_rows(four_run, "SELECT id FROM instructions WHERE origin IN ('rationale','socratic','disco','finetune_cot')")}
     assert born <= answered
 
 
@@ -523,12 +519,12 @@ def test_socratic_separate_mode_trains_a_decomposer_beside_the_student(tmp_path:
         stop={"max_rounds": 2, "stop_when_no_hard": False},
     )
     start(cfg)
-    roles = dict(q(tmp_path, "SELECT kind, GROUP_CONCAT(DISTINCT student) FROM examples GROUP BY kind"))
+    roles = dict(pool_rows(tmp_path, "SELECT kind, GROUP_CONCAT(DISTINCT student) FROM examples GROUP BY kind"))
     assert roles["decompose"] == "decomposer" and roles["solve"] == "" and roles["answer"] == ""
-    n_decompose = q(tmp_path, "SELECT COUNT(*) FROM examples WHERE student = 'decomposer'")[0][0]
-    n_main = q(tmp_path, "SELECT COUNT(*) FROM examples WHERE student = ''")[0][0]
+    n_decompose = pool_rows(tmp_path, "SELECT COUNT(*) FROM examples WHERE student = 'decomposer'")[0][0]
+    n_main = pool_rows(tmp_path, "SELECT COUNT(*) FROM examples WHERE student = ''")[0][0]
     assert n_decompose > 0
-    m1, m2 = (json.loads(q(tmp_path, "SELECT metrics FROM rounds WHERE round = ?", r)[0][0]) for r in (1, 2))
+    m1, m2 = (json.loads(pool_rows(tmp_path, "SELECT metrics FROM rounds WHERE round = ?", r)[0][0]) for r in (1, 2))
     assert "train_roles" not in m1  # no socratic rows before round 1's curate
     assert m2["train_roles"]["decomposer"]["rows"] == n_decompose and m2["train"]["rows"] == n_main
     assert (tmp_path / "student" / "decomposer" / "round-2" / "config.json").exists()
@@ -558,7 +554,7 @@ def test_a_bad_student_role_ends_the_run_with_its_name_and_keeps_the_pool(tmp_pa
         build_graph(rt).invoke({"run_id": "bad", "round": 1}, {"recursion_limit": 50})
     rt.close()
     # Bootstrap's rows are committed; nothing was trained or written outside the run's student dir.
-    assert q(tmp_path, "SELECT COUNT(*) FROM examples WHERE student = '../Main'")[0][0] > 0
+    assert pool_rows(tmp_path, "SELECT COUNT(*) FROM examples WHERE student = '../Main'")[0][0] > 0
     assert not (tmp_path / "student" / "round-1").exists() and not (tmp_path.parent / "Main").exists()
 
 
@@ -578,7 +574,7 @@ def test_pool_written_before_student_roles_opens_and_keeps_its_rows(tmp_path: Pa
 
 @pytest.mark.slow
 def test_loop_metrics_carry_chains_budgets_and_filters(four_run: Path) -> None:
-    m = json.loads(q(four_run, "SELECT metrics FROM rounds WHERE round = 1")[0][0])
+    m = json.loads(pool_rows(four_run, "SELECT metrics FROM rounds WHERE round = 1")[0][0])
     assert set(m["eval"]["methods"]) == {"socratic", "finetune_cot"}
     assert m["eval"]["method_errors"] == {"brokeneval": "RuntimeError: eval boom"} and m["eval"]["n"] > 0
     assert m["eval"]["methods"]["socratic"]["n"] == m["eval"]["n"]
@@ -590,7 +586,7 @@ def test_loop_metrics_carry_chains_budgets_and_filters(four_run: Path) -> None:
     # The recorder consumed easy cases only, with its declared budget (4 candidates x 1 call).
     assert Recorder.seen and all(hard == 0 for hard, _ in Recorder.seen) and Recorder.limit == 4
     # The curate stage paid no answers for the plugins that asked them already (cache hits).
-    cands = q(four_run, "SELECT generator, status, reason FROM candidates WHERE round = 1")
+    cands = pool_rows(four_run, "SELECT generator, status, reason FROM candidates WHERE round = 1")
     assert {g for g, s, _ in cands if s == "accepted"} >= set(PLUGINS)
     assert all(r for _, s, r in cands if s != "accepted")
 
@@ -729,5 +725,5 @@ def test_llm_path_all_four_in_a_loop_over_a_scripted_server(tmp_path: Path) -> N
     assert final["stop_reason"] == "max_rounds"
     assert set(chat.kinds) == {"rationale", "decompose", "cot_sample", "counterfactual"}
     assert {"answer", "judge", "rewrite"} <= set(chat.base.kinds)
-    origins = dict(q(out, "SELECT origin, COUNT(*) FROM instructions GROUP BY origin"))
+    origins = dict(pool_rows(out, "SELECT origin, COUNT(*) FROM instructions GROUP BY origin"))
     assert all(origins.get(n, 0) > 0 for n in PLUGINS), origins

@@ -20,11 +20,12 @@ import sqlite3
 import subprocess
 import textwrap
 from collections.abc import Iterator
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import MICRO, micro_config
+from conftest import MICRO, micro_config, pool_rows
 
 from lionloop.config import TeacherConfig
 from lionloop.requests import Answer, Judge, Rewrite
@@ -85,13 +86,7 @@ def llm(srv: VLLMServer, **kw: Any) -> dict[str, Any]:
             "cost_per_1k_input": 0.1, "cost_per_1k_output": 0.3, **kw}
 
 
-def db_rows(db: Path, sql: str, *args: Any) -> list[sqlite3.Row]:
-    conn = sqlite3.connect(f"file:{db}?mode=ro", uri=True)
-    conn.row_factory = sqlite3.Row
-    try:
-        return conn.execute(sql, args).fetchall()
-    finally:
-        conn.close()
+db_rows = partial(pool_rows, named=True)  # columns by name
 
 
 def max_overlap(rows: list[sqlite3.Row]) -> int:

@@ -3,17 +3,12 @@
 from __future__ import annotations
 
 import json
-import sqlite3
 from pathlib import Path
 
 import pytest
+from conftest import pool_rows
 
 from lionloop.runner import resume, status
-
-
-def q(run: Path, sql: str, *params):  # noqa: ANN201
-    with sqlite3.connect(run / "pool.sqlite") as c:
-        return c.execute(sql, params).fetchall()
 
 
 def test_micro_loop_figures(micro_run: Path) -> None:
@@ -35,7 +30,7 @@ def test_micro_loop_figures(micro_run: Path) -> None:
 
 
 def test_pool_lineage_and_splits(micro_run: Path) -> None:
-    rows = q(micro_run, "SELECT id, origin, parent_id, round_born, split FROM instructions")
+    rows = pool_rows(micro_run, "SELECT id, origin, parent_id, round_born, split FROM instructions")
     by_id = {r[0]: r for r in rows}
     born = [r for r in rows if r[1] == "lion"]
     assert born and all(r[3] == 1 and r[4] == "train" for r in born)
@@ -43,19 +38,19 @@ def test_pool_lineage_and_splits(micro_run: Path) -> None:
         parent = by_id[r[2]]
         assert parent[4] != "eval"  # eval is never a generation seed
     # Every train instruction has a training row; eval and cache instructions have none.
-    trained = {r[0] for r in q(micro_run, "SELECT DISTINCT instruction_id FROM examples")}
+    trained = {r[0] for r in pool_rows(micro_run, "SELECT DISTINCT instruction_id FROM examples")}
     assert trained == {r[0] for r in rows if r[4] == "train"}
     # Every pool instruction has a teacher answer and an embedding in the index.
-    answered = {r[0] for r in q(micro_run, "SELECT instruction_id FROM responses WHERE role='teacher'")}
+    answered = {r[0] for r in pool_rows(micro_run, "SELECT instruction_id FROM responses WHERE role='teacher'")}
     assert answered >= {r[0] for r in rows if r[4] != "eval"}
     ids = json.loads((micro_run / "index.ids.json").read_text())
     assert sorted(ids) == sorted(by_id)
 
 
 def test_candidates_are_accounted_for(micro_run: Path) -> None:
-    cands = q(micro_run, "SELECT id, status, reason FROM candidates WHERE round = 1")
+    cands = pool_rows(micro_run, "SELECT id, status, reason FROM candidates WHERE round = 1")
     accepted = {c[0] for c in cands if c[1] == "accepted"}
-    assert accepted == {r[0] for r in q(micro_run, "SELECT id FROM instructions WHERE origin='lion'")}
+    assert accepted == {r[0] for r in pool_rows(micro_run, "SELECT id FROM instructions WHERE origin='lion'")}
     assert all(c[2] for c in cands if c[1] != "accepted")  # every rejection has a reason
     assert {c[1] for c in cands} <= {"accepted", "rejected", "failed"}
 
@@ -66,10 +61,10 @@ def test_checkpoints_events_and_resume_of_a_finished_run(micro_run: Path) -> Non
     events = [json.loads(line) for line in (micro_run / "events.jsonl").read_text().splitlines()]
     started = [(e["round"], e["stage"]) for e in events if e["event"] == "stage_start"]
     assert started[:3] == [(0, "bootstrap"), (1, "imitate"), (1, "evaluate")]
-    before = q(micro_run, "SELECT COUNT(*) FROM instructions")
+    before = pool_rows(micro_run, "SELECT COUNT(*) FROM instructions")
     _, final = resume(micro_run)  # already finished: nothing runs, nothing changes
     assert final["stop_reason"] == "max_rounds"
-    assert q(micro_run, "SELECT COUNT(*) FROM instructions") == before
+    assert pool_rows(micro_run, "SELECT COUNT(*) FROM instructions") == before
 
 
 class Boom:
@@ -111,12 +106,12 @@ def test_plugin_that_raises_is_reported_by_name_and_pool_stays_consistent(tmp_pa
     final = build_graph(rt).invoke({"run_id": "boom-run", "round": 1}, {"recursion_limit": 100})
     rt.close()
     assert final["stop_reason"] == "max_rounds"
-    metrics = json.loads(q(tmp_path, "SELECT metrics FROM rounds WHERE round = 1")[0][0])
+    metrics = json.loads(pool_rows(tmp_path, "SELECT metrics FROM rounds WHERE round = 1")[0][0])
     assert metrics["generate"]["plugin_errors"] == {"boom": "RuntimeError: kaboom"}
     assert metrics["generate"]["by_generator"] == {"lion": 10, "foreign": 0}
-    assert {r[0] for r in q(tmp_path, "SELECT DISTINCT origin FROM instructions")} == {"seed", "lion"}
+    assert {r[0] for r in pool_rows(tmp_path, "SELECT DISTINCT origin FROM instructions")} == {"seed", "lion"}
     # A generator's failed teacher request is recorded with its reason, not lost.
-    (fail,) = q(tmp_path, "SELECT item_id, reason FROM failures WHERE stage = 'generate'")
+    (fail,) = pool_rows(tmp_path, "SELECT item_id, reason FROM failures WHERE stage = 'generate'")
     assert fail[0].startswith("foreign/answer/") and "unsupported" in fail[1] and "France" in fail[1]
     assert metrics["generate"]["teacher_failures"] == 1
 
@@ -129,12 +124,12 @@ def test_uniform_case_selection_judges_nothing(tmp_path: Path) -> None:
 
     out, final = start(micro_config(tmp_path / "u", generate={"case_selection": "uniform", "max_new_per_round": 20}))
     assert final["stop_reason"] == "max_rounds"
-    assert q(out, "SELECT COUNT(*) FROM verdicts") == [(0,)]
+    assert pool_rows(out, "SELECT COUNT(*) FROM verdicts") == [(0,)]
     st = status(out)
     assert "discriminate" not in st["rounds"][0]["teacher_by_stage"]  # no judge call paid
     assert st["rounds"][0]["accepted"] > 0
     # Parents are pool instructions (train or cache), never eval.
-    parents = q(out, "SELECT p.split FROM instructions c JOIN instructions p ON p.id = c.parent_id")
+    parents = pool_rows(out, "SELECT p.split FROM instructions c JOIN instructions p ON p.id = c.parent_id")
     assert parents and {p[0] for p in parents} <= {"train", "cache"}
 
 

@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 import yaml
-from conftest import MICRO, deep_merge, micro_config
+from conftest import MICRO, deep_merge, micro_config, pool_rows
 from typer.testing import CliRunner
 
 from lionloop.cli import app
@@ -32,13 +32,6 @@ def cli_json(*args: Any) -> Any:
     assert res.exit_code == 0, res.output
     return json.loads(res.output)
 
-
-def sql(run: Path, query: str, params: tuple = ()) -> list[tuple]:
-    conn = sqlite3.connect(f"file:{run / 'pool.sqlite'}?mode=ro", uri=True)
-    try:
-        return conn.execute(query, params).fetchall()
-    finally:
-        conn.close()
 
 
 def one_line_error(res: Any, *needles: str) -> None:
@@ -70,26 +63,26 @@ def run_copy(micro_run: Path, tmp_path: Path) -> Path:
 
 def test_stats_json_matches_sqlite(micro_run: Path) -> None:
     st = cli_json("stats", micro_run)
-    assert st["instructions"] == sql(micro_run, "SELECT COUNT(*) FROM instructions")[0][0]
-    assert st["by_split"] == dict(sql(micro_run, "SELECT split, COUNT(*) FROM instructions GROUP BY split"))
-    assert st["by_origin"] == dict(sql(micro_run, "SELECT origin, COUNT(*) FROM instructions WHERE split != 'eval' GROUP BY origin"))
-    assert st["by_task"] == dict(sql(micro_run, "SELECT task, COUNT(*) FROM instructions WHERE split != 'eval' GROUP BY task"))
-    assert [r["round"] for r in st["rounds"]] == [r[0] for r in sql(micro_run, "SELECT round FROM rounds ORDER BY round")]
-    per_round = {r: (h, e) for r, h, e in sql(
+    assert st["instructions"] == pool_rows(micro_run, "SELECT COUNT(*) FROM instructions")[0][0]
+    assert st["by_split"] == dict(pool_rows(micro_run, "SELECT split, COUNT(*) FROM instructions GROUP BY split"))
+    assert st["by_origin"] == dict(pool_rows(micro_run, "SELECT origin, COUNT(*) FROM instructions WHERE split != 'eval' GROUP BY origin"))
+    assert st["by_task"] == dict(pool_rows(micro_run, "SELECT task, COUNT(*) FROM instructions WHERE split != 'eval' GROUP BY task"))
+    assert [r["round"] for r in st["rounds"]] == [r[0] for r in pool_rows(micro_run, "SELECT round FROM rounds ORDER BY round")]
+    per_round = {r: (h, e) for r, h, e in pool_rows(
         micro_run, "SELECT round, SUM(hard = 1), SUM(hard = 0) FROM verdicts GROUP BY round")}
     size = 0
     for r in st["rounds"]:
-        born = sql(micro_run, "SELECT COUNT(*) FROM instructions WHERE split != 'eval' AND round_born = ?", (r["round"],))[0][0]
+        born = pool_rows(micro_run, "SELECT COUNT(*) FROM instructions WHERE split != 'eval' AND round_born = ?", r["round"])[0][0]
         size += born
         assert (r["born"], r["pool_size"]) == (born, size)
         assert (r["hard"], r["easy"]) == per_round.get(r["round"], (0, 0))
     r1 = st["rounds"][1]
-    assert r1["accepted"] == sql(micro_run, "SELECT COUNT(*) FROM instructions WHERE round_born = 1")[0][0] > 0
+    assert r1["accepted"] == pool_rows(micro_run, "SELECT COUNT(*) FROM instructions WHERE round_born = 1")[0][0] > 0
     assert r1["hard_ratio"] == round(r1["hard"] / (r1["hard"] + r1["easy"]), 4)
     # Every paid teacher call is one llm_cache row (the cache lives in pool.sqlite by default).
-    assert st["teacher"]["calls"] == sql(micro_run, "SELECT COUNT(*) FROM llm_cache")[0][0] > 0
+    assert st["teacher"]["calls"] == pool_rows(micro_run, "SELECT COUNT(*) FROM llm_cache")[0][0] > 0
     assert st["teacher"]["calls"] == sum(v["calls"] for v in st["teacher_by_stage"].values())
-    rejected = dict(sql(micro_run, "SELECT reason, COUNT(*) FROM candidates WHERE status = 'rejected' GROUP BY reason"))
+    rejected = dict(pool_rows(micro_run, "SELECT reason, COUNT(*) FROM candidates WHERE status = 'rejected' GROUP BY reason"))
     assert sum(st["rejections"].values()) == sum(rejected.values())
 
 
@@ -104,8 +97,8 @@ def test_stats_table(micro_run: Path) -> None:
 
 def test_list_filters_and_gap_sort(micro_run: Path) -> None:
     every = cli_json("list", micro_run, "--limit", 0)
-    assert every["total"] == every["shown"] == sql(micro_run, "SELECT COUNT(*) FROM instructions")[0][0]
-    latest = {i: (r, d, h) for i, r, d, h in sql(
+    assert every["total"] == every["shown"] == pool_rows(micro_run, "SELECT COUNT(*) FROM instructions")[0][0]
+    latest = {i: (r, d, h) for i, r, d, h in pool_rows(
         micro_run, "SELECT instruction_id, round, diff, hard FROM verdicts v WHERE round ="
         " (SELECT MAX(round) FROM verdicts w WHERE w.instruction_id = v.instruction_id)")}
     for row in every["rows"]:
@@ -123,7 +116,7 @@ def test_list_filters_and_gap_sort(micro_run: Path) -> None:
     assert easy["total"] == sum(1 for v in latest.values() if v[2] == 0)
 
     born1 = cli_json("list", micro_run, "--round", 1, "--origin", "lion", "--split", "train", "--limit", 0)
-    assert born1["total"] == sql(micro_run, "SELECT COUNT(*) FROM instructions WHERE round_born = 1"
+    assert born1["total"] == pool_rows(micro_run, "SELECT COUNT(*) FROM instructions WHERE round_born = 1"
                                  " AND origin = 'lion' AND split = 'train'")[0][0] > 0
     assert {(r["round_born"], r["origin"], r["split"]) for r in born1["rows"]} == {(1, "lion", "train")}
     rev = cli_json("list", micro_run, "--task", "reverse", "--limit", 3, "--sort", "id")
@@ -132,7 +125,7 @@ def test_list_filters_and_gap_sort(micro_run: Path) -> None:
 
     as_of_1 = cli_json("list", micro_run, "--judged", 1, "--limit", 0)
     assert {r["verdict_round"] for r in as_of_1["rows"]} == {1, None}
-    assert sum(r["verdict_round"] == 1 for r in as_of_1["rows"]) == sql(micro_run, "SELECT COUNT(*) FROM verdicts WHERE round = 1")[0][0]
+    assert sum(r["verdict_round"] == 1 for r in as_of_1["rows"]) == pool_rows(micro_run, "SELECT COUNT(*) FROM verdicts WHERE round = 1")[0][0]
 
     table = cli("list", micro_run, "--hard", "-n", 5)
     assert table.exit_code == 0 and f"5 of {hard['total']} instructions" in table.output
@@ -150,15 +143,15 @@ def test_list_bad_input(micro_run: Path, tmp_path: Path) -> None:
 
 
 def test_show_by_prefix_has_every_answer_and_verdict(micro_run: Path) -> None:
-    iid, parent = sql(micro_run, "SELECT id, parent_id FROM instructions WHERE origin = 'lion' ORDER BY id LIMIT 1")[0]
+    iid, parent = pool_rows(micro_run, "SELECT id, parent_id FROM instructions WHERE origin = 'lion' ORDER BY id LIMIT 1")[0]
     d = cli_json("show", micro_run, iid[:8])
     assert d["instruction"]["id"] == iid and d["parent"]["id"] == parent
-    assert [(r["round"], r["role"], r["text"]) for r in d["responses"]] == sql(
-        micro_run, "SELECT round, role, text FROM responses WHERE instruction_id = ? ORDER BY round, role DESC", (iid,))
+    assert [(r["round"], r["role"], r["text"]) for r in d["responses"]] == pool_rows(
+        micro_run, "SELECT round, role, text FROM responses WHERE instruction_id = ? ORDER BY round, role DESC", iid)
     assert {r["role"] for r in d["responses"]} == {"teacher", "student"}
-    assert [(v["round"], v["diff"]) for v in d["verdicts"]] == sql(
-        micro_run, "SELECT round, diff FROM verdicts WHERE instruction_id = ? ORDER BY round", (iid,))
-    assert len(d["examples"]) == sql(micro_run, "SELECT COUNT(*) FROM examples WHERE instruction_id = ?", (iid,))[0][0]
+    assert [(v["round"], v["diff"]) for v in d["verdicts"]] == pool_rows(
+        micro_run, "SELECT round, diff FROM verdicts WHERE instruction_id = ? ORDER BY round", iid)
+    assert len(d["examples"]) == pool_rows(micro_run, "SELECT COUNT(*) FROM examples WHERE instruction_id = ?", iid)[0][0]
     assert d["candidates"] and d["candidates"][0]["status"] == "accepted"
     seed = cli_json("show", micro_run, parent)
     assert iid in [c["id"] for c in seed["children"]]
@@ -170,7 +163,7 @@ def test_show_by_prefix_has_every_answer_and_verdict(micro_run: Path) -> None:
 def test_show_bad_ids(micro_run: Path) -> None:
     one_line_error(cli("show", micro_run, "ffffffffffffffff0"), "no instruction with id")
     one_line_error(cli("show", micro_run, "not-hex"), "not an instruction id")
-    ids = [r[0] for r in sql(micro_run, "SELECT id FROM instructions ORDER BY id")]
+    ids = [r[0] for r in pool_rows(micro_run, "SELECT id FROM instructions ORDER BY id")]
     shared = next(a[:1] for a, b in zip(ids, ids[1:], strict=False) if a[:1] == b[:1])
     one_line_error(cli("show", micro_run, shared), "ambiguous")
 
@@ -179,7 +172,7 @@ def test_show_bad_ids(micro_run: Path) -> None:
 
 
 def test_lineage_tree_matches_parent_links(micro_run: Path) -> None:
-    parent_of = dict(sql(micro_run, "SELECT id, parent_id FROM instructions"))
+    parent_of = dict(pool_rows(micro_run, "SELECT id, parent_id FROM instructions"))
     child = next(i for i, p in sorted(parent_of.items()) if p)
     d = cli_json("lineage", micro_run, child)
     chain = [n["id"] for n in d["ancestors"]] + [d["id"]]
@@ -200,7 +193,7 @@ def test_lineage_tree_matches_parent_links(micro_run: Path) -> None:
         below |= frontier
     assert sorted(walk(r["descendants"])) == sorted(below) and r["descendant_count"] == len(below)
     assert child in below
-    verdicts = sql(micro_run, "SELECT round, hard FROM verdicts WHERE instruction_id = ? ORDER BY round", (root,))
+    verdicts = pool_rows(micro_run, "SELECT round, hard FROM verdicts WHERE instruction_id = ? ORDER BY round", root)
     assert [(v["round"], int(v["hard"])) for v in r["node"]["verdicts"]] == verdicts
 
     tree = cli("lineage", micro_run, child)
@@ -211,10 +204,10 @@ def test_lineage_tree_matches_parent_links(micro_run: Path) -> None:
 
 
 def test_search_finds_the_instruction_itself_read_only(micro_run: Path) -> None:
-    iid, text = sql(micro_run, "SELECT id, text FROM instructions WHERE origin = 'lion' ORDER BY id LIMIT 1")[0]
+    iid, text = pool_rows(micro_run, "SELECT id, text FROM instructions WHERE origin = 'lion' ORDER BY id LIMIT 1")[0]
     before = fingerprint(micro_run)
     res = cli_json("search", micro_run, text, "-k", 3)
-    assert res["index"] == "index.faiss" and res["indexed"] == sql(micro_run, "SELECT COUNT(*) FROM embeddings")[0][0]
+    assert res["index"] == "index.faiss" and res["indexed"] == pool_rows(micro_run, "SELECT COUNT(*) FROM embeddings")[0][0]
     assert len(res["neighbours"]) == 3 and res["neighbours"][0]["id"] == iid
     assert res["neighbours"][0]["similarity"] == pytest.approx(1.0, abs=1e-3)
     sims = [n["similarity"] for n in res["neighbours"]]
@@ -240,20 +233,20 @@ def test_search_rebuilds_a_stale_index_in_memory_only(run_copy: Path) -> None:
 
 def test_diff_counts_match_verdicts(micro_run: Path) -> None:
     d = cli_json("diff", micro_run, "--from", 1, "--to", 2, "--limit", 0)
-    v1 = dict(sql(micro_run, "SELECT instruction_id, hard FROM verdicts WHERE round = 1"))
-    v2 = dict(sql(micro_run, "SELECT instruction_id, hard FROM verdicts WHERE round = 2"))
+    v1 = dict(pool_rows(micro_run, "SELECT instruction_id, hard FROM verdicts WHERE round = 1"))
+    v2 = dict(pool_rows(micro_run, "SELECT instruction_id, hard FROM verdicts WHERE round = 2"))
     both = set(v1) & set(v2)
     c = d["counts"]
     assert c["stayed_hard"] == sum(1 for i in both if v1[i] == 1 and v2[i] == 1)
     assert c["became_easy"] == sum(1 for i in both if v1[i] == 1 and v2[i] == 0)
     assert c["became_hard"] == sum(1 for i in both if v1[i] == 0 and v2[i] == 1)
     assert c["new_hard"] + c["new_easy"] == len(set(v2) - set(v1)) > 0
-    assert c["entered"] == sql(micro_run, "SELECT COUNT(*) FROM instructions WHERE round_born = 2 AND split != 'eval'")[0][0]
+    assert c["entered"] == pool_rows(micro_run, "SELECT COUNT(*) FROM instructions WHERE round_born = 2 AND split != 'eval'")[0][0]
     assert len(d["stayed_hard"]) == c["stayed_hard"] and {r["id"] for r in d["new_hard"]} <= set(v2) - set(v1)
     d0 = cli_json("diff", micro_run, "--from", 0, "--to", 1)
-    assert d0["counts"]["entered"] == sql(micro_run, "SELECT COUNT(*) FROM instructions WHERE round_born = 1")[0][0] > 0
+    assert d0["counts"]["entered"] == pool_rows(micro_run, "SELECT COUNT(*) FROM instructions WHERE round_born = 1")[0][0] > 0
     assert d0["counts"]["new_hard"] + d0["counts"]["new_easy"] == len(v1)
-    assert d0["eval"]["to"] == json.loads(sql(micro_run, "SELECT metrics FROM rounds WHERE round = 1")[0][0])["eval"]["overall"]
+    assert d0["eval"]["to"] == json.loads(pool_rows(micro_run, "SELECT metrics FROM rounds WHERE round = 1")[0][0])["eval"]["overall"]
 
     table = cli("diff", micro_run, "--from", 1, "--to", 2)
     assert table.exit_code == 0 and f"{c['stayed_hard']} stayed hard" in table.output
@@ -278,11 +271,11 @@ def _check_lineage_columns(rows: list[dict], parent_of: dict[str, str | None]) -
 def test_export_jsonl_and_parquet(micro_run: Path, tmp_path: Path) -> None:
     import pyarrow.parquet as pq
 
-    parent_of = dict(sql(micro_run, "SELECT id, parent_id FROM instructions"))
+    parent_of = dict(pool_rows(micro_run, "SELECT id, parent_id FROM instructions"))
     out = tmp_path / "rows.jsonl"
     assert cli_json("export", micro_run, "--format", "jsonl", "--out", out)["rows"] > 0
     rows = [json.loads(line) for line in out.read_text().splitlines()]
-    train_rows = sql(micro_run, "SELECT e.id, e.completion FROM examples e JOIN instructions i ON i.id = e.instruction_id"
+    train_rows = pool_rows(micro_run, "SELECT e.id, e.completion FROM examples e JOIN instructions i ON i.id = e.instruction_id"
                                 " WHERE i.split = 'train' ORDER BY e.round, e.id")
     assert [(r["id"], r["completion"]) for r in rows] == train_rows
     assert {r["origin"] for r in rows} == {"seed", "lion"}
@@ -295,7 +288,7 @@ def test_export_jsonl_and_parquet(micro_run: Path, tmp_path: Path) -> None:
     assert res.exit_code == 0, res.output
     table = pq.read_table(pq_out).to_pylist()
     assert sorted(r["instruction_id"] for r in table) == sorted(
-        r[0] for r in sql(micro_run, "SELECT id FROM instructions WHERE split = 'eval'"))
+        r[0] for r in pool_rows(micro_run, "SELECT id FROM instructions WHERE split = 'eval'"))
     assert {r["split"] for r in table} == {"eval"} and all(r["teacher_answer"] is None for r in table)
     _check_lineage_columns(table, parent_of)
     one_line_error(cli("export", micro_run, "-f", "csv", "-o", tmp_path / "x.csv"), "unknown format")
@@ -307,12 +300,12 @@ def test_export_hf_dataset_with_card(micro_run: Path, tmp_path: Path) -> None:
     out = tmp_path / "hf"
     res = cli_json("export", micro_run, "--format", "hf", "--out", out, "--what", "instructions")
     ds = load_from_disk(str(out))
-    assert len(ds) == res["rows"] == sql(micro_run, "SELECT COUNT(*) FROM instructions")[0][0]
+    assert len(ds) == res["rows"] == pool_rows(micro_run, "SELECT COUNT(*) FROM instructions")[0][0]
     assert {"instruction_id", "parent_id", "root_id", "depth", "lineage", "latest_hard", "teacher_answer"} <= set(ds.column_names)
-    _check_lineage_columns(ds.to_list(), dict(sql(micro_run, "SELECT id, parent_id FROM instructions")))
+    _check_lineage_columns(ds.to_list(), dict(pool_rows(micro_run, "SELECT id, parent_id FROM instructions")))
     card = (out / "README.md").read_text()
     assert card.startswith("---\n") and "## Rounds" in card
-    for rnd, metrics in sql(micro_run, "SELECT round, metrics FROM rounds WHERE round > 0"):
+    for rnd, metrics in pool_rows(micro_run, "SELECT round, metrics FROM rounds WHERE round > 0"):
         acc = json.loads(metrics)["eval"]["overall"]
         assert f"| {rnd} | {acc:.1%} |" in card
     one_line_error(cli("export", micro_run, "--format", "hf", "--out", out), "already exists")
@@ -327,7 +320,7 @@ def test_export_hf_dataset_with_card(micro_run: Path, tmp_path: Path) -> None:
 
 
 def test_reads_while_another_connection_holds_a_write_transaction(run_copy: Path) -> None:
-    before = sql(run_copy, "SELECT COUNT(*) FROM instructions")[0][0]
+    before = pool_rows(run_copy, "SELECT COUNT(*) FROM instructions")[0][0]
     writer = sqlite3.connect(run_copy / "pool.sqlite", isolation_level=None, timeout=1)
     writer.execute("PRAGMA journal_mode=WAL")
     try:
@@ -389,7 +382,7 @@ def test_queries_during_a_live_run(tmp_path: Path) -> None:
     assert len(seen) >= 3, seen  # really queried while the loop ran
     assert seen == sorted(seen)  # the pool only grows, each read saw a consistent snapshot
     assert len(rounds_seen) >= 2
-    assert cli_json("stats", run)["instructions"] == sql(run, "SELECT COUNT(*) FROM instructions")[0][0]
+    assert cli_json("stats", run)["instructions"] == pool_rows(run, "SELECT COUNT(*) FROM instructions")[0][0]
 
 
 @pytest.fixture(scope="module")
@@ -421,12 +414,12 @@ def test_commands_on_a_crashed_then_resumed_run(resumed_run: tuple[Path, dict[st
     st = cli_json("stats", run)
     assert [r["round"] for r in st["rounds"]] == [0, 1, 2]
     r1 = st["rounds"][1]
-    assert r1["accepted"] == r1["born"] == sql(run, "SELECT COUNT(*) FROM instructions WHERE round_born = 1")[0][0] > 0
-    assert sql(run, "SELECT COUNT(*) FROM candidates WHERE status = 'pending'")[0][0] == 0
-    assert st["teacher"]["calls"] == sql(run, "SELECT COUNT(*) FROM llm_cache")[0][0]
+    assert r1["accepted"] == r1["born"] == pool_rows(run, "SELECT COUNT(*) FROM instructions WHERE round_born = 1")[0][0] > 0
+    assert pool_rows(run, "SELECT COUNT(*) FROM candidates WHERE status = 'pending'")[0][0] == 0
+    assert st["teacher"]["calls"] == pool_rows(run, "SELECT COUNT(*) FROM llm_cache")[0][0]
     d = cli_json("diff", run, "--from", 1, "--to", 2)
     assert d["counts"]["new_hard"] + d["counts"]["new_easy"] == r1["born"]
-    child = sql(run, "SELECT id FROM instructions WHERE round_born = 1 LIMIT 1")[0][0]
+    child = pool_rows(run, "SELECT id FROM instructions WHERE round_born = 1 LIMIT 1")[0][0]
     assert cli_json("lineage", run, child)["ancestors"]
     assert cli_json("search", run, "copy abc", "-k", 1)["index"] == "index.faiss"
     out = tmp_path / "r.jsonl"

@@ -13,6 +13,7 @@ from typing import Any
 
 import pytest
 import typer
+from conftest import pool_rows
 from typer.testing import CliRunner
 
 from lionloop.cli_report import report
@@ -30,13 +31,6 @@ app.command("report")(report)
 app.command("noop")(lambda: None)  # two commands keep `report` a named sub-command, as in lionloop's app
 runner = CliRunner()
 
-
-def sql(run: Path, query: str, params: tuple = ()) -> list[tuple]:
-    conn = sqlite3.connect(f"file:{run / 'pool.sqlite'}?mode=ro", uri=True)
-    try:
-        return conn.execute(query, params).fetchall()
-    finally:
-        conn.close()
 
 
 def trace(fig: Any, name: str) -> Any:
@@ -58,38 +52,38 @@ def run_copy(micro_run: Path, tmp_path: Path) -> Path:
 def test_figures_match_the_pool(micro_run: Path, data: dict[str, Any]) -> None:
     figs = {f["id"]: f["fig"] for f in figures(data)}
     assert list(figs) == PLOTS and all(f is not None for f in figs.values())
-    metrics = {r: json.loads(m) for r, m in sql(micro_run, "SELECT round, metrics FROM rounds")}
+    metrics = {r: json.loads(m) for r, m in pool_rows(micro_run, "SELECT round, metrics FROM rounds")}
 
     overall = trace(figs["accuracy"], "overall")
     assert list(overall.x) == [1, 2] and list(overall.y) == [metrics[r]["eval"]["overall"] for r in (1, 2)]
     for skill, acc in metrics[2]["eval"]["per_skill"].items():
         assert trace(figs["accuracy"], skill).y[-1] == acc
 
-    hard = dict(sql(micro_run, "SELECT round, SUM(hard = 1) FROM verdicts GROUP BY round"))
+    hard = dict(pool_rows(micro_run, "SELECT round, SUM(hard = 1) FROM verdicts GROUP BY round"))
     bars = trace(figs["referee"], "hard")
     assert dict(zip(bars.x, bars.y, strict=True)) == hard
 
     totals = [sum(t.y[k] for t in figs["pool"].data) for k in range(len(data["rounds"]))]
-    assert totals == [sql(micro_run, "SELECT COUNT(*) FROM instructions WHERE split != 'eval' AND round_born <= ?", (r,))[0][0]
+    assert totals == [pool_rows(micro_run, "SELECT COUNT(*) FROM instructions WHERE split != 'eval' AND round_born <= ?", r)[0][0]
                       for r in data["rounds"]]
     assert [t.name for t in figs["pool"].data][0] == "seed"
 
     for r, diffs in data["gaps"].items():
-        assert sorted(diffs) == sorted(d for (d,) in sql(micro_run, "SELECT diff FROM verdicts WHERE round = ? AND diff IS NOT NULL", (r,)))
-    assert sum(len(t.x) for t in figs["gaps"].data) == sql(micro_run, "SELECT COUNT(diff) FROM verdicts")[0][0]
+        assert sorted(diffs) == sorted(d for (d,) in pool_rows(micro_run, "SELECT diff FROM verdicts WHERE round = ? AND diff IS NOT NULL", r))
+    assert sum(len(t.x) for t in figs["gaps"].data) == pool_rows(micro_run, "SELECT COUNT(diff) FROM verdicts")[0][0]
 
     calls = sum(sum(t.y) for t in figs["teacher"].data if t.name.startswith("calls: "))
-    assert calls == sql(micro_run, "SELECT COUNT(*) FROM llm_cache")[0][0]
+    assert calls == pool_rows(micro_run, "SELECT COUNT(*) FROM llm_cache")[0][0]
     accepted = trace(figs["curate"], "accepted")
     assert list(accepted.y) == [metrics[r]["curate"]["accepted"] for r in accepted.x]
 
 
 def test_map_and_hardest_match_the_pool(micro_run: Path, data: dict[str, Any]) -> None:
     points = data["map"]["points"]
-    assert len(points) == sql(micro_run, "SELECT COUNT(*) FROM embeddings")[0][0] and data["map"]["method"] == "tsne"
-    latest = {i: h for i, h in sql(micro_run, "SELECT instruction_id, hard FROM verdicts v WHERE round ="
+    assert len(points) == pool_rows(micro_run, "SELECT COUNT(*) FROM embeddings")[0][0] and data["map"]["method"] == "tsne"
+    latest = {i: h for i, h in pool_rows(micro_run, "SELECT instruction_id, hard FROM verdicts v WHERE round ="
                                               " (SELECT MAX(round) FROM verdicts w WHERE w.instruction_id = v.instruction_id)")}
-    split = dict(sql(micro_run, "SELECT id, split FROM instructions"))
+    split = dict(pool_rows(micro_run, "SELECT id, split FROM instructions"))
     for p in points:
         want = ("eval (held out)" if split[p["id"]] == "eval" else
                 "not judged yet" if latest.get(p["id"]) is None else "hard" if latest[p["id"]] else "easy")
@@ -101,11 +95,11 @@ def test_map_and_hardest_match_the_pool(micro_run: Path, data: dict[str, Any]) -
     assert 0 < len(hardest) <= 10
     assert all(latest[h["id"]] == 1 for h in hardest)
     assert [h["diff"] for h in hardest] == sorted((h["diff"] for h in hardest), reverse=True)
-    top = sql(micro_run, "SELECT MAX(diff) FROM verdicts v WHERE hard = 1 AND round ="
+    top = pool_rows(micro_run, "SELECT MAX(diff) FROM verdicts v WHERE hard = 1 AND round ="
                          " (SELECT MAX(round) FROM verdicts w WHERE w.instruction_id = v.instruction_id)")[0][0]
     assert hardest[0]["diff"] == top
     for h in hardest:
-        assert h["teacher_answer"] == sql(micro_run, "SELECT text FROM responses WHERE instruction_id = ? AND role = 'teacher'", (h["id"],))[0][0]
+        assert h["teacher_answer"] == pool_rows(micro_run, "SELECT text FROM responses WHERE instruction_id = ? AND role = 'teacher'", h["id"])[0][0]
 
 
 def test_report_cli_writes_a_self_contained_page(micro_run: Path, tmp_path: Path) -> None:
@@ -215,7 +209,7 @@ def test_report_in_headless_chromium(chromium: str, run_copy: Path, tmp_path: Pa
         assert p["main_svg"] > 0 and p["traces"] > 0 and p["drawn_traces"] == p["traces"], p
         assert p["marks"] > 0, p  # points, bars or lines actually drawn
     map_plot = next(p for p in res["plots"] if p["id"] == "plot-map")
-    assert map_plot["marks"] >= 2 * sql(run_copy, "SELECT COUNT(*) FROM embeddings")[0][0]  # both panels
+    assert map_plot["marks"] >= 2 * pool_rows(run_copy, "SELECT COUNT(*) FROM embeddings")[0][0]  # both panels
     assert res["link"] == {"href": "#lineage-00000000c0ffee00", "hash": "#lineage-00000000c0ffee00", "visible": True}
     assert res["title"].startswith("lionloop report")
     assert (ARTIFACTS / "report.png").stat().st_size > 20_000
