@@ -130,7 +130,7 @@ def wall_seconds(out_dir: Path, results: dict[str, dict[int, list[dict[str, Any]
 
 def allocation(out_dir: Path, results: dict[str, dict[int, list[dict[str, Any]]]]) -> dict[str, dict[str, float]]:
     """Mean number of generated (non-seed) training instructions per skill, per arm: where the budget went."""
-    import sqlite3
+    from lionloop.stores.pool import Pool
 
     alloc: dict[str, dict[str, float]] = {}
     for arm, by_seed in results.items():
@@ -139,13 +139,13 @@ def allocation(out_dir: Path, results: dict[str, dict[int, list[dict[str, Any]]]
             db = out_dir / f"{arm}-{seed}" / "pool.sqlite"
             if not db.exists():
                 continue
-            con = sqlite3.connect(f"file:{db}?mode=ro", uri=True)
+            pool = Pool(db, readonly=True)
             try:
-                for task, n in con.execute("SELECT task, COUNT(*) FROM instructions WHERE origin != 'seed' "
-                                           "AND split = 'train' GROUP BY task"):
+                for task, n in pool.query("SELECT task, COUNT(*) FROM instructions WHERE origin != 'seed' "
+                                          "AND split = 'train' GROUP BY task"):
                     counts.setdefault(task, []).append(n)
             finally:
-                con.close()
+                pool.close()
         if counts:
             alloc[arm] = {t: sum(v) / len(by_seed) for t, v in counts.items()}
     return alloc

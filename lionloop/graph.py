@@ -17,7 +17,7 @@ STAGES = ("bootstrap", "imitate", "evaluate", "discriminate", "generate", "curat
 
 def route_after_evaluate(state: LoopState, *, cfg: Any) -> Literal["discriminate", "decide"]:
     """With `judge.last_round: false`, the round that ends the loop anyway is not judged."""
-    if not cfg.judge.last_round and state.get("round", 0) >= cfg.stop.max_rounds:
+    if not cfg.judge.last_round and stop_reason(state, cfg.stop) == "max_rounds":
         return "decide"
     return "discriminate"
 

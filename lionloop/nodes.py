@@ -145,6 +145,10 @@ def imitate(state: LoopState, rt: Runtime) -> dict[str, Any]:
     return {}
 
 
+# A student role names a directory under RUN_DIR/student: a plain word, and not the base model's.
+ROLE = re.compile(r"(?!base$)[a-z][a-z0-9_]*")
+
+
 def _imitate(rt: Runtime, r: int) -> dict[str, Any]:
     by_role: dict[str, list[Example]] = defaultdict(list)
     for row in rt.pool.examples():
@@ -164,9 +168,6 @@ def _imitate(rt: Runtime, r: int) -> dict[str, Any]:
         rt.pool.merge_metrics(r, metrics)
         rt.pool.mark_stage(r, "imitate", figures)
     return figures
-
-
-ROLE = re.compile(r"(?!base$)[a-z][a-z0-9_]*")
 
 
 def _train(rt: Runtime, r: int, role: str, rows: list[Example]) -> dict[str, Any]:
