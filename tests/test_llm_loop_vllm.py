@@ -15,7 +15,6 @@ is missing (LIONLOOP_SETUP_VLLM=1 installs it first, ~2 minutes).
 from __future__ import annotations
 
 import json
-import os
 import sqlite3
 import subprocess
 import textwrap
@@ -34,33 +33,12 @@ from lionloop.teacher import Teacher
 from lionloop.testing.vllm_server import (
     COMPACT_JSON_ARGS,
     VLLMServer,
-    VLLMUnavailableError,
     build_tiny_chat_model,
-    find_vllm_python,
-    run_setup_script,
-    vllm_unavailable_reason,
 )
 
 pytestmark = [pytest.mark.slow, pytest.mark.vllm]
 
 MAX_LEN = 4096  # judge prompts are ~1.4k byte-tokens for this tokenizer
-
-
-@pytest.fixture(scope="module")
-def vllm_python() -> Path:
-    python = find_vllm_python()
-    if python is None and os.environ.get("LIONLOOP_SETUP_VLLM") == "1":
-        try:
-            python = run_setup_script()
-        except VLLMUnavailableError as exc:
-            print(f"vLLM sidecar setup failed: {exc}")
-            pytest.skip(f"vLLM sidecar setup failed: {exc}")
-        python = find_vllm_python()
-    if python is None:
-        reason = vllm_unavailable_reason()
-        print(reason)
-        pytest.skip(reason)
-    return python
 
 
 @pytest.fixture(scope="module")

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import socket
 import time
 from collections.abc import Iterator
@@ -21,12 +20,8 @@ import pytest
 from lionloop.testing.vllm_server import (
     COMPACT_JSON_ARGS,
     VLLMServer,
-    VLLMUnavailableError,
     build_tiny_chat_model,
-    find_vllm_python,
     process_group_alive,
-    run_setup_script,
-    vllm_unavailable_reason,
 )
 
 pytestmark = [pytest.mark.slow, pytest.mark.vllm]
@@ -49,24 +44,6 @@ class Rating(pydantic.BaseModel):
 
     model_config = pydantic.ConfigDict(extra="forbid", strict=True)
     score: Annotated[int, pydantic.Field(ge=1, le=10)]
-
-
-@pytest.fixture(scope="session")
-def vllm_python() -> Path:
-    """The sidecar interpreter; optionally creates it when LIONLOOP_SETUP_VLLM=1."""
-    python = find_vllm_python()
-    if python is None and os.environ.get("LIONLOOP_SETUP_VLLM") == "1":
-        try:
-            run_setup_script()
-        except VLLMUnavailableError as exc:
-            print(f"vLLM sidecar setup failed: {exc}")
-            pytest.skip(f"vLLM sidecar setup failed: {exc}")
-        python = find_vllm_python()
-    if python is None:
-        reason = vllm_unavailable_reason()
-        print(reason)
-        pytest.skip(reason)
-    return python
 
 
 @pytest.fixture(scope="module")
