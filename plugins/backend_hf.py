@@ -14,10 +14,10 @@ from collections.abc import Iterator, Sequence
 from typing import Any
 
 from lionloop.config import TeacherConfig
-from lionloop.hookspecs import hookimpl
-from lionloop.llm import ChatBackend
-from lionloop.requests import TeacherRequest
-from lionloop.teacher import Reply
+from lionloop.plugin.hookspecs import hookimpl
+from lionloop.teacher.chat import ChatBackend
+from lionloop.teacher.client import Reply
+from lionloop.teacher.requests import TeacherRequest
 
 log = logging.getLogger(__name__)
 
@@ -35,8 +35,8 @@ class HFBackend(ChatBackend):
     name = "hf"
     structured_modes = ("none", "json_schema", "json_object")  # all mean "prompt only" here
 
-    def __init__(self, cfg: TeacherConfig, runtime: Any = None) -> None:
-        super().__init__(cfg, runtime)
+    def __init__(self, cfg: TeacherConfig, env: Any = None) -> None:
+        super().__init__(cfg, env)
         self.structured_output = "none"  # no constrained decoding in plain transformers
         self._model: Any = None
         self._tok: Any = None

@@ -31,10 +31,10 @@ from typing import Any
 
 from lionloop.config import TeacherConfig
 from lionloop.errors import ConfigError
-from lionloop.hookspecs import hookimpl
-from lionloop.llm import AsyncRunner, ChatBackend
-from lionloop.requests import TeacherRequest
-from lionloop.teacher import Reply
+from lionloop.plugin.hookspecs import hookimpl
+from lionloop.teacher.chat import AsyncRunner, ChatBackend
+from lionloop.teacher.client import Reply
+from lionloop.teacher.requests import TeacherRequest
 
 log = logging.getLogger(__name__)
 
@@ -105,8 +105,8 @@ class OpenAIBackend(ChatBackend):
 
     name = "openai"
 
-    def __init__(self, cfg: TeacherConfig, runtime: Any = None) -> None:
-        super().__init__(cfg, runtime)
+    def __init__(self, cfg: TeacherConfig, env: Any = None) -> None:
+        super().__init__(cfg, env)
         urls = [u.rstrip("/") for u in cfg.base_urls] or [DEFAULT_BASE_URL]
         self.endpoints = [_Endpoint(u) for u in urls]
         self._api_key = self._read_key(cfg)

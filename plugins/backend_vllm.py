@@ -20,10 +20,10 @@ from typing import Any
 
 from lionloop.config import TeacherConfig
 from lionloop.errors import ConfigError
-from lionloop.hookspecs import hookimpl
-from lionloop.llm import ChatBackend
-from lionloop.requests import TeacherRequest
-from lionloop.teacher import Reply
+from lionloop.plugin.hookspecs import hookimpl
+from lionloop.teacher.chat import ChatBackend
+from lionloop.teacher.client import Reply
+from lionloop.teacher.requests import TeacherRequest
 
 log = logging.getLogger(__name__)
 
@@ -55,8 +55,8 @@ class VLLMBackend(ChatBackend):
     name = "vllm"
     structured_modes = ("json_schema", "none")
 
-    def __init__(self, cfg: TeacherConfig, runtime: Any = None) -> None:
-        super().__init__(cfg, runtime)
+    def __init__(self, cfg: TeacherConfig, env: Any = None) -> None:
+        super().__init__(cfg, env)
         self.vllm = import_vllm(self.path)  # fail at config time, not mid-run
         self._llm: Any = None
         self._start_error: str | None = None

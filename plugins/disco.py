@@ -30,10 +30,10 @@ from typing import Any, ClassVar
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from lionloop.hookspecs import GeneratorSpec, hookimpl
-from lionloop.plugins.generator_kit import affordable, meta_reject_filter
+from lionloop.plugin.hookspecs import GeneratorSpec, hookimpl
+from lionloop.plugin.kit import affordable, meta_reject_filter
 from lionloop.records import Candidate, Case, Cases, Example, Instruction
-from lionloop.requests import Answer, TeacherRequest
+from lionloop.teacher.requests import Answer, TeacherRequest
 
 NAME = "disco"
 

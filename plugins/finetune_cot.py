@@ -33,8 +33,8 @@ from typing import Any, ClassVar
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from lionloop.hookspecs import GeneratorSpec, hookimpl
-from lionloop.plugins.generator_kit import (
+from lionloop.plugin.hookspecs import GeneratorSpec, hookimpl
+from lionloop.plugin.kit import (
     affordable,
     enabled_options,
     meta_reject_filter,
@@ -42,8 +42,8 @@ from lionloop.plugins.generator_kit import (
     siblings,
 )
 from lionloop.records import Candidate, Cases, Example, Instruction
-from lionloop.requests import Answer, TeacherRequest
-from lionloop.student import format_prompt
+from lionloop.student.prompt import format_prompt
+from lionloop.teacher.requests import Answer, TeacherRequest
 
 NAME = "finetune_cot"
 VARIANT_BASE = 3000

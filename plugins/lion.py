@@ -17,9 +17,9 @@ import math
 from collections import Counter
 from typing import Any
 
-from lionloop.hookspecs import GeneratorSpec, hookimpl
+from lionloop.plugin.hookspecs import GeneratorSpec, hookimpl
 from lionloop.records import Candidate, Case, Cases, Instruction
-from lionloop.requests import Rewrite
+from lionloop.teacher.requests import Rewrite
 
 NAME = "lion"
 

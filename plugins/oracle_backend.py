@@ -8,9 +8,9 @@ from typing import Any
 
 from lionloop.config import TeacherConfig
 from lionloop.errors import ConfigError, Unsupported
-from lionloop.hookspecs import hookimpl
-from lionloop.requests import TeacherRequest
-from lionloop.teacher import Reply
+from lionloop.plugin.hookspecs import hookimpl
+from lionloop.teacher.client import Reply
+from lionloop.teacher.requests import TeacherRequest
 
 
 class OracleBackend:
@@ -18,12 +18,12 @@ class OracleBackend:
 
     name = "oracle"
 
-    def __init__(self, cfg: TeacherConfig, runtime: Any) -> None:
-        oracle = runtime.task_pack.oracle()
+    def __init__(self, cfg: TeacherConfig, env: Any) -> None:
+        oracle = env.task_pack.oracle()
         if oracle is None:
-            raise ConfigError(f"teacher.backend: task pack {runtime.task_pack.name!r} has no oracle")
+            raise ConfigError(f"{env.section}.backend: task pack {env.task_pack.name!r} has no oracle")
         self.oracle = oracle
-        self.model = runtime.task_pack.name
+        self.model = env.task_pack.name
         self.latency_s = cfg.latency_ms / 1000.0
 
     def params(self) -> dict[str, Any]:

@@ -30,8 +30,8 @@ from typing import Any, ClassVar
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from lionloop.hookspecs import GeneratorSpec, hookimpl
-from lionloop.plugins.generator_kit import (
+from lionloop.plugin.hookspecs import GeneratorSpec, hookimpl
+from lionloop.plugin.kit import (
     affordable,
     enabled_options,
     meta_reject_filter,
@@ -39,8 +39,8 @@ from lionloop.plugins.generator_kit import (
     siblings,
 )
 from lionloop.records import Candidate, Cases, Example, Instruction
-from lionloop.requests import Answer, TeacherRequest
-from lionloop.student import format_prompt
+from lionloop.student.prompt import format_prompt
+from lionloop.teacher.requests import Answer, TeacherRequest
 
 NAME = "rationale"
 VARIANT_BASE = 1000  # rewrite variants apart from lion's, so both do not ask for the same sibling

@@ -24,9 +24,9 @@ from typing import Any
 
 from lionloop.config import TaskConfig
 from lionloop.errors import ConfigError, Unsupported
-from lionloop.hookspecs import hookimpl
+from lionloop.plugin.hookspecs import hookimpl
 from lionloop.records import Instruction
-from lionloop.requests import Answer, Judge, Rewrite, TeacherRequest
+from lionloop.teacher.requests import Answer, Judge, Rewrite, TeacherRequest
 
 # A small alphabet keeps the tiny student's job about structure, not about 26 symbols
 # (measured: with a-z, reversal of 5+ letters stayed near 0% where a-h reached 40-90%).

@@ -33,11 +33,11 @@ from typing import Any, ClassVar
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from lionloop.hookspecs import GeneratorSpec, hookimpl
-from lionloop.plugins.generator_kit import affordable, enabled_options, meta_reject_filter, siblings
+from lionloop.plugin.hookspecs import GeneratorSpec, hookimpl
+from lionloop.plugin.kit import affordable, enabled_options, meta_reject_filter, siblings
 from lionloop.records import Candidate, Cases, Example, Instruction
-from lionloop.requests import Answer, TeacherRequest
-from lionloop.student import format_prompt
+from lionloop.student.prompt import format_prompt
+from lionloop.teacher.requests import Answer, TeacherRequest
 
 NAME = "socratic"
 VARIANT_BASE = 2000  # rewrite variants apart from lion's and the other plugins'

@@ -18,9 +18,9 @@ from pathlib import Path
 from typing import Any
 
 from lionloop.config import StudentConfig, TrainConfig
-from lionloop.hookspecs import hookimpl
+from lionloop.plugin.hookspecs import hookimpl
 from lionloop.records import Example
-from lionloop.student import load, pick_device, save_atomically
+from lionloop.student.model import load, pick_device, save_atomically
 
 log = logging.getLogger(__name__)
 

@@ -393,6 +393,11 @@ class Pool:
             c.execute("UPDATE rounds SET metrics = ? WHERE round = ?", (json.dumps(metrics), round))
         return metrics
 
+    def metrics(self, round: int) -> dict[str, Any]:
+        """One round's metrics ({} before it has any)."""
+        rows = self.query("SELECT metrics FROM rounds WHERE round = ?", (round,))
+        return json.loads(rows[0]["metrics"]) if rows else {}
+
     def finish_round(self, round: int) -> None:
         with self.transaction() as c:
             c.execute("UPDATE rounds SET finished = ? WHERE round = ?", (time.time(), round))
@@ -417,6 +422,11 @@ class Pool:
                 "INSERT OR REPLACE INTO embeddings(instruction_id, model, vector) VALUES (?, ?, ?)",
                 [(k, model, v) for k, v in vectors.items()],
             )
+
+    def embedding_ids(self, model: str) -> list[str]:
+        """Ids of the stored vectors, in index order (cheap: no vectors read)."""
+        rows = self.query("SELECT instruction_id FROM embeddings WHERE model = ? ORDER BY rowid", (model,))
+        return [r[0] for r in rows]
 
     def embeddings(self, model: str) -> list[tuple[str, bytes]]:
         rows = self.query(

@@ -5,10 +5,10 @@ from __future__ import annotations
 import json
 import logging
 import os
-from pathlib import Path
 
 import numpy as np
 
+from lionloop.rundir import RunDir
 from lionloop.stores.pool import Pool
 
 log = logging.getLogger(__name__)
@@ -26,6 +26,31 @@ def _new_index(dim: int, size_hint: int):  # noqa: ANN202 - faiss types are not 
     return faiss.IndexFlatIP(dim)  # inner product on normalised vectors = cosine
 
 
+def load_persisted(run_dir: RunDir, ids: list[str]):  # noqa: ANN201
+    """The persisted index when it holds exactly `ids` (the stored embeddings, in order), else None
+    (missing, mid-write, stale or unreadable: the caller rebuilds). Never writes."""
+    import faiss
+
+    if not (run_dir.index.exists() and run_dir.index_ids.exists()):
+        return None
+    try:
+        index = faiss.read_index(str(run_dir.index))
+        if json.loads(run_dir.index_ids.read_text()) == ids and index.ntotal == len(ids):
+            return index
+        log.info("FAISS index does not match the stored embeddings; rebuilding")
+    except (OSError, ValueError, RuntimeError) as err:
+        log.warning("FAISS index unreadable (%s); rebuilding from stored embeddings", err)
+    return None
+
+
+def build_index(stored: list[tuple[str, bytes]], dim: int):  # noqa: ANN201
+    """A new index holding the stored vectors (in memory)."""
+    index = _new_index(dim, len(stored))
+    if stored:
+        index.add(np.stack([np.frombuffer(v, dtype=np.float32) for _, v in stored]))
+    return index
+
+
 class VectorIndex:
     """Normalised embeddings of every instruction, searchable by cosine similarity.
 
@@ -34,12 +59,13 @@ class VectorIndex:
     does not match the table, e.g. after a crash between the two writes.
     """
 
-    def __init__(self, pool: Pool, run_dir: Path, model: str, dim: int) -> None:
+    def __init__(self, pool: Pool, run_dir: RunDir | Path, model: str, dim: int) -> None:
         self.pool = pool
         self.model = model
         self.dim = dim
-        self.path = Path(run_dir) / "index.faiss"
-        self.ids_path = Path(run_dir) / "index.ids.json"
+        self.run_dir = run_dir = RunDir(run_dir)
+        self.path = run_dir.index
+        self.ids_path = run_dir.index_ids
         self.ids: list[str] = []
         self.index = _new_index(dim, 0)
         self._load_or_rebuild()
@@ -48,27 +74,17 @@ class VectorIndex:
         return self.pool.embeddings(self.model)
 
     def _load_or_rebuild(self) -> None:
-        import faiss
-
-        stored = self._stored()
-        if self.path.exists() and self.ids_path.exists():
-            try:
-                ids = json.loads(self.ids_path.read_text())
-                index = faiss.read_index(str(self.path))
-                if ids == [k for k, _ in stored] and index.ntotal == len(ids):
-                    self.ids, self.index = ids, index
-                    return
-            except (OSError, ValueError, RuntimeError) as err:
-                log.warning("FAISS index unreadable (%s); rebuilding from stored embeddings", err)
-        self.rebuild(stored)
+        ids = self.pool.embedding_ids(self.model)
+        index = load_persisted(self.run_dir, ids)
+        if index is None:
+            self.rebuild()
+        else:
+            self.ids, self.index = ids, index
 
     def rebuild(self, stored: list[tuple[str, bytes]] | None = None) -> None:
         stored = self._stored() if stored is None else stored
-        self.index = _new_index(self.dim, len(stored))
+        self.index = build_index(stored, self.dim)
         self.ids = [k for k, _ in stored]
-        if stored:
-            mat = np.stack([np.frombuffer(v, dtype=np.float32) for _, v in stored])
-            self.index.add(mat)
         self.save()
 
     def save(self) -> None:

@@ -55,7 +55,7 @@ def micro_config(run_dir: Path, **over: Any):
 @pytest.fixture(scope="session")
 def micro_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A finished 2-round micro run (built once per test session)."""
-    from lionloop.runner import start
+    from lionloop.loop.runner import start
 
     run_dir = tmp_path_factory.mktemp("runs") / "micro"
     out, final = start(micro_config(run_dir))

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from lionloop import bench_ablation as ab
+from lionloop.bench import ablation as ab
 
 
 @pytest.mark.parametrize("arm", ab.ARMS)

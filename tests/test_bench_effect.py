@@ -4,7 +4,7 @@ from pathlib import Path
 
 import pytest
 
-from lionloop.bench_effect import arm_config, budget_to_reach, report, summarise
+from lionloop.bench.effect import arm_config, budget_to_reach, report, summarise
 
 
 def test_budget_to_reach_interpolates_between_rounds():

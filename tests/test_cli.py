@@ -5,7 +5,7 @@ from pathlib import Path
 
 from typer.testing import CliRunner
 
-from lionloop.cli import app
+from lionloop.cli.app import app
 
 runner = CliRunner()
 

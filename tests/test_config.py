@@ -62,7 +62,7 @@ def test_cli_bad_config_exits_2_with_one_line(tmp_path: Path) -> None:
 
 
 def test_unknown_component_names_field(tmp_path: Path) -> None:
-    from lionloop.context import Runtime
+    from lionloop.loop.runtime import Runtime
 
     cfg = parse_config({"teacher": {"backend": "nope"}, "run_dir": str(tmp_path)})
     with pytest.raises(ConfigError, match=r"teacher.backend: unknown backend 'nope' \(known: .*oracle"):
@@ -72,7 +72,7 @@ def test_unknown_component_names_field(tmp_path: Path) -> None:
 def test_init_writes_a_commented_config_that_loads_to_the_defaults(tmp_path: Path) -> None:
     from typer.testing import CliRunner
 
-    from lionloop.cli import app
+    from lionloop.cli.app import app
 
     path = tmp_path / "l.yaml"
     res = CliRunner().invoke(app, ["init", str(path)])

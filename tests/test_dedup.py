@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 
 from lionloop.config import DedupConfig
-from lionloop.dedup import DUP_BATCH, DUP_EVAL, DUP_POOL, Embedder, deduplicate, embed_text
+from lionloop.embedding import Embedder, embed_text
+from lionloop.loop.dedup import DUP_BATCH, DUP_EVAL, DUP_POOL, deduplicate
 from lionloop.records import Instruction
 from lionloop.stores.pool import Pool
 from lionloop.stores.vectors import VectorIndex

@@ -90,7 +90,7 @@ def test_installed_plugin_is_discovered_with_its_dist_version_and_hooks(venv, tm
     assert {i["name"] for i in listed} == {"skills", "oracle", "trl", "lion"}
     # lionloop is the wheel's, and the plugin's template renders from the plugin's own package.
     code = (
-        "import json, lionloop, lionloop_mirror as m; from lionloop.llm import Prompts;"
+        "import json, lionloop, lionloop_mirror as m; from lionloop.teacher.chat import Prompts;"
         "msgs = Prompts().messages(m.Mirror(instruction='reverse abc'));"
         "print(json.dumps({'lionloop': lionloop.__file__, 'user': msgs[-1]['content']}))"
     )

@@ -50,7 +50,8 @@ rows = partial(pool_rows, named=True)  # columns by name
 
 
 def test_a_loop_over_a_faulty_server_accounts_for_every_row(tmp_path: Path) -> None:
-    from lionloop.runner import start, status
+    from lionloop.inspect.status import run_status as status
+    from lionloop.loop.runner import start
 
     chat = SkillsChat()
     with ScriptedServer(responder=chat, plan=cycle_plan(SCRIPTS), slow_s=1.5, retry_after="0",

@@ -16,18 +16,20 @@ import pytest
 from conftest import micro_config, pool_rows
 
 from lionloop.config import TaskConfig, TeacherConfig
-from lionloop.context import RoundContext
 from lionloop.errors import ConfigError, Unsupported
-from lionloop.generation import BudgetedTeacher
-from lionloop.hookspecs import GeneratorSpec, hookimpl
+from lionloop.loop.generation import BudgetedTeacher
+from lionloop.plugin.context import RoundContext
+from lionloop.plugin.hookspecs import GeneratorSpec, hookimpl
+from lionloop.plugin.manager import get_plugin_manager
+from lionloop.plugin.plan import plan_generators
 from lionloop.plugins import disco, finetune_cot, rationale, socratic
 from lionloop.plugins.oracle_backend import OracleBackend
 from lionloop.plugins.skills import ALL_SKILLS, EXTRA_SKILLS, SKILLS, SkillsPack, explain
 from lionloop.records import Case, Cases, Example, Instruction, Verdict
 from lionloop.stores.cache import CallCache
 from lionloop.stores.pool import Pool
-from lionloop.student import format_prompt
-from lionloop.teacher import Teacher
+from lionloop.student.prompt import format_prompt
+from lionloop.teacher.client import Teacher
 
 EXTRA = ["chain", "sum", "mood", "add", "reverse"]
 PLUGINS = {"rationale": rationale, "socratic": socratic, "disco": disco, "finetune_cot": finetune_cot}
@@ -136,8 +138,9 @@ def _env(tmp_path: Path, name: str, options: dict[str, Any] | None = None, pack_
         generate={"max_new_per_round": quota, "generators": {name: {"options": options or {}}}},
     )
     pack = SkillsPack(cfg.task, cfg.seed)
+    plan = plan_generators(cfg.generate, get_plugin_manager().generator_specs())
     ctx = RoundContext(round=1, config=cfg, run_dir=tmp_path, task_pack=pack, pool=Pool(tmp_path / "pool.sqlite"),
-                       plugin=name, max_candidates=quota)
+                       plugin=name, max_candidates=quota, generators={g.name: g for g in plan})
     backend = OracleBackend(TeacherConfig(), SimpleNamespace(task_pack=pack))
     teacher = Teacher(backend, CallCache(tmp_path / "cache.sqlite"), "t")
     return ctx, BudgetedTeacher(teacher, limit, name), pack
@@ -402,7 +405,7 @@ def test_trainer_weights_change_training_and_stay_deterministic(tmp_path: Path) 
     from lionloop.config import StudentConfig, TrainConfig
     from lionloop.plugins.trainer_trl import TRLTrainer
     from lionloop.records import Example
-    from lionloop.student import build_tiny_student, load
+    from lionloop.student.model import build_tiny_student, load
 
     scfg = StudentConfig(hidden_size=32, num_layers=1, num_heads=2, max_length=32)
     base = build_tiny_student(tmp_path / "base", scfg, 0)
@@ -453,9 +456,9 @@ class BrokenEval:
 @pytest.fixture(scope="module")
 def four_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A 2-round micro loop with the four plugins (and lion) sharing the round's budget."""
-    from lionloop.context import Runtime
-    from lionloop.graph import build_graph
-    from lionloop.plugin_manager import get_plugin_manager
+    from lionloop.loop.graph import build_graph
+    from lionloop.loop.runtime import Runtime
+    from lionloop.plugin.manager import get_plugin_manager
 
     run = tmp_path_factory.mktemp("four")
     gens = {n: {"share": 0.2} for n in ("lion", *PLUGINS)}
@@ -467,7 +470,7 @@ def four_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
     )
     Recorder.seen = []
     rt = Runtime(cfg=cfg, run_dir=run, run_id="four", pm=get_plugin_manager(extra=[("recorder", Recorder()), ("brokeneval", BrokenEval())]))
-    final = build_graph(rt).invoke({"run_id": "four", "round": 1}, {"recursion_limit": 100})
+    final = build_graph().invoke({"run_id": "four", "round": 1}, {"recursion_limit": 100}, context=rt)
     rt.close()
     assert final["stop_reason"] == "max_rounds"
     return run
@@ -510,7 +513,8 @@ def test_each_plugin_adds_rows_to_the_pool_with_its_origin(four_run: Path) -> No
 def test_socratic_separate_mode_trains_a_decomposer_beside_the_student(tmp_path: Path) -> None:
     """Two models, as in the paper: decompose rows train `student/decomposer/round-N`, the rest
     the main student; the chain evaluation asks the decomposer, then the main student."""
-    from lionloop.runner import start, status
+    from lionloop.inspect.status import run_status as status
+    from lionloop.loop.runner import start
 
     cfg = micro_config(
         tmp_path, task={"seeds_per_skill": 6, "cache_per_skill": 6, "eval_per_skill": 4, "skills": ["chain", "sum"]},
@@ -543,15 +547,15 @@ class BadRole:
 
 
 def test_a_bad_student_role_ends_the_run_with_its_name_and_keeps_the_pool(tmp_path: Path) -> None:
-    from lionloop.context import Runtime
     from lionloop.errors import PluginError
-    from lionloop.graph import build_graph
-    from lionloop.plugin_manager import get_plugin_manager
+    from lionloop.loop.graph import build_graph
+    from lionloop.loop.runtime import Runtime
+    from lionloop.plugin.manager import get_plugin_manager
 
     rt = Runtime(cfg=micro_config(tmp_path), run_dir=tmp_path, run_id="bad",
                  pm=get_plugin_manager(extra=[("badrole", BadRole())]))
     with pytest.raises(PluginError, match=r"student role '\.\./Main'"):
-        build_graph(rt).invoke({"run_id": "bad", "round": 1}, {"recursion_limit": 50})
+        build_graph().invoke({"run_id": "bad", "round": 1}, {"recursion_limit": 50}, context=rt)
     rt.close()
     # Bootstrap's rows are committed; nothing was trained or written outside the run's student dir.
     assert pool_rows(tmp_path, "SELECT COUNT(*) FROM examples WHERE student = '../Main'")[0][0] > 0
@@ -709,7 +713,7 @@ def test_llm_path_bad_replies_are_recorded_not_raised(tmp_path: Path, name: str)
 @pytest.mark.slow
 def test_llm_path_all_four_in_a_loop_over_a_scripted_server(tmp_path: Path) -> None:
     """The whole loop over HTTP: every request type of the four plugins rendered, sent, parsed."""
-    from lionloop.runner import start
+    from lionloop.loop.runner import start
     from lionloop.testing.fault_server import ScriptedServer
 
     chat = PluginChat(garbage=())

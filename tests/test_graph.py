@@ -1,10 +1,12 @@
 from __future__ import annotations
 
+from types import SimpleNamespace
+
 from langgraph.graph import END
 
 from lionloop.config import StopConfig
-from lionloop.graph import route_after_decide, route_after_discriminate, route_after_evaluate
-from lionloop.state import stop_reason
+from lionloop.loop.graph import route_after_decide, route_after_discriminate, route_after_evaluate
+from lionloop.loop.state import stop_reason
 
 
 def test_stop_reasons_in_priority_order() -> None:
@@ -19,24 +21,27 @@ def test_stop_reasons_in_priority_order() -> None:
     assert stop_reason({"round": 1}, cfg) is None
 
 
+def _runtime(cfg: object) -> SimpleNamespace:
+    """What a router receives: LangGraph's runtime whose context is the run's Runtime (only its config is read)."""
+    return SimpleNamespace(context=SimpleNamespace(cfg=cfg))
+
+
 def test_routing() -> None:
     cfg = StopConfig(max_rounds=2)
-    assert route_after_discriminate({"round": 1, "hard": 4}, stop=cfg) == "generate"
+    assert route_after_discriminate({"round": 1, "hard": 4}, _runtime(SimpleNamespace(stop=cfg))) == "generate"
     # Last round: skip generate/curate, no teacher calls on data nobody trains on.
-    assert route_after_discriminate({"round": 2, "hard": 4}, stop=cfg) == "decide"
-    assert route_after_discriminate({"round": 1, "hard": 0}, stop=cfg) == "decide"
+    assert route_after_discriminate({"round": 2, "hard": 4}, _runtime(SimpleNamespace(stop=cfg))) == "decide"
+    assert route_after_discriminate({"round": 1, "hard": 0}, _runtime(SimpleNamespace(stop=cfg))) == "decide"
     assert route_after_decide({"round": 2}) == "imitate"
     assert route_after_decide({"round": 2, "stop_reason": "max_rounds"}) == END
 
 
-def test_graph_shape(tmp_path) -> None:
-    from conftest import micro_config
+def test_graph_shape() -> None:
+    from lionloop.loop.graph import build_graph, graph
 
-    from lionloop.context import Runtime
-    from lionloop.graph import build_graph
-
-    rt = Runtime(cfg=micro_config(tmp_path), run_dir=tmp_path, run_id="g")
-    g = build_graph(rt).get_graph()
+    # Compiles with no runtime at all (the runtime arrives as LangGraph's context at invoke).
+    assert graph.get_graph().nodes.keys() == build_graph().get_graph().nodes.keys()
+    g = build_graph().get_graph()
     edges = {(e.source, e.target) for e in g.edges}
     for a, b in [("__start__", "bootstrap"), ("bootstrap", "imitate"), ("imitate", "evaluate"),
                  ("evaluate", "discriminate"), ("discriminate", "generate"), ("discriminate", "decide"),
@@ -50,9 +55,9 @@ def test_last_round_is_judged_unless_switched_off(tmp_path) -> None:
 
     on = micro_config(tmp_path)
     off = micro_config(tmp_path, judge={"last_round": False})
-    assert route_after_evaluate({"round": 2}, cfg=on) == "discriminate"
-    assert route_after_evaluate({"round": 1}, cfg=off) == "discriminate"
-    assert route_after_evaluate({"round": 2}, cfg=off) == "decide"
+    assert route_after_evaluate({"round": 2}, _runtime(on)) == "discriminate"
+    assert route_after_evaluate({"round": 1}, _runtime(off)) == "discriminate"
+    assert route_after_evaluate({"round": 2}, _runtime(off)) == "decide"
 
 
 def test_unjudged_last_round_pays_no_referee_calls(tmp_path, micro_run) -> None:
@@ -60,7 +65,8 @@ def test_unjudged_last_round_pays_no_referee_calls(tmp_path, micro_run) -> None:
     round 2 has no verdicts and no teacher calls, and the loop ends as usual."""
     from conftest import micro_config
 
-    from lionloop.runner import start, status
+    from lionloop.inspect.status import run_status as status
+    from lionloop.loop.runner import start
 
     start(micro_config(tmp_path / "off", judge={"last_round": False}))
     off, ref = status(tmp_path / "off"), status(micro_run)

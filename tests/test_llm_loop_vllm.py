@@ -27,9 +27,9 @@ import pytest
 from conftest import MICRO, micro_config, pool_rows
 
 from lionloop.config import TeacherConfig
-from lionloop.requests import Answer, Judge, Rewrite
 from lionloop.stores.cache import CallCache
-from lionloop.teacher import Teacher
+from lionloop.teacher.client import Teacher
+from lionloop.teacher.requests import Answer, Judge, Rewrite
 from lionloop.testing.vllm_server import (
     COMPACT_JSON_ARGS,
     VLLMServer,
@@ -115,7 +115,8 @@ def test_openai_backend_against_vllm(server: VLLMServer, tmp_path: Path) -> None
 
 
 def test_loop_with_a_vllm_referee(server: VLLMServer, tmp_path: Path) -> None:
-    from lionloop.runner import start, status
+    from lionloop.inspect.status import run_status as status
+    from lionloop.loop.runner import start
 
     out, final = start(micro_config(tmp_path / "run", referee=llm(server), stop={"max_rounds": 1}))
     assert final["stop_reason"]
@@ -148,7 +149,8 @@ def test_loop_with_a_vllm_referee(server: VLLMServer, tmp_path: Path) -> None:
 
 
 def test_loop_with_everything_on_vllm(server: VLLMServer, tmp_path: Path) -> None:
-    from lionloop.runner import start, status
+    from lionloop.inspect.status import run_status as status
+    from lionloop.loop.runner import start
 
     cfg = micro_config(tmp_path / "run", teacher=llm(server, max_tokens=24), referee=llm(server),
                        generator_teacher=llm(server, max_tokens=64), stop={"max_rounds": 2},
@@ -192,9 +194,9 @@ SIDECAR_DRIVER = textwrap.dedent('''
         lionloop.__path__.append(repo)  # lionloop.plugins / .stores / .prompts sit at the top of the checkout
         from lionloop.config import TeacherConfig
         from lionloop.plugins.backend_vllm import VLLMBackend
-        from lionloop.requests import Answer, Judge, Rewrite
+        from lionloop.teacher.requests import Answer, Judge, Rewrite
         from lionloop.stores.cache import CallCache
-        from lionloop.teacher import Teacher
+        from lionloop.teacher.client import Teacher
 
         engine = {"dtype": "float32", "max_model_len": 4096, "enforce_eager": True, "max_num_seqs": 32,
                   "max_num_batched_tokens": 32 * 4096,

@@ -18,11 +18,18 @@ from pydantic import BaseModel
 
 from lionloop.config import TeacherConfig
 from lionloop.errors import ConfigError
-from lionloop.llm import Prompts, request_nonce
 from lionloop.plugins.backend_openai import OpenAIBackend, retry_after
-from lionloop.requests import Answer, Judge, ParseError, Rewrite, TeacherRequest, json_objects
 from lionloop.stores.cache import CallCache, cache_key
-from lionloop.teacher import Reply, Teacher
+from lionloop.teacher.chat import Prompts, request_nonce
+from lionloop.teacher.client import Reply, Teacher
+from lionloop.teacher.requests import (
+    Answer,
+    Judge,
+    ParseError,
+    Rewrite,
+    TeacherRequest,
+    json_objects,
+)
 from lionloop.testing.fault_server import ScriptedServer, cycle_plan
 
 VERDICT = '{"explanation": "2 is right", "score_1": 9, "score_2": 3}'

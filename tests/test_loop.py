@@ -8,7 +8,8 @@ from pathlib import Path
 import pytest
 from conftest import pool_rows
 
-from lionloop.runner import resume, status
+from lionloop.inspect.status import run_status as status
+from lionloop.loop.runner import resume
 
 
 def test_micro_loop_figures(micro_run: Path) -> None:
@@ -70,7 +71,7 @@ def test_checkpoints_events_and_resume_of_a_finished_run(micro_run: Path) -> Non
 class Boom:
     """A third-party generator that always raises."""
 
-    from lionloop.hookspecs import hookimpl
+    from lionloop.plugin.hookspecs import hookimpl
 
     @hookimpl
     def lionloop_generate(self, cases, teacher, ctx):  # noqa: ANN001, ANN201
@@ -80,11 +81,11 @@ class Boom:
 class Foreign:
     """A generator asking the oracle something outside its domain: the failure is recorded."""
 
-    from lionloop.hookspecs import hookimpl
+    from lionloop.plugin.hookspecs import hookimpl
 
     @hookimpl
     def lionloop_generate(self, cases, teacher, ctx):  # noqa: ANN001, ANN201
-        from lionloop.requests import Answer
+        from lionloop.teacher.requests import Answer
 
         (res,) = teacher.ask([Answer(instruction="What is the capital of France?")])
         assert not res.ok
@@ -95,15 +96,15 @@ class Foreign:
 def test_plugin_that_raises_is_reported_by_name_and_pool_stays_consistent(tmp_path: Path) -> None:
     from conftest import micro_config
 
-    from lionloop.context import Runtime
-    from lionloop.graph import build_graph
-    from lionloop.plugin_manager import get_plugin_manager
+    from lionloop.loop.graph import build_graph
+    from lionloop.loop.runtime import Runtime
+    from lionloop.plugin.manager import get_plugin_manager
 
     cfg = micro_config(tmp_path, generate={"max_new_per_round": 20, "generators": {
         "boom": {"share": 0.5}, "lion": {"share": 0.5}, "foreign": {"share": 0.1}}})
     pm = get_plugin_manager(extra=[("boom", Boom()), ("foreign", Foreign())])
     rt = Runtime(cfg=cfg, run_dir=tmp_path, run_id="boom-run", pm=pm)
-    final = build_graph(rt).invoke({"run_id": "boom-run", "round": 1}, {"recursion_limit": 100})
+    final = build_graph().invoke({"run_id": "boom-run", "round": 1}, {"recursion_limit": 100}, context=rt)
     rt.close()
     assert final["stop_reason"] == "max_rounds"
     metrics = json.loads(pool_rows(tmp_path, "SELECT metrics FROM rounds WHERE round = 1")[0][0])
@@ -120,7 +121,7 @@ def test_plugin_that_raises_is_reported_by_name_and_pool_stays_consistent(tmp_pa
 def test_uniform_case_selection_judges_nothing(tmp_path: Path) -> None:
     from conftest import micro_config
 
-    from lionloop.runner import start
+    from lionloop.loop.runner import start
 
     out, final = start(micro_config(tmp_path / "u", generate={"case_selection": "uniform", "max_new_per_round": 20}))
     assert final["stop_reason"] == "max_rounds"
@@ -137,7 +138,7 @@ def test_uniform_case_selection_judges_nothing(tmp_path: Path) -> None:
 def test_accepted_cap_fixes_the_data_budget(tmp_path: Path) -> None:
     from conftest import micro_config
 
-    from lionloop.runner import start
+    from lionloop.loop.runner import start
 
     out, _ = start(micro_config(tmp_path / "cap", generate={"max_new_per_round": 20, "max_accepted_per_round": 5}))
     r1 = status(out)["rounds"][0]

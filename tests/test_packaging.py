@@ -40,7 +40,7 @@ def test_wheel_maps_plugins_stores_prompts_into_lionloop(tmp_path: Path) -> None
     (target / "zz_deps.pth").write_text("\n".join(site.getsitepackages()) + "\n")
     code = (
         "import json, importlib.resources as r, lionloop.plugins.skills as s;"
-        "from lionloop.plugin_manager import get_plugin_manager;"
+        "from lionloop.plugin.manager import get_plugin_manager;"
         "print(json.dumps({'file': s.__file__, 'judge': r.files('lionloop.prompts').joinpath('judge.j2').is_file(),"
         "'plugins': [i.as_dict() for i in get_plugin_manager().plugin_list()]}))"
     )

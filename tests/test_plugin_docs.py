@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from lionloop import hookspecs
+from lionloop.plugin import hookspecs
 
 DOC = Path(__file__).resolve().parents[1] / "docs" / "plugins.md"
 

@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 
 from lionloop.errors import PluginError
-from lionloop.hookspecs import hookimpl
-from lionloop.plugin_manager import get_plugin_manager
+from lionloop.plugin.hookspecs import hookimpl
+from lionloop.plugin.manager import get_plugin_manager
 
 BUILTINS = {"lion", "oracle", "skills", "trl", "rationale", "socratic", "disco", "finetune_cot",
             "openai", "hf", "vllm"}
@@ -72,7 +72,7 @@ def _fake_dist(site: Path, name: str, module: str, source: str) -> None:
 
 def test_third_party_entry_points_and_broken_ones(tmp_path: Path) -> None:
     _fake_dist(tmp_path, "good-plugin", "good_plugin", """
-        from lionloop.hookspecs import hookimpl
+        from lionloop.plugin.hookspecs import hookimpl
 
         @hookimpl
         def lionloop_round_end(summary, ctx):
@@ -81,7 +81,7 @@ def test_third_party_entry_points_and_broken_ones(tmp_path: Path) -> None:
     _fake_dist(tmp_path, "broken-plugin", "broken_plugin", "raise ImportError('missing dependency xyz')\n")
     code = (
         "import json, sys; sys.path.insert(0, sys.argv[1]);"
-        "from lionloop.plugin_manager import get_plugin_manager;"
+        "from lionloop.plugin.manager import get_plugin_manager;"
         "print(json.dumps([i.as_dict() for i in get_plugin_manager().plugin_list()]))"
     )
     out = subprocess.run([sys.executable, "-c", code, str(tmp_path)], capture_output=True, text=True, check=True)

@@ -18,7 +18,7 @@ import yaml
 from conftest import MICRO, deep_merge, micro_config, pool_rows
 from typer.testing import CliRunner
 
-from lionloop.cli import app
+from lionloop.cli.app import app
 
 runner = CliRunner()
 
@@ -388,8 +388,8 @@ def test_queries_during_a_live_run(tmp_path: Path) -> None:
 @pytest.fixture(scope="module")
 def resumed_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, Any]]:
     """A micro run that crashed in round 1's curate, inspected, then resumed to the end."""
-    from lionloop import nodes
-    from lionloop.runner import resume, start
+    from lionloop.loop import nodes
+    from lionloop.loop.runner import resume, start
 
     run = tmp_path_factory.mktemp("resumed") / "run"
 
@@ -397,7 +397,7 @@ def resumed_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[st
         raise RuntimeError("injected crash in curate")
 
     with pytest.MonkeyPatch.context() as mp:
-        mp.setattr(nodes, "_curate", crash)
+        mp.setattr(nodes, "curate_stage", crash)
         with pytest.raises(RuntimeError, match="injected crash"):
             start(micro_config(run))
     crashed = cli_json("stats", run)

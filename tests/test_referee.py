@@ -5,11 +5,11 @@ from pathlib import Path
 from typing import Any
 
 from lionloop.config import RefereeConfig
+from lionloop.loop.referee import judge_cases, lion_rule
 from lionloop.records import Instruction
-from lionloop.referee import judge_cases, lion_rule
-from lionloop.requests import Judge, TeacherRequest
 from lionloop.stores.cache import CallCache
-from lionloop.teacher import Reply, Teacher
+from lionloop.teacher.client import Reply, Teacher
+from lionloop.teacher.requests import Judge, TeacherRequest
 
 
 class BiasedJudge:

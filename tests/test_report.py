@@ -16,8 +16,8 @@ import typer
 from conftest import pool_rows
 from typer.testing import CliRunner
 
-from lionloop.cli_report import report
-from lionloop.report import build_report, collect, figures
+from lionloop.cli.report import report
+from lionloop.inspect.report import build_report, collect, figures
 
 ROOT = Path(__file__).resolve().parents[1]
 ARTIFACTS = ROOT / "artifacts"
@@ -171,7 +171,7 @@ def test_report_on_a_run_with_only_its_bootstrap(run_copy: Path, tmp_path: Path)
 @pytest.fixture(scope="session")
 def chromium() -> str:
     """Debian's chromium, installed by scripts/setup_browser.sh when missing (needs root/apt)."""
-    from lionloop.report_browser import find_chromium
+    from lionloop.testing.browser import find_chromium
 
     path = find_chromium()
     if path is None:
@@ -188,7 +188,7 @@ def chromium() -> str:
 @pytest.mark.slow
 @pytest.mark.browser
 def test_report_in_headless_chromium(chromium: str, run_copy: Path, tmp_path: Path) -> None:
-    from lionloop.report_browser import inspect_report
+    from lionloop.testing.browser import inspect_report
 
     with sqlite3.connect(run_copy / "pool.sqlite") as c:  # text that would break a naive page
         c.execute("INSERT INTO instructions(id, text, task, origin, round_born, split) VALUES"

@@ -5,7 +5,7 @@ import pytest
 from lionloop.config import TaskConfig
 from lionloop.errors import ConfigError, Unsupported
 from lionloop.plugins.skills import SKILLS, SkillsPack
-from lionloop.requests import Answer, Judge, Rewrite
+from lionloop.teacher.requests import Answer, Judge, Rewrite
 
 
 @pytest.fixture

@@ -4,9 +4,9 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
-from lionloop.requests import Answer, Rewrite, TeacherRequest
 from lionloop.stores.cache import CallCache
-from lionloop.teacher import Reply, Teacher
+from lionloop.teacher.client import Reply, Teacher
+from lionloop.teacher.requests import Answer, Rewrite, TeacherRequest
 
 
 class Scripted:

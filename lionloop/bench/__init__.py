@@ -1,0 +1,1 @@
+"""Benchmarks: figures, not tests (`lionloop bench ...`); each writes its section of BENCHMARKS.md."""

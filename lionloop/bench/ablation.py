@@ -1,0 +1,212 @@
+"""Generator ablation: the loop with each generator plugin on or off, at equal teacher budget.
+
+Arms on the offline `skills` pack (with its multi-step and labelled skills), same seeds, rounds
+and training steps:
+  lion          Lion's generator alone (the baseline)
+  +<plugin>     lion and one of rationale, socratic, disco, finetune_cot, sharing the budget
+  all           lion and the four plugins, sharing the budget
+Every arm spends the same per-round budget of teacher calls on new data (generate + curate),
+split evenly between its generators through `options.max_calls`. The plugins ask the answers
+curate needs inside their own budget (curate then hits the cache); lion's answers are asked by
+curate, so lion gets half its split for rewrites. The paid calls are measured and reported, so
+the table shows how equal the budgets really were.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from pathlib import Path
+from typing import Any
+
+from lionloop.bench.common import machine_line, md_table, mean_std, pm, write_section
+from lionloop.config import RunConfig, parse_config
+
+log = logging.getLogger(__name__)
+
+PLUGINS = ("rationale", "socratic", "disco", "finetune_cot")
+# "+socratic-separate": socratic in its two-model mode (a decomposer student of its own).
+ARMS = ("lion", *(f"+{p}" for p in PLUGINS), "+socratic-separate", "all")
+# The demo's seven skills plus the pack's opt-in ones: multi-step `chain` and `sum` (socratic,
+# finetune_cot), labelled `mood` (disco). Sized like the demo (its student learns the easy skills
+# in a round or two) but with fewer steps and a smaller cache pool, so the 15-18 runs take about
+# an hour on 2 shared CPU cores; max_length 80 fits the plugins' longest rows (solver prompts).
+BASE: dict[str, Any] = {
+    "task": {"seeds_per_skill": 40, "cache_per_skill": 15, "eval_per_skill": 30, "options": {"extra_skills": True}},
+    "student": {"max_length": 80},
+    "train": {"steps_per_round": 200},
+    "judge": {"max_cases": 120},
+    "stop": {"stop_when_no_hard": False},
+}
+# Plugin options the benchmark sets: short task prefixes (shorter rows, faster training), and
+# three counterfactuals per labelled case for disco, which otherwise cannot spend its budget
+# (only `mood` is labelled: a few cases per round).
+OPTIONS: dict[str, dict[str, Any]] = {
+    "rationale": {"label_prefix": "[l] ", "rationale_prefix": "[r] "},
+    "socratic": {"decompose_prefix": "[d] ", "solve_prefix": "[s] "},
+    "finetune_cot": {"cot_prefix": "[c] "},
+    "disco": {"per_case": 3},
+}
+
+
+def generators(arm: str, budget: int) -> dict[str, Any]:
+    """The arm's generators, each with an equal part of the per-round budget of new-data calls."""
+    plugin, _, mode = arm[1:].partition("-")
+    names = ["lion", *PLUGINS] if arm == "all" else ["lion"] + ([plugin] if arm.startswith("+") else [])
+    part = budget // len(names)
+    out: dict[str, Any] = {}
+    for name in names:
+        calls = part // 2 if name == "lion" else part  # lion's answers are paid in curate
+        out[name] = {"share": round(1 / len(names), 4), "options": {"max_calls": calls, **OPTIONS.get(name, {})}}
+    if mode:
+        out[plugin]["options"]["mode"] = mode
+    return out
+
+
+def arm_config(arm: str, seed: int, rounds: int, run_dir: Path, budget: int, overrides: dict | None = None) -> RunConfig:
+    data: dict[str, Any] = json.loads(json.dumps(BASE))
+    data.update(name=f"ablation-{arm.strip('+')}-{seed}", seed=seed, run_dir=str(run_dir))
+    data["generate"] = {"max_new_per_round": 4 * budget, "generators": generators(arm, budget)}
+    data["stop"] = {**data["stop"], "max_rounds": rounds}
+    for k, v in (overrides or {}).items():
+        data[k] = {**data.get(k, {}), **v} if isinstance(v, dict) else v
+    return parse_config(data, f"bench:ablation:{arm}")
+
+
+def run_arm(cfg: RunConfig) -> list[dict[str, Any]]:
+    """Per round: held-out accuracy (direct, per skill, other methods), calls, rows, accepted."""
+    from lionloop.inspect.status import run_status as status
+    from lionloop.loop.runner import start
+
+    t0 = time.time()
+    out, _ = start(cfg)
+    st = status(out)
+    rounds = []
+    for r in st["rounds"]:
+        stages = r["teacher_by_stage"]
+        rounds.append({
+            "round": r["round"], "acc": r["eval_accuracy"], "per_skill": r["eval_per_skill"],
+            "methods": {k: v.get("overall") for k, v in _metrics(out, r["round"]).get("eval", {}).get("methods", {}).items()},
+            "rows": r["train"].get("rows"), "accepted": r["accepted"],
+            "by_generator": _metrics(out, r["round"]).get("curate", {}).get("by_generator", {}),
+            "new_data_calls": sum(int(stages.get(s, {}).get("calls", 0)) for s in ("generate", "curate")),
+            "teacher_calls": r["teacher_calls"],
+        })
+    rounds[-1]["seconds"] = round(time.time() - t0, 1)
+    rounds[-1]["total_calls"] = st["teacher_calls"]["paid"]
+    return rounds
+
+
+def _metrics(run_dir: Path, rnd: int) -> dict[str, Any]:
+    from lionloop.stores.pool import Pool
+
+    pool = Pool(run_dir / "pool.sqlite", readonly=True)
+    try:
+        return next((r["metrics"] for r in pool.rounds() if r["round"] == rnd), {})
+    finally:
+        pool.close()
+
+
+def run(arms: tuple[str, ...], seeds: list[int], rounds: int, budget: int, out_dir: Path,
+        overrides: dict | None = None) -> dict[str, Any]:
+    """Every (arm, seed) run, resumable: finished runs are read back from ablation.json."""
+    raw = out_dir / "ablation.json"
+    results: dict[str, dict[int, list[dict[str, Any]]]] = {a: {} for a in arms}
+    if raw.exists():
+        prev = json.loads(raw.read_text()).get("results", {})
+        for a in arms:
+            results[a] = {int(k): v for k, v in prev.get(a, {}).items()}
+    t0 = time.time()
+    for seed in seeds:
+        for arm in arms:
+            if seed in results[arm]:
+                continue
+            cfg = arm_config(arm, seed, rounds, out_dir / f"{arm.strip('+')}-{seed}", budget, overrides)
+            results[arm][seed] = run_arm(cfg)
+            last = results[arm][seed][-1]
+            log.warning("ablation: %s seed %d: acc %.3f in %.0fs", arm, seed, last["acc"] or 0, last["seconds"])
+            raw.write_text(json.dumps({"results": results}, indent=1))
+    return {"results": results, "seconds": time.time() - t0}
+
+
+def summarise(results: dict[str, dict[int, list[dict[str, Any]]]]) -> dict[str, Any]:
+    arms = [a for a in results if results[a]]
+    skills = sorted({k for a in arms for runs in results[a].values() for k in runs[-1]["per_skill"]})
+    out: dict[str, Any] = {"skills": skills, "arms": {}}
+    for arm in arms:
+        last = [runs[-1] for runs in results[arm].values()]
+        methods = sorted({m for r in last for m in r["methods"]})
+        out["arms"][arm] = {
+            "n": len(last),
+            "acc": [r["acc"] for r in last],
+            "per_skill": {s: [r["per_skill"].get(s) for r in last] for s in skills},
+            "methods": {m: [r["methods"].get(m) for r in last] for m in methods},
+            "new_data_calls": [sum(x["new_data_calls"] for x in runs) for runs in results[arm].values()],
+            "total_calls": [r["total_calls"] for r in last],
+            "rows": [r["rows"] for r in last],
+            "accepted": [sum(x["accepted"] for x in runs) for runs in results[arm].values()],
+            "seconds": [r["seconds"] for r in last],
+        }
+    return out
+
+
+FOCUS = ("chain", "sum", "mood")  # the skills the plugins were built for
+
+
+def report(summary: dict[str, Any], command: str) -> str:
+    arms = [a for a in ARMS if a in summary["arms"]]
+    skills = summary["skills"]
+    base = summary["arms"].get("lion")
+    base_acc = mean_std(base["acc"]) if base else None
+    main_rows, skill_rows, better = [], [], []
+    for arm in arms:
+        s = summary["arms"][arm]
+        acc, sd = mean_std(s["acc"])
+        delta = "" if base_acc is None or arm == "lion" else f"{100 * (acc - base_acc[0]):+.1f}"
+        if base_acc is not None and arm != "lion" and acc > base_acc[0]:
+            better.append(arm)
+        chains = ", ".join(f"{m} {pm(v)}" for m, v in s["methods"].items()) or "-"
+        calls, accepted = mean_std(s["new_data_calls"])[0], mean_std(s["accepted"])[0]
+        main_rows.append([arm, f"**{pm(s['acc'])}**", delta, *[pm(s["per_skill"][k]) for k in FOCUS if k in skills],
+                          chains, f"{calls:.0f}", f"{accepted:.0f}", f"{calls / accepted:.1f}" if accepted else "-",
+                          f"{mean_std(s['total_calls'])[0]:.0f}", f"{mean_std(s['rows'])[0]:.0f}"])
+        skill_rows.append([arm, *[f"{100 * mean_std(s['per_skill'][k])[0]:.0f}" for k in skills]])
+    n = max(s["n"] for s in summary["arms"].values())
+    secs = [x for s in summary["arms"].values() for x in s["seconds"]]
+    verdict = (f"Arms above lion alone on mean accuracy: {', '.join(better)}." if better else
+               "No arm is above lion alone on mean accuracy.")
+    return "\n".join([
+        "## 7. Generator ablation: each plugin on/off at equal budget",
+        "",
+        f"Command: `{command}` ({sum(secs) / 60:.0f} min for {len(secs)} runs, {mean_std(secs)[0] / 60:.1f} min per run). "
+        f"Machine: {machine_line()}.",
+        "",
+        f"The loop with each generator plugin on or off, on the offline `skills` pack (skills: {', '.join(skills)}), "
+        f"{n} seeds per arm. Every arm gets the same budget of teacher calls for new data per round (generate + curate), "
+        "split evenly between its generators. Held-out accuracy (%) of the direct answer after the last round, "
+        "mean ± std over seeds; *chains* is the plugins' own evaluation of the same student (socratic: decomposer "
+        "then solver; finetune_cot: chain of thought, the answer after `=>`). *New-data calls* and *all calls* "
+        "(bootstrap and referee included) are what the runs paid; *new instr.* counts the instructions added over "
+        "all rounds; *rows* the training rows of the last round. " + verdict,
+        "",
+        md_table(["arm", "overall", "Δ vs lion", *[k for k in FOCUS if k in skills], "chains", "new-data calls",
+                  "new instr.", "calls / new instr.", "all calls", "rows"], main_rows),
+        "",
+        "Per skill (mean %, same runs):",
+        "",
+        md_table(["arm", *skills], skill_rows),
+    ])
+
+
+def main(seeds: int = 3, rounds: int = 3, budget: int = 120, out_dir: Path = Path("runs/bench-ablation"),
+         arms: tuple[str, ...] = ARMS, write: bool = True, overrides: dict | None = None) -> tuple[dict[str, Any], str]:
+    """Run (or resume) the ablation; returns the summary and its Markdown table, which `write`
+    puts in BENCHMARKS.md's "Generator ablation" section."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    res = run(arms, list(range(seeds)), rounds, budget, out_dir, overrides)
+    summary = summarise(res["results"])
+    text = report(summary, f"lionloop bench ablation --seeds {seeds} --rounds {rounds} --budget {budget}")
+    if write:
+        write_section("ablation", text)
+    return summary, text

@@ -1,0 +1,229 @@
+"""Effectiveness: does the loop help the student at equal teacher budget?
+
+Arms on the offline pack, same seeds, same rounds, same training steps:
+  lion      the referee's hard/easy cases feed the Lion generator (the loop)
+  uniform   the same generator and data budget, cases drawn uniformly from the pool, no referee
+  seeds     seed data only (no generation)
+  lion_cap  the loop with no task taking more than 25% of the hard rewrites (Lion option
+            max_task_share; the value was fixed before this arm ran, not tuned on it)
+The data budget is fixed per round by `generate.max_accepted_per_round`, so lion and uniform train
+on the same number of teacher-answered examples.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from pathlib import Path
+from typing import Any
+
+from lionloop.bench.common import machine_line, md_table, mean_std, write_section
+from lionloop.config import RunConfig, parse_config
+
+log = logging.getLogger(__name__)
+
+ARMS = ("lion", "uniform", "seeds", "lion_cap")
+TASK_CAP = 0.25
+
+
+def arm_config(arm: str, seed: int, rounds: int, run_dir: Path, accepted: int, overrides: dict | None = None) -> RunConfig:
+    gen: dict[str, Any] = {"max_new_per_round": int(accepted * 1.5), "max_accepted_per_round": accepted}
+    if arm == "uniform":
+        gen["case_selection"] = "uniform"
+    elif arm == "seeds":
+        gen.update(case_selection="uniform", generators={})
+    elif arm == "lion_cap":
+        gen["generators"] = {"lion": {"options": {"max_task_share": TASK_CAP}}}
+    data = {"name": f"bench-{arm}-{seed}", "seed": seed, "run_dir": str(run_dir),
+            "generate": gen, "stop": {"max_rounds": rounds, "stop_when_no_hard": False}}
+    for k, v in (overrides or {}).items():
+        data[k] = {**data.get(k, {}), **v} if isinstance(v, dict) else v
+    return parse_config(data, f"bench:{arm}")
+
+
+def run_arm(cfg: RunConfig) -> list[dict[str, Any]]:
+    """Per round: training rows (the data budget), held-out accuracy overall and per skill."""
+    from lionloop.inspect.status import run_status as status
+    from lionloop.loop.runner import start
+
+    out, _ = start(cfg)
+    st = status(out)
+    return [
+        {"round": r["round"], "examples": r["train"].get("rows"), "acc": r["eval_accuracy"],
+         "per_skill": r["eval_per_skill"], "teacher_calls": r["teacher_calls"]}
+        for r in st["rounds"]
+    ]
+
+
+def budget_to_reach(curve: list[tuple[float, float]], target: float) -> float | None:
+    """First data budget at which a (budget, accuracy) curve reaches target (linear between rounds)."""
+    prev = None
+    for b, a in curve:
+        if a >= target:
+            if prev is None or prev[1] >= target:
+                return b
+            (b0, a0) = prev
+            return b0 + (b - b0) * (target - a0) / (a - a0)
+        prev = (b, a)
+    return None
+
+
+def run(seeds: list[int], rounds: int, accepted: int, out_dir: Path, overrides: dict | None = None) -> dict[str, Any]:
+    results: dict[str, dict[int, list[dict[str, Any]]]] = {a: {} for a in ARMS}
+    raw = out_dir / "effect.json"
+    if raw.exists():  # resume a long benchmark where it stopped
+        prev = json.loads(raw.read_text())
+        for a in ARMS:
+            results[a] = {int(k): v for k, v in prev.get("results", {}).get(a, {}).items()}
+    t0 = time.time()
+    for seed in seeds:
+        for arm in ARMS:
+            if seed in results[arm]:
+                continue
+            t = time.time()
+            cfg = arm_config(arm, seed, rounds, out_dir / f"{arm}-{seed}", accepted, overrides)
+            results[arm][seed] = run_arm(cfg)
+            log.warning("effect: %s seed %d done in %.0fs: final acc %.3f", arm, seed, time.time() - t,
+                        results[arm][seed][-1]["acc"])
+            raw.write_text(json.dumps({"results": results}, indent=1))
+    return {"results": results, "seconds": time.time() - t0}
+
+
+def summarise(results: dict[str, dict[int, list[dict[str, Any]]]]) -> dict[str, Any]:
+    final = {a: [runs[-1] for runs in results[a].values()] for a in ARMS if results.get(a)}
+    skills = sorted({k for rows in final.values() for r in rows for k in r["per_skill"]})
+    summary: dict[str, Any] = {"skills": skills, "arms": {}}
+    for arm, rows in final.items():
+        summary["arms"][arm] = {
+            "acc": mean_std([r["acc"] for r in rows]),
+            "per_skill": {s: mean_std([r["per_skill"].get(s) for r in rows]) for s in skills},
+            "examples": mean_std([r["examples"] for r in rows]),
+            "rows": rows,
+        }
+    # Mean accuracy-vs-budget curve per arm; where each loop arm first reaches uniform's final accuracy.
+    curves = {}
+    for arm, by_seed in results.items():
+        if by_seed:
+            n_rounds = min(len(v) for v in by_seed.values())
+            curves[arm] = [(mean_std([v[i]["examples"] for v in by_seed.values()])[0],
+                            mean_std([v[i]["acc"] for v in by_seed.values()])[0]) for i in range(n_rounds)]
+    summary["curves"] = curves
+    if "uniform" in summary["arms"]:
+        target = summary["arms"]["uniform"]["acc"][0]
+        summary["budget_to_uniform_final"] = {
+            arm: budget_to_reach(curve, target) for arm, curve in curves.items() if arm in ("lion", "lion_cap")}
+    return summary
+
+
+def wall_seconds(out_dir: Path, results: dict[str, dict[int, list[dict[str, Any]]]]) -> float:
+    """Wall time of all arm runs, read back from their rounds' stage timings (survives a resumed bench)."""
+    from lionloop.inspect.status import run_status as status
+
+    total = 0.0
+    for arm, by_seed in results.items():
+        for seed in by_seed:
+            run_dir = out_dir / f"{arm}-{seed}"
+            if (run_dir / "pool.sqlite").exists():
+                total += sum(sum((r.get("seconds") or {}).values()) for r in status(run_dir)["rounds"])
+    return total
+
+
+def allocation(out_dir: Path, results: dict[str, dict[int, list[dict[str, Any]]]]) -> dict[str, dict[str, float]]:
+    """Mean number of generated (non-seed) training instructions per skill, per arm: where the budget went."""
+    from lionloop.stores.pool import Pool
+
+    alloc: dict[str, dict[str, float]] = {}
+    for arm, by_seed in results.items():
+        counts: dict[str, list[int]] = {}
+        for seed in by_seed:
+            db = out_dir / f"{arm}-{seed}" / "pool.sqlite"
+            if not db.exists():
+                continue
+            pool = Pool(db, readonly=True)
+            try:
+                for task, n in pool.query("SELECT task, COUNT(*) FROM instructions WHERE origin != 'seed' "
+                                          "AND split = 'train' GROUP BY task"):
+                    counts.setdefault(task, []).append(n)
+            finally:
+                pool.close()
+        if counts:
+            alloc[arm] = {t: sum(v) / len(by_seed) for t, v in counts.items()}
+    return alloc
+
+
+def plot(results: dict[str, dict[int, list[dict[str, Any]]]], path: Path) -> Path:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6.4, 4))
+    for arm, color in zip(ARMS, ("tab:red", "tab:blue", "tab:gray", "tab:orange"), strict=True):
+        for k, runs in enumerate(results.get(arm, {}).values()):
+            ax.plot([r["examples"] for r in runs], [100 * r["acc"] for r in runs], "o-", color=color,
+                    alpha=0.7, label=arm if k == 0 else None)
+    ax.set_xlabel("teacher-answered training examples (data budget)")
+    ax.set_ylabel("held-out accuracy (%)")
+    ax.set_title("offline pack: accuracy after each round, one line per seed")
+    ax.grid(alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def report(summary: dict[str, Any], seconds: float, command: str, plot_path: Path | None,
+           alloc: dict[str, dict[str, float]] | None = None) -> str:
+    arms = [a for a in ARMS if a in summary["arms"]]
+    rows = []
+    for arm in arms:
+        s = summary["arms"][arm]
+        rows.append([arm, f"{s['examples'][0]:.0f}", f"**{100 * s['acc'][0]:.1f} ± {100 * s['acc'][1]:.1f}**",
+                     *[f"{100 * s['per_skill'][k][0]:.0f} ± {100 * s['per_skill'][k][1]:.0f}" for k in summary["skills"]]])
+    n = len(next(iter(summary["arms"].values()))["rows"])
+    lines = [
+        "## 1. Effectiveness: the loop vs. uniform expansion vs. seeds only",
+        "",
+        f"Command: `{command}` ({seconds / 60:.0f} min). Machine: {machine_line()}.",
+        "",
+        f"Held-out accuracy (%) after the last round, mean ± std over {n} seeds; the data budget is the",
+        "number of teacher-answered training examples the student saw in its last round.",
+        "",
+        md_table(["arm", "budget", "overall", *summary["skills"]], rows),
+    ]
+    u_final = summary["arms"]["uniform"]["examples"][0] if "uniform" in summary["arms"] else None
+    for arm, b in summary.get("budget_to_uniform_final", {}).items():
+        lines += ["", (f"`{arm}` first reaches uniform expansion's final accuracy at a budget of **{b:.0f}** "
+                       f"examples (uniform needed {u_final:.0f})." if b is not None else
+                       f"`{arm}` does not reach uniform expansion's final accuracy within this budget.")]
+    if alloc:
+        skills = summary["skills"]
+        lines += ["", "Where the budget went: generated training instructions per skill (mean over seeds).", "",
+                  md_table(["arm", *skills], [[a, *[f"{alloc[a].get(k, 0):.0f}" for k in skills]]
+                                              for a in arms if a in alloc])]
+        if "lion" in alloc:
+            top = max(alloc["lion"], key=alloc["lion"].get)
+            shares = {a: alloc[a].get(top, 0) / max(1, sum(alloc[a].values())) for a in arms if a in alloc}
+            acc = summary["arms"]["lion"]["per_skill"][top][0]
+            lines += ["", f"The loop put {100 * shares['lion']:.0f}% of its generated instructions on `{top}` "
+                      f"(final accuracy there {100 * acc:.0f}%); " +
+                      ", ".join(f"{a} {100 * v:.0f}%" for a, v in shares.items() if a != "lion") + "."]
+    if plot_path is not None:
+        lines += ["", f"![accuracy vs budget]({plot_path.as_posix()})"]
+    return "\n".join(lines)
+
+
+def main(seeds: int = 3, rounds: int = 4, accepted: int = 300, out_dir: Path = Path("runs/bench-effect"),
+         write: bool = True, overrides: dict | None = None) -> dict[str, Any]:
+    out_dir.mkdir(parents=True, exist_ok=True)
+    res = run(list(range(seeds)), rounds, accepted, out_dir, overrides)
+    summary = summarise(res["results"])
+    plot_path = plot(res["results"], Path("docs") / "bench-effect.png") if write else None
+    text = report(summary, wall_seconds(out_dir, res["results"]), f"lionloop bench effect --seeds {seeds} --rounds {rounds} "
+                  f"--accepted {accepted}", plot_path, allocation(out_dir, res["results"]))
+    print(text)
+    if write:
+        write_section("effect", text)
+    return summary

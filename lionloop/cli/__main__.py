@@ -1,0 +1,5 @@
+"""`python -m lionloop.cli ...` is the `lionloop` command."""
+
+from lionloop.cli.app import main
+
+main()

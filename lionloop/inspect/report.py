@@ -1,0 +1,213 @@
+"""`lionloop report`: one self-contained HTML file of a run's curves, score gaps, pool map and hardest cases.
+
+Plotly draws every chart (its JS is inlined, so the file opens with no network); the 2-D map of the
+pool is a projection (t-SNE, or PCA on large pools) of the embeddings the run stored for dedup.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections import defaultdict
+from pathlib import Path
+from typing import Any
+
+from lionloop.inspect.snapshot import PoolQueryError, snapshot
+from lionloop.inspect.status import build, stats_view
+from lionloop.inspect.views import latest_verdicts, lineage_of
+from lionloop.rundir import RunDir
+from lionloop.stores.pool import Pool
+
+log = logging.getLogger(__name__)
+
+PROJECTIONS = ("auto", "tsne", "pca")
+TSNE_UP_TO = 3000  # t-SNE takes ~4 s at 2k points on 2 cores; past this, PCA keeps the report fast
+MAP_POINTS = 20_000  # plot at most this many points (a deterministic sample above it)
+
+
+# -- data ---------------------------------------------------------------------------------------
+
+
+def collect(run_dir: Path, projection: str = "auto", top: int = 25) -> dict[str, Any]:
+    """Everything the report shows, read from one snapshot of the pool."""
+    if projection not in PROJECTIONS:
+        raise PoolQueryError(f"unknown projection {projection!r} (one of: {', '.join(PROJECTIONS)})")
+    with snapshot(run_dir) as pool:
+        stats = stats_view(build(pool, RunDir(run_dir)))
+        metrics = {r["round"]: r["metrics"] for r in pool.rounds()}
+        rounds = sorted(metrics)
+        # Pool size by origin after each round: instructions born at or before it (eval excluded).
+        born = defaultdict(lambda: defaultdict(int))
+        for r in pool.query("SELECT origin, round_born, COUNT(*) AS n FROM instructions"
+                            " WHERE split != 'eval' GROUP BY 1, 2"):
+            born[r["origin"]][r["round_born"]] += r["n"]
+        by_origin = {o: [sum(n for b, n in per.items() if b <= rnd) for rnd in rounds] for o, per in sorted(born.items())}
+        gaps = defaultdict(list)
+        identical = defaultdict(int)
+        for r in pool.query("SELECT round, diff, hard FROM verdicts"):
+            if r["diff"] is not None:
+                gaps[r["round"]].append(r["diff"])
+            elif r["hard"] == 0:
+                identical[r["round"]] += 1
+        latest = latest_verdicts(pool)
+        info = {r["id"]: dict(r) for r in pool.query(
+            "SELECT id, text, input, task, origin, parent_id, round_born, split FROM instructions")}
+        hardest = _hardest(pool, latest, info, top)
+        emb = _embedding_map(pool, info, latest, projection)
+    return {
+        "run": {"run_id": RunDir(run_dir).run_id(), "created": RunDir(run_dir).info().get("created"),
+                "run_dir": str(run_dir)},
+        "stats": stats,
+        "rounds": rounds,
+        "metrics": metrics,
+        "pool_by_origin": by_origin,
+        "gaps": {k: gaps[k] for k in sorted(gaps)},
+        "identical": dict(identical),
+        "hardest": hardest,
+        "map": emb,
+    }
+
+
+def _hardest(pool: Pool, latest: dict[str, dict[str, Any]], info: dict[str, dict[str, Any]], top: int) -> list[dict[str, Any]]:
+    """Instructions whose latest verdict is hard, largest gap first, then hard in the most rounds."""
+    times_hard = {r[0]: r[1] for r in pool.query(
+        "SELECT instruction_id, SUM(hard = 1) FROM verdicts GROUP BY instruction_id")}
+    times_judged = {r[0]: r[1] for r in pool.query(
+        "SELECT instruction_id, COUNT(*) FROM verdicts GROUP BY instruction_id")}
+    hard = [v for v in latest.values() if v["hard"] == 1 and v["instruction_id"] in info]
+    hard.sort(key=lambda v: (-(v["diff"] or 0), -times_hard.get(v["instruction_id"], 0), v["instruction_id"]))
+    out = []
+    for v in hard[:top]:
+        iid = v["instruction_id"]
+        answers = {(r["role"]): r["text"] for r in pool.query(
+            "SELECT role, text FROM responses WHERE instruction_id = ? AND (role = 'teacher' OR round = ?)"
+            " ORDER BY round", (iid, v["verdict_round"]))}
+        lin = lineage_of(pool, iid, max_nodes=200)
+        out.append({
+            **info[iid], "diff": v["diff"], "verdict_round": v["verdict_round"],
+            "times_hard": times_hard.get(iid, 0), "times_judged": times_judged.get(iid, 0),
+            "teacher_answer": answers.get("teacher", ""), "student_answer": answers.get("student", ""),
+            "lineage": lin,
+        })
+    return out
+
+
+def _embedding_map(pool: Pool, info: dict[str, dict[str, Any]], latest: dict[str, dict[str, Any]], projection: str) -> dict[str, Any]:
+    import numpy as np
+
+    models = pool.query("SELECT model, COUNT(*) AS n FROM embeddings GROUP BY model ORDER BY n DESC")
+    if not models:
+        return {"points": [], "method": None, "note": "no embeddings stored yet"}
+    model = models[0]["model"]
+    stored = [(i, v) for i, v in pool.embeddings(model) if i in info]
+    if len(stored) > MAP_POINTS:
+        keep = np.random.default_rng(0).choice(len(stored), MAP_POINTS, replace=False)
+        stored = [stored[k] for k in sorted(keep)]
+    if len(stored) < 3:
+        return {"points": [], "method": None, "note": f"only {len(stored)} embeddings stored"}
+    X = np.stack([np.frombuffer(v, dtype=np.float32) for _, v in stored])
+    method = projection if projection != "auto" else ("tsne" if len(X) <= TSNE_UP_TO else "pca")
+    t0 = time.perf_counter()
+    xy = _project(X, method)
+    log.info("projected %d embeddings with %s in %.1fs", len(X), method, time.perf_counter() - t0)
+    points = []
+    for (iid, _), (x, y) in zip(stored, xy, strict=True):
+        ins, v = info[iid], latest.get(iid)
+        if ins["split"] == "eval":
+            status = "eval (held out)"
+        elif v is None or v["hard"] is None:
+            status = "not judged yet"
+        else:
+            status = "hard" if v["hard"] else "easy"
+        points.append({"id": iid, "x": float(x), "y": float(y), "round": ins["round_born"], "split": ins["split"],
+                       "status": status, "text": ins["text"], "task": ins["task"], "origin": ins["origin"]})
+    return {"points": points, "method": method, "model": model, "note": ""}
+
+
+def _project(X: Any, method: str) -> Any:
+    from sklearn.decomposition import PCA
+
+    if method == "pca" or len(X) < 10:
+        return PCA(n_components=2, random_state=0).fit_transform(X)
+    from sklearn.manifold import TSNE
+
+    reduced = PCA(n_components=min(50, X.shape[1], len(X) - 1), random_state=0).fit_transform(X)
+    perplexity = float(min(30, max(2, (len(X) - 1) / 3)))
+    return TSNE(n_components=2, init="pca", random_state=0, perplexity=perplexity, max_iter=500).fit_transform(reduced)
+
+
+# -- figures ------------------------------------------------------------------------------------
+
+
+def figures(data: dict[str, Any]) -> list[dict[str, Any]]:
+    """The report's charts: id, title, a sentence on how to read it, and the Plotly figure (or None)."""
+    from lionloop.inspect.figures import (
+        accuracy_figure,
+        curate_figure,
+        gap_figure,
+        map_figure,
+        pool_figure,
+        referee_figure,
+        teacher_figure,
+    )
+
+    return [
+        {"id": "accuracy", "title": "Eval accuracy by round",
+         "about": "Student accuracy on the held-out eval split after each round's training, overall and per skill.",
+         "fig": accuracy_figure(data)},
+        {"id": "referee", "title": "Referee: hard and easy cases",
+         "about": "The referee's calls on the train and cache pools each round; the line is the hard ratio.",
+         "fig": referee_figure(data)},
+        {"id": "pool", "title": "Pool size by origin",
+         "about": "Instructions in the train and cache pools after each round, by who wrote them (eval excluded).",
+         "fig": pool_figure(data)},
+        {"id": "teacher", "title": "Teacher calls and tokens",
+         "about": "Paid teacher calls per round by stage (round 0 = bootstrap); cache hits and tokens as lines.",
+         "fig": teacher_figure(data)},
+        {"id": "gaps", "title": "Referee score gaps",
+         "about": "Teacher score minus student score for every judged case, per round (identical answers are easy and not scored).",
+         "fig": gap_figure(data)},
+        {"id": "curate", "title": "Candidates: accepted and rejected",
+         "about": "What the generators proposed each round and why candidates were dropped (filters, dedup against the pool and the eval set, teacher failures).",
+         "fig": curate_figure(data)},
+        {"id": "map", "title": "The pool's embedding map",
+         "about": "Every stored instruction embedding projected to 2-D, coloured by the round it entered and by its latest verdict.",
+         "fig": map_figure(data), "wide": True},
+    ]
+
+
+# -- HTML ---------------------------------------------------------------------------------------
+
+
+def render(data: dict[str, Any], figs: list[dict[str, Any]]) -> str:
+    import plotly.io as pio
+    from plotly.offline import get_plotlyjs
+
+    from lionloop.inspect.template import page
+
+    config = {"displaylogo": False, "responsive": True}
+    charts = []
+    for f in figs:
+        html = None
+        if f["fig"] is not None:
+            html = pio.to_html(f["fig"], full_html=False, include_plotlyjs=False, div_id=f"plot-{f['id']}",
+                               config=config, default_width="100%")
+        charts.append({**{k: v for k, v in f.items() if k != "fig"}, "html": html})
+    return page(data, charts, get_plotlyjs())
+
+
+def build_report(run_dir: Path, out: Path, projection: str = "auto", top: int = 25) -> dict[str, Any]:
+    """Write the report for `run_dir` to `out`; returns what was written and how long it took."""
+    t0 = time.perf_counter()
+    data = collect(run_dir, projection, top)
+    html = render(data, figures(data))
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_name(out.name + ".tmp")
+    tmp.write_text(html, encoding="utf-8")
+    tmp.replace(out)
+    return {
+        "out": str(out), "bytes": out.stat().st_size, "seconds": round(time.perf_counter() - t0, 2),
+        "rounds": len([r for r in data["rounds"] if r > 0]), "points": len(data["map"]["points"]),
+        "projection": data["map"]["method"], "hardest": len(data["hardest"]),
+    }

@@ -1,0 +1,226 @@
+"""The one status builder: every figure of a run, read from one snapshot of its pool and its call
+cache. `lionloop status`, `lionloop pool stats`, the report and the benchmarks all read it.
+
+Per round (round 0 is bootstrap) it joins what the stages wrote into the round's metrics (eval
+accuracy, the generate and curate counts, teacher figures per stage, seconds) with what the
+tables hold (instructions born, verdicts); the two views below only choose and name fields.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections import defaultdict
+from pathlib import Path
+from typing import Any
+
+from lionloop.inspect.snapshot import snapshot
+from lionloop.rundir import RunDir
+from lionloop.stores.pool import Pool
+
+# Per-stage teacher figures in round metrics (lionloop.teacher.client.Teacher.stats); cost is a float.
+TEACHER_KEYS = ("calls", "hits", "failures", "requests", "reasks", "prompt_tokens", "completion_tokens", "cost")
+
+
+def grouped(pool: Pool, sql: str, params: tuple[Any, ...] = ()) -> dict[str, int]:
+    return {str(r[0]): r[1] for r in pool.query(sql, params)}
+
+
+def teacher_sums(per_stage: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    """One round's teacher figures summed over its stages: calls, hits, failures, tokens, cost."""
+    return {
+        "teacher_calls": int(sum(v.get("calls", 0) for v in per_stage.values())),
+        "cache_hits": int(sum(v.get("hits", 0) for v in per_stage.values())),
+        "teacher_failures": int(sum(v.get("failures", 0) for v in per_stage.values())),
+        "teacher_tokens": {
+            "prompt": int(sum(v.get("prompt_tokens", 0) for v in per_stage.values())),
+            "completion": int(sum(v.get("completion_tokens", 0) for v in per_stage.values())),
+        },
+        "teacher_cost": round(float(sum(v.get("cost", 0.0) for v in per_stage.values())), 6),
+    }
+
+
+def cache_totals(cache_path: Path, run_id: str) -> dict[str, Any]:
+    """Paid calls of a run as its call cache records them (survives crashes): calls, repaid, tokens, cost."""
+    empty = {"paid": 0, "repaid": 0, "prompt_tokens": 0, "completion_tokens": 0, "cost": 0.0}
+    if not Path(cache_path).exists():
+        return empty
+    cache = Pool(cache_path, readonly=True)
+    try:
+        row = cache.query(
+            "SELECT COUNT(*) AS paid, COALESCE(SUM(repaid), 0) AS repaid,"
+            " COALESCE(SUM(json_extract(usage, '$.prompt_tokens')), 0) AS prompt_tokens,"
+            " COALESCE(SUM(json_extract(usage, '$.completion_tokens')), 0) AS completion_tokens,"
+            " COALESCE(SUM(json_extract(usage, '$.cost')), 0) AS cost"
+            " FROM llm_cache WHERE run_id = ?",
+            (run_id,),
+        )[0]
+    except sqlite3.OperationalError:  # no call made yet: no table
+        return empty
+    finally:
+        cache.close()
+    return {"paid": row["paid"], "repaid": row["repaid"], "prompt_tokens": int(row["prompt_tokens"]),
+            "completion_tokens": int(row["completion_tokens"]), "cost": round(float(row["cost"]), 6)}
+
+
+def build(pool: Pool, run_dir: RunDir, cfg: Any = None, run_id: str | None = None) -> dict[str, Any]:
+    """Every figure of a run from an open pool (inside the caller's snapshot).
+
+    `cfg` and `run_id` (from `RunDir.read()`) add the run's identity and its call-cache totals;
+    without them (a pool read on its own) those parts are left out.
+    """
+    metrics = {r["round"]: r for r in pool.rounds()}
+    judged = {
+        r["round"]: dict(r)
+        for r in pool.query(
+            "SELECT round, COUNT(*) AS judged, SUM(hard = 1) AS hard, SUM(hard = 0) AS easy,"
+            " SUM(hard IS NULL) AS unjudged FROM verdicts GROUP BY round"
+        )
+    }
+    # Candidate counts from the table, for rounds whose curate stage has not run (a crash).
+    table: dict[int, dict[str, int]] = defaultdict(lambda: defaultdict(int))
+    for r in pool.query("SELECT round, status, reason, COUNT(*) AS n FROM candidates GROUP BY 1, 2, 3"):
+        t = table[r["round"]]
+        t["candidates"] += r["n"]
+        if r["status"] == "accepted":
+            t["accepted"] += r["n"]
+        elif r["status"] != "pending":
+            t[(r["reason"] or r["status"]).split(":")[0]] += r["n"]
+    born = grouped(pool, "SELECT round_born, COUNT(*) FROM instructions WHERE split != 'eval' GROUP BY round_born")
+    teacher: dict[str, float] = defaultdict(int)
+    by_stage: dict[str, dict[str, float]] = defaultdict(lambda: defaultdict(int))
+    rejections: dict[str, int] = defaultdict(int)
+    rounds = []
+    size = 0
+    for rnd in sorted(set(metrics) | set(judged) | set(table) | {int(k) for k in born}):
+        row = metrics.get(rnd, {})
+        m = row.get("metrics", {})
+        per_stage = m.get("teacher", {})
+        for stage, v in per_stage.items():
+            for k in TEACHER_KEYS:
+                x = float(v.get(k) or 0) if k == "cost" else int(v.get(k) or 0)
+                teacher[k] += x
+                by_stage[stage][k] += x
+        size += born.get(str(rnd), 0)
+        if "curate" in m:
+            cur = m["curate"]
+            cand, acc, rej = cur.get("candidates", 0), cur.get("accepted", 0), dict(cur.get("rejected", {}))
+        else:
+            t = dict(table.get(rnd, {}))
+            cand, acc = t.pop("candidates", 0), t.pop("accepted", 0)
+            rej = t
+        for k, v in rej.items():
+            rejections[k] += v
+        j = judged.get(rnd, {})
+        hard, easy = j.get("hard") or 0, j.get("easy") or 0
+        rounds.append({
+            "round": rnd,
+            "finished": row.get("finished") is not None,
+            "born": born.get(str(rnd), 0),
+            "pool_size": size,
+            "judged": j.get("judged", 0),
+            "hard": hard,
+            "easy": easy,
+            "unjudged": j.get("unjudged") or 0,
+            "hard_ratio": round(hard / (hard + easy), 4) if hard + easy else None,
+            "referee": m.get("referee"),
+            "eval_accuracy": m.get("eval", {}).get("overall"),
+            "eval_per_skill": m.get("eval", {}).get("per_skill", {}),
+            "generated": m.get("generate", {}).get("candidates", 0),
+            "candidates": cand,
+            "accepted": acc,
+            "rejected": dict(sorted(rej.items())),
+            **teacher_sums(per_stage),
+            "teacher_by_stage": per_stage,
+            "seconds": m.get("seconds", {}),
+            "work_seconds": m.get("work_seconds", {}),
+            "train": m.get("train", {}),
+            **({"train_roles": m["train_roles"]} if m.get("train_roles") else {}),
+            "plugin_errors": m.get("generate", {}).get("plugin_errors", {}),
+            "stop_reason": m.get("stop_reason"),
+            "bootstrap": m.get("bootstrap", {}),
+        })
+    stages = pool.query("SELECT round, stage FROM stages ORDER BY finished DESC LIMIT 1")
+    out: dict[str, Any] = {
+        "run_dir": str(run_dir),
+        "last_stage": dict(stages[0]) if stages else None,
+        "rounds": rounds,
+        "instructions": pool.query("SELECT COUNT(*) FROM instructions")[0][0],
+        "by_split": grouped(pool, "SELECT split, COUNT(*) FROM instructions GROUP BY split ORDER BY split"),
+        "by_round_born": born,
+        "by_origin": grouped(pool, "SELECT origin, COUNT(*) FROM instructions WHERE split != 'eval' GROUP BY origin ORDER BY origin"),
+        "by_task": grouped(pool, "SELECT task, COUNT(*) FROM instructions WHERE split != 'eval' GROUP BY task ORDER BY task"),
+        "examples": pool.query("SELECT COUNT(*) FROM examples")[0][0],
+        "examples_by_kind": grouped(pool, "SELECT kind, COUNT(*) FROM examples GROUP BY kind ORDER BY kind"),
+        "verdicts": grouped(
+            pool,
+            "SELECT CASE hard WHEN 1 THEN 'hard' WHEN 0 THEN 'easy' ELSE 'unjudged' END AS h,"
+            " COUNT(*) FROM verdicts GROUP BY h ORDER BY h",
+        ),
+        "rejections": dict(sorted(rejections.items())),
+        "teacher": {k: round(v, 6) if k == "cost" else v for k, v in ((k, teacher.get(k, 0)) for k in TEACHER_KEYS)},
+        "teacher_by_stage": {s: {k: round(x, 6) if k == "cost" else x for k, x in v.items()}
+                             for s, v in sorted(by_stage.items())},
+    }
+    if cfg is not None and run_id is not None:
+        out["run_id"] = run_id
+        out["name"] = cfg.name
+        out["calls"] = cache_totals(run_dir.cache_path(cfg), run_id)
+    return out
+
+
+def status_view(full: dict[str, Any]) -> dict[str, Any]:
+    """`lionloop status --json`: the run's identity, bootstrap, rounds 1.. and pool totals."""
+    boot = next((r for r in full["rounds"] if r["round"] == 0), None)
+    keep = ("round", "finished", "eval_accuracy", "eval_per_skill", "candidates", "accepted", "teacher_calls",
+            "cache_hits", "teacher_failures", "teacher_tokens", "teacher_cost", "teacher_by_stage", "seconds",
+            "work_seconds", "train", "train_roles", "plugin_errors", "stop_reason")
+    rounds = []
+    for r in full["rounds"]:
+        if r["round"] == 0:
+            continue
+        ref = r["referee"] or {}
+        rounds.append({
+            **{k: r[k] for k in keep if k in r},
+            # The referee's own figures; None where the round was not judged (uniform selection,
+            # or a last round left unjudged).
+            "hard": ref.get("hard"),
+            "easy": ref.get("easy"),
+            "candidates": r["generated"],
+            "dedup_rejected": r["rejected"],
+        })
+    return {
+        "run_id": full.get("run_id"),
+        "run_dir": full["run_dir"],
+        "name": full.get("name"),
+        "last_stage": full["last_stage"],
+        "bootstrap": {**(boot or {}).get("bootstrap", {}),
+                      **{k: (boot or {}).get(k, 0) for k in ("teacher_calls", "cache_hits", "teacher_failures")},
+                      "teacher_tokens": (boot or {}).get("teacher_tokens", {"prompt": 0, "completion": 0}),
+                      "teacher_cost": (boot or {}).get("teacher_cost", 0.0)},
+        "rounds": rounds,
+        "teacher_calls": full.get("calls"),
+        "pool": {"by_split": full["by_split"], "by_origin": full["by_origin"], "examples": full["examples"]},
+    }
+
+
+def stats_view(full: dict[str, Any]) -> dict[str, Any]:
+    """`lionloop pool stats --json`: counts by round (bootstrap included), split, origin, task, kind."""
+    keep = ("round", "born", "pool_size", "judged", "hard", "easy", "unjudged", "hard_ratio", "eval_accuracy",
+            "candidates", "accepted", "rejected", "teacher_calls")
+    known = [r["round"] for r in full["rounds"]]
+    return {
+        "run_dir": full["run_dir"],
+        **{k: full[k] for k in ("instructions", "by_split", "by_round_born", "by_origin", "by_task",
+                                 "examples_by_kind", "verdicts")},
+        "rounds": [{k: r[k] for k in keep} for r in full["rounds"]],
+        "last_round": known[-1] if known else None,
+        **{k: full[k] for k in ("rejections", "teacher", "teacher_by_stage")},
+    }
+
+
+def run_status(run_dir: Path) -> dict[str, Any]:
+    """`lionloop status --json` of a run directory, read-only (safe while the run writes)."""
+    rd = RunDir(run_dir)
+    cfg, run_id = rd.read()
+    with snapshot(run_dir) as pool:
+        return status_view(build(pool, rd, cfg, run_id))

@@ -1,0 +1,41 @@
+"""Teacher answers to instructions, and the training rows made from them (bootstrap and curate)."""
+
+from __future__ import annotations
+
+from lionloop.errors import PluginError
+from lionloop.loop.runtime import Runtime
+from lionloop.records import Example, Instruction
+from lionloop.student.prompt import format_prompt
+from lionloop.teacher.requests import Answer
+
+
+def answer_rows(rt: Runtime, ins: Instruction, answer: str, generator: str, round: int) -> list[Example]:
+    """Training rows for an instruction: plugins first (firstresult), else one answer row.
+
+    The answer row's prompt is the one the evaluate stage uses (`lionloop_student_prompt`).
+    """
+    ctx = rt.context(round)
+    try:
+        prompt = rt.pm.hook.lionloop_student_prompt(instruction=ins, ctx=ctx) or format_prompt(ins)
+        rows = rt.pm.hook.lionloop_format_examples(
+            instruction=ins, answer=answer, generator=generator, ctx=ctx, prompt=prompt
+        )
+    except Exception as err:
+        raise PluginError(f"lionloop_format_examples failed for {ins.id}: {err}") from err
+    if rows is None:
+        rows = [Example(ins.id, prompt, answer, "answer", generator, round)]
+    return rows
+
+
+def teacher_answers(rt: Runtime, items: list[Instruction], round: int, stage: str) -> tuple[dict[str, str], dict[str, str]]:
+    """Ask the teacher to answer instructions; returns (answers, failures) by instruction id."""
+    advance = rt.reporter.task(f"teacher answers ({stage})", len(items))
+    results = rt.teacher.ask([Answer(instruction=i.text, input=i.input, task=i.task) for i in items], advance)
+    rt.reporter.task_done()
+    answers, failures = {}, {}
+    for ins, res in zip(items, results, strict=True):
+        if res.ok:
+            answers[ins.id] = res.output.text
+        else:
+            failures[ins.id] = res.error or "unknown"
+    return answers, failures

@@ -1,0 +1,95 @@
+"""The curate stage: filter hooks, dedup against the pool and the eval set, the data cap, teacher
+answers for the survivors, and the new instructions with their rows, vectors and lineage."""
+
+from __future__ import annotations
+
+import time
+from collections import defaultdict
+from typing import Any
+
+from lionloop.embedding import embed_text
+from lionloop.loop.answers import answer_rows, teacher_answers
+from lionloop.loop.dedup import deduplicate
+from lionloop.loop.runtime import Runtime
+from lionloop.records import Example, Instruction
+
+
+def curate_stage(rt: Runtime, r: int) -> dict[str, Any]:
+    candidates = rt.pool.candidates(r)
+    # One call per candidate position (seq): the same instruction proposed twice gets two calls.
+    status: list[tuple[str, str | None]] = [("pending", None)] * len(candidates)
+    survivors: list[int] = []
+    for k, cand in enumerate(candidates):
+        ctx = rt.context(r, plugin=cand.generator)
+        try:
+            reason = rt.pm.hook.lionloop_filter_candidate(candidate=cand, ctx=ctx)
+        except Exception as err:  # noqa: BLE001
+            reason = f"filter error: {type(err).__name__}: {err}"
+        if reason:
+            status[k] = ("rejected", f"filter: {reason}")
+        else:
+            survivors.append(k)
+    advance = rt.reporter.task(f"dedup {len(survivors)} candidates", len(survivors))
+    t0 = time.perf_counter()
+    vectors = rt.embedder.encode([embed_text(candidates[k].instruction) for k in survivors], advance)
+    embed_seconds = time.perf_counter() - t0
+    rt.reporter.task_done()
+    splits = {i.id: i.split for i in rt.pool.instructions()}
+    own = {g.name: g.dedup_threshold for g in rt.plan}
+    dd = deduplicate(
+        [candidates[k].instruction for k in survivors], vectors, rt.index.search, splits.get,
+        rt.cfg.dedup.threshold, [own.get(candidates[k].generator) for k in survivors],
+    )
+    for pos, reason in dd.rejected.items():
+        status[survivors[pos]] = ("rejected", reason)
+    kept = [survivors[pos] for pos in dd.accepted]  # candidate positions, dedup order
+    kept_vectors = dd.vectors
+    cap = rt.cfg.generate.max_accepted_per_round
+    if cap is not None and len(kept) > cap:
+        for k in kept[cap:]:
+            status[k] = ("rejected", "over_budget")
+        kept, kept_vectors = kept[:cap], kept_vectors[:cap]
+    need_answer = [candidates[k].instruction for k in kept if not candidates[k].examples]
+    answers, failures = teacher_answers(rt, need_answer, r, "curate")
+    rows: list[Example] = []
+    new: list[Instruction] = []
+    new_rows: list[int] = []
+    for j, k in enumerate(kept):
+        cand = candidates[k]
+        if cand.examples:
+            rows.extend(cand.examples)
+        elif cand.id in answers:
+            rows.extend(answer_rows(rt, cand.instruction, answers[cand.id], cand.generator, r))
+        else:
+            status[k] = ("failed", f"teacher: {failures.get(cand.id, 'no answer')}")
+            continue
+        status[k] = ("accepted", None)
+        new.append(cand.instruction)
+        new_rows.append(j)
+    new_vectors = kept_vectors[new_rows] if new_rows else kept_vectors[:0]
+    reasons: dict[str, int] = defaultdict(int)
+    for st, reason in status:
+        if st != "accepted":
+            reasons[(reason or st).split(":")[0]] += 1
+    result = {
+        "candidates": len(candidates), "accepted": len(new), "rejected": dict(reasons),
+        "by_generator": _count_by(candidates[k].generator for k, (st, _) in enumerate(status) if st == "accepted"),
+    }
+    new_ids = {i.id for i in new}
+    with rt.pool.transaction():
+        rt.pool.add_instructions(new)
+        rt.pool.add_responses("teacher", rt.teacher.name, r, {k: v for k, v in answers.items() if k in new_ids})
+        rt.pool.add_examples(rows)
+        rt.pool.add_embeddings(rt.embedder.name, {i.id: v.tobytes() for i, v in zip(new, new_vectors, strict=True)})
+        rt.pool.add_failures(r, "curate", {candidates[k].id: st[1] or "" for k, st in enumerate(status) if st[0] == "failed"})
+        rt.pool.set_candidate_status(r, dict(enumerate(status)))
+        rt.finish_stage(r, "curate", result, {"curate": result, "work_seconds": {"embed": round(embed_seconds, 3)}})
+    rt.index.add([i.id for i in new], new_vectors)
+    return result
+
+
+def _count_by(names: Any) -> dict[str, int]:
+    out: dict[str, int] = defaultdict(int)
+    for n in names:
+        out[n] += 1
+    return dict(out)

@@ -1,0 +1,61 @@
+"""The loop as a LangGraph StateGraph: bootstrap -> imitate -> evaluate -> discriminate ->
+generate -> curate -> decide, and back to imitate until a stop condition holds.
+
+The run's heavy objects (`lionloop.loop.runtime.Runtime`) reach the nodes as LangGraph's run
+context (`context_schema`), so the graph compiles without them: `langgraph.json` points
+`langgraph dev` at `graph` below.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from langgraph.graph import END, START, StateGraph
+from langgraph.runtime import Runtime as GraphRuntime
+
+from lionloop.loop import nodes
+from lionloop.loop.runtime import Runtime
+from lionloop.loop.state import LoopState, stop_reason
+
+
+def route_after_evaluate(state: LoopState, runtime: GraphRuntime[Runtime]) -> Literal["discriminate", "decide"]:
+    """With `judge.last_round: false`, the round that ends the loop anyway is not judged."""
+    cfg = runtime.context.cfg
+    if not cfg.judge.last_round and stop_reason(state, cfg.stop) == "max_rounds":
+        return "decide"
+    return "discriminate"
+
+
+def route_after_discriminate(state: LoopState, runtime: GraphRuntime[Runtime]) -> Literal["generate", "decide"]:
+    """Skip generate/curate when the loop ends this round anyway: no data nobody trains on."""
+    return "decide" if stop_reason(state, runtime.context.cfg.stop) else "generate"
+
+
+def route_after_decide(state: LoopState) -> Literal["imitate", "__end__"]:
+    return END if state.get("stop_reason") else "imitate"
+
+
+def build_graph(checkpointer: Any = None) -> Any:
+    """Compile the loop; invoke it with `context=Runtime(...)`. With a checkpointer it resumes
+    where it stopped."""
+    g = StateGraph(LoopState, context_schema=Runtime)
+    g.add_node("bootstrap", nodes.bootstrap)
+    g.add_node("imitate", nodes.imitate)
+    g.add_node("evaluate", nodes.evaluate)
+    g.add_node("discriminate", nodes.discriminate)
+    g.add_node("generate", nodes.generate)
+    g.add_node("curate", nodes.curate)
+    g.add_node("decide", nodes.decide)
+    g.add_edge(START, "bootstrap")
+    g.add_edge("bootstrap", "imitate")
+    g.add_edge("imitate", "evaluate")
+    g.add_conditional_edges("evaluate", route_after_evaluate, ["discriminate", "decide"])
+    g.add_conditional_edges("discriminate", route_after_discriminate, ["generate", "decide"])
+    g.add_edge("generate", "curate")
+    g.add_edge("curate", "decide")
+    g.add_conditional_edges("decide", route_after_decide, ["imitate", END])
+    return g.compile(checkpointer=checkpointer)
+
+
+# For `langgraph dev` (langgraph.json): the compiled loop, without a runtime until invoked.
+graph = build_graph()

@@ -1,0 +1,20 @@
+"""Ready-made configs: the offline demo."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from lionloop.config import RunConfig, parse_config
+
+
+def demo_config(rounds: int = 4, seed: int = 0, run_dir: Path | None = None) -> RunConfig:
+    """The offline demo: oracle teacher on the `skills` pack, a tiny student trained from scratch."""
+    return parse_config(
+        {
+            "name": "demo",
+            "seed": seed,
+            "run_dir": str(run_dir) if run_dir else None,
+            "stop": {"max_rounds": rounds},
+        },
+        "demo",
+    )

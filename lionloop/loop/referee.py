@@ -1,0 +1,102 @@
+"""The discriminate stage: the referee judges teacher vs student answers on 1-10, in both orders to
+cancel position bias, and Lion's rule marks each case hard or easy."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from lionloop.config import RefereeConfig
+from lionloop.loop.runtime import Runtime
+from lionloop.loop.selection import referee_selects
+from lionloop.records import Instruction, Verdict
+from lionloop.teacher.client import Teacher
+from lionloop.teacher.requests import Judge
+
+
+def lion_rule(teacher_score: float, student_score: float, tau: float) -> bool:
+    """Hard when the teacher's answer beats the student's by at least tau."""
+    return teacher_score - student_score >= tau
+
+
+def judge_cases(
+    referee: Teacher,
+    items: Sequence[Instruction],
+    teacher_answers: dict[str, str],
+    student_answers: dict[str, str],
+    round: int,
+    cfg: RefereeConfig,
+    progress: Callable[[int], None] | None = None,
+) -> list[Verdict]:
+    """One verdict per instruction. A judge reply that cannot be used gives a verdict with no
+    scores and hard=None (recorded, skipped by generators), never a made-up score."""
+    verdicts: list[Verdict] = []
+    to_judge: list[Instruction] = []
+    for ins in items:
+        t, s = teacher_answers[ins.id], student_answers[ins.id]
+        if cfg.skip_identical and t.strip() == s.strip():
+            verdicts.append(Verdict(ins.id, round, None, None, False, raw="identical answers: easy, not judged"))
+            if progress:
+                progress(1)
+        else:
+            to_judge.append(ins)
+    requests: list[Judge] = []
+    for ins in to_judge:
+        t, s = teacher_answers[ins.id], student_answers[ins.id]
+        requests.append(Judge(instruction=ins.text, input=ins.input, task=ins.task, answer_1=t, answer_2=s))
+        if cfg.both_orders:
+            requests.append(Judge(instruction=ins.text, input=ins.input, task=ins.task, answer_1=s, answer_2=t))
+    per = 2 if cfg.both_orders else 1
+    step = (lambda n: progress(n / per)) if progress else None  # noqa: E731
+    results = referee.ask(requests, step)
+    for k, ins in enumerate(to_judge):
+        first = results[k * per]
+        if not first.ok:
+            verdicts.append(Verdict(ins.id, round, None, None, None, raw=f"judge failed: {first.error}"))
+            continue
+        t_scores, s_scores = [first.output.score_1], [first.output.score_2]
+        raw = [first.raw or first.output.explanation]
+        if cfg.both_orders:
+            second = results[k * per + 1]
+            if not second.ok:
+                verdicts.append(Verdict(ins.id, round, None, None, None, raw=f"judge failed (swapped order): {second.error}"))
+                continue
+            t_scores.append(second.output.score_2)
+            s_scores.append(second.output.score_1)
+            raw.append(second.raw or second.output.explanation)
+        ts, ss = sum(t_scores) / len(t_scores), sum(s_scores) / len(s_scores)
+        verdicts.append(Verdict(ins.id, round, ts, ss, lion_rule(ts, ss, cfg.tau), raw="\n---\n".join(raw)))
+    return verdicts
+
+
+def discriminate_stage(rt: Runtime, r: int) -> dict[str, Any]:
+    if not referee_selects(rt.cfg):
+        # Baseline mode: no referee, so no verdicts and no "no hard cases" stop.
+        result = {"hard": None, "easy": None, "unjudged": 0, "judged": 0, "hard_ratio": None, "mean_diff": None}
+        with rt.pool.transaction():
+            rt.finish_stage(r, "discriminate", result, {"referee": result})
+        return result
+    pool = rt.pool.instructions(["train", "cache"])
+    teacher = rt.pool.teacher_answers()
+    student = rt.pool.student_answers(r)
+    items = [i for i in pool if i.id in teacher and i.id in student]
+    cap = rt.cfg.judge.max_cases
+    if cap and len(items) > cap:
+        items = sorted(rt.context(r).rng("judge-sample").sample(items, cap), key=lambda i: i.id)
+    advance = rt.reporter.task(f"referee judging {len(items)} cases", len(items))
+    verdicts = judge_cases(rt.referee, items, teacher, student, r, rt.cfg.judge, advance)
+    rt.reporter.task_done()
+    hard = sum(1 for v in verdicts if v.hard is True)
+    easy = sum(1 for v in verdicts if v.hard is False)
+    unjudged = sum(1 for v in verdicts if v.hard is None)
+    diffs = [v.diff for v in verdicts if v.diff is not None]
+    result = {
+        "hard": hard, "easy": easy, "unjudged": unjudged, "judged": len(verdicts),
+        "hard_ratio": round(hard / max(1, hard + easy), 4),
+        "mean_diff": round(sum(diffs) / len(diffs), 4) if diffs else None,
+    }
+    with rt.pool.transaction():
+        rt.pool.add_verdicts(verdicts)
+        rt.pool.add_failures(r, "discriminate", {v.instruction_id: v.raw for v in verdicts if v.hard is None})
+        rt.finish_stage(r, "discriminate", result, {"referee": result})
+    return result

@@ -1,0 +1,44 @@
+"""Which cases the generators get: the referee's hard and easy calls (Lion), or pool instructions
+drawn uniformly (the uniform-expansion baseline). Decided here, for both the discriminate stage
+(judge or not) and the generate stage (which cases)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from lionloop.loop.runtime import Runtime
+from lionloop.records import Case, Cases, Verdict
+
+
+def referee_selects(cfg: Any) -> bool:
+    """True when the referee's verdicts choose the cases (and so the referee judges every round)."""
+    return cfg.generate.case_selection == "referee"
+
+
+def select_cases(rt: Runtime, r: int) -> Cases:
+    """The round's judged cases, split by the referee's call (unjudged ones are left out).
+
+    With `generate.case_selection: uniform` every pool instruction is a "hard" case, in a
+    seeded random order, and nothing is judged: the uniform-expansion baseline.
+    """
+    instructions = {i.id: i for i in rt.pool.instructions(["train", "cache"])}
+    teacher = rt.pool.teacher_answers()
+    student = rt.pool.student_answers(r)
+    cases = Cases(round=r)
+    if not referee_selects(rt.cfg):
+        order = sorted(instructions)
+        rt.context(r).rng("uniform-cases").shuffle(order)
+        cases.hard = [
+            Case(instructions[i], teacher.get(i, ""), student.get(i, ""),
+                 Verdict(i, r, None, None, None, raw="uniform selection: not judged"))
+            for i in order
+        ]
+        return cases
+    for v in rt.pool.verdicts(r):
+        ins = instructions.get(v.instruction_id)
+        if ins is None or v.hard is None:
+            continue
+        case = Case(ins, teacher.get(ins.id, ""), student.get(ins.id, ""), v)
+        (cases.hard if v.hard else cases.easy).append(case)
+    cases.hard.sort(key=lambda c: (-(c.verdict.diff or 0), c.instruction.id))
+    return cases

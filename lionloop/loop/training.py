@@ -1,0 +1,53 @@
+"""The imitate stage: train the main student, and each student role, on its rows of the train pool."""
+
+from __future__ import annotations
+
+import re
+import time
+from collections import defaultdict
+from typing import Any
+
+from lionloop.errors import PluginError
+from lionloop.loop.runtime import Runtime
+from lionloop.records import Example
+
+# A student role names a directory under RUN_DIR/student: a plain word, and not the base model's.
+ROLE = re.compile(r"(?!base$)[a-z][a-z0-9_]*")
+
+
+def imitate_stage(rt: Runtime, r: int) -> dict[str, Any]:
+    by_role: dict[str, list[Example]] = defaultdict(list)
+    for row in rt.pool.examples():
+        by_role[row.student].append(row)
+    for role in by_role:
+        if role and not ROLE.fullmatch(role):
+            raise PluginError(f"training rows name student role {role!r}: a role is lower-case letters, "
+                              "digits and '_' (not 'base'); '' is the main student")
+    t0 = time.perf_counter()
+    figures = _train(rt, r, "", by_role.pop("", []))
+    roles = {role: _train(rt, r, role, rows) for role, rows in sorted(by_role.items())}
+    train_seconds = time.perf_counter() - t0  # load, tokenise, train, save: all the trainer's work
+    metrics: dict[str, Any] = {"train": figures, "work_seconds": {"train": round(train_seconds, 3)}}
+    if roles:
+        metrics["train_roles"] = roles
+    with rt.pool.transaction():
+        rt.finish_stage(r, "imitate", figures, metrics)
+    return figures
+
+
+def _train(rt: Runtime, r: int, role: str, rows: list[Example]) -> dict[str, Any]:
+    """Train one student (the main one, or a role's) on its rows, from its last round or the base."""
+    prev = rt.student_dir(r - 1, role) if rt.cfg.train.policy != "retrain" and r > 1 else None
+    start = prev if prev is not None and prev.exists() else rt.student_dir(0)
+    total = rt.cfg.train.steps_per_round
+    label = f" ({role})" if role else ""
+    bar = rt.reporter.task(f"training{label} on {len(rows)} rows", total)
+    seen = [0]
+
+    def progress(step: int, _total: int) -> None:
+        bar(step - seen[0])
+        seen[0] = step
+
+    figures = rt.trainer.train(start, rt.student_dir(r, role), rows, seed=rt.cfg.seed + r, progress=progress)
+    rt.reporter.task_done()
+    return figures

@@ -1,0 +1,1 @@
+"""The student: the tiny offline model, loading, batched generation, and its prompt format."""

@@ -1,0 +1,1 @@
+"""The teacher: typed requests, the cached client, and the base of chat (LLM) backends."""
