@@ -30,8 +30,9 @@ from typing import Any, ClassVar
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from lionloop.plugin.hookspecs import GeneratorSpec, hookimpl
+from lionloop.plugin.hookspecs import hookimpl
 from lionloop.plugin.kit import affordable, meta_reject_filter
+from lionloop.plugin.plan import GeneratorSpec
 from lionloop.records import Candidate, Case, Cases, Example, Instruction
 from lionloop.teacher.requests import Answer, TeacherRequest
 

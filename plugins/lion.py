@@ -17,7 +17,8 @@ import math
 from collections import Counter
 from typing import Any
 
-from lionloop.plugin.hookspecs import GeneratorSpec, hookimpl
+from lionloop.plugin.hookspecs import hookimpl
+from lionloop.plugin.plan import GeneratorSpec
 from lionloop.records import Candidate, Case, Cases, Instruction
 from lionloop.teacher.requests import Rewrite
 

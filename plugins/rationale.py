@@ -30,7 +30,7 @@ from typing import Any, ClassVar
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from lionloop.plugin.hookspecs import GeneratorSpec, hookimpl
+from lionloop.plugin.hookspecs import hookimpl
 from lionloop.plugin.kit import (
     affordable,
     enabled_options,
@@ -38,6 +38,7 @@ from lionloop.plugin.kit import (
     one_line,
     siblings,
 )
+from lionloop.plugin.plan import GeneratorSpec
 from lionloop.records import Candidate, Cases, Example, Instruction
 from lionloop.student.prompt import format_prompt
 from lionloop.teacher.requests import Answer, TeacherRequest

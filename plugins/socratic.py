@@ -33,8 +33,9 @@ from typing import Any, ClassVar
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from lionloop.plugin.hookspecs import GeneratorSpec, hookimpl
+from lionloop.plugin.hookspecs import hookimpl
 from lionloop.plugin.kit import affordable, enabled_options, meta_reject_filter, siblings
+from lionloop.plugin.plan import GeneratorSpec
 from lionloop.records import Candidate, Cases, Example, Instruction
 from lionloop.student.prompt import format_prompt
 from lionloop.teacher.requests import Answer, TeacherRequest

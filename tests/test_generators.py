@@ -19,9 +19,9 @@ from lionloop.config import TaskConfig, TeacherConfig
 from lionloop.errors import ConfigError, Unsupported
 from lionloop.loop.generation import BudgetedTeacher
 from lionloop.plugin.context import RoundContext
-from lionloop.plugin.hookspecs import GeneratorSpec, hookimpl
+from lionloop.plugin.hookspecs import hookimpl
 from lionloop.plugin.manager import get_plugin_manager
-from lionloop.plugin.plan import plan_generators
+from lionloop.plugin.plan import GeneratorSpec, plan_generators
 from lionloop.plugins import disco, finetune_cot, rationale, socratic
 from lionloop.plugins.oracle_backend import OracleBackend
 from lionloop.plugins.skills import ALL_SKILLS, EXTRA_SKILLS, SKILLS, SkillsPack, explain

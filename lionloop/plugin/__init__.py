@@ -10,9 +10,10 @@ from __future__ import annotations
 
 from lionloop.errors import ConfigError, LionloopError, PluginError, Unsupported
 from lionloop.plugin.context import BackendEnv, GeneratorTeacher, RoundContext, Student
-from lionloop.plugin.hookspecs import GeneratorSpec, hookimpl
+from lionloop.plugin.hookspecs import hookimpl
 from lionloop.plugin.kit import affordable, enabled_options, meta_reject_filter, one_line, siblings
 from lionloop.plugin.options import GeneratorOptions, PluginOptions
+from lionloop.plugin.plan import GeneratorSpec
 from lionloop.plugin.registry import Registry
 from lionloop.plugin.taskpack import Oracle, TaskPack
 from lionloop.records import (

@@ -2,49 +2,19 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import pluggy
-from pydantic import BaseModel
 
 if TYPE_CHECKING:
     from lionloop.plugin.context import GeneratorTeacher, RoundContext, Student
+    from lionloop.plugin.plan import GeneratorSpec
     from lionloop.plugin.registry import Registry
     from lionloop.records import Candidate, Cases, Example, Instruction
 
 PROJECT = "lionloop"
 hookspec = pluggy.HookspecMarker(PROJECT)
 hookimpl = pluggy.HookimplMarker(PROJECT)
-
-
-# -------------------------------------------------------------------------------------------------
-# the small types some hooks exchange
-# -------------------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class GeneratorSpec:
-    """What a generator plugin consumes and costs (returned by `lionloop_generator_spec`).
-
-    `consumes`: the case kinds it is handed ("hard", "easy"); the others arrive empty.
-    `calls_per_candidate`: paid teacher calls one candidate costs it; its default teacher cap per
-    round is `share * generate.max_new_per_round * calls_per_candidate` (an explicit
-    `options.max_calls` wins). `kinds`: the training-row kinds it makes (for documentation).
-    `dedup_threshold`: cosine threshold against the pool and the batch for its candidates
-    (`generate.generators.<name>.dedup_threshold` wins); the eval guard keeps `dedup.threshold`.
-    `options`: a pydantic model of its `generate.generators.<name>.options` (subclass
-    `GeneratorOptions`); the run validates the config against it at start-up and `ctx.options()`
-    returns the validated instance. None: the options arrive as an unchecked dict.
-    """
-
-    consumes: tuple[str, ...] = ("hard", "easy")
-    calls_per_candidate: float = 4.0
-    kinds: tuple[str, ...] = ("answer",)
-    # Near-duplicates of the pool by design (e.g. minimal-edit counterfactuals) need a looser
-    # pool threshold; None keeps `dedup.threshold`. The eval-set guard never loosens.
-    dedup_threshold: float | None = None
-    options: type[BaseModel] | None = None
 
 
 # -------------------------------------------------------------------------------------------------

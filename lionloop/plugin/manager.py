@@ -13,7 +13,7 @@ import pluggy
 
 from lionloop.errors import PluginError
 from lionloop.plugin import hookspecs
-from lionloop.plugin.hookspecs import GeneratorSpec
+from lionloop.plugin.plan import GeneratorSpec
 from lionloop.plugin.registry import Registry
 
 log = logging.getLogger(__name__)
