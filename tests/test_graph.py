@@ -21,9 +21,10 @@ def test_stop_reasons_in_priority_order() -> None:
     assert stop_reason({"round": 1}, cfg) is None
 
 
-def _runtime(cfg: object) -> SimpleNamespace:
-    """What a router receives: LangGraph's runtime whose context is the run's Runtime (only its config is read)."""
-    return SimpleNamespace(context=SimpleNamespace(cfg=cfg))
+def _runtime(cfg: object, spent: int = 0) -> SimpleNamespace:
+    """What a router receives: LangGraph's runtime whose context is the run's Runtime (its config
+    and the paid calls so far are read)."""
+    return SimpleNamespace(context=SimpleNamespace(cfg=cfg, spent=lambda: spent))
 
 
 def test_routing() -> None:
@@ -32,6 +33,10 @@ def test_routing() -> None:
     # Last round: skip generate/curate, no teacher calls on data nobody trains on.
     assert route_after_discriminate({"round": 2, "hard": 4}, _runtime(SimpleNamespace(stop=cfg))) == "decide"
     assert route_after_discriminate({"round": 1, "hard": 0}, _runtime(SimpleNamespace(stop=cfg))) == "decide"
+    # The budget as spent now, from the call cache, not a figure carried in the state.
+    budget = StopConfig(max_rounds=5, max_teacher_calls=100)
+    assert route_after_discriminate({"round": 1, "hard": 4}, _runtime(SimpleNamespace(stop=budget), 99)) == "generate"
+    assert route_after_discriminate({"round": 1, "hard": 4}, _runtime(SimpleNamespace(stop=budget), 100)) == "decide"
     assert route_after_decide({"round": 2}) == "imitate"
     assert route_after_decide({"round": 2, "stop_reason": "max_rounds"}) == END
 

@@ -23,8 +23,11 @@ def test_wheel_maps_plugins_stores_prompts_into_lionloop(tmp_path: Path) -> None
     tops = {n.split("/")[0] for n in names if not n.startswith("lionloop-")}
     assert tops == {"lionloop"}, tops  # the only top-level import name
     for must in ("lionloop/plugins/lion.py", "lionloop/stores/pool.py", "lionloop/prompts/judge.j2",
-                 "lionloop/cli.py"):
+                 "lionloop/cli/app.py"):
         assert must in names, must
+    # Every subpackage of the source tree ships (a folder missing from pyproject's list would not).
+    for init in sorted((ROOT / "lionloop").glob("*/__init__.py")):
+        assert f"lionloop/{init.parent.name}/__init__.py" in names, init.parent.name
     ep = next(n for n in names if n.endswith("entry_points.txt"))
     assert "lion = lionloop.plugins.lion" in zipfile.ZipFile(wheel).read(ep).decode()
 

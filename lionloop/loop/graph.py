@@ -27,8 +27,13 @@ def route_after_evaluate(state: LoopState, runtime: GraphRuntime[Runtime]) -> Li
 
 
 def route_after_discriminate(state: LoopState, runtime: GraphRuntime[Runtime]) -> Literal["generate", "decide"]:
-    """Skip generate/curate when the loop ends this round anyway: no data nobody trains on."""
-    return "decide" if stop_reason(state, runtime.context.cfg.stop) else "generate"
+    """Skip generate/curate when the loop ends this round anyway: no data nobody trains on.
+
+    The teacher budget is read as spent now (the call cache), not as of the last decide.
+    """
+    rt = runtime.context
+    now = {**state, "teacher_calls": rt.spent()}
+    return "decide" if stop_reason(now, rt.cfg.stop) else "generate"
 
 
 def route_after_decide(state: LoopState) -> Literal["imitate", "__end__"]:

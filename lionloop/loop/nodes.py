@@ -66,7 +66,7 @@ def evaluate(state: LoopState, runtime: GraphRuntime[Runtime]) -> dict[str, Any]
 def discriminate(state: LoopState, runtime: GraphRuntime[Runtime]) -> dict[str, Any]:
     rt = runtime.context
     result = _once(rt, state["round"], "discriminate", discriminate_stage)
-    return {"hard": result["hard"], "teacher_calls": rt.cache.total_paid(rt.run_id)}
+    return {"hard": result["hard"]}
 
 
 def generate(state: LoopState, runtime: GraphRuntime[Runtime]) -> dict[str, Any]:
@@ -93,7 +93,7 @@ def decide(state: LoopState, runtime: GraphRuntime[Runtime]) -> dict[str, Any]:
             best, stale = last, 0
         else:
             stale += 1
-    update = {"best_eval": best, "stale_rounds": stale, "teacher_calls": rt.cache.total_paid(rt.run_id)}
+    update = {"best_eval": best, "stale_rounds": stale, "teacher_calls": rt.spent()}
     reason = stop_reason({**state, **update}, rt.cfg.stop)
     _once(rt, r, "decide", partial(_close_round, reason=reason))
     if reason:

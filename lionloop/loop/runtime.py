@@ -87,11 +87,15 @@ class Runtime:
             budget=self.budget_left, acct=self.acct,
         )
 
+    def spent(self) -> int:
+        """Paid teacher calls of this run so far (read from the call cache: survives crashes)."""
+        return self.cache.total_paid(self.run_id)
+
     def budget_left(self) -> int | None:
         limit = self.cfg.stop.max_teacher_calls
         if limit is None:
             return None
-        return max(0, limit - self.cache.total_paid(self.run_id))
+        return max(0, limit - self.spent())
 
     @cached_property
     def embedder(self):  # noqa: ANN201
