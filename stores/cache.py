@@ -4,29 +4,14 @@ from __future__ import annotations
 
 import hashlib
 import json
+import sqlite3
 import threading
 import time
 from pathlib import Path
 from typing import Any
 
+from lionloop.stores import migrations
 from lionloop.stores.pool import connect
-
-SCHEMA = """
-CREATE TABLE IF NOT EXISTS llm_cache(
-    key TEXT PRIMARY KEY,
-    backend TEXT NOT NULL,
-    model TEXT NOT NULL,
-    request TEXT NOT NULL,
-    response TEXT NOT NULL,
-    usage TEXT NOT NULL DEFAULT '{}',
-    created REAL NOT NULL,
-    run_id TEXT NOT NULL DEFAULT '',
-    round INTEGER NOT NULL DEFAULT 0,
-    stage TEXT NOT NULL DEFAULT '',
-    repaid INTEGER NOT NULL DEFAULT 0
-);
-CREATE INDEX IF NOT EXISTS llm_cache_run ON llm_cache(run_id, round, stage);
-"""
 
 
 def cache_key(backend: str, model: str, params: dict[str, Any], prompt: Any) -> str:
@@ -37,6 +22,59 @@ def cache_key(backend: str, model: str, params: dict[str, Any], prompt: Any) -> 
         ensure_ascii=False,
     )
     return hashlib.sha256(blob.encode("utf-8")).hexdigest()
+
+
+# -- paid-call accounting, for the cache's writer and for read-only readers ---------------------
+
+_PAID = (
+    "SELECT round, stage, COUNT(*) AS calls, COALESCE(SUM(repaid), 0) AS repaid,"
+    " SUM(COALESCE(json_extract(usage, '$.prompt_tokens'), 0)) AS prompt_tokens,"
+    " SUM(COALESCE(json_extract(usage, '$.completion_tokens'), 0)) AS completion_tokens,"
+    " SUM(COALESCE(json_extract(usage, '$.cost'), 0)) AS cost"
+    " FROM llm_cache WHERE run_id = ? GROUP BY round, stage"
+)
+
+
+def _paid_rows(conn: sqlite3.Connection, run_id: str) -> list[sqlite3.Row]:
+    return conn.execute(_PAID, (run_id,)).fetchall()
+
+
+def paid_by_stage(conn: sqlite3.Connection, run_id: str) -> dict[tuple[int, str], dict[str, float]]:
+    """Per (round, stage) of one run: paid calls, tokens and estimated cost (usage.cost, rounded to
+    8 places). `conn` may be read-only (`connect(path, readonly=True)`)."""
+    return {
+        (r["round"], r["stage"]): {
+            "calls": r["calls"],
+            "prompt_tokens": r["prompt_tokens"] or 0,
+            "completion_tokens": r["completion_tokens"] or 0,
+            "cost": round(float(r["cost"] or 0.0), 8),
+        }
+        for r in _paid_rows(conn, run_id)
+    }
+
+
+def paid_totals(path: Path, run_id: str) -> dict[str, Any]:
+    """A run's paid calls as the cache file at `path` records them (survives crashes), read-only:
+    paid, repaid, prompt and completion tokens, cost (rounded to 6 places). Zeros when the file or
+    its table does not exist yet (no call made)."""
+    out: dict[str, Any] = {"paid": 0, "repaid": 0, "prompt_tokens": 0, "completion_tokens": 0, "cost": 0.0}
+    if not Path(path).exists():
+        return out
+    conn = connect(Path(path), readonly=True)
+    try:
+        rows = _paid_rows(conn, run_id)
+    except sqlite3.OperationalError:  # no llm_cache table: no call made yet
+        return out
+    finally:
+        conn.close()
+    for r in rows:
+        out["paid"] += r["calls"]
+        out["repaid"] += r["repaid"]
+        out["prompt_tokens"] += int(r["prompt_tokens"] or 0)
+        out["completion_tokens"] += int(r["completion_tokens"] or 0)
+        out["cost"] += float(r["cost"] or 0.0)
+    out["cost"] = round(out["cost"], 6)
+    return out
 
 
 class CallCache:
@@ -50,10 +88,7 @@ class CallCache:
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self.conn = connect(self.path)
-        self.conn.executescript(SCHEMA)
-        cols = {r["name"] for r in self.conn.execute("PRAGMA table_info(llm_cache)")}
-        if "repaid" not in cols:  # caches written before the counter existed
-            self.conn.execute("ALTER TABLE llm_cache ADD COLUMN repaid INTEGER NOT NULL DEFAULT 0")
+        migrations.migrate(self.conn, "cache")
         self._lock = threading.Lock()
 
     def close(self) -> None:
@@ -105,23 +140,7 @@ class CallCache:
     def paid(self, run_id: str) -> dict[tuple[int, str], dict[str, float]]:
         """Paid calls, tokens and estimated cost (usage.cost) per (round, stage) for one run."""
         with self._lock:
-            rows = self.conn.execute(
-                "SELECT round, stage, COUNT(*) AS calls,"
-                " SUM(COALESCE(json_extract(usage, '$.prompt_tokens'), 0)) AS prompt_tokens,"
-                " SUM(COALESCE(json_extract(usage, '$.completion_tokens'), 0)) AS completion_tokens,"
-                " SUM(COALESCE(json_extract(usage, '$.cost'), 0)) AS cost"
-                " FROM llm_cache WHERE run_id = ? GROUP BY round, stage",
-                (run_id,),
-            ).fetchall()
-        return {
-            (r["round"], r["stage"]): {
-                "calls": r["calls"],
-                "prompt_tokens": r["prompt_tokens"] or 0,
-                "completion_tokens": r["completion_tokens"] or 0,
-                "cost": round(float(r["cost"] or 0.0), 8),
-            }
-            for r in rows
-        }
+            return paid_by_stage(self.conn, run_id)
 
     def repaid(self, run_id: str | None = None) -> int:
         """Calls paid again for a key already cached (0 unless something is wrong)."""

@@ -12,97 +12,18 @@ from pathlib import Path
 from typing import Any
 
 from lionloop.records import Candidate, Example, Instruction, Verdict
-
-SCHEMA = """
-CREATE TABLE IF NOT EXISTS instructions(
-    id TEXT PRIMARY KEY,
-    text TEXT NOT NULL,
-    input TEXT NOT NULL DEFAULT '',
-    task TEXT NOT NULL DEFAULT '',
-    origin TEXT NOT NULL,
-    parent_id TEXT,
-    round_born INTEGER NOT NULL,
-    split TEXT NOT NULL CHECK (split IN ('train', 'cache', 'eval')),
-    meta TEXT NOT NULL DEFAULT '{}'
-);
-CREATE INDEX IF NOT EXISTS instructions_split ON instructions(split);
-CREATE INDEX IF NOT EXISTS instructions_parent ON instructions(parent_id);
-CREATE TABLE IF NOT EXISTS responses(
-    instruction_id TEXT NOT NULL,
-    role TEXT NOT NULL CHECK (role IN ('teacher', 'student')),
-    model TEXT NOT NULL,
-    round INTEGER NOT NULL,
-    text TEXT NOT NULL,
-    PRIMARY KEY (instruction_id, role, round)
-);
-CREATE TABLE IF NOT EXISTS verdicts(
-    instruction_id TEXT NOT NULL,
-    round INTEGER NOT NULL,
-    teacher_score REAL,
-    student_score REAL,
-    diff REAL,
-    hard INTEGER,
-    raw TEXT NOT NULL DEFAULT '',
-    PRIMARY KEY (instruction_id, round)
-);
-CREATE TABLE IF NOT EXISTS examples(
-    id TEXT PRIMARY KEY,
-    instruction_id TEXT NOT NULL,
-    kind TEXT NOT NULL,
-    prompt TEXT NOT NULL,
-    completion TEXT NOT NULL,
-    generator TEXT NOT NULL,
-    round INTEGER NOT NULL,
-    weight REAL NOT NULL DEFAULT 1.0,
-    student TEXT NOT NULL DEFAULT ''
-);
-CREATE INDEX IF NOT EXISTS examples_instruction ON examples(instruction_id);
-CREATE TABLE IF NOT EXISTS candidates(
-    round INTEGER NOT NULL,
-    seq INTEGER NOT NULL,
-    id TEXT NOT NULL,
-    generator TEXT NOT NULL,
-    payload TEXT NOT NULL,
-    status TEXT NOT NULL DEFAULT 'pending',
-    reason TEXT,
-    PRIMARY KEY (round, seq)
-);
-CREATE TABLE IF NOT EXISTS failures(
-    round INTEGER NOT NULL,
-    stage TEXT NOT NULL,
-    item_id TEXT NOT NULL,
-    reason TEXT NOT NULL,
-    PRIMARY KEY (round, stage, item_id)
-);
-CREATE TABLE IF NOT EXISTS rounds(
-    round INTEGER PRIMARY KEY,
-    started REAL,
-    finished REAL,
-    metrics TEXT NOT NULL DEFAULT '{}'
-);
-CREATE TABLE IF NOT EXISTS stages(
-    round INTEGER NOT NULL,
-    stage TEXT NOT NULL,
-    finished REAL NOT NULL,
-    result TEXT NOT NULL DEFAULT '{}',
-    PRIMARY KEY (round, stage)
-);
-CREATE TABLE IF NOT EXISTS embeddings(
-    instruction_id TEXT PRIMARY KEY,
-    model TEXT NOT NULL,
-    vector BLOB NOT NULL
-);
-CREATE TABLE IF NOT EXISTS meta(
-    key TEXT PRIMARY KEY,
-    value TEXT NOT NULL
-);
-"""
+from lionloop.stores import migrations
 
 
 def connect(path: Path, readonly: bool = False) -> sqlite3.Connection:
-    """Open a SQLite file in WAL mode (readers never block the writer)."""
+    """Open a SQLite file in WAL mode (readers never block the writer).
+
+    A read-only connection reads a file an older lionloop wrote as if it were migrated
+    (`migrations.read_as_current`); a writer migrates it (`Pool`, `CallCache`).
+    """
     if readonly:
         conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True, check_same_thread=False, timeout=30)
+        migrations.read_as_current(conn)
     else:
         conn = sqlite3.connect(path, check_same_thread=False, timeout=30, isolation_level=None)
         conn.execute("PRAGMA journal_mode=WAL")
@@ -125,14 +46,7 @@ class Pool:
         self._lock = threading.RLock()
         self._depth = 0
         if not readonly:
-            self.conn.executescript(SCHEMA)
-            self._migrate()
-
-    def _migrate(self) -> None:
-        """Bring a pool written by an older lionloop up to this schema (columns added since)."""
-        cols = {r["name"] for r in self.conn.execute("PRAGMA table_info(examples)")}
-        if "student" not in cols:
-            self.conn.execute("ALTER TABLE examples ADD COLUMN student TEXT NOT NULL DEFAULT ''")
+            migrations.migrate(self.conn, "pool")
 
     def close(self) -> None:
         self.conn.close()
@@ -161,16 +75,6 @@ class Pool:
     def query(self, sql: str, params: Iterable[Any] = ()) -> list[sqlite3.Row]:
         with self._lock:
             return self.conn.execute(sql, tuple(params)).fetchall()
-
-    # -- run metadata ---------------------------------------------------------------------------
-
-    def set_meta(self, key: str, value: Any) -> None:
-        with self.transaction() as c:
-            c.execute("INSERT OR REPLACE INTO meta(key, value) VALUES (?, ?)", (key, json.dumps(value)))
-
-    def get_meta(self, key: str, default: Any = None) -> Any:
-        rows = self.query("SELECT value FROM meta WHERE key = ?", (key,))
-        return json.loads(rows[0]["value"]) if rows else default
 
     # -- stage markers: what makes every node idempotent per round ------------------------------
 
@@ -216,16 +120,6 @@ class Pool:
     def get_instruction(self, instruction_id: str) -> Instruction | None:
         rows = self.query("SELECT * FROM instructions WHERE id = ?", (instruction_id,))
         return Instruction.from_row(dict(rows[0])) if rows else None
-
-    def existing_ids(self, ids: Iterable[str]) -> set[str]:
-        ids = list(ids)
-        found: set[str] = set()
-        for i in range(0, len(ids), 500):
-            chunk = ids[i : i + 500]
-            marks = ",".join("?" * len(chunk))
-            rows = self.query(f"SELECT id FROM instructions WHERE id IN ({marks})", chunk)
-            found.update(r["id"] for r in rows)
-        return found
 
     def count_instructions(self) -> dict[str, int]:
         rows = self.query("SELECT split, COUNT(*) AS n FROM instructions GROUP BY split")
@@ -307,16 +201,12 @@ class Pool:
                 ],
             )
 
-    def examples(self, max_round: int | None = None) -> list[Example]:
-        sql = (
+    def examples(self) -> list[Example]:
+        """The training rows: those of train-split instructions, by round."""
+        rows = self.query(
             "SELECT e.* FROM examples e JOIN instructions i ON i.id = e.instruction_id"
-            " WHERE i.split = 'train'"
+            " WHERE i.split = 'train' ORDER BY e.round, e.id"
         )
-        params: tuple[Any, ...] = ()
-        if max_round is not None:
-            sql += " AND e.round <= ?"
-            params = (max_round,)
-        rows = self.query(sql + " ORDER BY e.round, e.id", params)
         return [
             Example(
                 instruction_id=r["instruction_id"],
@@ -326,7 +216,7 @@ class Pool:
                 generator=r["generator"],
                 round=r["round"],
                 weight=r["weight"],
-                student=r["student"] if "student" in r.keys() else "",
+                student=r["student"],
             )
             for r in rows
         ]

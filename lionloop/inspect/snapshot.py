@@ -10,7 +10,6 @@ import sqlite3
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
 
 from lionloop.errors import LionloopError, RunError
 from lionloop.rundir import RunDir
@@ -20,13 +19,6 @@ from lionloop.stores.pool import Pool
 class PoolQueryError(LionloopError, LookupError):
     """A pool query names an instruction, round or option the run does not have."""
 
-
-
-def _student_col(pool: Any, prefix: str = "") -> str:
-    """The examples' `student` column, or '' for a pool written before student roles existed
-    (views open pools read-only, so they cannot add the column)."""
-    cols = {r["name"] for r in pool.query("PRAGMA table_info(examples)")}
-    return f"{prefix}student" if "student" in cols else "'' AS student"
 
 def open_pool(run_dir: Path) -> Pool:
     run_dir = Path(run_dir)

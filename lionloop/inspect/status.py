@@ -8,13 +8,13 @@ tables hold (instructions born, verdicts); the two views below only choose and n
 
 from __future__ import annotations
 
-import sqlite3
 from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
 from lionloop.inspect.snapshot import snapshot
 from lionloop.rundir import RunDir
+from lionloop.stores.cache import paid_totals
 from lionloop.stores.pool import Pool
 
 # Per-stage teacher figures in round metrics (lionloop.teacher.client.Teacher.stats); cost is a float.
@@ -37,29 +37,6 @@ def teacher_sums(per_stage: dict[str, dict[str, Any]]) -> dict[str, Any]:
         },
         "teacher_cost": round(float(sum(v.get("cost", 0.0) for v in per_stage.values())), 6),
     }
-
-
-def cache_totals(cache_path: Path, run_id: str) -> dict[str, Any]:
-    """Paid calls of a run as its call cache records them (survives crashes): calls, repaid, tokens, cost."""
-    empty = {"paid": 0, "repaid": 0, "prompt_tokens": 0, "completion_tokens": 0, "cost": 0.0}
-    if not Path(cache_path).exists():
-        return empty
-    cache = Pool(cache_path, readonly=True)
-    try:
-        row = cache.query(
-            "SELECT COUNT(*) AS paid, COALESCE(SUM(repaid), 0) AS repaid,"
-            " COALESCE(SUM(json_extract(usage, '$.prompt_tokens')), 0) AS prompt_tokens,"
-            " COALESCE(SUM(json_extract(usage, '$.completion_tokens')), 0) AS completion_tokens,"
-            " COALESCE(SUM(json_extract(usage, '$.cost')), 0) AS cost"
-            " FROM llm_cache WHERE run_id = ?",
-            (run_id,),
-        )[0]
-    except sqlite3.OperationalError:  # no call made yet: no table
-        return empty
-    finally:
-        cache.close()
-    return {"paid": row["paid"], "repaid": row["repaid"], "prompt_tokens": int(row["prompt_tokens"]),
-            "completion_tokens": int(row["completion_tokens"]), "cost": round(float(row["cost"]), 6)}
 
 
 def build(pool: Pool, run_dir: RunDir, cfg: Any = None, run_id: str | None = None) -> dict[str, Any]:
@@ -164,7 +141,7 @@ def build(pool: Pool, run_dir: RunDir, cfg: Any = None, run_id: str | None = Non
     if cfg is not None and run_id is not None:
         out["run_id"] = run_id
         out["name"] = cfg.name
-        out["calls"] = cache_totals(run_dir.cache_path(cfg), run_id)
+        out["calls"] = paid_totals(run_dir.cache_path(cfg), run_id)
     return out
 
 

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from lionloop.errors import LionloopError
-from lionloop.inspect.snapshot import PoolQueryError, _student_col, open_pool, snapshot
+from lionloop.inspect.snapshot import PoolQueryError, open_pool, snapshot
 from lionloop.inspect.status import build, grouped, stats_view
 from lionloop.records import SPLITS
 from lionloop.rundir import RunDir
@@ -181,7 +181,7 @@ def show_instruction(run_dir: Path, ident: str) -> dict[str, Any]:
                 "SELECT round, teacher_score, student_score, diff, hard, raw FROM verdicts"
                 " WHERE instruction_id = ? ORDER BY round", (iid,))],
             "examples": [dict(r) for r in pool.query(
-                f"SELECT id, kind, generator, round, weight, {_student_col(pool)}, prompt, completion FROM examples"
+                "SELECT id, kind, generator, round, weight, student, prompt, completion FROM examples"
                 " WHERE instruction_id = ? ORDER BY round, kind, id", (iid,))],
             "candidates": [dict(r) for r in pool.query(
                 "SELECT round, generator, status, reason FROM candidates WHERE id = ? ORDER BY round, seq",
@@ -449,7 +449,7 @@ def export_rows(run_dir: Path, what: str = "examples", split: str | None = None)
         if what == "examples":
             # What the student trains on: rows of train-split instructions (as Pool.examples()).
             sql = ("SELECT e.id, e.instruction_id, e.kind, e.prompt, e.completion, e.generator, e.round,"
-                   f" e.weight, {_student_col(pool, 'e.')}, i.text AS instruction, i.input, i.task, i.origin, i.parent_id, i.round_born,"
+                   " e.weight, e.student, i.text AS instruction, i.input, i.task, i.origin, i.parent_id, i.round_born,"
                    " i.split FROM examples e JOIN instructions i ON i.id = e.instruction_id"
                    " WHERE i.split = 'train'")
             if split not in (None, "train"):
