@@ -19,14 +19,6 @@ class Unsupported(LionloopError, NotImplementedError):
     """A teacher backend cannot answer this request type (e.g. the oracle outside its domain)."""
 
 
-class TeacherError(LionloopError, RuntimeError):
-    """A teacher call failed after its retries; recorded as data, never a made-up answer."""
-
-
-class BudgetExhausted(TeacherError):
-    """The run's teacher budget is spent; further paid calls are refused."""
-
-
 class PluginError(LionloopError, RuntimeError):
     """A plugin raised; the message names the plugin and the hook."""
 

@@ -25,7 +25,6 @@ class DedupResult:
     accepted: list[int] = field(default_factory=list)  # positions kept, in order
     vectors: np.ndarray | None = None  # rows align with `accepted`
     rejected: dict[int, str] = field(default_factory=dict)  # position -> reason
-    nearest: dict[int, tuple[str, float]] = field(default_factory=dict)  # position -> (neighbour id, sim)
 
     def counts(self) -> dict[str, int]:
         out: dict[str, int] = {}
@@ -59,13 +58,11 @@ def deduplicate(
         cid = cand.id
         if cid in seen_ids:
             res.rejected[i] = DUP_BATCH
-            res.nearest[i] = (cid, 1.0)
             continue
         seen_ids[cid] = i
         own_split = split_of(cid)
         if own_split is not None:  # the very same instruction is already stored
             res.rejected[i] = DUP_EVAL if own_split == "eval" else DUP_POOL
-            res.nearest[i] = (cid, 1.0)
             continue
         own = threshold if pool_thresholds is None or pool_thresholds[i] is None else pool_thresholds[i]
         hit = None
@@ -74,19 +71,14 @@ def deduplicate(
                 continue
             is_eval = split_of(nb) == "eval"
             if float(sim) >= (threshold if is_eval else own):
-                hit = (DUP_EVAL if is_eval else DUP_POOL, nb, float(sim))
+                hit = DUP_EVAL if is_eval else DUP_POOL
                 break
         if hit is not None:
-            res.rejected[i] = hit[0]
-            res.nearest[i] = (hit[1], hit[2])
+            res.rejected[i] = hit
             continue
-        if res.accepted:
-            batch_sims = vectors[res.accepted] @ vectors[i]
-            j = int(np.argmax(batch_sims))
-            if float(batch_sims[j]) >= own:
-                res.rejected[i] = DUP_BATCH
-                res.nearest[i] = (candidates[res.accepted[j]].id, float(batch_sims[j]))
-                continue
+        if res.accepted and float((vectors[res.accepted] @ vectors[i]).max()) >= own:
+            res.rejected[i] = DUP_BATCH
+            continue
         res.accepted.append(i)
     res.vectors = vectors[res.accepted] if res.accepted else np.zeros((0, vectors.shape[1]), np.float32)
     return res

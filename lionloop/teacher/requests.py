@@ -92,12 +92,6 @@ def json_objects(text: str) -> list[tuple[str, dict[str, Any]]]:
         i = end
 
 
-def extract_json(text: str) -> Any:
-    """The last top-level JSON object of a reply, or None (kept for callers of the first draft)."""
-    objs = json_objects(text or "")
-    return objs[-1][1] if objs else None
-
-
 def _squash(s: str) -> str:
     return re.sub(r"\s+", "", s)
 
@@ -140,10 +134,6 @@ class TeacherRequest(BaseModel):
         schema["required"] = list(schema.get("properties", {}))
         schema["additionalProperties"] = False
         return schema
-
-    @classmethod
-    def output_schema(cls) -> dict[str, Any]:
-        return cls.json_schema()
 
     def _untrusted_text(self) -> list[str]:
         return [str(getattr(self, f)) for f in self.untrusted if getattr(self, f, None)]
@@ -351,8 +341,3 @@ class Rewrite(TeacherRequest):
         if _squash(out.instruction).lower() == _squash(self.instruction).lower():
             raise ParseError("rewrite: the new instruction repeats the original")
         return out
-
-
-REQUEST_TYPES: dict[str, type[TeacherRequest]] = {
-    r.kind: r for r in (Answer, Judge, Rewrite)
-}
