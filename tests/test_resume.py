@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import sqlite3
 import subprocess
 import sys
 import time
@@ -13,7 +12,9 @@ from pathlib import Path
 
 import pytest
 import yaml
-from conftest import MICRO, deep_merge
+from conftest import MICRO, deep_merge, pool_rows
+
+from lionloop.bench.common import events, paid_calls
 
 # Simulated teacher latency stretches the teacher-heavy stages so the kill lands inside them.
 # Latency is not part of the cache key and cannot change results.
@@ -21,20 +22,7 @@ CRASH_CFG = deep_merge(MICRO, {"teacher": {"latency_ms": 15}})
 
 
 def _ids(run: Path) -> list[str]:
-    with sqlite3.connect(run / "pool.sqlite") as c:
-        return sorted(r[0] for r in c.execute("SELECT id FROM instructions"))
-
-
-def _paid(run: Path) -> tuple[int, int]:
-    with sqlite3.connect(run / "pool.sqlite") as c:
-        return c.execute("SELECT COUNT(*), COALESCE(SUM(repaid), 0) FROM llm_cache").fetchone()
-
-
-def _events(run: Path) -> list[dict]:
-    path = run / "events.jsonl"
-    if not path.exists():
-        return []
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    return sorted(r[0] for r in pool_rows(run, "SELECT id FROM instructions"))
 
 
 def _cli(*args: str, timeout: float = 300) -> subprocess.CompletedProcess:
@@ -66,18 +54,18 @@ def test_kill_9_then_resume(tmp_path: Path, baseline: Path, round_: int, stage: 
     deadline = time.time() + 240
     killed_in = None
     while time.time() < deadline and proc.poll() is None:
-        evs = _events(run)
+        evs = events(run)
         if any(e["event"] == "stage_start" and e["round"] == round_ and e["stage"] == stage for e in evs):
             time.sleep(0.3)  # into the stage
             os.killpg(proc.pid, signal.SIGKILL)
             proc.wait()
-            evs_at_kill = _events(run)
+            evs_at_kill = events(run)
             killed_in = next(e for e in reversed(evs_at_kill) if e["event"] == "stage_start")
             break
         time.sleep(0.02)
     assert killed_in is not None, "the run ended before reaching the stage"
     assert proc.returncode == -signal.SIGKILL
-    paid_before, _ = _paid(run)
+    paid_before, _ = paid_calls(run)
 
     res = _cli("resume", str(run))
     assert res.returncode == 0, res.stderr[-2000:]
@@ -88,9 +76,9 @@ def test_kill_9_then_resume(tmp_path: Path, baseline: Path, round_: int, stage: 
     assert _ids(run) == _ids(baseline)
     # No teacher call paid twice: same number of paid calls, none repaid, and what was paid
     # before the kill was served from the cache after it.
-    paid, repaid = _paid(run)
+    paid, repaid = paid_calls(run)
     assert repaid == 0
-    assert paid == _paid(baseline)[0]
+    assert paid == paid_calls(baseline)[0]
     hits = sum(r["cache_hits"] for r in st["rounds"]) + st["bootstrap"]["cache_hits"]
     if paid_before and killed_in["stage"] != "imitate":
         assert hits > 0
@@ -98,6 +86,6 @@ def test_kill_9_then_resume(tmp_path: Path, baseline: Path, round_: int, stage: 
     # stage that had just finished (fast stages can beat the kill) is not redone.
     key = (killed_in["round"], killed_in["stage"])
     ended = any(e["event"] == "stage_end" and (e["round"], e["stage"]) == key for e in evs_at_kill)
-    evs = _events(run)
+    evs = events(run)
     assert sum(1 for e in evs if e["event"] == "stage_start" and (e["round"], e["stage"]) == key) == (1 if ended else 2)
     assert sum(1 for e in evs if e["event"] == "stage_end" and (e["round"], e["stage"]) == key) == 1

@@ -15,15 +15,12 @@ the table shows how equal the budgets really were.
 from __future__ import annotations
 
 import json
-import logging
-import time
 from pathlib import Path
 from typing import Any
 
-from lionloop.bench.common import machine_line, md_table, mean_std, pm, write_section
+from lionloop.bench.arms import loop_rounds, run_arms
+from lionloop.bench.common import benchmarks_md, machine_line, md_table, mean_std, pm, write_section
 from lionloop.config import RunConfig, parse_config
-
-log = logging.getLogger(__name__)
 
 PLUGINS = ("rationale", "socratic", "disco", "finetune_cot")
 # "+socratic-separate": socratic in its two-model mode (a decomposer student of its own).
@@ -74,60 +71,30 @@ def arm_config(arm: str, seed: int, rounds: int, run_dir: Path, budget: int, ove
     return parse_config(data, f"bench:ablation:{arm}")
 
 
-def run_arm(cfg: RunConfig) -> list[dict[str, Any]]:
+def per_round(figures: dict[str, Any], seconds: float) -> list[dict[str, Any]]:
     """Per round: held-out accuracy (direct, per skill, other methods), calls, rows, accepted."""
-    from lionloop.inspect.status import run_status as status
-    from lionloop.loop.runner import start
-
-    t0 = time.time()
-    out, _ = start(cfg)
-    st = status(out)
-    rounds = []
-    for r in st["rounds"]:
+    out = []
+    for r in loop_rounds(figures):
         stages = r["teacher_by_stage"]
-        rounds.append({
+        out.append({
             "round": r["round"], "acc": r["eval_accuracy"], "per_skill": r["eval_per_skill"],
-            "methods": {k: v.get("overall") for k, v in _metrics(out, r["round"]).get("eval", {}).get("methods", {}).items()},
+            "methods": {k: v.get("overall") for k, v in r["eval_methods"].items()},
             "rows": r["train"].get("rows"), "accepted": r["accepted"],
-            "by_generator": _metrics(out, r["round"]).get("curate", {}).get("by_generator", {}),
+            "by_generator": r["accepted_by_generator"],
             "new_data_calls": sum(int(stages.get(s, {}).get("calls", 0)) for s in ("generate", "curate")),
             "teacher_calls": r["teacher_calls"],
         })
-    rounds[-1]["seconds"] = round(time.time() - t0, 1)
-    rounds[-1]["total_calls"] = st["teacher_calls"]["paid"]
-    return rounds
-
-
-def _metrics(run_dir: Path, rnd: int) -> dict[str, Any]:
-    from lionloop.stores.pool import Pool
-
-    pool = Pool(run_dir / "pool.sqlite", readonly=True)
-    try:
-        return next((r["metrics"] for r in pool.rounds() if r["round"] == rnd), {})
-    finally:
-        pool.close()
+    out[-1]["seconds"] = round(seconds, 1)
+    out[-1]["total_calls"] = figures["calls"]["paid"]
+    return out
 
 
 def run(arms: tuple[str, ...], seeds: list[int], rounds: int, budget: int, out_dir: Path,
         overrides: dict | None = None) -> dict[str, Any]:
     """Every (arm, seed) run, resumable: finished runs are read back from ablation.json."""
-    raw = out_dir / "ablation.json"
-    results: dict[str, dict[int, list[dict[str, Any]]]] = {a: {} for a in arms}
-    if raw.exists():
-        prev = json.loads(raw.read_text()).get("results", {})
-        for a in arms:
-            results[a] = {int(k): v for k, v in prev.get(a, {}).items()}
-    t0 = time.time()
-    for seed in seeds:
-        for arm in arms:
-            if seed in results[arm]:
-                continue
-            cfg = arm_config(arm, seed, rounds, out_dir / f"{arm.strip('+')}-{seed}", budget, overrides)
-            results[arm][seed] = run_arm(cfg)
-            last = results[arm][seed][-1]
-            log.warning("ablation: %s seed %d: acc %.3f in %.0fs", arm, seed, last["acc"] or 0, last["seconds"])
-            raw.write_text(json.dumps({"results": results}, indent=1))
-    return {"results": results, "seconds": time.time() - t0}
+    return run_arms("ablation", arms, seeds, out_dir,
+                    lambda arm, seed, run_dir: arm_config(arm, seed, rounds, run_dir, budget, overrides),
+                    per_round)
 
 
 def summarise(results: dict[str, dict[int, list[dict[str, Any]]]]) -> dict[str, Any]:
@@ -200,13 +167,16 @@ def report(summary: dict[str, Any], command: str) -> str:
 
 
 def main(seeds: int = 3, rounds: int = 3, budget: int = 120, out_dir: Path = Path("runs/bench-ablation"),
-         arms: tuple[str, ...] = ARMS, write: bool = True, overrides: dict | None = None) -> tuple[dict[str, Any], str]:
+         arms: tuple[str, ...] = ARMS, write: bool = True, overrides: dict | None = None,
+         md: Path | None = None) -> tuple[dict[str, Any], str]:
     """Run (or resume) the ablation; returns the summary and its Markdown table, which `write`
-    puts in BENCHMARKS.md's "Generator ablation" section."""
+    puts in BENCHMARKS.md's "Generator ablation" section (`benchmarks_md(md)`: checked before
+    any run starts)."""
+    target = benchmarks_md(md) if write else None
     out_dir.mkdir(parents=True, exist_ok=True)
     res = run(arms, list(range(seeds)), rounds, budget, out_dir, overrides)
     summary = summarise(res["results"])
     text = report(summary, f"lionloop bench ablation --seeds {seeds} --rounds {rounds} --budget {budget}")
-    if write:
-        write_section("ablation", text)
+    if target is not None:
+        write_section("ablation", text, target)
     return summary, text

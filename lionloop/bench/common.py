@@ -1,7 +1,9 @@
-"""Shared bits of the benchmarks: machine facts, mean ± std, and BENCHMARKS.md sections."""
+"""Shared bits of the benchmarks: machine facts, mean ± std, BENCHMARKS.md sections, and what a
+run directory says about its paid calls and its events."""
 
 from __future__ import annotations
 
+import json
 import os
 import platform
 import re
@@ -12,7 +14,28 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-BENCHMARKS_MD = Path("BENCHMARKS.md")
+from lionloop.errors import LionloopError
+from lionloop.rundir import RunDir
+
+# The source checkout this package runs from (lionloop/bench/common.py -> the repository root).
+SOURCE_ROOT = Path(__file__).resolve().parents[2]
+
+
+class BenchError(LionloopError, RuntimeError):
+    """A benchmark cannot run or cannot write its figures; the message says why."""
+
+
+def benchmarks_md(path: Path | None = None) -> Path:
+    """The BENCHMARKS.md the figures go to: `path` (`--md`), else the source checkout's.
+
+    Refuses (BenchError) when there is no such file, rather than writing a stray one wherever the
+    command runs: an installed package has no checkout to write into.
+    """
+    md = Path(path) if path is not None else SOURCE_ROOT / "BENCHMARKS.md"
+    if not md.is_file():
+        where = f"{md} does not exist" if path is not None else f"no BENCHMARKS.md in the source checkout ({SOURCE_ROOT})"
+        raise BenchError(f"{where}: pass --md PATH to an existing BENCHMARKS.md, or --no-write")
+    return md
 
 
 def machine() -> dict[str, Any]:
@@ -28,7 +51,8 @@ def machine() -> dict[str, Any]:
     except OSError:
         pass
     try:
-        rev = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip()
+        rev = subprocess.run(["git", "-C", str(SOURCE_ROOT), "rev-parse", "--short", "HEAD"], capture_output=True,
+                             text=True).stdout.strip()
     except OSError:
         rev = ""
     return {
@@ -68,11 +92,33 @@ def md_table(header: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
     return "\n".join(out)
 
 
-def write_section(name: str, body: str, path: Path = BENCHMARKS_MD) -> None:
-    """Replace (or append) the section between `<!-- bench:name -->` markers in BENCHMARKS.md."""
+def write_section(name: str, body: str, path: Path | None = None) -> Path:
+    """Replace (or append) the section between `<!-- bench:name -->` markers in BENCHMARKS.md
+    (`benchmarks_md(path)`); returns the file written."""
+    md = benchmarks_md(path)
     start, end = f"<!-- bench:{name} -->", f"<!-- /bench:{name} -->"
     block = f"{start}\n{body.strip()}\n{end}"
-    text = path.read_text() if path.exists() else "# Benchmarks\n"
+    text = md.read_text()
     pattern = re.compile(re.escape(start) + r".*?" + re.escape(end), re.S)
     text = pattern.sub(lambda _: block, text) if pattern.search(text) else text.rstrip() + "\n\n" + block + "\n"
-    path.write_text(text)
+    md.write_text(text)
+    return md
+
+
+# -- what a run directory says ------------------------------------------------------------------
+
+
+def events(run_dir: Path) -> list[dict[str, Any]]:
+    """The run's event log (stage starts and ends), [] before it has one."""
+    path = RunDir(run_dir).events
+    if not path.exists():
+        return []
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+def paid_calls(run_dir: Path) -> tuple[int, int]:
+    """(paid, repaid) teacher calls of the run, as its call cache records them."""
+    from lionloop.inspect.status import run_status
+
+    calls = run_status(run_dir)["teacher_calls"]
+    return calls["paid"], calls["repaid"]

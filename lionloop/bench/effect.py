@@ -12,19 +12,16 @@ on the same number of teacher-answered examples.
 
 from __future__ import annotations
 
-import json
-import logging
-import time
 from pathlib import Path
 from typing import Any
 
-from lionloop.bench.common import machine_line, md_table, mean_std, write_section
+from lionloop.bench.arms import finished_figures, loop_rounds, run_arms
+from lionloop.bench.common import benchmarks_md, machine_line, md_table, mean_std, write_section
 from lionloop.config import RunConfig, parse_config
-
-log = logging.getLogger(__name__)
 
 ARMS = ("lion", "uniform", "seeds", "lion_cap")
 TASK_CAP = 0.25
+PLOT = "docs/bench-effect.png"  # beside BENCHMARKS.md
 
 
 def arm_config(arm: str, seed: int, rounds: int, run_dir: Path, accepted: int, overrides: dict | None = None) -> RunConfig:
@@ -42,17 +39,12 @@ def arm_config(arm: str, seed: int, rounds: int, run_dir: Path, accepted: int, o
     return parse_config(data, f"bench:{arm}")
 
 
-def run_arm(cfg: RunConfig) -> list[dict[str, Any]]:
+def per_round(figures: dict[str, Any], seconds: float) -> list[dict[str, Any]]:
     """Per round: training rows (the data budget), held-out accuracy overall and per skill."""
-    from lionloop.inspect.status import run_status as status
-    from lionloop.loop.runner import start
-
-    out, _ = start(cfg)
-    st = status(out)
     return [
         {"round": r["round"], "examples": r["train"].get("rows"), "acc": r["eval_accuracy"],
          "per_skill": r["eval_per_skill"], "teacher_calls": r["teacher_calls"]}
-        for r in st["rounds"]
+        for r in loop_rounds(figures)
     ]
 
 
@@ -70,24 +62,10 @@ def budget_to_reach(curve: list[tuple[float, float]], target: float) -> float | 
 
 
 def run(seeds: list[int], rounds: int, accepted: int, out_dir: Path, overrides: dict | None = None) -> dict[str, Any]:
-    results: dict[str, dict[int, list[dict[str, Any]]]] = {a: {} for a in ARMS}
-    raw = out_dir / "effect.json"
-    if raw.exists():  # resume a long benchmark where it stopped
-        prev = json.loads(raw.read_text())
-        for a in ARMS:
-            results[a] = {int(k): v for k, v in prev.get("results", {}).get(a, {}).items()}
-    t0 = time.time()
-    for seed in seeds:
-        for arm in ARMS:
-            if seed in results[arm]:
-                continue
-            t = time.time()
-            cfg = arm_config(arm, seed, rounds, out_dir / f"{arm}-{seed}", accepted, overrides)
-            results[arm][seed] = run_arm(cfg)
-            log.warning("effect: %s seed %d done in %.0fs: final acc %.3f", arm, seed, time.time() - t,
-                        results[arm][seed][-1]["acc"])
-            raw.write_text(json.dumps({"results": results}, indent=1))
-    return {"results": results, "seconds": time.time() - t0}
+    """Every (arm, seed) run, resumable: finished runs are read back from effect.json."""
+    return run_arms("effect", ARMS, seeds, out_dir,
+                         lambda arm, seed, run_dir: arm_config(arm, seed, rounds, run_dir, accepted, overrides),
+                         per_round)
 
 
 def summarise(results: dict[str, dict[int, list[dict[str, Any]]]]) -> dict[str, Any]:
@@ -116,37 +94,21 @@ def summarise(results: dict[str, dict[int, list[dict[str, Any]]]]) -> dict[str, 
     return summary
 
 
-def wall_seconds(out_dir: Path, results: dict[str, dict[int, list[dict[str, Any]]]]) -> float:
+def wall_seconds(figures: dict[str, dict[int, dict[str, Any]]]) -> float:
     """Wall time of all arm runs, read back from their rounds' stage timings (survives a resumed bench)."""
-    from lionloop.inspect.status import run_status as status
-
-    total = 0.0
-    for arm, by_seed in results.items():
-        for seed in by_seed:
-            run_dir = out_dir / f"{arm}-{seed}"
-            if (run_dir / "pool.sqlite").exists():
-                total += sum(sum((r.get("seconds") or {}).values()) for r in status(run_dir)["rounds"])
-    return total
+    return sum(sum((r.get("seconds") or {}).values()) for by_seed in figures.values() for f in by_seed.values()
+               for r in loop_rounds(f))
 
 
-def allocation(out_dir: Path, results: dict[str, dict[int, list[dict[str, Any]]]]) -> dict[str, dict[str, float]]:
+def allocation(figures: dict[str, dict[int, dict[str, Any]]],
+               results: dict[str, dict[int, list[dict[str, Any]]]]) -> dict[str, dict[str, float]]:
     """Mean number of generated (non-seed) training instructions per skill, per arm: where the budget went."""
-    from lionloop.stores.pool import Pool
-
     alloc: dict[str, dict[str, float]] = {}
     for arm, by_seed in results.items():
         counts: dict[str, list[int]] = {}
-        for seed in by_seed:
-            db = out_dir / f"{arm}-{seed}" / "pool.sqlite"
-            if not db.exists():
-                continue
-            pool = Pool(db, readonly=True)
-            try:
-                for task, n in pool.query("SELECT task, COUNT(*) FROM instructions WHERE origin != 'seed' "
-                                          "AND split = 'train' GROUP BY task"):
-                    counts.setdefault(task, []).append(n)
-            finally:
-                pool.close()
+        for f in figures.get(arm, {}).values():
+            for task, n in f["generated_by_task"].items():
+                counts.setdefault(task, []).append(n)
         if counts:
             alloc[arm] = {t: sum(v) / len(by_seed) for t, v in counts.items()}
     return alloc
@@ -169,6 +131,7 @@ def plot(results: dict[str, dict[int, list[dict[str, Any]]]], path: Path) -> Pat
     ax.grid(alpha=0.3)
     ax.legend()
     fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=110)
     plt.close(fig)
     return path
@@ -216,14 +179,21 @@ def report(summary: dict[str, Any], seconds: float, command: str, plot_path: Pat
 
 
 def main(seeds: int = 3, rounds: int = 4, accepted: int = 300, out_dir: Path = Path("runs/bench-effect"),
-         write: bool = True, overrides: dict | None = None) -> dict[str, Any]:
+         write: bool = True, overrides: dict | None = None, md: Path | None = None) -> dict[str, Any]:
+    """Run (or resume) the benchmark; `write` puts its section and plot beside BENCHMARKS.md
+    (`benchmarks_md(md)`: checked before any run starts)."""
+    target = benchmarks_md(md) if write else None
     out_dir.mkdir(parents=True, exist_ok=True)
     res = run(list(range(seeds)), rounds, accepted, out_dir, overrides)
     summary = summarise(res["results"])
-    plot_path = plot(res["results"], Path("docs") / "bench-effect.png") if write else None
-    text = report(summary, wall_seconds(out_dir, res["results"]), f"lionloop bench effect --seeds {seeds} --rounds {rounds} "
-                  f"--accepted {accepted}", plot_path, allocation(out_dir, res["results"]))
+    plot_path = None
+    if target is not None:
+        plot(res["results"], target.parent / PLOT)
+        plot_path = Path(PLOT)  # linked relative to BENCHMARKS.md
+    figures = finished_figures(out_dir, res["results"])
+    text = report(summary, wall_seconds(figures), f"lionloop bench effect --seeds {seeds} --rounds {rounds} "
+                  f"--accepted {accepted}", plot_path, allocation(figures, res["results"]))
     print(text)
-    if write:
-        write_section("effect", text)
+    if target is not None:
+        write_section("effect", text, target)
     return summary

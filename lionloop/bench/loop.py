@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import json
 import os
 import signal
-import sqlite3
 import subprocess
 import sys
 import time
@@ -14,7 +12,7 @@ from typing import Any
 
 import yaml
 
-from lionloop.bench.common import machine_line, md_table, write_section
+from lionloop.bench.common import events, machine_line, md_table, paid_calls
 from lionloop.config import RunConfig
 
 # -- loop overhead -------------------------------------------------------------------------------
@@ -83,11 +81,12 @@ def student_eval(n: int = 200, seed: int = 0) -> dict[str, Any]:
     import tempfile
 
     from lionloop.config import StudentConfig, TaskConfig
-    from lionloop.plugins.skills import SkillsPack
+    from lionloop.plugin.manager import get_plugin_manager
     from lionloop.student.model import build_tiny_student, generate
     from lionloop.student.prompt import format_prompt
 
-    pack = SkillsPack(TaskConfig(), seed)
+    # The demo's task pack, reached as the loop reaches it: through the plugins' registry.
+    pack = get_plugin_manager().build_registry().get("task_pack", "skills", "task.pack")(TaskConfig(), seed)
     prompts = [format_prompt(i) for i in pack.eval_set(max(1, n // len(pack.skills())))][:n]
     cfg = StudentConfig()
     with tempfile.TemporaryDirectory() as d:
@@ -119,16 +118,6 @@ def student_eval_report(d: dict[str, Any], command: str) -> str:
 # -- resume cost ---------------------------------------------------------------------------------
 
 
-def _events(run: Path) -> list[dict[str, Any]]:
-    p = run / "events.jsonl"
-    return [json.loads(x) for x in p.read_text().splitlines() if x.strip()] if p.exists() else []
-
-
-def _paid(run: Path) -> tuple[int, int]:
-    with sqlite3.connect(run / "pool.sqlite") as c:
-        return c.execute("SELECT COUNT(*), COALESCE(SUM(repaid), 0) FROM llm_cache").fetchone()
-
-
 def resume_cost(cfg: RunConfig, kill_at: list[tuple[int, str]], out_dir: Path, delay: float = 0.5) -> dict[str, Any]:
     """Run `cfg`, SIGKILL it once inside each (round, stage), resume each time; count repaid calls."""
     run = out_dir / "run"
@@ -140,18 +129,18 @@ def resume_cost(cfg: RunConfig, kill_at: list[tuple[int, str]], out_dir: Path, d
     for target in kill_at:
         proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
         while proc.poll() is None:
-            if any(e["event"] == "stage_start" and (e["round"], e["stage"]) == target for e in _events(run)):
+            if any(e["event"] == "stage_start" and (e["round"], e["stage"]) == target for e in events(run)):
                 time.sleep(delay)
                 os.killpg(proc.pid, signal.SIGKILL)
                 proc.wait()
                 break
             time.sleep(0.05)
-        paid, _ = _paid(run)
+        paid, _ = paid_calls(run)
         kills.append({"target": list(target), "paid_before_resume": paid})
         cmd = [sys.executable, "-m", "lionloop.cli", "resume", str(run)]
     t0 = time.time()
     subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    paid, repaid = _paid(run)
+    paid, repaid = paid_calls(run)
     from lionloop.inspect.status import run_status as status
 
     st = status(run)
@@ -177,8 +166,3 @@ def resume_report(d: dict[str, Any], baseline_paid: int | None, command: str) ->
         + f"; **repaid: {d['repaid']}** (target 0); served from the cache after the kills: {d['cache_hits']}.",
     ]
     return "\n".join(lines)
-
-
-def write(name: str, text: str) -> None:
-    print(text)
-    write_section(name, text)

@@ -94,10 +94,16 @@ def _teacher_config(url: str, concurrency: int, transport: str) -> Any:
                          transport=transport, max_tokens=64, timeout_s=60, max_retries=0)
 
 
-def _bench_backend(url: str, concurrency: int, n: int, transport: str) -> float:
-    from lionloop.plugins.backend_openai import OpenAIBackend
+def _openai_backend(url: str, concurrency: int, transport: str) -> Any:
+    """lionloop's `openai` backend, reached as the loop reaches it: through the plugins' registry."""
+    from lionloop.plugin.manager import get_plugin_manager
 
-    backend = OpenAIBackend(_teacher_config(url, concurrency, transport))
+    factory = get_plugin_manager().build_registry().get("backend", "openai", "teacher.backend")
+    return factory(_teacher_config(url, concurrency, transport))
+
+
+def _bench_backend(url: str, concurrency: int, n: int, transport: str) -> float:
+    backend = _openai_backend(url, concurrency, transport)
     try:
         warm = _requests(concurrency, f"warm-{transport}")
         list(backend.complete(warm, 0))
@@ -115,11 +121,10 @@ def _bench_backend(url: str, concurrency: int, n: int, transport: str) -> float:
 
 
 def _bench_teacher(url: str, concurrency: int, n: int) -> float:
-    from lionloop.plugins.backend_openai import OpenAIBackend
     from lionloop.stores.cache import CallCache
     from lionloop.teacher.client import Teacher
 
-    backend = OpenAIBackend(_teacher_config(url, concurrency, "aiohttp"))
+    backend = _openai_backend(url, concurrency, "aiohttp")
     with tempfile.TemporaryDirectory() as tmp:
         cache = CallCache(Path(tmp) / "cache.sqlite")
         teacher = Teacher(backend, cache, "bench", parse_retries=0)

@@ -1,21 +1,53 @@
-"""`lionloop bench ...`: measurements that are figures, not tests (mounted by the main CLI)."""
+"""`lionloop bench ...`: measurements that are figures, not tests (mounted by the main CLI).
+
+Exit codes: 1 when a benchmark fails or cannot write its figures (one red line), 2 only for a bad
+option value.
+"""
 
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from typing import Annotated
 
 import typer
 from rich.console import Console
 from rich.table import Table
 
-from lionloop.cli.ablation import ablation
-from lionloop.cli.common import quiet_libraries
+from lionloop.cli.common import fail, quiet_libraries, setup_logging
+from lionloop.errors import LionloopError
 
 bench_app = typer.Typer(add_completion=False, no_args_is_help=True, help="Benchmarks (figures, not tests).")
 console = Console()
 
-bench_app.command("ablation")(ablation)
+Md = Annotated[Path | None, typer.Option(
+    "--md", exists=True, dir_okay=False, show_default=False,
+    help="The BENCHMARKS.md to update (default: the one in lionloop's source checkout).")]
+
+
+def run_bench(fn, *args, **kwargs):  # noqa: ANN001, ANN202
+    """Run a benchmark step; a lionloop error ends the command with one red line and exit 1
+    (a failed benchmark, not a bad config)."""
+    try:
+        return fn(*args, **kwargs)
+    except LionloopError as err:
+        fail(err, 1)
+
+
+def md_target(write: bool, md: Path | None) -> Path | None:
+    """Where the figures go (checked before the benchmark runs), or None without --write."""
+    from lionloop.bench.common import benchmarks_md
+
+    return run_bench(benchmarks_md, md) if write else None
+
+
+def publish(name: str, text: str, md: Path | None) -> None:
+    """Print a benchmark's section and, with a target, put it in that BENCHMARKS.md."""
+    from lionloop.bench.common import write_section
+
+    typer.echo(text)
+    if md is not None:
+        write_section(name, text, md)
 
 
 @bench_app.callback()
@@ -36,8 +68,10 @@ def teacher(
     ratio of the ceiling C/L (target >= 0.9 at C=64, L=200 ms)."""
     from lionloop.bench import teacher as teacher_bench
 
-
     clients = tuple(client) if client else teacher_bench.CLIENTS
+    unknown = [c for c in clients if c not in teacher_bench.CLIENTS]
+    if unknown:
+        fail(f"--client: unknown {unknown} (known: {', '.join(teacher_bench.CLIENTS)})", 2)
     try:
         if as_json:
             out = teacher_bench.run(concurrency, latency_ms, requests, clients, repeat)
@@ -50,18 +84,13 @@ def teacher(
             concurrency, latency_ms, requests, clients, repeat,
             on_figure=lambda f: console.print(f"  {f.client}: {f.ratio:.3f}"),
         )
-    except (ValueError, RuntimeError) as err:
-        Console(stderr=True).print(f"[red]error:[/] {err}", highlight=False)
-        raise typer.Exit(2) from None
+    except (ValueError, RuntimeError) as err:  # the server or the requests failed: the benchmark failed
+        fail(err, 1)
     for f in out["figures"]:
         table.add_row(f["client"], str(f["requests"]), f"{f['seconds']:.2f}", f"{f['per_second']:.1f}",
                       f"{f['ratio']:.3f}")
     console.print(table)
     console.print("versions: " + ", ".join(f"{k} {v}" for k, v in out["versions"].items()))
-
-
-def _quiet() -> None:
-    quiet_libraries()
 
 
 @bench_app.command("effect")
@@ -71,15 +100,40 @@ def effect(
     accepted: Annotated[int, typer.Option(min=1, help="New teacher-answered examples per round (the budget).")] = 300,
     out_dir: Annotated[str, typer.Option(help="Where the runs go (re-running resumes).")] = "runs/bench-effect",
     write: Annotated[bool, typer.Option(help="Update BENCHMARKS.md.")] = True,
+    md: Md = None,
 ) -> None:
     """Held-out accuracy of the loop vs. uniform expansion vs. seeds only, at equal data budget."""
-    from pathlib import Path
-
     from lionloop.bench import effect as effect_bench
 
+    quiet_libraries()
+    setup_logging(False)
+    run_bench(effect_bench.main, seeds, rounds, accepted, Path(out_dir), write, md=md)
 
-    _quiet()
-    effect_bench.main(seeds, rounds, accepted, Path(out_dir), write)
+
+@bench_app.command("ablation")
+def ablation(
+    seeds: Annotated[int, typer.Option(min=1, help="Seeds per arm (runs are seeds x arms).")] = 3,
+    rounds: Annotated[int, typer.Option(min=2, help="Rounds per run (generation happens in all but the last).")] = 3,
+    budget: Annotated[int, typer.Option(min=10, help="Teacher calls for new data per round, per arm.")] = 120,
+    arm: Annotated[list[str] | None, typer.Option("--arm", help="Arm(s) to run (default: all): lion, +rationale, "
+                                                  "+socratic, +disco, +finetune_cot, +socratic-separate, all.")] = None,
+    out_dir: Annotated[Path, typer.Option(help="Run directories and ablation.json (resumable).")] = Path("runs/bench-ablation"),
+    write: Annotated[bool, typer.Option(help="Write the table into BENCHMARKS.md (section 'Generator ablation').")] = True,
+    md: Md = None,
+) -> None:
+    """Held-out accuracy of the loop with each generator plugin on or off, at equal teacher budget,
+    on the offline pack, mean ± std over seeds. Interrupted runs resume from OUT_DIR."""
+    from lionloop.bench import ablation as ablation_bench
+
+    arms = tuple(arm) if arm else ablation_bench.ARMS
+    unknown = [a for a in arms if a not in ablation_bench.ARMS]
+    if unknown:
+        fail(f"--arm: unknown {unknown} (known: {', '.join(ablation_bench.ARMS)})", 2)
+    quiet_libraries()
+    setup_logging(False)
+    _, text = run_bench(ablation_bench.main, seeds=seeds, rounds=rounds, budget=budget, out_dir=out_dir, arms=arms,
+                        write=write, md=md)
+    console.print(text, markup=False, highlight=False)
 
 
 @bench_app.command("dedup")
@@ -89,17 +143,20 @@ def dedup(
     rouge_sample: Annotated[int, typer.Option(min=1, help="Candidates ROUGE-L is timed on (then extrapolated).")] = 120,
     pairs: Annotated[int, typer.Option(min=10, help="Labelled pairs per kind.")] = 200,
     write: Annotated[bool, typer.Option(help="Update BENCHMARKS.md.")] = True,
+    md: Md = None,
 ) -> None:
     """Lion's ROUGE-L >= 0.7 dedup vs. embeddings + FAISS: time and recall on labelled pairs."""
     from lionloop.bench import dedup as dedup_bench
-    from lionloop.bench.loop import write as write_md
 
-    _quiet()
-    sizes = tuple(int(x) for x in pools.split(","))
-    d = dedup_bench.run(candidates, sizes, rouge_sample, pairs)
+    try:
+        sizes = tuple(int(x) for x in pools.split(","))
+    except ValueError:
+        fail(f"--pools: comma-separated integers expected, got {pools!r}", 2)
+    md_file = md_target(write, md)
+    quiet_libraries()
+    d = run_bench(dedup_bench.run, candidates, sizes, rouge_sample, pairs)
     cmd = f"lionloop bench dedup --candidates {candidates} --pools {pools} --rouge-sample {rouge_sample} --pairs {pairs}"
-    text = dedup_bench.report(d, cmd)
-    write_md("dedup", text) if write else typer.echo(text)
+    publish("dedup", dedup_bench.report(d, cmd), md_file)
 
 
 @bench_app.command("loop")
@@ -107,65 +164,64 @@ def loop(
     run_dir: Annotated[str | None, typer.Option(help="Measure this finished run instead of running the demo.")] = None,
     rounds: Annotated[int, typer.Option(min=1)] = 4,
     write: Annotated[bool, typer.Option(help="Update BENCHMARKS.md.")] = True,
+    md: Md = None,
 ) -> None:
     """Share of each demo round's wall time outside teacher calls, training and generation."""
     import time
-    from pathlib import Path
 
     from lionloop.bench.loop import overhead, overhead_report
-    from lionloop.bench.loop import write as write_md
 
-    _quiet()
+    md_file = md_target(write, md)
+    quiet_libraries()
     if run_dir is None:
         from lionloop.loop.presets import demo_config
         from lionloop.loop.runner import start
 
         run_dir = f"runs/bench-loop-{time.strftime('%Y%m%d-%H%M%S')}"
-        start(demo_config(rounds=rounds, run_dir=Path(run_dir)))
-    text = overhead_report(overhead(Path(run_dir)), f"lionloop bench loop --rounds {rounds}")
-    write_md("loop", text) if write else typer.echo(text)
+        run_bench(start, demo_config(rounds=rounds, run_dir=Path(run_dir)))
+    text = overhead_report(run_bench(overhead, Path(run_dir)), f"lionloop bench loop --rounds {rounds}")
+    publish("loop", text, md_file)
 
 
 @bench_app.command("student")
 def student(
     prompts: Annotated[int, typer.Option(min=1)] = 280,
     write: Annotated[bool, typer.Option(help="Update BENCHMARKS.md.")] = True,
+    md: Md = None,
 ) -> None:
     """Student evaluation: batched generation vs. one prompt at a time (same prompts)."""
     from lionloop.bench.loop import student_eval, student_eval_report
-    from lionloop.bench.loop import write as write_md
 
-    _quiet()
-    text = student_eval_report(student_eval(prompts), f"lionloop bench student --prompts {prompts}")
-    write_md("student", text) if write else typer.echo(text)
+    md_file = md_target(write, md)
+    quiet_libraries()
+    text = student_eval_report(run_bench(student_eval, prompts), f"lionloop bench student --prompts {prompts}")
+    publish("student", text, md_file)
 
 
 @bench_app.command("resume")
 def resume(
     rounds: Annotated[int, typer.Option(min=2)] = 3,
     write: Annotated[bool, typer.Option(help="Update BENCHMARKS.md.")] = True,
+    md: Md = None,
 ) -> None:
     """Teacher calls repaid after kill -9 inside each teacher-paying stage (target 0)."""
     import time
-    from pathlib import Path
 
+    from lionloop.bench.common import paid_calls
     from lionloop.bench.loop import resume_cost, resume_report
-    from lionloop.bench.loop import write as write_md
     from lionloop.loop.presets import demo_config
+    from lionloop.loop.runner import start
 
-    _quiet()
+    md_file = md_target(write, md)
+    quiet_libraries()
     out = Path(f"runs/bench-resume-{time.strftime('%Y%m%d-%H%M%S')}")
     cfg = demo_config(rounds=rounds)
     # Simulated teacher latency makes the teacher stages long enough to be killed inside.
     cfg = cfg.model_copy(update={"teacher": cfg.teacher.model_copy(update={"latency_ms": 2.0})})
     targets = [(0, "bootstrap"), (1, "discriminate"), (1, "generate"), (1, "curate"), (2, "imitate"),
                (2, "discriminate"), (2, "curate")]
-    d = resume_cost(cfg, [t for t in targets if t[0] < rounds], out)
+    d = run_bench(resume_cost, cfg, [t for t in targets if t[0] < rounds], out)
     base = out.with_name(out.name + "-baseline")
-    from lionloop.loop.runner import start
-
-    start(cfg.model_copy(update={"run_dir": base}))
-    from lionloop.bench.loop import _paid
-
-    text = resume_report(d, _paid(base)[0], f"lionloop bench resume --rounds {rounds}")
-    write_md("resume", text) if write else typer.echo(text)
+    run_bench(start, cfg.model_copy(update={"run_dir": base}))
+    text = resume_report(d, run_bench(paid_calls, base)[0], f"lionloop bench resume --rounds {rounds}")
+    publish("resume", text, md_file)

@@ -102,10 +102,12 @@ def build(pool: Pool, run_dir: RunDir, cfg: Any = None, run_id: str | None = Non
             "referee": m.get("referee"),
             "eval_accuracy": m.get("eval", {}).get("overall"),
             "eval_per_skill": m.get("eval", {}).get("per_skill", {}),
+            "eval_methods": m.get("eval", {}).get("methods", {}),
             "generated": m.get("generate", {}).get("candidates", 0),
             "candidates": cand,
             "accepted": acc,
             "rejected": dict(sorted(rej.items())),
+            "accepted_by_generator": m.get("curate", {}).get("by_generator", {}),
             **teacher_sums(per_stage),
             "teacher_by_stage": per_stage,
             "seconds": m.get("seconds", {}),
@@ -126,6 +128,9 @@ def build(pool: Pool, run_dir: RunDir, cfg: Any = None, run_id: str | None = Non
         "by_round_born": born,
         "by_origin": grouped(pool, "SELECT origin, COUNT(*) FROM instructions WHERE split != 'eval' GROUP BY origin ORDER BY origin"),
         "by_task": grouped(pool, "SELECT task, COUNT(*) FROM instructions WHERE split != 'eval' GROUP BY task ORDER BY task"),
+        # Where the generated data went: train instructions not from the seeds, per task.
+        "generated_by_task": grouped(pool, "SELECT task, COUNT(*) FROM instructions WHERE origin != 'seed'"
+                                           " AND split = 'train' GROUP BY task ORDER BY task"),
         "examples": pool.query("SELECT COUNT(*) FROM examples")[0][0],
         "examples_by_kind": grouped(pool, "SELECT kind, COUNT(*) FROM examples GROUP BY kind ORDER BY kind"),
         "verdicts": grouped(
@@ -195,9 +200,15 @@ def stats_view(full: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def run_status(run_dir: Path) -> dict[str, Any]:
-    """`lionloop status --json` of a run directory, read-only (safe while the run writes)."""
+def run_figures(run_dir: Path) -> dict[str, Any]:
+    """Every figure of a run directory (`build` with the run's identity and call-cache totals),
+    read-only: what the benchmarks read."""
     rd = RunDir(run_dir)
     cfg, run_id = rd.read()
     with snapshot(run_dir) as pool:
-        return status_view(build(pool, rd, cfg, run_id))
+        return build(pool, rd, cfg, run_id)
+
+
+def run_status(run_dir: Path) -> dict[str, Any]:
+    """`lionloop status --json` of a run directory, read-only (safe while the run writes)."""
+    return status_view(run_figures(run_dir))

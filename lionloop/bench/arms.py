@@ -1,0 +1,85 @@
+"""Benchmarks that compare arms (configs) over seeds: run each (arm, seed) loop once, read its
+figures back through the status builder, and keep them in a JSON file so an interrupted benchmark
+resumes where it stopped. The effectiveness benchmark and the generator ablation both run here."""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+from lionloop.config import RunConfig
+
+log = logging.getLogger(__name__)
+
+Results = dict[str, dict[int, list[dict[str, Any]]]]  # arm -> seed -> per-round figures
+
+
+def arm_dir(out_dir: Path, arm: str, seed: int) -> Path:
+    """The run directory of one (arm, seed) run."""
+    return Path(out_dir) / f"{arm.strip('+')}-{seed}"
+
+
+def run_arm(cfg: RunConfig) -> tuple[dict[str, Any], float]:
+    """Run one arm's loop to its end; its figures (`lionloop.inspect.status.run_figures`) and wall seconds."""
+    from lionloop.inspect.status import run_figures
+    from lionloop.loop.runner import start
+
+    t0 = time.time()
+    run_dir, _ = start(cfg)
+    seconds = time.time() - t0
+    return run_figures(run_dir), seconds
+
+
+def loop_rounds(figures: dict[str, Any]) -> list[dict[str, Any]]:
+    """The loop's rounds 1.. of a run's figures (bootstrap, round 0, left out)."""
+    return [r for r in figures["rounds"] if r["round"] > 0]
+
+
+def run_arms(
+    label: str,
+    arms: Sequence[str],
+    seeds: Sequence[int],
+    out_dir: Path,
+    config: Callable[[str, int, Path], RunConfig],
+    per_round: Callable[[dict[str, Any], float], list[dict[str, Any]]],
+) -> dict[str, Any]:
+    """Every (arm, seed) run, resumable: runs recorded in OUT_DIR/<label>.json are not run again.
+
+    `config(arm, seed, run_dir)` builds a run's config; `per_round(figures, seconds)` turns its
+    figures into what the benchmark keeps per round (an `acc` entry each).
+    """
+    raw = Path(out_dir) / f"{label}.json"
+    results: Results = {a: {} for a in arms}
+    if raw.exists():
+        prev = json.loads(raw.read_text()).get("results", {})
+        for a in arms:
+            results[a] = {int(k): v for k, v in prev.get(a, {}).items()}
+    t0 = time.time()
+    for seed in seeds:
+        for arm in arms:
+            if seed in results[arm]:
+                continue
+            figures, seconds = run_arm(config(arm, seed, arm_dir(out_dir, arm, seed)))
+            results[arm][seed] = per_round(figures, seconds)
+            log.warning("%s: %s seed %d: final acc %.3f in %.0fs", label, arm, seed,
+                        results[arm][seed][-1]["acc"] or 0, seconds)
+            raw.write_text(json.dumps({"results": results}, indent=1))
+    return {"results": results, "seconds": time.time() - t0}
+
+
+def finished_figures(out_dir: Path, results: Results) -> dict[str, dict[int, dict[str, Any]]]:
+    """The figures of every (arm, seed) run in `results` whose run directory is still there."""
+    from lionloop.inspect.status import run_figures
+    from lionloop.rundir import RunDir
+
+    out: dict[str, dict[int, dict[str, Any]]] = {}
+    for arm, by_seed in results.items():
+        for seed in by_seed:
+            run_dir = arm_dir(out_dir, arm, seed)
+            if RunDir(run_dir).is_run() and RunDir(run_dir).pool.exists():
+                out.setdefault(arm, {})[seed] = run_figures(run_dir)
+    return out

@@ -1,0 +1,76 @@
+"""What the benchmarks share: where BENCHMARKS.md is (never a stray one in the current directory),
+what a run directory says about its calls and events, the arm runs' figures, and exit codes."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from lionloop.bench import common
+from lionloop.bench.arms import arm_dir, finished_figures, loop_rounds
+from lionloop.bench.effect import allocation, wall_seconds
+from lionloop.cli.bench import bench_app
+from lionloop.inspect.status import run_status
+
+runner = CliRunner()
+
+
+def test_benchmarks_md_is_the_source_checkouts() -> None:
+    md = common.benchmarks_md()
+    assert md == common.SOURCE_ROOT / "BENCHMARKS.md" and md.is_file()
+    assert (common.SOURCE_ROOT / "pyproject.toml").is_file()
+
+
+def test_no_benchmarks_md_is_refused_not_created(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(common, "SOURCE_ROOT", tmp_path / "installed")
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(common.BenchError, match="no BENCHMARKS.md in the source checkout"):
+        common.write_section("loop", "## 4. Loop overhead")
+    with pytest.raises(common.BenchError, match="does not exist"):
+        common.benchmarks_md(tmp_path / "elsewhere.md")
+    assert not list(tmp_path.iterdir())
+
+
+def test_write_section_replaces_its_own_section_only(tmp_path: Path) -> None:
+    md = tmp_path / "BENCHMARKS.md"
+    md.write_text("# Benchmarks\n\n<!-- bench:a -->\nold a\n<!-- /bench:a -->\n\ntail\n")
+    common.write_section("a", "new a", md)
+    common.write_section("b", "new b", md)
+    assert md.read_text() == ("# Benchmarks\n\n<!-- bench:a -->\nnew a\n<!-- /bench:a -->\n\ntail\n\n"
+                              "<!-- bench:b -->\nnew b\n<!-- /bench:b -->\n")
+
+
+def test_paid_calls_and_events_of_a_run(micro_run: Path) -> None:
+    st = run_status(micro_run)
+    assert common.paid_calls(micro_run) == (st["teacher_calls"]["paid"], 0)
+    evs = common.events(micro_run)
+    assert any(e["event"] == "stage_start" and e["stage"] == "bootstrap" for e in evs)
+    assert common.events(micro_run / "nowhere") == []
+
+
+def test_arm_figures_read_through_the_status_builder(micro_run: Path, tmp_path: Path) -> None:
+    shutil.copytree(micro_run, arm_dir(tmp_path, "lion", 0), ignore=shutil.ignore_patterns("student"))
+    results = {"lion": {0: [{"acc": 0.5}], 1: [{"acc": 0.5}]}, "uniform": {0: [{"acc": 0.5}]}}
+    figures = finished_figures(tmp_path, results)
+    assert set(figures) == {"lion"} and set(figures["lion"]) == {0}  # runs whose directory is gone: skipped
+    st = run_status(micro_run)
+    assert [r["round"] for r in loop_rounds(figures["lion"][0])] == [r["round"] for r in st["rounds"]]
+    assert wall_seconds(figures) == pytest.approx(sum(sum(r["seconds"].values()) for r in st["rounds"]))
+    generated = figures["lion"][0]["generated_by_task"]
+    assert generated and allocation(figures, results) == {"lion": {t: n / 2 for t, n in generated.items()}}
+
+
+def test_bench_cli_writes_only_where_told_and_exits_1_on_failure(micro_run: Path, tmp_path: Path) -> None:
+    md = tmp_path / "B.md"
+    md.write_text("# Benchmarks\n")
+    res = runner.invoke(bench_app, ["loop", "--run-dir", str(micro_run), "--md", str(md)])
+    assert res.exit_code == 0, res.output
+    assert "<!-- bench:loop -->\n## 4. Loop overhead" in md.read_text()
+    # A bad option value is a usage error (2); a benchmark that fails is 1, in one line.
+    assert runner.invoke(bench_app, ["loop", "--run-dir", str(micro_run), "--md", str(tmp_path / "no.md")]).exit_code == 2
+    res = runner.invoke(bench_app, ["loop", "--run-dir", str(tmp_path / "missing"), "--no-write"])
+    assert res.exit_code == 1 and res.output.count("\n") == 1 and "error:" in res.output
+    assert runner.invoke(bench_app, ["teacher", "--client", "bogus"]).exit_code == 2
