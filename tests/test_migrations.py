@@ -164,8 +164,9 @@ def old_run(micro_run: Path, tmp_path: Path) -> Path:
 
 
 def test_views_read_an_unmigrated_run(old_run: Path) -> None:
+    from lionloop.inspect.export import export_rows
     from lionloop.inspect.status import run_status
-    from lionloop.inspect.views import export_rows, list_instructions, show_instruction
+    from lionloop.inspect.views import list_instructions, show_instruction
 
     rows, _ = export_rows(old_run)
     assert rows and {r["student"] for r in rows} == {""}

@@ -225,7 +225,7 @@ def _node_label(n: dict[str, Any], focus: bool = False) -> Text:
 @pool_app.command("lineage")
 def lineage(run_dir: RunDir, ident: Ident, as_json: AsJson = False) -> None:
     """Ancestors and descendants of an instruction as a tree, each with its verdicts by round."""
-    from lionloop.inspect.views import lineage as get_lineage
+    from lionloop.inspect.lineage import lineage as get_lineage
 
     d = guard(get_lineage, run_dir, ident)
     if as_json:
@@ -258,7 +258,7 @@ def search(
     as_json: AsJson = False,
 ) -> None:
     """Nearest instructions to a text, by embedding similarity through the run's FAISS index."""
-    from lionloop.inspect.views import search as do_search
+    from lionloop.inspect.search import search as do_search
 
     res = guard(do_search, run_dir, text, k)
     if as_json:
@@ -288,7 +288,7 @@ def diff(
     as_json: AsJson = False,
 ) -> None:
     """Between two rounds: what entered the pool, what became easy, what stayed hard."""
-    from lionloop.inspect.views import pool_diff
+    from lionloop.inspect.diff import pool_diff
 
     d = guard(pool_diff, run_dir, r_from, r_to, limit or None)
     if as_json:

@@ -8,8 +8,11 @@ from pathlib import Path
 from typing import Any
 
 from lionloop.inspect.fmt import pct as _pct
-from lionloop.inspect.snapshot import PoolQueryError
-from lionloop.inspect.views import export_rows
+from lionloop.inspect.lineage import lineage_columns
+from lionloop.inspect.queries import as_hard, latest_verdicts, verdict_counts
+from lionloop.inspect.snapshot import PoolQueryError, snapshot
+from lionloop.inspect.status import build, stats_view
+from lionloop.records import SPLITS
 from lionloop.rundir import RunDir
 
 FORMATS = ("jsonl", "parquet", "hf")
@@ -80,6 +83,55 @@ def export(
         ds.save_to_disk(str(out))
         (out / "README.md").write_text(dataset_card(run_dir, what, split, len(rows), stats), encoding="utf-8")
     return {"format": fmt, "what": what, "split": split, "rows": len(rows), "out": str(out)}
+
+
+# -- the rows -----------------------------------------------------------------------------------
+
+
+def export_rows(run_dir: Path, what: str = "examples", split: str | None = None) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+    """Training rows (`examples`) or `instructions`, each with lineage columns; plus the stats."""
+    if what not in ("examples", "instructions"):
+        raise PoolQueryError(f"unknown export kind {what!r} (examples or instructions)")
+    if split is not None and split not in SPLITS:
+        raise PoolQueryError(f"unknown split {split!r} (one of: {', '.join(SPLITS)})")
+    with snapshot(run_dir) as pool:
+        lin = lineage_columns(pool)
+        latest = latest_verdicts(pool)
+        counts = verdict_counts(pool)
+        params: tuple[Any, ...] = ()
+        if what == "examples":
+            # What the student trains on: rows of train-split instructions (as Pool.examples()).
+            sql = ("SELECT e.id, e.instruction_id, e.kind, e.prompt, e.completion, e.generator, e.round,"
+                   " e.weight, e.student, i.text AS instruction, i.input, i.task, i.origin, i.parent_id, i.round_born,"
+                   " i.split FROM examples e JOIN instructions i ON i.id = e.instruction_id"
+                   " WHERE i.split = 'train'")
+            if split not in (None, "train"):
+                raise PoolQueryError("training rows exist only for the train split")
+            sql += " ORDER BY e.round, e.id"
+        else:
+            sql = ("SELECT i.id AS instruction_id, i.text AS instruction, i.input, i.task, i.origin,"
+                   " i.parent_id, i.round_born, i.split, i.meta, t.text AS teacher_answer"
+                   " FROM instructions i LEFT JOIN (SELECT instruction_id, text, MAX(round) FROM responses"
+                   " WHERE role = 'teacher' GROUP BY instruction_id) t ON t.instruction_id = i.id")
+            if split is not None:
+                sql += " WHERE i.split = ?"
+                params = (split,)
+            sql += " ORDER BY i.round_born, i.id"
+        rows = []
+        for r in pool.query(sql, params):
+            d = dict(r)
+            iid = d["instruction_id"]
+            lv, cv = latest.get(iid, {}), counts.get(iid, {})
+            d.update(lin.get(iid, {"root_id": iid, "depth": 0, "lineage": []}))
+            d.update({
+                "latest_verdict_round": lv.get("verdict_round"),
+                "latest_diff": lv.get("diff"),
+                "latest_hard": as_hard(lv.get("hard")),
+                "times_judged": cv.get("times_judged", 0),
+                "times_hard": cv.get("times_hard", 0) or 0,
+            })
+            rows.append(d)
+        return rows, stats_view(build(pool, RunDir(run_dir)))
 
 
 def _check_target(out: Path, fmt: str, force: bool) -> None:

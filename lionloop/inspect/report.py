@@ -12,9 +12,10 @@ from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
+from lionloop.inspect.lineage import lineage_of
+from lionloop.inspect.queries import latest_verdicts, verdict_counts
 from lionloop.inspect.snapshot import PoolQueryError, snapshot
 from lionloop.inspect.status import build, stats_view
-from lionloop.inspect.views import latest_verdicts, lineage_of
 from lionloop.rundir import RunDir
 from lionloop.stores.pool import Pool
 
@@ -70,10 +71,9 @@ def collect(run_dir: Path, projection: str = "auto", top: int = 25) -> dict[str,
 
 def _hardest(pool: Pool, latest: dict[str, dict[str, Any]], info: dict[str, dict[str, Any]], top: int) -> list[dict[str, Any]]:
     """Instructions whose latest verdict is hard, largest gap first, then hard in the most rounds."""
-    times_hard = {r[0]: r[1] for r in pool.query(
-        "SELECT instruction_id, SUM(hard = 1) FROM verdicts GROUP BY instruction_id")}
-    times_judged = {r[0]: r[1] for r in pool.query(
-        "SELECT instruction_id, COUNT(*) FROM verdicts GROUP BY instruction_id")}
+    counts = verdict_counts(pool)
+    times_hard = {k: v["times_hard"] for k, v in counts.items()}
+    times_judged = {k: v["times_judged"] for k, v in counts.items()}
     hard = [v for v in latest.values() if v["hard"] == 1 and v["instruction_id"] in info]
     hard.sort(key=lambda v: (-(v["diff"] or 0), -times_hard.get(v["instruction_id"], 0), v["instruction_id"]))
     out = []
