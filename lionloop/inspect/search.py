@@ -38,7 +38,7 @@ def read_index(pool: Pool, run_dir: Path, model: str) -> tuple[Any, list[str], s
         return None, [], "empty"
     index = load_persisted(RunDir(run_dir), ids)
     if index is not None:
-        return index, ids, "index.faiss"
+        return index, ids, RunDir(run_dir).index.name
     stored = pool.embeddings(model)
     dim = len(stored[0][1]) // 4  # float32 vectors
     return build_index(stored, dim), ids, "rebuilt in memory from the embeddings table"
