@@ -1,8 +1,9 @@
 """The `hf` teacher backend: a transformers causal LM in process, batched `generate`, chat template.
 
 The CPU fallback for a real teacher (and what tests run with a tiny model). No constrained
-decoding: JSON replies rely on the prompt and the tolerant parser. Options: `device`
-(auto | cpu | cuda), `dtype` (e.g. bfloat16), and any `generate` keyword (top_p, ...).
+decoding: JSON replies rely on the prompt and the tolerant parser. Options (`HFOptions`): `device`
+(auto | cpu | cuda), `dtype` (e.g. bfloat16), and any other `generate` keyword (top_p, ...)
+but the ones lionloop sets from the teacher config (max_new_tokens, temperature, ...).
 Each batch of `batch_size` prompts is yielded, and so cached, before the next one starts.
 """
 
@@ -11,17 +12,50 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Iterator, Sequence
-from typing import Any
+from typing import Any, Literal
 
-from lionloop.config import TeacherConfig
-from lionloop.plugin.hookspecs import hookimpl
-from lionloop.teacher.chat import ChatBackend
-from lionloop.teacher.client import Reply
-from lionloop.teacher.requests import TeacherRequest
+from pydantic import ConfigDict, Field, model_validator
+
+from lionloop import (
+    BackendEnv,
+    ChatBackend,
+    OptionError,
+    PluginOptions,
+    Registry,
+    Reply,
+    TeacherConfig,
+    TeacherRequest,
+    hookimpl,
+    validate_options,
+)
 
 log = logging.getLogger(__name__)
 
-LOAD_OPTIONS = ("device", "dtype")
+# `generate` keywords lionloop sets itself, and where to set them instead.
+SET_BY_LIONLOOP = {
+    "max_new_tokens": "use teacher.max_tokens",
+    "temperature": "use teacher.temperature",
+    "do_sample": "use teacher.temperature (above 0 samples)",
+    "pad_token_id": "from the tokenizer (its pad token, else its eos token)",
+    "eos_token_id": "from the tokenizer",
+}
+
+
+class HFOptions(PluginOptions):
+    """`teacher.options` of the hf backend: where and how the model loads; every other key is a
+    `generate` keyword, passed through (and part of the cache key)."""
+
+    model_config = ConfigDict(extra="allow")
+
+    device: Literal["auto", "cpu", "cuda"] = Field("auto", description="Where the model runs (not part of the cache key).")
+    dtype: str | None = Field(None, description="torch dtype to load the model in, e.g. bfloat16.")
+
+    @model_validator(mode="after")
+    def _not_set_by_lionloop(self) -> HFOptions:
+        for key in self.model_extra or {}:
+            if key in SET_BY_LIONLOOP:
+                raise OptionError(key, f"set by lionloop: {SET_BY_LIONLOOP[key]}")
+        return self
 
 
 def _plain_chat(messages: list[dict[str, str]]) -> str:
@@ -35,8 +69,10 @@ class HFBackend(ChatBackend):
     name = "hf"
     structured_modes = ("none", "json_schema", "json_object")  # all mean "prompt only" here
 
-    def __init__(self, cfg: TeacherConfig, env: Any = None) -> None:
+    def __init__(self, cfg: TeacherConfig, env: BackendEnv | None = None) -> None:
         super().__init__(cfg, env)
+        given = getattr(env, "options", None)
+        self.options: HFOptions = given if given is not None else validate_options(HFOptions, cfg.options, f"{self.path}.options")
         self.structured_output = "none"  # no constrained decoding in plain transformers
         self._model: Any = None
         self._tok: Any = None
@@ -52,12 +88,12 @@ class HFBackend(ChatBackend):
                 import torch
                 from transformers import AutoModelForCausalLM, AutoTokenizer
 
-                device = self.cfg.options.get("device", "auto")
+                device = self.options.device
                 if device == "auto":
                     device = "cuda" if torch.cuda.is_available() else "cpu"
                 kwargs: dict[str, Any] = {}
-                if self.cfg.options.get("dtype"):
-                    kwargs["dtype"] = getattr(torch, str(self.cfg.options["dtype"]))
+                if self.options.dtype:
+                    kwargs["dtype"] = getattr(torch, self.options.dtype)
                 tok = AutoTokenizer.from_pretrained(self.model)
                 tok.padding_side = "left"
                 if tok.pad_token is None:
@@ -80,7 +116,7 @@ class HFBackend(ChatBackend):
         model, tok = self._load()
         texts = [self.chat_text(self.prompt_for(r, attempt)["messages"]) for r in requests]
         order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
-        gen_kwargs = {k: v for k, v in self.cfg.options.items() if k not in LOAD_OPTIONS}
+        gen_kwargs = dict(self.options.model_extra or {})
         sample = self.cfg.temperature > 0
         if sample:
             gen_kwargs["temperature"] = self.cfg.temperature
@@ -127,5 +163,5 @@ class HFBackend(ChatBackend):
 
 
 @hookimpl
-def lionloop_register(registry: Any) -> None:
-    registry.add_backend("hf", HFBackend)
+def lionloop_register(registry: Registry) -> None:
+    registry.add_backend("hf", HFBackend, options=HFOptions)

@@ -29,14 +29,30 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from lionloop.config import TeacherConfig
-from lionloop.errors import ConfigError
-from lionloop.plugin.hookspecs import hookimpl
-from lionloop.teacher.chat import AsyncRunner, ChatBackend
-from lionloop.teacher.client import Reply
-from lionloop.teacher.requests import TeacherRequest
+from pydantic import ConfigDict
+
+from lionloop import (
+    AsyncRunner,
+    BackendEnv,
+    ChatBackend,
+    ConfigError,
+    PluginOptions,
+    Registry,
+    Reply,
+    TeacherConfig,
+    TeacherRequest,
+    hookimpl,
+)
 
 log = logging.getLogger(__name__)
+
+
+class OpenAIOptions(PluginOptions):
+    """`teacher.options` of the openai backend: extra fields of every chat-completion request body
+    (top_p, seed, ...), sent as given and part of the cache key. Any key is accepted: which
+    fields a server takes is the server's to say (it answers 400 to one it does not know)."""
+
+    model_config = ConfigDict(extra="allow")
 
 DEFAULT_BASE_URL = "https://api.openai.com/v1"
 RETRYABLE_STATUS = {408, 409, 429, 500, 502, 503, 504}
@@ -105,7 +121,7 @@ class OpenAIBackend(ChatBackend):
 
     name = "openai"
 
-    def __init__(self, cfg: TeacherConfig, env: Any = None) -> None:
+    def __init__(self, cfg: TeacherConfig, env: BackendEnv | None = None) -> None:
         super().__init__(cfg, env)
         urls = [u.rstrip("/") for u in cfg.base_urls] or [DEFAULT_BASE_URL]
         self.endpoints = [_Endpoint(u) for u in urls]
@@ -343,5 +359,5 @@ def _shutdown(runner: AsyncRunner, session: Any, clients: list[Any]) -> None:
 
 
 @hookimpl
-def lionloop_register(registry: Any) -> None:
-    registry.add_backend("openai", OpenAIBackend)
+def lionloop_register(registry: Registry) -> None:
+    registry.add_backend("openai", OpenAIBackend, options=OpenAIOptions)

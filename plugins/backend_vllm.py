@@ -4,9 +4,10 @@ For a GPU machine where the teacher runs beside the loop. vLLM is an optional de
 imported only when this backend is built: where it is not importable the config error says so
 and points at `vllm serve` + the `openai` backend, which needs nothing but HTTP.
 
-Options: `engine_args` (keyword arguments of `vllm.LLM`: dtype, max_model_len,
+Options (`VLLMOptions`): `engine_args` (keyword arguments of `vllm.LLM`: dtype, max_model_len,
 gpu_memory_utilization, tensor_parallel_size, ...); every other key is a `SamplingParams` field
-(top_p, seed, ...) and part of the cache key. Each batch of `batch_size` prompts is yielded, and
+(top_p, seed, ...) and part of the cache key, except the ones lionloop sets from the teacher
+config (temperature, max_tokens, structured output). Each batch of `batch_size` prompts is yielded, and
 so cached, before the next one starts; a batch that fails is retried one prompt at a time so a
 single bad prompt (e.g. too long) fails alone.
 """
@@ -18,14 +19,59 @@ import threading
 from collections.abc import Iterator, Sequence
 from typing import Any
 
-from lionloop.config import TeacherConfig
-from lionloop.errors import ConfigError
-from lionloop.plugin.hookspecs import hookimpl
-from lionloop.teacher.chat import ChatBackend
-from lionloop.teacher.client import Reply
-from lionloop.teacher.requests import TeacherRequest
+from pydantic import ConfigDict, Field, field_validator, model_validator
+
+from lionloop import (
+    BackendEnv,
+    ChatBackend,
+    ConfigError,
+    OptionError,
+    PluginOptions,
+    Registry,
+    Reply,
+    TeacherConfig,
+    TeacherRequest,
+    hookimpl,
+    validate_options,
+)
 
 log = logging.getLogger(__name__)
+
+# SamplingParams fields and vllm.LLM arguments lionloop sets itself, and where to set them instead.
+SET_BY_LIONLOOP = {
+    "temperature": "use teacher.temperature",
+    "max_tokens": "use teacher.max_tokens",
+    "structured_outputs": "use teacher.structured_output",
+    "guided_decoding": "use teacher.structured_output",
+}
+ENGINE_SET_BY_LIONLOOP = {"model": "use teacher.model"}
+
+
+class VLLMOptions(PluginOptions):
+    """`teacher.options` of the vllm backend: `engine_args` for `vllm.LLM`; every other key is a
+    `SamplingParams` field, passed through (and part of the cache key)."""
+
+    model_config = ConfigDict(extra="allow")
+
+    engine_args: dict[str, Any] = Field(
+        default_factory=dict,
+        description="Keyword arguments of vllm.LLM (dtype, max_model_len, gpu_memory_utilization, ...).",
+    )
+
+    @field_validator("engine_args")
+    @classmethod
+    def _engine_not_set_by_lionloop(cls, v: dict[str, Any]) -> dict[str, Any]:
+        for key in v:
+            if key in ENGINE_SET_BY_LIONLOOP:
+                raise OptionError(key, f"set by lionloop: {ENGINE_SET_BY_LIONLOOP[key]}")
+        return v
+
+    @model_validator(mode="after")
+    def _not_set_by_lionloop(self) -> VLLMOptions:
+        for key in self.model_extra or {}:
+            if key in SET_BY_LIONLOOP:
+                raise OptionError(key, f"set by lionloop: {SET_BY_LIONLOOP[key]}")
+        return self
 
 
 def import_vllm(path: str = "teacher") -> Any:
@@ -55,8 +101,10 @@ class VLLMBackend(ChatBackend):
     name = "vllm"
     structured_modes = ("json_schema", "none")
 
-    def __init__(self, cfg: TeacherConfig, env: Any = None) -> None:
+    def __init__(self, cfg: TeacherConfig, env: BackendEnv | None = None) -> None:
         super().__init__(cfg, env)
+        given = getattr(env, "options", None)
+        self.options: VLLMOptions = given if given is not None else validate_options(VLLMOptions, cfg.options, f"{self.path}.options")
         self.vllm = import_vllm(self.path)  # fail at config time, not mid-run
         self._llm: Any = None
         self._start_error: str | None = None
@@ -65,7 +113,7 @@ class VLLMBackend(ChatBackend):
     def extra_params(self) -> dict[str, Any]:
         opts = {k: v for k, v in self.cfg.options.items() if k != "engine_args"}
         # dtype and the like change replies too; where the engine runs does not.
-        engine = self.cfg.options.get("engine_args", {})
+        engine = self.options.engine_args
         if "dtype" in engine:
             opts["dtype"] = engine["dtype"]
         return opts
@@ -76,7 +124,7 @@ class VLLMBackend(ChatBackend):
             if self._start_error is not None:
                 raise RuntimeError(self._start_error)
             if self._llm is None:
-                args = dict(self.cfg.options.get("engine_args", {}))
+                args = dict(self.options.engine_args)
                 log.info("starting in-process vLLM engine for %s", self.model)
                 try:
                     self._llm = self.vllm.LLM(model=self.model, **args)
@@ -87,7 +135,7 @@ class VLLMBackend(ChatBackend):
             return self._llm
 
     def sampling(self, prompt: dict[str, Any]) -> Any:
-        extra = {k: v for k, v in self.cfg.options.items() if k != "engine_args"}
+        extra = dict(self.options.model_extra or {})
         rf = prompt.get("response_format")
         if rf is not None:
             extra.update(structured_params(self.vllm, rf["json_schema"]["schema"]))
@@ -135,5 +183,5 @@ class VLLMBackend(ChatBackend):
 
 
 @hookimpl
-def lionloop_register(registry: Any) -> None:
-    registry.add_backend("vllm", VLLMBackend)
+def lionloop_register(registry: Registry) -> None:
+    registry.add_backend("vllm", VLLMBackend, options=VLLMOptions)

@@ -13,7 +13,7 @@ not re-added: cache-pool cases are probes, never trained on.
 Label sets come from `options.labels` ({task: [labels]}) or, when the task pack has one, its
 `labels(task)` method (the `skills` pack labels its `mood` skill).
 
-Options (generate.generators.disco.options):
+Options (generate.generators.disco.options, `DiscoOptions`):
   labels            {task: [label, ...]} (default: the task pack's)
   per_case          counterfactuals per case, one target label each (default 1)
   critic            teacher | pack (default teacher)
@@ -26,17 +26,46 @@ from __future__ import annotations
 
 import re
 from dataclasses import replace
-from typing import Any, ClassVar
+from typing import ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from lionloop.plugin.hookspecs import hookimpl
-from lionloop.plugin.kit import affordable, meta_reject_filter
-from lionloop.plugin.plan import GeneratorSpec
-from lionloop.records import Candidate, Case, Cases, Example, Instruction
-from lionloop.teacher.requests import Answer, TeacherRequest
+from lionloop import (
+    Answer,
+    Candidate,
+    Case,
+    Cases,
+    Example,
+    GeneratorOptions,
+    GeneratorSpec,
+    GeneratorTeacher,
+    Instruction,
+    Registry,
+    RoundContext,
+    TeacherRequest,
+    affordable,
+    hookimpl,
+    meta_reject_filter,
+)
 
 NAME = "disco"
+
+
+class DiscoOptions(GeneratorOptions):
+    # Labels may be numbers in a config (0/1): they are compared as text.
+    model_config = ConfigDict(coerce_numbers_to_str=True)
+
+    labels: dict[str, list[str]] | None = Field(
+        None, description="Label set per task, {task: [label, ...]} (default: the task pack's `labels(task)`).",
+    )
+    per_case: int = Field(1, ge=1, description="Counterfactuals per case, one target label each.")
+    critic: Literal["teacher", "pack"] = Field(
+        "teacher",
+        description="Who confirms the flip: the teacher as a classifier (an Answer request) or the task "
+        "pack's verifier (no teacher call).",
+    )
+    max_span_overlap: float = Field(0.6, ge=0, le=1, description="Word Jaccard of rewrite vs span above which an edit is lazy.")
+    max_text_overlap: float = Field(0.9, ge=0, le=1, description="Word Jaccard of new vs old text above which an edit is lazy.")
 
 
 class CounterfactualOut(BaseModel):
@@ -72,7 +101,7 @@ def jaccard(a: str, b: str) -> float:
     return len(sa & sb) / len(sa | sb) if sa | sb else 1.0
 
 
-def apply_edit(ins: Instruction, span: str, replacement: str, opts: dict[str, Any]) -> tuple[str, str, str | None]:
+def apply_edit(ins: Instruction, span: str, replacement: str, opts: DiscoOptions) -> tuple[str, str, str | None]:
     """(new text, new input, why the edit is lazy or None): DISCO's heuristic filter."""
     if span in ins.input:
         text, inp = ins.text, ins.input.replace(span, replacement, 1)
@@ -84,15 +113,15 @@ def apply_edit(ins: Instruction, span: str, replacement: str, opts: dict[str, An
         return ins.text, ins.input, "span_not_in_text"
     if _words(replacement) == _words(span):
         return text, inp, "copied_span"
-    if _words(replacement) and jaccard(replacement, span) > float(opts.get("max_span_overlap", 0.6)):
+    if _words(replacement) and jaccard(replacement, span) > opts.max_span_overlap:
         return text, inp, "overlap_span"
-    if jaccard(after, before) > float(opts.get("max_text_overlap", 0.9)):
+    if jaccard(after, before) > opts.max_text_overlap:
         return text, inp, "overlap_text"
     return text, inp, None
 
 
-def label_set(ctx: Any, opts: dict[str, Any], task: str) -> list[str] | None:
-    given = (opts.get("labels") or {}).get(task)
+def label_set(ctx: RoundContext, opts: DiscoOptions, task: str) -> list[str] | None:
+    given = (opts.labels or {}).get(task)
     if given:
         return [str(x) for x in given]
     labels = getattr(ctx.task_pack, "labels", None)
@@ -104,7 +133,7 @@ def same_label(a: str, b: str) -> bool:
 
 
 @hookimpl
-def lionloop_register(registry: Any) -> None:
+def lionloop_register(registry: Registry) -> None:
     registry.add_request_type(Counterfactual)
 
 
@@ -113,19 +142,17 @@ def lionloop_generator_spec() -> GeneratorSpec:
     # A counterfactual is a minimal edit of its pool original: dedup it against the pool only
     # when nearly identical (the eval guard is unaffected).
     return GeneratorSpec(consumes=("hard", "easy"), calls_per_candidate=2, kinds=("counterfactual",),
-                         dedup_threshold=0.99)
+                         dedup_threshold=0.99, options=DiscoOptions)
 
 
 @hookimpl
-def lionloop_generate(cases: Cases, teacher: Any, ctx: Any) -> list[Candidate]:
-    opts = ctx.options()
-    critic = str(opts.get("critic", "teacher"))
-    if critic not in ("teacher", "pack"):
-        raise ValueError(f"generate.generators.disco.options.critic: 'teacher' or 'pack', not {critic!r}")
+def lionloop_generate(cases: Cases, teacher: GeneratorTeacher, ctx: RoundContext) -> list[Candidate]:
+    opts: DiscoOptions = ctx.options()
+    critic = opts.critic
     quota = ctx.max_candidates if ctx.max_candidates is not None else len(cases.hard) + len(cases.easy)
     n = affordable(teacher, quota, 2 if critic == "teacher" else 1)
     plan: list[tuple[Case, Counterfactual]] = []
-    for k in range(int(opts.get("per_case", 1))):
+    for k in range(opts.per_case):
         for case in cases.hard + cases.easy:  # hard first: where the student errs
             labels = label_set(ctx, opts, case.instruction.task)
             label = case.teacher_answer.strip()
@@ -174,7 +201,9 @@ lionloop_filter_candidate = meta_reject_filter(NAME)
 
 
 @hookimpl
-def lionloop_format_examples(instruction: Instruction, answer: str, generator: str, ctx: Any, prompt: str) -> list[Example] | None:
+def lionloop_format_examples(
+    instruction: Instruction, answer: str, generator: str, ctx: RoundContext, prompt: str
+) -> list[Example] | None:
     if generator != NAME:
         return None
     return [Example(instruction.id, prompt, answer, "counterfactual", NAME, ctx.round)]

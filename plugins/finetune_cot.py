@@ -17,7 +17,7 @@ requests (and cache entries); real diversity needs a sampling temperature on the
 serves generators (`generator_teacher.temperature`, e.g. 0.7). The oracle reads `temperature`
 from the request and errs more often the higher it is.
 
-Options (generate.generators.finetune_cot.options):
+Options (generate.generators.finetune_cot.options, `FinetuneCotOptions`):
   samples             rationales sampled per sibling, k (default 4)
   temperature         sampling temperature asked for (default 0.7, the paper's)
   cot_prefix          prompt prefix of the reasoning task (default "[cot] ")
@@ -29,26 +29,41 @@ Options (generate.generators.finetune_cot.options):
 from __future__ import annotations
 
 from dataclasses import replace
-from typing import Any, ClassVar
+from typing import ClassVar
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from lionloop.plugin.hookspecs import hookimpl
-from lionloop.plugin.kit import (
-    affordable,
+from lionloop import (
+    Candidate,
+    Cases,
+    Example,
+    GeneratorOptions,
+    GeneratorSpec,
+    GeneratorTeacher,
+    Instruction,
+    Registry,
+    RoundContext,
+    Student,
+    TeacherRequest,
+    answered_siblings,
     enabled_options,
+    format_prompt,
+    hookimpl,
     meta_reject_filter,
     one_line,
-    siblings,
 )
-from lionloop.plugin.plan import GeneratorSpec
-from lionloop.records import Candidate, Cases, Example, Instruction
-from lionloop.student.prompt import format_prompt
-from lionloop.teacher.requests import Answer, TeacherRequest
 
 NAME = "finetune_cot"
 VARIANT_BASE = 3000
 ARROW = " => "  # between a rationale and its answer in the student's target
+
+
+class FinetuneCotOptions(GeneratorOptions):
+    samples: int = Field(4, ge=1, description="Rationales sampled per sibling (k).")
+    temperature: float = Field(0.7, ge=0, le=2, description="Sampling temperature asked for (the paper's 0.7).")
+    cot_prefix: str = Field("[cot] ", description="Prompt prefix of the reasoning task.")
+    per_case: int = Field(1, ge=1, description="Siblings per hard case.")
+    eval_max_new_tokens: int = Field(64, ge=1, description="Tokens the student may write for a rationale.")
 
 
 class CotOut(BaseModel):
@@ -73,8 +88,8 @@ class CotSample(TeacherRequest):
     temperature: float = Field(0.7, ge=0, le=2)
 
 
-def cot_prompt(ins: Instruction, opts: dict[str, Any]) -> str:
-    return str(opts.get("cot_prefix", "[cot] ")) + format_prompt(ins)
+def cot_prompt(ins: Instruction, opts: FinetuneCotOptions) -> str:
+    return opts.cot_prefix + format_prompt(ins)
 
 
 def final_answer(text: str) -> str:
@@ -83,44 +98,37 @@ def final_answer(text: str) -> str:
 
 
 @hookimpl
-def lionloop_register(registry: Any) -> None:
+def lionloop_register(registry: Registry) -> None:
     registry.add_request_type(CotSample)
 
 
 @hookimpl
 def lionloop_generator_spec() -> GeneratorSpec:
-    return GeneratorSpec(consumes=("hard",), calls_per_candidate=6, kinds=("answer", "cot"))
+    return GeneratorSpec(consumes=("hard",), calls_per_candidate=6, kinds=("answer", "cot"), options=FinetuneCotOptions)
 
 
 @hookimpl
-def lionloop_generate(cases: Cases, teacher: Any, ctx: Any) -> list[Candidate]:
-    opts = ctx.options()
-    k = int(opts.get("samples", 4))
-    temperature = float(opts.get("temperature", 0.7))
-    quota = ctx.max_candidates if ctx.max_candidates is not None else len(cases.hard)
-    sibs = siblings(cases, teacher, ctx, affordable(teacher, quota, k + 2), int(opts.get("per_case", 1)), VARIANT_BASE, NAME)
-    asks: list[TeacherRequest] = []
-    for _, ins in sibs:
-        asks.append(Answer(instruction=ins.text, input=ins.input, task=ins.task))
-        asks += [CotSample(instruction=ins.text, input=ins.input, task=ins.task, sample=j, temperature=temperature)
-                 for j in range(k)]
-    results = teacher.ask(asks)
+def lionloop_generate(cases: Cases, teacher: GeneratorTeacher, ctx: RoundContext) -> list[Candidate]:
+    opts: FinetuneCotOptions = ctx.options()
+    k = opts.samples
+    sibs = answered_siblings(
+        cases, teacher, ctx, per_case=opts.per_case, variant_base=VARIANT_BASE, origin=NAME, calls_per_candidate=k + 2,
+        requests=lambda ins: [CotSample(instruction=ins.text, input=ins.input, task=ins.task, sample=j,
+                                        temperature=opts.temperature) for j in range(k)],
+    )
     out = []
-    for n, (_, ins) in enumerate(sibs):
-        ans, samples = results[n * (k + 1)], results[n * (k + 1) + 1 : (n + 1) * (k + 1)]
-        if not ans.ok:
-            continue
-        gold = ans.output.text.strip()
+    for sib in sibs:
+        gold = sib.answer
         kept: list[str] = []
-        for s in samples:
+        for s in sib.results:
             if s.ok and s.output.answer.strip() == gold and one_line(s.output.rationale) not in kept:
                 kept.append(one_line(s.output.rationale))
-        answered = sum(s.ok for s in samples)
-        meta = {**ins.meta, "cot": kept, "samples": k, "answered": answered,
-                "wrong": sum(s.ok and s.output.answer.strip() != gold for s in samples)}
+        answered = sum(s.ok for s in sib.results)
+        meta = {**sib.instruction.meta, "cot": kept, "samples": k, "answered": answered,
+                "wrong": sum(s.ok and s.output.answer.strip() != gold for s in sib.results)}
         if not kept:
             meta["reject"] = f"no sampled rationale reached the teacher's answer ({answered}/{k} sampled)"
-        out.append(Candidate(instruction=replace(ins, meta=meta), generator=NAME))
+        out.append(Candidate(instruction=replace(sib.instruction, meta=meta), generator=NAME))
     return out
 
 
@@ -128,10 +136,12 @@ lionloop_filter_candidate = meta_reject_filter(NAME)
 
 
 @hookimpl
-def lionloop_format_examples(instruction: Instruction, answer: str, generator: str, ctx: Any, prompt: str) -> list[Example] | None:
+def lionloop_format_examples(
+    instruction: Instruction, answer: str, generator: str, ctx: RoundContext, prompt: str
+) -> list[Example] | None:
     if generator != NAME or not instruction.meta.get("cot"):
         return None
-    opts = enabled_options(ctx, NAME) or {}
+    opts: FinetuneCotOptions = enabled_options(ctx, NAME) or FinetuneCotOptions()
     rows = [Example(instruction.id, prompt, answer, "answer", NAME, ctx.round)]
     rows += [Example(instruction.id, cot_prompt(instruction, opts), f"{r}{ARROW}{answer}", "cot", NAME, ctx.round)
              for r in instruction.meta["cot"]]
@@ -139,9 +149,9 @@ def lionloop_format_examples(instruction: Instruction, answer: str, generator: s
 
 
 @hookimpl
-def lionloop_evaluate_student(instructions: list[Instruction], student: Any, ctx: Any) -> dict[str, str] | None:
-    opts = enabled_options(ctx, NAME)
+def lionloop_evaluate_student(instructions: list[Instruction], student: Student, ctx: RoundContext) -> dict[str, str] | None:
+    opts: FinetuneCotOptions | None = enabled_options(ctx, NAME)
     if opts is None:
         return None
-    outs = student([cot_prompt(i, opts) for i in instructions], int(opts.get("eval_max_new_tokens", 64)))
+    outs = student([cot_prompt(i, opts) for i in instructions], opts.eval_max_new_tokens)
     return {i.id: final_answer(o) for i, o in zip(instructions, outs, strict=True)}

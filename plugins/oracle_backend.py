@@ -6,11 +6,31 @@ import time
 from collections.abc import Iterator, Sequence
 from typing import Any
 
-from lionloop.config import TeacherConfig
-from lionloop.errors import ConfigError, Unsupported
-from lionloop.plugin.hookspecs import hookimpl
-from lionloop.teacher.client import Reply
-from lionloop.teacher.requests import TeacherRequest
+from pydantic import model_validator
+
+from lionloop import (
+    BackendEnv,
+    ConfigError,
+    OptionError,
+    PluginOptions,
+    Registry,
+    Reply,
+    TeacherConfig,
+    TeacherRequest,
+    Unsupported,
+    hookimpl,
+)
+
+
+class OracleOptions(PluginOptions):
+    """The oracle takes no `teacher.options`: a key there is meant for another backend."""
+
+    @model_validator(mode="before")
+    @classmethod
+    def _none(cls, data: Any) -> Any:
+        if isinstance(data, dict) and data:
+            raise OptionError(next(iter(data)), "the oracle backend takes no options")
+        return data
 
 
 class OracleBackend:
@@ -18,7 +38,7 @@ class OracleBackend:
 
     name = "oracle"
 
-    def __init__(self, cfg: TeacherConfig, env: Any) -> None:
+    def __init__(self, cfg: TeacherConfig, env: BackendEnv) -> None:
         oracle = env.task_pack.oracle()
         if oracle is None:
             raise ConfigError(f"{env.section}.backend: task pack {env.task_pack.name!r} has no oracle")
@@ -43,5 +63,5 @@ class OracleBackend:
 
 
 @hookimpl
-def lionloop_register(registry: Any) -> None:
-    registry.add_backend("oracle", OracleBackend)
+def lionloop_register(registry: Registry) -> None:
+    registry.add_backend("oracle", OracleBackend, options=OracleOptions)

@@ -14,7 +14,7 @@ answer, in training and at evaluation (`lionloop_student_prompt`): at inference 
 task is asked, as in the paper. `joint: true` is MT-CoT style instead: one row whose target is
 the answer, a newline, then the explanation (the student's first line is still the answer).
 
-Options (generate.generators.rationale.options):
+Options (generate.generators.rationale.options, `RationaleOptions`):
   alpha            weight of the label task (default 0.5, the paper's)
   label_prefix     prompt prefix of the label task (default "[label] ")
   rationale_prefix prompt prefix of the rationale task (default "[rationale] ")
@@ -26,25 +26,39 @@ Options (generate.generators.rationale.options):
 from __future__ import annotations
 
 from dataclasses import replace
-from typing import Any, ClassVar
+from typing import ClassVar
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from lionloop.plugin.hookspecs import hookimpl
-from lionloop.plugin.kit import (
-    affordable,
+from lionloop import (
+    Candidate,
+    Cases,
+    Example,
+    GeneratorOptions,
+    GeneratorSpec,
+    GeneratorTeacher,
+    Instruction,
+    Registry,
+    RoundContext,
+    TeacherRequest,
+    answered_siblings,
     enabled_options,
+    format_prompt,
+    hookimpl,
     meta_reject_filter,
     one_line,
-    siblings,
 )
-from lionloop.plugin.plan import GeneratorSpec
-from lionloop.records import Candidate, Cases, Example, Instruction
-from lionloop.student.prompt import format_prompt
-from lionloop.teacher.requests import Answer, TeacherRequest
 
 NAME = "rationale"
 VARIANT_BASE = 1000  # rewrite variants apart from lion's, so both do not ask for the same sibling
+
+
+class RationaleOptions(GeneratorOptions):
+    alpha: float = Field(0.5, ge=0, le=1, description="Weight of the label task; the rationale task weighs 1 - alpha.")
+    label_prefix: str = Field("[label] ", description="Prompt prefix of the label task (every plain answer).")
+    rationale_prefix: str = Field("[rationale] ", description="Prompt prefix of the rationale task.")
+    joint: bool = Field(False, description="MT-CoT style: the explanation in the same target as the answer.")
+    per_case: int = Field(1, ge=1, description="Siblings per hard case.")
 
 
 class RationaleOut(BaseModel):
@@ -68,42 +82,35 @@ class Rationale(TeacherRequest):
 
 
 @hookimpl
-def lionloop_register(registry: Any) -> None:
+def lionloop_register(registry: Registry) -> None:
     registry.add_request_type(Rationale)
 
 
 @hookimpl
 def lionloop_generator_spec() -> GeneratorSpec:
-    return GeneratorSpec(consumes=("hard",), calls_per_candidate=3, kinds=("label", "rationale"))
+    return GeneratorSpec(consumes=("hard",), calls_per_candidate=3, kinds=("label", "rationale"), options=RationaleOptions)
 
 
 @hookimpl
-def lionloop_generate(cases: Cases, teacher: Any, ctx: Any) -> list[Candidate]:
-    opts = ctx.options()
-    quota = ctx.max_candidates if ctx.max_candidates is not None else len(cases.hard)
-    # A sibling costs a rewrite, then an answer and a rationale (asked together below).
-    n = affordable(teacher, quota, 3)
-    sibs = siblings(cases, teacher, ctx, n, int(opts.get("per_case", 1)), VARIANT_BASE, NAME)
-    # The answer is the one curate would ask for (the cache then answers curate for free); it
-    # is also the check on the rationale's own label.
-    asks: list[TeacherRequest] = []
-    for _, ins in sibs:
-        asks += [Answer(instruction=ins.text, input=ins.input, task=ins.task),
-                 Rationale(instruction=ins.text, input=ins.input, task=ins.task)]
-    results = teacher.ask(asks)
+def lionloop_generate(cases: Cases, teacher: GeneratorTeacher, ctx: RoundContext) -> list[Candidate]:
+    opts: RationaleOptions = ctx.options()
+    # A sibling costs a rewrite, then an answer and a rationale (asked together); the answer is
+    # also the check on the rationale's own label.
+    sibs = answered_siblings(
+        cases, teacher, ctx, per_case=opts.per_case, variant_base=VARIANT_BASE, origin=NAME, calls_per_candidate=3,
+        requests=lambda ins: [Rationale(instruction=ins.text, input=ins.input, task=ins.task)],
+    )
     out = []
-    for k, (_, ins) in enumerate(sibs):
-        ans, rat = results[2 * k], results[2 * k + 1]
-        if not ans.ok:
-            continue  # nothing to check against, nothing curate could answer cheaper
-        meta = dict(ins.meta)
+    for sib in sibs:
+        (rat,) = sib.results
+        meta = dict(sib.instruction.meta)
         if not rat.ok:
             meta["reject"] = f"no rationale ({rat.error})"
         else:
             meta.update(rationale=one_line(rat.output.rationale), rationale_answer=rat.output.answer.strip())
-            if rat.output.answer.strip() != ans.output.text.strip():
+            if rat.output.answer.strip() != sib.answer:
                 meta["reject"] = "rationale disagrees with the teacher's answer"
-        out.append(Candidate(instruction=replace(ins, meta=meta), generator=NAME))
+        out.append(Candidate(instruction=replace(sib.instruction, meta=meta), generator=NAME))
     return out
 
 
@@ -111,25 +118,25 @@ lionloop_filter_candidate = meta_reject_filter(NAME)
 
 
 @hookimpl
-def lionloop_student_prompt(instruction: Instruction, ctx: Any) -> str | None:
-    opts = enabled_options(ctx, NAME)
-    if opts is None or opts.get("joint"):
+def lionloop_student_prompt(instruction: Instruction, ctx: RoundContext) -> str | None:
+    opts: RationaleOptions | None = enabled_options(ctx, NAME)
+    if opts is None or opts.joint:
         return None
-    prefix = str(opts.get("label_prefix", "[label] "))
-    return prefix + format_prompt(instruction) if prefix else None
+    return opts.label_prefix + format_prompt(instruction) if opts.label_prefix else None
 
 
 @hookimpl
-def lionloop_format_examples(instruction: Instruction, answer: str, generator: str, ctx: Any, prompt: str) -> list[Example] | None:
+def lionloop_format_examples(
+    instruction: Instruction, answer: str, generator: str, ctx: RoundContext, prompt: str
+) -> list[Example] | None:
     if generator != NAME or "rationale" not in instruction.meta:
         return None
-    opts = enabled_options(ctx, NAME) or {}
+    opts: RationaleOptions = enabled_options(ctx, NAME) or RationaleOptions()
     rationale = instruction.meta["rationale"]
-    if opts.get("joint"):
+    if opts.joint:
         return [Example(instruction.id, prompt, f"{answer}\n{rationale}", "answer_rationale", NAME, ctx.round)]
-    alpha = float(opts.get("alpha", 0.5))
-    rationale_prompt = str(opts.get("rationale_prefix", "[rationale] ")) + format_prompt(instruction)
+    rationale_prompt = opts.rationale_prefix + format_prompt(instruction)
     return [
-        Example(instruction.id, prompt, answer, "label", NAME, ctx.round, alpha),
-        Example(instruction.id, rationale_prompt, rationale, "rationale", NAME, ctx.round, 1.0 - alpha),
+        Example(instruction.id, prompt, answer, "label", NAME, ctx.round, opts.alpha),
+        Example(instruction.id, rationale_prompt, rationale, "rationale", NAME, ctx.round, 1.0 - opts.alpha),
     ]

@@ -22,11 +22,41 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from lionloop.config import TaskConfig
-from lionloop.errors import ConfigError, Unsupported
-from lionloop.plugin.hookspecs import hookimpl
-from lionloop.records import Instruction
-from lionloop.teacher.requests import Answer, Judge, Rewrite, TeacherRequest
+from pydantic import Field
+
+from lionloop import (
+    Answer,
+    ConfigError,
+    Instruction,
+    Judge,
+    PluginOptions,
+    Registry,
+    Rewrite,
+    TaskConfig,
+    TeacherRequest,
+    Unsupported,
+    hookimpl,
+    validate_options,
+)
+
+
+class SkillsOptions(PluginOptions):
+    """`task.options` of the skills pack."""
+
+    extra_skills: bool = Field(
+        False, description="Add the opt-in skills (chain, sum, mood) to the default skill list.",
+    )
+    eval_seed: int = Field(1234, description="Seed of the held-out eval set (independent of the run seed).")
+    sample_error_rate: float = Field(
+        0.4, ge=0,
+        description="The simulated teacher's error rate when it samples a rationale: P(wrong) = rate x "
+        "temperature (capped at 1).",
+    )
+    counterfactual_noise: float = Field(
+        0.2, ge=0, le=1,
+        description="P(a counterfactual edit is lazy: it copies the span or keeps the label).",
+    )
+
 
 # A small alphabet keeps the tiny student's job about structure, not about 26 symbols
 # (measured: with a-z, reversal of 5+ letters stayed near 0% where a-h reached 40-90%).
@@ -355,7 +385,7 @@ class SkillsOracle:
             return {"text": self.pack.solve(request.instruction)}
         if isinstance(request, Judge):
             gold = self.pack.solve(request.instruction)
-            s1, s2 = _score(request.answer_1, gold), _score(request.answer_2, gold)
+            s1, s2 = self.pack.score(request.answer_1, gold), self.pack.score(request.answer_2, gold)
             return {"explanation": f"expected {gold!r}", "score_1": s1, "score_2": s2}
         if isinstance(request, Rewrite):
             return {"instruction": self.pack.rewrite(request.instruction, request.mode, request.variant), "input": ""}
@@ -374,21 +404,14 @@ class SkillsOracle:
         raise Unsupported(f"skills oracle cannot answer {request.kind!r} requests")
 
 
-def _score(answer: str, gold: str) -> float:
-    """10 when exactly right; otherwise 1-8 by character overlap, so any miss is >= 2 below."""
-    a = answer.strip()
-    if a == gold:
-        return 10.0
-    return float(1 + int(7 * difflib.SequenceMatcher(a=a, b=gold).ratio()))
-
-
 class SkillsPack:
     """Seeds, eval set, verifier and oracle for the string/arithmetic skills."""
 
     name = "skills"
 
-    def __init__(self, cfg: TaskConfig, seed: int) -> None:
-        default = list(ALL_SKILLS) if cfg.options.get("extra_skills") else list(SKILLS)
+    def __init__(self, cfg: TaskConfig, seed: int, options: SkillsOptions | None = None) -> None:
+        opts = options if options is not None else validate_options(SkillsOptions, cfg.options, "task.options")
+        default = list(ALL_SKILLS) if opts.extra_skills else list(SKILLS)
         names = cfg.skills or default
         unknown = [s for s in names if s not in ALL_SKILLS]
         if unknown:
@@ -396,14 +419,15 @@ class SkillsPack:
         self._skills = names
         self.cfg = cfg
         self.seed = seed
+        self.options = opts
         # The eval set does not move with the run seed, so runs with different seeds are
         # measured on the same held-out instructions.
-        self.eval_seed = int(cfg.options.get("eval_seed", 1234))
+        self.eval_seed = opts.eval_seed
         # How error-prone the simulated teacher is where it samples or edits (0 = never):
         # P(a sampled rationale goes wrong) = sample_error_rate * temperature (capped at 1);
         # P(a counterfactual edit is lazy: copies the span or keeps the label) = counterfactual_noise.
-        self.sample_error_rate = float(cfg.options.get("sample_error_rate", 0.4))
-        self.counterfactual_noise = float(cfg.options.get("counterfactual_noise", 0.2))
+        self.sample_error_rate = opts.sample_error_rate
+        self.counterfactual_noise = opts.counterfactual_noise
 
     def skills(self) -> list[str]:
         return list(self._skills)
@@ -450,6 +474,15 @@ class SkillsPack:
     def seeds(self, per_skill: int) -> list[Instruction]:
         held_out = {i.id for i in self.eval_set(self.cfg.eval_per_skill)}
         return self._sample(per_skill, "seeds", self.seed, held_out)
+
+    @staticmethod
+    def score(answer: str, gold: str) -> float:
+        """The oracle referee's 1-10 score of an answer against the gold one: 10 when exactly
+        right; otherwise 1-8 by character overlap, so any miss is at least 2 below."""
+        a = answer.strip()
+        if a == gold:
+            return 10.0
+        return float(1 + int(7 * difflib.SequenceMatcher(a=a, b=gold).ratio()))
 
     def verify(self, instruction: Instruction, answer: str) -> bool | None:
         try:
@@ -531,5 +564,5 @@ class SkillsPack:
 
 
 @hookimpl
-def lionloop_register(registry: Any) -> None:
-    registry.add_task_pack("skills", SkillsPack)
+def lionloop_register(registry: Registry) -> None:
+    registry.add_task_pack("skills", SkillsPack, options=SkillsOptions)

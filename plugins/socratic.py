@@ -15,7 +15,7 @@ is the solver):
 and the round's evaluation also asks the student(s) as a chain, decomposer then solver
 (`lionloop_evaluate_student`), stored as `eval.methods.socratic` beside the direct accuracy.
 
-Options (generate.generators.socratic.options):
+Options (generate.generators.socratic.options, `SocraticOptions`):
   mode                "unified" (default: one student, two prefixes) or "separate" (a decomposer
                       student of its own; costs a second training run per round)
   decompose_prefix    default "[decompose] "
@@ -29,20 +29,46 @@ Options (generate.generators.socratic.options):
 from __future__ import annotations
 
 from dataclasses import replace
-from typing import Any, ClassVar
+from typing import ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from lionloop.plugin.hookspecs import hookimpl
-from lionloop.plugin.kit import affordable, enabled_options, meta_reject_filter, siblings
-from lionloop.plugin.plan import GeneratorSpec
-from lionloop.records import Candidate, Cases, Example, Instruction
-from lionloop.student.prompt import format_prompt
-from lionloop.teacher.requests import Answer, TeacherRequest
+from lionloop import (
+    Candidate,
+    Cases,
+    Example,
+    GeneratorOptions,
+    GeneratorSpec,
+    GeneratorTeacher,
+    Instruction,
+    Registry,
+    RoundContext,
+    Student,
+    TeacherRequest,
+    answered_siblings,
+    enabled_options,
+    format_prompt,
+    hookimpl,
+    meta_reject_filter,
+)
 
 NAME = "socratic"
 VARIANT_BASE = 2000  # rewrite variants apart from lion's and the other plugins'
 SEP = " ; "  # between sub-questions in a decomposer target
+DECOMPOSER = "decomposer"  # the student role of the decompose rows in separate mode
+
+
+class SocraticOptions(GeneratorOptions):
+    mode: Literal["unified", "separate"] = Field(
+        "unified",
+        description="unified: one student with two prefixes; separate: a decomposer student of its own "
+        "(costs a second training run per round).",
+    )
+    decompose_prefix: str = Field("[decompose] ", description="Prompt prefix of the decomposer task.")
+    solve_prefix: str = Field("[solve] ", description="Prompt prefix of the solver task.")
+    max_steps: int = Field(6, ge=1, description="Longest decomposition kept and longest chain asked.")
+    per_case: int = Field(1, ge=1, description="Siblings per hard case.")
+    eval_max_new_tokens: int = Field(64, ge=1, description="Tokens the student may write for a decomposition.")
 
 
 class Step(BaseModel):
@@ -71,16 +97,9 @@ class Decompose(TeacherRequest):
     task: str = ""
 
 
-MODES = ("unified", "separate")
-DECOMPOSER = "decomposer"  # the student role of the decompose rows in separate mode
-
-
-def decomposer_role(opts: dict[str, Any]) -> str:
+def decomposer_role(opts: SocraticOptions) -> str:
     """The student the decompose rows train: "" (the main one) or the decomposer's own."""
-    mode = opts.get("mode", "unified")
-    if mode not in MODES:
-        raise ValueError(f"generate.generators.{NAME}.options.mode: {mode!r} is not one of {', '.join(MODES)}")
-    return DECOMPOSER if mode == "separate" else ""
+    return DECOMPOSER if opts.mode == "separate" else ""
 
 
 def clean_question(q: str) -> str:
@@ -88,54 +107,48 @@ def clean_question(q: str) -> str:
     return " ".join(q.replace(";", ",").split())
 
 
-def decompose_prompt(ins: Instruction, opts: dict[str, Any]) -> str:
-    return str(opts.get("decompose_prefix", "[decompose] ")) + format_prompt(ins)
+def decompose_prompt(ins: Instruction, opts: SocraticOptions) -> str:
+    return opts.decompose_prefix + format_prompt(ins)
 
 
-def solve_prompt(ins: Instruction, done: list[tuple[str, str]], question: str, opts: dict[str, Any]) -> str:
+def solve_prompt(ins: Instruction, done: list[tuple[str, str]], question: str, opts: SocraticOptions) -> str:
     """The problem, the sub-questions answered so far, then the one to answer now."""
     solved = "".join(f"{q} = {a}\n" for q, a in done)
-    return f"{opts.get('solve_prefix', '[solve] ')}{format_prompt(ins)}{solved}{question} =\n"
+    return f"{opts.solve_prefix}{format_prompt(ins)}{solved}{question} =\n"
 
 
 @hookimpl
-def lionloop_register(registry: Any) -> None:
+def lionloop_register(registry: Registry) -> None:
     registry.add_request_type(Decompose)
 
 
 @hookimpl
 def lionloop_generator_spec() -> GeneratorSpec:
-    return GeneratorSpec(consumes=("hard",), calls_per_candidate=3, kinds=("answer", "decompose", "solve"))
+    return GeneratorSpec(consumes=("hard",), calls_per_candidate=3, kinds=("answer", "decompose", "solve"),
+                         options=SocraticOptions)
 
 
 @hookimpl
-def lionloop_generate(cases: Cases, teacher: Any, ctx: Any) -> list[Candidate]:
-    opts = ctx.options()
-    decomposer_role(opts)  # a bad mode is this plugin's error, reported before any call is paid
-    max_steps = int(opts.get("max_steps", 6))
-    quota = ctx.max_candidates if ctx.max_candidates is not None else len(cases.hard)
-    sibs = siblings(cases, teacher, ctx, affordable(teacher, quota, 3), int(opts.get("per_case", 1)), VARIANT_BASE, NAME)
-    asks: list[TeacherRequest] = []
-    for _, ins in sibs:
-        asks += [Answer(instruction=ins.text, input=ins.input, task=ins.task),
-                 Decompose(instruction=ins.text, input=ins.input, task=ins.task)]
-    results = teacher.ask(asks)
+def lionloop_generate(cases: Cases, teacher: GeneratorTeacher, ctx: RoundContext) -> list[Candidate]:
+    opts: SocraticOptions = ctx.options()
+    sibs = answered_siblings(
+        cases, teacher, ctx, per_case=opts.per_case, variant_base=VARIANT_BASE, origin=NAME, calls_per_candidate=3,
+        requests=lambda ins: [Decompose(instruction=ins.text, input=ins.input, task=ins.task)],
+    )
     out = []
-    for k, (_, ins) in enumerate(sibs):
-        ans, dec = results[2 * k], results[2 * k + 1]
-        if not ans.ok:
-            continue
-        meta = dict(ins.meta)
+    for sib in sibs:
+        (dec,) = sib.results
+        meta = dict(sib.instruction.meta)
         if not dec.ok:
             meta["reject"] = f"no decomposition ({dec.error})"
         else:
             steps = [[clean_question(s.question), " ".join(s.answer.split())] for s in dec.output.steps]
             meta["steps"] = steps
-            if len(steps) > max_steps:
-                meta["reject"] = f"decomposition has {len(steps)} steps (max_steps {max_steps})"
-            elif steps[-1][1] != ans.output.text.strip():
+            if len(steps) > opts.max_steps:
+                meta["reject"] = f"decomposition has {len(steps)} steps (max_steps {opts.max_steps})"
+            elif steps[-1][1] != sib.answer:
                 meta["reject"] = "decomposition does not end in the teacher's answer"
-        out.append(Candidate(instruction=replace(ins, meta=meta), generator=NAME))
+        out.append(Candidate(instruction=replace(sib.instruction, meta=meta), generator=NAME))
     return out
 
 
@@ -143,10 +156,12 @@ lionloop_filter_candidate = meta_reject_filter(NAME)
 
 
 @hookimpl
-def lionloop_format_examples(instruction: Instruction, answer: str, generator: str, ctx: Any, prompt: str) -> list[Example] | None:
+def lionloop_format_examples(
+    instruction: Instruction, answer: str, generator: str, ctx: RoundContext, prompt: str
+) -> list[Example] | None:
     if generator != NAME or not instruction.meta.get("steps"):
         return None
-    opts = enabled_options(ctx, NAME) or {}
+    opts: SocraticOptions = enabled_options(ctx, NAME) or SocraticOptions()
     steps = [(q, a) for q, a in instruction.meta["steps"]]
     rows = [
         Example(instruction.id, prompt, answer, "answer", NAME, ctx.round),
@@ -159,14 +174,14 @@ def lionloop_format_examples(instruction: Instruction, answer: str, generator: s
 
 
 @hookimpl
-def lionloop_evaluate_student(instructions: list[Instruction], student: Any, ctx: Any) -> dict[str, str] | None:
+def lionloop_evaluate_student(instructions: list[Instruction], student: Student, ctx: RoundContext) -> dict[str, str] | None:
     """Decomposer, then the solver once per sub-question with the answers so far: the final
     answer is the solver's last one (no decomposition: an empty answer)."""
-    opts = enabled_options(ctx, NAME)
+    opts: SocraticOptions | None = enabled_options(ctx, NAME)
     if opts is None:
         return None
-    max_steps = int(opts.get("max_steps", 6))
-    plans_out = student([decompose_prompt(i, opts) for i in instructions], int(opts.get("eval_max_new_tokens", 64)),
+    max_steps = opts.max_steps
+    plans_out = student([decompose_prompt(i, opts) for i in instructions], opts.eval_max_new_tokens,
                         role=decomposer_role(opts))
     plans = {i.id: [q.strip() for q in p.split(";") if q.strip()][:max_steps] for i, p in zip(instructions, plans_out, strict=True)}
     done: dict[str, list[tuple[str, str]]] = {i.id: [] for i in instructions}

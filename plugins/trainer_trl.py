@@ -6,7 +6,10 @@ tokens and the batch loss is the weighted mean of those: a Distilling Step-by-St
 label row weighs alpha and rationale row 1 - alpha trains on `alpha * label + (1 - alpha) *
 rationale`, whatever the two targets' lengths. `train.options.kind_weights` ({kind: factor})
 multiplies the weights of whole kinds (0 leaves a kind out); the other `train.options` go to
-TRL's SFTConfig. Same seed, same rows -> same weights, weighted or not.
+TRL's SFTConfig (`TRLOptions`: a key that is not an SFTConfig field, or one lionloop sets from its
+own config, is refused when the run starts). Same seed, same rows -> same weights, weighted or
+not. Nothing here lets a ValueError or a traceback reach the user: a bad option is a ConfigError
+naming its path, a failed training a `TrainingError`.
 """
 
 from __future__ import annotations
@@ -17,12 +20,88 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from lionloop.config import StudentConfig, TrainConfig
-from lionloop.plugin.hookspecs import hookimpl
-from lionloop.records import Example
-from lionloop.student.model import load, pick_device, save_atomically
+from pydantic import ConfigDict, Field, model_validator
+
+from lionloop import (
+    ConfigError,
+    Example,
+    LionloopError,
+    OptionError,
+    PluginOptions,
+    Registry,
+    StudentConfig,
+    TrainConfig,
+    hookimpl,
+    load_student,
+    pick_device,
+    save_atomically,
+    validate_options,
+)
 
 log = logging.getLogger(__name__)
+
+# SFTConfig fields lionloop sets itself, and where to set them instead (passing one twice made
+# SFTConfig raise a TypeError mid-run).
+SET_BY_LIONLOOP = {
+    "output_dir": "it keeps the trainer's files beside the round's checkpoint",
+    "max_steps": "use train.steps_per_round",
+    "per_device_train_batch_size": "use train.batch_size",
+    "learning_rate": "use train.learning_rate",
+    "warmup_steps": "use train.warmup_steps",
+    "lr_scheduler_type": "it trains with a cosine schedule after train.warmup_steps",
+    "logging_steps": "it logs the loss ten times per round",
+    "save_strategy": "it saves one checkpoint per round itself",
+    "report_to": "report from a lionloop_round_end plugin hook (it gets the round's metrics, training included)",
+    "completion_only_loss": "it trains on completions only",
+    "max_length": "use student.max_length",
+    "seed": "use the run's seed",
+    "data_seed": "use the run's seed",
+    "gradient_checkpointing": "it follows student.device",
+    "bf16": "it follows student.device (bf16 where the GPU supports it)",
+    "use_cpu": "use student.device",
+    "dataloader_num_workers": "it loads data in the training process (deterministic)",
+    "disable_tqdm": "it reports progress itself",
+    "log_level": "it reports progress itself",
+}
+
+
+class TrainingError(LionloopError, RuntimeError):
+    """Training could not run or failed; the message says why."""
+
+
+def sft_fields() -> set[str]:
+    """The names of TRL's SFTConfig fields (imports trl: only asked when options name some)."""
+    import dataclasses
+
+    from trl import SFTConfig
+
+    return {f.name for f in dataclasses.fields(SFTConfig)}
+
+
+class TRLOptions(PluginOptions):
+    """`train.options` of the trl trainer: `kind_weights`, and SFTConfig fields passed through."""
+
+    model_config = ConfigDict(extra="allow")
+
+    kind_weights: dict[str, float] = Field(
+        default_factory=dict,
+        description="{kind: factor}: multiplies the loss weights of whole row kinds (0 leaves a kind out).",
+    )
+
+    @model_validator(mode="after")
+    def _sft_fields_only(self) -> TRLOptions:
+        extra = self.model_extra or {}
+        for key in extra:
+            if key in SET_BY_LIONLOOP:
+                raise OptionError(key, f"set by lionloop: {SET_BY_LIONLOOP[key]}")
+        if any(w < 0 for w in self.kind_weights.values()):
+            raise OptionError("kind_weights", "weights must be >= 0")
+        if extra:
+            known = sft_fields()
+            for key in extra:
+                if key not in known:
+                    raise OptionError(key, "not an option of the trl trainer (kind_weights) nor a field of TRL's SFTConfig")
+        return self
 
 
 def row_weights(examples: Sequence[Example], kind_weights: dict[str, float] | None = None) -> list[float]:
@@ -80,9 +159,10 @@ def _weighted_trainer(base: type) -> type:
 
 
 class TRLTrainer:
-    def __init__(self, cfg: TrainConfig, student: StudentConfig) -> None:
+    def __init__(self, cfg: TrainConfig, student: StudentConfig, options: TRLOptions | None = None) -> None:
         self.cfg = cfg
         self.student = student
+        self.options = options if options is not None else validate_options(TRLOptions, cfg.options, "train.options")
 
     def train(
         self,
@@ -99,25 +179,26 @@ class TRLTrainer:
         from trl import SFTConfig, SFTTrainer
 
         if not examples:
-            raise ValueError("no training rows: the train pool is empty")
+            raise TrainingError("no training rows: the train pool is empty")
+        weights = row_weights(examples, self.options.kind_weights)
+        kept = [(e, w) for e, w in zip(examples, weights, strict=True) if w > 0]
+        if not kept:
+            raise ConfigError("train.options.kind_weights: every training row weighs 0")
         device = pick_device(self.student.device)
         # Same seed, same threads, same data order -> same weights: resume after a crash
         # retrains to the very checkpoint the crashed run would have written.
         transformers.set_seed(seed)
-        model, tok = load(base, device)
+        model, tok = load_student(base, device)
         model.train()
-        options = dict(self.cfg.options)
-        weights = row_weights(examples, options.pop("kind_weights", None))
-        kept = [(e, w) for e, w in zip(examples, weights, strict=True) if w > 0]
-        if not kept:
-            raise ValueError("no training rows: every row weighs 0 (train.options.kind_weights)")
+        options = dict(self.options.model_extra or {})
         weighted = any(w != 1.0 for _, w in kept)
         data = Dataset.from_list([
             {"prompt": e.prompt, "completion": e.completion, **({"weight": w} if weighted else {})}
             for e, w in kept
         ])
         on_gpu = device == "cuda"
-        args = SFTConfig(
+        args = _sft_config(
+            SFTConfig,
             output_dir=str(out.with_name(out.name + ".trainer")),
             max_steps=self.cfg.steps_per_round,
             per_device_train_batch_size=self.cfg.batch_size,
@@ -143,7 +224,10 @@ class TRLTrainer:
         )
         peft_config = None
         if self.cfg.lora:
-            from peft import LoraConfig
+            try:
+                from peft import LoraConfig
+            except ImportError as err:
+                raise ConfigError(f"train.lora: peft is not importable ({err}); pip install peft") from None
 
             peft_config = LoraConfig(r=8, lora_alpha=16, target_modules="all-linear", task_type="CAUSAL_LM")
 
@@ -167,13 +251,19 @@ class TRLTrainer:
             trainer_cls = _weighted_trainer(SFTTrainer)
             extra["data_collator"] = trainer_cls.WithWeights(DataCollatorForLanguageModeling(
                 pad_token_id=tok.pad_token_id, pad_to_multiple_of=args.pad_to_multiple_of))
-        trainer = trainer_cls(
-            model=model, args=args, train_dataset=data, processing_class=tok,
-            peft_config=peft_config, callbacks=[_Progress()], **extra,
-        )
+        try:
+            trainer = trainer_cls(
+                model=model, args=args, train_dataset=data, processing_class=tok,
+                peft_config=peft_config, callbacks=[_Progress()], **extra,
+            )
+        except (ValueError, TypeError) as err:  # e.g. an SFTConfig value TRL refuses with this model
+            raise ConfigError(f"train.options: TRL refused the trainer's settings: {_one_line(err)}") from err
         trainer.remove_callback(transformers.PrinterCallback)
         t0 = time.time()
-        result = trainer.train()
+        try:
+            result = trainer.train()
+        except (ValueError, TypeError, RuntimeError) as err:
+            raise TrainingError(f"trl: training failed: {type(err).__name__}: {_one_line(err)}") from err
         seconds = time.time() - t0
         trained = trainer.model
         if peft_config is not None:
@@ -189,6 +279,19 @@ class TRLTrainer:
         }
 
 
+def _one_line(err: BaseException) -> str:
+    return " ".join(str(err).split())[:300]
+
+
+def _sft_config(cls: type, **kwargs: Any) -> Any:
+    """SFTConfig(**kwargs); a value it refuses (an unknown scheduler, a bad optimizer name, ...)
+    is a ConfigError naming `train.options`."""
+    try:
+        return cls(**kwargs)
+    except (ValueError, TypeError) as err:
+        raise ConfigError(f"train.options: TRL's SFTConfig refused it: {_one_line(err)}") from None
+
+
 @hookimpl
-def lionloop_register(registry: Any) -> None:
-    registry.add_trainer("trl", TRLTrainer)
+def lionloop_register(registry: Registry) -> None:
+    registry.add_trainer("trl", TRLTrainer, options=TRLOptions)

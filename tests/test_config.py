@@ -61,6 +61,54 @@ def test_cli_bad_config_exits_2_with_one_line(tmp_path: Path) -> None:
     assert not (tmp_path / "runs").exists()
 
 
+@pytest.mark.parametrize(
+    ("yaml_text", "message"),
+    [
+        ("generate:\n  generators:\n    lion:\n      options: {max_task_shar: 0.25}\n",
+         "generate.generators.lion.options.max_task_shar: Extra inputs are not permitted"),
+        ("generate:\n  generators:\n    socratic:\n      options: {max_steps: many}\n",
+         "generate.generators.socratic.options.max_steps: Input should be a valid integer"),
+        ("task:\n  options: {extra_skill: true}\n", "task.options.extra_skill: Extra inputs are not permitted"),
+        ("task:\n  options: {sample_error_rate: high}\n", "task.options.sample_error_rate: Input should be a valid number"),
+        ("train:\n  options: {report_to: [wandb]}\n", "train.options.report_to: set by lionloop"),
+        ("train:\n  options: {learning_rate: 0.1}\n", "train.options.learning_rate: set by lionloop: use train.learning_rate"),
+        ("teacher:\n  options: {top_p: 0.9}\n", "teacher.options.top_p: the oracle backend takes no options"),
+    ],
+)
+def test_cli_bad_plugin_option_exits_2_with_its_path_before_anything_is_written(
+    tmp_path: Path, yaml_text: str, message: str
+) -> None:
+    run_dir = tmp_path / "run"
+    p = tmp_path / "c.yaml"
+    p.write_text(f"run_dir: {run_dir}\n" + yaml_text)
+    proc = subprocess.run(
+        [sys.executable, "-m", "lionloop.cli", "run", str(p)], capture_output=True, text=True, timeout=120,
+        cwd=tmp_path,
+    )
+    assert proc.returncode == 2, proc.stderr
+    lines = [ln for ln in proc.stderr.strip().splitlines() if ln.strip()]
+    assert len(lines) == 1 and message in lines[0], proc.stderr
+    assert "Traceback" not in proc.stderr + proc.stdout
+    assert not run_dir.exists() and not (tmp_path / "runs").exists()
+
+
+def test_resume_checks_the_plugins_options_too(tmp_path: Path) -> None:
+    """A run whose config the installed plugins no longer take is refused before it is touched."""
+    from lionloop.config import dump_config
+    from lionloop.loop.runner import resume
+    from lionloop.rundir import RunDir
+
+    cfg = parse_config({"run_dir": str(tmp_path), "generate": {"generators": {"lion": {}}}})
+    files = RunDir(tmp_path)
+    bad = cfg.model_copy(update={"train": cfg.train.model_copy(update={"options": {"report_to": ["wandb"]}})})
+    files.config.write_text(dump_config(bad))
+    files.run_file.write_text('{"run_id": "x", "created": 0, "lionloop": "0"}')
+    before = sorted(p.name for p in tmp_path.iterdir())
+    with pytest.raises(ConfigError, match=r"^train\.options\.report_to: set by lionloop"):
+        resume(tmp_path)
+    assert sorted(p.name for p in tmp_path.iterdir()) == before
+
+
 def test_unknown_component_names_field(tmp_path: Path) -> None:
     from lionloop.loop.runtime import Runtime
 

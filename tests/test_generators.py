@@ -22,14 +22,21 @@ from lionloop.plugin.context import RoundContext
 from lionloop.plugin.hookspecs import hookimpl
 from lionloop.plugin.manager import get_plugin_manager
 from lionloop.plugin.plan import GeneratorSpec, plan_generators
-from lionloop.plugins import disco, finetune_cot, rationale, socratic
-from lionloop.plugins.oracle_backend import OracleBackend
-from lionloop.plugins.skills import ALL_SKILLS, EXTRA_SKILLS, SKILLS, SkillsPack, explain
 from lionloop.records import Case, Cases, Example, Instruction, Verdict
 from lionloop.stores.cache import CallCache
 from lionloop.stores.pool import Pool
 from lionloop.student.prompt import format_prompt
 from lionloop.teacher.client import Teacher
+
+# The built-in plugins as a run reaches them: through the plugin manager and its registry.
+PM = get_plugin_manager()
+REGISTRY = PM.build_registry()
+rationale, socratic, disco, finetune_cot, skills, trl = (
+    PM.get_plugin(n) for n in ("rationale", "socratic", "disco", "finetune_cot", "skills", "trl")
+)
+SkillsPack = REGISTRY.get("task_pack", "skills", "task.pack")
+OracleBackend = REGISTRY.get("backend", "oracle", "teacher.backend")
+ALL_SKILLS, EXTRA_SKILLS, SKILLS, explain = skills.ALL_SKILLS, skills.EXTRA_SKILLS, skills.SKILLS, skills.explain
 
 EXTRA = ["chain", "sum", "mood", "add", "reverse"]
 PLUGINS = {"rationale": rationale, "socratic": socratic, "disco": disco, "finetune_cot": finetune_cot}
@@ -279,11 +286,12 @@ def _lazy(cand: Any) -> bool:
 
 def test_disco_overlap_heuristics() -> None:
     ins = Instruction(text="x", input="the cat sat on the warm mat today")
-    assert disco.apply_edit(ins, "dog", "cat", {})[2] == "span_not_in_text"
-    assert disco.apply_edit(ins, "warm", "Warm", {})[2] == "copied_span"
-    assert disco.apply_edit(ins, "the warm mat", "the warm old mat", {})[2] == "overlap_span"
-    assert disco.apply_edit(ins, "warm", "cold", {"max_text_overlap": 0.7})[2] == "overlap_text"
-    text, inp, why = disco.apply_edit(ins, "warm", "cold", {})
+    defaults = disco.DiscoOptions()
+    assert disco.apply_edit(ins, "dog", "cat", defaults)[2] == "span_not_in_text"
+    assert disco.apply_edit(ins, "warm", "Warm", defaults)[2] == "copied_span"
+    assert disco.apply_edit(ins, "the warm mat", "the warm old mat", defaults)[2] == "overlap_span"
+    assert disco.apply_edit(ins, "warm", "cold", disco.DiscoOptions(max_text_overlap=0.7))[2] == "overlap_text"
+    text, inp, why = disco.apply_edit(ins, "warm", "cold", defaults)
     assert why is None and inp == "the cat sat on the cold mat today" and text == "x"
 
 
@@ -309,6 +317,117 @@ def test_hooks_stay_silent_for_other_generators_and_when_disabled(tmp_path: Path
         if hasattr(mod, "lionloop_evaluate_student"):
             assert mod.lionloop_evaluate_student(instructions=[ins], student=None, ctx=ctx) is None
     assert rationale.lionloop_student_prompt(instruction=ins, ctx=ctx) is None
+
+
+# -- typed options -----------------------------------------------------------------------------------
+
+OPTION_DEFAULTS = {
+    "lion": {"per_hard": 2, "easy_ratio": 0.25, "max_task_share": None},
+    "rationale": {"alpha": 0.5, "label_prefix": "[label] ", "rationale_prefix": "[rationale] ", "joint": False,
+                  "per_case": 1},
+    "socratic": {"mode": "unified", "decompose_prefix": "[decompose] ", "solve_prefix": "[solve] ", "max_steps": 6,
+                 "per_case": 1, "eval_max_new_tokens": 64},
+    "disco": {"labels": None, "per_case": 1, "critic": "teacher", "max_span_overlap": 0.6, "max_text_overlap": 0.9},
+    "finetune_cot": {"samples": 4, "temperature": 0.7, "cot_prefix": "[cot] ", "per_case": 1, "eval_max_new_tokens": 64},
+}
+
+
+def test_every_builtin_generator_declares_typed_options_with_the_old_defaults() -> None:
+    from lionloop import GeneratorOptions
+
+    specs = PM.generator_specs()
+    for name, defaults in OPTION_DEFAULTS.items():
+        model = specs[name].options
+        assert model is not None and issubclass(model, GeneratorOptions), name
+        assert model().model_dump() == {"max_calls": None, **defaults}, name
+        assert all(f.description for f in model.model_fields.values()), name
+        # Each module's docstring lists every option it takes.
+        doc = PM.get_plugin(name).__doc__
+        assert all(f"  {opt} " in doc for opt in model.model_fields), name
+
+
+def test_hooks_get_the_validated_options_model(tmp_path: Path) -> None:
+    ctx, _, _ = _env(tmp_path, "rationale", {"alpha": 0.7, "per_case": "2"})
+    opts = ctx.options()
+    assert isinstance(opts, rationale.RationaleOptions) and opts.alpha == 0.7 and opts.per_case == 2
+    assert ctx.options_of("rationale") is opts and ctx.options_of("lion") is None
+
+
+@pytest.mark.parametrize(
+    ("name", "options", "message"),
+    [
+        ("lion", {"max_task_shar": 0.25}, "lion.options.max_task_shar: Extra inputs are not permitted"),
+        ("lion", {"per_hard": "two"}, "lion.options.per_hard: Input should be a valid integer"),
+        ("lion", {"max_calls": -1}, "lion.options.max_calls: Input should be greater than or equal to 0"),
+        ("rationale", {"alpha": 1.5}, "rationale.options.alpha: Input should be less than or equal to 1"),
+        ("socratic", {"mode": "both"}, "socratic.options.mode: Input should be 'unified' or 'separate'"),
+        ("disco", {"critic": "judge"}, "disco.options.critic: Input should be 'teacher' or 'pack'"),
+        ("disco", {"labels": ["a", "b"]}, "disco.options.labels: Input should be a valid dictionary"),
+        ("finetune_cot", {"samples": 0}, "finetune_cot.options.samples: Input should be greater than or equal to 1"),
+    ],
+)
+def test_bad_generator_options_are_one_config_error_with_their_path(tmp_path: Path, name: str, options: dict,
+                                                                     message: str) -> None:
+    cfg = micro_config(tmp_path, generate={"generators": {name: {"options": options}}})
+    with pytest.raises(ConfigError) as err:
+        plan_generators(cfg.generate, PM.generator_specs())
+    assert str(err.value).startswith(f"generate.generators.{message}") and "\n" not in str(err.value)
+
+
+def test_disco_labels_may_be_numbers(tmp_path: Path) -> None:
+    ctx, _, _ = _env(tmp_path, "disco", {"labels": {"mood": [0, 1]}})
+    assert ctx.options().labels == {"mood": ["0", "1"]}
+
+
+# -- the generator kit ------------------------------------------------------------------------------
+
+
+class FailingAnswers:
+    """A teacher that fails every `Answer` about an instruction in `fail`, else asks the oracle."""
+
+    def __init__(self, teacher: Any, fail: set[str]) -> None:
+        self.teacher, self.fail, self.left = teacher, fail, teacher.left
+        self.batches: list[int] = []
+
+    def ask(self, requests: list[Any]) -> list[Any]:
+        from lionloop import Result
+
+        self.batches.append(len(requests))
+        out = self.teacher.ask(requests)
+        return [Result(r.request, error="boom") if r.request.kind == "answer" and r.request.instruction in self.fail
+                else r for r in out]
+
+
+def test_answered_siblings_asks_answer_and_own_requests_in_one_batch_and_drops_failed_answers(tmp_path: Path) -> None:
+    from lionloop import Answer, answered_siblings, siblings
+
+    ctx, teacher, pack = _env(tmp_path, "rationale")
+    cases = _cases(pack, ["sum", "chain"], 3)
+    sibs = siblings(cases, teacher, ctx, 6, 1, rationale.VARIANT_BASE, "x")  # the same (cached) siblings
+    failing = FailingAnswers(teacher, {sibs[0][1].text})
+    got = answered_siblings(cases, failing, ctx, per_case=1, variant_base=rationale.VARIANT_BASE, origin="x",
+                            calls_per_candidate=4,
+                            requests=lambda ins: [Answer(instruction=ins.text, task=ins.task)] * 2)
+    assert failing.batches == [6, 6 * 3]  # the rewrites, then answer + 2 own requests per sibling
+    assert [a.instruction for a in got] == [ins for _, ins in sibs[1:]]
+    for a in got:
+        assert a.answer == pack.solve(a.instruction.text) and len(a.results) == 2 and all(r.ok for r in a.results)
+        assert a.instruction.meta == {"parent_diff": 8.0} and a.instruction.origin == "x"
+
+
+def test_sibling_requests_cap_per_task_and_variants_per_round() -> None:
+    from lionloop import sibling_requests
+
+    class Ctx:
+        round = 3
+
+    hard = [Case(Instruction(text=f"{t} {k}", task=t), "t", "s", Verdict("i", 1, 10.0, 2.0, True))
+            for t in ("add", "add", "sort") for k in range(2)]
+    pairs = sibling_requests(hard, Ctx(), n=10, per_case=2, variant_base=100, max_per_task=3)
+    tasks = [r.task for _, r in pairs]
+    assert tasks.count("add") == 3 and tasks.count("sort") == 3
+    assert {r.variant for _, r in pairs} == {104, 105}  # base + (round - 1) x per_case + k
+    assert sibling_requests(hard, Ctx(), n=2, per_case=2)[1][0] is hard[1]  # every case once before any twice
 
 
 # -- evaluation chains with a scripted student ------------------------------------------------------
@@ -364,10 +483,9 @@ def test_socratic_separate_mode_routes_decompositions_to_a_decomposer(tmp_path: 
     instructions = pack.eval_set(2)
     socratic.lionloop_evaluate_student(instructions=instructions, student=student, ctx=ctx)
     assert student.roles[0] == "decomposer" and set(student.roles[1:]) == {""}
-    bad, teacher, pack = _env(tmp_path / "bad", "socratic", options={"mode": "both"})
-    with pytest.raises(ValueError, match=r"generate\.generators\.socratic\.options\.mode: 'both' is not one of unified, separate"):
-        socratic.lionloop_generate(cases=_cases(pack, ["chain"]), teacher=teacher, ctx=bad)
-    assert teacher.left == 1000  # nothing paid before the error
+    # A bad mode is refused with the generator plan, before the run starts (nothing paid).
+    with pytest.raises(ConfigError, match=r"^generate\.generators\.socratic\.options\.mode: Input should be 'unified' or 'separate'$"):
+        _env(tmp_path / "bad", "socratic", options={"mode": "both"})
 
 
 def test_finetune_cot_evaluation_reads_the_answer_after_the_arrow(tmp_path: Path) -> None:
@@ -384,7 +502,7 @@ def test_finetune_cot_evaluation_reads_the_answer_after_the_arrow(tmp_path: Path
 def test_weighted_row_loss_is_alpha_label_plus_one_minus_alpha_rationale() -> None:
     import torch
 
-    from lionloop.plugins.trainer_trl import row_weights, weighted_row_loss
+    row_weights, weighted_row_loss = trl.row_weights, trl.weighted_row_loss
 
     per_token = torch.tensor([[1.0, 3.0, 0.0, 0.0], [2.0, 2.0, 2.0, 6.0], [5.0, 5.0, 5.0, 5.0]])
     mask = torch.tensor([[1, 1, 0, 0], [1, 1, 1, 1], [0, 0, 0, 0]])  # row 3: truncated away
@@ -403,8 +521,9 @@ def test_trainer_weights_change_training_and_stay_deterministic(tmp_path: Path) 
     import torch
 
     from lionloop.config import StudentConfig, TrainConfig
-    from lionloop.plugins.trainer_trl import TRLTrainer
     from lionloop.records import Example
+
+    TRLTrainer = REGISTRY.get("trainer", "trl", "train.trainer")
     from lionloop.student.model import build_tiny_student, load
 
     scfg = StudentConfig(hidden_size=32, num_layers=1, num_heads=2, max_length=32)
@@ -638,8 +757,7 @@ class PluginChat:
 
 
 def _llm_env(tmp_path: Path, name: str, srv: Any, options: dict[str, Any] | None = None) -> tuple[RoundContext, Any, SkillsPack]:
-    from lionloop.plugins.backend_openai import OpenAIBackend
-
+    OpenAIBackend = REGISTRY.get("backend", "openai", "teacher.backend")
     ctx, _, pack = _env(tmp_path, name, options)
     backend = OpenAIBackend(TeacherConfig(backend="openai", model="plugin-chat", base_urls=[srv.base_url],
                                           timeout_s=5.0, max_retries=1, retry_backoff_s=0.01))

@@ -1,5 +1,7 @@
 """docs/plugins.md documents every hook with its exact signature: adding, removing or changing a
-hookspec without the doc fails here."""
+hookspec without the doc fails here. Every ```python block of the page runs as written: hook
+signatures (checked against the hookspecs) and blocks marked `# snippet` (parts of a larger plugin)
+are compiled only, and reported as skipped."""
 
 from __future__ import annotations
 
@@ -27,9 +29,21 @@ def signature_line(name: str, fn: object) -> str:
 
 def sections() -> dict[str, str]:
     """The doc's hook sections by hook name: from a `#### \\`lionloop_...\\`` heading to the next heading
-    of level 4 or above."""
-    parts = re.split(r"^#### `(lionloop_\w+)`\s*$", DOC.read_text(), flags=re.M)
-    return {parts[i]: re.split(r"\n#{1,4} ", parts[i + 1])[0] for i in range(1, len(parts), 2)}
+    of level 4 or above (a `#` line inside a code block is code, not a heading)."""
+    out: dict[str, list[str]] = {}
+    current, fenced = None, False
+    for line in DOC.read_text().splitlines():
+        if line.startswith("```"):
+            fenced = not fenced
+        elif not fenced and re.match(r"#{1,4} ", line):
+            m = re.fullmatch(r"#### `(lionloop_\w+)`\s*", line)
+            current = m[1] if m else None
+            if current:
+                out[current] = []
+                continue
+        if current:
+            out[current].append(line)
+    return {name: "\n".join(lines) + "\n" for name, lines in out.items()}
 
 
 def test_every_hook_has_a_section_and_no_section_names_a_missing_hook() -> None:
@@ -56,6 +70,55 @@ def test_hook_section_has_exact_signature_semantics_arguments_and_example(name: 
     # The example's arguments are ones the hook offers (pluggy allows a subset, never more).
     used = re.search(rf"def {name}\((.*?)\)", example[1])[1]
     assert {a.strip() for a in used.split(",") if a.strip()} <= set(params)
+
+
+def blocks() -> list[tuple[int, str]]:
+    """Every ```python block of the page: (line of its first code line, code)."""
+    text = DOC.read_text()
+    return [(text[: m.start(1)].count("\n") + 1, m[1]) for m in re.finditer(r"^```python\n(.*?)^```", text, re.S | re.M)]
+
+
+def kind(code: str) -> str:
+    if re.fullmatch(r"def lionloop_\w+\(.*\) -> .+\n", code):
+        return "signature"
+    return "snippet" if code.startswith("# snippet") else "example"
+
+
+def runs_a_loop(code: str) -> bool:
+    return "build_graph()" in code
+
+
+@pytest.mark.parametrize(
+    ("line", "code"),
+    [pytest.param(n, code, id=f"plugins.md:{n}", marks=[pytest.mark.slow] if runs_a_loop(code) else [])
+     for n, code in blocks()],
+)
+def test_every_code_block_runs_as_written(line: int, code: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    what = kind(code)
+    source = code.rstrip("\n") + ": ..." if what == "signature" else code  # a signature has no body
+    compiled = compile(source, f"docs/plugins.md:{line}", "exec")  # every block is valid Python
+    if what != "example":
+        pytest.skip(f"{what}: compiled, not run" + (f" ({code.splitlines()[0]})" if what == "snippet" else ""))
+    monkeypatch.chdir(tmp_path)  # an example that writes files writes them here
+    exec(compiled, {"__name__": f"plugins_md_{line}"})
+
+
+def test_the_page_is_mostly_runnable_examples() -> None:
+    """Snippets are the exception: a page of unrunnable fragments would pass the test above."""
+    kinds = [kind(code) for _, code in blocks()]
+    assert kinds.count("signature") == len(specs())
+    assert kinds.count("example") >= 12 and kinds.count("snippet") <= 2, kinds
+
+
+def test_docs_and_the_example_plugin_import_from_lionloop_alone() -> None:
+    """Plugin code on the page and in tests/example_plugin uses the plugin API, `from lionloop import`;
+    the page's one exception is the loop its testing example runs."""
+    loop_only = {"lionloop.loop.graph", "lionloop.loop.runtime"}
+    for _, code in blocks():
+        for mod in re.findall(r"^\s*from (lionloop[\w.]*) import", code, re.M):
+            assert mod == "lionloop" or mod in loop_only, mod
+    example = DOC.parents[1] / "tests" / "example_plugin" / "src" / "lionloop_mirror" / "__init__.py"
+    assert set(re.findall(r"^\s*(?:from|import) (lionloop[\w.]*)", example.read_text(), re.M)) == {"lionloop"}
 
 
 def test_hookspecs_keep_one_docstring_each() -> None:

@@ -4,8 +4,13 @@ import pytest
 
 from lionloop.config import TaskConfig
 from lionloop.errors import ConfigError, Unsupported
-from lionloop.plugins.skills import SKILLS, SkillsPack
+from lionloop.plugin.manager import get_plugin_manager
 from lionloop.teacher.requests import Answer, Judge, Rewrite
+
+# The pack as a run gets it: through the plugins' registry, by the name the config uses.
+REGISTRY = get_plugin_manager().build_registry()
+SkillsPack = REGISTRY.get("task_pack", "skills", "task.pack")
+SKILLS = SkillsPack(TaskConfig(), 0).skills()
 
 
 @pytest.fixture
@@ -66,3 +71,23 @@ def test_seeds_and_eval_are_disjoint_balanced_and_stable(pack: SkillsPack) -> No
 def test_unknown_skill_is_a_config_error() -> None:
     with pytest.raises(ConfigError, match="task.skills"):
         SkillsPack(TaskConfig(skills=["copy", "juggle"]), seed=0)
+
+
+def test_judge_scores_come_from_the_packs_public_score(pack: SkillsPack) -> None:
+    out = pack.oracle().handle(Judge(instruction="reverse abcd", answer_1="dcba", answer_2="dcab"))
+    assert (out["score_1"], out["score_2"]) == (pack.score("dcba", "dcba"), pack.score("dcab", "dcba"))
+    assert pack.score(" 132 ", "132") == 10.0 and 1.0 <= pack.score("", "132") <= 8.0
+
+
+def test_pack_options_are_typed_and_checked() -> None:
+    resolved = REGISTRY.resolve("task_pack", "skills", "task.pack", {"eval_seed": "7", "sample_error_rate": 0}, "task.options")
+    pack = resolved.build(TaskConfig(), 0)
+    assert pack.eval_seed == 7 and pack.sample_error_rate == 0.0 and pack.counterfactual_noise == 0.2
+    # Built by hand, the pack checks the config's dict itself.
+    assert SkillsPack(TaskConfig(options={"eval_seed": 7}), 0).eval_set(2)[0].id == pack.eval_set(2)[0].id
+    for options, message in (({"extra_skill": True}, "task.options.extra_skill: Extra inputs are not permitted"),
+                             ({"counterfactual_noise": 2}, "task.options.counterfactual_noise: Input should be less")):
+        with pytest.raises(ConfigError, match=f"^{message}"):
+            SkillsPack(TaskConfig(options=options), 0)
+        with pytest.raises(ConfigError, match=f"^{message}"):
+            REGISTRY.resolve("task_pack", "skills", "task.pack", options, "task.options")

@@ -165,13 +165,27 @@ def init(
 
 @app.command()
 def plugins(as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
-    """List loaded plugins with where they came from."""
+    """List loaded plugins with where they came from, and what they register, by kind."""
+    from lionloop.errors import PluginError
     from lionloop.plugin.manager import get_plugin_manager
+    from lionloop.plugin.registry import KINDS
 
     pm = get_plugin_manager()
     infos = [i.as_dict() for i in pm.plugin_list()]
+    try:
+        registry = pm.build_registry()
+    except PluginError as err:  # e.g. two plugins registering one name: list the plugins anyway
+        registry, registry_error = None, str(err)
+    else:
+        registry_error = None
+    entries = [] if registry is None else [e for kind in KINDS for e in registry.entries[kind].values()]
+    for info in infos:
+        mine = [e for e in entries if e.plugin == info["name"]]
+        info["registers"] = {k: sorted(e.name for e in mine if e.kind == k) for k in KINDS if any(e.kind == k for e in mine)}
     if as_json:
         typer.echo(json.dumps(infos, indent=2))
+        if registry_error:
+            fail(PluginError(registry_error), 1)
         return
     t = Table(title="lionloop plugins")
     for col in ("name", "version", "hooks", "origin"):
@@ -186,6 +200,23 @@ def plugins(as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
             i["origin"] + (f"  [red]failed: {i['error']}[/]" if i["error"] else ""),
         )
     console.print(t)
+    if registry_error:
+        fail(PluginError(registry_error), 1)
+    c = Table(title="registered components (by kind; chosen by name in the config)")
+    for col in ("kind", "name", "plugin", "options"):
+        c.add_column(col)
+    for e in sorted(entries, key=lambda e: (KINDS.index(e.kind), e.name)):
+        if e.kind == "request_type":
+            options = "-"
+        elif e.options is None:
+            options = "unchecked"
+        else:
+            names = sorted(e.options.model_fields)
+            if e.options.model_config.get("extra") == "allow":
+                names.append("+ keys passed through")
+            options = ", ".join(names) or "none"
+        c.add_row(e.kind.replace("_", " "), e.name, e.plugin, options)
+    console.print(c)
 
 
 app.add_typer(pool_app, name="pool")

@@ -14,7 +14,9 @@ from lionloop import __version__
 from lionloop.config import RunConfig, dump_config
 from lionloop.errors import RunError
 from lionloop.loop.graph import build_graph
+from lionloop.loop.preflight import preflight
 from lionloop.loop.runtime import Reporter, Runtime
+from lionloop.plugin.manager import get_plugin_manager
 from lionloop.rundir import RunDir
 
 log = logging.getLogger(__name__)
@@ -48,13 +50,15 @@ def start(cfg: RunConfig, reporter: Reporter | None = None) -> tuple[Path, dict[
     files = RunDir(run_dir)
     if files.run_file.exists():
         raise RunError(f"{run_dir} already holds a run; `lionloop resume {run_dir}` continues it")
+    pm = get_plugin_manager()
+    preflight(cfg, pm)  # a bad component name or plugin option: nothing written yet
     run_dir.mkdir(parents=True, exist_ok=True)
     run_id = f"{cfg.name}-{time.strftime('%Y%m%d-%H%M%S')}-{uuid.uuid4().hex[:6]}"
     files.config.write_text(dump_config(cfg.model_copy(update={"run_dir": run_dir})))
     files.run_file.write_text(
         json.dumps({"run_id": run_id, "created": time.time(), "lionloop": __version__}, indent=2)
     )
-    rt = Runtime(cfg=cfg, run_dir=run_dir, run_id=run_id, reporter=reporter or Reporter())
+    rt = Runtime(cfg=cfg, run_dir=run_dir, run_id=run_id, reporter=reporter or Reporter(), pm=pm)
     try:
         final = _invoke(rt, {"run_id": run_id, "round": 1})
     finally:
@@ -65,7 +69,9 @@ def start(cfg: RunConfig, reporter: Reporter | None = None) -> tuple[Path, dict[
 def resume(run_dir: Path, reporter: Reporter | None = None) -> tuple[Path, dict[str, Any]]:
     """Continue a run from its last checkpoint; finished nodes are not redone, paid calls not repaid."""
     cfg, run_id = RunDir(run_dir).read()
-    rt = Runtime(cfg=cfg, run_dir=Path(run_dir), run_id=run_id, reporter=reporter or Reporter())
+    pm = get_plugin_manager()
+    preflight(cfg, pm)  # the plugins installed now must still take the run's config
+    rt = Runtime(cfg=cfg, run_dir=Path(run_dir), run_id=run_id, reporter=reporter or Reporter(), pm=pm)
     try:
         graph, conn = _graph_for(rt)
         snapshot = graph.get_state(_thread(run_id))

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from lionloop.config import RunConfig, TeacherConfig
+from lionloop.loop.preflight import resolve_backend, resolve_task_pack, resolve_trainer
 from lionloop.plugin.context import BackendEnv, RoundContext
 from lionloop.plugin.manager import PluginManager, get_plugin_manager
 from lionloop.plugin.plan import plan_generators
@@ -67,8 +68,8 @@ class Runtime:
         self.cache = CallCache(self.files.cache_path(self.cfg))
         self.acct = Accounting()
         self._stage_t0: dict[tuple[int, str], float] = {}
-        pack_factory = self.registry.get("task_pack", self.cfg.task.pack, "task.pack")
-        self.task_pack: TaskPack = pack_factory(self.cfg.task, self.cfg.seed)
+        # Components as `preflight` checked them: the registry's entries, options validated.
+        self.task_pack: TaskPack = resolve_task_pack(self.registry, self.cfg).build(self.cfg.task, self.cfg.seed)
         self.teacher = self._teacher(self.cfg.teacher, "teacher")
         self.referee = self._teacher(self.cfg.referee, "referee") if self.cfg.referee else self.teacher
         self.generator_teacher = (
@@ -76,12 +77,12 @@ class Runtime:
             if self.cfg.generator_teacher else self.teacher
         )
         self.plan = plan_generators(self.cfg.generate, self.pm.generator_specs())
-        trainer_factory = self.registry.get("trainer", self.cfg.train.trainer, "train.trainer")
-        self.trainer = trainer_factory(self.cfg.train, self.cfg.student)
+        self.trainer = resolve_trainer(self.registry, self.cfg).build(self.cfg.train, self.cfg.student)
 
     def _teacher(self, tcfg: TeacherConfig, path: str) -> Teacher:
-        factory = self.registry.get("backend", tcfg.backend, f"{path}.backend")
-        backend = factory(tcfg, BackendEnv(section=path, task_pack=self.task_pack, run_dir=self.run_dir))
+        resolved = resolve_backend(self.registry, tcfg, path)
+        env = BackendEnv(section=path, task_pack=self.task_pack, run_dir=self.run_dir, options=resolved.options)
+        backend = resolved.entry.factory(tcfg, env)
         return Teacher(
             backend, self.cache, self.run_id, parse_retries=tcfg.parse_retries,
             budget=self.budget_left, acct=self.acct,

@@ -8,11 +8,23 @@ here imports the loop's runtime.
 
 from __future__ import annotations
 
+from lionloop.config import RunConfig, StudentConfig, TaskConfig, TeacherConfig, TrainConfig
 from lionloop.errors import ConfigError, LionloopError, PluginError, Unsupported
 from lionloop.plugin.context import BackendEnv, GeneratorTeacher, RoundContext, Student
 from lionloop.plugin.hookspecs import hookimpl
-from lionloop.plugin.kit import affordable, enabled_options, meta_reject_filter, one_line, siblings
-from lionloop.plugin.options import GeneratorOptions, PluginOptions
+from lionloop.plugin.kit import (
+    AnsweredSibling,
+    affordable,
+    answered_siblings,
+    enabled_options,
+    meta_reject_filter,
+    one_line,
+    sibling_instruction,
+    sibling_requests,
+    siblings,
+)
+from lionloop.plugin.manager import get_plugin_manager
+from lionloop.plugin.options import GeneratorOptions, OptionError, PluginOptions, validate_options
 from lionloop.plugin.plan import GeneratorSpec
 from lionloop.plugin.registry import Registry
 from lionloop.plugin.taskpack import Oracle, TaskPack
@@ -26,8 +38,10 @@ from lionloop.records import (
     Verdict,
     content_id,
 )
+from lionloop.student.model import load as load_student
+from lionloop.student.model import pick_device, save_atomically
 from lionloop.student.prompt import format_prompt
-from lionloop.teacher.chat import ChatBackend
+from lionloop.teacher.chat import AsyncRunner, ChatBackend
 from lionloop.teacher.client import Backend, Reply, Result
 from lionloop.teacher.requests import (
     Answer,
@@ -42,15 +56,20 @@ from lionloop.teacher.requests import (
 
 __all__ = [
     # hooks and what they exchange
-    "hookimpl", "GeneratorSpec", "GeneratorOptions", "PluginOptions", "Registry",
+    "hookimpl", "get_plugin_manager", "GeneratorSpec", "GeneratorOptions", "PluginOptions", "OptionError", "validate_options", "Registry",
     "RoundContext", "BackendEnv", "Student", "GeneratorTeacher", "TaskPack", "Oracle",
+    # the config sections components are built from
+    "RunConfig", "TaskConfig", "TeacherConfig", "TrainConfig", "StudentConfig",
     # records
     "Instruction", "Example", "Candidate", "Case", "Cases", "Verdict", "content_id", "SPLITS",
     # teacher requests, replies and backends
     "TeacherRequest", "ParseError", "Answer", "AnswerOut", "Judge", "JudgeOut", "Rewrite", "RewriteOut",
-    "Backend", "Reply", "Result", "ChatBackend",
+    "Backend", "Reply", "Result", "ChatBackend", "AsyncRunner",
     # the generator kit
-    "siblings", "affordable", "enabled_options", "meta_reject_filter", "one_line", "format_prompt",
+    "siblings", "sibling_requests", "sibling_instruction", "answered_siblings", "AnsweredSibling",
+    "affordable", "enabled_options", "meta_reject_filter", "one_line", "format_prompt",
+    # trainers: the student's model directories
+    "load_student", "pick_device", "save_atomically",
     # errors
     "LionloopError", "ConfigError", "PluginError", "Unsupported",
 ]

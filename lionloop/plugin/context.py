@@ -57,12 +57,17 @@ class BackendEnv:
     """What a teacher backend factory gets beside its config section: `factory(cfg, env)`.
 
     `section` is the config path the backend was built from (`teacher`, `referee` or
-    `generator_teacher`), for error messages; `task_pack` gives the oracle backend its expert.
+    `generator_teacher`), for error messages; `task_pack` gives the oracle backend its expert;
+    `run_dir` is the run's directory. `options` is `<section>.options` validated against the
+    options model the backend registered (`registry.add_backend(name, factory, options=Model)`),
+    the dict as given when it registered none, None when the env was built by hand (then read
+    the config's dict yourself).
     """
 
     section: str
     task_pack: TaskPack
     run_dir: Path
+    options: Any = None
 
 
 class Student(Protocol):

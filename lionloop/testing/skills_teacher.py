@@ -15,6 +15,7 @@ from typing import Any
 
 from lionloop.config import TaskConfig
 from lionloop.errors import Unsupported
+from lionloop.plugin.manager import get_plugin_manager
 
 _BLOCK = re.compile(r"<<<(?P<label>[A-Z0-9 ]+) (?P<nonce>[0-9a-f]+)>>>\n(?P<body>.*?)\n<<<END (?P=label) (?P=nonce)>>>", re.S)
 
@@ -28,9 +29,9 @@ class SkillsChat:
     """`responder(body) -> content` for `ScriptedServer`: a correct skills teacher over chat."""
 
     def __init__(self, seed: int = 0) -> None:
-        from lionloop.plugins.skills import SkillsPack
-
-        self.pack = SkillsPack(TaskConfig(), seed)
+        # The built-in pack as any run gets it: through the plugins' registry.
+        registry = get_plugin_manager().build_registry()
+        self.pack = registry.get("task_pack", "skills", "task.pack")(TaskConfig(), seed)
         self.kinds: dict[str, int] = {}
 
     def __call__(self, body: dict[str, Any]) -> str:
@@ -51,10 +52,8 @@ class SkillsChat:
                 return self.pack.solve(user.split("\n\n", 1)[0])
             if kind == "judge":
                 gold = self.pack.solve(blocks["INSTRUCTION"])
-                from lionloop.plugins.skills import _score
-
-                s1 = _score(blocks["ASSISTANT 1 ANSWER"], gold)
-                s2 = _score(blocks["ASSISTANT 2 ANSWER"], gold)
+                s1 = self.pack.score(blocks["ASSISTANT 1 ANSWER"], gold)
+                s2 = self.pack.score(blocks["ASSISTANT 2 ANSWER"], gold)
                 return json.dumps({"explanation": f"expected {gold}", "score_1": int(s1), "score_2": int(s2)})
             mode = "easy" if "even rarer" in user else "hard"
             m = re.search(r"variation #(\d+)", user)

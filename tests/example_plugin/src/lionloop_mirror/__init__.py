@@ -1,25 +1,45 @@
 """lionloop-mirror: an example generator plugin that uses nothing but lionloop's public API.
 
-Hooks: register (a request type and a backend), generator_spec, generate, filter_candidate,
-format_examples, round_end. See README.md.
+Hooks: register (a request type and a backend), generator_spec (with a typed options model),
+generate, filter_candidate, format_examples, round_end. See README.md.
 """
 
 from __future__ import annotations
 
 import json
+from collections import Counter
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any, ClassVar
 
 from pydantic import BaseModel, Field
 
-from lionloop.errors import Unsupported
-from lionloop.hookspecs import GeneratorSpec, hookimpl
-from lionloop.records import Candidate, Cases, Example, Instruction
-from lionloop.requests import TeacherRequest
-from lionloop.teacher import Reply
+from lionloop import (
+    BackendEnv,
+    Candidate,
+    Cases,
+    Example,
+    GeneratorOptions,
+    GeneratorSpec,
+    GeneratorTeacher,
+    Instruction,
+    Registry,
+    Reply,
+    RoundContext,
+    TeacherConfig,
+    TeacherRequest,
+    Unsupported,
+    hookimpl,
+)
 
 NAME = "mirror"
+
+
+class MirrorOptions(GeneratorOptions):
+    """`generate.generators.mirror.options`: checked when the run starts (a typo is a config error
+    naming its path), handed to the hooks as this model by `ctx.options()`."""
+
+    max_per_task: int | None = Field(None, ge=1, description="Mirrors per task and round (default: no cap).")
 
 
 class MirrorOut(BaseModel):
@@ -51,9 +71,9 @@ class MirrorBackend:
 
     name = "mirror_oracle"
 
-    def __init__(self, cfg: Any, runtime: Any) -> None:
-        self.pack = runtime.task_pack
-        self.oracle = runtime.task_pack.oracle()
+    def __init__(self, cfg: TeacherConfig, env: BackendEnv) -> None:
+        self.pack = env.task_pack
+        self.oracle = env.task_pack.oracle()
         self.model = self.pack.name
 
     def params(self) -> dict[str, Any]:
@@ -74,19 +94,25 @@ class MirrorBackend:
 
 
 @hookimpl
-def lionloop_register(registry: Any) -> None:
+def lionloop_register(registry: Registry) -> None:
     registry.add_request_type(Mirror)
     registry.add_backend("mirror_oracle", MirrorBackend)
 
 
 @hookimpl
 def lionloop_generator_spec() -> GeneratorSpec:
-    return GeneratorSpec(consumes=("hard",), calls_per_candidate=1, kinds=("mirror",))
+    return GeneratorSpec(consumes=("hard",), calls_per_candidate=1, kinds=("mirror",), options=MirrorOptions)
 
 
 @hookimpl
-def lionloop_generate(cases: Cases, teacher: Any, ctx: Any) -> list[Candidate]:
-    picked = cases.hard[: ctx.max_candidates]
+def lionloop_generate(cases: Cases, teacher: GeneratorTeacher, ctx: RoundContext) -> list[Candidate]:
+    opts: MirrorOptions = ctx.options()
+    picked, per_task = [], Counter()
+    for case in cases.hard:
+        if opts.max_per_task is None or per_task[case.instruction.task] < opts.max_per_task:
+            per_task[case.instruction.task] += 1
+            picked.append(case)
+    picked = picked[: ctx.max_candidates]
     results = teacher.ask([Mirror(instruction=c.instruction.text) for c in picked])
     return [
         Candidate(
@@ -103,21 +129,23 @@ def lionloop_generate(cases: Cases, teacher: Any, ctx: Any) -> list[Candidate]:
 
 
 @hookimpl
-def lionloop_filter_candidate(candidate: Candidate, ctx: Any) -> str | None:
+def lionloop_filter_candidate(candidate: Candidate, ctx: RoundContext) -> str | None:
     if candidate.generator == NAME and candidate.instruction.text == candidate.instruction.meta.get("mirror_of"):
         return "palindrome: the mirror is the instruction itself"
     return None
 
 
 @hookimpl
-def lionloop_format_examples(instruction: Instruction, answer: str, generator: str, ctx: Any, prompt: str) -> list[Example] | None:
+def lionloop_format_examples(
+    instruction: Instruction, answer: str, generator: str, ctx: RoundContext, prompt: str
+) -> list[Example] | None:
     if generator != NAME:
         return None
     return [Example(instruction.id, prompt, answer, kind="mirror", generator=NAME, round=ctx.round)]
 
 
 @hookimpl
-def lionloop_round_end(summary: dict[str, Any], ctx: Any) -> None:
+def lionloop_round_end(summary: dict[str, Any], ctx: RoundContext) -> None:
     accepted = summary.get("curate", {}).get("by_generator", {}).get(NAME, 0)
     with open(Path(ctx.run_dir) / "mirror.log", "a") as f:
         f.write(json.dumps({"round": summary["round"], "accepted": accepted}) + "\n")
