@@ -516,6 +516,32 @@ def test_weighted_row_loss_is_alpha_label_plus_one_minus_alpha_rationale() -> No
     assert row_weights(rows, {"rationale": 0.0}) == [0.5, 0.0] and row_weights(rows) == [0.5, 0.5]
 
 
+def test_trainer_raises_lionloop_errors_never_a_bare_value_error(tmp_path: Path) -> None:
+    """A bad setting is a ConfigError with its path, a failed training a LionloopError: the CLI
+    prints either as one line (no traceback)."""
+    from lionloop import LionloopError
+    from lionloop.config import StudentConfig, TrainConfig
+    from lionloop.student.model import build_tiny_student
+
+    TRLTrainer = REGISTRY.get("trainer", "trl", "train.trainer")
+    scfg = StudentConfig(hidden_size=16, num_layers=1, num_heads=2, max_length=32)
+    rows = [Example("a", "copy ab\n", "ab", "label"), Example("a", "[r] copy ab\n", "a b", "rationale")]
+    with pytest.raises(LionloopError, match="no training rows: the train pool is empty") as err:
+        TRLTrainer(TrainConfig(), scfg).train(tmp_path, tmp_path / "out", [], seed=0)
+    assert not isinstance(err.value, ConfigError)
+    zero = TRLTrainer(TrainConfig(options={"kind_weights": {"label": 0, "rationale": 0}}), scfg)
+    with pytest.raises(ConfigError, match=r"^train\.options\.kind_weights: every training row weighs 0$"):
+        zero.train(tmp_path, tmp_path / "out", rows, seed=0)
+    base = build_tiny_student(tmp_path / "base", scfg, 0)
+    bad = TRLTrainer(TrainConfig(steps_per_round=1, options={"optim": "no_such_optimizer"}), scfg)
+    with pytest.raises(ConfigError, match=r"^train\.options: TRL's SFTConfig refused it: ") as err:
+        bad.train(base, tmp_path / "out", rows, seed=0)
+    assert "\n" not in str(err.value) and not (tmp_path / "out").exists()
+    # Built by hand, the trainer checks the config's options itself.
+    with pytest.raises(ConfigError, match=r"^train\.options\.report_to: set by lionloop"):
+        TRLTrainer(TrainConfig(options={"report_to": ["wandb"]}), scfg)
+
+
 @pytest.mark.slow
 def test_trainer_weights_change_training_and_stay_deterministic(tmp_path: Path) -> None:
     import torch
