@@ -267,25 +267,32 @@ def dump_config(cfg: RunConfig) -> str:
     return yaml.safe_dump(cfg.model_dump(mode="json"), sort_keys=False)
 
 
-def commented_yaml(model: BaseModel | None = None, indent: int = 0) -> str:
-    """The config as YAML with every field's description as a comment (for `lionloop init`)."""
+def commented_yaml(model: BaseModel | None = None, indent: int = 0,
+                   options: dict[str, BaseModel] | None = None, path: str = "") -> str:
+    """The config as YAML with every field's description as a comment (for `lionloop init`).
+
+    `options` maps a section to its plugin's options model instance (e.g. {"task": DatasetOptions(...)}):
+    that section's `options` is then written field by field with their descriptions too."""
     model = model if model is not None else RunConfig()
     pad = "  " * indent
     lines: list[str] = []
     for name, field in type(model).model_fields.items():
         value = getattr(model, name)
+        here = f"{path}.{name}" if path else name
         if field.description:
             lines.append(f"{pad}# {field.description}")
+        if name == "options" and options and path in options:
+            value = options[path]
         if isinstance(value, BaseModel):
             lines.append(f"{pad}{name}:")
-            lines.append(commented_yaml(value, indent + 1))
+            lines.append(commented_yaml(value, indent + 1, options, here))
         elif isinstance(value, dict) and value and all(isinstance(v, BaseModel) for v in value.values()):
             lines.append(f"{pad}{name}:")
             for key, sub in value.items():
                 lines.append(f"{pad}  {key}:")
-                lines.append(commented_yaml(sub, indent + 2))
+                lines.append(commented_yaml(sub, indent + 2, options, f"{here}.{key}"))
         else:
-            dumped = yaml.safe_dump({name: _plain(value)}, default_flow_style=True, sort_keys=False).strip()
+            dumped = yaml.safe_dump({name: _plain(value)}, default_flow_style=True, sort_keys=False, width=1000).strip()
             lines.append(f"{pad}{dumped.removeprefix('{').removesuffix('}')}")
     return "\n".join(lines)
 

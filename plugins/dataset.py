@@ -17,9 +17,12 @@ when the run starts, before it writes anything: a bad row is one line naming fil
 from __future__ import annotations
 
 import hashlib
+import math
 import random
+import re
 from collections import Counter
 from dataclasses import replace
+from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import Field, field_validator
@@ -96,6 +99,31 @@ class DatasetOptions(PluginOptions):
 
 
 assert set(FORMATS) == {"auto", "jsonl", "json", "csv", "tsv", "parquet", "disk", "hub"}  # the Literal above
+
+
+# Common column names, for `lionloop init --data` (a run itself only reads Alpaca / chat names
+# without a mapping: the config says what it reads).
+INSTRUCTION_NAMES = ("prompt", "question", "query", "problem", "input_text", "text")
+REFERENCE_NAMES = ("output", "answer", "response", "completion", "target", "label", "solution")
+INPUT_NAMES = ("input", "context", "passage")
+TASK_NAMES = ("type", "subject", "topic", "domain")
+
+
+def _guess_verifier(refs: list[str]) -> dict[str, Any]:
+    """numeric when every reference is a number, choice when every one is an option letter,
+    normalized text (found anywhere in the reply) otherwise; none without references."""
+    if not refs:
+        return {"kind": "none"}
+    if all(re.fullmatch(r"\s*-?[\d,]*\.?\d+\s*", r) for r in refs):
+        return {"kind": "numeric", "match": "whole"}
+    if all(re.fullmatch(r"\s*\(?[A-J]\)?\.?\s*", r) for r in refs):
+        return {"kind": "choice", "match": "contains"}
+    return {"kind": "normalized", "match": "contains"}
+
+
+def _length(rows: list[Instruction]) -> int:
+    longest = max((len((i.text + i.input + str(i.meta.get("reference", ""))).encode()) for i in rows), default=64)
+    return int(min(1024, max(64, 2 ** math.ceil(math.log2(longest + 16)))))
 
 
 def _rng(*parts: Any) -> random.Random:
@@ -197,6 +225,46 @@ class DatasetPack:
 
     def report(self) -> dict[str, Any]:
         return dict(self._report)
+
+    @classmethod
+    def init_config(cls, data: str) -> dict[str, Any]:
+        """Config fields for `lionloop init --pack dataset --data FILE`: the file, the column
+        mapping it needs (guessed from common names), a verifier suited to its references, an
+        OpenAI-compatible teacher to point at your server, and a student that fits its rows."""
+        src = read_source(data, "--data")
+        cols = src.columns
+        options: dict[str, Any] = {"train": data}
+        mapping: dict[str, str] = {}
+        if "instruction" not in cols and "messages" not in cols:
+            found = next((c for c in INSTRUCTION_NAMES if c in cols), None)
+            if found is None:
+                raise ConfigError(f"--data: {src.label} has no 'instruction' or 'messages' column and none of "
+                                  f"{', '.join(INSTRUCTION_NAMES)} (columns: {', '.join(cols)}): name yours in "
+                                  "task.options.columns.instruction")
+            mapping["instruction"] = found
+            for key, names in (("reference", REFERENCE_NAMES), ("input", INPUT_NAMES)):
+                hit = next((c for c in names if c in cols and c != found), None)
+                if hit:
+                    mapping[key] = hit
+        if not any(c in cols for c in ("task", "category")):
+            hit = next((c for c in TASK_NAMES if c in cols), None)
+            if hit:
+                mapping["task"] = hit
+        if mapping:
+            options["columns"] = mapping
+        rows = read_instructions(src, Columns(**mapping), "default", "train")
+        refs = [str(r) for i in rows if (r := i.meta.get("reference")) is not None and not isinstance(r, list)]
+        options["verifier"] = _guess_verifier(refs)
+        out: dict[str, Any] = {
+            "name": Path(data).stem.replace(".", "-") or "own-data",
+            "task": {"pack": "dataset", "options": options},
+            "teacher": {"backend": "openai", "model": "teacher", "base_urls": ["http://127.0.0.1:8000/v1"]},
+            # Byte-level tiny student: one token per byte; room for the longest rows seen.
+            "student": {"max_length": _length(rows), "max_new_tokens": 64},
+        }
+        if refs:
+            out["judge"] = {"mode": "both"}  # free: the verifier audits the referee's calls
+        return out
 
     # -- loading ----------------------------------------------------------------------------------
 
