@@ -46,7 +46,7 @@ def accuracy_figure(data: dict[str, Any]) -> Any:
     for s in skills:
         fig.add_trace(go.Scatter(x=rounds, y=[e.get("per_skill", {}).get(s) for e in ev], name=s,
                                  mode="lines+markers", line={"width": 1.5}, marker={"size": 5}, opacity=0.8))
-    fig.add_trace(go.Scatter(x=rounds, y=[e["overall"] for e in ev], name=f"overall ({metric})", mode="lines+markers",
+    fig.add_trace(go.Scatter(x=rounds, y=[e["overall"] for e in ev], name="overall", mode="lines+markers",
                              line={"width": 4, "color": "#222"}, marker={"size": 8}))
     top = max([1.0] + [e["overall"] for e in ev])
     if metric == "accuracy" and any(e.get("referee") for e in ev):
