@@ -40,7 +40,9 @@ from lionloop import (
     reference_problem,
     validate_options,
 )
-from lionloop.plugins.dataset_files import (
+
+# The pack's own loader module: a sibling, imported as a third-party package imports its parts.
+from .dataset_files import (
     FORMATS,
     Columns,
     dedupe,
@@ -278,7 +280,7 @@ class DatasetPack:
         for task, group in by_task(rows).items():
             if len(group) < 2:
                 continue
-            k = min(len(group) - 1, max(1, round(frac * len(group))))
+            k = min(len(group) - 1, max(1, int(frac * len(group) + 0.5)))  # half up, not to even
             held.update(i.id for i in draw(group, k, "holdout", self.options.holdout_seed, task))
         evals = [replace(i, split="eval") for i in rows if i.id in held]
         kept = [i for i in rows if i.id not in held]
@@ -314,7 +316,7 @@ class DatasetPack:
                 n = min(cfg.cache_per_skill, len(group) - 1)
                 cache = group[len(group) - n:] if n > 0 else []
             else:
-                n = min(round(self.options.cache_fraction * len(group)), len(group) - 1)
+                n = min(int(self.options.cache_fraction * len(group) + 0.5), len(group) - 1)
                 cache = draw(group, n, "cache", self.options.holdout_seed, task)
             in_cache = {i.id for i in cache}
             train = [i for i in group if i.id not in in_cache]

@@ -11,7 +11,14 @@ import pytest
 from conftest import micro_config, pool_rows
 
 from lionloop.config import parse_config
-from lionloop.loop.scoring import ACCURACY, RELATIVE, accuracy, agreement, relative_score, resolve_scoring
+from lionloop.loop.scoring import (
+    ACCURACY,
+    RELATIVE,
+    accuracy,
+    agreement,
+    relative_score,
+    resolve_scoring,
+)
 from lionloop.records import Verdict
 
 

@@ -8,7 +8,14 @@ from pathlib import Path
 
 import pytest
 
-from lionloop import ConfigError, Instruction, PluginError, VerifierSpec, build_verifier, validate_options
+from lionloop import (
+    ConfigError,
+    Instruction,
+    PluginError,
+    VerifierSpec,
+    build_verifier,
+    validate_options,
+)
 from lionloop.plugin.verifiers import reference_problem
 
 
