@@ -21,8 +21,9 @@ from conftest import MICRO, deep_merge
 
 pytestmark = pytest.mark.slow
 
-# Long enough imitate stages to be caught running (the student trains 200 steps per round).
-WATCH_CFG = deep_merge(MICRO, {"train": {"steps_per_round": 200}})
+# Slow enough, on any machine, to be caught running: the oracle teacher takes 0.1 s a call (about
+# 36 calls at bootstrap and 40-80 per round), and the student trains 100 steps per round.
+WATCH_CFG = deep_merge(MICRO, {"teacher": {"latency_ms": 100}, "train": {"steps_per_round": 100}})
 ENV = {**os.environ, "LIONLOOP_PROGRESS_SECONDS": "0.5", "COLUMNS": "200"}
 
 
@@ -63,11 +64,11 @@ def test_status_tells_running_stopped_crashed_and_finished(tmp_path: Path) -> No
 
     # Running: the lock names this process; status shows round, stage, since when and progress.
     proc = _start("run", str(cfg))
-    state = _wait_running(run, proc, "imitate")
-    assert state["pid"] == proc.pid and state["round"] == 1 and state["since"] <= time.time()
-    assert state["progress"]["task"].startswith("training on") and state["progress"]["total"] == 200
+    state = _wait_running(run, proc, None)
+    assert state["pid"] == proc.pid and state["round"] in (0, 1, 2) and state["since"] <= time.time()
+    assert state["progress"]["task"] and state["progress"]["done"] > 0
     text = _cli("status", str(run)).stdout
-    assert f"running (pid {proc.pid}): round 1 · imitate since" in text and "training on" in text
+    assert f"running (pid {proc.pid}): " in text and " since " in text
 
     # One writer: a second resume is refused at once, naming the holder.
     t0 = time.time()
@@ -80,31 +81,36 @@ def test_status_tells_running_stopped_crashed_and_finished(tmp_path: Path) -> No
     out, err = proc.communicate(timeout=120)
     assert proc.returncode == 130, err[-2000:]
     state = _state(run)
-    assert state["status"] == "stopped" and state["stage"] in ("imitate", "evaluate", "discriminate")
-    assert f"stopped in round {state['round']} · {state['stage']}" in err and f"lionloop resume {run}" in err
-    # Piped output: plain progress lines instead of a bar, the training one with its loss.
-    progress = [ln for ln in out.splitlines() if ln.startswith("  training on")]
-    assert progress and any("loss" in ln for ln in progress), out[-2000:]
-    assert any("teacher answers (bootstrap)" in ln and "done in" in ln for ln in out.splitlines())
+    assert state["status"] == "stopped" and state.get("stage")
+    where = "bootstrap" if state["round"] == 0 else f"round {state['round']}"
+    assert f"stopped in {where} · {state['stage']}" in err and f"lionloop resume {run}" in err
     assert f"continue with: lionloop resume {run}" in _cli("status", str(run)).stdout
+    outputs = [out]
 
     # kill -9 mid-stage: crashed (nobody holds the lock, nothing said how it ended).
     proc = _start("resume", str(run))
     running = _wait_running(run, proc, None)
     os.killpg(proc.pid, signal.SIGKILL)
-    proc.wait()
+    outputs.append(proc.communicate()[0])
     state = _state(run)
     assert state["status"] == "crashed" and state.get("round", running["round"]) >= running["round"]
 
     # The dead process's lock is taken over; the run finishes.
     res = _cli("resume", str(run))
     assert res.returncode == 0, res.stderr[-2000:]
+    outputs.append(res.stdout)
     state = _state(run)
     assert (state["status"], state["stop_reason"], state["round"]) == ("finished", "max_rounds", 2)
     lock = json.loads((run / "run.lock").read_text())
     assert lock["pid"] != proc.pid  # rewritten by the process that took it over
     text = _cli("status", str(run)).stdout
     assert "finished: stop max_rounds after round 2" in text and "{'" not in text  # tables, not dicts
+
+    # Piped output: plain progress lines instead of a bar; each round's training ends with its loss.
+    lines = [ln for out in outputs for ln in out.splitlines()]
+    trained = [ln for ln in lines if ln.startswith("  training on") and "/100 (100%) done in" in ln]
+    assert len(trained) >= 2 and all(", loss " in ln for ln in trained), lines[-40:]
+    assert any(ln.startswith("  teacher answers (bootstrap): ") for ln in lines)
 
     # Resume of a finished run: says so, changes nothing.
     again = _cli("resume", str(run))
