@@ -18,14 +18,23 @@ class _Section(BaseModel):
 
 class TaskConfig(_Section):
     pack: str = Field("skills", description="Task pack name (registered by a plugin); gives seeds, eval set, verifier.")
-    seeds_per_skill: int = Field(40, ge=1, description="Seed instructions per skill in the first train pool.")
-    cache_per_skill: int = Field(
-        30, ge=0,
-        description="Probe instructions per skill in the cache pool: judged every round, never trained on "
-        "(a tiny student memorises its train pool, so hard cases must come from instructions it has not seen).",
+    # Per-skill (per-task) counts: None takes the pack's default. The `skills` pack samples that
+    # many (40 / 30 / 40); the `dataset` pack reads them as caps on a file's rows (default: all).
+    seeds_per_skill: int | None = Field(
+        None, ge=1, description="Seed instructions per skill (task) in the first train pool; null: the pack's "
+        "default (skills: 40; dataset: every row).",
     )
-    eval_per_skill: int = Field(40, ge=1, description="Held-out eval instructions per skill (never trained on).")
-    skills: list[str] | None = Field(None, description="Restrict the pack to these skills (default: all).")
+    cache_per_skill: int | None = Field(
+        None, ge=0,
+        description="Probe instructions per skill in the cache pool: judged every round, never trained on "
+        "(a tiny student memorises its train pool, so hard cases must come from instructions it has not seen); "
+        "null: the pack's default (skills: 30; dataset: task.options.cache_fraction).",
+    )
+    eval_per_skill: int | None = Field(
+        None, ge=1, description="Held-out eval instructions per skill (never trained on); null: the pack's "
+        "default (skills: 40; dataset: every eval row).",
+    )
+    skills: list[str] | None = Field(None, description="Restrict the pack to these skills / tasks (default: all).")
     seed_file: Path | None = Field(None, description="Optional JSONL of extra seed instructions {instruction, input?, task?}.")
     options: dict[str, Any] = Field(default_factory=dict, description="Pack-specific options.")
 
@@ -109,6 +118,27 @@ class RefereeConfig(_Section):
         description="Judge in the last round (stop.max_rounds) too. Its verdicts feed only that round's "
         "hard/easy figures, since nothing is generated after it: false saves those teacher calls.",
     )
+    mode: Literal["llm", "verifier", "both"] = Field(
+        "llm",
+        description="Who calls a case hard. llm: the referee model (Lion). verifier: the task pack's verifier, "
+        "wrong = hard, no teacher call (LLM2LLM). both: the referee decides and the verifier audits it "
+        "(agreement, precision and recall of 'hard' per round in status and the report).",
+    )
+
+
+class EvaluateConfig(_Section):
+    scoring: Literal["auto", "verifier", "referee", "both"] = Field(
+        "auto",
+        description="How the held-out set is scored. verifier: accuracy against the references (the task pack's "
+        "verifier). referee: the student's answer judged against the teacher's, both orders, as Lion's relative "
+        "score (student / teacher score, %) and win/tie/loss (paid calls, stage 'evaluate'). both: the two. "
+        "auto: the pack's choice (a verifier where its eval rows carry references, else the referee).",
+    )
+    max_referee_cases: int | None = Field(
+        None, ge=1,
+        description="Referee scoring judges at most this many eval rows per round (the same seeded sample every "
+        "round): caps its cost on a large eval set.",
+    )
 
 
 class GeneratorConfig(_Section):
@@ -171,6 +201,7 @@ class RunConfig(_Section):
     student: StudentConfig = Field(default_factory=StudentConfig, description="The student model.")
     train: TrainConfig = Field(default_factory=TrainConfig, description="The imitate stage.")
     judge: RefereeConfig = Field(default_factory=RefereeConfig, description="The discriminate stage (Lion's referee rule).")
+    evaluate: EvaluateConfig = Field(default_factory=EvaluateConfig, description="The evaluate stage: how the held-out set is scored.")
     generate: GenerateConfig = Field(default_factory=GenerateConfig, description="The generate stage: which generator plugins, how much.")
     dedup: DedupConfig = Field(default_factory=DedupConfig, description="The curate stage's near-duplicate filter.")
     stop: StopConfig = Field(default_factory=StopConfig, description="When the loop ends.")
@@ -236,25 +267,32 @@ def dump_config(cfg: RunConfig) -> str:
     return yaml.safe_dump(cfg.model_dump(mode="json"), sort_keys=False)
 
 
-def commented_yaml(model: BaseModel | None = None, indent: int = 0) -> str:
-    """The config as YAML with every field's description as a comment (for `lionloop init`)."""
+def commented_yaml(model: BaseModel | None = None, indent: int = 0,
+                   options: dict[str, BaseModel] | None = None, path: str = "") -> str:
+    """The config as YAML with every field's description as a comment (for `lionloop init`).
+
+    `options` maps a section to its plugin's options model instance (e.g. {"task": DatasetOptions(...)}):
+    that section's `options` is then written field by field with their descriptions too."""
     model = model if model is not None else RunConfig()
     pad = "  " * indent
     lines: list[str] = []
     for name, field in type(model).model_fields.items():
         value = getattr(model, name)
+        here = f"{path}.{name}" if path else name
         if field.description:
             lines.append(f"{pad}# {field.description}")
+        if name == "options" and options and path in options:
+            value = options[path]
         if isinstance(value, BaseModel):
             lines.append(f"{pad}{name}:")
-            lines.append(commented_yaml(value, indent + 1))
+            lines.append(commented_yaml(value, indent + 1, options, here))
         elif isinstance(value, dict) and value and all(isinstance(v, BaseModel) for v in value.values()):
             lines.append(f"{pad}{name}:")
             for key, sub in value.items():
                 lines.append(f"{pad}  {key}:")
-                lines.append(commented_yaml(sub, indent + 2))
+                lines.append(commented_yaml(sub, indent + 2, options, f"{here}.{key}"))
         else:
-            dumped = yaml.safe_dump({name: _plain(value)}, default_flow_style=True, sort_keys=False).strip()
+            dumped = yaml.safe_dump({name: _plain(value)}, default_flow_style=True, sort_keys=False, width=1000).strip()
             lines.append(f"{pad}{dumped.removeprefix('{').removesuffix('}')}")
     return "\n".join(lines)
 

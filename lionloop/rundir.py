@@ -7,7 +7,8 @@ RUN_DIR/
   pool.sqlite          the pool (instructions, answers, verdicts, rows, metrics) and, by default,
                        the teacher-call cache
   checkpoints.sqlite   LangGraph's checkpoints (what `lionloop resume` continues from)
-  events.jsonl         a tail-able log of stage starts and ends
+  events.jsonl         a tail-able log of stage starts and ends, progress, notices, stops
+  run.lock             held (flock) by the one `lionloop run` / `resume` writing the run: its pid
   index.faiss          the FAISS index of the stored embeddings (a rebuildable cache of them)
   index.ids.json       the instruction id of each index row
   student/             checkpoints: base/, round-N/, <role>/round-N/
@@ -16,7 +17,12 @@ RUN_DIR/
 
 from __future__ import annotations
 
+import fcntl
 import json
+import os
+import socket
+import sys
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -58,6 +64,10 @@ class RunDir:
     @property
     def events(self) -> Path:
         return self.path / "events.jsonl"
+
+    @property
+    def lock(self) -> Path:
+        return self.path / "run.lock"
 
     @property
     def index(self) -> Path:
@@ -105,3 +115,91 @@ class RunDir:
     def cache_path(self, cfg: Any) -> Path:
         """The teacher-call cache this run reads and writes (its pool unless `teacher.cache_path`)."""
         return Path(cfg.teacher.cache_path) if cfg.teacher.cache_path else self.pool
+
+
+# -- the run lock: one writer per run directory ------------------------------------------------------
+#
+# `flock` on RUN_DIR/run.lock, held for the life of the writing process: the kernel drops it when
+# that process ends however it ends (kill -9 included), so a stale lock is never a problem: the
+# next writer simply gets it. The file holds the holder's pid and start time for messages.
+
+
+class RunLock:
+    """`with RunLock(run_dir):` — the run directory's one writer, or a RunError naming the holder."""
+
+    def __init__(self, run_dir: RunDir | Path | str, wait_s: float = 2.0) -> None:
+        self.files = run_dir if isinstance(run_dir, RunDir) else RunDir(run_dir)
+        self.wait_s = wait_s  # rides out a reader's brief probe (`lock_holder`)
+        self._fd: int | None = None
+        self.previous: dict[str, Any] = {}  # what the file said before: a stale holder's pid
+
+    def acquire(self) -> RunLock:
+        fd = os.open(self.files.lock, os.O_RDWR | os.O_CREAT, 0o644)
+        deadline = time.monotonic() + self.wait_s
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() >= deadline:
+                    holder = _read_lock(fd)
+                    os.close(fd)
+                    raise busy(self.files, holder) from None
+                time.sleep(0.05)
+        self.previous = _read_lock(fd)
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, json.dumps({"pid": os.getpid(), "since": round(time.time(), 3), "host": socket.gethostname(),
+                                  "argv": sys.argv[1:]}).encode(), 0)
+        os.fsync(fd)
+        self._fd = fd
+        return self
+
+    def release(self) -> None:
+        if self._fd is not None:
+            fcntl.flock(self._fd, fcntl.LOCK_UN)
+            os.close(self._fd)
+            self._fd = None
+
+    def __enter__(self) -> RunLock:
+        return self.acquire()
+
+    def __exit__(self, *exc: object) -> None:
+        self.release()
+
+
+def lock_holder(run_dir: RunDir | Path | str) -> dict[str, Any] | None:
+    """The lock file's contents when a process holds the run's lock (it is running), else None.
+
+    Probes with a shared lock for an instant (a starting writer waits that out)."""
+    files = run_dir if isinstance(run_dir, RunDir) else RunDir(run_dir)
+    try:
+        fd = os.open(files.lock, os.O_RDONLY)
+    except OSError:
+        return None
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return _read_lock(fd) or {"pid": None}
+        fcntl.flock(fd, fcntl.LOCK_UN)
+        return None
+    finally:
+        os.close(fd)
+
+
+def busy(files: RunDir, holder: dict[str, Any]) -> RunError:
+    """The error of a second writer: who holds the run and since when."""
+    return RunError(f"{files.path} is being run by pid {holder.get('pid', '?')} (since "
+                    f"{_clock(holder.get('since'))}): one `lionloop run`/`resume` per run directory at a time")
+
+
+def _read_lock(fd: int) -> dict[str, Any]:
+    try:
+        data = json.loads(os.pread(fd, 4096, 0).decode() or "{}")
+    except (OSError, ValueError):
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+def _clock(t: Any) -> str:
+    return time.strftime("%H:%M:%S", time.localtime(t)) if isinstance(t, (int, float)) else "?"

@@ -19,7 +19,7 @@ import hashlib
 import random
 import re
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from pydantic import Field
@@ -62,6 +62,8 @@ class SkillsOptions(PluginOptions):
 # (measured: with a-z, reversal of 5+ letters stayed near 0% where a-h reached 40-90%).
 ALPHABET = "abcdefgh"
 LEVELS = (1, 2, 3, 4, 5)
+# Instances per skill when `task.*_per_skill` is not set: seeds (train pool), cache (probes), eval.
+DEFAULT_PER_SKILL = {"seeds": 40, "cache": 30, "eval": 40}
 
 
 def _word(rng: random.Random, n: int, letters: str = ALPHABET) -> str:
@@ -468,12 +470,31 @@ class SkillsPack:
                 out.append(ins)
         return out
 
-    def eval_set(self, per_skill: int) -> list[Instruction]:
-        return self._sample(per_skill, "eval", self.eval_seed, set())
+    def eval_set(self, per_skill: int | None = None) -> list[Instruction]:
+        """`per_skill` held-out instances per skill (default: `task.eval_per_skill`, else 40)."""
+        return self._sample(self._count("eval", per_skill), "eval", self.eval_seed, set())
 
-    def seeds(self, per_skill: int) -> list[Instruction]:
-        held_out = {i.id for i in self.eval_set(self.cfg.eval_per_skill)}
-        return self._sample(per_skill, "seeds", self.seed, held_out)
+    def seeds(self, per_skill: int | None = None) -> list[Instruction]:
+        """The run's seeds: `task.seeds_per_skill + cache_per_skill` per skill, the first
+        `seeds_per_skill` of each in the train pool and the rest in the cache pool. With
+        `per_skill`, that many per skill instead, all with split 'train' (for tools and tests)."""
+        held_out = {i.id for i in self.eval_set()}
+        if per_skill is not None:
+            return self._sample(per_skill, "seeds", self.seed, held_out)
+        train = self._count("seeds")
+        seen: dict[str, int] = {}
+        out = []
+        for ins in self._sample(train + self._count("cache"), "seeds", self.seed, held_out):
+            seen[ins.task] = seen.get(ins.task, 0) + 1
+            out.append(ins if seen[ins.task] <= train else replace(ins, split="cache"))
+        return out
+
+    def _count(self, kind: str, given: int | None = None) -> int:
+        """A per-skill count: `given`, else `task.<kind>_per_skill`, else the pack's default."""
+        if given is not None:
+            return given
+        configured = getattr(self.cfg, f"{kind}_per_skill")
+        return DEFAULT_PER_SKILL[kind] if configured is None else configured
 
     @staticmethod
     def score(answer: str, gold: str) -> float:

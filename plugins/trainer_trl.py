@@ -170,8 +170,10 @@ class TRLTrainer:
         out: Path,
         examples: Sequence[Example],
         seed: int,
-        progress: Callable[[int, int], None] | None = None,
+        progress: Callable[..., None] | None = None,
     ) -> dict[str, Any]:
+        """Train; `progress(step, total)` after each step and `progress(step, total, loss)` when
+        the loss is logged (ten times per round)."""
         import torch
         import transformers
         from datasets import Dataset
@@ -242,6 +244,8 @@ class TRLTrainer:
             def on_log(self, args, state, control, logs=None, **kw):  # noqa: ANN001
                 if logs and "loss" in logs:
                     losses.append(float(logs["loss"]))
+                    if progress:
+                        progress(state.global_step, total, losses[-1])  # the bar shows the loss
 
         extra: dict[str, Any] = {}
         trainer_cls: Any = SFTTrainer

@@ -13,7 +13,7 @@ from lionloop.plugin.hookspecs import hookimpl
 from lionloop.plugin.manager import get_plugin_manager
 
 BUILTINS = {"lion", "oracle", "skills", "trl", "rationale", "socratic", "disco", "finetune_cot",
-            "openai", "hf", "vllm"}
+            "openai", "hf", "vllm", "dataset"}
 
 
 def test_builtins_load_through_entry_points() -> None:
@@ -31,7 +31,7 @@ def test_builtins_load_through_entry_points() -> None:
     assert infos["lion"].generator["calls_per_candidate"] == 2
     assert infos["skills"].generator is None
     reg = pm.build_registry()
-    assert reg.names("task_pack") == ["skills"] and "oracle" in reg.names("backend")
+    assert reg.names("task_pack") == ["dataset", "skills"] and "oracle" in reg.names("backend")
     assert reg.entries["trainer"]["trl"].plugin == "trl"
 
 

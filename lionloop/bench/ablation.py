@@ -19,7 +19,15 @@ from pathlib import Path
 from typing import Any
 
 from lionloop.bench.arms import loop_rounds, run_arms
-from lionloop.bench.common import benchmarks_md, machine_line, md_table, mean_std, pm, write_section
+from lionloop.bench.common import (
+    benchmarks_md,
+    machine_line,
+    md_table,
+    mean_std,
+    metric_of,
+    pm,
+    write_section,
+)
 from lionloop.config import RunConfig, parse_config
 
 PLUGINS = ("rationale", "socratic", "disco", "finetune_cot")
@@ -77,7 +85,8 @@ def per_round(figures: dict[str, Any], seconds: float) -> list[dict[str, Any]]:
     for r in loop_rounds(figures):
         stages = r["teacher_by_stage"]
         out.append({
-            "round": r["round"], "acc": r["eval_accuracy"], "per_skill": r["eval_per_skill"],
+            "round": r["round"], "acc": r["eval_score"], "metric": r.get("eval_metric") or "accuracy",
+            "per_skill": r["eval_per_skill"],
             "methods": {k: v.get("overall") for k, v in r["eval_methods"].items()},
             "rows": r["train"].get("rows"), "accepted": r["accepted"],
             "by_generator": r["accepted_by_generator"],
@@ -100,7 +109,8 @@ def run(arms: tuple[str, ...], seeds: list[int], rounds: int, budget: int, out_d
 def summarise(results: dict[str, dict[int, list[dict[str, Any]]]]) -> dict[str, Any]:
     arms = [a for a in results if results[a]]
     skills = sorted({k for a in arms for runs in results[a].values() for k in runs[-1]["per_skill"]})
-    out: dict[str, Any] = {"skills": skills, "arms": {}}
+    out: dict[str, Any] = {"skills": skills, "arms": {}, "metric": metric_of(
+        {a: [runs[-1] for runs in results[a].values()] for a in arms})}
     for arm in arms:
         last = [runs[-1] for runs in results[arm].values()]
         methods = sorted({m for r in last for m in r["methods"]})
@@ -151,7 +161,8 @@ def report(summary: dict[str, Any], command: str) -> str:
         "",
         f"The loop with each generator plugin on or off, on the offline `skills` pack (skills: {', '.join(skills)}), "
         f"{n} seeds per arm. Every arm gets the same budget of teacher calls for new data per round (generate + curate), "
-        "split evenly between its generators. Held-out accuracy (%) of the direct answer after the last round, "
+        f"split evenly between its generators. Held-out {summary.get('metric', 'accuracy')} (%) of the direct "
+        "answer after the last round, "
         "mean ± std over seeds; *chains* is the plugins' own evaluation of the same student (socratic: decomposer "
         "then solver; finetune_cot: chain of thought, the answer after `=>`). *New-data calls* and *all calls* "
         "(bootstrap and referee included) are what the runs paid; *new instr.* counts the instructions added over "

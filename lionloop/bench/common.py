@@ -122,3 +122,12 @@ def paid_calls(run_dir: Path) -> tuple[int, int]:
 
     calls = run_status(run_dir)["teacher_calls"]
     return calls["paid"], calls["repaid"]
+
+
+def metric_of(final: dict[str, list[dict[str, Any]]]) -> str:
+    """The held-out metric the runs of a benchmark report (their rows' `metric`; 'accuracy' for
+    rows written before figures carried their metric's name)."""
+    names = {r.get("metric") or "accuracy" for rows in final.values() for r in rows}
+    if len(names) > 1:
+        raise BenchError(f"the runs measured different held-out metrics ({', '.join(sorted(names))}): not comparable")
+    return names.pop() if names else "accuracy"

@@ -16,7 +16,14 @@ from pathlib import Path
 from typing import Any
 
 from lionloop.bench.arms import finished_figures, loop_rounds, run_arms
-from lionloop.bench.common import benchmarks_md, machine_line, md_table, mean_std, write_section
+from lionloop.bench.common import (
+    benchmarks_md,
+    machine_line,
+    md_table,
+    mean_std,
+    metric_of,
+    write_section,
+)
 from lionloop.config import RunConfig, parse_config
 
 ARMS = ("lion", "uniform", "seeds", "lion_cap")
@@ -42,7 +49,8 @@ def arm_config(arm: str, seed: int, rounds: int, run_dir: Path, accepted: int, o
 def per_round(figures: dict[str, Any], seconds: float) -> list[dict[str, Any]]:
     """Per round: training rows (the data budget), held-out accuracy overall and per skill."""
     return [
-        {"round": r["round"], "examples": r["train"].get("rows"), "acc": r["eval_accuracy"],
+        {"round": r["round"], "examples": r["train"].get("rows"), "acc": r["eval_score"],
+         "metric": r.get("eval_metric") or "accuracy",
          "per_skill": r["eval_per_skill"], "teacher_calls": r["teacher_calls"]}
         for r in loop_rounds(figures)
     ]
@@ -71,7 +79,7 @@ def run(seeds: list[int], rounds: int, accepted: int, out_dir: Path, overrides: 
 def summarise(results: dict[str, dict[int, list[dict[str, Any]]]]) -> dict[str, Any]:
     final = {a: [runs[-1] for runs in results[a].values()] for a in ARMS if results.get(a)}
     skills = sorted({k for rows in final.values() for r in rows for k in r["per_skill"]})
-    summary: dict[str, Any] = {"skills": skills, "arms": {}}
+    summary: dict[str, Any] = {"skills": skills, "arms": {}, "metric": metric_of(final)}
     for arm, rows in final.items():
         summary["arms"][arm] = {
             "acc": mean_std([r["acc"] for r in rows]),
@@ -151,7 +159,7 @@ def report(summary: dict[str, Any], seconds: float, command: str, plot_path: Pat
         "",
         f"Command: `{command}` ({seconds / 60:.0f} min). Machine: {machine_line()}.",
         "",
-        f"Held-out accuracy (%) after the last round, mean ± std over {n} seeds; the data budget is the",
+        f"Held-out {summary.get('metric', 'accuracy')} (%) after the last round, mean ± std over {n} seeds; the data budget is the",
         "number of teacher-answered training examples the student saw in its last round.",
         "",
         md_table(["arm", "budget", "overall", *summary["skills"]], rows),

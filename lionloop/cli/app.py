@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import sys
 from pathlib import Path
 from typing import Annotated, Any
@@ -23,59 +24,47 @@ from lionloop.cli.common import (
 )
 from lionloop.cli.pool import pool_app
 from lionloop.cli.report import report
+from lionloop.cli.status import print_status, where
 from lionloop.errors import LionloopError
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="Adversarial distillation loops.")
 
 
-def _round_table(st: dict[str, Any]) -> Table:
-    t = Table(title=f"run {st['run_id']}")
-    for col in ["round", "eval acc", "hard", "easy", "cand.", "new", "dedup rej.", "calls", "hits", "s"]:
-        t.add_column(col, justify="right")
-    for r in st["rounds"]:
-        acc = r["eval_accuracy"]
-        t.add_row(
-            str(r["round"]),
-            "-" if acc is None else f"{acc:.1%}",
-            str(r["hard"] if r["hard"] is not None else "-"),
-            str(r["easy"] if r["easy"] is not None else "-"),
-            str(r["candidates"]),
-            str(r["accepted"]),
-            str(sum(v for k, v in r["dedup_rejected"].items() if k.startswith("dup_"))),
-            str(r["teacher_calls"]),
-            str(r["cache_hits"]),
-            f"{sum(r['seconds'].values()):.0f}",
-        )
-    return t
+def _print_summary(run_dir: Path, with_state: bool = False) -> None:
+    from lionloop.inspect.status import run_status
+
+    print_status(console, run_status(run_dir), run_dir, with_state)
 
 
-def _skill_table(st: dict[str, Any]) -> Table:
-    """Held-out accuracy per skill (rows) by round (columns)."""
-    skills = sorted({k for r in st["rounds"] for k in r["eval_per_skill"]})
-    t = Table(title="eval accuracy per skill")
-    t.add_column("skill")
-    for r in st["rounds"]:
-        t.add_column(f"r{r['round']}", justify="right")
-    for sk in skills:
-        t.add_row(sk, *[f"{r['eval_per_skill'][sk]:.0%}" if sk in r["eval_per_skill"] else "-" for r in st["rounds"]])
-    return t
+def _on_sigterm(signum: int, frame: Any) -> None:
+    raise KeyboardInterrupt  # `kill PID` stops a run like Ctrl-C: where it stopped, how to resume
 
 
-def _print_summary(run_dir: Path) -> None:
-    from lionloop.inspect.status import run_status as status
+def _stopped(run_dir: Path) -> None:
+    """After Ctrl-C (or SIGTERM): where the run stopped and the command that continues it."""
+    from lionloop.inspect.liveness import run_state
+    from lionloop.rundir import RunDir
 
-    st = status(run_dir)
-    console.print(_round_table(st))
-    console.print(_skill_table(st))
-    rounds = [r for r in st["rounds"] if r["eval_accuracy"] is not None]
-    if len(rounds) >= 2:
-        console.print(
-            f"eval accuracy: round {rounds[0]['round']} {rounds[0]['eval_accuracy']:.1%} -> "
-            f"round {rounds[-1]['round']} {rounds[-1]['eval_accuracy']:.1%}"
-        )
-    pool = st["pool"]
-    console.print(f"pool: {pool['by_split']} · by origin {pool['by_origin']} · {pool['examples']} training rows")
-    console.print(f"run directory: {run_dir}  (lionloop status {run_dir})")
+    files = RunDir(run_dir)
+    if not files.is_run():
+        err_console.print("interrupted before the run started: nothing was written")
+        raise typer.Exit(130)
+    at = where(run_state(files))
+    err_console.print(f"[yellow]stopped[/]{' in ' + at if at else ''}. Paid teacher calls are kept; continue with: "
+                      f"[bold]lionloop resume {run_dir}[/]", highlight=False)
+    raise typer.Exit(130)
+
+
+def _loop(fn: Any, *args: Any, run_dir: Path) -> tuple[Path, dict[str, Any]]:
+    """Run `fn` (start or resume) with one-line errors, and Ctrl-C / SIGTERM reported as a stop."""
+    previous = signal.signal(signal.SIGTERM, _on_sigterm)
+    try:
+        return guard(fn, *args)
+    except KeyboardInterrupt:
+        _stopped(run_dir)
+        raise  # not reached: _stopped exits
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 @app.command()
@@ -83,6 +72,9 @@ def demo(
     rounds: Annotated[int, typer.Option(help="Rounds to run.")] = 4,
     seed: Annotated[int, typer.Option(help="Seed: same seed, same pool.")] = 0,
     run_dir: Annotated[Path | None, typer.Option(help="Run directory (default runs/demo-<time>).")] = None,
+    judge_mode: Annotated[str, typer.Option(
+        "--judge-mode", help="Who calls a case hard: llm (the referee: here the oracle's), verifier "
+        "(wrong = hard, no teacher call) or both (the referee, audited by the verifier).")] = "llm",
     verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False,
 ) -> None:
     """Run the offline demo: oracle teacher, built-in skills pack, tiny student trained from scratch."""
@@ -95,9 +87,10 @@ def demo(
 
     if run_dir is None:
         run_dir = Path("runs") / f"demo-{time.strftime('%Y%m%d-%H%M%S')}"
-    cfg = guard(demo_config, rounds, seed, run_dir)
-    console.print(f"[bold]lionloop demo[/]: {rounds} rounds, seed {seed}, run dir {run_dir}")
-    out, _ = guard(start, cfg, RichReporter(console))
+    cfg = guard(demo_config, rounds, seed, run_dir, judge_mode)
+    mode = "" if judge_mode == "llm" else f", judge mode {judge_mode}"
+    console.print(f"[bold]lionloop demo[/]: {rounds} rounds, seed {seed}{mode}, run dir {run_dir}")
+    out, _ = _loop(start, cfg, RichReporter(console), run_dir=run_dir)
     _print_summary(out)
 
 
@@ -117,7 +110,7 @@ def run(
     quiet_libraries()
     from lionloop.loop.runner import start
 
-    out, _ = guard(start, cfg, RichReporter(console))
+    out, _ = _loop(start, cfg, RichReporter(console), run_dir=cfg.resolved_run_dir())
     _print_summary(out)
 
 
@@ -131,7 +124,10 @@ def resume(
     quiet_libraries()
     from lionloop.loop.runner import resume as do_resume
 
-    out, _ = guard(do_resume, run_dir, RichReporter(console))
+    out, final = _loop(do_resume, run_dir, RichReporter(console), run_dir=run_dir)
+    if final.get("already_finished"):
+        console.print(f"{run_dir} has finished (stop: {final.get('stop_reason')} after round "
+                      f"{final.get('round')}): nothing to resume")
     _print_summary(out)
 
 
@@ -140,28 +136,49 @@ def status(
     run_dir: Annotated[Path, typer.Argument(help="Run directory.")],
     as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
 ) -> None:
-    """Per-round figures of a run (works while it is running)."""
+    """Whether the run is running (where, since when, progress), stopped, crashed or finished, and
+    its per-round figures (works while it is running)."""
     from lionloop.inspect.status import run_status as get_status
 
     st = guard(get_status, run_dir)
     if as_json:
         typer.echo(json.dumps(st, indent=2))
         return
-    _print_summary(run_dir)
+    print_status(console, st, run_dir)
 
 
 @app.command()
 def init(
     path: Annotated[Path, typer.Argument(help="Config file to write.")] = Path("lionloop.yaml"),
     force: Annotated[bool, typer.Option("--force", help="Overwrite an existing file.")] = False,
+    pack: Annotated[str, typer.Option("--pack", help="Task pack: skills (offline demo) or dataset (your files).")] = "skills",
+    data: Annotated[str | None, typer.Option("--data", help="With --pack dataset: your seed file (JSONL, CSV, "
+                                             "Parquet, a save_to_disk folder); the config is written for it.")] = None,
 ) -> None:
     """Write a config file with every field, its default and what it does."""
-    from lionloop.config import commented_yaml
+    from lionloop.config import commented_yaml, parse_config
+    from lionloop.plugin.manager import get_plugin_manager
+    from lionloop.plugin.options import validate_options
 
     if path.exists() and not force:
         fail(LionloopError(f"{path} exists (use --force to overwrite)"), 1)
-    path.write_text("# lionloop run configuration: `lionloop run " + str(path) + "`\n" + commented_yaml() + "\n")
-    console.print(f"wrote {path}")
+    entry = guard(guard(get_plugin_manager().build_registry).entry, "task_pack", pack, "--pack")
+    fields: dict[str, Any] = {"task": {"pack": pack}}
+    if data is not None:
+        suggest = getattr(entry.factory, "init_config", None)
+        if suggest is None:
+            fail(LionloopError(f"--data: the task pack {pack!r} does not read data files (try --pack dataset)"), 2)
+        fields = guard(suggest, data)
+    elif pack == "dataset":
+        fail(LionloopError("--pack dataset needs --data FILE (your seed instructions)"), 2)
+    cfg = guard(parse_config, fields, "init")
+    models = {"task": guard(validate_options, entry.options, cfg.task.options, "task.options")} if entry.options else None
+    head = f"# lionloop run configuration: `lionloop run {path}`\n"
+    if data is not None:
+        head += (f"# Written for {data}. Point teacher.base_urls / teacher.model at your OpenAI-compatible server\n"
+                 "# (vllm serve, SGLang, TGI, Ollama, OpenAI) before you run it.\n")
+    path.write_text(head + commented_yaml(cfg, options=models) + "\n")
+    console.print(f"wrote {path}" + (f" for {data}: lionloop run {path}" if data else ""))
 
 
 @app.command()

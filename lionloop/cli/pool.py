@@ -76,13 +76,14 @@ def stats(run_dir: RunDir, as_json: AsJson = False) -> None:
         _echo_json(st)
         return
     t = _table(f"pool of {run_dir}: {st['instructions']} instructions")
-    for col in ("round", "new", "pool", "judged", "hard", "easy", "hard %", "eval", "cand.", "acc.",
-                "rej.", "calls"):
+    metric = next((r["eval_metric"] for r in st["rounds"] if r.get("eval_metric")), "accuracy")
+    for col in ("round", "new", "pool", "judged", "hard", "easy", "hard %",
+                "eval acc" if metric == "accuracy" else "rel. score", "cand.", "acc.", "rej.", "calls"):
         t.add_column(col, justify="right", no_wrap=True)
     for r in st["rounds"]:
         t.add_row(
             "boot" if r["round"] == 0 else str(r["round"]), str(r["born"]), str(r["pool_size"]),
-            str(r["judged"]), str(r["hard"]), str(r["easy"]), pct(r["hard_ratio"]), pct(r["eval_accuracy"]),
+            str(r["judged"]), str(r["hard"]), str(r["easy"]), pct(r["hard_ratio"]), pct(r["eval_score"]),
             str(r["candidates"]), str(r["accepted"]), str(sum(r["rejected"].values())), str(r["teacher_calls"]),
         )
     console.print(t)
@@ -92,9 +93,9 @@ def stats(run_dir: RunDir, as_json: AsJson = False) -> None:
                            ("examples_by_kind", "row kind"), ("rejections", "rejected because"))
         if st[key]
     ]))
-    console.print(Text("new/pool: instructions born in the round / in the train+cache pool after it; cand./acc./rej.:"
-                       " generated candidates, accepted, rejected; calls: paid teacher calls; * train and cache only",
-                       style="dim"))
+    console.print(Text("new/pool: instructions born in the round / in the train+cache pool after it; eval: held-out "
+                       f"{metric}; cand./acc./rej.: generated candidates, accepted, rejected; calls: paid teacher "
+                       "calls; * train and cache only", style="dim"))
     tt = _table("teacher")
     tt.add_column("stage")
     keys = [k for k, v in st["teacher"].items() if v or k in ("calls", "hits", "failures")]

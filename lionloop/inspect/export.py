@@ -170,6 +170,7 @@ def _schema(what: str):  # noqa: ANN202 - pyarrow is imported lazily
 def dataset_card(run_dir: Path, what: str, split: str | None, n: int, stats: dict[str, Any]) -> str:
     """A Hugging Face dataset card (README.md) summarising the run round by round."""
     run_id = RunDir(run_dir).run_id()
+    metric = next((r["eval_metric"] for r in stats["rounds"] if r.get("eval_metric")), "accuracy")
     size = ("n<1K" if n < 1_000 else "1K<n<10K" if n < 10_000 else "10K<n<100K" if n < 100_000 else "100K<n<1M")
     lines = [
         "---",
@@ -186,17 +187,17 @@ def dataset_card(run_dir: Path, what: str, split: str | None, n: int, stats: dic
         " referee's verdicts.", "",
         "```python", "from datasets import load_from_disk", "", 'ds = load_from_disk("<this directory>")', "```", "",
         "## Rounds", "",
-        "| round | eval accuracy | judged | hard | easy | hard ratio | candidates | accepted | rejected | new | pool size | teacher calls |",
+        f"| round | eval {metric} | judged | hard | easy | hard ratio | candidates | accepted | rejected | new | pool size | teacher calls |",
         "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for r in stats["rounds"]:
         rej = ", ".join(f"{k} {v}" for k, v in r["rejected"].items()) or "0"
         lines.append(
-            f"| {r['round']}{' (bootstrap)' if r['round'] == 0 else ''} | {_pct(r['eval_accuracy'])} | {r['judged']}"
+            f"| {r['round']}{' (bootstrap)' if r['round'] == 0 else ''} | {_pct(r['eval_score'])} | {r['judged']}"
             f" | {r['hard']} | {r['easy']} | {_pct(r['hard_ratio'])} | {r['candidates']} | {r['accepted']}"
             f" | {rej} | {r['born']} | {r['pool_size']} | {r['teacher_calls']} |"
         )
-    lines += ["", "Eval accuracy is the student's on the held-out eval split after that round's training;"
+    lines += ["", f"Eval {metric} is the student's on the held-out eval split after that round's training;"
               " hard/easy are the referee's calls on the train and cache pools; the pool size excludes eval.", ""]
     lines += ["## The pool", ""]
     for key, title in (("by_split", "split"), ("by_origin", "origin (train + cache)"), ("by_task", "task (train + cache)")):

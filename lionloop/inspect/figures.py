@@ -26,13 +26,21 @@ def _round_axis(fig: Any, rounds: list[int], **kw: Any) -> None:
                      ticktext=[("0 (boot)" if r == 0 else str(r)) for r in rounds], **kw)
 
 
+def metric_name(data: dict[str, Any]) -> str:
+    """The run's headline held-out metric ('accuracy' for runs that do not name theirs)."""
+    return next((r["eval_metric"] for r in data["stats"]["rounds"] if r.get("eval_metric")), "accuracy")
+
+
 def accuracy_figure(data: dict[str, Any]) -> Any:
+    """The headline held-out figure by round, overall and per task; with both scorings, the
+    referee's relative score as a dashed line beside the verifier's accuracy."""
     import plotly.graph_objects as go
 
     rounds = [r for r in data["rounds"] if data["metrics"][r].get("eval", {}).get("overall") is not None]
     if not rounds:
         return None
     ev = [data["metrics"][r]["eval"] for r in rounds]
+    metric = metric_name(data)
     fig = go.Figure()
     skills = sorted({s for e in ev for s in e.get("per_skill", {})})
     for s in skills:
@@ -40,8 +48,34 @@ def accuracy_figure(data: dict[str, Any]) -> Any:
                                  mode="lines+markers", line={"width": 1.5}, marker={"size": 5}, opacity=0.8))
     fig.add_trace(go.Scatter(x=rounds, y=[e["overall"] for e in ev], name="overall", mode="lines+markers",
                              line={"width": 4, "color": "#222"}, marker={"size": 8}))
+    top = max([1.0] + [e["overall"] for e in ev])
+    if metric == "accuracy" and any(e.get("referee") for e in ev):
+        rel = [(e.get("referee") or {}).get("overall") for e in ev]
+        fig.add_trace(go.Scatter(x=rounds, y=rel, name="relative score (referee)", mode="lines+markers",
+                                 line={"width": 3, "color": "#7f3fbf", "dash": "dash"}, marker={"size": 7}))
+        top = max([top] + [x for x in rel if x is not None])
     _round_axis(fig, rounds)
-    fig.update_yaxes(title_text="accuracy", tickformat=".0%", range=[0, 1.04])
+    fig.update_yaxes(title_text=metric, tickformat=".0%", range=[0, top * 1.04])
+    return _layout(fig)
+
+
+def agreement_figure(data: dict[str, Any]) -> Any:
+    """judge.mode both: how the referee's hard/easy calls agree with the verifier, by round."""
+    import plotly.graph_objects as go
+
+    rows = [r for r in data["stats"]["rounds"] if r.get("agreement") and r["agreement"].get("n")]
+    if not rows:
+        return None
+    x = [r["round"] for r in rows]
+    fig = go.Figure()
+    for key, name, colour in (("agreement", "agreement", "#222"), ("precision", "precision of 'hard'", HARD),
+                              ("recall", "recall of 'hard'", "#1f77b4")):
+        fig.add_trace(go.Scatter(x=x, y=[r["agreement"].get(key) for r in rows], name=name, mode="lines+markers",
+                                 line={"width": 3 if key == "agreement" else 2, "color": colour},
+                                 customdata=[[r["agreement"]["n"]] for r in rows],
+                                 hovertemplate="%{y:.1%} of %{customdata[0]} calls"))
+    _round_axis(fig, x)
+    fig.update_yaxes(title_text="share", tickformat=".0%", range=[0, 1.04])
     return _layout(fig)
 
 

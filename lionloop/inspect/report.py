@@ -143,21 +143,36 @@ def figures(data: dict[str, Any]) -> list[dict[str, Any]]:
     """The report's charts: id, title, a sentence on how to read it, and the Plotly figure (or None)."""
     from lionloop.inspect.figures import (
         accuracy_figure,
+        agreement_figure,
         curate_figure,
         gap_figure,
         map_figure,
+        metric_name,
         pool_figure,
         referee_figure,
         teacher_figure,
     )
 
+    metric = metric_name(data)
+    about = {
+        "accuracy": "Student accuracy on the held-out eval split after each round's training (the verifier's "
+                    "check against the references), overall and per task.",
+        "relative score": "Lion's relative score on the held-out eval split: the student's total referee score "
+                          "over the teacher's (both orders), overall and per task.",
+    }[metric]
+    audit = agreement_figure(data)
     return [
-        {"id": "accuracy", "title": "Eval accuracy by round",
-         "about": "Student accuracy on the held-out eval split after each round's training, overall and per skill.",
+        {"id": "accuracy", "title": f"Eval {metric} by round", "about": about
+         + (" Dashed: the referee's relative score." if metric == "accuracy" and data["stats"]["rounds"]
+            and any(r.get("eval_relative") for r in data["stats"]["rounds"]) else ""),
          "fig": accuracy_figure(data)},
         {"id": "referee", "title": "Referee: hard and easy cases",
          "about": "The referee's calls on the train and cache pools each round; the line is the hard ratio.",
          "fig": referee_figure(data)},
+        *([{"id": "agreement", "title": "Referee audited by the verifier",
+            "about": "judge.mode both: the share of the referee's hard/easy calls the verifier agrees with, and "
+                     "the precision and recall of its 'hard' (identical answers, easy without a call, left out).",
+            "fig": audit}] if audit is not None else []),
         {"id": "pool", "title": "Pool size by origin",
          "about": "Instructions in the train and cache pools after each round, by who wrote them (eval excluded).",
          "fig": pool_figure(data)},

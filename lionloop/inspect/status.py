@@ -12,10 +12,13 @@ from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
+from lionloop.inspect.liveness import run_state
 from lionloop.inspect.snapshot import snapshot
 from lionloop.rundir import RunDir
 from lionloop.stores.cache import paid_totals
 from lionloop.stores.pool import Pool
+
+ACCURACY = "accuracy"  # the metric of rounds that do not name theirs (lionloop.loop.scoring.ACCURACY)
 
 # Per-stage teacher figures in round metrics (lionloop.teacher.client.Teacher.stats); cost is a float.
 TEACHER_KEYS = ("calls", "hits", "failures", "requests", "reasks", "prompt_tokens", "completion_tokens", "cost")
@@ -100,7 +103,9 @@ def build(pool: Pool, run_dir: RunDir, cfg: Any = None, run_id: str | None = Non
             "unjudged": j.get("unjudged") or 0,
             "hard_ratio": round(hard / (hard + easy), 4) if hard + easy else None,
             "referee": m.get("referee"),
-            "eval_accuracy": m.get("eval", {}).get("overall"),
+            "judge_mode": (m.get("referee") or {}).get("mode", "llm"),
+            "agreement": (m.get("referee") or {}).get("agreement"),
+            **eval_figures(m.get("eval", {})),
             "eval_per_skill": m.get("eval", {}).get("per_skill", {}),
             "eval_methods": m.get("eval", {}).get("methods", {}),
             "generated": m.get("generate", {}).get("candidates", 0),
@@ -150,10 +155,21 @@ def build(pool: Pool, run_dir: RunDir, cfg: Any = None, run_id: str | None = Non
     return out
 
 
+def eval_figures(ev: dict[str, Any]) -> dict[str, Any]:
+    """A round's held-out figures by name: the primary one (`eval_score`, named by `eval_metric`),
+    the verifier's accuracy and the referee's relative score (None where not measured). Rounds
+    written before metrics had names were scored by accuracy."""
+    metric = ev.get("metric", ACCURACY) if ev else None
+    acc = ev.get("accuracy", {}).get("overall") if "accuracy" in ev else ev.get("overall") if metric == ACCURACY else None
+    return {"eval_metric": metric, "eval_score": ev.get("overall"), "eval_accuracy": acc,
+            "eval_relative": ev.get("referee")}
+
+
 def status_view(full: dict[str, Any]) -> dict[str, Any]:
     """`lionloop status --json`: the run's identity, bootstrap, rounds 1.. and pool totals."""
     boot = next((r for r in full["rounds"] if r["round"] == 0), None)
-    keep = ("round", "finished", "eval_accuracy", "eval_per_skill", "candidates", "accepted", "teacher_calls",
+    keep = ("round", "finished", "eval_metric", "eval_score", "eval_accuracy", "eval_relative", "eval_per_skill",
+            "judge_mode", "agreement", "candidates", "accepted", "teacher_calls",
             "cache_hits", "teacher_failures", "teacher_tokens", "teacher_cost", "teacher_by_stage", "seconds",
             "work_seconds", "train", "train_roles", "plugin_errors", "stop_reason")
     rounds = []
@@ -175,6 +191,7 @@ def status_view(full: dict[str, Any]) -> dict[str, Any]:
         "run_dir": full["run_dir"],
         "name": full.get("name"),
         "last_stage": full["last_stage"],
+        "state": full.get("state"),
         "bootstrap": {**(boot or {}).get("bootstrap", {}),
                       **{k: (boot or {}).get(k, 0) for k in ("teacher_calls", "cache_hits", "teacher_failures")},
                       "teacher_tokens": (boot or {}).get("teacher_tokens", {"prompt": 0, "completion": 0}),
@@ -187,8 +204,9 @@ def status_view(full: dict[str, Any]) -> dict[str, Any]:
 
 def stats_view(full: dict[str, Any]) -> dict[str, Any]:
     """`lionloop pool stats --json`: counts by round (bootstrap included), split, origin, task, kind."""
-    keep = ("round", "born", "pool_size", "judged", "hard", "easy", "unjudged", "hard_ratio", "eval_accuracy",
-            "candidates", "accepted", "rejected", "teacher_calls")
+    keep = ("round", "born", "pool_size", "judged", "hard", "easy", "unjudged", "hard_ratio", "eval_metric",
+            "eval_score", "eval_accuracy", "eval_relative", "agreement", "candidates", "accepted", "rejected",
+            "teacher_calls")
     known = [r["round"] for r in full["rounds"]]
     return {
         "run_dir": full["run_dir"],
@@ -206,7 +224,9 @@ def run_figures(run_dir: Path) -> dict[str, Any]:
     rd = RunDir(run_dir)
     cfg, run_id = rd.read()
     with snapshot(run_dir) as pool:
-        return build(pool, rd, cfg, run_id)
+        out = build(pool, rd, cfg, run_id)
+        out["state"] = run_state(rd, pool)
+    return out
 
 
 def run_status(run_dir: Path) -> dict[str, Any]:

@@ -89,7 +89,7 @@ TEMPLATE = r"""{% from "macros.html" import lineage %}
 <header>
   <h1>lionloop report · <span class="id">{{ run.run_id }}</span></h1>
   <div class="muted">run directory <code>{{ run.run_dir }}</code> · generated {{ generated }}</div>
-  <nav><a href="#charts">charts</a><a href="#plot-map">pool map</a><a href="#hardest">hardest instructions</a><a href="#lineages">lineages</a></nav>
+  <nav><a href="#charts">charts</a><a href="#bootstrap">data</a><a href="#plot-map">pool map</a><a href="#hardest">hardest instructions</a><a href="#lineages">lineages</a></nav>
   <div class="kpis">
     {% for k in kpis %}<div class="kpi"><b>{{ k.value }}</b><span>{{ k.label }}</span></div>{% endfor %}
   </div>
@@ -104,6 +104,28 @@ TEMPLATE = r"""{% from "macros.html" import lineage %}
   </div>
 {% endfor %}
 </section>
+
+{% if boot %}
+<section id="bootstrap">
+  <h2>Data and bootstrap</h2>
+  <p class="about">What the run started from, how its held-out set is scored, and every row the teacher could not answer (left out of the pool).</p>
+  <div class="card">
+    <p>{{ boot.seeds }} seeds in the train pool, {{ boot.cache }} in the cache pool, {{ boot.eval }} eval rows · held-out set scored by <b>{{ metric }}</b>{% if boot.eval_scoring == "both" %} (and the referee's relative score){% endif %}.</p>
+    {% if data %}<p>data: <code>{{ data.train }}</code>{% if data.eval %} · eval: <code>{{ data.eval }}</code>{% endif %}
+      · {{ data.rows.train }} rows read{% if data.rows.eval is defined %} + {{ data.rows.eval }} eval rows{% endif %}
+      {% for k, v in (data.duplicates or {}).items() %}{% if v %} · {{ v }} duplicate {{ k }} rows dropped{% endif %}{% endfor %}
+      {% if data.overlap_removed %} · {{ data.overlap_removed }} seed rows also in the eval set removed{% endif %}
+      {% if data.held_out %} · {{ data.held_out }} rows held out for eval{% endif %}
+      {% if data.multi_turn %} · {{ data.multi_turn }} chat rows cut to their first exchange{% endif %}</p>{% endif %}
+    {% if dropped %}
+    <p><b>{{ boot.seed_failures }} seed and {{ boot.eval_failures or 0 }} eval rows got no teacher answer</b> and are not in the pool:</p>
+    <table><thead><tr><th>split</th><th>instruction</th><th>reason</th></tr></thead><tbody>
+    {% for d in dropped %}<tr><td>{{ d.split }}</td><td>{{ d.text|truncate(120) }}</td><td><code>{{ d.reason|truncate(160) }}</code></td></tr>{% endfor %}
+    </tbody></table>
+    {% else %}<p class="muted">The teacher answered every row.</p>{% endif %}
+  </div>
+</section>
+{% endif %}
 
 <section id="hardest">
   <h2>Hardest instructions</h2>
@@ -151,13 +173,16 @@ TEMPLATE = r"""{% from "macros.html" import lineage %}
 
 def _kpis(data: dict[str, Any]) -> list[dict[str, str]]:
     rounds = [r for r in data["stats"]["rounds"] if r["round"] > 0]
-    ev = [r["eval_accuracy"] for r in rounds if r["eval_accuracy"] is not None]
+    ev = [r["eval_score"] for r in rounds if r.get("eval_score") is not None]
+    metric = next((r["eval_metric"] for r in rounds if r.get("eval_metric")), "accuracy")
+    audit = [r["agreement"] for r in rounds if r.get("agreement") and r["agreement"].get("agreement") is not None]
     hr = [r["hard_ratio"] for r in rounds if r["hard_ratio"] is not None]
     sizes = [r["pool_size"] for r in data["stats"]["rounds"]]
     t = data["stats"]["teacher"]
     return [
         {"label": "rounds", "value": str(len(rounds))},
-        {"label": "eval accuracy, first → last round", "value": f"{pct(ev[0])} → {pct(ev[-1])}" if ev else "-"},
+        {"label": f"eval {metric}, first → last round", "value": f"{pct(ev[0])} → {pct(ev[-1])}" if ev else "-"},
+        *([{"label": "referee agrees with verifier (last round)", "value": pct(audit[-1]["agreement"])}] if audit else []),
         {"label": "hard ratio, first → last round", "value": f"{pct(hr[0])} → {pct(hr[-1])}" if hr else "-"},
         {"label": "pool (train + cache), seeds → now", "value": f"{sizes[0]} → {sizes[-1]}" if sizes else "-"},
         {"label": "teacher calls (cache hits)", "value": f"{t['calls']} ({t['hits']})"},
@@ -174,8 +199,12 @@ def page(data: dict[str, Any], charts: list[dict[str, Any]], plotly_js: str) -> 
     method = data["map"]["method"]
     map_note = (f"{len(data['map']['points'])} embeddings ({data['map'].get('model', '')}) projected with "
                 f"{'t-SNE' if method == 'tsne' else 'PCA'}") if method else data["map"]["note"]
+    boot = (data["metrics"].get(0) or {}).get("bootstrap") or {}
+    metric = next((r["eval_metric"] for r in data["stats"]["rounds"] if r.get("eval_metric")), "accuracy")
     return env.get_template("page.html").render(
         run=data["run"], stats=data["stats"], kpis=_kpis(data), hardest=data["hardest"],
+        boot=boot if "seeds" in boot else None, data=boot.get("data"), dropped=boot.get("dropped") or [],
+        metric=metric,
         charts=[{**c, "html": Markup(c["html"]) if c["html"] else None} for c in charts],
         plotly_js=Markup(plotly_js), map_note=map_note, generated=time.strftime("%Y-%m-%d %H:%M:%S"),
     )

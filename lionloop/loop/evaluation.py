@@ -1,15 +1,20 @@
-"""The evaluate stage: the student answers the pool and the held-out set; the verifier scores the
-held-out answers, and plugins may ask the student other ways (scored beside the direct answer)."""
+"""The evaluate stage: the student answers the pool and the held-out set; the held-out answers are
+scored by the verifier (accuracy) and/or the referee (Lion's relative score: the student's answer
+judged against the teacher's, paid calls of this stage), and plugins may ask the student other ways
+(scored by the verifier beside the direct answer)."""
 
 from __future__ import annotations
 
 import logging
+import random
 import time
-from collections import defaultdict
 from typing import Any
 
 from lionloop.errors import PluginError
+from lionloop.loop.referee import judge_cases
 from lionloop.loop.runtime import Runtime
+from lionloop.loop.scoring import accuracy, relative_score, resolve_scoring
+from lionloop.records import Instruction
 from lionloop.student.model import generate
 from lionloop.student.prompt import format_prompt
 
@@ -33,19 +38,18 @@ def evaluate_stage(rt: Runtime, r: int) -> dict[str, Any]:
     by_id = {i.id: a for i, a in zip(items, answers, strict=True)}
 
     def score(answered: dict[str, str]) -> dict[str, Any]:
-        per_skill: dict[str, list[bool]] = defaultdict(list)
-        for ins in eval_set:
-            ok = rt.task_pack.verify(ins, answered[ins.id]) if ins.id in answered else None
-            if ok is not None:
-                per_skill[ins.task].append(ok)
-        checked = [x for v in per_skill.values() for x in v]
-        return {
-            "overall": round(sum(checked) / len(checked), 4) if checked else None,
-            "per_skill": {k: round(sum(v) / len(v), 4) for k, v in sorted(per_skill.items())},
-            "n": len(checked),
-        }
+        return accuracy((ins.task, rt.task_pack.verify(ins, answered[ins.id]) if ins.id in answered else None)
+                        for ins in eval_set)
 
-    ev = score(by_id)
+    scoring = resolve_scoring(rt.cfg, rt.task_pack)
+    ev: dict[str, Any] = {"metric": scoring.metric}
+    judge_failures: dict[str, str] = {}
+    if scoring.verifier:
+        ev["accuracy"] = score(by_id)
+    if scoring.referee:
+        ev["referee"], judge_failures = referee_score(rt, r, eval_set, by_id)
+    primary = ev["accuracy"] if scoring.verifier else ev["referee"]
+    ev.update(overall=primary["overall"], per_skill=primary["per_skill"], n=primary["n"])
 
     # Other ways of asking the student (e.g. decomposer then solver), scored beside the direct one.
     def student(prompts: Any, max_new_tokens: int | None = None, role: str = "") -> list[str]:
@@ -75,5 +79,25 @@ def evaluate_stage(rt: Runtime, r: int) -> dict[str, Any]:
     result = {"eval": ev, "answered": len(items)}
     with rt.pool.transaction():
         rt.pool.add_responses("student", str(rt.student_dir(r).name), r, by_id)
+        rt.pool.add_failures(r, "evaluate", judge_failures)
         rt.finish_stage(r, "evaluate", result, {"eval": ev, "work_seconds": {"student_generate": round(gen_seconds, 3)}})
     return result
+
+
+def referee_score(rt: Runtime, r: int, eval_set: list[Instruction], student: dict[str, str]) -> tuple[dict[str, Any], dict[str, str]]:
+    """Lion's relative score of the round: the referee judges the student's eval answers against
+    the teacher's (both orders, `judge.*` rules). Rows without a teacher answer are counted, not
+    judged; `evaluate.max_referee_cases` judges the same seeded sample every round."""
+    teacher = rt.pool.teacher_answers(i.id for i in eval_set)
+    items = [i for i in eval_set if i.id in teacher and i.id in student]
+    cap = rt.cfg.evaluate.max_referee_cases
+    if cap and len(items) > cap:
+        rng = random.Random(f"{rt.cfg.seed}:eval-referee")  # not the round: the same rows every round
+        items = sorted(rng.sample(sorted(items, key=lambda i: i.id), cap), key=lambda i: i.id)
+    advance = rt.reporter.task(f"referee scoring {len(items)} eval answers", len(items))
+    verdicts = judge_cases(rt.referee, items, teacher, student, r, rt.cfg.judge, advance)
+    rt.reporter.task_done()
+    figures = relative_score(verdicts, {i.id: i.task for i in items})
+    figures["no_teacher_answer"] = sum(1 for i in eval_set if i.id not in teacher)
+    failures = {v.instruction_id: v.raw for v in verdicts if v.hard is None}
+    return figures, failures

@@ -1,14 +1,22 @@
 """The discriminate stage: the referee judges teacher vs student answers on 1-10, in both orders to
-cancel position bias, and Lion's rule marks each case hard or easy."""
+cancel position bias, and Lion's rule marks each case hard or easy.
+
+`judge.mode` chooses who calls a case: `llm` (the referee model, Lion), `verifier` (the task pack's
+verifier: wrong = hard, no teacher call, LLM2LLM's rule; the teacher's answer stands in for a
+reference the instruction lacks) or `both` (the referee decides, the verifier audits every call:
+agreement, precision and recall of "hard" in the round's referee figures)."""
 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from dataclasses import replace
 from typing import Any
 
 from lionloop.config import RefereeConfig
 from lionloop.loop.runtime import Runtime
+from lionloop.loop.scoring import agreement
 from lionloop.loop.selection import referee_selects
+from lionloop.plugin.taskpack import with_reference
 from lionloop.records import Instruction, Verdict
 from lionloop.teacher.client import Teacher
 from lionloop.teacher.requests import Judge
@@ -69,6 +77,19 @@ def judge_cases(
     return verdicts
 
 
+def verifier_calls(pack: Any, items: Sequence[Instruction], teacher_answers: dict[str, str],
+                   student_answers: dict[str, str]) -> dict[str, bool | None]:
+    """The verifier's call on each case: is the student's answer right? (None: cannot check.)"""
+    return {ins.id: pack.verify(with_reference(ins, teacher_answers.get(ins.id)), student_answers[ins.id])
+            for ins in items}
+
+
+def _verifier_verdict(iid: str, round: int, right: bool | None) -> Verdict:
+    if right is None:
+        return Verdict(iid, round, None, None, None, raw="verifier: cannot check this answer")
+    return Verdict(iid, round, None, None, not right, raw=f"verifier: {'right' if right else 'wrong'}")
+
+
 def discriminate_stage(rt: Runtime, r: int) -> dict[str, Any]:
     if not referee_selects(rt.cfg):
         # Baseline mode: no referee, so no verdicts and no "no hard cases" stop.
@@ -83,18 +104,29 @@ def discriminate_stage(rt: Runtime, r: int) -> dict[str, Any]:
     cap = rt.cfg.judge.max_cases
     if cap and len(items) > cap:
         items = sorted(rt.context(r).rng("judge-sample").sample(items, cap), key=lambda i: i.id)
-    advance = rt.reporter.task(f"referee judging {len(items)} cases", len(items))
-    verdicts = judge_cases(rt.referee, items, teacher, student, r, rt.cfg.judge, advance)
-    rt.reporter.task_done()
+    mode = rt.cfg.judge.mode
+    right = verifier_calls(rt.task_pack, items, teacher, student) if mode != "llm" else {}
+    if mode == "verifier":
+        verdicts = [_verifier_verdict(i.id, r, right[i.id]) for i in items]
+    else:
+        advance = rt.reporter.task(f"referee judging {len(items)} cases", len(items))
+        verdicts = judge_cases(rt.referee, items, teacher, student, r, rt.cfg.judge, advance)
+        rt.reporter.task_done()
     hard = sum(1 for v in verdicts if v.hard is True)
     easy = sum(1 for v in verdicts if v.hard is False)
     unjudged = sum(1 for v in verdicts if v.hard is None)
     diffs = [v.diff for v in verdicts if v.diff is not None]
-    result = {
+    result: dict[str, Any] = {
         "hard": hard, "easy": easy, "unjudged": unjudged, "judged": len(verdicts),
         "hard_ratio": round(hard / max(1, hard + easy), 4),
         "mean_diff": round(sum(diffs) / len(diffs), 4) if diffs else None,
+        "mode": mode,
     }
+    if mode == "both":
+        result["agreement"] = agreement(verdicts, right)
+        # Each verdict keeps the verifier's call beside the referee's reasons (`pool show`).
+        verdicts = [replace(v, raw=f"{v.raw}\n---\n{_verifier_verdict(v.instruction_id, r, right.get(v.instruction_id)).raw}")
+                    for v in verdicts]
     with rt.pool.transaction():
         rt.pool.add_verdicts(verdicts)
         rt.pool.add_failures(r, "discriminate", {v.instruction_id: v.raw for v in verdicts if v.hard is None})

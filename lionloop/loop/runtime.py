@@ -1,12 +1,12 @@
 """The heavy objects of one run (pool, cache, teachers, trainer, task pack), built once per process,
-and the reporter that shows progress."""
+and the reporter that shows progress (`lionloop.loop.reporting`)."""
 
 from __future__ import annotations
 
 import json
 import logging
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from functools import cached_property
@@ -15,6 +15,7 @@ from typing import Any
 
 from lionloop.config import RunConfig, TeacherConfig
 from lionloop.loop.preflight import resolve_backend, resolve_task_pack, resolve_trainer
+from lionloop.loop.reporting import Reporter, Watched
 from lionloop.plugin.context import BackendEnv, RoundContext
 from lionloop.plugin.manager import PluginManager, get_plugin_manager
 from lionloop.plugin.plan import plan_generators
@@ -28,26 +29,6 @@ from lionloop.teacher.client import Accounting, Teacher
 log = logging.getLogger(__name__)
 
 
-class Reporter:
-    """Progress and round summaries; the CLI swaps in a Rich one. This one only logs."""
-
-    def stage_start(self, round: int, stage: str) -> None:
-        log.info("round %d: %s", round, stage)
-
-    def stage_end(self, round: int, stage: str, seconds: float) -> None:
-        log.info("round %d: %s done in %.1fs", round, stage, seconds)
-
-    def task(self, description: str, total: int | None) -> Callable[[int], None]:
-        """Start a progress bar; the returned function advances it."""
-        return lambda n: None
-
-    def task_done(self) -> None:
-        """Close the last progress bar."""
-
-    def round_end(self, summary: dict[str, Any]) -> None:
-        log.info("round %s finished: %s", summary.get("round"), summary.get("eval", {}))
-
-
 @dataclass
 class Runtime:
     """The heavy objects of one run, built once per process from the config and run dir."""
@@ -57,10 +38,14 @@ class Runtime:
     run_id: str
     reporter: Reporter = field(default_factory=Reporter)
     pm: PluginManager | None = None
+    task_pack: TaskPack | None = None  # as preflight built it (its data read once); None: built here
 
     def __post_init__(self) -> None:
         self.run_dir = Path(self.run_dir)
         self.files = RunDir(self.run_dir)
+        self.current: dict[str, Any] = {}  # the stage under way: {"round": r, "stage": name}
+        # What the run is doing goes to events.jsonl too, for `lionloop status` in another process.
+        self.reporter = Watched(self.reporter, self.event, lambda: dict(self.current))
         if self.pm is None:
             self.pm = get_plugin_manager()
         self.registry: Registry = self.pm.build_registry()
@@ -69,7 +54,8 @@ class Runtime:
         self.acct = Accounting()
         self._stage_t0: dict[tuple[int, str], float] = {}
         # Components as `preflight` checked them: the registry's entries, options validated.
-        self.task_pack: TaskPack = resolve_task_pack(self.registry, self.cfg).build(self.cfg.task, self.cfg.seed)
+        if self.task_pack is None:
+            self.task_pack = resolve_task_pack(self.registry, self.cfg).build(self.cfg.task, self.cfg.seed)
         self.teacher = self._teacher(self.cfg.teacher, "teacher")
         self.referee = self._teacher(self.cfg.referee, "referee") if self.cfg.referee else self.teacher
         self.generator_teacher = (
@@ -139,6 +125,7 @@ class Runtime:
         for t in self._teachers():
             t.at(round, stage)
         self.event(event="stage_start", round=round, stage=stage)
+        self.current = {"round": round, "stage": stage}
         self.reporter.stage_start(round, stage)
         t0 = time.perf_counter()
         self._stage_t0[(round, stage)] = t0
@@ -146,6 +133,7 @@ class Runtime:
         seconds = time.perf_counter() - t0
         self.reporter.stage_end(round, stage, seconds)
         self.event(event="stage_end", round=round, stage=stage, seconds=round_to(seconds))
+        self.current = {}
 
     def finish_stage(self, round: int, stage: str, result: dict[str, Any], metrics: dict[str, Any] | None = None) -> dict[str, Any]:
         """Record a stage as done: its metrics, its seconds so far, the round's teacher figures and

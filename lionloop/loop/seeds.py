@@ -1,77 +1,49 @@
 """The bootstrap stage: seeds and the eval set from the task pack (and a user seed file), answered by
-the teacher, embedded and stored; user seed files are read with one clear error per bad row."""
+the teacher, embedded and stored."""
 
 from __future__ import annotations
 
-import json
-from collections import defaultdict
-from dataclasses import replace
-from pathlib import Path
 from typing import Any
 
 from lionloop.embedding import embed_text
-from lionloop.errors import PluginError, SeedError
+from lionloop.errors import PluginError, RunError
 from lionloop.loop.answers import answer_rows, teacher_answers
 from lionloop.loop.runtime import Runtime
-from lionloop.records import Instruction
+from lionloop.loop.scoring import resolve_scoring
+from lionloop.loop.seedfile import read_seed_file
+from lionloop.plugin.taskpack import pack_report
 from lionloop.student.model import build_tiny_student
 
 
-def read_seed_file(path: Path) -> list[Instruction]:
-    """Rows like {"instruction": str, "input"?: str, "task"?: str, "split"?: "train"|"cache"}."""
-    out: list[Instruction] = []
-    try:
-        lines = Path(path).read_text(encoding="utf-8").splitlines()
-    except (OSError, UnicodeDecodeError) as err:
-        raise SeedError(f"{path}: cannot read ({err})") from None
-    for n, line in enumerate(lines, 1):
-        if not line.strip():
-            continue
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError as err:
-            raise SeedError(f"{path}:{n}: not valid JSON ({err.msg})") from None
-        if not isinstance(row, dict):
-            raise SeedError(f"{path}:{n}: expected a JSON object")
-        text = row.get("instruction")
-        if not isinstance(text, str) or not text.strip():
-            raise SeedError(f"{path}:{n}: field 'instruction' must be a non-empty string")
-        for key in ("input", "task", "split"):
-            if key in row and not isinstance(row[key], str):
-                raise SeedError(f"{path}:{n}: field {key!r} must be a string")
-        split = row.get("split", "train")
-        if split not in ("train", "cache"):
-            raise SeedError(f"{path}:{n}: field 'split' must be 'train' or 'cache', got {split!r}")
-        out.append(Instruction(text=text.strip(), input=row.get("input", ""), task=row.get("task", ""), split=split))
-    if not out:
-        raise SeedError(f"{path}: no seed rows")
-    return out
-
-
-def split_seeds(seeds: list[Instruction], train_per_task: int) -> list[Instruction]:
-    """First `train_per_task` seeds of each task go to the train pool, the rest to the cache pool."""
-    seen: dict[str, int] = defaultdict(int)
-    out = []
-    for s in seeds:
-        seen[s.task] += 1
-        out.append(s if seen[s.task] <= train_per_task else replace(s, split="cache"))
-    return out
-
-
 def bootstrap_stage(rt: Runtime, r: int = 0) -> dict[str, Any]:
-    """Seeds (train and cache) and the eval set into the pool, answered by the teacher and embedded."""
-    pack, tcfg = rt.task_pack, rt.cfg.task
-    eval_set = pack.eval_set(tcfg.eval_per_skill)
-    seeds = split_seeds(pack.seeds(tcfg.seeds_per_skill + tcfg.cache_per_skill), tcfg.seeds_per_skill)
+    """Seeds (train and cache) and the eval set into the pool, answered by the teacher and embedded.
+
+    Referee scoring of the eval set needs the teacher's answers to it: they are asked here too.
+    Rows the teacher cannot answer are left out of the pool, counted, named on the console and in
+    the bootstrap figures (and the failures table); a run left with no eval row to score stops."""
+    pack = rt.task_pack
+    eval_set = pack.eval_set()
+    seeds = pack.seeds()
     if rt.cfg.task.seed_file:
         seeds += read_seed_file(rt.cfg.task.seed_file)
     eval_ids = {e.id for e in eval_set}
     contaminated = [s for s in seeds if s.id in eval_ids]
-    seeds = [s for s in seeds if s.id not in eval_ids]
-    answers, failures = teacher_answers(rt, seeds, 0, "bootstrap")
+    unique = {s.id: s for s in reversed(seeds) if s.id not in eval_ids}  # the first of twins wins
+    duplicates = len(seeds) - len(contaminated) - len(unique)
+    seeds = [s for s in seeds if unique.get(s.id) is s]
+    scoring = resolve_scoring(rt.cfg, pack)
+    asked = seeds + (eval_set if scoring.referee else [])
+    answers, failures = teacher_answers(rt, asked, 0, "bootstrap")
     answered = [s for s in seeds if s.id in answers]
     if not answered:
         raise PluginError(f"the teacher answered none of the {len(seeds)} seeds: {next(iter(failures.values()), '')}")
+    lost_eval = [e for e in eval_set if e.id in failures]
+    if scoring.referee and not scoring.verifier and len(lost_eval) == len(eval_set):
+        raise RunError(f"every one of the {len(eval_set)} eval rows was lost: the teacher answered none of them "
+                       f"({failures[lost_eval[0].id]}), so the referee has nothing to score the student against")
+    dropped = [{"id": i.id, "text": i.text, "split": i.split, "reason": failures[i.id]}
+               for i in asked if i.id in failures]
+    _tell(rt, dropped, len(seeds), len(eval_set) if scoring.referee else 0)
     if not rt.cfg.student.base:
         base = rt.student_dir(0)
         if not base.exists():
@@ -84,15 +56,32 @@ def bootstrap_stage(rt: Runtime, r: int = 0) -> dict[str, Any]:
     result = {
         "seeds": sum(1 for s in answered if s.split == "train"),
         "cache": sum(1 for s in answered if s.split == "cache"),
-        "eval": len(eval_set), "seed_failures": len(failures),
-        "seeds_in_eval": len(contaminated),
+        "eval": len(eval_set), "seed_failures": sum(1 for d in dropped if d["split"] != "eval"),
+        "eval_failures": len(lost_eval), "seeds_in_eval": len(contaminated), "seed_duplicates": duplicates,
+        "eval_scoring": scoring.metric if not (scoring.verifier and scoring.referee) else "both",
     }
+    figures = {**result, "dropped": dropped[:DROPPED_KEPT], "data": pack_report(pack)}
     with rt.pool.transaction():
         rt.pool.add_instructions(everything)
         rt.pool.add_responses("teacher", rt.teacher.name, 0, answers)
         rt.pool.add_examples(rows)
         rt.pool.add_failures(0, "bootstrap", failures)
         rt.pool.add_embeddings(rt.embedder.name, {i.id: v.tobytes() for i, v in zip(everything, vectors, strict=True)})
-        rt.finish_stage(0, "bootstrap", result, {"bootstrap": result})
+        rt.finish_stage(0, "bootstrap", result, {"bootstrap": figures})
     rt.index.rebuild()
     return result
+
+
+DROPPED_KEPT = 500  # rows named in the bootstrap figures (all of them are in the failures table)
+
+
+def _tell(rt: Runtime, dropped: list[dict[str, Any]], n_seeds: int, n_eval: int) -> None:
+    """Name the rows the teacher could not answer on the console (and in events.jsonl)."""
+    for split, total in (("seed", n_seeds), ("eval", n_eval)):
+        mine = [d for d in dropped if (d["split"] == "eval") == (split == "eval")]
+        if not mine:
+            continue
+        names = "; ".join(f"{d['text'][:50]!r} ({d['reason'][:60]})" for d in mine[:3])
+        more = f"; and {len(mine) - 3} more" if len(mine) > 3 else ""
+        rt.reporter.notice(f"{len(mine)} of {total} {split} rows got no teacher answer and are left out: "
+                           f"{names}{more} (all in `lionloop report`)")

@@ -44,8 +44,9 @@ def _train(rt: Runtime, r: int, role: str, rows: list[Example]) -> dict[str, Any
     bar = rt.reporter.task(f"training{label} on {len(rows)} rows", total)
     seen = [0]
 
-    def progress(step: int, _total: int) -> None:
-        bar(step - seen[0])
+    def progress(step: int, _total: int, loss: float | None = None) -> None:
+        # A trainer may pass the latest logged loss: the bar shows it.
+        bar(step - seen[0], None if loss is None else f"loss {loss:.4g}")
         seen[0] = step
 
     figures = rt.trainer.train(start, rt.student_dir(r, role), rows, seed=rt.cfg.seed + r, progress=progress)

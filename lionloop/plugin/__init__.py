@@ -9,7 +9,7 @@ here imports the loop's runtime.
 from __future__ import annotations
 
 from lionloop.config import RunConfig, StudentConfig, TaskConfig, TeacherConfig, TrainConfig
-from lionloop.errors import ConfigError, LionloopError, PluginError, Unsupported
+from lionloop.errors import ConfigError, LionloopError, PluginError, SeedError, Unsupported
 from lionloop.plugin.context import BackendEnv, GeneratorTeacher, RoundContext, Student
 from lionloop.plugin.hookspecs import hookimpl
 from lionloop.plugin.kit import (
@@ -27,7 +27,15 @@ from lionloop.plugin.manager import get_plugin_manager
 from lionloop.plugin.options import GeneratorOptions, OptionError, PluginOptions, validate_options
 from lionloop.plugin.plan import GeneratorSpec
 from lionloop.plugin.registry import Registry
-from lionloop.plugin.taskpack import Oracle, TaskPack
+from lionloop.plugin.taskpack import Oracle, TaskPack, with_reference
+from lionloop.plugin.verifiers import (
+    Verifier,
+    VerifierSpec,
+    build_verifier,
+    normalize,
+    numbers,
+    reference_problem,
+)
 from lionloop.records import (
     SPLITS,
     Candidate,
@@ -58,6 +66,9 @@ __all__ = [
     # hooks and what they exchange
     "hookimpl", "get_plugin_manager", "GeneratorSpec", "GeneratorOptions", "PluginOptions", "OptionError", "validate_options", "Registry",
     "RoundContext", "BackendEnv", "Student", "GeneratorTeacher", "TaskPack", "Oracle",
+    # verifiers: checking answers against references (any task pack)
+    "VerifierSpec", "Verifier", "build_verifier", "normalize", "numbers", "reference_problem",
+    "with_reference",
     # the config sections components are built from
     "RunConfig", "TaskConfig", "TeacherConfig", "TrainConfig", "StudentConfig",
     # records
@@ -71,5 +82,5 @@ __all__ = [
     # trainers: the student's model directories
     "load_student", "pick_device", "save_atomically",
     # errors
-    "LionloopError", "ConfigError", "PluginError", "Unsupported",
+    "LionloopError", "ConfigError", "PluginError", "SeedError", "Unsupported",
 ]

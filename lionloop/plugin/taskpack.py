@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
-from typing import Any, Protocol
+from dataclasses import replace
+from typing import Any, Literal, Protocol
 
 from lionloop.records import Instruction
 from lionloop.teacher.requests import TeacherRequest
+
+Scoring = Literal["verifier", "referee"]
 
 
 class Oracle(Protocol):
@@ -16,23 +19,56 @@ class Oracle(Protocol):
 
 
 class TaskPack(Protocol):
+    """Built by its factory from the `task` config section (and its validated `task.options`).
+
+    Optional, read where present (see the helpers below): `scoring` ("verifier" or "referee": how
+    the held-out set is scored when `evaluate.scoring` is auto; default "verifier"),
+    `has_verifier` (False: `verify` never checks anything; default True), `report()` (what
+    loading the pack's data did: rows read, duplicates dropped, ...; shown in the bootstrap
+    figures) and `labels(task)` (a classification task's label set).
+    """
+
     name: str
 
     def skills(self) -> list[str]:
         """Skill (task) names, in display order."""
 
-    def seeds(self, per_skill: int) -> list[Instruction]:
-        """`per_skill` seed instructions per skill (origin 'seed'), none of them in the eval set.
+    def seeds(self) -> list[Instruction]:
+        """The seed instructions (origin 'seed'), none of them in the eval set, each with split
+        'train' (trained on) or 'cache' (judged every round, never trained on). How many is the
+        pack's business: `task.seeds_per_skill` / `cache_per_skill` and its own options."""
 
-        The loop puts the first `task.seeds_per_skill` of each skill in the train pool and the
-        rest in the cache pool.
-        """
-
-    def eval_set(self, per_skill: int) -> list[Instruction]:
+    def eval_set(self) -> list[Instruction]:
         """Held-out instructions (split 'eval'): never trained on, never a generation seed."""
 
     def verify(self, instruction: Instruction, answer: str) -> bool | None:
-        """Whether an answer is right; None when the pack cannot check this instruction."""
+        """Whether an answer is right; None when the pack cannot check this instruction.
+
+        A pack checking against reference answers reads `instruction.meta["reference"]`; where
+        an instruction has none (e.g. a generated one), the loop's verifier referee puts the
+        teacher's answer there (`with_reference`)."""
 
     def oracle(self) -> Oracle | None:
         """The pack's programmatic teacher, if it has one."""
+
+
+def pack_scoring(pack: Any) -> Scoring:
+    """How the pack's held-out set is scored by default: "verifier" unless it says "referee"."""
+    return "referee" if getattr(pack, "scoring", "verifier") == "referee" else "verifier"
+
+
+def pack_has_verifier(pack: Any) -> bool:
+    return bool(getattr(pack, "has_verifier", True))
+
+
+def pack_report(pack: Any) -> dict[str, Any]:
+    """What loading the pack's data did ({} for packs that do not say)."""
+    report = getattr(pack, "report", None)
+    return dict(report()) if callable(report) else {}
+
+
+def with_reference(instruction: Instruction, reference: str | None) -> Instruction:
+    """The instruction with `reference` as its reference answer, unless it carries one already."""
+    if reference is None or instruction.meta.get("reference") not in (None, ""):
+        return instruction
+    return replace(instruction, meta={**instruction.meta, "reference": reference})

@@ -156,6 +156,7 @@ class Trainer(Protocol):
         out: Path,
         examples: Sequence[Example],
         seed: int,
-        progress: Callable[[int, int], None] | None = None,
+        progress: Callable[..., None] | None = None,
     ) -> dict[str, Any]:
-        """Return figures such as steps, final loss and seconds."""
+        """Return figures such as steps, final loss and seconds. Call `progress(step, total)` as
+        steps finish, or `progress(step, total, loss)` to show the latest loss."""

@@ -1,0 +1,157 @@
+"""The worked example end to end (examples/own-data/: its JSONL and its config) against the scripted
+OpenAI-compatible test server as teacher and referee, with the tiny student, for 2 rounds: seeds
+answered, the eval set scored by verifier and by referee, pool and report produced. Then: rows the
+teacher cannot answer are counted and named, and a run that loses every eval row stops.
+
+The server's "model" (`lionloop.testing.dataset_teacher.ExampleChat`) is a test double for a chat
+LLM, which cannot run here at this speed; it reads lionloop's real rendered prompts over real HTTP.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+from conftest import deep_merge, pool_rows
+from typer.testing import CliRunner
+
+from lionloop.config import load_config, parse_config
+from lionloop.errors import RunError
+from lionloop.testing.dataset_teacher import ExampleChat
+from lionloop.testing.fault_server import ScriptedServer
+
+pytestmark = pytest.mark.slow
+ROOT = Path(__file__).resolve().parents[1]
+EXAMPLE = ROOT / "examples" / "own-data"
+TINY = {"hidden_size": 32, "num_layers": 1, "num_heads": 2, "max_length": 128, "max_new_tokens": 40}
+
+
+def example_config(run_dir: Path, srv: ScriptedServer, **over: Any):  # noqa: ANN201
+    """The example's own config, run small: a tiny student, few steps, 2 rounds, this server."""
+    data = load_config(EXAMPLE / "lionloop.yaml").model_dump(mode="json")
+    data = deep_merge(data, {
+        "run_dir": str(run_dir), "teacher": {"base_urls": [srv.base_url], "concurrency": 8},
+        "student": TINY, "train": {"steps_per_round": 15, "batch_size": 16, "warmup_steps": 2},
+        "generate": {"max_new_per_round": 30}, "stop": {"max_rounds": 2}, **over,
+    })
+    return parse_config(data, "example")
+
+
+def test_the_own_data_example_end_to_end(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from lionloop.cli.app import app
+    from lionloop.inspect.report import build_report
+    from lionloop.inspect.status import run_status
+    from lionloop.loop.runner import start
+
+    monkeypatch.chdir(ROOT)  # the example's paths are relative to the repository's root
+    rows = [json.loads(line) for line in (EXAMPLE / "data.jsonl").read_text().splitlines()]
+    chat = ExampleChat()
+    with ScriptedServer(responder=chat, model="teacher") as srv:
+        out, final = start(example_config(tmp_path / "run", srv))
+    assert final["stop_reason"] == "max_rounds"
+    assert set(chat.kinds) == {"answer", "judge", "rewrite"}
+    st = run_status(out)
+
+    # Seeds answered: every row is a seed (train or cache) or an eval row, nothing lost.
+    boot = st["bootstrap"]
+    assert boot["seeds"] + boot["cache"] + boot["eval"] == len(rows)
+    assert boot["seed_failures"] == boot["eval_failures"] == 0 and boot["cache"] > 0
+    assert boot["data"]["held_out"] == boot["eval"] and boot["data"]["tasks"] == [
+        "arithmetic", "capitals", "units", "spelling", "choice"]
+    teacher = dict(pool_rows(out, "SELECT i.text, r.text FROM responses r JOIN instructions i ON i.id = "
+                                  "r.instruction_id WHERE r.role = 'teacher' AND r.round = 0"))
+    assert teacher["What is the capital of Japan?"] == "The capital of Japan is Tokyo."  # chatty, as chat models are
+
+    # The eval set scored by the verifier (accuracy) and by the referee (relative score, W/T/L).
+    for r in st["rounds"]:
+        assert r["eval_metric"] == "accuracy" and 0.0 <= r["eval_accuracy"] <= 1.0
+        rel = r["eval_relative"]
+        assert rel["n"] + rel["unjudged"] == boot["eval"] and rel["wins"] + rel["ties"] + rel["losses"] == rel["n"]
+        assert 0 < rel["overall"] and set(rel["per_skill"]) <= set(boot["data"]["tasks"])
+        # The referee's eval calls are paid calls of their own stage.
+        assert r["teacher_by_stage"]["evaluate"]["calls"] > 0
+        # judge.mode both: the referee's calls audited by the verifier.
+        a = r["agreement"]
+        assert r["judge_mode"] == "both" and a["n"] == a["tp"] + a["fp"] + a["fn"] + a["tn"] > 0
+    # The teacher's eval answers were paid once, at bootstrap; eval rows never train the student.
+    assert st["bootstrap"]["teacher_calls"] == len(rows)
+    trained = {r[0] for r in pool_rows(out, "SELECT DISTINCT instruction_id FROM examples")}
+    eval_ids = {r[0] for r in pool_rows(out, "SELECT id FROM instructions WHERE split = 'eval'")}
+    assert len(eval_ids) == boot["eval"] and not trained & eval_ids
+
+    # Pool and report.
+    assert st["pool"]["by_origin"].get("lion", 0) > 0 and st["rounds"][0]["accepted"] > 0
+    report = build_report(out, tmp_path / "report.html")
+    html = Path(report["out"]).read_text()
+    assert "Referee audited by the verifier" in html and "Eval accuracy by round" in html
+    assert "relative score (referee)" in html and "Data and bootstrap" in html
+    text = CliRunner().invoke(app, ["status", str(out)], env={"COLUMNS": "120"}).output
+    assert "rel. score" in text and "W/T/L" in text and "recall hard" in text and "finished" in text
+    stats = CliRunner().invoke(app, ["pool", "stats", str(out)], env={"COLUMNS": "160"}).output
+    assert "eval acc" in stats and "held-out accuracy" in stats
+
+
+def _mute(chat: ExampleChat, fail: Any):  # noqa: ANN202
+    """The example's teacher, answering nothing for the instructions `fail` picks."""
+    def responder(body: dict[str, Any]) -> str:
+        user = body["messages"][-1]["content"]
+        return "" if fail(user) else chat(body)
+    return responder
+
+
+def test_rows_the_teacher_cannot_answer_are_named(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from lionloop.inspect.report import build_report
+    from lionloop.inspect.status import run_status
+    from lionloop.loop.runner import start
+
+    monkeypatch.chdir(ROOT)
+    seen: list[str] = []
+
+    class Listen:
+        def notice(self, message: str) -> None:
+            seen.append(message)
+
+        def __getattr__(self, name: str) -> Any:
+            return lambda *a, **k: (lambda *a, **k: None)
+
+    responder = _mute(ExampleChat(), lambda user: "Spell the word" in user and "backwards" in user
+                      and "<<<" not in user)
+    with ScriptedServer(responder=responder, model="teacher") as srv:
+        cfg = example_config(tmp_path / "run", srv, stop={"max_rounds": 1}, teacher={"parse_retries": 0,
+                             "base_urls": [srv.base_url]})
+        out, _ = start(cfg, Listen())
+    st = run_status(out)
+    spelling = [r for r in (json.loads(x) for x in (EXAMPLE / "data.jsonl").read_text().splitlines())
+                if r["category"] == "spelling"]
+    boot = st["bootstrap"]
+    assert boot["seed_failures"] + boot["eval_failures"] == len(spelling)  # every spelling row, seed or eval
+    assert {d["text"] for d in boot["dropped"]} == {r["instruction"] for r in spelling}
+    assert all(d["reason"].startswith("parse:") for d in boot["dropped"])
+    # Named on the console at the end of bootstrap, and in the report.
+    assert any(m.startswith(f"{boot['seed_failures']} of ") and "seed rows got no teacher answer" in m
+               and "Spell the word" in m for m in seen), seen
+    html = Path(build_report(out, tmp_path / "r.html")["out"]).read_text()
+    assert "got no teacher answer" in html and spelling[0]["instruction"].replace("'", "&#39;") in html
+
+
+def test_a_run_that_loses_every_eval_row_stops(tmp_path: Path) -> None:
+    from lionloop.loop.runner import start
+
+    data = tmp_path / "seeds.jsonl"
+    data.write_text("".join(json.dumps({"instruction": f"What is {k} + 1?"}) + "\n" for k in range(6)))
+    evals = tmp_path / "eval.jsonl"
+    evals.write_text("".join(json.dumps({"instruction": f"What is {k} + 2?"}) + "\n" for k in range(3)))
+    responder = _mute(ExampleChat(), lambda user: "+ 2?" in user)
+    with ScriptedServer(responder=responder, model="teacher") as srv:
+        cfg = parse_config({"run_dir": str(tmp_path / "run"), "task": {"pack": "dataset", "options": {
+            "train": str(data), "eval": str(evals)}},  # no references: scored by referee
+            "teacher": {"backend": "openai", "model": "teacher", "base_urls": [srv.base_url], "parse_retries": 0},
+            "student": TINY, "train": {"steps_per_round": 5}}, "t")
+        with pytest.raises(RunError, match=r"^every one of the 3 eval rows was lost: the teacher answered none of "
+                                           r"them \(parse: answer: empty reply\)"):
+            start(cfg)
+    # Nothing of the bootstrap was kept but the paid calls: 6 answers and the 3 empty replies.
+    assert pool_rows(tmp_path / "run", "SELECT COUNT(*) FROM instructions") == [(0,)]
+    assert pool_rows(tmp_path / "run", "SELECT COUNT(*) FROM llm_cache")[0][0] == 6 + 3
