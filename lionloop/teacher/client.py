@@ -91,6 +91,10 @@ class Accounting:
     # of a stage in the loop-overhead benchmark.
     seconds: dict[tuple[int, str], float] = field(default_factory=lambda: defaultdict(float))
     reasons: dict[tuple[int, str], Counter[str]] = field(default_factory=lambda: defaultdict(Counter))
+    # Per request type (judge, rewrite, answer, ...): requests, parsed, parse_failures (a reply
+    # that could not be read, after its re-asks), other failures, re-asks.
+    kinds: dict[tuple[int, str], dict[str, Counter[str]]] = field(
+        default_factory=lambda: defaultdict(lambda: defaultdict(Counter)))
 
 
 def reason_kind(error: str) -> str:
@@ -225,7 +229,17 @@ class Teacher:
             ]
             if pending and not last:
                 self._count("reasks", len(pending))
+                with self._lock:
+                    kinds = self.acct.kinds[(self.round, self.stage)]
+                    for i in pending:
+                        kinds[requests[i].kind]["reasks"] += 1
         out = [r if r is not None else Result(requests[i], error="not answered") for i, r in enumerate(results)]
+        with self._lock:
+            kinds = self.acct.kinds[(self.round, self.stage)]
+            for r in out:
+                k = kinds[r.request.kind]
+                k["requests"] += 1
+                k["parsed" if r.ok else "parse_failures" if (r.error or "").startswith("parse:") else "failures"] += 1
         for r in out:
             if r.ok:
                 self._count("answered")
@@ -272,6 +286,8 @@ class Teacher:
             out[k]["failure_reasons"] = dict(v)
         for k, v in self.acct.seconds.items():
             out[k]["seconds"] = round(v, 3)
+        for k, by_kind in self.acct.kinds.items():
+            out[k]["kinds"] = {kind: dict(c) for kind, c in by_kind.items()}
         for v in out.values():
             for name in ("calls", "prompt_tokens", "completion_tokens", "requests", "answered", "hits",
                          "failures", "reasks"):

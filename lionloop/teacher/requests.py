@@ -119,6 +119,10 @@ class TeacherRequest(BaseModel):
     untrusted: ClassVar[tuple[str, ...]] = ()
     decisive: ClassVar[tuple[str, ...] | None] = None  # None: every field
 
+    def template_values(self) -> dict[str, Any]:
+        """Values the template sees beside the request's fields (constants of the type)."""
+        return {}
+
     def payload(self) -> dict[str, Any]:
         """What identifies the request (with its kind) for caching."""
         return {"kind": self.kind, **self.model_dump(mode="json")}
@@ -280,20 +284,31 @@ class Judge(TeacherRequest):
     untrusted: ClassVar[tuple[str, ...]] = ("instruction", "input", "answer_1", "answer_2")
     decisive: ClassVar[tuple[str, ...] | None] = ("score_1", "score_2")
 
+    # The explanation is bounded: unbounded, a small model's explanation ran on into max_tokens
+    # (SmolLM2-135M on vLLM: 24 of 24 verdicts lost, looping "The score 1 is 10, ..."). The prompt
+    # asks for a sentence of at most this many words, the schema caps its characters (servers
+    # enforcing json_schema stop the string there), and the parser accepts any length.
+    explanation_words: ClassVar[int] = 30
+    explanation_chars: ClassVar[int] = 240
+
     instruction: str
     input: str = ""
     task: str = ""
     answer_1: str
     answer_2: str
 
+    def template_values(self) -> dict[str, Any]:
+        return {"explanation_words": self.explanation_words}
+
     @classmethod
     def json_schema(cls) -> dict[str, Any]:
         # Explanation first (the model reasons before it scores); integer scores 1-10 (Lion's
         # scale) keep constrained decoding short. Parsing still accepts 7.5 from free text.
         score = {"type": "integer", "minimum": 1, "maximum": 10}
+        explanation = {"type": "string", "maxLength": cls.explanation_chars}
         return {
             "type": "object",
-            "properties": {"explanation": {"type": "string"}, "score_1": score, "score_2": score},
+            "properties": {"explanation": explanation, "score_1": score, "score_2": score},
             "required": ["explanation", "score_1", "score_2"],
             "additionalProperties": False,
         }
@@ -324,11 +339,15 @@ class Rewrite(TeacherRequest):
     mode: Literal["hard", "easy"] = "hard"
     variant: int = Field(0, ge=0, description="Distinguishes several rewrites of one instruction.")
 
+    # Bounded like the judge's explanation: a rewrite is one instruction, not an essay.
+    instruction_chars: ClassVar[int] = 600
+
     @classmethod
     def json_schema(cls) -> dict[str, Any]:
+        text = {"type": "string", "minLength": 1, "maxLength": cls.instruction_chars}
         return {
             "type": "object",
-            "properties": {"instruction": {"type": "string", "minLength": 1}, "input": {"type": "string"}},
+            "properties": {"instruction": text, "input": {"type": "string", "maxLength": cls.instruction_chars}},
             "required": ["instruction", "input"],
             "additionalProperties": False,
         }
