@@ -34,7 +34,7 @@ def test_micro_loop_figures(micro_run: Path) -> None:
     assert replies["judge"]["requests"] == sum(r["teacher_replies"].get("judge", {}).get("requests", 0)
                                               for r in (r1, r2))
     for row in replies.values():
-        assert row["requests"] == row["parsed"] + row["parse_failures"] + row["failures"]
+        assert row["requests"] == row["parsed"] + row["rejected"] + row["parse_failures"] + row["failures"]
         assert row["parse_failure_rate"] == 0.0
     # The training loss and what the trainer saw, per round.
     for r in (r1, r2):

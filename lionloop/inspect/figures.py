@@ -167,7 +167,8 @@ def replies_figure(data: dict[str, Any]) -> Any:
         return None
     kinds = sorted(replies)
     fig = go.Figure()
-    for key, name, colour in (("parsed", "parsed", EASY), ("parse_failures", "unreadable (after re-asks)", HARD),
+    for key, name, colour in (("parsed", "parsed", EASY), ("rejected", "read, but rejected by its check", AMBER),
+                              ("parse_failures", "unreadable (after re-asks)", HARD),
                               ("failures", "other failures (transport, budget)", GREY)):
         fig.add_trace(go.Bar(x=kinds, y=[replies[k].get(key, 0) for k in kinds], name=name, marker_color=colour))
     labels = [f"{replies[k]['parse_failure_rate']:.0%} unreadable" if replies[k].get("parse_failure_rate") is not None

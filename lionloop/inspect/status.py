@@ -39,12 +39,13 @@ def teacher_sums(per_stage: dict[str, dict[str, Any]]) -> dict[str, Any]:
     }
 
 
-REPLY_KEYS = ("requests", "parsed", "parse_failures", "failures", "reasks")
+REPLY_KEYS = ("requests", "parsed", "rejected", "parse_failures", "failures", "reasks")
 
 
 def replies_by_kind(per_stage: dict[str, dict[str, Any]], into: dict[str, dict[str, int]] | None = None) -> dict[str, dict[str, Any]]:
     """Teacher replies per request type (judge, rewrite, answer, ...) over stages: requests,
-    parsed, parse failures (unreadable after the re-asks), other failures, re-asks, and the
+    parsed, rejected (read but failing the request's check, e.g. a rewrite repeating its
+    original), parse failures (unreadable after the re-asks), other failures, re-asks, and the
     parse-failure rate among the replies that came back (failures of transport excluded)."""
     out: dict[str, dict[str, Any]] = into if into is not None else {}
     for v in per_stage.values():
@@ -53,7 +54,7 @@ def replies_by_kind(per_stage: dict[str, dict[str, Any]], into: dict[str, dict[s
             for k in REPLY_KEYS:
                 row[k] += int(c.get(k) or 0)
     for row in out.values():
-        came_back = row["parsed"] + row["parse_failures"]
+        came_back = row["parsed"] + row["rejected"] + row["parse_failures"]
         row["parse_failure_rate"] = round(row["parse_failures"] / came_back, 4) if came_back else None
     return out
 

@@ -49,6 +49,7 @@ from lionloop.teacher.requests import (
     Judge,
     JudgeOut,
     ParseError,
+    Rejected,
     Rewrite,
     RewriteOut,
     TeacherRequest,
@@ -63,7 +64,7 @@ __all__ = [
     # records
     "Instruction", "Example", "Candidate", "Case", "Cases", "Verdict", "content_id", "SPLITS",
     # teacher requests, replies and backends
-    "TeacherRequest", "ParseError", "Answer", "AnswerOut", "Judge", "JudgeOut", "Rewrite", "RewriteOut",
+    "TeacherRequest", "ParseError", "Rejected", "Answer", "AnswerOut", "Judge", "JudgeOut", "Rewrite", "RewriteOut",
     "Backend", "Reply", "Result", "ChatBackend", "AsyncRunner",
     # the generator kit
     "siblings", "sibling_requests", "sibling_instruction", "answered_siblings", "AnsweredSibling",

@@ -13,7 +13,7 @@ from typing import Any, Protocol
 from pydantic import BaseModel, ValidationError
 
 from lionloop.stores.cache import CallCache, cache_key
-from lionloop.teacher.requests import ParseError, TeacherRequest
+from lionloop.teacher.requests import ParseError, Rejected, TeacherRequest
 
 log = logging.getLogger(__name__)
 
@@ -62,6 +62,7 @@ class Result:
     error: str | None = None
     cached: bool = False
     raw: str | None = None
+    rejected: bool = False  # the reply parsed but failed the request's own check
 
     @property
     def ok(self) -> bool:
@@ -91,8 +92,9 @@ class Accounting:
     # of a stage in the loop-overhead benchmark.
     seconds: dict[tuple[int, str], float] = field(default_factory=lambda: defaultdict(float))
     reasons: dict[tuple[int, str], Counter[str]] = field(default_factory=lambda: defaultdict(Counter))
-    # Per request type (judge, rewrite, answer, ...): requests, parsed, parse_failures (a reply
-    # that could not be read, after its re-asks), other failures, re-asks.
+    # Per request type (judge, rewrite, answer, ...): requests, parsed, rejected (read, but failed
+    # the request's check), parse_failures (a reply that could not be read, after its re-asks),
+    # other failures (transport, budget), re-asks.
     kinds: dict[tuple[int, str], dict[str, Counter[str]]] = field(
         default_factory=lambda: defaultdict(lambda: defaultdict(Counter)))
 
@@ -239,7 +241,8 @@ class Teacher:
             for r in out:
                 k = kinds[r.request.kind]
                 k["requests"] += 1
-                k["parsed" if r.ok else "parse_failures" if (r.error or "").startswith("parse:") else "failures"] += 1
+                k["parsed" if r.ok else "rejected" if r.rejected
+                  else "parse_failures" if (r.error or "").startswith("parse:") else "failures"] += 1
         for r in out:
             if r.ok:
                 self._count("answered")
@@ -266,7 +269,8 @@ class Teacher:
                 msg = f"{req.kind}: parser raised {type(err).__name__}: {err}"
             if (usage or {}).get("finish_reason") == "length":
                 msg += " (the reply was cut off at max_tokens)"
-            return Result(req, error=f"parse: {msg}", cached=cached, raw=response.get("text"))
+            return Result(req, error=f"parse: {msg}", cached=cached, raw=response.get("text"),
+                          rejected=isinstance(err, Rejected))
         return Result(req, output=out, cached=cached, raw=response.get("text"))
 
     def _count(self, what: str, n: int = 1) -> None:

@@ -24,6 +24,11 @@ class ParseError(ValueError):
     """A teacher reply does not fit the request's output schema."""
 
 
+class Rejected(ParseError):
+    """A reply that reads fine but fails the request's own check (`TeacherRequest.check`), e.g. a
+    rewrite that repeats its original: re-asked like a parse failure, counted apart from them."""
+
+
 # -- tolerant JSON extraction ----------------------------------------------------------------------
 
 
@@ -201,7 +206,7 @@ class TeacherRequest(BaseModel):
         return []
 
     def check(self, out: BaseModel) -> BaseModel:
-        """Request-specific checks on a parsed output; raise ParseError to reject it."""
+        """Request-specific checks on a parsed output; raise Rejected to reject it."""
         return out
 
 
@@ -358,5 +363,5 @@ class Rewrite(TeacherRequest):
 
     def check(self, out: BaseModel) -> BaseModel:
         if _squash(out.instruction).lower() == _squash(self.instruction).lower():
-            raise ParseError("rewrite: the new instruction repeats the original")
+            raise Rejected("rewrite: the new instruction repeats the original")
         return out
