@@ -52,10 +52,10 @@ OPTIONS: dict[str, dict[str, Any]] = {
 # question the tiny student could not answer: do these methods help a student that can learn
 # multi-prompt formats?
 REAL_STUDENT: dict[str, Any] = {
-    "task": {"seeds_per_skill": 10, "cache_per_skill": 5, "eval_per_skill": 10,
+    "task": {"seeds_per_skill": 8, "cache_per_skill": 4, "eval_per_skill": 8,
              "skills": ["chain", "sum", "mood", "add", "reverse"]},
     "student": {"max_length": 160, "max_new_tokens": 16, "eval_batch_size": 64},
-    "train": {"steps_per_round": 24, "batch_size": 8, "learning_rate": 5e-4, "warmup_steps": 3,
+    "train": {"steps_per_round": 16, "batch_size": 8, "learning_rate": 5e-4, "warmup_steps": 2,
               "lora": {"enabled": True, "rank": 16, "alpha": 32}},
     "judge": {"max_cases": 40},
 }

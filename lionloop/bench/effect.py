@@ -28,9 +28,10 @@ PLOT = "docs/bench-effect.png"  # beside BENCHMARKS.md
 # cores, where SmolLM2-135M trains at ~60-150 tokens/s (a step of 8 rows takes 2-5 s) and answers
 # ~200 prompts in about a minute: a round is a few minutes, a 3-round run 10-15.
 REAL_STUDENT: dict[str, Any] = {
-    "task": {"seeds_per_skill": 12, "cache_per_skill": 6, "eval_per_skill": 12},
+    "task": {"seeds_per_skill": 10, "cache_per_skill": 4, "eval_per_skill": 10,
+             "skills": ["copy", "upper", "reverse", "sort", "add"]},
     "student": {"max_length": 96, "max_new_tokens": 16, "eval_batch_size": 64},
-    "train": {"steps_per_round": 24, "batch_size": 8, "learning_rate": 5e-4, "warmup_steps": 3,
+    "train": {"steps_per_round": 16, "batch_size": 8, "learning_rate": 5e-4, "warmup_steps": 2,
               "lora": {"enabled": True, "rank": 16, "alpha": 32}},
 }
 
@@ -227,7 +228,8 @@ def main(seeds: int = 3, rounds: int = 4, accepted: int = 300, out_dir: Path = P
         heading = "## 1b. Effectiveness with a pretrained student (LoRA)"
         rs = REAL_STUDENT
         about = (f"The same arms with `{Path(student).name}` as the student, LoRA rank {rs['train']['lora']['rank']}, "
-                 f"its chat template for training and evaluation; {rs['task']['seeds_per_skill']} seeds, "
+                 f"its chat template for training and evaluation, on skills {', '.join(rs['task']['skills'])}; "
+                 f"{rs['task']['seeds_per_skill']} seeds, "
                  f"{rs['task']['cache_per_skill']} cache and {rs['task']['eval_per_skill']} eval instructions per skill, "
                  f"{rs['train']['steps_per_round']} steps of {rs['train']['batch_size']} rows per round: sized for "
                  "2 CPU cores, so far smaller than the tiny student's table above.") + _speed(figures)
