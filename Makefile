@@ -50,6 +50,7 @@ bench: setup
 	$(BIN)/lionloop bench resume
 	$(BIN)/lionloop bench dedup
 	$(BIN)/lionloop bench ablation
+	$(BIN)/lionloop bench threads
 	$(BIN)/lionloop bench effect
 
 lint: setup

@@ -210,6 +210,25 @@ def student(
     publish("student", text, md_file)
 
 
+@bench_app.command("threads")
+def threads(
+    repeat: Annotated[int, typer.Option(min=1, help="Runs per setting (interleaved; medians reported).")] = 3,
+    setting: Annotated[list[str] | None, typer.Option("--setting", help="Setting(s) to run (default: all).")] = None,
+    write: Annotated[bool, typer.Option(help="Update BENCHMARKS.md.")] = True,
+    md: Md = None,
+) -> None:
+    """The student's torch threads and OpenMP wait policy: training and evaluation, whole-process, side by side."""
+    from lionloop.bench import threads as threads_bench
+
+    chosen = tuple(setting) if setting else tuple(threads_bench.SETTINGS)
+    unknown = [s for s in chosen if s not in threads_bench.SETTINGS]
+    if unknown:
+        fail(f"--setting: unknown {unknown} (known: {', '.join(threads_bench.SETTINGS)})", 2)
+    md_file = md_target(write, md)
+    results = run_bench(threads_bench.run, repeat, chosen)
+    publish("threads", threads_bench.report(results, f"lionloop bench threads --repeat {repeat}"), md_file)
+
+
 @bench_app.command("resume")
 def resume(
     rounds: Annotated[int, typer.Option(min=2)] = 3,
