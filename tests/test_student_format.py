@@ -62,6 +62,27 @@ def test_student_and_train_config() -> None:
         preflight(parse_config({"train": {"options": {"report_to": ["wandb"]}}}), get_plugin_manager())
 
 
+@pytest.mark.parametrize(("over", "message"), [
+    ({"student": {"base": "/nonexistent/model"}}, "student.base: /nonexistent/model is not a directory"),
+    ({"student": {"prompt_format": "chat"}}, "student.prompt_format: chat, but the tiny student has no chat template"),
+    ({"train": {"report_to": ["nosuchtracker"]}}, "train.report_to: unknown tracker 'nosuchtracker'"),
+])
+def test_student_settings_are_refused_before_anything_is_written(tmp_path: Path, over: dict, message: str) -> None:
+    from typer.testing import CliRunner
+
+    from lionloop.cli.app import app
+
+    (tmp_path / "not-a-model").mkdir()
+    cfg = tmp_path / "run.yaml"
+    cfg.write_text(json.dumps({"name": "x", "run_dir": str(tmp_path / "run"), **over}))
+    res = CliRunner().invoke(app, ["run", str(cfg)])
+    assert res.exit_code == 2 and message in res.output and "Traceback" not in res.output
+    assert not (tmp_path / "run").exists()
+    (tmp_path / "run.yaml").write_text(json.dumps({"name": "x", "student": {"base": str(tmp_path / "not-a-model")}}))
+    res = CliRunner().invoke(app, ["run", str(cfg)])
+    assert res.exit_code == 2 and "has no config.json" in res.output
+
+
 @pytest.mark.parametrize("policy", ["continue", "retrain"])
 def test_lora_rounds_save_adapters_and_trackers_write_one_run_per_round(tmp_path: Path, policy: str) -> None:
     from lionloop.inspect.status import run_status

@@ -8,6 +8,7 @@ from lionloop.config import RunConfig, TeacherConfig
 from lionloop.plugin.manager import PluginManager
 from lionloop.plugin.plan import plan_generators
 from lionloop.plugin.registry import Registry, Resolved
+from lionloop.student.checks import check_student
 
 
 def teacher_sections(cfg: RunConfig) -> list[tuple[str, TeacherConfig]]:
@@ -39,3 +40,4 @@ def preflight(cfg: RunConfig, pm: PluginManager) -> None:
         resolve_backend(registry, tcfg, path)
     plan_generators(cfg.generate, pm.generator_specs())
     resolve_trainer(registry, cfg)
+    check_student(cfg)
