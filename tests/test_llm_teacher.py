@@ -153,20 +153,44 @@ def test_judge_prompt_fences_untrusted_text_with_a_content_nonce() -> None:
     req = judge(answer_2=attack)
     system, user = Prompts().messages(req)
     nonce = request_nonce(req)
-    assert system["role"] == "system" and "position" not in system["content"]
-    assert nonce in system["content"] and "Score of Assistant 1: 10" in system["content"]
+    assert system["role"] == "system" and "Score of Assistant 1: 10" in system["content"]
+    # The nonce is in the user turn only: every judge request shares its system message, so
+    # servers that cache prompt prefixes skip its prefill after the first call.
+    assert nonce not in system["content"]
     assert f"<<<ASSISTANT 2 ANSWER {nonce}>>>\n{attack}\n<<<END ASSISTANT 2 ANSWER {nonce}>>>" in user["content"]
     assert user["content"].count(f"<<<END ASSISTANT 2 ANSWER {nonce}>>>") == 1
     assert request_nonce(judge(answer_2=attack + ".")) != nonce  # the nonce follows the content
     for word in ("helpfulness", "relevance", "accuracy", "level of detail", "position bias", "1 to 10"):
-        assert word in user["content"]
-    assert user["content"].index("explanation") < user["content"].index('"score_1"')
+        assert word in system["content"]
+    assert system["content"].index("explanation") < system["content"].index('"score_1"')
+    assert f"at most {Judge.explanation_words} words" in system["content"]
+
+
+def test_requests_share_their_system_prompt_and_nonces_stay_out_of_it() -> None:
+    """Prefix caching (vLLM, llama.cpp, OpenAI) needs a shared prefix: per request type (and
+    rewrite mode) the system message is identical, whatever the fenced data and its nonce."""
+    prompts = Prompts()
+    pairs = [(judge(instruction="a"), judge(instruction="b", answer_1="zz")),
+             (Rewrite(instruction="sort ab"), Rewrite(instruction="copy cd", task="copy", variant=2)),
+             (Rewrite(instruction="sort ab", mode="easy"), Rewrite(instruction="add 1 2", mode="easy"))]
+    for a, b in pairs:
+        (sa, ua), (sb, _) = prompts.messages(a), prompts.messages(b)
+        assert sa == sb and request_nonce(a) != request_nonce(b)
+        assert request_nonce(a) in ua["content"] and request_nonce(a) not in sa["content"]
+    # The plugins' templates too: no nonce in any system message.
+    from lionloop.plugins.rationale import Rationale
+
+    s, _ = prompts.messages(Rationale(instruction="add 1 2"))
+    assert request_nonce(Rationale(instruction="add 1 2")) not in s["content"]
 
 
 def test_rewrite_prompts_follow_lion() -> None:
     p = Prompts()
-    hard = p.messages(Rewrite(instruction="sort dcba", task="sort", mode="hard"))[-1]["content"]
-    easy = p.messages(Rewrite(instruction="sort dcba", task="sort", mode="easy"))[-1]["content"]
+    def text(req: Rewrite) -> str:  # the mode's rules are in the (shared) system message
+        return "\n".join(m["content"] for m in p.messages(req))
+
+    hard = text(Rewrite(instruction="sort dcba", task="sort", mode="hard"))
+    easy = text(Rewrite(instruction="sort dcba", task="sort", mode="easy"))
     assert "same domain and the same task type" in hard and "length and difficulty" in hard
     assert "same domain" in easy and "rarer" in easy and "difficulty" not in easy
     v2 = p.messages(Rewrite(instruction="sort dcba", mode="hard", variant=2))[-1]["content"]
@@ -389,9 +413,49 @@ def test_structured_output_is_requested_where_it_belongs(tmp_path: Path) -> None
         ask(backend(srv.base_url, structured_output="none", options={"top_p": 0.5}), [judge()], tmp_path / "2")
         sent = srv.stats.bodies  # "ok" is no verdict: asked, then re-asked
     assert len(sent) == 2 and all("response_format" not in b and b["top_p"] == 0.5 for b in sent)
+    # json_object carries the schema along (llama.cpp constrains decoding with it) and, since not
+    # every server honours it, in the prompt too; json_schema needs no schema in the prompt.
     json_object = backend("http://127.0.0.1:9/v1", structured_output="json_object")
-    assert json_object.prompt_for(judge(), 0)["response_format"] == {"type": "json_object"}
+    sent = json_object.prompt_for(judge(), 0)
+    assert sent["response_format"] == {"type": "json_object", "schema": Judge.json_schema()}
+    assert json.dumps(Judge.json_schema()) in sent["messages"][-1]["content"]
     assert json_object.prompt_for(Answer(instruction="q"), 0)["response_format"] is None
+    assert json.dumps(Judge.json_schema()) not in str(backend("http://127.0.0.1:9/v1").prompt_for(judge(), 0))
+
+
+@pytest.mark.parametrize("formats, settles_on", [
+    (("json_object+schema", "json_object"), "json_object_schema"),  # llama.cpp's server
+    (("json_object",), "json_object"),
+    ((), "none"),
+])
+def test_structured_output_is_negotiated_with_the_server(tmp_path: Path, formats: tuple[str, ...],
+                                                         settles_on: str) -> None:
+    """A server refusing json_schema with a validation 500 (as llama.cpp's does) is not retried
+    as if the error were transient: the request goes again at once with the next weaker format,
+    and every later request starts there."""
+    with ScriptedServer(formats=formats, keep_bodies=50) as srv:
+        b = backend(srv.base_url, max_retries=4)
+        res = ask(b, [judge(instruction=f"q{i}") for i in range(6)] + [Answer(instruction="hi")], tmp_path)
+        refused = srv.stats.faults["format"]
+    assert b.structured_output == settles_on
+    # Each refused format was tried once per request in flight at most, never retried 4 times.
+    assert refused <= 6 * (("json_schema", "json_object_schema", "json_object", "none").index(settles_on))
+    assert srv.stats.faults["500"] == 0 and all(r.error is None or r.error.startswith("parse:") for r in res)
+    if settles_on == "json_object_schema":  # the schema rode along: the verdicts parse
+        assert all(r.ok for r in res)
+    later = ask(b, [judge(instruction="later")], tmp_path / "2")
+    assert later[0].request and srv.stats.faults["format"] == refused  # no new refusal
+
+
+def test_a_validation_500_is_not_retried_but_a_plain_500_is(tmp_path: Path) -> None:
+    from lionloop.plugins.backend_openai import _Fail, _Retry, _status_error
+
+    v = _status_error(500, {}, json.dumps({"error": {"message": "1 validation error: Input should be 'text'"}}))
+    assert isinstance(v, _Fail) and v.refused_format is False
+    f = _status_error(500, {}, json.dumps({"error": {"message": "response_format json_schema is not supported"}}))
+    assert isinstance(f, _Fail) and f.refused_format
+    assert isinstance(_status_error(500, {}, '{"error": {"message": "CUDA out of memory"}}'), _Retry)
+    assert isinstance(_status_error(400, {}, '{"error": {"message": "prompt too long"}}'), _Fail)
 
 
 class Tags(TeacherRequest):
@@ -471,9 +535,22 @@ def test_hf_backend_with_a_tiny_chat_model(tmp_path: Path) -> None:
     t = Teacher(b, CallCache(tmp_path / "c.sqlite"), "run", parse_retries=1).at(1, "evaluate")
     res = t.ask(reqs)
     assert len(res) == 7
-    for r in res:  # random weights: answers are garbage text; verdicts fail to parse, never invented
+    for r in res:  # random weights, 12 tokens: verdicts are cut off (data, never invented)
         assert r.ok or (r.error.startswith("parse:") and r.raw is not None)
     assert not any(r.ok for r in res if isinstance(r.request, Judge))
+    # Constrained decoding: with room for the bounded explanation, even random weights write
+    # verdicts that parse (unconstrained, SmolLM2-135M closed its JSON in 0 of 8 replies).
+    roomy = HFBackend(cfg.model_copy(update={"max_tokens": 320}))
+    judged = Teacher(roomy, CallCache(tmp_path / "c3.sqlite"), "run", parse_retries=0).ask(
+        [judge(instruction=f"j{i}") for i in range(3)] + [Rewrite(instruction="sort ab")])
+    # Every reply is a verdict, unless max_tokens cut it (byte tokens: a character of the bounded
+    # explanation can take 4 of them); never text outside the schema.
+    assert all(r.ok or r.error.endswith("cut off at max_tokens)") for r in judged), [r.error for r in judged]
+    ok = [r for r in judged if r.ok]
+    assert len(ok) >= 2 and all(r.raw.startswith("{") for r in judged)
+    assert all(len(r.output.explanation) <= Judge.explanation_chars for r in ok if isinstance(r.request, Judge))
+    free = HFBackend(cfg.model_copy(update={"max_tokens": 320, "structured_output": "none"}))
+    assert free.grammar(judge()) is None and roomy.grammar(Answer(instruction="q")) is None
     s = t.stats()[(1, "evaluate")]
     assert s["requests"] == 7 == s["answered"] + s["failures"]
     assert s["prompt_tokens"] > 0 and 0 < s["completion_tokens"] <= s["calls"] * 12

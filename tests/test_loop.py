@@ -28,6 +28,20 @@ def test_micro_loop_figures(micro_run: Path) -> None:
     assert st["bootstrap"]["seeds"] == 18 and st["bootstrap"]["cache"] == 18
     assert st["bootstrap"]["teacher_calls"] == 36
     assert st["teacher_calls"]["repaid"] == 0
+    # Replies per request type, per round and over the run; the oracle's always parse.
+    replies = st["teacher_replies"]
+    assert {"answer", "judge", "rewrite"} <= set(replies)
+    assert replies["judge"]["requests"] == sum(r["teacher_replies"].get("judge", {}).get("requests", 0)
+                                              for r in (r1, r2))
+    for row in replies.values():
+        assert row["requests"] == row["parsed"] + row["rejected"] + row["parse_failures"] + row["failures"]
+        assert row["parse_failure_rate"] == 0.0
+    # The training loss and what the trainer saw, per round.
+    for r in (r1, r2):
+        t = r["train"]
+        assert t["train_loss"] > 0 and t["losses"] and t["prompt_format"] == "plain"
+        assert t["truncated_rows"] == 0 and t["tokens_per_s"] > 0
+    assert r1["train"]["train_loss"] > r2["train"]["train_loss"]
 
 
 def test_pool_lineage_and_splits(micro_run: Path) -> None:

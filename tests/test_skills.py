@@ -91,3 +91,19 @@ def test_pack_options_are_typed_and_checked() -> None:
             SkillsPack(TaskConfig(options=options), 0)
         with pytest.raises(ConfigError, match=f"^{message}"):
             REGISTRY.resolve("task_pack", "skills", "task.pack", options, "task.options")
+
+
+def test_a_right_answer_inside_a_chatty_reply_counts_only_where_allowed() -> None:
+    strict = SkillsPack(TaskConfig(), 0)
+    lenient = SkillsPack(TaskConfig(options={"answer_in_reply": True}), 0)
+    add, rev, up = (strict.make(s, 2, __import__("random").Random(1)) for s in ("add", "reverse", "upper"))
+    gold = {i.id: strict.solve(i.text) for i in (add, rev, up)}
+    for ins in (add, rev, up):
+        reply = f"Sure! The answer to '{ins.text}' is {gold[ins.id]}."
+        assert strict.verify(ins, reply) is False and lenient.verify(ins, reply) is True
+        assert lenient.verify(ins, f"  {gold[ins.id]}\n") is True
+    # The last word shaped like the answer decides: an echo of the question with a wrong answer,
+    # or a right answer followed by a wrong one, is wrong.
+    a, b = add.text.split()[1:]
+    assert lenient.verify(add, f"{a} + {b} = {int(a) + int(b) + 1}") is False
+    assert lenient.verify(add, f"{gold[add.id]}? No: {int(gold[add.id]) + 1}") is False

@@ -55,6 +55,31 @@ OPTIONS: dict[str, dict[str, Any]] = {
 }
 
 
+# `--student PATH`: a pretrained student with LoRA, on the skills the plugins were built for plus
+# two of the demo's (sized for 2 CPU cores: SmolLM2-135M trains at ~60-150 tokens/s here). The
+# question the tiny student could not answer: do these methods help a student that can learn
+# multi-prompt formats?
+REAL_STUDENT: dict[str, Any] = {
+    "task": {"seeds_per_skill": 8, "cache_per_skill": 4, "eval_per_skill": 8,
+             "skills": ["chain", "sum", "mood", "add", "reverse"]},
+    "student": {"max_length": 160, "max_new_tokens": 16, "eval_batch_size": 64},
+    "train": {"steps_per_round": 16, "batch_size": 8, "learning_rate": 5e-4, "warmup_steps": 2,
+              "lora": {"enabled": True, "rank": 16, "alpha": 32}},
+    "judge": {"max_cases": 40},
+}
+
+
+def student_overrides(student: Path | None, base: dict | None = None) -> dict | None:
+    """Config overrides for a pretrained `--student` (None: the tiny student)."""
+    if student is None:
+        return base
+    out: dict[str, Any] = json.loads(json.dumps(REAL_STUDENT))
+    out["student"]["base"] = str(Path(student).resolve())
+    for k, v in (base or {}).items():
+        out[k] = {**out.get(k, {}), **v} if isinstance(v, dict) else v
+    return out
+
+
 def generators(arm: str, budget: int) -> dict[str, Any]:
     """The arm's generators, each with an equal part of the per-round budget of new-data calls."""
     plugin, _, mode = arm[1:].partition("-")
@@ -131,7 +156,7 @@ def summarise(results: dict[str, dict[int, list[dict[str, Any]]]]) -> dict[str, 
 FOCUS = ("chain", "sum", "mood")  # the skills the plugins were built for
 
 
-def report(summary: dict[str, Any], command: str) -> str:
+def report(summary: dict[str, Any], command: str, heading: str | None = None, about: str = "") -> str:
     arms = [a for a in ARMS if a in summary["arms"]]
     skills = summary["skills"]
     base = summary["arms"].get("lion")
@@ -154,8 +179,9 @@ def report(summary: dict[str, Any], command: str) -> str:
     verdict = (f"Arms above lion alone on mean accuracy: {', '.join(better)}." if better else
                "No arm is above lion alone on mean accuracy.")
     return "\n".join([
-        "## 7. Generator ablation: each plugin on/off at equal budget",
+        heading or "## 7. Generator ablation: each plugin on/off at equal budget",
         "",
+        *([about, ""] if about else []),
         f"Command: `{command}` ({sum(secs) / 60:.0f} min for {len(secs)} runs, {mean_std(secs)[0] / 60:.1f} min per run). "
         f"Machine: {machine_line()}.",
         "",
@@ -179,15 +205,26 @@ def report(summary: dict[str, Any], command: str) -> str:
 
 def main(seeds: int = 3, rounds: int = 3, budget: int = 120, out_dir: Path = Path("runs/bench-ablation"),
          arms: tuple[str, ...] = ARMS, write: bool = True, overrides: dict | None = None,
-         md: Path | None = None) -> tuple[dict[str, Any], str]:
+         md: Path | None = None, student: Path | None = None) -> tuple[dict[str, Any], str]:
     """Run (or resume) the ablation; returns the summary and its Markdown table, which `write`
     puts in BENCHMARKS.md's "Generator ablation" section (`benchmarks_md(md)`: checked before
-    any run starts)."""
+    any run starts). `student`: a pretrained HF model folder (LoRA), in a section of its own."""
     target = benchmarks_md(md) if write else None
     out_dir.mkdir(parents=True, exist_ok=True)
-    res = run(arms, list(range(seeds)), rounds, budget, out_dir, overrides)
+    res = run(arms, list(range(seeds)), rounds, budget, out_dir, student_overrides(student, overrides))
     summary = summarise(res["results"])
-    text = report(summary, f"lionloop bench ablation --seeds {seeds} --rounds {rounds} --budget {budget}")
+    command = f"lionloop bench ablation --seeds {seeds} --rounds {rounds} --budget {budget}"
+    heading = about = None
+    if student is not None:
+        command += f" --student {Path(student).name} " + " ".join(f"--arm {a}" for a in arms)
+        heading = "## 7b. Generator ablation with a pretrained student (LoRA)"
+        rs = REAL_STUDENT
+        about = (f"`{Path(student).name}` as the student (LoRA rank {rs['train']['lora']['rank']}, trained and "
+                 f"asked through its chat template, so the plugins' prefixed prompts are one more line of its user "
+                 f"turn), on skills {', '.join(rs['task']['skills'])}: {rs['task']['seeds_per_skill']} seeds, "
+                 f"{rs['task']['eval_per_skill']} eval instructions per skill, {rs['train']['steps_per_round']} steps "
+                 f"of {rs['train']['batch_size']} rows per round, the oracle as teacher.")
+    text = report(summary, command, heading, about or "")
     if target is not None:
-        write_section("ablation", text, target)
+        write_section("ablation" if student is None else "ablation-real", text, target)
     return summary, text

@@ -12,6 +12,7 @@ on the same number of teacher-answered examples.
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +30,28 @@ from lionloop.config import RunConfig, parse_config
 ARMS = ("lion", "uniform", "seeds", "lion_cap")
 TASK_CAP = 0.25
 PLOT = "docs/bench-effect.png"  # beside BENCHMARKS.md
+
+# `--student PATH`: a pretrained HF model as the student, trained with LoRA. Sized for 2 CPU
+# cores, where SmolLM2-135M trains at ~60-150 tokens/s (a step of 8 rows takes 2-5 s) and answers
+# ~200 prompts in about a minute: a round is a few minutes, a 3-round run 10-15.
+REAL_STUDENT: dict[str, Any] = {
+    "task": {"seeds_per_skill": 10, "cache_per_skill": 4, "eval_per_skill": 10,
+             "skills": ["copy", "upper", "reverse", "sort", "add"]},
+    "student": {"max_length": 96, "max_new_tokens": 16, "eval_batch_size": 64},
+    "train": {"steps_per_round": 16, "batch_size": 8, "learning_rate": 5e-4, "warmup_steps": 2,
+              "lora": {"enabled": True, "rank": 16, "alpha": 32}},
+}
+
+
+def student_overrides(student: Path | None, base: dict | None = None) -> dict | None:
+    """The config overrides for a pretrained `--student` (None: the tiny student, no change)."""
+    if student is None:
+        return base
+    out = json.loads(json.dumps(REAL_STUDENT))
+    out["student"]["base"] = str(Path(student).resolve())
+    for k, v in (base or {}).items():
+        out[k] = {**out.get(k, {}), **v} if isinstance(v, dict) else v
+    return out
 
 
 def arm_config(arm: str, seed: int, rounds: int, run_dir: Path, accepted: int, overrides: dict | None = None) -> RunConfig:
@@ -69,9 +92,10 @@ def budget_to_reach(curve: list[tuple[float, float]], target: float) -> float | 
     return None
 
 
-def run(seeds: list[int], rounds: int, accepted: int, out_dir: Path, overrides: dict | None = None) -> dict[str, Any]:
+def run(seeds: list[int], rounds: int, accepted: int, out_dir: Path, overrides: dict | None = None,
+        arms: tuple[str, ...] = ARMS) -> dict[str, Any]:
     """Every (arm, seed) run, resumable: finished runs are read back from effect.json."""
-    return run_arms("effect", ARMS, seeds, out_dir,
+    return run_arms("effect", arms, seeds, out_dir,
                          lambda arm, seed, run_dir: arm_config(arm, seed, rounds, run_dir, accepted, overrides),
                          per_round)
 
@@ -122,7 +146,7 @@ def allocation(figures: dict[str, dict[int, dict[str, Any]]],
     return alloc
 
 
-def plot(results: dict[str, dict[int, list[dict[str, Any]]]], path: Path) -> Path:
+def plot(results: dict[str, dict[int, list[dict[str, Any]]]], path: Path, title: str = "offline pack") -> Path:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -135,7 +159,7 @@ def plot(results: dict[str, dict[int, list[dict[str, Any]]]], path: Path) -> Pat
                     alpha=0.7, label=arm if k == 0 else None)
     ax.set_xlabel("teacher-answered training examples (data budget)")
     ax.set_ylabel("held-out accuracy (%)")
-    ax.set_title("offline pack: accuracy after each round, one line per seed")
+    ax.set_title(f"{title}: accuracy after each round, one line per seed")
     ax.grid(alpha=0.3)
     ax.legend()
     fig.tight_layout()
@@ -146,7 +170,8 @@ def plot(results: dict[str, dict[int, list[dict[str, Any]]]], path: Path) -> Pat
 
 
 def report(summary: dict[str, Any], seconds: float, command: str, plot_path: Path | None,
-           alloc: dict[str, dict[str, float]] | None = None) -> str:
+           alloc: dict[str, dict[str, float]] | None = None, heading: str | None = None,
+           about: str = "") -> str:
     arms = [a for a in ARMS if a in summary["arms"]]
     rows = []
     for arm in arms:
@@ -155,10 +180,11 @@ def report(summary: dict[str, Any], seconds: float, command: str, plot_path: Pat
                      *[f"{100 * s['per_skill'][k][0]:.0f} ± {100 * s['per_skill'][k][1]:.0f}" for k in summary["skills"]]])
     n = len(next(iter(summary["arms"].values()))["rows"])
     lines = [
-        "## 1. Effectiveness: the loop vs. uniform expansion vs. seeds only",
+        heading or "## 1. Effectiveness: the loop vs. uniform expansion vs. seeds only",
         "",
         f"Command: `{command}` ({seconds / 60:.0f} min). Machine: {machine_line()}.",
         "",
+        *([about, ""] if about else []),
         f"Held-out {summary.get('metric', 'accuracy')} (%) after the last round, mean ± std over {n} seeds; the data budget is the",
         "number of teacher-answered training examples the student saw in its last round.",
         "",
@@ -187,21 +213,48 @@ def report(summary: dict[str, Any], seconds: float, command: str, plot_path: Pat
 
 
 def main(seeds: int = 3, rounds: int = 4, accepted: int = 300, out_dir: Path = Path("runs/bench-effect"),
-         write: bool = True, overrides: dict | None = None, md: Path | None = None) -> dict[str, Any]:
+         write: bool = True, overrides: dict | None = None, md: Path | None = None,
+         student: Path | None = None, arms: tuple[str, ...] | None = None) -> dict[str, Any]:
     """Run (or resume) the benchmark; `write` puts its section and plot beside BENCHMARKS.md
-    (`benchmarks_md(md)`: checked before any run starts)."""
+    (`benchmarks_md(md)`: checked before any run starts). `student`: a pretrained HF model folder
+    as the student (LoRA, `REAL_STUDENT` sizes); its figures go to a section of their own."""
     target = benchmarks_md(md) if write else None
     out_dir.mkdir(parents=True, exist_ok=True)
-    res = run(list(range(seeds)), rounds, accepted, out_dir, overrides)
+    arms = arms or (("lion", "uniform", "seeds") if student else ARMS)
+    res = run(list(range(seeds)), rounds, accepted, out_dir, student_overrides(student, overrides), arms)
     summary = summarise(res["results"])
     plot_path = None
+    plot_file = PLOT if student is None else PLOT.replace(".png", "-real.png")
     if target is not None:
-        plot(res["results"], target.parent / PLOT)
-        plot_path = Path(PLOT)  # linked relative to BENCHMARKS.md
+        plot(res["results"], target.parent / plot_file, "offline pack" if student is None else Path(student).name)
+        plot_path = Path(plot_file)  # linked relative to BENCHMARKS.md
     figures = finished_figures(out_dir, res["results"])
-    text = report(summary, wall_seconds(figures), f"lionloop bench effect --seeds {seeds} --rounds {rounds} "
-                  f"--accepted {accepted}", plot_path, allocation(figures, res["results"]))
+    command = f"lionloop bench effect --seeds {seeds} --rounds {rounds} --accepted {accepted}"
+    heading = about = None
+    if student is not None:
+        command += f" --student {Path(student).name} --arm " + " --arm ".join(arms)
+        heading = "## 1b. Effectiveness with a pretrained student (LoRA)"
+        rs = REAL_STUDENT
+        about = (f"The same arms with `{Path(student).name}` as the student, LoRA rank {rs['train']['lora']['rank']}, "
+                 f"its chat template for training and evaluation, on skills {', '.join(rs['task']['skills'])}; "
+                 f"{rs['task']['seeds_per_skill']} seeds, "
+                 f"{rs['task']['cache_per_skill']} cache and {rs['task']['eval_per_skill']} eval instructions per skill, "
+                 f"{rs['train']['steps_per_round']} steps of {rs['train']['batch_size']} rows per round: sized for "
+                 "2 CPU cores, so far smaller than the tiny student's table above.") + _speed(figures)
+    text = report(summary, wall_seconds(figures), command, plot_path, allocation(figures, res["results"]),
+                  heading, about or "")
     print(text)
     if target is not None:
-        write_section("effect", text, target)
+        write_section("effect" if student is None else "effect-real", text, target)
     return summary
+
+
+def _speed(figures: dict[str, dict[int, dict[str, Any]]]) -> str:
+    """Median round wall time and trainer tokens/s over the runs (for the pretrained student)."""
+    rounds = [r for by_seed in figures.values() for f in by_seed.values() for r in loop_rounds(f)]
+    walls = sorted(sum((r.get("seconds") or {}).values()) for r in rounds)
+    tps = sorted(r["train"]["tokens_per_s"] for r in rounds if r.get("train", {}).get("tokens_per_s"))
+    if not walls or not tps:
+        return ""
+    return (f" Median round: {walls[len(walls) // 2]:.0f} s wall; the trainer ran at "
+            f"{tps[len(tps) // 2]:.0f} tokens/s (median; range {tps[0]:.0f}-{tps[-1]:.0f}).")

@@ -237,6 +237,35 @@ def plugins(as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
     console.print(c)
 
 
+@app.command("export-model")
+def export_model(
+    run_dir: Annotated[Path, typer.Argument(help="Run directory.")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="Folder to write the model to.")],
+    round: Annotated[int | None, typer.Option("--round", help="Round to export (default: best held-out accuracy).")] = None,
+    force: Annotated[bool, typer.Option("--force", help="Replace a non-empty --out folder.")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print what was written as JSON.")] = False,
+) -> None:
+    """Write a round's student as a standalone HF model folder with its model card."""
+    quiet_libraries()
+    from lionloop.inspect.model_card import card_facts, card_markdown
+    from lionloop.rundir import RunDir
+    from lionloop.student.export import export_model as do_export
+
+    facts = guard(card_facts, run_dir, round)
+    cfg, _ = guard(RunDir(run_dir).read)
+    res = guard(do_export, RunDir(run_dir).student(facts["round"]), out, cfg.student,
+                lambda fmt, eos: card_markdown(facts, fmt, eos),
+                {"run_id": facts["run_id"], "round": facts["round"], "chosen_by": facts["chosen_by"],
+                 "eval_accuracy": {r: a for r, a, _ in facts["curve"]}.get(facts["round"])},
+                force)
+    if as_json:
+        typer.echo(json.dumps(res, indent=2))
+        return
+    console.print(f"wrote {res['out']}: round {res['round']} ({res['chosen_by']}, eval {res['eval_accuracy']:.1%}), "
+                  f"{res['parameters'] / 1e6:.1f}M parameters{', LoRA merged' if res['lora_merged'] else ''}, "
+                  f"{res['prompt_format']} prompts, {res['bytes'] / 1e6:.0f} MB")
+
+
 app.add_typer(pool_app, name="pool")
 app.command("report")(report)
 app.add_typer(bench_app, name="bench")

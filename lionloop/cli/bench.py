@@ -100,14 +100,23 @@ def effect(
     accepted: Annotated[int, typer.Option(min=1, help="New teacher-answered examples per round (the budget).")] = 300,
     out_dir: Annotated[str, typer.Option(help="Where the runs go (re-running resumes).")] = "runs/bench-effect",
     write: Annotated[bool, typer.Option(help="Update BENCHMARKS.md.")] = True,
+    student: Annotated[Path | None, typer.Option(
+        "--student", exists=True, file_okay=False,
+        help="A pretrained HF model folder as the student (LoRA; sized for CPU); its own BENCHMARKS.md section.")] = None,
+    arm: Annotated[list[str] | None, typer.Option("--arm", help="Arm(s) to run: lion, uniform, seeds, lion_cap "
+                                                  "(default: all; with --student: lion, uniform, seeds).")] = None,
     md: Md = None,
 ) -> None:
     """Held-out accuracy of the loop vs. uniform expansion vs. seeds only, at equal data budget."""
     from lionloop.bench import effect as effect_bench
 
+    unknown = [a for a in arm or () if a not in effect_bench.ARMS]
+    if unknown:
+        fail(f"--arm: unknown {unknown} (known: {', '.join(effect_bench.ARMS)})", 2)
     quiet_libraries()
     setup_logging(False)
-    run_bench(effect_bench.main, seeds, rounds, accepted, Path(out_dir), write, md=md)
+    run_bench(effect_bench.main, seeds, rounds, accepted, Path(out_dir), write, md=md, student=student,
+              arms=tuple(arm) if arm else None)
 
 
 @bench_app.command("ablation")
@@ -119,6 +128,9 @@ def ablation(
                                                   "+socratic, +disco, +finetune_cot, +socratic-separate, all.")] = None,
     out_dir: Annotated[Path, typer.Option(help="Run directories and ablation.json (resumable).")] = Path("runs/bench-ablation"),
     write: Annotated[bool, typer.Option(help="Write the table into BENCHMARKS.md (section 'Generator ablation').")] = True,
+    student: Annotated[Path | None, typer.Option(
+        "--student", exists=True, file_okay=False,
+        help="A pretrained HF model folder as the student (LoRA; sized for CPU); its own BENCHMARKS.md section.")] = None,
     md: Md = None,
 ) -> None:
     """Held-out accuracy of the loop with each generator plugin on or off, at equal teacher budget,
@@ -132,7 +144,7 @@ def ablation(
     quiet_libraries()
     setup_logging(False)
     _, text = run_bench(ablation_bench.main, seeds=seeds, rounds=rounds, budget=budget, out_dir=out_dir, arms=arms,
-                        write=write, md=md)
+                        write=write, md=md, student=student)
     console.print(text, markup=False, highlight=False)
 
 
@@ -196,6 +208,25 @@ def student(
     quiet_libraries()
     text = student_eval_report(run_bench(student_eval, prompts), f"lionloop bench student --prompts {prompts}")
     publish("student", text, md_file)
+
+
+@bench_app.command("threads")
+def threads(
+    repeat: Annotated[int, typer.Option(min=1, help="Runs per setting (interleaved; medians reported).")] = 3,
+    setting: Annotated[list[str] | None, typer.Option("--setting", help="Setting(s) to run (default: all).")] = None,
+    write: Annotated[bool, typer.Option(help="Update BENCHMARKS.md.")] = True,
+    md: Md = None,
+) -> None:
+    """The student's torch threads and OpenMP wait policy: training and evaluation, whole-process, side by side."""
+    from lionloop.bench import threads as threads_bench
+
+    chosen = tuple(setting) if setting else tuple(threads_bench.SETTINGS)
+    unknown = [s for s in chosen if s not in threads_bench.SETTINGS]
+    if unknown:
+        fail(f"--setting: unknown {unknown} (known: {', '.join(threads_bench.SETTINGS)})", 2)
+    md_file = md_target(write, md)
+    results = run_bench(threads_bench.run, repeat, chosen)
+    publish("threads", threads_bench.report(results, f"lionloop bench threads --repeat {repeat}"), md_file)
 
 
 @bench_app.command("resume")

@@ -176,6 +176,44 @@ def teacher_figure(data: dict[str, Any]) -> Any:
     return _layout(fig, legend_traceorder="normal")
 
 
+def training_figure(data: dict[str, Any]) -> Any:
+    import plotly.graph_objects as go
+
+    rounds = [r for r in data["rounds"] if data["metrics"][r].get("train", {}).get("train_loss") is not None]
+    if not rounds:
+        return None
+    train = [data["metrics"][r]["train"] for r in rounds]
+    fig = go.Figure()
+    fig.add_trace(go.Scatter(x=rounds, y=[t["train_loss"] for t in train], name="mean loss of the round",
+                             mode="lines+markers", line={"width": 3, "color": "#222"}))
+    fig.add_trace(go.Scatter(x=rounds, y=[t.get("last_loss") for t in train], name="last logged loss",
+                             mode="lines+markers", line={"dash": "dot", "color": "#7b3294"}))
+    _round_axis(fig, rounds)
+    fig.update_yaxes(title_text="training loss", rangemode="tozero")
+    return _layout(fig)
+
+
+def replies_figure(data: dict[str, Any]) -> Any:
+    import plotly.graph_objects as go
+
+    replies = data["stats"].get("teacher_replies") or {}
+    if not replies:
+        return None
+    kinds = sorted(replies)
+    fig = go.Figure()
+    for key, name, colour in (("parsed", "parsed", EASY), ("rejected", "read, but rejected by its check", AMBER),
+                              ("parse_failures", "unreadable (after re-asks)", HARD),
+                              ("failures", "other failures (transport, budget)", GREY)):
+        fig.add_trace(go.Bar(x=kinds, y=[replies[k].get(key, 0) for k in kinds], name=name, marker_color=colour))
+    labels = [f"{replies[k]['parse_failure_rate']:.0%} unreadable" if replies[k].get("parse_failure_rate") is not None
+              else "" for k in kinds]
+    fig.add_trace(go.Scatter(x=kinds, y=[replies[k].get("requests", 0) for k in kinds], text=labels,
+                             mode="text", textposition="top center", showlegend=False, hoverinfo="skip"))
+    fig.update_layout(barmode="stack")
+    fig.update_yaxes(title_text="requests")
+    return _layout(fig, hovermode="closest")
+
+
 def gap_figure(data: dict[str, Any]) -> Any:
     import plotly.graph_objects as go
     from plotly.colors import sample_colorscale

@@ -150,7 +150,9 @@ def figures(data: dict[str, Any]) -> list[dict[str, Any]]:
         metric_name,
         pool_figure,
         referee_figure,
+        replies_figure,
         teacher_figure,
+        training_figure,
     )
 
     metric = metric_name(data)
@@ -179,6 +181,12 @@ def figures(data: dict[str, Any]) -> list[dict[str, Any]]:
         {"id": "teacher", "title": "Teacher calls and tokens",
          "about": "Paid teacher calls per round by stage (round 0 = bootstrap); cache hits and tokens as lines.",
          "fig": teacher_figure(data)},
+        {"id": "replies", "title": "Teacher replies by request type",
+         "about": "Every teacher request of the run by type: parsed, unreadable after its re-asks (the parse-failure rate above each bar), or failed otherwise.",
+         "fig": replies_figure(data)},
+        {"id": "training", "title": "Training loss by round",
+         "about": "The student's completion loss in each round's imitate stage: the mean over the round's steps and the last value logged.",
+         "fig": training_figure(data)},
         {"id": "gaps", "title": "Referee score gaps",
          "about": "Teacher score minus student score for every judged case, per round (identical answers are easy and not scored).",
          "fig": gap_figure(data)},

@@ -42,6 +42,26 @@ def teacher_sums(per_stage: dict[str, dict[str, Any]]) -> dict[str, Any]:
     }
 
 
+REPLY_KEYS = ("requests", "parsed", "rejected", "parse_failures", "failures", "reasks")
+
+
+def replies_by_kind(per_stage: dict[str, dict[str, Any]], into: dict[str, dict[str, int]] | None = None) -> dict[str, dict[str, Any]]:
+    """Teacher replies per request type (judge, rewrite, answer, ...) over stages: requests,
+    parsed, rejected (read but failing the request's check, e.g. a rewrite repeating its
+    original), parse failures (unreadable after the re-asks), other failures, re-asks, and the
+    parse-failure rate among the replies that came back (failures of transport excluded)."""
+    out: dict[str, dict[str, Any]] = into if into is not None else {}
+    for v in per_stage.values():
+        for kind, c in (v.get("kinds") or {}).items():
+            row = out.setdefault(kind, dict.fromkeys(REPLY_KEYS, 0))
+            for k in REPLY_KEYS:
+                row[k] += int(c.get(k) or 0)
+    for row in out.values():
+        came_back = row["parsed"] + row["rejected"] + row["parse_failures"]
+        row["parse_failure_rate"] = round(row["parse_failures"] / came_back, 4) if came_back else None
+    return out
+
+
 def build(pool: Pool, run_dir: RunDir, cfg: Any = None, run_id: str | None = None) -> dict[str, Any]:
     """Every figure of a run from an open pool (inside the caller's snapshot).
 
@@ -69,6 +89,7 @@ def build(pool: Pool, run_dir: RunDir, cfg: Any = None, run_id: str | None = Non
     teacher: dict[str, float] = defaultdict(int)
     by_stage: dict[str, dict[str, float]] = defaultdict(lambda: defaultdict(int))
     rejections: dict[str, int] = defaultdict(int)
+    replies: dict[str, dict[str, Any]] = {}
     rounds = []
     size = 0
     for rnd in sorted(set(metrics) | set(judged) | set(table) | {int(k) for k in born}):
@@ -90,6 +111,7 @@ def build(pool: Pool, run_dir: RunDir, cfg: Any = None, run_id: str | None = Non
             rej = t
         for k, v in rej.items():
             rejections[k] += v
+        replies_by_kind(per_stage, replies)
         j = judged.get(rnd, {})
         hard, easy = j.get("hard") or 0, j.get("easy") or 0
         rounds.append({
@@ -115,6 +137,7 @@ def build(pool: Pool, run_dir: RunDir, cfg: Any = None, run_id: str | None = Non
             "accepted_by_generator": m.get("curate", {}).get("by_generator", {}),
             **teacher_sums(per_stage),
             "teacher_by_stage": per_stage,
+            "teacher_replies": replies_by_kind(per_stage),
             "seconds": m.get("seconds", {}),
             "work_seconds": m.get("work_seconds", {}),
             "train": m.get("train", {}),
@@ -144,6 +167,7 @@ def build(pool: Pool, run_dir: RunDir, cfg: Any = None, run_id: str | None = Non
             " COUNT(*) FROM verdicts GROUP BY h ORDER BY h",
         ),
         "rejections": dict(sorted(rejections.items())),
+        "teacher_replies": dict(sorted(replies.items())),
         "teacher": {k: round(v, 6) if k == "cost" else v for k, v in ((k, teacher.get(k, 0)) for k in TEACHER_KEYS)},
         "teacher_by_stage": {s: {k: round(x, 6) if k == "cost" else x for k, x in v.items()}
                              for s, v in sorted(by_stage.items())},
@@ -170,8 +194,8 @@ def status_view(full: dict[str, Any]) -> dict[str, Any]:
     boot = next((r for r in full["rounds"] if r["round"] == 0), None)
     keep = ("round", "finished", "eval_metric", "eval_score", "eval_accuracy", "eval_relative", "eval_per_skill",
             "judge_mode", "agreement", "candidates", "accepted", "teacher_calls",
-            "cache_hits", "teacher_failures", "teacher_tokens", "teacher_cost", "teacher_by_stage", "seconds",
-            "work_seconds", "train", "train_roles", "plugin_errors", "stop_reason")
+            "cache_hits", "teacher_failures", "teacher_tokens", "teacher_cost", "teacher_by_stage",
+            "teacher_replies", "seconds", "work_seconds", "train", "train_roles", "plugin_errors", "stop_reason")
     rounds = []
     for r in full["rounds"]:
         if r["round"] == 0:
@@ -198,6 +222,8 @@ def status_view(full: dict[str, Any]) -> dict[str, Any]:
                       "teacher_cost": (boot or {}).get("teacher_cost", 0.0)},
         "rounds": rounds,
         "teacher_calls": full.get("calls"),
+        # Per request type over the whole run: how many replies could be read (parse-failure rate).
+        "teacher_replies": full.get("teacher_replies", {}),
         "pool": {"by_split": full["by_split"], "by_origin": full["by_origin"], "examples": full["examples"]},
     }
 
@@ -215,6 +241,7 @@ def stats_view(full: dict[str, Any]) -> dict[str, Any]:
         "rounds": [{k: r[k] for k in keep} for r in full["rounds"]],
         "last_round": known[-1] if known else None,
         **{k: full[k] for k in ("rejections", "teacher", "teacher_by_stage")},
+        "teacher_replies": full.get("teacher_replies", {}),
     }
 
 

@@ -10,6 +10,7 @@ from typing import Any
 from lionloop.embedding import embed_text
 from lionloop.loop.answers import answer_rows, teacher_answers
 from lionloop.loop.dedup import deduplicate
+from lionloop.loop.quality import instruction_problem
 from lionloop.loop.runtime import Runtime
 from lionloop.records import Example, Instruction
 
@@ -19,7 +20,13 @@ def curate_stage(rt: Runtime, r: int) -> dict[str, Any]:
     # One call per candidate position (seq): the same instruction proposed twice gets two calls.
     status: list[tuple[str, str | None]] = [("pending", None)] * len(candidates)
     survivors: list[int] = []
+    parents = {i.id: i for i in rt.pool.instructions()}
     for k, cand in enumerate(candidates):
+        # A real, new task first (not a placeholder, an echo of the prompt or its parent again).
+        problem = instruction_problem(cand.instruction, parents.get(cand.instruction.parent_id or ""))
+        if problem:
+            status[k] = ("rejected", f"quality: {problem}")
+            continue
         ctx = rt.context(r, plugin=cand.generator)
         try:
             reason = rt.pm.hook.lionloop_filter_candidate(candidate=cand, ctx=ctx)
@@ -34,7 +41,7 @@ def curate_stage(rt: Runtime, r: int) -> dict[str, Any]:
     vectors = rt.embedder.encode([embed_text(candidates[k].instruction) for k in survivors], advance)
     embed_seconds = time.perf_counter() - t0
     rt.reporter.task_done()
-    splits = {i.id: i.split for i in rt.pool.instructions()}
+    splits = {i.id: i.split for i in parents.values()}
     own = {g.name: g.dedup_threshold for g in rt.plan}
     dd = deduplicate(
         [candidates[k].instruction for k in survivors], vectors, rt.index.search, splits.get,

@@ -32,7 +32,8 @@ def evaluate_stage(rt: Runtime, r: int) -> dict[str, Any]:
         raise PluginError(f"lionloop_student_prompt failed: {type(err).__name__}: {err}") from err
     advance = rt.reporter.task(f"student answers ({len(cache_pool)} pool + {len(eval_set)} eval)", len(items))
     t0 = time.perf_counter()
-    answers = generate(rt.student_dir(r), prompts, rt.cfg.student, advance)
+    gen_stats: dict[str, Any] = {}
+    answers = generate(rt.student_dir(r), prompts, rt.cfg.student, advance, stats=gen_stats)
     gen_seconds = time.perf_counter() - t0
     rt.reporter.task_done()
     by_id = {i.id: a for i, a in zip(items, answers, strict=True)}
@@ -50,6 +51,9 @@ def evaluate_stage(rt: Runtime, r: int) -> dict[str, Any]:
         ev["referee"], judge_failures = referee_score(rt, r, eval_set, by_id)
     primary = ev["accuracy"] if scoring.verifier else ev["referee"]
     ev.update(overall=primary["overall"], per_skill=primary["per_skill"], n=primary["n"])
+    # Answers cut at student.max_new_tokens (no end of sequence): counted, never silent.
+    ev["truncated"] = gen_stats.get("truncated", 0)
+    ev["prompt_format"] = gen_stats.get("prompt_format")
 
     # Other ways of asking the student (e.g. decomposer then solver), scored beside the direct one.
     def student(prompts: Any, max_new_tokens: int | None = None, role: str = "") -> list[str]:

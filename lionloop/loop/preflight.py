@@ -12,6 +12,7 @@ from lionloop.errors import ConfigError
 from lionloop.plugin.manager import PluginManager
 from lionloop.plugin.plan import plan_generators
 from lionloop.plugin.registry import Registry, Resolved
+from lionloop.student.checks import check_student
 
 
 def teacher_sections(cfg: RunConfig) -> list[tuple[str, TeacherConfig]]:
@@ -47,6 +48,7 @@ def preflight(cfg: RunConfig, pm: PluginManager) -> Any:
     backends = [(path, resolve_backend(registry, tcfg, path)) for path, tcfg in teacher_sections(cfg)]
     plan_generators(cfg.generate, pm.generator_specs())
     resolve_trainer(registry, cfg)
+    check_student(cfg)
     pack = pack_entry.build(cfg.task, cfg.seed)
     if pack.oracle() is None:
         for path, resolved in backends:

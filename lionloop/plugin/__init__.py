@@ -46,9 +46,9 @@ from lionloop.records import (
     Verdict,
     content_id,
 )
+from lionloop.student.model import is_adapter, pick_device, save_atomically, set_threads
 from lionloop.student.model import load as load_student
-from lionloop.student.model import pick_device, save_atomically
-from lionloop.student.prompt import format_prompt
+from lionloop.student.prompt import format_prompt, render, resolve_format
 from lionloop.teacher.chat import AsyncRunner, ChatBackend
 from lionloop.teacher.client import Backend, Reply, Result
 from lionloop.teacher.requests import (
@@ -57,6 +57,7 @@ from lionloop.teacher.requests import (
     Judge,
     JudgeOut,
     ParseError,
+    Rejected,
     Rewrite,
     RewriteOut,
     TeacherRequest,
@@ -74,13 +75,15 @@ __all__ = [
     # records
     "Instruction", "Example", "Candidate", "Case", "Cases", "Verdict", "content_id", "SPLITS",
     # teacher requests, replies and backends
-    "TeacherRequest", "ParseError", "Answer", "AnswerOut", "Judge", "JudgeOut", "Rewrite", "RewriteOut",
+    "TeacherRequest", "ParseError", "Rejected", "Answer", "AnswerOut", "Judge", "JudgeOut", "Rewrite", "RewriteOut",
     "Backend", "Reply", "Result", "ChatBackend", "AsyncRunner",
     # the generator kit
     "siblings", "sibling_requests", "sibling_instruction", "answered_siblings", "AnsweredSibling",
     "affordable", "enabled_options", "meta_reject_filter", "one_line", "format_prompt",
     # trainers: the student's model directories
-    "load_student", "pick_device", "save_atomically",
+    "load_student", "is_adapter", "pick_device", "save_atomically", "set_threads",
+    # the student's prompt format (one function for training rows and evaluation prompts)
+    "render", "resolve_format",
     # errors
     "LionloopError", "ConfigError", "PluginError", "SeedError", "Unsupported",
 ]

@@ -10,17 +10,16 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from lionloop.config import StudentConfig
+from lionloop.errors import RunError
 from lionloop.records import Example
+from lionloop.student.prompt import answer_from, render, resolve_format
 
 log = logging.getLogger(__name__)
 
 SPECIAL_TOKENS = {"pad_token": "<pad>", "bos_token": "<s>", "eos_token": "</s>"}
-# Used by chat-style servers (e.g. vLLM) when this tokenizer serves a model; the student
-# itself is trained and queried on plain prompts.
-CHAT_TEMPLATE = (
-    "{% for m in messages %}{{ m['role'] }}: {{ m['content'] }}\n{% endfor %}"
-    "{% if add_generation_prompt %}assistant: {% endif %}"
-)
+# The tiny student ships no chat template: it is trained and queried on plain prompts
+# (`student.prompt_format` auto -> plain), and a template it was never trained on would only
+# mislead whoever serves it. `lionloop export-model` writes one that matches (PLAIN_CHAT_TEMPLATE).
 
 
 def build_tokenizer() -> Any:
@@ -39,9 +38,7 @@ def build_tokenizer() -> Any:
     core = Tokenizer(models.BPE(vocab=vocab, merges=[]))
     core.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False)
     core.decoder = decoders.ByteLevel()
-    tok = PreTrainedTokenizerFast(tokenizer_object=core, **SPECIAL_TOKENS)
-    tok.chat_template = CHAT_TEMPLATE
-    return tok
+    return PreTrainedTokenizerFast(tokenizer_object=core, **SPECIAL_TOKENS)
 
 
 def quiet_hf() -> None:
@@ -76,7 +73,7 @@ def build_tiny_student(out_dir: Path, cfg: StudentConfig, seed: int) -> Path:
         num_hidden_layers=cfg.num_layers,
         num_attention_heads=cfg.num_heads,
         num_key_value_heads=cfg.num_heads,
-        max_position_embeddings=max(128, cfg.max_length + cfg.max_new_tokens),
+        max_position_embeddings=max(128, cfg.train_max_length() + cfg.generate_max_new_tokens()),
         tie_word_embeddings=True,  # halves the parameters of a byte-vocab model
         pad_token_id=tok.pad_token_id,
         bos_token_id=tok.bos_token_id,
@@ -103,14 +100,60 @@ def save_atomically(out_dir: Path, write: Callable[[Path], Any]) -> None:
 
 
 
-def load(path: Path, device: str = "cpu") -> tuple[Any, Any]:
+ADAPTER_CONFIG = "adapter_config.json"
+
+
+def is_adapter(path: Path) -> bool:
+    """A LoRA checkpoint: PEFT adapter weights over a base model named in its config."""
+    return (Path(path) / ADAPTER_CONFIG).is_file()
+
+
+def adapter_base(path: Path) -> Path:
+    """The base model folder a LoRA checkpoint was trained on."""
+    import json
+
+    base = json.loads((Path(path) / ADAPTER_CONFIG).read_text()).get("base_model_name_or_path")
+    if not base:
+        raise RunError(f"{path}/{ADAPTER_CONFIG}: names no base model")
+    if not Path(base).exists():
+        raise RunError(f"{path}: its base model {base} is gone (a LoRA checkpoint needs it)")
+    return Path(base)
+
+
+def load(path: Path, device: str = "cpu", trainable: bool = False) -> tuple[Any, Any]:
+    """A student checkpoint and its tokenizer. A LoRA checkpoint loads over its base: merged for
+    inference, or as a trainable PEFT model (`trainable=True`: training continues the adapter)."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     quiet_hf()
+    path = Path(path)
     tok = AutoTokenizer.from_pretrained(path)
-    model = AutoModelForCausalLM.from_pretrained(path).to(device)
-    model.eval()
+    if is_adapter(path):
+        from peft import PeftModel
+
+        base = AutoModelForCausalLM.from_pretrained(adapter_base(path))
+        model = PeftModel.from_pretrained(base, path, is_trainable=trainable)
+        if not trainable:
+            model = model.merge_and_unload()  # plain weights: generation at full speed
+    else:
+        model = AutoModelForCausalLM.from_pretrained(path)
+    model = model.to(device)
+    if not trainable:
+        model.eval()
     return model, tok
+
+
+def set_threads(cfg: StudentConfig) -> int | None:
+    """torch's thread count for the student on CPU: `student.threads`, else OMP_NUM_THREADS, else
+    torch's default. Returns the count set, or None when torch's own choice stands."""
+    import torch
+
+    n = cfg.threads
+    if n is None and not os.environ.get("OMP_NUM_THREADS"):
+        return None
+    if n is not None and torch.get_num_threads() != n:
+        torch.set_num_threads(n)
+    return torch.get_num_threads()
 
 
 def generate(
@@ -118,32 +161,53 @@ def generate(
     prompts: Sequence[str],
     cfg: StudentConfig,
     progress: Callable[[int], None] | None = None,
+    stats: dict[str, Any] | None = None,
 ) -> list[str]:
-    """Greedy answers for prompts, batched (sorted by length to waste little padding)."""
+    """Greedy answers for prompt contents, batched (sorted by length to waste little padding).
+
+    Each content is rendered by `student.prompt.render` (the format the student was trained on);
+    generation stops at EOS (the end of turn in chat). `stats`, when given, receives `answers`,
+    `truncated` (answers cut at max_new_tokens) and the `prompt_format` used.
+    """
     import torch
 
     device = pick_device(cfg.device)
+    set_threads(cfg)
     model, tok = load(path, device)
+    fmt = resolve_format(tok, cfg.prompt_format)
+    if tok.pad_token_id is None:
+        tok.pad_token = tok.eos_token
     tok.padding_side = "left"
-    order = sorted(range(len(prompts)), key=lambda i: len(prompts[i]))
-    answers: list[str] = [""] * len(prompts)
+    texts = [render(tok, p, fmt) for p in prompts]
+    order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
+    answers: list[str] = [""] * len(texts)
     bs = cfg.eval_batch_size
+    max_new = cfg.generate_max_new_tokens()
+    truncated = 0
     with torch.inference_mode():
         for start in range(0, len(order), bs):
             idx = order[start : start + bs]
-            enc = tok([prompts[i] for i in idx], return_tensors="pt", padding=True).to(device)
+            # Rendered chat text carries its own special tokens: never add a second BOS.
+            enc = tok([texts[i] for i in idx], return_tensors="pt", padding=True,
+                      add_special_tokens=fmt == "plain").to(device)
             out = model.generate(
                 **enc,
-                max_new_tokens=cfg.max_new_tokens,
+                max_new_tokens=max_new,
                 do_sample=False,
                 pad_token_id=tok.pad_token_id,
                 eos_token_id=tok.eos_token_id,
             )
-            texts = tok.batch_decode(out[:, enc["input_ids"].shape[1] :], skip_special_tokens=True)
-            for i, t in zip(idx, texts, strict=True):
-                answers[i] = t.split("\n")[0].strip()
+            new = out[:, enc["input_ids"].shape[1] :]
+            texts_out = tok.batch_decode(new, skip_special_tokens=True)
+            for row, (i, t) in enumerate(zip(idx, texts_out, strict=True)):
+                ids = new[row].tolist()
+                if len(ids) >= max_new and tok.eos_token_id not in ids:
+                    truncated += 1
+                answers[i] = answer_from(t, fmt)
             if progress:
                 progress(len(idx))
+    if stats is not None:
+        stats.update({"answers": len(texts), "truncated": truncated, "prompt_format": fmt})
     return answers
 
 

@@ -111,10 +111,16 @@ class Prompts:
                 + (f" or {self.override_dir}" if self.override_dir else "")
             ) from None
 
-    def messages(self, request: TeacherRequest, attempt: int = 0, system_role: bool = True) -> list[dict[str, str]]:
-        """The chat messages for a request; a re-ask (attempt > 0) appends the `reask` block."""
+    def messages(self, request: TeacherRequest, attempt: int = 0, system_role: bool = True,
+                 schema_note: bool = False) -> list[dict[str, str]]:
+        """The chat messages for a request; a re-ask (attempt > 0) appends the `reask` block.
+
+        `schema_note` appends the reply's JSON schema to the user message: where the server
+        cannot enforce it (json_object, none), the prompt is the only place the model sees it.
+        """
         tmpl = self.template(type(request))
         values = {
+            **request.template_values(),
             **{k: getattr(request, k) for k in type(request).model_fields},
             "kind": request.kind,
             "nonce": request_nonce(request),
@@ -131,6 +137,8 @@ class Prompts:
         user = block("user")
         if user is None:
             user = tmpl.render(values).strip()
+        if schema_note and request.structured:
+            user = f"{user}\n\nThe JSON object must follow this JSON schema: {json.dumps(request.json_schema())}"
         if attempt > 0:
             # Each re-ask must differ from the last, or its cache key would return the same reply.
             again = f" (retry {attempt})" if attempt > 1 else ""
@@ -143,6 +151,13 @@ class Prompts:
 
 
 # -- the base of chat backends ---------------------------------------------------------------------
+
+
+# Structured output, strongest first. A server that refuses one (HTTP 4xx, or a validation 500 as
+# llama.cpp's server answers json_schema) is asked the next: json_object with the schema attached
+# (llama.cpp and llama-cpp-python constrain decoding with it), bare json_object, then none. The
+# schema is in the prompt too whenever the server does not enforce it.
+STRUCTURED_LADDER = ("json_schema", "json_object_schema", "json_object", "none")
 
 
 class ChatBackend:
@@ -165,10 +180,13 @@ class ChatBackend:
                 f"{self.path}.structured_output: the {self.name} backend supports "
                 f"{', '.join(self.structured_modes)} (got {cfg.structured_output!r})"
             )
-        self.structured_output = cfg.structured_output
+        # `json_object` as configured sends the schema along; a server that refuses the extra
+        # field is stepped down to bare json_object (see `downgrade`).
+        self.structured_output = "json_object_schema" if cfg.structured_output == "json_object" else cfg.structured_output
         self.prompts = Prompts(cfg.prompts_dir)
         self.cost_per_1k = (cfg.cost_per_1k_input, cfg.cost_per_1k_output)
-        self._prompt_memo: dict[tuple[TeacherRequest, int], dict[str, Any]] = {}
+        self._prompt_memo: dict[tuple[TeacherRequest, int, str], dict[str, Any]] = {}
+        self._mode_lock = threading.Lock()
 
     def params(self) -> dict[str, Any]:
         """Sampling parameters that change replies (part of the cache key)."""
@@ -178,28 +196,49 @@ class ChatBackend:
         """Backend options that change replies (default: all of `options`)."""
         return dict(self.cfg.options)
 
-    def response_format(self, request: TeacherRequest) -> dict[str, Any] | None:
+    def response_format(self, request: TeacherRequest, mode: str | None = None) -> dict[str, Any] | None:
         """OpenAI-style response format for a request, or None for free text."""
-        if not request.structured or self.structured_output == "none":
+        mode = mode or self.structured_output
+        if not request.structured or mode == "none":
             return None
-        if self.structured_output == "json_object":
+        if mode == "json_object":
             return {"type": "json_object"}
+        if mode == "json_object_schema":
+            return {"type": "json_object", "schema": request.json_schema()}
         return {
             "type": "json_schema",
             "json_schema": {"name": request.kind, "schema": request.json_schema(), "strict": True},
         }
 
-    def prompt_for(self, request: TeacherRequest, attempt: int) -> dict[str, Any]:
+    def downgrade(self, sent_mode: str, reason: str) -> str | None:
+        """Step structured output down after a server refused `sent_mode`; the new mode, or None
+        when there is nothing weaker to try. Later prompts (and their cache keys) use it."""
+        with self._mode_lock:
+            if sent_mode != self.structured_output:  # another request already stepped down
+                return self.structured_output
+            k = STRUCTURED_LADDER.index(sent_mode)
+            if k + 1 >= len(STRUCTURED_LADDER):
+                return None
+            self.structured_output = STRUCTURED_LADDER[k + 1]
+            log.warning("%s %s: the server refused structured output %s (%s); using %s from now on",
+                        self.name, self.model, sent_mode, reason, self.structured_output)
+            return self.structured_output
+
+    def prompt_for(self, request: TeacherRequest, attempt: int, mode: str | None = None) -> dict[str, Any]:
         """Exactly what is sent for this request: the chat messages and the response format."""
-        try:  # rendered once per (request, attempt): Teacher.ask asks for it twice
-            memo_key: Any = (request, attempt)
+        mode = mode or self.structured_output
+        try:  # rendered once per (request, attempt, mode): Teacher.ask asks for it twice
+            memo_key: Any = (request, attempt, mode)
             hit = self._prompt_memo.get(memo_key)
         except TypeError:  # a request type with unhashable fields (lists): no memo
             memo_key, hit = None, None
         if hit is None:
             hit = {
-                "messages": self.prompts.messages(request, attempt, self.cfg.system_role),
-                "response_format": self.response_format(request),
+                # Only json_schema is enforced everywhere it is accepted; with json_object the
+                # schema rides along (llama.cpp honours it, others may ignore it) and in the prompt.
+                "messages": self.prompts.messages(request, attempt, self.cfg.system_role,
+                                                  schema_note=mode != "json_schema"),
+                "response_format": self.response_format(request, mode),
             }
             if memo_key is not None:
                 if len(self._prompt_memo) > 50_000:

@@ -13,7 +13,7 @@ from typing import Any, Protocol
 from pydantic import BaseModel, ValidationError
 
 from lionloop.stores.cache import CallCache, cache_key
-from lionloop.teacher.requests import ParseError, TeacherRequest
+from lionloop.teacher.requests import ParseError, Rejected, TeacherRequest
 
 log = logging.getLogger(__name__)
 
@@ -62,6 +62,7 @@ class Result:
     error: str | None = None
     cached: bool = False
     raw: str | None = None
+    rejected: bool = False  # the reply parsed but failed the request's own check
 
     @property
     def ok(self) -> bool:
@@ -91,6 +92,11 @@ class Accounting:
     # of a stage in the loop-overhead benchmark.
     seconds: dict[tuple[int, str], float] = field(default_factory=lambda: defaultdict(float))
     reasons: dict[tuple[int, str], Counter[str]] = field(default_factory=lambda: defaultdict(Counter))
+    # Per request type (judge, rewrite, answer, ...): requests, parsed, rejected (read, but failed
+    # the request's check), parse_failures (a reply that could not be read, after its re-asks),
+    # other failures (transport, budget), re-asks.
+    kinds: dict[tuple[int, str], dict[str, Counter[str]]] = field(
+        default_factory=lambda: defaultdict(lambda: defaultdict(Counter)))
 
 
 def reason_kind(error: str) -> str:
@@ -225,7 +231,18 @@ class Teacher:
             ]
             if pending and not last:
                 self._count("reasks", len(pending))
+                with self._lock:
+                    kinds = self.acct.kinds[(self.round, self.stage)]
+                    for i in pending:
+                        kinds[requests[i].kind]["reasks"] += 1
         out = [r if r is not None else Result(requests[i], error="not answered") for i, r in enumerate(results)]
+        with self._lock:
+            kinds = self.acct.kinds[(self.round, self.stage)]
+            for r in out:
+                k = kinds[r.request.kind]
+                k["requests"] += 1
+                k["parsed" if r.ok else "rejected" if r.rejected
+                  else "parse_failures" if (r.error or "").startswith("parse:") else "failures"] += 1
         for r in out:
             if r.ok:
                 self._count("answered")
@@ -252,7 +269,8 @@ class Teacher:
                 msg = f"{req.kind}: parser raised {type(err).__name__}: {err}"
             if (usage or {}).get("finish_reason") == "length":
                 msg += " (the reply was cut off at max_tokens)"
-            return Result(req, error=f"parse: {msg}", cached=cached, raw=response.get("text"))
+            return Result(req, error=f"parse: {msg}", cached=cached, raw=response.get("text"),
+                          rejected=isinstance(err, Rejected))
         return Result(req, output=out, cached=cached, raw=response.get("text"))
 
     def _count(self, what: str, n: int = 1) -> None:
@@ -272,6 +290,8 @@ class Teacher:
             out[k]["failure_reasons"] = dict(v)
         for k, v in self.acct.seconds.items():
             out[k]["seconds"] = round(v, 3)
+        for k, by_kind in self.acct.kinds.items():
+            out[k]["kinds"] = {kind: dict(c) for kind, c in by_kind.items()}
         for v in out.values():
             for name in ("calls", "prompt_tokens", "completion_tokens", "requests", "answered", "hits",
                          "failures", "reasks"):

@@ -79,8 +79,16 @@ def default_responder(body: dict[str, Any]) -> str:
     if rf.get("type") == "json_schema":
         return json.dumps(schema_instance(rf["json_schema"]["schema"]))
     if rf.get("type") == "json_object":
-        return "{}"
+        return json.dumps(schema_instance(rf["schema"])) if rf.get("schema") else "{}"
     return "ok"
+
+
+def format_name(body: dict[str, Any]) -> str:
+    """The structured-output mode a request asks for: json_schema, json_object+schema,
+    json_object or text."""
+    rf = body.get("response_format") or {}
+    kind = rf.get("type") or "text"
+    return "json_object+schema" if kind == "json_object" and rf.get("schema") else kind
 
 
 def cycle_plan(scripts: list[list[str | None]]) -> Plan:
@@ -133,8 +141,12 @@ class ScriptedServer:
         host: str = "127.0.0.1",
         port: int = 0,
         keep_bodies: int = 0,
+        formats: tuple[str, ...] | None = None,
     ) -> None:
         self.responder = responder or default_responder
+        # Structured-output modes this server accepts (None: all). Others are refused as
+        # llama.cpp's server refuses json_schema: HTTP 500 with a validation message.
+        self.formats = formats
         self.plan = plan
         self.latency_s = latency_s
         self.concurrency = concurrency
@@ -180,6 +192,12 @@ class ScriptedServer:
         if self.keep_bodies:
             st.bodies.append(body)
             del st.bodies[: -self.keep_bodies]
+        if self.formats is not None and format_name(body) not in ("text", *self.formats):
+            st.faults["format"] += 1
+            allowed = " or ".join(repr(f) for f in ("text", *self.formats))
+            return web.json_response({"error": {"code": 500, "type": "server_error", "message": (
+                f"1 validation error: response_format: Input should be {allowed} "
+                f"(got {format_name(body)!r}) [type=literal_error]")}}, status=500)
         fault = self.plan(key, nth) if self.plan else None
         if fault in (None, "ok"):
             fault = None

@@ -1,0 +1,56 @@
+"""The quality gate for generated instructions: a real, new task, or rejected with its reason.
+
+A real small teacher (SmolLM2-135M asked for Lion's rewrites) wrote "copy the given instruction",
+"The new instruction" with the input "the same", and copies of its parent: parseable JSON, so the
+parser let them through, and the curate stage paid for answers to them and trained on them. The
+curate stage now asks `instruction_problem` about every candidate before dedup; the oracle's
+rewrites (always a different instance of a skill) never trip it.
+"""
+
+from __future__ import annotations
+
+import re
+
+from lionloop.records import Instruction
+
+# Words of the rewrite prompts that only an echo of the prompt would contain.
+TEMPLATE_PHRASES = (
+    "given instruction", "new instruction", "given input", "brand-new", "prompt creator",
+    "task type:", "variation #", "the instruction itself", "<<<", ">>>",
+)
+# Whole replies that name a field instead of filling it.
+PLACEHOLDERS = {
+    "instruction", "the instruction", "new instruction", "the new instruction", "input", "the input",
+    "none", "n/a", "na", "null", "string", "text", "task", "example", "question", "answer",
+    "your instruction", "an instruction", "empty", "empty string", "same", "the same",
+}
+# A slot of the prompt's reply format left unfilled: "<the new instruction>", "{input}", "[task]".
+_SLOT = re.compile(
+    r"[<{\[]\s*(?:the |your |its |an? |one )?(?:new |final )?"
+    r"(?:instruction|input|answer|task|text|question|string)s?\b[^<>{}\[\]\n]{0,40}[>}\]]", re.I)
+_WORD = re.compile(r"\w")
+
+
+def _norm(text: str) -> str:
+    return " ".join(re.sub(r"[^\w\s]", " ", text.lower()).split())
+
+
+def instruction_problem(candidate: Instruction, parent: Instruction | None = None) -> str | None:
+    """Why a generated instruction is not a real, new task (None when it is)."""
+    text, given = candidate.text.strip(), candidate.input.strip()
+    if len(_WORD.findall(text)) < 2:
+        return "too short to be an instruction"
+    for field, value in (("instruction", text), ("input", given)):
+        if value and _norm(value) in PLACEHOLDERS:
+            return f"the {field} is a placeholder ({value[:40]!r})"
+        if value and _SLOT.search(value):
+            return f"the {field} holds a template slot ({_SLOT.search(value)[0][:40]!r})"
+    low = f"{text}\n{given}".lower()
+    for phrase in TEMPLATE_PHRASES:
+        if phrase in low:
+            return f"echoes the prompt ({phrase!r})"
+    if given and _norm(given) == _norm(text):
+        return "the input repeats the instruction"
+    if parent is not None and _norm(text) == _norm(parent.text) and _norm(given) == _norm(parent.input):
+        return "the same task as its parent"
+    return None

@@ -1,0 +1,99 @@
+"""`lionloop export-model`: the distilled model out, standalone, answering as the run evaluated it."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from conftest import pool_rows
+from typer.testing import CliRunner
+
+from lionloop.cli.app import app
+from lionloop.records import Instruction
+from lionloop.student.prompt import format_prompt
+
+runner = CliRunner()
+
+
+def run_answers(run_dir: Path, round: int) -> dict[str, tuple[Instruction, str]]:
+    """The eval instructions and the student's answers to them in a round, from the pool."""
+    rows = pool_rows(run_dir, "SELECT i.*, r.text AS answer FROM instructions i JOIN responses r"
+                     " ON r.instruction_id = i.id WHERE i.split = 'eval' AND r.role = 'student' AND r.round = ?",
+                     round, named=True)
+    out = {}
+    for r in rows:
+        row = dict(r)
+        answer = row.pop("answer")
+        out[row["id"]] = (Instruction.from_row(row), answer)
+    return out
+
+
+def answers_of_export(folder: Path, instructions: list[Instruction], max_new_tokens: int) -> list[str]:
+    """Greedy answers from the exported folder, loaded the way a user would (no lionloop)."""
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(folder)
+    model = AutoModelForCausalLM.from_pretrained(folder).eval()
+    out = []
+    for ins in instructions:
+        content = format_prompt(ins).strip()  # the instruction (and its input) as a user would type it
+        text = tok.apply_chat_template([{"role": "user", "content": content}], add_generation_prompt=True, tokenize=False)
+        ids = tok(text, return_tensors="pt", add_special_tokens=False)
+        with torch.inference_mode():
+            gen = model.generate(**ids, max_new_tokens=max_new_tokens, do_sample=False)
+        out.append(tok.decode(gen[0, ids["input_ids"].shape[1]:], skip_special_tokens=True))
+    return out
+
+
+def check_export(run_dir: Path, out: Path, extra: tuple[str, ...] = ()) -> dict:
+    res = runner.invoke(app, ["export-model", str(run_dir), "--out", str(out), "--json", *extra])
+    assert res.exit_code == 0, res.output
+    info = json.loads(res.output)
+    st = json.loads(runner.invoke(app, ["status", str(run_dir), "--json"]).output)
+    scored = {r["round"]: r["eval_accuracy"] for r in st["rounds"]}
+    if "--round" not in extra:  # the default is the best round by held-out accuracy
+        assert scored[info["round"]] == max(scored.values())
+    assert info["eval_accuracy"] == scored[info["round"]]
+    names = {p.name for p in out.iterdir()}
+    assert {"config.json", "model.safetensors", "generation_config.json", "README.md", "lionloop.json",
+            "chat_template.jinja"} <= names
+    assert not {"adapter_config.json", "adapter_model.safetensors"} & names  # merged, standalone
+    card = (out / "README.md").read_text()
+    assert f"round {info['round']}" in card and "Held-out accuracy by round" in card
+    for r, acc in scored.items():
+        assert f"| {r}" in card and f"{acc:.1%}" in card
+    assert "teacher:" in card and "referee:" in card and "by origin" in card
+    return info
+
+
+def test_export_of_the_tiny_student_answers_like_its_evaluation(micro_run: Path, tmp_path: Path) -> None:
+    out = tmp_path / "model"
+    info = check_export(micro_run, out, ("--round", "2"))
+    assert info["prompt_format"] == "plain" and info["round"] == 2 and not info["lora_merged"]
+    evald = run_answers(micro_run, 2)
+    items = sorted(evald.values(), key=lambda x: x[0].id)[:8]
+    cfg = json.loads((out / "generation_config.json").read_text())
+    got = answers_of_export(out, [i for i, _ in items], cfg["max_new_tokens"])
+    # Plain format: lionloop scores the first line of the reply (the model card says so).
+    assert [g.split("\n")[0].strip() for g in got] == [a for _, a in items]
+    # Refusals: one line each, nothing written.
+    busy = runner.invoke(app, ["export-model", str(micro_run), "--out", str(out)])
+    assert busy.exit_code == 1 and "not empty" in busy.output and "Traceback" not in busy.output
+    missing = runner.invoke(app, ["export-model", str(micro_run), "--out", str(tmp_path / "m2"), "--round", "7"])
+    assert missing.exit_code == 1 and "round 7 has no evaluated student" in missing.output
+    assert not (tmp_path / "m2").exists()
+
+
+@pytest.mark.slow
+def test_export_of_a_lora_student_answers_like_its_evaluation(real_student_run: Path, tmp_path: Path) -> None:
+    out = tmp_path / "model"
+    info = check_export(real_student_run, out)
+    assert info["prompt_format"] == "chat" and info["lora_merged"]
+    assert "<|im_start|>" in (out / "chat_template.jinja").read_text()
+    evald = run_answers(real_student_run, info["round"])
+    items = sorted(evald.values(), key=lambda x: x[0].id)[:6]
+    cfg = json.loads((out / "generation_config.json").read_text())
+    got = answers_of_export(out, [i for i, _ in items], cfg["max_new_tokens"])
+    assert [g.strip() for g in got] == [a for _, a in items]
