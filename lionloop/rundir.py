@@ -11,6 +11,7 @@ RUN_DIR/
   index.faiss          the FAISS index of the stored embeddings (a rebuildable cache of them)
   index.ids.json       the instruction id of each index row
   student/             checkpoints: base/, round-N/, <role>/round-N/
+  logs/                crash logs: the traceback of an error lionloop did not expect
 ```
 """
 
@@ -66,6 +67,11 @@ class RunDir:
     @property
     def index_ids(self) -> Path:
         return self.path / "index.ids.json"
+
+    @property
+    def logs(self) -> Path:
+        """Crash logs (`lionloop.cli.common.crash`): the CLI prints one line and the log's path."""
+        return self.path / "logs"
 
     @property
     def students(self) -> Path:

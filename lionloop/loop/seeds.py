@@ -3,49 +3,17 @@ the teacher, embedded and stored; user seed files are read with one clear error 
 
 from __future__ import annotations
 
-import json
 from collections import defaultdict
 from dataclasses import replace
-from pathlib import Path
 from typing import Any
 
 from lionloop.embedding import embed_text
-from lionloop.errors import PluginError, SeedError
+from lionloop.errors import PluginError
 from lionloop.loop.answers import answer_rows, teacher_answers
 from lionloop.loop.runtime import Runtime
+from lionloop.loop.seedfile import read_seed_file
 from lionloop.records import Instruction
 from lionloop.student.model import build_tiny_student
-
-
-def read_seed_file(path: Path) -> list[Instruction]:
-    """Rows like {"instruction": str, "input"?: str, "task"?: str, "split"?: "train"|"cache"}."""
-    out: list[Instruction] = []
-    try:
-        lines = Path(path).read_text(encoding="utf-8").splitlines()
-    except (OSError, UnicodeDecodeError) as err:
-        raise SeedError(f"{path}: cannot read ({err})") from None
-    for n, line in enumerate(lines, 1):
-        if not line.strip():
-            continue
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError as err:
-            raise SeedError(f"{path}:{n}: not valid JSON ({err.msg})") from None
-        if not isinstance(row, dict):
-            raise SeedError(f"{path}:{n}: expected a JSON object")
-        text = row.get("instruction")
-        if not isinstance(text, str) or not text.strip():
-            raise SeedError(f"{path}:{n}: field 'instruction' must be a non-empty string")
-        for key in ("input", "task", "split"):
-            if key in row and not isinstance(row[key], str):
-                raise SeedError(f"{path}:{n}: field {key!r} must be a string")
-        split = row.get("split", "train")
-        if split not in ("train", "cache"):
-            raise SeedError(f"{path}:{n}: field 'split' must be 'train' or 'cache', got {split!r}")
-        out.append(Instruction(text=text.strip(), input=row.get("input", ""), task=row.get("task", ""), split=split))
-    if not out:
-        raise SeedError(f"{path}: no seed rows")
-    return out
 
 
 def split_seeds(seeds: list[Instruction], train_per_task: int) -> list[Instruction]:
@@ -65,6 +33,11 @@ def bootstrap_stage(rt: Runtime, r: int = 0) -> dict[str, Any]:
     seeds = split_seeds(pack.seeds(tcfg.seeds_per_skill + tcfg.cache_per_skill), tcfg.seeds_per_skill)
     if rt.cfg.task.seed_file:
         seeds += read_seed_file(rt.cfg.task.seed_file)
+    # One instruction, one row and one teacher call: a row repeated in the seed file, or a user
+    # row equal to a pack seed, is kept once (the first, so a pack seed keeps its split).
+    seen: set[str] = set()
+    unique = [s for s in seeds if not (s.id in seen or seen.add(s.id))]
+    duplicates, seeds = len(seeds) - len(unique), unique
     eval_ids = {e.id for e in eval_set}
     contaminated = [s for s in seeds if s.id in eval_ids]
     seeds = [s for s in seeds if s.id not in eval_ids]
@@ -85,7 +58,7 @@ def bootstrap_stage(rt: Runtime, r: int = 0) -> dict[str, Any]:
         "seeds": sum(1 for s in answered if s.split == "train"),
         "cache": sum(1 for s in answered if s.split == "cache"),
         "eval": len(eval_set), "seed_failures": len(failures),
-        "seeds_in_eval": len(contaminated),
+        "seeds_in_eval": len(contaminated), "duplicate_seeds": duplicates,
     }
     with rt.pool.transaction():
         rt.pool.add_instructions(everything)
