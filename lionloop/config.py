@@ -161,6 +161,12 @@ class RefereeConfig(_Section):
     both_orders: bool = Field(True, description="Judge (teacher, student) and (student, teacher) and average: cancels position bias.")
     skip_identical: bool = Field(True, description="Identical answers are easy without a judge call (saves teacher budget).")
     max_cases: int | None = Field(None, ge=1, description="Judge at most this many cache-pool cases per round.")
+    min_decided: float = Field(
+        0.5, ge=0, le=1,
+        description="Share of a round's cases the referee must decide (hard or easy). Below it the run stops "
+        "with an error naming the failure reasons, and `lionloop resume` judges the round again: an outage "
+        "once ended the run as 'no hard cases', converged. 0 accepts any share.",
+    )
     last_round: bool = Field(
         True,
         description="Judge in the last round (stop.max_rounds) too. Its verdicts feed only that round's "
