@@ -150,6 +150,12 @@ class TrainConfig(_Section):
     learning_rate: float = Field(1e-3, gt=0, description="Peak LR; 1e-3 suits the tiny student (3e-3 diverged here).")
     warmup_steps: int = Field(20, ge=0, description="Linear warmup before the cosine decay.")
     lora: bool = Field(False, description="Train LoRA adapters (PEFT) instead of all weights.")
+    save_steps: int = Field(
+        50, ge=0,
+        description="Steps between checkpoints inside the imitate stage (kept in RUN_DIR/student/checkpoints, "
+        "removed when the stage ends): a killed or interrupted stage resumes from the last one, not step 0. "
+        "0: none.",
+    )
     options: dict[str, Any] = Field(default_factory=dict, description="Extra trainer arguments.")
 
 

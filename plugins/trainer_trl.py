@@ -31,9 +31,12 @@ from lionloop import (
     Registry,
     StudentConfig,
     TrainConfig,
+    checkpoint_step,
+    content_id,
     hookimpl,
     load_student,
     pick_device,
+    resume_point,
     save_atomically,
     validate_options,
 )
@@ -51,6 +54,10 @@ SET_BY_LIONLOOP = {
     "lr_scheduler_type": "it trains with a cosine schedule after train.warmup_steps",
     "logging_steps": "it logs the loss ten times per round",
     "save_strategy": "it saves one checkpoint per round itself",
+    "save_steps": "use train.save_steps",
+    "save_total_limit": "it keeps the last checkpoint of a stage, until the stage is done",
+    "save_only_model": "a resumed stage needs the optimizer, scheduler and RNG states too",
+    "resume_from_checkpoint": "a killed imitate stage resumes from its last checkpoint by itself",
     "report_to": "report from a lionloop_round_end plugin hook (it gets the round's metrics, training included)",
     "completion_only_loss": "it trains on completions only",
     "max_length": "use student.max_length",
@@ -171,6 +178,7 @@ class TRLTrainer:
         examples: Sequence[Example],
         seed: int,
         progress: Callable[[int, int], None] | None = None,
+        checkpoint_dir: Path | None = None,
     ) -> dict[str, Any]:
         import torch
         import transformers
@@ -197,16 +205,16 @@ class TRLTrainer:
             for e, w in kept
         ])
         on_gpu = device == "cuda"
+        saving, resume = self._checkpointing(out, checkpoint_dir, base, kept, seed, options)
         args = _sft_config(
             SFTConfig,
-            output_dir=str(out.with_name(out.name + ".trainer")),
+            **saving,
             max_steps=self.cfg.steps_per_round,
             per_device_train_batch_size=self.cfg.batch_size,
             learning_rate=self.cfg.learning_rate,
             lr_scheduler_type="cosine",
             warmup_steps=min(self.cfg.warmup_steps, max(0, self.cfg.steps_per_round - 1)),
             logging_steps=max(1, self.cfg.steps_per_round // 10),
-            save_strategy="no",
             report_to=[],
             completion_only_loss=True,
             max_length=self.student.max_length,
@@ -261,7 +269,7 @@ class TRLTrainer:
         trainer.remove_callback(transformers.PrinterCallback)
         t0 = time.time()
         try:
-            result = trainer.train()
+            result = trainer.train(resume_from_checkpoint=str(resume) if resume else None)
         except (ValueError, TypeError, RuntimeError) as err:
             raise TrainingError(f"trl: training failed: {type(err).__name__}: {_one_line(err)}") from err
         seconds = time.time() - t0
@@ -276,7 +284,30 @@ class TRLTrainer:
             "rows": len(kept),
             "weighted": weighted,
             "seconds": round(seconds, 2),
+            **({"resumed_from_step": checkpoint_step(resume)} if resume else {}),
         }
+
+    def _checkpointing(
+        self, out: Path, folder: Path | None, base: Path, kept: Sequence[tuple[Example, float]], seed: int,
+        options: dict[str, Any],
+    ) -> tuple[dict[str, Any], Path | None]:
+        """SFTConfig's output and save settings, and the checkpoint to resume from (None: step 0).
+
+        With a checkpoint folder and `train.save_steps`, the trainer saves every save_steps steps
+        (model, optimizer, scheduler, RNG states: a resumed run continues exactly), keeping the
+        last only; the folder's fingerprint ties it to these rows, this base and these settings.
+        """
+        if folder is None or not self.cfg.save_steps:
+            return {"output_dir": str(out.with_name(out.name + ".trainer")), "save_strategy": "no"}, None
+        fingerprint = {
+            "rows": content_id(*(f"{e.id}:{w!r}" for e, w in kept)), "base": str(base), "seed": seed,
+            "train": self.cfg.model_dump(mode="json"), "student": self.student.model_dump(mode="json"),
+            "options": options,
+        }
+        resume = resume_point(folder, fingerprint)
+        settings = {"output_dir": str(folder), "save_strategy": "steps", "save_steps": self.cfg.save_steps,
+                    "save_total_limit": 1, "save_only_model": False}
+        return settings, resume
 
 
 def _one_line(err: BaseException) -> str:

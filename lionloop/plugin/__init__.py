@@ -38,6 +38,7 @@ from lionloop.records import (
     Verdict,
     content_id,
 )
+from lionloop.student.checkpoints import checkpoint_step, resume_point
 from lionloop.student.model import load as load_student
 from lionloop.student.model import pick_device, save_atomically
 from lionloop.student.prompt import format_prompt
@@ -69,7 +70,7 @@ __all__ = [
     "siblings", "sibling_requests", "sibling_instruction", "answered_siblings", "AnsweredSibling",
     "affordable", "enabled_options", "meta_reject_filter", "one_line", "format_prompt",
     # trainers: the student's model directories
-    "load_student", "pick_device", "save_atomically",
+    "load_student", "pick_device", "save_atomically", "resume_point", "checkpoint_step",
     # errors
     "LionloopError", "ConfigError", "PluginError", "Unsupported",
 ]

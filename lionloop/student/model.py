@@ -158,4 +158,8 @@ class Trainer(Protocol):
         seed: int,
         progress: Callable[[int, int], None] | None = None,
     ) -> dict[str, Any]:
-        """Return figures such as steps, final loss and seconds."""
+        """Return figures such as steps, final loss and seconds.
+
+        A trainer may also take `checkpoint_dir: Path | None` (keyword): a folder for checkpoints
+        inside this training, to resume from after a kill (`lionloop.resume_point`); the imitate
+        stage passes it when the signature has it and removes the folder once the stage is done."""
