@@ -176,14 +176,36 @@ def _passes_through(err: BaseException) -> bool:
 
 class GuardedGroup(TyperGroup):
     """The `lionloop` command group: whatever a command raises ends as one line (lionloop errors
-    as `guard` prints them; anything else with the path of a log file holding its traceback)."""
+    as `guard` prints them; anything else with the path of a log file holding its traceback), and
+    a bad command line too (click's usage box made it five)."""
 
     def invoke(self, ctx: Any) -> Any:
         try:
             return super().invoke(ctx)
+        except KeyboardInterrupt:
+            again = f"; `lionloop resume {_run_dir}` continues the run" if _is_run(_run_dir) else ""
+            err_console.print(f"[red]error:[/] interrupted{again}", highlight=False)
+            raise typer.Exit(130) from None
         except Exception as err:
             if _passes_through(err):
                 raise
             if isinstance(err, LionloopError):
                 fail(redact(str(err)), 2 if isinstance(err, ConfigError) else 1)
             crash(err)
+
+    def main(self, *args: Any, standalone_mode: bool = True, **kwargs: Any) -> Any:
+        if not standalone_mode:
+            return super().main(*args, standalone_mode=False, **kwargs)
+        from typer._click.exceptions import ClickException
+
+        try:
+            rv = super().main(*args, standalone_mode=False, **kwargs)
+        except ClickException as err:
+            ctx = getattr(err, "ctx", None)
+            hint = f" (`{ctx.command_path} --help`)" if ctx is not None else ""
+            err_console.print(f"[red]error:[/] {err.format_message()}{hint}", highlight=False)
+            sys.exit(err.exit_code)
+        except typer.Abort:
+            err_console.print("[red]error:[/] aborted", highlight=False)
+            sys.exit(1)
+        sys.exit(rv if isinstance(rv, int) else 0)
