@@ -251,6 +251,14 @@ class TRLTrainer:
                 if logs and "loss" in logs:
                     losses.append(float(logs["loss"]))
 
+        class _NoFinalSave(TrainerCallback):
+            # The stage saves the trained model itself: a last checkpoint (optimizer included)
+            # would only double what a round writes.
+            def on_step_end(self, args, state, control, **kw):  # noqa: ANN001
+                if state.global_step >= state.max_steps:
+                    control.should_save = False
+
+        callbacks = [_Progress()] + ([_NoFinalSave()] if saving["save_strategy"] != "no" else [])
         extra: dict[str, Any] = {}
         trainer_cls: Any = SFTTrainer
         if weighted:
@@ -262,7 +270,7 @@ class TRLTrainer:
         try:
             trainer = trainer_cls(
                 model=model, args=args, train_dataset=data, processing_class=tok,
-                peft_config=peft_config, callbacks=[_Progress()], **extra,
+                peft_config=peft_config, callbacks=callbacks, **extra,
             )
         except (ValueError, TypeError) as err:  # e.g. an SFTConfig value TRL refuses with this model
             raise ConfigError(f"train.options: TRL refused the trainer's settings: {_one_line(err)}") from err

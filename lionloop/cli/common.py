@@ -5,6 +5,7 @@ from __future__ import annotations
 import errno
 import logging
 import os
+import shutil
 import sqlite3
 import sys
 import tempfile
@@ -105,6 +106,8 @@ def guard(fn, *args, **kwargs):  # noqa: ANN001, ANN202
     except ConfigError as err:
         fail(redact(str(err)), 2)
     except LionloopError as err:
+        if disk_full(err):  # e.g. a trainer's checkpoint cut short by a full disk
+            crash(err)
         fail(redact(str(err)), 1)
 
 
@@ -119,13 +122,38 @@ def note_run_dir(path: Path | str | None) -> None:
     _run_dir = Path(path) if path is not None else None
 
 
+_FULL = ("No space left on device", "database or disk is full", "os error 28")
+FREE_FLOOR = 1 << 20  # bytes: below this the run's disk counts as full
+
+
+def disk_full(err: BaseException) -> bool:
+    """The error, or one it came from, is a full disk; or a writer failed without saying why
+    (torch's "unexpected pos") while the run's disk has no room left."""
+    seen: set[int] = set()
+    io_error = False
+    e: BaseException | None = err
+    while e is not None and id(e) not in seen:
+        seen.add(id(e))
+        if isinstance(e, OSError) and e.errno == errno.ENOSPC or any(s in str(e) for s in _FULL):
+            return True
+        io_error |= isinstance(e, (OSError, RuntimeError, sqlite3.Error)) and not isinstance(e, LionloopError)
+        e = e.__cause__ or e.__context__
+    if not io_error:  # a referee outage or a bad row on a nearly full disk is still what it is
+        return False
+    folder = _run_dir
+    while folder is not None and not folder.exists() and folder.parent != folder:
+        folder = folder.parent
+    try:
+        return folder is not None and shutil.disk_usage(folder).free < FREE_FLOOR
+    except OSError:
+        return False
+
+
 def known_fault(err: BaseException) -> str | None:
     """A plain-words line for faults of the machine rather than of lionloop, else None."""
-    if isinstance(err, OSError) and err.errno == errno.ENOSPC or (
-        isinstance(err, sqlite3.OperationalError) and "disk is full" in str(err)
-    ):
+    if disk_full(err):
         again = f"; free some space, then `lionloop resume {_run_dir}` continues the run" if _is_run(_run_dir) else ""
-        return f"disk full ({err}){again}"
+        return f"disk full ({' '.join(str(err).split())[:200]}){again}"
     if isinstance(err, sqlite3.DatabaseError) and any(
         s in str(err) for s in ("not a database", "malformed", "disk I/O error")
     ):
@@ -189,7 +217,7 @@ class GuardedGroup(TyperGroup):
         except Exception as err:
             if _passes_through(err):
                 raise
-            if isinstance(err, LionloopError):
+            if isinstance(err, LionloopError) and not disk_full(err):
                 fail(redact(str(err)), 2 if isinstance(err, ConfigError) else 1)
             crash(err)
 
