@@ -307,3 +307,58 @@ def test_bad_input_is_refused_at_the_door(case: Case, tmp_path: Path, runner: Cl
     assert "Traceback" not in out and "traceback in" not in lines[0], out  # a known fault, not a crash
     assert tree(tmp_path) == before, "the command wrote or removed files"
     assert seconds < bound, f"{seconds:.1f}s"
+
+
+# -- whatever goes wrong inside: one line and a log holding the traceback ---------------------------
+
+
+def test_an_unexpected_error_is_one_line_with_a_log_of_its_traceback(
+    micro_run: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import shutil
+
+    from lionloop.cli.app import app
+    from lionloop.inspect import status
+    from lionloop.teacher.secrets import register
+
+    run = tmp_path / "run"
+    shutil.copytree(micro_run, run)
+    register("sk-crash-secret-0123456789")
+
+    def boom(run_dir: Path) -> dict:
+        raise ZeroDivisionError("division by zero near sk-crash-secret-0123456789")
+
+    monkeypatch.setattr(status, "run_status", boom)
+    res = CliRunner().invoke(app, ["status", str(run), "--json"])
+    assert res.exit_code == 1
+    lines = [ln for ln in (res.stdout + res.stderr).splitlines() if ln.strip()]
+    assert len(lines) == 1 and lines[0].startswith("error: internal error: ZeroDivisionError: division by zero")
+    assert "sk-crash-secret" not in lines[0] and "[redacted]" in lines[0]
+    log = Path(lines[0].rsplit("(traceback in ", 1)[1].rstrip(")"))
+    assert log.parent == run / "logs"  # in the run directory, since there is one
+    text = log.read_text()
+    assert "Traceback (most recent call last)" in text and "ZeroDivisionError" in text and "def boom" not in lines[0]
+    assert "sk-crash-secret" not in text
+
+
+def test_an_unexpected_error_without_a_run_logs_to_the_temp_folder(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from lionloop.cli.app import app
+    from lionloop.plugin import manager
+
+    monkeypatch.setenv("TMPDIR", str(tmp_path))
+    import tempfile
+
+    monkeypatch.setattr(tempfile, "tempdir", None)  # re-read TMPDIR
+
+    def broken(*a: Any, **k: Any) -> Any:
+        raise KeyError("registry")
+
+    monkeypatch.setattr(manager, "get_plugin_manager", broken)
+    res = CliRunner().invoke(app, ["plugins"])
+    assert res.exit_code == 1
+    lines = [ln for ln in (res.stdout + res.stderr).splitlines() if ln.strip()]
+    assert len(lines) == 1 and lines[0].startswith("error: internal error: KeyError"), lines
+    log = Path(lines[0].rsplit("(traceback in ", 1)[1].rstrip(")"))
+    assert log.parent == tmp_path / "lionloop" and "KeyError" in log.read_text()

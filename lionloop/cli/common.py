@@ -17,6 +17,7 @@ from typing import Any, NoReturn
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from typer.core import TyperGroup
 
@@ -83,7 +84,7 @@ class RichReporter(Reporter):
 
 
 def fail(err: Exception | str, code: int) -> None:
-    err_console.print(f"[red]error:[/] {err}", highlight=False)
+    err_console.print(f"[red]error:[/] {escape(str(err))}", highlight=False)  # "[redacted]" is no markup
     raise typer.Exit(code)
 
 
@@ -193,7 +194,7 @@ def crash(err: BaseException) -> NoReturn:
     path = crash_log(err)
     what = known_fault(err) or f"internal error: {type(err).__name__}: {' '.join(str(err).split())[:300]}"
     where = f" (traceback in {path})" if path else " (the traceback could not be written)"
-    err_console.print(f"[red]error:[/] {redact(what)}{where}", highlight=False)
+    err_console.print(f"[red]error:[/] {escape(redact(what) + where)}", highlight=False)
     raise typer.Exit(1)
 
 
@@ -208,6 +209,7 @@ class GuardedGroup(TyperGroup):
     a bad command line too (click's usage box made it five)."""
 
     def invoke(self, ctx: Any) -> Any:
+        note_run_dir(None)  # a command names its run directory itself (a second in-process call too)
         try:
             return super().invoke(ctx)
         except KeyboardInterrupt:
@@ -231,7 +233,7 @@ class GuardedGroup(TyperGroup):
         except ClickException as err:
             ctx = getattr(err, "ctx", None)
             hint = f" (`{ctx.command_path} --help`)" if ctx is not None else ""
-            err_console.print(f"[red]error:[/] {err.format_message()}{hint}", highlight=False)
+            err_console.print(f"[red]error:[/] {escape(err.format_message() + hint)}", highlight=False)
             sys.exit(err.exit_code)
         except typer.Abort:
             err_console.print("[red]error:[/] aborted", highlight=False)
