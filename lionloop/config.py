@@ -2,18 +2,50 @@
 
 from __future__ import annotations
 
+import types
+import typing
 from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
 from lionloop.errors import ConfigError
 
+# numpy's seed range: transformers.set_seed passes the run's seed (plus the round) to numpy.
+MAX_SEED = 2**32 - 1
+
+
+def _is_number_field(annotation: Any) -> bool:
+    """True for `int`, `float` and their optional forms (not `bool`, which is an int subclass)."""
+    if annotation in (int, float):
+        return True
+    if typing.get_origin(annotation) in (typing.Union, types.UnionType):
+        return any(a in (int, float) for a in typing.get_args(annotation))
+    return False
+
 
 class _Section(BaseModel):
-    # Unknown keys are typos far more often than intent: reject them with their path.
-    model_config = ConfigDict(extra="forbid")
+    # Unknown keys are typos far more often than intent: reject them with their path. NaN and
+    # infinities are never a setting: `judge.tau: .inf` made every case easy without a word.
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
+
+    @field_validator("*", mode="before")
+    @classmethod
+    def _no_bool_numbers(cls, v: Any, info: ValidationInfo) -> Any:
+        # pydantic reads `true` as 1 for an int field: `steps_per_round: true` trained 1 step.
+        field = cls.model_fields.get(info.field_name or "")
+        if isinstance(v, bool) and field is not None and _is_number_field(field.annotation):
+            raise ValueError(f"expected a number, got {str(v).lower()}")
+        return v
 
 
 class TaskConfig(_Section):
@@ -46,6 +78,11 @@ class TeacherConfig(_Section):
     api_key_env: str | None = Field(None, description="Name of the env var holding the API key (never the key itself).")
     temperature: float = Field(0.0, ge=0.0, le=2.0, description="Sampling temperature; 0 keeps answers reproducible.")
     max_tokens: int = Field(512, ge=1, description="Max tokens per teacher reply.")
+    max_reply_chars: int | None = Field(
+        None, ge=1,
+        description="Longest reply kept, in characters; a longer one (a faulty server) is recorded as a "
+        "failure, never parsed nor trained on. Default: 32 per max_tokens.",
+    )
     concurrency: int = Field(16, ge=1, description="Max requests in flight per backend.")
     timeout_s: float = Field(60.0, gt=0, description="Per-request timeout before a retry.")
     max_retries: int = Field(4, ge=0, description="Retries on 429/5xx/timeouts (with backoff, honouring Retry-After).")
@@ -73,6 +110,10 @@ class TeacherConfig(_Section):
         description="Backend-specific options. openai: extra request fields (top_p, seed, ...), part of the cache key; "
         "hf: device, dtype; vllm: engine_args for vllm.LLM plus extra SamplingParams fields.",
     )
+
+    def reply_char_limit(self) -> int:
+        """`max_reply_chars`, or 32 characters per token of `max_tokens` (no token is longer)."""
+        return self.max_reply_chars if self.max_reply_chars is not None else 32 * self.max_tokens
 
     @field_validator("options")
     @classmethod
@@ -129,6 +170,19 @@ class StudentConfig(_Section):
             return self.max_new_tokens
         return 16 if self.base is None else 256
 
+    @model_validator(mode="after")
+    def _shape(self) -> StudentConfig:
+        # Llama attention splits the width into equal heads, and rotary embeddings need an even
+        # head size: a bad pair failed after bootstrap had paid the teacher.
+        if self.hidden_size % self.num_heads:
+            raise ValueError(f"student.num_heads: {self.num_heads} does not divide student.hidden_size {self.hidden_size}")
+        if (self.hidden_size // self.num_heads) % 2:
+            raise ValueError(
+                f"student.num_heads: hidden_size {self.hidden_size} / num_heads {self.num_heads} = "
+                f"{self.hidden_size // self.num_heads}, an odd head size (rotary embeddings need an even one)"
+            )
+        return self
+
 
 class LoRAConfig(_Section):
     enabled: bool = Field(False, description="Train LoRA adapters (PEFT) instead of all weights.")
@@ -161,6 +215,12 @@ class TrainConfig(_Section):
         description="Trackers TRL reports training to (tensorboard, wandb, mlflow, trackio, ...): one run per "
         "round, named <run name>-round-N, its files under RUN_DIR/student/round-N.trainer/.",
     )
+    save_steps: int = Field(
+        50, ge=0,
+        description="Steps between checkpoints inside the imitate stage (kept in RUN_DIR/student/checkpoints, "
+        "removed when the stage ends): a killed or interrupted stage resumes from the last one, not step 0. "
+        "0: none.",
+    )
     options: dict[str, Any] = Field(default_factory=dict, description="Extra trainer arguments.")
 
     @field_validator("lora", mode="before")
@@ -178,10 +238,19 @@ class TrainConfig(_Section):
 
 
 class RefereeConfig(_Section):
-    tau: float = Field(1.0, ge=0, description="Lion's threshold: hard when teacher - student score >= tau (1-10 scale).")
+    tau: float = Field(
+        1.0, ge=0, le=9,
+        description="Lion's threshold: hard when teacher - student score >= tau (1-10 scale, so at most 9).",
+    )
     both_orders: bool = Field(True, description="Judge (teacher, student) and (student, teacher) and average: cancels position bias.")
     skip_identical: bool = Field(True, description="Identical answers are easy without a judge call (saves teacher budget).")
     max_cases: int | None = Field(None, ge=1, description="Judge at most this many cache-pool cases per round.")
+    min_decided: float = Field(
+        0.5, ge=0, le=1,
+        description="Share of a round's cases the referee must decide (hard or easy). Below it the run stops "
+        "with an error naming the failure reasons, and `lionloop resume` judges the round again: an outage "
+        "once ended the run as 'no hard cases', converged. 0 accepts any share.",
+    )
     last_round: bool = Field(
         True,
         description="Judge in the last round (stop.max_rounds) too. Its verdicts feed only that round's "
@@ -242,6 +311,25 @@ class GenerateConfig(_Section):
         description="Generator plugins by name; ones not listed do not run.",
     )
 
+    @model_validator(mode="after")
+    def _shares(self) -> GenerateConfig:
+        # Shares split max_new_per_round: past 1 the quotas overspend it; a share too small
+        # for one candidate silently skipped its generator.
+        enabled = {k: g for k, g in self.generators.items() if g.enabled}
+        total = sum(g.share for g in enabled.values())
+        if total > 1.001:  # rounded shares (1/7 x 7) may pass 1 by a hair
+            raise ValueError(
+                f"generate.generators: the enabled generators' shares sum to {total:g}; they split "
+                "generate.max_new_per_round and must sum to at most 1"
+            )
+        for name, g in enabled.items():
+            if 0 < g.share and int(g.share * self.max_new_per_round) == 0:
+                raise ValueError(
+                    f"generate.generators.{name}.share: {g.share:g} of generate.max_new_per_round "
+                    f"({self.max_new_per_round}) is less than one candidate"
+                )
+        return self
+
 
 class DedupConfig(_Section):
     threshold: float = Field(
@@ -261,7 +349,10 @@ class StopConfig(_Section):
 
 class RunConfig(_Section):
     name: str = Field("lionloop", description="Run name (the run directory defaults to runs/<name>).")
-    seed: int = Field(0, description="Seeds data sampling, training and generation: same seed, same pool.")
+    seed: int = Field(
+        0, ge=0, le=MAX_SEED,
+        description="Seeds data sampling, training and generation: same seed, same pool (0 to 2**32-1, numpy's range).",
+    )
     run_dir: Path | None = Field(None, description="Where the run lives; default runs/<name>.")
     task: TaskConfig = Field(default_factory=TaskConfig, description="Where seeds, eval set and verifier come from.")
     teacher: TeacherConfig = Field(default_factory=TeacherConfig, description="The teacher that answers instructions.")
@@ -278,9 +369,29 @@ class RunConfig(_Section):
     @field_validator("name")
     @classmethod
     def _safe_name(cls, v: str) -> str:
-        if not v or "/" in v or v.startswith("."):
-            raise ValueError("must be a plain name without '/' or a leading '.'")
+        # It names the default run directory and prefixes the run id.
+        if not v or "/" in v or "\\" in v or v.startswith(".") or not v.isprintable() or len(v) > 100:
+            raise ValueError("must be a plain printable name of at most 100 characters, without '/', '\\' or a leading '.'")
         return v
+
+    @model_validator(mode="after")
+    def _seed_per_round(self) -> RunConfig:
+        # Round r trains with seed + r: every one must still be a numpy seed.
+        if self.seed + self.stop.max_rounds > MAX_SEED:
+            raise ValueError(f"seed: {self.seed} + stop.max_rounds must stay within numpy's seed range (at most {MAX_SEED})")
+        return self
+
+    @model_validator(mode="after")
+    def _something_to_generate(self) -> RunConfig:
+        # Rounds after the first train on what the generators add: with none, every later
+        # round repeated the first and the run ended "successfully".
+        g = self.generate
+        if self.stop.max_rounds > 1 and not any(x.enabled and x.share > 0 for x in g.generators.values()):
+            raise ValueError(
+                "generate.generators: no enabled generator with a share above 0, so rounds after the "
+                "first would add nothing (enable one, or set stop.max_rounds: 1)"
+            )
+        return self
 
     @model_validator(mode="after")
     def _one_cache(self) -> RunConfig:
@@ -299,9 +410,36 @@ class RunConfig(_Section):
 def _format_error(err: ValidationError, source: str) -> str:
     first = err.errors()[0]
     path = ".".join(str(p) for p in first["loc"])
-    msg = first["msg"].removeprefix("Value error, ")  # our validators name their own field path
+    msg = first["msg"].removeprefix("Value error, ")
     more = f" (and {len(err.errors()) - 1} more)" if len(err.errors()) > 1 else ""
+    if path and (msg.startswith(f"{path}.") or msg.startswith(f"{path}:")):
+        path = ""  # a section's own validator named the field path itself
     return f"{source}: {path}: {msg}{more}" if path else f"{source}: {msg}{more}"
+
+
+def _bad_text(s: str) -> str | None:
+    """Why a string cannot be used (written to SQLite, hashed, used in a path), or None."""
+    if "\x00" in s:
+        return "contains a NUL character"
+    for i, ch in enumerate(s):
+        if "\ud800" <= ch <= "\udfff":
+            return f"contains a lone UTF-16 surrogate (\\u{ord(ch):04x}) at character {i + 1}"
+    return None
+
+
+def _check_text(data: Any, path: str, source: str) -> None:
+    """Every key and string value of a parsed config must be text a file or a hash can hold."""
+    if isinstance(data, dict):
+        for k, v in data.items():
+            sub = f"{path}.{k}" if path else str(k)
+            if isinstance(k, str) and (why := _bad_text(k)):
+                raise ConfigError(f"{source}: {sub!r}: the key {why}")
+            _check_text(v, sub, source)
+    elif isinstance(data, list):
+        for i, v in enumerate(data):
+            _check_text(v, f"{path}.{i}", source)
+    elif isinstance(data, str) and (why := _bad_text(data)):
+        raise ConfigError(f"{source}: {path}: {why}")
 
 
 def parse_config(data: dict[str, Any] | None, source: str = "config") -> RunConfig:
@@ -310,24 +448,59 @@ def parse_config(data: dict[str, Any] | None, source: str = "config") -> RunConf
         data = {}
     if not isinstance(data, dict):
         raise ConfigError(f"{source}: top level must be a mapping, got {type(data).__name__}")
+    _check_text(data, "", source)
     try:
         return RunConfig.model_validate(data)
     except ValidationError as err:
         raise ConfigError(_format_error(err, source)) from None
 
 
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """PyYAML's safe loader, refusing a key given twice in one mapping (the last one used to win
+    without a word)."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        self.flatten_mapping(node)
+        seen: dict[Any, int] = {}
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=True)
+            try:
+                first = seen.get(key)
+            except TypeError:  # an unhashable key: the base class reports it
+                continue
+            if first is not None:
+                raise ConfigError(
+                    f"line {key_node.start_mark.line + 1}: duplicate key {key!r} (first given on line {first})"
+                )
+            seen[key] = key_node.start_mark.line + 1
+        return super().construct_mapping(node, deep=deep)
+
+
 def load_config(path: Path) -> RunConfig:
-    """Read and validate a YAML config file."""
+    """Read and validate a YAML config file: UTF-8, no duplicate keys, not empty."""
     try:
-        text = Path(path).read_text()
+        raw = Path(path).read_bytes()
     except OSError as err:
         raise ConfigError(f"{path}: cannot read ({err.strerror})") from None
     try:
-        data = yaml.safe_load(text)
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as err:
+        line = raw.count(b"\n", 0, err.start) + 1
+        col = err.start - (raw.rfind(b"\n", 0, err.start) + 1) + 1
+        raise ConfigError(
+            f"{path}: line {line}: not valid UTF-8 (byte 0x{raw[err.start]:02x} at column {col})"
+        ) from None
+    try:
+        data = yaml.load(text, Loader=_UniqueKeyLoader)  # noqa: S506 - a SafeLoader subclass
+    except ConfigError as err:
+        raise ConfigError(f"{path}: {err}") from None
     except yaml.YAMLError as err:
         mark = getattr(err, "problem_mark", None)
         where = f" line {mark.line + 1}" if mark else ""
         raise ConfigError(f"{path}:{where} invalid YAML ({getattr(err, 'problem', err)})") from None
+    if data is None:
+        # An empty or comment-only file silently ran every default: almost always a mistake.
+        raise ConfigError(f"{path}: the file holds no settings (`lionloop init` writes one with every field)")
     return parse_config(data, str(path))
 
 

@@ -25,3 +25,9 @@ class PluginError(LionloopError, RuntimeError):
 
 class RunError(LionloopError, RuntimeError):
     """A run directory is missing, foreign or inconsistent."""
+
+
+class RefereeError(LionloopError, RuntimeError):
+    """The referee decided too few cases of a round (an outage, a broken judge): the run stops,
+    and `lionloop resume` judges the round again once it is back."""
+

@@ -11,7 +11,8 @@ RUN_DIR/
   run.lock             held (flock) by the one `lionloop run` / `resume` writing the run: its pid
   index.faiss          the FAISS index of the stored embeddings (a rebuildable cache of them)
   index.ids.json       the instruction id of each index row
-  student/             checkpoints: base/, round-N/, <role>/round-N/
+  student/             checkpoints: base/, round-N/, <role>/round-N/; checkpoints/ while training
+  logs/                crash logs: the traceback of an error lionloop did not expect
 ```
 """
 
@@ -78,12 +79,22 @@ class RunDir:
         return self.path / "index.ids.json"
 
     @property
+    def logs(self) -> Path:
+        """Crash logs (`lionloop.cli.common.crash`): the CLI prints one line and the log's path."""
+        return self.path / "logs"
+
+    @property
     def students(self) -> Path:
         return self.path / "student"
 
     def student(self, round: int, role: str = "") -> Path:
         """A trained student's checkpoint: round >= 1; `role` "" is the main student."""
         return self.students / (f"{role}/round-{round}" if role else f"round-{round}")
+
+    def train_checkpoints(self, round: int, role: str = "") -> Path:
+        """A trainer's checkpoints inside one imitate stage (`train.save_steps`): what a killed
+        stage resumes from; removed once the stage is recorded as done."""
+        return self.students / "checkpoints" / (f"{role}/round-{round}" if role else f"round-{round}")
 
     def is_run(self) -> bool:
         return self.run_file.exists() and self.config.exists()

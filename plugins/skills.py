@@ -471,15 +471,16 @@ class SkillsPack:
         for skill in self._skills:
             rng = _rng(stream, seed, skill)
             seen = set(exclude)
-            tries = 0
-            while sum(1 for i in out if i.task == skill) < per_skill and tries < per_skill * 50:
-                level = LEVELS[len([i for i in out if i.task == skill]) % len(LEVELS)]
+            tries = have = 0  # a count, not a scan of `out` per try: 10k seeds took minutes
+            while have < per_skill and tries < per_skill * 50:
+                level = LEVELS[have % len(LEVELS)]
                 ins = self.make(skill, level, rng, split="eval" if stream == "eval" else "train")
                 tries += 1
                 if ins.id in seen:
                     continue
                 seen.add(ins.id)
                 out.append(ins)
+                have += 1
         return out
 
     def eval_set(self, per_skill: int | None = None) -> list[Instruction]:

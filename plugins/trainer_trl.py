@@ -33,12 +33,15 @@ from lionloop import (
     Registry,
     StudentConfig,
     TrainConfig,
+    checkpoint_step,
+    content_id,
     hookimpl,
     is_adapter,
     load_student,
     pick_device,
     render,
     resolve_format,
+    resume_point,
     save_atomically,
     set_threads,
     validate_options,
@@ -57,6 +60,10 @@ SET_BY_LIONLOOP = {
     "lr_scheduler_type": "it trains with a cosine schedule after train.warmup_steps",
     "logging_steps": "it logs the loss ten times per round",
     "save_strategy": "it saves one checkpoint per round itself",
+    "save_steps": "use train.save_steps",
+    "save_total_limit": "it keeps the last checkpoint of a stage, until the stage is done",
+    "save_only_model": "a resumed stage needs the optimizer, scheduler and RNG states too",
+    "resume_from_checkpoint": "a killed imitate stage resumes from its last checkpoint by itself",
     "report_to": "use train.report_to (one tracker run per round)",
     "run_name": "it names each round's tracker run <run name>-round-N",
     "completion_only_loss": "it trains on completions only",
@@ -179,6 +186,7 @@ class TRLTrainer:
         examples: Sequence[Example],
         seed: int,
         progress: Callable[..., None] | None = None,
+        checkpoint_dir: Path | None = None,
     ) -> dict[str, Any]:
         """Train; `progress(step, total)` after each step and `progress(step, total, loss)` when
         the loss is logged (ten times per round)."""
@@ -223,17 +231,17 @@ class TRLTrainer:
             for p, (e, w) in zip(prompts, kept, strict=True)
         ])
         on_gpu = device == "cuda"
-        trainer_dir = out.with_name(out.name + ".trainer")
+        trainer_dir = out.with_name(out.name + ".trainer")  # tracker files; checkpoints may go elsewhere
+        saving, resume = self._checkpointing(out, checkpoint_dir, base, kept, seed, options)
         args = _sft_config(
             SFTConfig,
-            output_dir=str(trainer_dir),
+            **saving,
             max_steps=self.cfg.steps_per_round,
             per_device_train_batch_size=self.cfg.batch_size,
             learning_rate=self.cfg.learning_rate,
             lr_scheduler_type="cosine",
             warmup_steps=min(self.cfg.warmup_steps, max(0, self.cfg.steps_per_round - 1)),
             logging_steps=max(1, self.cfg.steps_per_round // 10),
-            save_strategy="no",
             report_to=list(self.cfg.report_to),
             run_name=f"{out.parent.parent.name}-{out.name}",
             completion_only_loss=True,
@@ -269,6 +277,14 @@ class TRLTrainer:
                     if progress:
                         progress(state.global_step, total, losses[-1])  # the bar shows the loss
 
+        class _NoFinalSave(TrainerCallback):
+            # The stage saves the trained model itself: a last checkpoint (optimizer included)
+            # would only double what a round writes.
+            def on_step_end(self, args, state, control, **kw):  # noqa: ANN001
+                if state.global_step >= state.max_steps:
+                    control.should_save = False
+
+        callbacks = [_Progress()] + ([_NoFinalSave()] if saving["save_strategy"] != "no" else [])
         extra: dict[str, Any] = {}
         trainer_cls: Any = SFTTrainer
         if weighted:
@@ -281,7 +297,7 @@ class TRLTrainer:
             with tracker_dirs(trainer_dir, self.cfg.report_to):
                 trainer = trainer_cls(
                     model=model, args=args, train_dataset=data, processing_class=tok,
-                    peft_config=peft_config, callbacks=[_Progress()], **extra,
+                    peft_config=peft_config, callbacks=callbacks, **extra,
                 )
         except (ValueError, TypeError) as err:  # e.g. an SFTConfig value TRL refuses with this model
             raise ConfigError(f"train.options: TRL refused the trainer's settings: {_one_line(err)}") from err
@@ -291,7 +307,7 @@ class TRLTrainer:
         t0 = time.time()
         try:
             with tracker_dirs(trainer_dir, self.cfg.report_to):
-                result = trainer.train()
+                result = trainer.train(resume_from_checkpoint=str(resume) if resume else None)
         except (ValueError, TypeError, RuntimeError) as err:
             raise TrainingError(f"trl: training failed: {type(err).__name__}: {_one_line(err)}") from err
         seconds = time.time() - t0
@@ -316,6 +332,7 @@ class TRLTrainer:
             "tokens": tokens,
             "tokens_per_s": round(tokens / seconds, 1) if seconds > 0 else None,
             "threads": torch.get_num_threads(),
+            **({"resumed_from_step": checkpoint_step(resume)} if resume else {}),
         }
         if lora.enabled:
             figures["lora"] = {
@@ -323,6 +340,29 @@ class TRLTrainer:
                 "trainable_params": sum(p.numel() for p in trained.parameters() if p.requires_grad),
             }
         return figures
+
+    def _checkpointing(
+        self, out: Path, folder: Path | None, base: Path, kept: Sequence[tuple[Example, float]], seed: int,
+        options: dict[str, Any],
+    ) -> tuple[dict[str, Any], Path | None]:
+        """SFTConfig's output and save settings, and the checkpoint to resume from (None: step 0).
+
+        With a checkpoint folder and `train.save_steps`, the trainer saves every save_steps steps
+        (model, optimizer, scheduler, RNG states: a resumed run continues exactly), keeping the
+        last only; the folder's fingerprint ties it to these rows, this base and these settings.
+        """
+        if folder is None or not self.cfg.save_steps:
+            return {"output_dir": str(out.with_name(out.name + ".trainer")), "save_strategy": "no"}, None
+        fingerprint = {
+            "rows": content_id(*(f"{e.id}:{w!r}" for e, w in kept)), "base": str(base), "seed": seed,
+            "train": self.cfg.model_dump(mode="json"), "student": self.student.model_dump(mode="json"),
+            "options": options,
+        }
+        resume = resume_point(folder, fingerprint)
+        settings = {"output_dir": str(folder), "save_strategy": "steps", "save_steps": self.cfg.save_steps,
+                    "save_total_limit": 1, "save_only_model": False}
+        return settings, resume
+
 
 
 def lora_config(lora: Any) -> Any:
@@ -344,8 +384,10 @@ def row_lengths(tok: Any, prompts: Sequence[str], completions: Sequence[str]) ->
 
 
 # Where trackers write their local files unless the user said otherwise: beside the round's
-# checkpoint, so one run directory holds everything (TensorBoard writes under output_dir itself).
-_TRACKER_ENV = {"wandb": "WANDB_DIR", "mlflow": "MLFLOW_TRACKING_URI", "trackio": "TRACKIO_DIR"}
+# checkpoint, so one run directory holds everything (TensorBoard too: its default is under
+# output_dir, which is the stage's checkpoint folder when train.save_steps is on).
+_TRACKER_ENV = {"wandb": "WANDB_DIR", "mlflow": "MLFLOW_TRACKING_URI", "trackio": "TRACKIO_DIR",
+                "tensorboard": "TENSORBOARD_LOGGING_DIR"}
 
 
 @contextmanager

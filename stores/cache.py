@@ -95,13 +95,15 @@ class CallCache:
         self.conn.close()
 
     def get(self, key: str) -> dict[str, Any] | None:
+        """The cached reply and usage, and which run, round and stage paid for it."""
         with self._lock:
             row = self.conn.execute(
-                "SELECT response, usage FROM llm_cache WHERE key = ?", (key,)
+                "SELECT response, usage, run_id, round, stage FROM llm_cache WHERE key = ?", (key,)
             ).fetchone()
         if row is None:
             return None
-        return {"response": json.loads(row["response"]), "usage": json.loads(row["usage"])}
+        return {"response": json.loads(row["response"]), "usage": json.loads(row["usage"]),
+                "run_id": row["run_id"], "round": row["round"], "stage": row["stage"]}
 
     def put(
         self,

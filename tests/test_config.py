@@ -127,6 +127,9 @@ def test_init_writes_a_commented_config_that_loads_to_the_defaults(tmp_path: Pat
     assert res.exit_code == 0, res.output
     text = path.read_text()
     assert "# Lion's threshold" in text and "tau: 1.0" in text
-    assert load_config(path) == parse_config({})
+    loaded = load_config(path)
+    # init writes the task pack's options with their defaults (so they can be edited in place)
+    assert loaded.model_copy(update={"task": loaded.task.model_copy(update={"options": {}})}) == parse_config({})
+    assert loaded.task.options["answer_in_reply"] is False and "sample_error_rate" in loaded.task.options
     again = CliRunner().invoke(app, ["init", str(path)])
     assert again.exit_code == 1 and "exists" in again.output

@@ -606,7 +606,8 @@ def four_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
     from lionloop.plugin.manager import get_plugin_manager
 
     run = tmp_path_factory.mktemp("four")
-    gens = {n: {"share": 0.2} for n in ("lion", *PLUGINS)}
+    gens = {n: {"share": 0.2} for n in PLUGINS}
+    gens["lion"] = {"share": 0.1}  # shares sum to at most 1 (they split max_new_per_round)
     gens["recorder"] = {"share": 0.1}
     cfg = micro_config(
         run, task={"seeds_per_skill": 6, "cache_per_skill": 6, "eval_per_skill": 6, "skills": EXTRA},

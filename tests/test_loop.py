@@ -115,7 +115,7 @@ def test_plugin_that_raises_is_reported_by_name_and_pool_stays_consistent(tmp_pa
     from lionloop.plugin.manager import get_plugin_manager
 
     cfg = micro_config(tmp_path, generate={"max_new_per_round": 20, "generators": {
-        "boom": {"share": 0.5}, "lion": {"share": 0.5}, "foreign": {"share": 0.1}}})
+        "boom": {"share": 0.4}, "lion": {"share": 0.5}, "foreign": {"share": 0.1}}})
     pm = get_plugin_manager(extra=[("boom", Boom()), ("foreign", Foreign())])
     rt = Runtime(cfg=cfg, run_dir=tmp_path, run_id="boom-run", pm=pm)
     final = build_graph().invoke({"run_id": "boom-run", "round": 1}, {"recursion_limit": 100}, context=rt)

@@ -21,7 +21,7 @@ from lionloop.inspect.report import build_report, collect, figures
 
 ROOT = Path(__file__).resolve().parents[1]
 ARTIFACTS = ROOT / "artifacts"
-PLOTS = ["accuracy", "referee", "pool", "teacher", "gaps", "curate", "map"]
+PLOTS = ["accuracy", "referee", "pool", "teacher", "replies", "training", "gaps", "curate", "map"]
 HOSTILE = "</script><script>window.__pwned = 1</script><b>bold</b> & \"quotes\""
 EMBED_LIKE_ANOTHER = ("INSERT INTO embeddings(instruction_id, model, vector) SELECT '00000000c0ffee00', model, vector"
                       " FROM embeddings LIMIT 1")
@@ -161,7 +161,7 @@ def test_report_on_a_run_with_only_its_bootstrap(run_copy: Path, tmp_path: Path)
     res = build_report(run_copy, tmp_path / "r.html")
     html = (tmp_path / "r.html").read_text()
     assert res["rounds"] == 0 and res["hardest"] == 0
-    assert html.count("nothing to plot yet") == 4  # accuracy, referee, gaps, curate; pool/teacher/map drawn
+    assert html.count("nothing to plot yet") == 5  # accuracy, referee, training, gaps, curate; pool/teacher/replies/map drawn
     assert 'id="plot-pool"' in html and 'id="plot-map"' in html and "no instruction is judged hard" in html
 
 

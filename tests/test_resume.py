@@ -39,13 +39,27 @@ def baseline(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return d / "run"
 
 
+@pytest.fixture(scope="module")
+def baseline_figures(baseline: Path) -> dict:
+    return _figures(json.loads(_cli("status", str(baseline), "--json").stdout))
+
+
+def _figures(st: dict) -> dict:
+    """Per round and stage: teacher requests, answers, cache hits and failures (status --json)."""
+    out = {(0, "bootstrap"): {k: st["bootstrap"][k] for k in ("teacher_calls", "cache_hits", "teacher_failures")}}
+    for r in st["rounds"]:
+        for stage, v in r["teacher_by_stage"].items():
+            out[(r["round"], stage)] = {k: v.get(k) for k in ("calls", "requests", "answered", "hits", "failures")}
+    return out
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize(
     ("round_", "stage"),
     [(0, "bootstrap"), (1, "imitate"), (1, "evaluate"), (1, "discriminate"), (1, "generate"), (1, "curate"),
      (2, "discriminate")],
 )
-def test_kill_9_then_resume(tmp_path: Path, baseline: Path, round_: int, stage: str) -> None:
+def test_kill_9_then_resume(tmp_path: Path, baseline: Path, baseline_figures: dict, round_: int, stage: str) -> None:
     run = tmp_path / "run"
     cfg = tmp_path / "cfg.yaml"
     cfg.write_text(yaml.safe_dump({**CRASH_CFG, "run_dir": str(run)}))
@@ -82,6 +96,10 @@ def test_kill_9_then_resume(tmp_path: Path, baseline: Path, round_: int, stage: 
     hits = sum(r["cache_hits"] for r in st["rounds"]) + st["bootstrap"]["cache_hits"]
     if paid_before and killed_in["stage"] != "imitate":
         assert hits > 0
+    # Status reads as it would without the crash: per round and stage, the same requests, answers,
+    # cache hits and failures (a stage's own replies paid before the kill count as `resumed`, and
+    # stages finished before it keep their figures: they read 0/0 after a resume before).
+    assert _figures(st) == baseline_figures
     # A stage killed midway is started again by the resumed process and finished once; a
     # stage that had just finished (fast stages can beat the kill) is not redone.
     key = (killed_in["round"], killed_in["stage"])

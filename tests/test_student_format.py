@@ -63,7 +63,7 @@ def test_student_and_train_config() -> None:
 
 
 @pytest.mark.parametrize(("over", "message"), [
-    ({"student": {"base": "/nonexistent/model"}}, "student.base: /nonexistent/model is not a directory"),
+    ({"student": {"base": "/nonexistent/model"}}, "student.base: /nonexistent/model does not exist"),
     ({"student": {"prompt_format": "chat"}}, "student.prompt_format: chat, but the tiny student has no chat template"),
     ({"train": {"report_to": ["nosuchtracker"]}}, "train.report_to: unknown tracker 'nosuchtracker'"),
 ])
@@ -80,7 +80,7 @@ def test_student_settings_are_refused_before_anything_is_written(tmp_path: Path,
     assert not (tmp_path / "run").exists()
     (tmp_path / "run.yaml").write_text(json.dumps({"name": "x", "student": {"base": str(tmp_path / "not-a-model")}}))
     res = CliRunner().invoke(app, ["run", str(cfg)])
-    assert res.exit_code == 2 and "has no config.json" in res.output
+    assert res.exit_code == 2 and "holds no config.json" in res.output
 
 
 @pytest.mark.parametrize("policy", ["continue", "retrain"])

@@ -46,7 +46,11 @@ def test_cache_means_no_second_payment(tmp_path: Path) -> None:
     assert [r.output.text for r in r2] == ["B", "A"] and all(r.cached for r in r2)
     assert len(backend.sent) == 2
     stats = t2.stats()[(1, "curate")]
-    assert stats["calls"] == 2 and stats["hits"] == 2 and stats["prompt_tokens"] == 20
+    # Paid by this very stage before the "crash": resumed, not hits (a stage's hits read the
+    # same with or without a crash); asked again by another stage, they are hits.
+    assert stats["calls"] == 2 and stats["resumed"] == 2 and stats["hits"] == 0 and stats["prompt_tokens"] == 20
+    t2.at(2, "curate").ask([Answer(instruction="a")])
+    assert t2.stats()[(2, "curate")]["hits"] == 1 and len(backend.sent) == 2
 
 
 def test_parse_failure_is_reasked_then_recorded(tmp_path: Path) -> None:

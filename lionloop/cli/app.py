@@ -14,11 +14,13 @@ from rich.table import Table
 
 from lionloop.cli.bench import bench_app
 from lionloop.cli.common import (
+    GuardedGroup,
     RichReporter,
     console,
     err_console,
     fail,
     guard,
+    note_run_dir,
     quiet_libraries,
     setup_logging,
 )
@@ -27,7 +29,10 @@ from lionloop.cli.report import report
 from lionloop.cli.status import print_status, where
 from lionloop.errors import LionloopError
 
-app = typer.Typer(add_completion=False, no_args_is_help=True, help="Adversarial distillation loops.")
+app = typer.Typer(
+    cls=GuardedGroup, add_completion=False, no_args_is_help=True, help="Adversarial distillation loops.",
+    pretty_exceptions_enable=False,
+)
 
 
 def _print_summary(run_dir: Path, with_state: bool = False) -> None:
@@ -87,6 +92,7 @@ def demo(
 
     if run_dir is None:
         run_dir = Path("runs") / f"demo-{time.strftime('%Y%m%d-%H%M%S')}"
+    note_run_dir(run_dir)
     cfg = guard(demo_config, rounds, seed, run_dir, judge_mode)
     mode = "" if judge_mode == "llm" else f", judge mode {judge_mode}"
     console.print(f"[bold]lionloop demo[/]: {rounds} rounds, seed {seed}{mode}, run dir {run_dir}")
@@ -103,10 +109,15 @@ def run(
     """Run a loop from a YAML config."""
     setup_logging(verbose)
     from lionloop.config import load_config
+    from lionloop.loop.preflight import preflight
+    from lionloop.plugin.manager import get_plugin_manager
 
     cfg = guard(load_config, config)
     if run_dir is not None:
         cfg = cfg.model_copy(update={"run_dir": run_dir})
+    note_run_dir(cfg.resolved_run_dir())
+    # Before the heavy imports: a bad config is refused in seconds.
+    guard(preflight, cfg, get_plugin_manager())
     quiet_libraries()
     from lionloop.loop.runner import start
 
@@ -121,6 +132,11 @@ def resume(
 ) -> None:
     """Continue a crashed or stopped run; cached teacher calls are not paid again."""
     setup_logging(verbose)
+    note_run_dir(run_dir)
+    from lionloop.loop.preflight import preflight_resume
+    from lionloop.plugin.manager import get_plugin_manager
+
+    guard(preflight_resume, run_dir, get_plugin_manager())  # before the heavy imports
     quiet_libraries()
     from lionloop.loop.runner import resume as do_resume
 
@@ -140,6 +156,7 @@ def status(
     its per-round figures (works while it is running)."""
     from lionloop.inspect.status import run_status as get_status
 
+    note_run_dir(run_dir)
     st = guard(get_status, run_dir)
     if as_json:
         typer.echo(json.dumps(st, indent=2))

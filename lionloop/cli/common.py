@@ -2,21 +2,30 @@
 
 from __future__ import annotations
 
+import errno
 import logging
 import os
+import shutil
+import sqlite3
 import sys
+import tempfile
 import time
+import traceback
 import warnings
-from typing import Any
+from pathlib import Path
+from typing import Any, NoReturn
 
 import typer
 from rich.console import Console
 from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from typer.core import TyperGroup
 
 from lionloop.errors import ConfigError, LionloopError
 from lionloop.inspect.fmt import pct
 from lionloop.loop.reporting import Reporter
+from lionloop.rundir import RunDir
+from lionloop.teacher.secrets import RedactingFilter, redact
 
 console = Console(stderr=False)
 err_console = Console(stderr=True, soft_wrap=True)  # one error, one line
@@ -123,8 +132,8 @@ class RichReporter(Reporter):
         )
 
 
-def fail(err: Exception, code: int) -> None:
-    err_console.print(f"[red]error:[/] {err}", highlight=False)
+def fail(err: Exception | str, code: int) -> None:
+    err_console.print(f"[red]error:[/] {escape(str(err))}", highlight=False)  # "[redacted]" is no markup
     raise typer.Exit(code)
 
 
@@ -134,13 +143,148 @@ def setup_logging(verbose: bool) -> None:
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         stream=sys.stderr,
     )
+    for handler in logging.getLogger().handlers:  # no API key in a log line, even at debug level
+        if not any(isinstance(f, RedactingFilter) for f in handler.filters):
+            handler.addFilter(RedactingFilter())
 
 
 def guard(fn, *args, **kwargs):  # noqa: ANN001, ANN202
-    """Turn lionloop errors into one red line and an exit code (2 = bad config)."""
+    """Turn lionloop errors into one red line and an exit code (2 = bad config); anything else
+    is left to `GuardedGroup` (one line and a log file holding the traceback)."""
     try:
         return fn(*args, **kwargs)
     except ConfigError as err:
-        fail(err, 2)
+        fail(redact(str(err)), 2)
     except LionloopError as err:
-        fail(err, 1)
+        if disk_full(err):  # e.g. a trainer's checkpoint cut short by a full disk
+            crash(err)
+        fail(redact(str(err)), 1)
+
+
+# -- the last line of defence: no traceback reaches the user -----------------------------------------
+
+_run_dir: Path | None = None
+
+
+def note_run_dir(path: Path | str | None) -> None:
+    """The run directory the command works on: a crash log goes there (when it is a run)."""
+    global _run_dir
+    _run_dir = Path(path) if path is not None else None
+
+
+_FULL = ("No space left on device", "database or disk is full", "os error 28")
+FREE_FLOOR = 1 << 20  # bytes: below this the run's disk counts as full
+
+
+def disk_full(err: BaseException) -> bool:
+    """The error, or one it came from, is a full disk; or a writer failed without saying why
+    (torch's "unexpected pos") while the run's disk has no room left."""
+    seen: set[int] = set()
+    io_error = False
+    e: BaseException | None = err
+    while e is not None and id(e) not in seen:
+        seen.add(id(e))
+        if isinstance(e, OSError) and e.errno == errno.ENOSPC or any(s in str(e) for s in _FULL):
+            return True
+        io_error |= isinstance(e, (OSError, RuntimeError, sqlite3.Error)) and not isinstance(e, LionloopError)
+        e = e.__cause__ or e.__context__
+    if not io_error:  # a referee outage or a bad row on a nearly full disk is still what it is
+        return False
+    folder = _run_dir
+    while folder is not None and not folder.exists() and folder.parent != folder:
+        folder = folder.parent
+    try:
+        return folder is not None and shutil.disk_usage(folder).free < FREE_FLOOR
+    except OSError:
+        return False
+
+
+def known_fault(err: BaseException) -> str | None:
+    """A plain-words line for faults of the machine rather than of lionloop, else None."""
+    if disk_full(err):
+        again = f"; free some space, then `lionloop resume {_run_dir}` continues the run" if _is_run(_run_dir) else ""
+        return f"disk full ({' '.join(str(err).split())[:200]}){again}"
+    if isinstance(err, sqlite3.DatabaseError) and any(
+        s in str(err) for s in ("not a database", "malformed", "disk I/O error")
+    ):
+        return f"a SQLite file of the run is damaged ({err}); restore it from a backup"
+    if isinstance(err, MemoryError):
+        return "out of memory (a smaller student, batch or eval batch needs less)"
+    if isinstance(err, PermissionError):
+        return f"permission denied: {err.filename or err}"
+    return None
+
+
+def _is_run(path: Path | None) -> bool:
+    try:
+        return path is not None and RunDir(path).is_run()
+    except OSError:
+        return False
+
+
+def crash_log(err: BaseException) -> Path | None:
+    """Write the traceback (secrets redacted) to the run's logs/ folder, else the temp folder."""
+    text = redact("".join(traceback.format_exception(type(err), err, err.__traceback__)))
+    name = f"crash-{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}.log"
+    folders = ([RunDir(_run_dir).logs] if _is_run(_run_dir) else []) + [Path(tempfile.gettempdir()) / "lionloop"]
+    for folder in folders:
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+            path = folder / name
+            path.write_text(text)
+            return path
+        except OSError:
+            continue  # a full disk: try the next place
+    return None
+
+
+def crash(err: BaseException) -> NoReturn:
+    """An exception nothing else handled: one red line naming it and where its traceback is."""
+    path = crash_log(err)
+    what = known_fault(err) or f"internal error: {type(err).__name__}: {' '.join(str(err).split())[:300]}"
+    where = f" (traceback in {path})" if path else " (the traceback could not be written)"
+    err_console.print(f"[red]error:[/] {escape(redact(what) + where)}", highlight=False)
+    raise typer.Exit(1)
+
+
+def _passes_through(err: BaseException) -> bool:
+    # Typer's and click's own signals: exits, aborts, usage errors (click prints those itself).
+    return isinstance(err, (typer.Exit, typer.Abort)) or type(err).__module__.split(".")[0] in ("typer", "click")
+
+
+class GuardedGroup(TyperGroup):
+    """The `lionloop` command group: whatever a command raises ends as one line (lionloop errors
+    as `guard` prints them; anything else with the path of a log file holding its traceback), and
+    a bad command line too (click's usage box made it five)."""
+
+    def invoke(self, ctx: Any) -> Any:
+        note_run_dir(None)  # a command names its run directory itself (a second in-process call too)
+        try:
+            return super().invoke(ctx)
+        except KeyboardInterrupt:
+            again = f"; `lionloop resume {_run_dir}` continues the run" if _is_run(_run_dir) else ""
+            err_console.print(f"[red]error:[/] interrupted{again}", highlight=False)
+            raise typer.Exit(130) from None
+        except Exception as err:
+            if _passes_through(err):
+                raise
+            if isinstance(err, LionloopError) and not disk_full(err):
+                fail(redact(str(err)), 2 if isinstance(err, ConfigError) else 1)
+            crash(err)
+
+    def main(self, *args: Any, standalone_mode: bool = True, **kwargs: Any) -> Any:
+        if not standalone_mode:
+            return super().main(*args, standalone_mode=False, **kwargs)
+        from typer._click.exceptions import ClickException
+
+        try:
+            rv = super().main(*args, standalone_mode=False, **kwargs)
+        except ClickException as err:
+            ctx = getattr(err, "ctx", None)
+            hint = f" (`{ctx.command_path} --help`)" if ctx is not None else ""
+            err_console.print(f"[red]error:[/] {escape(err.format_message() + hint)}", highlight=False)
+            sys.exit(err.exit_code)
+        except typer.Abort:
+            err_console.print("[red]error:[/] aborted", highlight=False)
+            sys.exit(1)
+        sys.exit(rv if isinstance(rv, int) else 0)

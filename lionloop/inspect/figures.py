@@ -83,7 +83,7 @@ def referee_figure(data: dict[str, Any]) -> Any:
     import plotly.graph_objects as go
     from plotly.subplots import make_subplots
 
-    rows = [r for r in data["stats"]["rounds"] if r["judged"]]
+    rows = [r for r in data["stats"]["rounds"] if r["judged"] or r["unjudged"]]
     if not rows:
         return None
     x = [r["round"] for r in rows]

@@ -72,7 +72,8 @@ def build(pool: Pool, run_dir: RunDir, cfg: Any = None, run_id: str | None = Non
     judged = {
         r["round"]: dict(r)
         for r in pool.query(
-            "SELECT round, COUNT(*) AS judged, SUM(hard = 1) AS hard, SUM(hard = 0) AS easy,"
+            # judged: decided hard or easy; a failed judge call is unjudged, never judged
+            "SELECT round, SUM(hard IS NOT NULL) AS judged, SUM(hard = 1) AS hard, SUM(hard = 0) AS easy,"
             " SUM(hard IS NULL) AS unjudged FROM verdicts GROUP BY round"
         )
     }
@@ -119,7 +120,7 @@ def build(pool: Pool, run_dir: RunDir, cfg: Any = None, run_id: str | None = Non
             "finished": row.get("finished") is not None,
             "born": born.get(str(rnd), 0),
             "pool_size": size,
-            "judged": j.get("judged", 0),
+            "judged": j.get("judged") or 0,
             "hard": hard,
             "easy": easy,
             "unjudged": j.get("unjudged") or 0,

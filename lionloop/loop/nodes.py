@@ -66,7 +66,8 @@ def evaluate(state: LoopState, runtime: GraphRuntime[Runtime]) -> dict[str, Any]
 def discriminate(state: LoopState, runtime: GraphRuntime[Runtime]) -> dict[str, Any]:
     rt = runtime.context
     result = _once(rt, state["round"], "discriminate", discriminate_stage)
-    return {"hard": result["hard"]}
+    decided = None if result["hard"] is None else result["hard"] + result["easy"]
+    return {"hard": result["hard"], "decided": decided}
 
 
 def generate(state: LoopState, runtime: GraphRuntime[Runtime]) -> dict[str, Any]:

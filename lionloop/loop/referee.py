@@ -13,6 +13,7 @@ from dataclasses import replace
 from typing import Any
 
 from lionloop.config import RefereeConfig
+from lionloop.loop.quorum import require_decided
 from lionloop.loop.runtime import Runtime
 from lionloop.loop.scoring import agreement
 from lionloop.loop.selection import referee_selects
@@ -112,12 +113,14 @@ def discriminate_stage(rt: Runtime, r: int) -> dict[str, Any]:
         advance = rt.reporter.task(f"referee judging {len(items)} cases", len(items))
         verdicts = judge_cases(rt.referee, items, teacher, student, r, rt.cfg.judge, advance)
         rt.reporter.task_done()
+        require_decided(verdicts, rt.cfg.judge.min_decided, r, rt.run_dir)  # an outage is no verdict
     hard = sum(1 for v in verdicts if v.hard is True)
     easy = sum(1 for v in verdicts if v.hard is False)
     unjudged = sum(1 for v in verdicts if v.hard is None)
     diffs = [v.diff for v in verdicts if v.diff is not None]
     result: dict[str, Any] = {
-        "hard": hard, "easy": easy, "unjudged": unjudged, "judged": len(verdicts),
+        # judged: cases the referee decided (a failed call is no judgment); cases: all it was given
+        "hard": hard, "easy": easy, "unjudged": unjudged, "judged": hard + easy, "cases": len(verdicts),
         "hard_ratio": round(hard / max(1, hard + easy), 4),
         "mean_diff": round(sum(diffs) / len(diffs), 4) if diffs else None,
         "mode": mode,

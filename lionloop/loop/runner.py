@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
+import shutil
 import sqlite3
 import time
 import uuid
@@ -15,7 +17,7 @@ from lionloop import __version__
 from lionloop.config import RunConfig, dump_config
 from lionloop.errors import RunError
 from lionloop.loop.graph import build_graph
-from lionloop.loop.preflight import preflight
+from lionloop.loop.preflight import preflight, preflight_resume
 from lionloop.loop.runtime import Reporter, Runtime
 from lionloop.plugin.manager import get_plugin_manager
 from lionloop.rundir import RunDir, RunLock, busy, lock_holder
@@ -60,28 +62,74 @@ def _run(rt: Runtime, input: Any, command: str) -> dict[str, Any]:
 
 
 def start(cfg: RunConfig, reporter: Reporter | None = None) -> tuple[Path, dict[str, Any]]:
-    """Create a run directory for `cfg` and run the loop to its end (holding the run's lock)."""
+    """Create a run directory for `cfg` and run the loop to its end (holding the run's lock).
+
+    Nothing is written before the config passed `preflight`; `config.yaml` and `run.json` (what
+    makes the directory a run) only once every component was built. A config error on the way
+    leaves the directory as it was, so the corrected config can be run into it.
+    """
     run_dir = cfg.resolved_run_dir()
     files = RunDir(run_dir)
     if files.run_file.exists():
         raise RunError(f"{run_dir} already holds a run; `lionloop resume {run_dir}` continues it")
     pm = get_plugin_manager()
-    pack = preflight(cfg, pm)  # a bad component, option, data file, row or column: nothing written yet
+    pack = preflight(cfg, pm)  # a bad path, component, option, data file, row or column: nothing written yet
+    undo = _Undo(run_dir, cfg.teacher.cache_path)
     run_dir.mkdir(parents=True, exist_ok=True)
     with RunLock(files):
         if files.run_file.exists():  # another `lionloop run` got there first
             raise RunError(f"{run_dir} already holds a run; `lionloop resume {run_dir}` continues it")
         run_id = f"{cfg.name}-{time.strftime('%Y%m%d-%H%M%S')}-{uuid.uuid4().hex[:6]}"
-        files.config.write_text(dump_config(cfg.model_copy(update={"run_dir": run_dir})))
-        files.run_file.write_text(
-            json.dumps({"run_id": run_id, "created": time.time(), "lionloop": __version__}, indent=2)
-        )
-        rt = Runtime(cfg=cfg, run_dir=run_dir, run_id=run_id, reporter=reporter or Reporter(), pm=pm, task_pack=pack)
         try:
+            rt = Runtime(cfg=cfg, run_dir=run_dir, run_id=run_id, reporter=reporter or Reporter(), pm=pm,
+                         task_pack=pack)
+        except BaseException:
+            undo()
+            raise
+        try:
+            files.config.write_text(dump_config(cfg.model_copy(update={"run_dir": run_dir})))
+            files.run_file.write_text(
+                json.dumps({"run_id": run_id, "created": time.time(), "lionloop": __version__}, indent=2)
+            )
             final = _run(rt, {"run_id": run_id, "round": 1}, "run")
         finally:
             rt.close()
     return run_dir, final
+
+
+class _Undo:
+    """Removes what starting a run created, when it fails before the run exists: the run
+    directory (or, if it existed, the files added to it) and a new call-cache file."""
+
+    def __init__(self, run_dir: Path, cache_path: Path | None) -> None:
+        self.run_dir = Path(run_dir)
+        self.before = {p.name for p in self.run_dir.iterdir()} if self.run_dir.is_dir() else None
+        missing = []
+        d = self.run_dir
+        while not d.exists() and d.parent != d:
+            missing.append(d)
+            d = d.parent
+        self.made_dirs = missing  # innermost first
+        self.cache = Path(cache_path) if cache_path is not None and not Path(cache_path).exists() else None
+
+    def __call__(self) -> None:
+        if self.before is None:
+            for d in self.made_dirs[:1]:
+                shutil.rmtree(d, ignore_errors=True)
+            for d in self.made_dirs[1:]:
+                with contextlib.suppress(OSError):
+                    d.rmdir()  # only if empty
+        elif self.run_dir.is_dir():
+            for p in self.run_dir.iterdir():
+                if p.name in self.before:
+                    continue
+                if p.is_dir():
+                    shutil.rmtree(p, ignore_errors=True)
+                else:
+                    p.unlink(missing_ok=True)
+        if self.cache is not None:
+            for suffix in ("", "-wal", "-shm"):
+                Path(f"{self.cache}{suffix}").unlink(missing_ok=True)
 
 
 def finished_state(run_dir: Path) -> dict[str, Any] | None:
@@ -105,31 +153,69 @@ def resume(run_dir: Path, reporter: Reporter | None = None) -> tuple[Path, dict[
 
     A finished run is left as it is: the returned state says `already_finished`."""
     files = RunDir(run_dir)
-    cfg, run_id = files.read()
+    _, run_id = files.read()
     holder = lock_holder(files)
     if holder is not None:  # refused at once, before any data is read
         raise busy(files, holder)
     done = finished_state(run_dir)
     if done is not None:
+        check_pool_holds_checkpoint(files, done, None)
         log.info("run %s already finished (%s)", run_id, done.get("stop_reason"))
         return Path(run_dir), {**done, "already_finished": True}
     pm = get_plugin_manager()
-    pack = preflight(cfg, pm)  # the plugins installed now must still take the run's config
+    # Sound files, and a config the plugins and files there now still take: nothing written yet.
+    cfg, run_id, pack = preflight_resume(Path(run_dir), pm)
     with RunLock(files):
         rt = Runtime(cfg=cfg, run_dir=Path(run_dir), run_id=run_id, reporter=reporter or Reporter(), pm=pm,
                      task_pack=pack)
         try:
-            started = has_checkpoint(rt)
+            graph, conn = _graph_for(rt)
+            snapshot = graph.get_state(_thread(run_id))
+            conn.close()
+            check_pool_holds_checkpoint(files, snapshot.values, snapshot.next[0] if snapshot.next else None)
+            started = bool(snapshot.values)  # False: it crashed before the first checkpoint
             final = _run(rt, None if started else {"run_id": run_id, "round": 1}, "resume")
         finally:
             rt.close()
     return Path(run_dir), final
 
 
-def has_checkpoint(rt: Runtime) -> bool:
-    """Whether the graph has a checkpoint to continue from (False: it crashed before the first)."""
-    graph, conn = _graph_for(rt)
+# The stages each node's predecessors in one round always ran (conditional edges skip the others).
+_DONE_BEFORE = {
+    "imitate": (), "evaluate": ("imitate",), "discriminate": ("imitate", "evaluate"),
+    "generate": ("imitate", "evaluate", "discriminate"), "curate": ("imitate", "evaluate", "discriminate", "generate"),
+    "decide": ("imitate", "evaluate"),
+}
+
+
+def expected_markers(values: dict[str, Any], next_node: str | None) -> list[tuple[int, str]]:
+    """The (round, stage) markers the pool must hold for a graph checkpoint with these state
+    `values` about to run `next_node` (None: the run finished)."""
+    if not values or next_node == "bootstrap":
+        return []
+    r = int(values.get("round") or 1)
+    out = [(0, "bootstrap")] + [(k, "decide") for k in range(1, r)]
+    if next_node is None:
+        return [*out, (r, "decide")]
+    return out + [(r, s) for s in _DONE_BEFORE.get(next_node, ())]
+
+
+def check_pool_holds_checkpoint(files: RunDir, values: dict[str, Any], next_node: str | None) -> None:
+    """The pool must hold every stage the graph's checkpoint says is done. A stage marker commits
+    with the stage's rows before the checkpoint is written, so a pool behind its checkpoint lost
+    committed writes (a truncated WAL, a restored older file): resuming would skip the lost stages
+    and finish with a smaller pool, so refuse, before anything is written."""
+    conn = sqlite3.connect(f"{files.pool.resolve().as_uri()}?mode=ro", uri=True)
     try:
-        return bool(graph.get_state(_thread(rt.run_id)).values)
+        have = {(row[0], row[1]) for row in conn.execute("SELECT round, stage FROM stages")}
     finally:
         conn.close()
+    missing = [m for m in expected_markers(values, next_node) if m not in have]
+    if missing:
+        named = ", ".join(f"round {r} {s}" for r, s in missing[:3]) + (f" and {len(missing) - 3} more" if len(missing) > 3 else "")
+        raise RunError(
+            f"{files.pool}: the pool lacks stages the run's checkpoint records as done ({named}): it lost "
+            "committed writes (a truncated WAL or an older copy of the file?); nothing was written. "
+            "Restore pool.sqlite with its -wal file from a backup"
+        )
+

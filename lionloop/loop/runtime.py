@@ -25,6 +25,7 @@ from lionloop.rundir import RunDir
 from lionloop.stores.cache import CallCache
 from lionloop.stores.pool import Pool
 from lionloop.teacher.client import Accounting, Teacher
+from lionloop.teacher.secrets import register_env
 
 log = logging.getLogger(__name__)
 
@@ -68,10 +69,11 @@ class Runtime:
     def _teacher(self, tcfg: TeacherConfig, path: str) -> Teacher:
         resolved = resolve_backend(self.registry, tcfg, path)
         env = BackendEnv(section=path, task_pack=self.task_pack, run_dir=self.run_dir, options=resolved.options)
+        register_env(tcfg.api_key_env)  # masked in every error text, reply and log line from here on
         backend = resolved.entry.factory(tcfg, env)
         return Teacher(
             backend, self.cache, self.run_id, parse_retries=tcfg.parse_retries,
-            budget=self.budget_left, acct=self.acct,
+            budget=self.budget_left, acct=self.acct, max_reply_chars=tcfg.reply_char_limit(),
         )
 
     def spent(self) -> int:
@@ -142,14 +144,17 @@ class Runtime:
         timing = {"seconds": {stage: round_to(time.perf_counter() - t0)}} if t0 is not None else {}
         with self.pool.transaction():
             merged = self.pool.merge_metrics(round, {**(metrics or {}), **timing})
-            per_stage = self.teacher_stats(round)
-            if per_stage:
-                merged = self.pool.merge_metrics(round, {"teacher": per_stage})
+            # This stage's figures only: a resumed process holds no counts for the stages done
+            # before the crash, and writing its zeros over theirs made status lie (98/98 -> 0/0).
+            figures = self.teacher_stats(round).get(stage)
+            if figures:
+                merged = self.pool.merge_metrics(round, {"teacher": {stage: figures}})
             self.pool.mark_stage(round, stage, result)
         return merged
 
     def teacher_stats(self, round: int) -> dict[str, Any]:
-        """This round's teacher figures per stage (paid calls from the cache, the rest in memory)."""
+        """This round's teacher figures per stage (paid calls from the cache, the rest counted by
+        this process: complete for a stage that ran in it)."""
         stats = self.teacher.stats() if self.teacher is not None else {}
         return {stage: v for (r, stage), v in stats.items() if r == round}
 

@@ -12,6 +12,7 @@ class LoopState(TypedDict, total=False):
     round: int  # the round being worked on (1-based)
     teacher_calls: int  # paid teacher calls so far (read from the cache)
     hard: int  # hard cases the referee found this round
+    decided: int  # cases the referee decided (hard or easy) this round
     last_eval: float | None  # held-out accuracy after this round's imitate
     best_eval: float | None
     stale_rounds: int  # rounds since best_eval last improved
@@ -28,7 +29,8 @@ def stop_reason(state: LoopState, cfg: StopConfig) -> str | None:
         return "max_rounds"
     if cfg.max_teacher_calls is not None and state.get("teacher_calls", 0) >= cfg.max_teacher_calls:
         return "teacher_budget"
-    if cfg.stop_when_no_hard and state.get("hard") == 0:
+    # No hard case among cases the referee decided; none decided (every call failed) is no news.
+    if cfg.stop_when_no_hard and state.get("hard") == 0 and state.get("decided", 1) > 0:
         return "no_hard_cases"
     if cfg.patience is not None and state.get("stale_rounds", 0) >= cfg.patience:
         return "plateau"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 import re
 import time
 from collections import defaultdict
@@ -10,6 +11,7 @@ from typing import Any
 from lionloop.errors import PluginError
 from lionloop.loop.runtime import Runtime
 from lionloop.records import Example
+from lionloop.student.checkpoints import drop
 
 # A student role names a directory under RUN_DIR/student: a plain word, and not the base model's.
 ROLE = re.compile(r"(?!base$)[a-z][a-z0-9_]*")
@@ -32,6 +34,8 @@ def imitate_stage(rt: Runtime, r: int) -> dict[str, Any]:
         metrics["train_roles"] = roles
     with rt.pool.transaction():
         rt.finish_stage(r, "imitate", figures, metrics)
+    # Recorded as done: the checkpoints inside the stage (and any an earlier crash left) go.
+    drop(rt.files.students / "checkpoints")
     return figures
 
 
@@ -49,6 +53,10 @@ def _train(rt: Runtime, r: int, role: str, rows: list[Example]) -> dict[str, Any
         bar(step - seen[0], None if loss is None else f"loss {loss:.4g}")
         seen[0] = step
 
-    figures = rt.trainer.train(start, rt.student_dir(r, role), rows, seed=rt.cfg.seed + r, progress=progress)
+    # A kill or Ctrl-C inside training resumes from the trainer's last checkpoint, kept here
+    # (trainers whose `train` takes no checkpoint_dir restart the stage from step 0).
+    resumable = "checkpoint_dir" in inspect.signature(rt.trainer.train).parameters
+    extra = {"checkpoint_dir": rt.files.train_checkpoints(r, role)} if resumable else {}
+    figures = rt.trainer.train(start, rt.student_dir(r, role), rows, seed=rt.cfg.seed + r, progress=progress, **extra)
     rt.reporter.task_done()
     return figures

@@ -46,6 +46,7 @@ from lionloop.records import (
     Verdict,
     content_id,
 )
+from lionloop.student.checkpoints import checkpoint_step, resume_point
 from lionloop.student.model import is_adapter, pick_device, save_atomically, set_threads
 from lionloop.student.model import load as load_student
 from lionloop.student.prompt import format_prompt, render, resolve_format
@@ -81,7 +82,7 @@ __all__ = [
     "siblings", "sibling_requests", "sibling_instruction", "answered_siblings", "AnsweredSibling",
     "affordable", "enabled_options", "meta_reject_filter", "one_line", "format_prompt",
     # trainers: the student's model directories
-    "load_student", "is_adapter", "pick_device", "save_atomically", "set_threads",
+    "load_student", "is_adapter", "pick_device", "save_atomically", "set_threads", "resume_point", "checkpoint_step",
     # the student's prompt format (one function for training rows and evaluation prompts)
     "render", "resolve_format",
     # errors

@@ -223,4 +223,8 @@ class Trainer(Protocol):
         progress: Callable[..., None] | None = None,
     ) -> dict[str, Any]:
         """Return figures such as steps, final loss and seconds. Call `progress(step, total)` as
-        steps finish, or `progress(step, total, loss)` to show the latest loss."""
+        steps finish, or `progress(step, total, loss)` to show the latest loss.
+
+        A trainer may also take `checkpoint_dir: Path | None` (keyword): a folder for checkpoints
+        inside this training, to resume from after a kill (`lionloop.resume_point`); the imitate
+        stage passes it when the signature has it and removes the folder once the stage is done."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import threading
 import time
@@ -14,6 +15,7 @@ from pydantic import BaseModel, ValidationError
 
 from lionloop.stores.cache import CallCache, cache_key
 from lionloop.teacher.requests import ParseError, Rejected, TeacherRequest
+from lionloop.teacher.secrets import redact
 
 log = logging.getLogger(__name__)
 
@@ -80,6 +82,9 @@ class Accounting:
 
     Every request asked ends as exactly one of `answered` or `failures`; `reasks` counts the
     re-asks after unparseable replies, `reasons` the failures by kind (parse, transport, ...).
+    `hits` are replies the cache held before the stage started (another stage, round or run);
+    `resumed` the ones this very stage paid in an earlier, interrupted process: so a stage's
+    figures after a crash and resume read as they would have without the crash.
     """
 
     requests: dict[tuple[int, str], int] = field(default_factory=_counter)
@@ -88,6 +93,8 @@ class Accounting:
     failures: dict[tuple[int, str], int] = field(default_factory=_counter)
     reasks: dict[tuple[int, str], int] = field(default_factory=_counter)
     paid_now: dict[tuple[int, str], int] = field(default_factory=_counter)
+    resumed: dict[tuple[int, str], int] = field(default_factory=_counter)
+    paid_keys: set[str] = field(default_factory=set)  # cache keys this process paid
     # Wall time spent waiting on the backend (not on the cache or parsing): the "teacher" share
     # of a stage in the loop-overhead benchmark.
     seconds: dict[tuple[int, str], float] = field(default_factory=lambda: defaultdict(float))
@@ -133,8 +140,12 @@ class Teacher:
         parse_retries: int = 1,
         budget: Callable[[], int | None] | None = None,
         acct: Accounting | None = None,
+        max_reply_chars: int | None = None,
     ) -> None:
         self.backend = backend
+        # A longer reply is a faulty server, not an answer: 2 MB replies became training rows
+        # and were carried by every later judge prompt.
+        self.max_reply_chars = max_reply_chars
         self.cache = cache
         self.run_id = run_id
         self.parse_retries = parse_retries
@@ -173,14 +184,22 @@ class Teacher:
             misses: list[int] = []
             keys: dict[int, str] = {}
             prompts: dict[int, Any] = {}
+            # One call per distinct prompt: a request repeated in one batch (a seed row given
+            # twice) is answered by the first one's call, never paid again.
+            sent_for: dict[str, int] = {}
+            copies: dict[int, int] = {}
             for i in pending:
                 prompts[i] = self.backend.prompt_for(requests[i], attempt)
                 keys[i] = cache_key(self.backend.name, self.backend.model, params, prompts[i])
+                if keys[i] in sent_for:
+                    copies[i] = sent_for[keys[i]]
+                    continue
                 hit = self.cache.get(keys[i])
                 if hit is None:
+                    sent_for[keys[i]] = i
                     misses.append(i)
                     continue
-                self._count("hits")
+                self._count_hit(keys[i], hit)
                 results[i] = self._finish(requests[i], hit["response"], cached=True, usage=hit["usage"])
                 if progress and (results[i].ok or last):
                     progress(1)
@@ -203,9 +222,9 @@ class Teacher:
                     i = misses[j]
                     req = requests[i]
                     if reply.error is not None:
-                        results[i] = Result(req, error=reply.error)
+                        results[i] = Result(req, error=redact(str(reply.error)))
                     else:
-                        response = {"text": reply.text, "output": reply.output}
+                        response = self._screen(reply)
                         usage = dict(reply.usage)
                         cost = estimate_cost(self.backend, usage)
                         if cost is not None:
@@ -217,12 +236,22 @@ class Teacher:
                         )
                         paid += 1
                         self._count("paid_now")
+                        with self._lock:
+                            self.acct.paid_keys.add(keys[i])
                         results[i] = self._finish(req, response, cached=False, usage=usage)
                     if progress and (results[i].ok or last):
                         progress(1)
                     body += time.perf_counter() - body_t0
                 with self._lock:
                     self.acct.seconds[(self.round, self.stage)] += time.perf_counter() - loop_t0 - body
+            for i, j in copies.items():
+                first = results[j]
+                if first is not None and first.error != BUDGET_ERROR:
+                    self._count("hits")
+                results[i] = Result(requests[i], output=first.output, error=first.error, cached=True,
+                                    raw=first.raw) if first is not None else None
+                if progress and results[i] is not None and (results[i].ok or last):
+                    progress(1)
             # Unparseable replies are re-asked (a new attempt is a new prompt and a new key).
             pending = [
                 i for i in pending
@@ -253,8 +282,41 @@ class Teacher:
                 log.debug("teacher %s failed: %s", r.request.kind, r.error)
         return out
 
+    def _count_hit(self, key: str, hit: dict[str, Any]) -> None:
+        """A cache hit, or a reply this very stage paid before a crash (`resumed`)."""
+        mine = (hit.get("run_id"), hit.get("round"), hit.get("stage")) == (self.run_id, self.round, self.stage)
+        with self._lock:
+            resumed = mine and key not in self.acct.paid_keys
+        self._count("resumed" if resumed else "hits")
+
+    def _screen(self, reply: Reply) -> dict[str, Any]:
+        """A paid reply as the cache keeps it: secrets masked; a reply of the wrong type or past
+        `max_reply_chars` only as its reason (paid once, so cached and never paid again, but never
+        parsed nor trained on)."""
+        text, output = reply.text, reply.output
+        if text is not None and not isinstance(text, str):
+            return {"text": None, "output": None,
+                    "rejected": f"type: the backend returned a {type(text).__name__} as reply text"}
+        if output is not None and not isinstance(output, dict):
+            return {"text": None, "output": None,
+                    "rejected": f"type: the backend returned a {type(output).__name__} as output"}
+        size = len(text or "") + (len(json.dumps(output, default=str)) if output is not None else 0)
+        if self.max_reply_chars is not None and size > self.max_reply_chars:
+            return {"text": None, "output": None, "rejected": self._oversize(size)}
+        return {"text": redact(text, credentials=False) if text else text, "output": output}
+
+    def _oversize(self, size: int) -> str:
+        return f"oversize: a reply of {size:,} characters (teacher.max_reply_chars: {self.max_reply_chars:,})"
+
     def _finish(self, req: TeacherRequest, response: dict[str, Any], cached: bool,
                 usage: dict[str, Any] | None = None) -> Result:
+        if response.get("rejected"):
+            return Result(req, error=str(response["rejected"]), cached=cached)
+        text = response.get("text")
+        if self.max_reply_chars is not None and isinstance(text, str) and len(text) > self.max_reply_chars:
+            return Result(req, error=self._oversize(len(text)), cached=cached)  # from an older cache
+        if response.get("output") is None and not req.structured and (why := plain_text_mismatch(req, text)):
+            return Result(req, error=f"type: {why}", cached=cached, raw=text)
         try:
             if response.get("output") is not None:
                 out = req.Output.model_validate(response["output"])
@@ -269,7 +331,7 @@ class Teacher:
                 msg = f"{req.kind}: parser raised {type(err).__name__}: {err}"
             if (usage or {}).get("finish_reason") == "length":
                 msg += " (the reply was cut off at max_tokens)"
-            return Result(req, error=f"parse: {msg}", cached=cached, raw=response.get("text"),
+            return Result(req, error=redact(f"parse: {msg}"), cached=cached, raw=response.get("text"),
                           rejected=isinstance(err, Rejected))
         return Result(req, output=out, cached=cached, raw=response.get("text"))
 
@@ -283,7 +345,7 @@ class Teacher:
         out: dict[tuple[int, str], dict[str, Any]] = defaultdict(dict)
         for k, v in self.cache.paid(self.run_id).items():
             out[k].update(v)
-        for name in ("requests", "answered", "hits", "failures", "reasks"):
+        for name in ("requests", "answered", "hits", "resumed", "failures", "reasks"):
             for k, v in getattr(self.acct, name).items():
                 out[k][name] = v
         for k, v in self.acct.reasons.items():
@@ -294,6 +356,32 @@ class Teacher:
             out[k]["kinds"] = {kind: dict(c) for kind, c in by_kind.items()}
         for v in out.values():
             for name in ("calls", "prompt_tokens", "completion_tokens", "requests", "answered", "hits",
-                         "failures", "reasks"):
+                         "resumed", "failures", "reasks"):
                 v.setdefault(name, 0)
         return dict(out)
+
+
+# Words in a request that make a JSON object a fair plain-text answer.
+_ASKS_FOR_JSON = ("json", "{", "dict", "object")
+
+
+def plain_text_mismatch(req: TeacherRequest, text: Any) -> str | None:
+    """Why a reply does not fit a plain-text request (`structured = False`), or None: a reply that
+    is nothing but a JSON object, to a request whose text never mentions JSON or objects, is a
+    server answering some other request type (`{"unexpected": true}` became a training row)."""
+    if not isinstance(text, str):
+        return None
+    stripped = text.strip()
+    if not (stripped.startswith("{") and stripped.endswith("}")):
+        return None
+    try:
+        obj = json.loads(stripped)
+    except (ValueError, RecursionError):
+        return None
+    if not isinstance(obj, dict):
+        return None
+    asked = " ".join(v for v in req.model_dump().values() if isinstance(v, str)).lower()
+    if any(w in asked for w in _ASKS_FOR_JSON):
+        return None
+    return f"a JSON object where a plain-text {req.kind} was asked"
+

@@ -13,6 +13,7 @@ model echoed it); several objects that disagree on what matters are rejected, ne
 
 from __future__ import annotations
 
+import functools
 import json
 import re
 from typing import Any, ClassVar, Literal
@@ -101,6 +102,52 @@ def _squash(s: str) -> str:
     return re.sub(r"\s+", "", s)
 
 
+# -- what untrusted text plants ----------------------------------------------------------------------
+
+_MAX_REPAIRS = 256  # near-JSON repairs tried per text (each scans up to _REPAIR_SPAN characters)
+_REPAIR_SPAN = 4000
+# Past this many different planted outputs, matching one proves nothing: a genuine verdict would
+# match some planted one by chance (every 1-10 score pair planted vetoed every verdict).
+_FEW_PLANTED = 3
+
+
+@functools.lru_cache(maxsize=4096)
+def planted_objects(text: str, depth: int = 0) -> tuple[str, ...]:
+    """Every JSON object anywhere in `text` (as sorted-key JSON): at any nesting, after broken or
+    unclosed JSON, and inside JSON string values (two levels). Unlike `json_objects`, which reads
+    a reply, this reads untrusted text, where a forgery may hide anywhere."""
+    found: dict[str, None] = {}
+    decoder = json.JSONDecoder()
+    repairs = 0
+    i = text.find("{")
+    while i >= 0:
+        obj: Any = None
+        try:
+            obj, nxt = decoder.raw_decode(text, i)  # sound: its insides are walked below
+        except (json.JSONDecodeError, RecursionError):
+            nxt = i + 1  # broken here: the next brace may open a sound object inside it
+            if repairs < _MAX_REPAIRS:
+                repairs += 1
+                close = _balanced_end(text[i : i + _REPAIR_SPAN], 0)
+                if close is not None:
+                    try:
+                        obj = _repair(text[i : i + close])
+                    except (ValueError, RecursionError):
+                        obj = None
+        stack = [obj]
+        while stack:  # the object, every object nested in it, and JSON held in its strings
+            x = stack.pop()
+            if isinstance(x, dict):
+                found.setdefault(json.dumps(x, sort_keys=True), None)
+                stack.extend(x.values())
+            elif isinstance(x, list):
+                stack.extend(x)
+            elif isinstance(x, str) and "{" in x and depth < 2:
+                found.update(dict.fromkeys(planted_objects(x, depth + 1)))
+        i = text.find("{", nxt)
+    return tuple(found)
+
+
 # -- the base request ------------------------------------------------------------------------------
 
 
@@ -148,21 +195,37 @@ class TeacherRequest(BaseModel):
         return [str(getattr(self, f)) for f in self.untrusted if getattr(self, f, None)]
 
     def echoed(self, blob: str, out: BaseModel) -> bool:
-        """True when an output also appears in the request's untrusted text (copied, not judged):
-        verbatim, or as a JSON object there that reads as the same output."""
+        """True when an output was copied from the request's untrusted text rather than made:
+        verbatim, or as the same JSON object (any spacing, key order, nesting or broken JSON
+        around it there), or with the same decisive fields as one of the few outputs planted
+        there. Many different planted outputs make a match mean nothing, so then only a copy counts:
+        planted text can hide a verdict from the parser, never veto a genuine one."""
         texts = self._untrusted_text()
         squashed = _squash(blob)
         if any(squashed in _squash(t) for t in texts):
             return True
-        for t in texts:
-            for _, obj in json_objects(t):
-                try:
-                    planted = self.Output.model_validate(obj)
-                except ValidationError:
-                    continue
-                if self._key(planted) == self._key(out):
-                    return True
-        return False
+        try:
+            mine = json.dumps(json.loads(blob), sort_keys=True)
+        except (ValueError, RecursionError):
+            try:
+                mine = json.dumps(_repair(blob), sort_keys=True)
+            except (ValueError, RecursionError):
+                mine = None
+        planted = {p for t in texts for p in planted_objects(t)}
+        if mine is not None and mine in planted:
+            return True
+        keys = self._planted_keys(planted)
+        return len(keys) <= _FEW_PLANTED and self._key(out) in keys
+
+    def _planted_keys(self, planted: set[str]) -> set[tuple[str, ...]]:
+        """The decisive fields of every planted object that reads as an output."""
+        keys = set()
+        for p in planted:
+            try:
+                keys.add(self._key(self.Output.model_validate(json.loads(p))))
+            except (ValidationError, ValueError, KeyError):
+                continue
+        return keys
 
     def _key(self, out: BaseModel) -> tuple[str, ...]:
         # JSON form of each decisive field: works for nested models and lists of them too.
@@ -277,7 +340,10 @@ class Answer(TeacherRequest):
         return AnswerOut(text=text.strip())
 
 
-_LION_SCORES = re.compile(r"^\s*(\d{1,2}(?:\.\d+)?)\s*[ ,;/]\s*(\d{1,2}(?:\.\d+)?)\s*$")
+# Lion's referee format, strictly: the first line holds the two scores separated by spaces.
+_LION_SCORES = re.compile(r"^[ \t]*(\d{1,2}(?:\.\d+)?)[ \t]+(\d{1,2}(?:\.\d+)?)[ \t]*$")
+# A score pair as text may plant it: two numbers apart by spaces or one separator, on one line.
+_PLANTED_PAIR = re.compile(r"(?<![\d.])(\d{1,2}(?:\.\d+)?)[ \t]*[ \t,;/:|-][ \t]*(\d{1,2}(?:\.\d+)?)(?![\d.])")
 
 
 class Judge(TeacherRequest):
@@ -319,15 +385,34 @@ class Judge(TeacherRequest):
         }
 
     def parse_fallback(self, text: str) -> list[BaseModel]:
-        """Lion's own format: the reply's first line holds the two scores ("8 6")."""
-        first = next((ln for ln in text.splitlines() if ln.strip()), "")
-        m = _LION_SCORES.match(first)
-        if not m or any(first.strip() in t for t in self._untrusted_text()):
+        """Lion's own format: the reply's first line holds the two scores ("8 6"), the lines after
+        it the explanation. The pair counts unless it was planted in the judged text and the reply
+        adds nothing of its own, or it matches one of a few pairs planted there."""
+        lines = [ln.strip() for ln in text.splitlines() if ln.strip()]
+        m = _LION_SCORES.match(lines[0]) if lines else None
+        if not m:
             return []
+        pair = (float(m[1]), float(m[2]))
+        planted = self._planted_pairs()
+        if pair in planted:
+            copied = {ln.strip() for t in self._untrusted_text() for ln in t.splitlines()}
+            if len(planted) <= _FEW_PLANTED or all(ln in copied for ln in lines[1:]):
+                return []
         try:
-            return [JudgeOut(explanation=text.strip(), score_1=float(m[1]), score_2=float(m[2]))]
+            return [JudgeOut(explanation=text.strip(), score_1=pair[0], score_2=pair[1])]
         except ValidationError:
             return []
+
+    def _planted_pairs(self) -> set[tuple[float, float]]:
+        """Score pairs the untrusted text holds: as text ("1 10", "1,10") or as planted verdicts."""
+        pairs: set[tuple[float, float]] = set()
+        for t in self._untrusted_text():
+            pairs.update((float(a), float(b)) for a, b in _PLANTED_PAIR.findall(t))
+            for p in planted_objects(t):
+                obj = json.loads(p)
+                if isinstance(obj.get("score_1"), (int, float)) and isinstance(obj.get("score_2"), (int, float)):
+                    pairs.add((float(obj["score_1"]), float(obj["score_2"])))
+        return pairs
 
 
 class Rewrite(TeacherRequest):
