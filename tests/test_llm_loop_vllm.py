@@ -118,7 +118,10 @@ def test_loop_with_a_vllm_referee(server: VLLMServer, tmp_path: Path) -> None:
     from lionloop.inspect.status import run_status as status
     from lionloop.loop.runner import start
 
-    out, final = start(micro_config(tmp_path / "run", referee=llm(server), stop={"max_rounds": 1}))
+    # A random model: most verdicts fail by design, so the referee quorum (judge.min_decided,
+    # tested on its own in test_teacher_faults) is off here.
+    out, final = start(micro_config(tmp_path / "run", referee=llm(server), stop={"max_rounds": 1},
+                                    judge={"min_decided": 0}))
     assert final["stop_reason"]
     db = out / "pool.sqlite"
     st = status(out)
@@ -154,7 +157,7 @@ def test_loop_with_everything_on_vllm(server: VLLMServer, tmp_path: Path) -> Non
 
     cfg = micro_config(tmp_path / "run", teacher=llm(server, max_tokens=24), referee=llm(server),
                        generator_teacher=llm(server, max_tokens=64), stop={"max_rounds": 2},
-                       judge={"tau": 0.5})
+                       judge={"tau": 0.5, "min_decided": 0})  # a random model: most verdicts fail
     out, final = start(cfg)
     assert final["stop_reason"]
     db = out / "pool.sqlite"
