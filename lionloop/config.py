@@ -126,11 +126,56 @@ class GeneratorConfig(_Section):
     options: dict[str, Any] = Field(default_factory=dict, description="Generator-specific options.")
 
 
+class AllocationConfig(_Section):
+    """How much of a round's candidates each group of the pool (task, or embedding cluster) gets.
+
+    The referee still decides *which* instructions are hard (Lion's rule); this decides *how much*
+    each group gets, by learning progress measured on the cache pool (Teacher-Student Curriculum
+    Learning, Matiisen et al. 2017; Graves et al. 2017). Held-out eval accuracy never steers it.
+    """
+
+    mode: Literal["progress", "lion"] = Field(
+        "progress",
+        description="progress: each group's share of the round follows its learning progress (cache-pool "
+        "accuracy gained per example spent in recent rounds), with exploration. lion: no allocation; the "
+        "generators get every case in the referee's order (the paper's behaviour, which can pour the budget "
+        "into a group the student cannot learn).",
+    )
+    group_by: Literal["auto", "task", "cluster"] = Field(
+        "auto",
+        description="task: the instructions' task labels; cluster: k-means (FAISS) over the pool's stored "
+        "embeddings; auto: task when every pool instruction has one, else cluster.",
+    )
+    clusters: int = Field(8, ge=2, description="Clusters for group_by: cluster (fewer where the pool is small).")
+    window: int = Field(2, ge=1, description="Most recent round-to-round accuracy changes averaged into a group's progress.")
+    exploration: float = Field(
+        0.1, ge=0, le=1,
+        description="Share of the round spread evenly over the groups, so a stalled group is retried now and "
+        "then (its progress is measured again) and a noisy estimate cannot starve a group for good.",
+    )
+    prior: Literal["frontier", "uniform", "errors"] = Field(
+        "frontier",
+        description="Shares before any progress is measured (the first generating round): frontier, by "
+        "acc x (1 - acc) on the cache pool (neither mastered nor out of reach); uniform; errors, by hard "
+        "cases (Lion's emphasis).",
+    )
+
+
 class GenerateConfig(_Section):
     case_selection: Literal["referee", "uniform"] = Field(
         "referee",
         description="referee: generators get the referee's hard/easy cases (Lion). uniform: no judging; "
         "generators get pool instructions drawn uniformly as their cases (the 'uniform expansion' baseline).",
+    )
+    allocation: AllocationConfig = Field(
+        default_factory=AllocationConfig,
+        description="How much of the round each task or cluster gets (with case_selection: referee).",
+    )
+    pace: bool = Field(
+        True,
+        description="With stop.max_teacher_calls: spread what is left of the budget evenly over the rounds "
+        "still to generate (less the referee calls they will need), so it lasts to the last round instead "
+        "of running out early; max_new_per_round still caps each round.",
     )
     max_new_per_round: int = Field(400, ge=1, description="Cap on candidates per round across generators.")
     max_accepted_per_round: int | None = Field(

@@ -143,6 +143,7 @@ def figures(data: dict[str, Any]) -> list[dict[str, Any]]:
     """The report's charts: id, title, a sentence on how to read it, and the Plotly figure (or None)."""
     from lionloop.inspect.figures import (
         accuracy_figure,
+        allocation_figure,
         curate_figure,
         gap_figure,
         map_figure,
@@ -158,6 +159,10 @@ def figures(data: dict[str, Any]) -> list[dict[str, Any]]:
         {"id": "referee", "title": "Referee: hard and easy cases",
          "about": "The referee's calls on the train and cache pools each round; the line is the hard ratio.",
          "fig": referee_figure(data)},
+        {"id": "allocation", "title": "Where the new data went",
+         "about": "New instructions accepted per task (or cluster) each round, as the allocation shared out the "
+                  "round; dotted lines: each group's learning progress on the cache pool, the signal it followed.",
+         "fig": allocation_figure(data)},
         {"id": "pool", "title": "Pool size by origin",
          "about": "Instructions in the train and cache pools after each round, by who wrote them (eval excluded).",
          "fig": pool_figure(data)},

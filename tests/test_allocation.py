@@ -1,0 +1,119 @@
+"""The allocation of a round's candidates by learning progress, and budget pacing: arithmetic on
+hand-made figures, then a micro loop with a teacher budget end to end."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from conftest import micro_config, pool_rows
+
+from lionloop.config import AllocationConfig
+from lionloop.loop.allocation import progress, prior_scores, shares_from, split_quota
+from lionloop.loop.state import stop_reason
+
+
+def test_progress_is_accuracy_moved_per_example_paid_for() -> None:
+    accs = [{"a": (0.2, 30), "b": (0.0, 30), "c": (0.9, 30)},
+            {"a": (0.5, 30), "b": (0.0, 30), "c": (0.8, 30)}]
+    spends = [{"a": 60, "b": 60, "c": 0}]
+    lp = progress(accs, spends, window=2)
+    # a: +0.3 over 60 examples + a pseudo-count of the mean spend (40) + 1; b: nothing moved;
+    # c: forgotten (-0.1) counts by its size, over its 0 examples + 40 + 1.
+    assert lp["a"] == pytest.approx(0.3 / 101)
+    assert lp["b"] == 0
+    assert lp["c"] == pytest.approx(0.1 / 41)
+    assert progress(accs[:1], [], window=2) == {}  # one measurement: no progress yet
+
+
+def test_progress_averages_the_last_window_of_round_pairs() -> None:
+    accs = [{"a": (0.0, 10)}, {"a": (0.5, 10)}, {"a": (0.6, 10)}]
+    spends = [{"a": 9}, {"a": 9}]
+    assert progress(accs, spends, window=1)["a"] == pytest.approx(0.1 / 19)
+    assert progress(accs, spends, window=2)["a"] == pytest.approx((0.5 / 19 + 0.1 / 19) / 2)
+
+
+def test_shares_follow_scores_with_an_exploration_floor() -> None:
+    s = shares_from({"a": 3.0, "b": 1.0, "c": 0.0}, exploration=0.3)
+    assert sum(s.values()) == pytest.approx(1.0)
+    assert s["a"] == pytest.approx(0.7 * 0.75 + 0.1)
+    assert s["c"] == pytest.approx(0.1)  # a stalled group is still retried
+    assert shares_from({"a": 0.0, "b": 0.0}, 0.1) == {"a": 0.5, "b": 0.5}
+
+
+def test_priors() -> None:
+    acc = {"mastered": (1.0, 30), "half": (0.5, 30), "none": (0.0, 30)}
+    frontier = prior_scores(AllocationConfig(prior="frontier"), acc)
+    assert frontier["half"] > 0 and frontier["mastered"] == frontier["none"] == 0
+    errors = prior_scores(AllocationConfig(prior="errors"), acc)
+    assert errors["none"] > errors["half"] > errors["mastered"] == 0
+    assert set(prior_scores(AllocationConfig(prior="uniform"), acc).values()) == {1.0}
+
+
+def test_split_quota_adds_up() -> None:
+    q = split_quota(10, {"a": 0.55, "b": 0.3, "c": 0.15})
+    assert sum(q.values()) == 10 and q["a"] >= q["b"] >= q["c"]
+    assert split_quota(0, {"a": 1.0}) == {"a": 0}
+
+
+def test_spent_budget_stops_only_after_training_on_what_it_bought() -> None:
+    from lionloop.config import StopConfig
+
+    cfg = StopConfig(max_rounds=9, max_teacher_calls=100)
+    assert stop_reason({"round": 2, "teacher_calls": 100, "untrained": 40}, cfg) is None
+    assert stop_reason({"round": 3, "teacher_calls": 100, "untrained": 0}, cfg) == "teacher_budget"
+
+
+@pytest.mark.slow
+def test_budget_is_paced_never_overspent_and_its_last_data_trained_on(tmp_path: Path) -> None:
+    """A micro loop with a teacher budget: it spends no more than the budget, spreads it over the
+    rounds, trains the last round on what the last generating round bought, and records where each
+    round's data went and why."""
+    from lionloop.inspect.status import run_status
+    from lionloop.loop.runner import start
+
+    budget = 300
+    run_dir, final = start(micro_config(
+        tmp_path / "run", generate={"max_new_per_round": 400}, judge={"last_round": False},
+        stop={"max_rounds": 3, "max_teacher_calls": budget, "stop_when_no_hard": False}))
+    st = run_status(run_dir)
+    assert st["teacher_calls"]["paid"] <= budget
+    r1, r2, r3 = st["rounds"]
+    assert final["stop_reason"] == "max_rounds"
+    # Paced: both generating rounds bought data, not the first alone (max_new_per_round would allow it).
+    assert r1["accepted"] > 0 and r2["accepted"] > 0
+    assert r1["pacing"]["rounds_to_generate"] == 2 and r2["pacing"]["rounds_to_generate"] == 1
+    # The last round trained on everything bought (rows = train instructions) and judged nothing.
+    trained = pool_rows(run_dir, "SELECT COUNT(*) FROM instructions WHERE split = 'train'")[0][0]
+    assert r3["train"]["rows"] == trained and r3["teacher_calls"] == 0
+    # Where the data went: per task, accepted counts that add up, shares and cache accuracy behind them.
+    for r in (r1, r2):
+        assert sum(r["accepted_by_group"].values()) == r["accepted"]
+        groups = r["allocation"]["groups"]
+        assert set(groups) == {"add", "copy", "reverse"}
+        assert sum(g["share"] for g in groups.values()) == pytest.approx(1.0, abs=1e-3)
+        assert all(0 <= g["acc"] <= 1 for g in groups.values())
+    assert all(g["progress"] is None for g in r1["allocation"]["groups"].values())  # nothing measured yet
+    assert all(g["progress"] is not None for g in r2["allocation"]["groups"].values())
+
+
+@pytest.mark.slow
+def test_budget_spent_mid_loop_trains_once_more_then_stops(tmp_path: Path) -> None:
+    """Without pacing, a budget that runs out in round 1 still has its data trained on in round 2,
+    which is not judged, and the loop then stops on the budget."""
+    from lionloop.inspect.status import run_status
+    from lionloop.loop.runner import start
+
+    # 36 seed answers and 72 judge calls, then 15 rewrites: the budget runs out among the answers.
+    budget = 36 + 72 + 15 + 8
+    run_dir, final = start(micro_config(
+        tmp_path / "run", generate={"pace": False, "max_new_per_round": 15},
+        stop={"max_rounds": 5, "max_teacher_calls": budget, "stop_when_no_hard": False}))
+    st = run_status(run_dir)
+    assert final["stop_reason"] == "teacher_budget"
+    assert st["teacher_calls"]["paid"] == budget  # spent to the last call, never past it
+    assert len(st["rounds"]) == 2
+    r1, r2 = st["rounds"]
+    assert r1["accepted"] > 0 and r2["hard"] is None and r2["teacher_calls"] == 0
+    trained = pool_rows(run_dir, "SELECT COUNT(*) FROM instructions WHERE split = 'train'")[0][0]
+    assert r2["train"]["rows"] == trained
