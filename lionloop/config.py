@@ -103,7 +103,12 @@ class RefereeConfig(_Section):
     tau: float = Field(1.0, ge=0, description="Lion's threshold: hard when teacher - student score >= tau (1-10 scale).")
     both_orders: bool = Field(True, description="Judge (teacher, student) and (student, teacher) and average: cancels position bias.")
     skip_identical: bool = Field(True, description="Identical answers are easy without a judge call (saves teacher budget).")
-    max_cases: int | None = Field(None, ge=1, description="Judge at most this many cache-pool cases per round.")
+    max_cases: int | None = Field(
+        None, ge=1,
+        description="Judge at most this many cases a round that need a referee call (a seeded sample); cases "
+        "with identical answers are easy without one and always counted. Caps the referee's calls at "
+        "max_cases (x2 with both_orders), leaving the rest of the budget for data.",
+    )
     last_round: bool = Field(
         True,
         description="Judge in the last round (stop.max_rounds) too. Its verdicts feed only that round's "
@@ -147,11 +152,24 @@ class AllocationConfig(_Section):
         "embeddings; auto: task when every pool instruction has one, else cluster.",
     )
     clusters: int = Field(8, ge=2, description="Clusters for group_by: cluster (fewer where the pool is small).")
+    estimate: Literal["logistic", "slope"] = Field(
+        "logistic",
+        description="A group's learning progress: logistic, the accuracy one more example adds if it learns "
+        "along a logistic curve (rate from its recent logit change per example, shrunk towards all groups' "
+        "rate, times acc x (1 - acc): nothing for a mastered or an out-of-reach group); slope, the size of "
+        "its recent accuracy change per example (Matiisen et al. 2017).",
+    )
     window: int = Field(2, ge=1, description="Most recent round-to-round accuracy changes averaged into a group's progress.")
     exploration: float = Field(
         0.1, ge=0, le=1,
         description="Share of the round spread evenly over the groups, so a stalled group is retried now and "
         "then (its progress is measured again) and a noisy estimate cannot starve a group for good.",
+    )
+    within: Literal["referee", "frontier"] = Field(
+        "referee",
+        description="Which of a group's hard cases come first: referee, the referee's order (largest score gap "
+        "first, as in Lion); frontier, those whose nearest cache-pool neighbours (embeddings) the student gets "
+        "right, i.e. failures next to what it can already do.",
     )
     prior: Literal["frontier", "uniform", "errors"] = Field(
         "frontier",

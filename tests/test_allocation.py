@@ -9,15 +9,15 @@ import pytest
 from conftest import micro_config, pool_rows
 
 from lionloop.config import AllocationConfig
-from lionloop.loop.allocation import progress, prior_scores, shares_from, split_quota
+from lionloop.loop.allocation import prior_scores, progress, shares_from, split_quota
 from lionloop.loop.state import stop_reason
 
 
-def test_progress_is_accuracy_moved_per_example_paid_for() -> None:
+def test_slope_is_accuracy_moved_per_example_paid_for() -> None:
     accs = [{"a": (0.2, 30), "b": (0.0, 30), "c": (0.9, 30)},
             {"a": (0.5, 30), "b": (0.0, 30), "c": (0.8, 30)}]
     spends = [{"a": 60, "b": 60, "c": 0}]
-    lp = progress(accs, spends, window=2)
+    lp = progress(accs, spends, window=2, estimate="slope")
     # a: +0.3 over 60 examples + a pseudo-count of the mean spend (40) + 1; b: nothing moved;
     # c: forgotten (-0.1) counts by its size, over its 0 examples + 40 + 1.
     assert lp["a"] == pytest.approx(0.3 / 101)
@@ -26,11 +26,27 @@ def test_progress_is_accuracy_moved_per_example_paid_for() -> None:
     assert progress(accs[:1], [], window=2) == {}  # one measurement: no progress yet
 
 
+def test_logistic_progress_is_rate_times_room() -> None:
+    from lionloop.loop.allocation import logit, smoothed
+
+    accs = [{"fast": (0.2, 30), "slow": (0.3, 30), "stuck": (0.0, 30), "done": (0.9, 30)},
+            {"fast": (0.6, 30), "slow": (0.35, 30), "stuck": (0.0, 30), "done": (1.0, 30)}]
+    spends = [dict.fromkeys(["fast", "slow", "stuck", "done"], 40)]
+    lp = progress(accs, spends, window=2)
+    assert lp["fast"] > lp["slow"] > lp["stuck"]
+    assert lp["done"] < lp["slow"]  # mastered: little left to gain however fast it learnt
+    # The rate is the logit change per example shrunk towards the pooled rate (pseudo-count 41).
+    moved = {g: logit(smoothed(*accs[1][g])) - logit(smoothed(*accs[0][g])) for g in accs[0]}
+    pooled = sum(moved.values()) / 160
+    p = smoothed(0.6, 30)
+    assert lp["fast"] == pytest.approx((moved["fast"] + 41 * pooled) / 81 * p * (1 - p))
+
+
 def test_progress_averages_the_last_window_of_round_pairs() -> None:
     accs = [{"a": (0.0, 10)}, {"a": (0.5, 10)}, {"a": (0.6, 10)}]
     spends = [{"a": 9}, {"a": 9}]
-    assert progress(accs, spends, window=1)["a"] == pytest.approx(0.1 / 19)
-    assert progress(accs, spends, window=2)["a"] == pytest.approx((0.5 / 19 + 0.1 / 19) / 2)
+    assert progress(accs, spends, window=1, estimate="slope")["a"] == pytest.approx(0.1 / 19)
+    assert progress(accs, spends, window=2, estimate="slope")["a"] == pytest.approx(0.6 / (18 + 19))
 
 
 def test_shares_follow_scores_with_an_exploration_floor() -> None:
@@ -44,7 +60,7 @@ def test_shares_follow_scores_with_an_exploration_floor() -> None:
 def test_priors() -> None:
     acc = {"mastered": (1.0, 30), "half": (0.5, 30), "none": (0.0, 30)}
     frontier = prior_scores(AllocationConfig(prior="frontier"), acc)
-    assert frontier["half"] > 0 and frontier["mastered"] == frontier["none"] == 0
+    assert frontier["half"] > 10 * frontier["mastered"] and frontier["mastered"] == pytest.approx(frontier["none"])
     errors = prior_scores(AllocationConfig(prior="errors"), acc)
     assert errors["none"] > errors["half"] > errors["mastered"] == 0
     assert set(prior_scores(AllocationConfig(prior="uniform"), acc).values()) == {1.0}
@@ -117,3 +133,44 @@ def test_budget_spent_mid_loop_trains_once_more_then_stops(tmp_path: Path) -> No
     assert r1["accepted"] > 0 and r2["hard"] is None and r2["teacher_calls"] == 0
     trained = pool_rows(run_dir, "SELECT COUNT(*) FROM instructions WHERE split = 'train'")[0][0]
     assert r2["train"]["rows"] == trained
+
+
+def test_referee_sample_caps_paid_judgements_and_keeps_free_ones() -> None:
+    import random
+
+    from lionloop.config import RefereeConfig
+    from lionloop.loop.referee import sample_for_referee
+    from lionloop.records import Instruction
+
+    items = [Instruction(f"copy {c}", task="copy") for c in ("a", "b", "c", "d", "e", "f")]
+    teacher = {i.id: i.text[5:] for i in items}
+    student = {i.id: (i.text[5:] if k < 2 else "x") for k, i in enumerate(items)}  # 2 right, 4 wrong
+    picked = sample_for_referee(items, teacher, student, RefereeConfig(max_cases=3), random.Random(0))
+    assert {i.id for i in items[:2]} <= {i.id for i in picked} and len(picked) == 5
+    assert sample_for_referee(items, teacher, student, RefereeConfig(), random.Random(0)) == items
+    again = sample_for_referee(items, teacher, student, RefereeConfig(max_cases=3), random.Random(0))
+    assert again == picked  # seeded
+
+
+def test_cache_accuracy_counts_unjudged_cases_at_the_judged_rate(tmp_path: Path) -> None:
+    """Sampled judging leaves wrong-looking cases unjudged: they count at the easy rate of the judged
+    different answers of their group, not as absent (which would flatter the group)."""
+    from types import SimpleNamespace
+
+    from lionloop.loop.allocation import cache_accuracy
+    from lionloop.records import Instruction, Verdict
+    from lionloop.stores.pool import Pool
+
+    pool = Pool(tmp_path / "pool.sqlite")
+    cache = [Instruction(f"copy {c}", task="copy", split="cache") for c in "abcdefgh"]
+    pool.add_instructions(cache)
+    pool.add_responses("teacher", "t", 0, {i.id: i.text[5:] for i in cache})
+    # The student gets a, b right; the other six differ from the teacher.
+    pool.add_responses("student", "s", 1, {i.id: (i.text[5:] if i.text[5:] in "ab" else "zz") for i in cache})
+    # Judged: a, b easy (identical); c easy (a different answer the referee accepted), d hard; e-h unjudged.
+    pool.add_verdicts([Verdict(cache[0].id, 1, None, None, False), Verdict(cache[1].id, 1, None, None, False),
+                       Verdict(cache[2].id, 1, 9, 9, False), Verdict(cache[3].id, 1, 9, 1, True)])
+    rt = SimpleNamespace(pool=pool)
+    acc, n = cache_accuracy(rt, 1, {})["copy"]
+    assert n == 8 and acc == pytest.approx((3 + 4 * 0.5) / 8)
+    pool.close()

@@ -31,6 +31,8 @@ LEVERS: dict[str, dict[str, Any]] = {
     "loop-no-explore": {"generate": {"allocation": {"exploration": 0.0}}},
     "loop-window1": {"generate": {"allocation": {"window": 1}}},
     "loop-cluster": {"generate": {"allocation": {"group_by": "cluster"}}},
+    "loop-frontier": {"generate": {"allocation": {"within": "frontier"}}},
+    "loop-slope": {"generate": {"allocation": {"estimate": "slope"}}},
 }
 EXTRA_SKILLS = ["copy", "upper", "shift", "reverse", "sort", "count", "add", "chain", "sum", "mood"]
 
@@ -252,7 +254,7 @@ def main(seeds: int = 5, rounds: int = 5, budget: int = 2400, out_dir: Path | No
     if target is not None:
         plot_path = Path(PLOT.format(name=name))
         plot(summary, results, target.parent / plot_path, title=name)
-    cmd = command_line(seeds, rounds, budget, referee, extra_skills, arms, first_seed)
+    cmd = command_line(seeds, rounds, budget, referee, extra_skills, arms, first_seed, ARMS)
     text = report(summary, results, cmd, wall, plot_path, referee, budget, figures)
     (out_dir / "summary.json").write_text(json.dumps(summary, indent=1, default=str))
     if target is not None:

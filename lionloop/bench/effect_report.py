@@ -17,9 +17,7 @@ def section(referee: str, extra_skills: bool) -> str:
 
 
 def command_line(seeds: int, rounds: int, budget: int, referee: str, extra_skills: bool, arms: tuple[str, ...],
-                 first_seed: int) -> str:
-    from lionloop.bench.effect import ARMS
-
+                 first_seed: int, default_arms: tuple[str, ...]) -> str:
     parts = [f"lionloop bench effect --seeds {seeds} --rounds {rounds} --budget {budget}"]
     if referee != "verifier":
         parts.append(f"--referee {referee}")
@@ -27,7 +25,7 @@ def command_line(seeds: int, rounds: int, budget: int, referee: str, extra_skill
         parts.append("--extra-skills")
     if first_seed:
         parts.append(f"--first-seed {first_seed}")
-    if tuple(arms) != ARMS:
+    if tuple(arms) != tuple(default_arms):
         parts += [f"--arm {a}" for a in arms]
     return " ".join(parts)
 

@@ -17,6 +17,7 @@ worth training again.
 from __future__ import annotations
 
 import logging
+import math
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 from typing import Any
@@ -90,17 +91,39 @@ def clusters(rt: Runtime, pool: list[Instruction], k: int) -> dict[str, str]:
 
 
 def cache_accuracy(rt: Runtime, r: int, groups: dict[str, str]) -> dict[str, tuple[float, int]]:
-    """Per group: (share of its judged cache-pool instructions the referee found easy, how many),
-    in round r. Cache instructions are never trained on: a generalisation probe, not memory."""
-    cache = {i.id for i in rt.pool.instructions(["cache"])}
+    """Per group: (the share of its cache-pool instructions the student got right by the referee's
+    verdicts in round r, how many). Cache instructions are never trained on: a generalisation probe.
+
+    With `judge.max_cases` some cases go unjudged; all of them had answers different from the
+    teacher's (identical ones are always judged, for free), so each counts as right at the rate
+    the judged different answers of its group were found easy (0 when none was judged), not as
+    absent, which would inflate the accuracy of the groups failing most.
+    """
+    cache = [i for i in rt.pool.instructions(["cache"]) if i.id in groups or i.task]
+    student = rt.pool.student_answers(r)
+    teacher = rt.pool.teacher_answers()
+    verdicts = {v.instruction_id: v.hard for v in rt.pool.verdicts(r) if v.hard is not None}
+    if not verdicts:
+        return {}
     easy: Counter[str] = Counter()
-    judged: Counter[str] = Counter()
-    for v in rt.pool.verdicts(r):
-        if v.instruction_id in cache and v.hard is not None:
-            g = groups.get(v.instruction_id, NO_GROUP)
-            judged[g] += 1
-            easy[g] += not v.hard
-    return {g: (easy[g] / n, n) for g, n in judged.items()}
+    total: Counter[str] = Counter()
+    unjudged: Counter[str] = Counter()
+    differ: Counter[str] = Counter()
+    differ_easy: Counter[str] = Counter()
+    for ins in cache:
+        if ins.id not in student:
+            continue
+        g = groups.get(ins.id) or ins.task or NO_GROUP
+        total[g] += 1
+        if ins.id not in verdicts:
+            unjudged[g] += 1
+            continue
+        easy[g] += not verdicts[ins.id]
+        if teacher.get(ins.id, "").strip() != student[ins.id].strip():
+            differ[g] += 1
+            differ_easy[g] += not verdicts[ins.id]
+    return {g: ((easy[g] + unjudged[g] * (differ_easy[g] / differ[g] if differ[g] else 0.0)) / n, n)
+            for g, n in total.items() if n > unjudged[g]}
 
 
 def spent(rt: Runtime, r: int, groups: dict[str, str]) -> dict[str, int]:
@@ -114,25 +137,59 @@ def spent(rt: Runtime, r: int, groups: dict[str, str]) -> dict[str, int]:
     return dict(out)
 
 
-def progress(accs: list[dict[str, tuple[float, int]]], spends: list[dict[str, int]],
-             window: int) -> dict[str, float]:
-    """Per group: mean |accuracy change| per example spent, over the last `window` round pairs.
+def logit(p: float) -> float:
+    p = min(max(p, 1e-4), 1 - 1e-4)
+    return math.log(p / (1 - p))
 
-    `accs[k]` is round k+1's cache accuracy by group, `spends[k]` what round k+1 bought (trained on
-    in round k+2). A group that got few examples is not credited with a jump it did not pay for:
-    each change is divided by its examples plus a pseudo-count of the mean spend per group.
+
+def smoothed(acc: float, n: int) -> float:
+    """Accuracy with half a right and half a wrong answer added: never exactly 0 or 1."""
+    return (acc * n + 0.5) / (n + 1)
+
+
+def progress(accs: list[dict[str, tuple[float, int]]], spends: list[dict[str, int]], window: int,
+             estimate: str = "logistic") -> dict[str, float]:
+    """Per group: the accuracy one more example is expected to add (its learning progress), from the
+    last `window` round pairs. `accs[k]` is round k+1's cache accuracy by group (accuracy, judged),
+    `spends[k]` what round k+1 bought (trained on in round k+2).
+
+    "logistic": each group learns along a logistic curve, acc = sigmoid(rate x examples), so one
+    example adds rate x acc x (1 - acc). The rate is the change of logit(acc) per example spent,
+    shrunk towards the rate of all groups together by a pseudo-count of the mean spend per group
+    (30 probes a group are noisy); a group near 0% or near 100% has little to gain either way, and
+    one being forgotten (its accuracy falling) has more again.
+    "slope": the size of the accuracy change per example (Matiisen et al. 2017), divided by the
+    examples spent plus the same pseudo-count.
     """
-    sums: dict[str, float] = defaultdict(float)
-    counts: dict[str, int] = defaultdict(int)
     pairs = [(k - 1, k) for k in range(1, len(accs)) if accs[k] and accs[k - 1]][-window:]
+    if not pairs:
+        return {}
+    moved: dict[str, float] = defaultdict(float)
+    paid: dict[str, float] = defaultdict(float)
+    prior = 0.0
     for a, b in pairs:
         spend = spends[a] if a < len(spends) else {}
-        prior = sum(spend.values()) / max(1, len(accs[b]))
-        for g, (acc, _) in accs[b].items():
-            if g in accs[a]:
-                sums[g] += abs(acc - accs[a][g][0]) / (spend.get(g, 0) + prior + 1)
-                counts[g] += 1
-    return {g: sums[g] / counts[g] for g in sums}
+        prior += sum(spend.values()) / max(1, len(accs[b])) / len(pairs)
+        for g, (acc, n) in accs[b].items():
+            if g not in accs[a]:
+                continue
+            before = accs[a][g]
+            if estimate == "slope":
+                moved[g] += abs(acc - before[0])
+            else:
+                moved[g] += logit(smoothed(acc, n)) - logit(smoothed(*before))
+            paid[g] += spend.get(g, 0)
+    pseudo = prior * len(pairs) + 1
+    if estimate == "slope":
+        return {g: moved[g] / (paid[g] + pseudo) for g in moved}
+    pooled = max(0.0, sum(moved.values()) / max(1.0, sum(paid.values())))
+    last = accs[-1]
+    out = {}
+    for g in moved:
+        rate = max(0.0, (moved[g] + pooled * pseudo) / (paid[g] + pseudo))
+        p = smoothed(*last[g]) if g in last else 0.5
+        out[g] = rate * p * (1 - p)
+    return out
 
 
 # -- shares --------------------------------------------------------------------------------------------
@@ -154,7 +211,8 @@ def prior_scores(acfg: AllocationConfig, acc: dict[str, tuple[float, int]]) -> d
         return dict.fromkeys(acc, 1.0)
     if acfg.prior == "errors":
         return {g: (1 - a) * n for g, (a, n) in acc.items()}
-    return {g: a * (1 - a) for g, (a, _) in acc.items()}  # frontier
+    # frontier: the logistic model's progress with every group learning at the same rate
+    return {g: smoothed(a, n) * (1 - smoothed(a, n)) for g, (a, n) in acc.items()}
 
 
 def allocate(rt: Runtime, r: int) -> Allocation | None:
@@ -166,7 +224,7 @@ def allocate(rt: Runtime, r: int) -> Allocation | None:
     accs = [cache_accuracy(rt, k, groups) for k in range(1, r + 1)]
     spends = [spent(rt, k, groups) for k in range(1, r)]
     now = accs[-1]
-    lp = progress(accs, spends, acfg.window)
+    lp = progress(accs, spends, acfg.window, acfg.estimate)
     # Groups with progress measured use it; before any is (the first generating round), the prior.
     scores = {g: lp.get(g, 0.0) for g in now} if lp else prior_scores(acfg, now)
     shares = shares_from(scores, acfg.exploration)
@@ -189,3 +247,31 @@ def split_quota(quota: int, shares: dict[str, float]) -> dict[str, int]:
     for g in sorted(raw, key=lambda g: (out[g] - raw[g], g))[: quota - sum(out.values())]:
         out[g] += 1
     return out
+
+
+def frontier_first(rt: Runtime, hard: list[Any], groups: dict[str, str], r: int, k: int = 5) -> list[Any]:
+    """The hard cases, those whose k nearest judged cache-pool neighbours of the same group the
+    student got right most often first (ties keep the referee's order): failures next to what the
+    student can already do, rather than the hardest ones."""
+    stored = dict(rt.pool.embeddings(rt.embedder.name))
+    cache = {i.id for i in rt.pool.instructions(["cache"])}
+    probes: dict[str, list[tuple[str, bool]]] = defaultdict(list)
+    for v in rt.pool.verdicts(r):
+        if v.instruction_id in cache and v.hard is not None and v.instruction_id in stored:
+            probes[groups.get(v.instruction_id, NO_GROUP)].append((v.instruction_id, not v.hard))
+    mats = {g: (np.stack([np.frombuffer(stored[i], dtype=np.float32) for i, _ in ps]),
+                np.array([ok for _, ok in ps], dtype=np.float32), [i for i, _ in ps]) for g, ps in probes.items()}
+
+    def score(case: Any) -> float:
+        ins = case.instruction
+        m = mats.get(groups.get(ins.id) or ins.task or NO_GROUP)
+        if m is None or ins.id not in stored:
+            return 0.0
+        vecs, ok, ids = m
+        sims = vecs @ np.frombuffer(stored[ins.id], dtype=np.float32)
+        sims[[j for j, i in enumerate(ids) if i == ins.id]] = -np.inf  # not its own neighbour
+        near = np.argsort(-sims, kind="stable")[:k]
+        return float(ok[near].mean()) if len(near) else 0.0
+
+    scored = [(-score(c), pos, c) for pos, c in enumerate(hard)]
+    return [c for _, _, c in sorted(scored, key=lambda t: (t[0], t[1]))]

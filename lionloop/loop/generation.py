@@ -13,7 +13,7 @@ import time
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from lionloop.loop.allocation import Allocation, allocate, split_quota
+from lionloop.loop.allocation import Allocation, allocate, frontier_first, split_quota
 from lionloop.loop.budget import paced_quotas
 from lionloop.loop.runtime import Runtime
 from lionloop.loop.selection import select_cases
@@ -140,6 +140,8 @@ def _tagged(cand: Candidate, group: str) -> Candidate:
 def generate_stage(rt: Runtime, r: int) -> dict[str, Any]:
     cases = select_cases(rt, r)
     allocation = allocate(rt, r)
+    if allocation is not None and rt.cfg.generate.allocation.within == "frontier":
+        cases.hard = frontier_first(rt, cases.hard, allocation.groups, r)
     quotas, pacing = paced_quotas(rt, r)
     out = run_generators(rt, r, cases, allocation, quotas)
     result = {"candidates": len(out.candidates), "by_generator": out.by_generator, "plugin_errors": out.errors,
