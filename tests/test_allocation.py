@@ -174,3 +174,22 @@ def test_cache_accuracy_counts_unjudged_cases_at_the_judged_rate(tmp_path: Path)
     acc, n = cache_accuracy(rt, 1, {})["copy"]
     assert n == 8 and acc == pytest.approx((3 + 4 * 0.5) / 8)
     pool.close()
+
+
+@pytest.mark.slow
+def test_rows_without_task_labels_are_allocated_by_embedding_cluster(tmp_path: Path) -> None:
+    """group_by: cluster (what `auto` picks when instructions carry no task): FAISS k-means over the
+    stored vectors; each round's shares are per cluster and every candidate names the cluster that
+    paid for it."""
+    from lionloop.inspect.status import run_status
+    from lionloop.loop.runner import start
+
+    run_dir, _ = start(micro_config(tmp_path / "run", generate={"allocation": {"group_by": "cluster", "clusters": 3}}))
+    st = run_status(run_dir)
+    r1 = st["rounds"][0]
+    groups = r1["allocation"]["groups"]
+    assert r1["allocation"]["group_by"] == "cluster" and set(groups) <= {"c0", "c1", "c2"} and len(groups) >= 2
+    assert sum(g["judged"] for g in groups.values()) == 18  # every cache probe in one cluster
+    tagged = pool_rows(run_dir, "SELECT json_extract(meta, '$.group'), COUNT(*) FROM instructions"
+                                " WHERE origin = 'lion' GROUP BY 1")
+    assert dict(tagged) == r1["accepted_by_group"] and sum(dict(tagged).values()) == r1["accepted"]
