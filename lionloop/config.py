@@ -244,7 +244,12 @@ class RefereeConfig(_Section):
     )
     both_orders: bool = Field(True, description="Judge (teacher, student) and (student, teacher) and average: cancels position bias.")
     skip_identical: bool = Field(True, description="Identical answers are easy without a judge call (saves teacher budget).")
-    max_cases: int | None = Field(None, ge=1, description="Judge at most this many cache-pool cases per round.")
+    max_cases: int | None = Field(
+        None, ge=1,
+        description="Judge at most this many cases a round that need a referee call (a seeded sample); cases "
+        "with identical answers are easy without one and always counted. Caps the referee's calls at "
+        "max_cases (x2 with both_orders), leaving the rest of the budget for data.",
+    )
     min_decided: float = Field(
         0.5, ge=0, le=1,
         description="Share of a round's cases the referee must decide (hard or easy). Below it the run stops "
@@ -294,11 +299,69 @@ class GeneratorConfig(_Section):
     options: dict[str, Any] = Field(default_factory=dict, description="Generator-specific options.")
 
 
+class AllocationConfig(_Section):
+    """How much of a round's candidates each group of the pool (task, or embedding cluster) gets.
+
+    The referee still decides *which* instructions are hard (Lion's rule); this decides *how much*
+    each group gets, by learning progress measured on the cache pool (Teacher-Student Curriculum
+    Learning, Matiisen et al. 2017; Graves et al. 2017). Held-out eval accuracy never steers it.
+    """
+
+    mode: Literal["progress", "lion"] = Field(
+        "progress",
+        description="progress: each group's share of the round follows its learning progress (cache-pool "
+        "accuracy gained per example spent in recent rounds), with exploration. lion: no allocation; the "
+        "generators get every case in the referee's order (the paper's behaviour, which can pour the budget "
+        "into a group the student cannot learn).",
+    )
+    group_by: Literal["auto", "task", "cluster"] = Field(
+        "auto",
+        description="task: the instructions' task labels; cluster: k-means (FAISS) over the pool's stored "
+        "embeddings; auto: task when every pool instruction has one, else cluster.",
+    )
+    clusters: int = Field(8, ge=2, description="Clusters for group_by: cluster (fewer where the pool is small).")
+    estimate: Literal["logistic", "slope"] = Field(
+        "logistic",
+        description="A group's learning progress: logistic, the accuracy one more example adds if it learns "
+        "along a logistic curve (rate from its recent logit change per example, shrunk towards all groups' "
+        "rate, times acc x (1 - acc): nothing for a mastered or an out-of-reach group); slope, the size of "
+        "its recent accuracy change per example (Matiisen et al. 2017).",
+    )
+    window: int = Field(2, ge=1, description="Most recent round-to-round accuracy changes averaged into a group's progress.")
+    exploration: float = Field(
+        0.1, ge=0, le=1,
+        description="Share of the round spread evenly over the groups, so a stalled group is retried now and "
+        "then (its progress is measured again) and a noisy estimate cannot starve a group for good.",
+    )
+    within: Literal["referee", "frontier"] = Field(
+        "referee",
+        description="Which of a group's hard cases come first: referee, the referee's order (largest score gap "
+        "first, as in Lion); frontier, those whose nearest cache-pool neighbours (embeddings) the student gets "
+        "right, i.e. failures next to what it can already do.",
+    )
+    prior: Literal["frontier", "uniform", "errors"] = Field(
+        "frontier",
+        description="Shares before any progress is measured (the first generating round): frontier, by "
+        "acc x (1 - acc) on the cache pool (neither mastered nor out of reach); uniform; errors, by hard "
+        "cases (Lion's emphasis).",
+    )
+
+
 class GenerateConfig(_Section):
     case_selection: Literal["referee", "uniform"] = Field(
         "referee",
         description="referee: generators get the referee's hard/easy cases (Lion). uniform: no judging; "
         "generators get pool instructions drawn uniformly as their cases (the 'uniform expansion' baseline).",
+    )
+    allocation: AllocationConfig = Field(
+        default_factory=AllocationConfig,
+        description="How much of the round each task or cluster gets (with case_selection: referee).",
+    )
+    pace: bool = Field(
+        True,
+        description="With stop.max_teacher_calls: spread what is left of the budget evenly over the rounds "
+        "still to generate (less the referee calls they will need), so it lasts to the last round instead "
+        "of running out early; max_new_per_round still caps each round.",
     )
     max_new_per_round: int = Field(400, ge=1, description="Cap on candidates per round across generators.")
     max_accepted_per_round: int | None = Field(

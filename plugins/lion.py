@@ -1,7 +1,8 @@
 """The `lion` generator (Jiang et al. 2023): hard rewrites of hard cases, rarer rewrites of easy ones.
 
 Options (generate.generators.lion.options, `LionOptions`):
-  per_hard   rewrites asked per hard case (default 2)
+  per_hard   rewrites asked per hard case (default 2); when there are too few hard cases for the
+             quota (an allocation gives a task more than that), up to 6 more each
   easy_ratio share of this generator's candidates spent on easy cases (default 0.25; Lion keeps
              some easy-derived instructions so the pool does not collapse onto a few skills)
   max_task_share  cap on the share of the hard rewrites one task may take (default none, as in
@@ -33,6 +34,7 @@ from lionloop import (
 )
 
 NAME = "lion"
+EXTRA_PASSES = 6  # at most 2 + 6 siblings of one hard case a round
 
 
 class LionOptions(GeneratorOptions):
@@ -60,6 +62,11 @@ def _requests(cases: Cases, quota: int, per_hard: int, easy_ratio: float, ctx: R
     # do not all start from the same cases; lion keeps the referee's order, which is what its
     # pools (and the demo's figures) have always been made from.
     out = sibling_requests(cases.hard, ctx, n_hard, stride, max_per_task=cap)
+    if cap is None and cases.hard and len(out) < n_hard:
+        # Too few hard cases for the quota (an allocation gave this task more than `per_hard`
+        # siblings of each): further siblings of each, as variants no round's first ones use.
+        extra = min(EXTRA_PASSES, math.ceil((n_hard - len(out)) / len(cases.hard)))
+        out += sibling_requests(cases.hard, ctx, n_hard - len(out), extra, variant_base=1000 * ctx.round)
     if cap is not None:
         n_easy = min(len(cases.easy), quota - len(out))
     easy = sorted(cases.easy, key=lambda c: c.instruction.id)

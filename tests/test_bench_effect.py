@@ -1,46 +1,64 @@
-"""The effectiveness benchmark's arithmetic and arm configs (the runs themselves are `lionloop bench effect`)."""
+"""The effectiveness benchmark's arithmetic, arm configs and report (the runs themselves are
+`lionloop bench effect`)."""
 
 from pathlib import Path
 
 import pytest
 
-from lionloop.bench.effect import arm_config, budget_to_reach, report, summarise
+from lionloop.bench.effect import arm_config, at, known_arm, reach, summarise
+from lionloop.bench.effect_report import report
 
 
-def test_budget_to_reach_interpolates_between_rounds():
+def test_reach_interpolates_between_rounds() -> None:
     curve = [(100, 0.2), (300, 0.5), (500, 0.7)]
-    assert budget_to_reach(curve, 0.6) == pytest.approx(400)
-    assert budget_to_reach(curve, 0.2) == 100
-    assert budget_to_reach(curve, 0.71) is None
+    assert reach(curve, 0.6) == pytest.approx(400)
+    assert reach(curve, 0.2) == 100
+    assert reach(curve, 0.71) is None
+    assert at(curve, 200) == pytest.approx(0.35)
+    assert at(curve, 500) == pytest.approx(0.7)
+    assert at(curve, 501) is None
 
 
-def test_arms_differ_only_in_case_selection_and_generators(tmp_path: Path):
-    cfgs = {a: arm_config(a, 1, 3, tmp_path / a, 200) for a in ("lion", "uniform", "seeds", "lion_cap")}
-    assert {a: c.generate.max_accepted_per_round for a, c in cfgs.items()} == dict.fromkeys(cfgs, 200)
-    assert cfgs["lion"].generate.case_selection != "uniform"
+def test_arms_share_budget_rounds_and_seed_and_differ_in_one_place(tmp_path: Path) -> None:
+    cfgs = {a: arm_config(a, 1, 5, 2000, tmp_path / a) for a in ("loop", "uniform", "lion", "loop@40")}
+    for c in cfgs.values():
+        assert (c.stop.max_teacher_calls, c.stop.max_rounds, c.seed) == (2000, 5, 1)
+        assert c.generate.pace and not c.judge.last_round
     assert cfgs["uniform"].generate.case_selection == "uniform"
-    assert not cfgs["seeds"].generate.generators
-    assert cfgs["lion_cap"].generate.generators["lion"].options["max_task_share"] == 0.25
-    assert {c.seed for c in cfgs.values()} == {1}
+    assert cfgs["lion"].generate.allocation.mode == "lion"
+    assert cfgs["loop"].generate.allocation.mode == "progress"  # the default is what is measured
+    assert cfgs["loop@40"].judge.max_cases == 40 and cfgs["loop"].judge.max_cases is None
+    assert {c.judge.mode for c in cfgs.values()} == {"verifier"}  # wrong = hard, no referee call
+    assert arm_config("loop", 1, 5, 2000, tmp_path / "llm", referee="llm").judge.mode == "llm"
+    ten = arm_config("loop", 0, 3, 900, tmp_path / "ten", skills=["copy", "chain", "sum", "mood"])
+    assert ten.task.skills == ["copy", "chain", "sum", "mood"]
+    assert known_arm("loop@25") and known_arm("loop-slope") and not known_arm("loop@x") and not known_arm("nope")
 
 
-def _runs(accs: list[float], skill: float) -> list[dict]:
-    return [{"round": i + 1, "examples": 100 * (i + 1), "acc": a, "per_skill": {"add": skill, "copy": a},
-             "teacher_calls": 0} for i, a in enumerate(accs)]
+def _runs(calls: list[int], accs: list[float], skill: float, groups: dict[str, int] | None = None) -> list[dict]:
+    out = [{"round": i + 1, "calls": c, "examples": 100 * (i + 1), "acc": a, "per_skill": {"add": skill, "copy": a},
+            "accepted_by_group": groups or {}, "share": {}, "progress": {}} for i, (c, a) in enumerate(zip(calls, accs, strict=True))]
+    out[-1]["total_calls"] = calls[-1] + 10
+    return out
 
 
-def test_summary_and_report_quote_mean_std_and_budget_to_uniform():
+def test_summary_pairs_seeds_and_finds_the_calls_to_match_uniform() -> None:
     results = {
-        "lion": {0: _runs([0.2, 0.4, 0.5], 0.0), 1: _runs([0.2, 0.4, 0.7], 0.0)},
-        "uniform": {0: _runs([0.2, 0.5, 0.6], 0.1), 1: _runs([0.2, 0.5, 0.6], 0.1)},
+        "uniform": {0: _runs([100, 300, 500], [0.2, 0.4, 0.6], 0.1), 1: _runs([100, 300, 500], [0.2, 0.5, 0.6], 0.1)},
+        "loop": {0: _runs([100, 300, 500], [0.2, 0.6, 0.7], 0.0, {"copy": 30}),
+                 1: _runs([100, 300, 500], [0.2, 0.5, 0.55], 0.0, {"copy": 10})},
     }
     s = summarise(results)
-    assert s["arms"]["lion"]["acc"][0] == pytest.approx(0.6)
-    assert s["arms"]["lion"]["acc"][1] > 0
-    assert s["arms"]["uniform"]["acc"] == pytest.approx((0.6, 0.0))
-    # lion's mean curve: (100, .2), (200, .4), (300, .6) -> reaches 0.6 at 300
-    assert s["budget_to_uniform_final"]["lion"] == pytest.approx(300)
-    text = report(s, 60, "lionloop bench effect", None, {"lion": {"add": 30, "copy": 10}, "uniform": {"add": 5, "copy": 35}})
-    assert "| lion | 300 | **60.0 ± 14.1** |" in text
-    assert "75% of its generated instructions on `add`" in text
-    assert "uniform 12%" in text
+    loop = s["arms"]["loop"]
+    assert loop["diff"] == {0: pytest.approx(0.1), 1: pytest.approx(-0.05)}
+    assert loop["ahead_every_seed"] is False
+    # Seed 0 reaches uniform's 0.6 at 300 calls (uniform spent 510): 59%; seed 1 never does.
+    assert loop["reach"] == {0: pytest.approx(300), 1: None}
+    assert loop["reach_share"][0] == pytest.approx(300 / 510)
+    # Mean curves: loop (300, .55), (500, .625) reaches uniform's mean final .6 at 300 + 200 * .05 / .075.
+    assert s["mean_reach"]["loop"] == pytest.approx(300 + 200 * 0.05 / 0.075)
+    assert s["allocation"]["loop"]["total"] == {"copy": pytest.approx(3 * 20)}
+    text = report(s, results, "lionloop bench effect", 120, None, "verifier", 510)
+    assert "| `loop` | 510 | **62.5 ± 10.6** | +2.5 ± 10.6 | 1/2 |" in text
+    assert "| 0 | 60.0 | 70.0 | loop > uniform |" in text
+    assert "59%, —" in text

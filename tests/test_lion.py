@@ -40,3 +40,13 @@ def test_task_cap_spreads_the_hard_budget_and_gives_the_rest_to_easy() -> None:
     assert hard["sort"] == 9  # 3 cases, more siblings each to use its share
     assert Counter(r.mode for _, r in pairs)["easy"] == 40 - 18
     assert len({(r.instruction, r.variant) for _, r in pairs}) == len(pairs)  # no request asked twice
+
+
+def test_few_hard_cases_get_more_siblings_each_to_fill_the_quota() -> None:
+    pairs = _requests(_cases({"sort": 5}, easy=4), quota=40, per_hard=2, easy_ratio=0.25, ctx=Ctx())
+    hard = [r for _, r in pairs if r.mode == "hard"]
+    # 4 easy rewrites, 36 hard: 2 siblings of each of the 5 cases, then 5-6 more each.
+    assert len(hard) == 36 and set(Counter(r.instruction for r in hard).values()) == {7, 8}
+    # Every (case, variant) is a new request: the first two siblings keep the usual variants.
+    assert len({(r.instruction, r.variant) for r in hard}) == 36
+    assert {r.variant for r in hard} & {2, 3} == {2, 3} and max(r.variant for r in hard) >= 2000

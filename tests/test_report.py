@@ -21,7 +21,7 @@ from lionloop.inspect.report import build_report, collect, figures
 
 ROOT = Path(__file__).resolve().parents[1]
 ARTIFACTS = ROOT / "artifacts"
-PLOTS = ["accuracy", "referee", "pool", "teacher", "replies", "training", "gaps", "curate", "map"]
+PLOTS = ["accuracy", "referee", "allocation", "pool", "teacher", "replies", "training", "gaps", "curate", "map"]
 HOSTILE = "</script><script>window.__pwned = 1</script><b>bold</b> & \"quotes\""
 EMBED_LIKE_ANOTHER = ("INSERT INTO embeddings(instruction_id, model, vector) SELECT '00000000c0ffee00', model, vector"
                       " FROM embeddings LIMIT 1")
@@ -76,6 +76,12 @@ def test_figures_match_the_pool(micro_run: Path, data: dict[str, Any]) -> None:
     assert calls == pool_rows(micro_run, "SELECT COUNT(*) FROM llm_cache")[0][0]
     accepted = trace(figs["curate"], "accepted")
     assert list(accepted.y) == [metrics[r]["curate"]["accepted"] for r in accepted.x]
+
+    # Where the data went: one bar per task, adding up to what the generated round accepted per task.
+    bought = dict(pool_rows(micro_run, "SELECT task, COUNT(*) FROM instructions WHERE round_born = 1 AND origin = 'lion'"
+                                       " GROUP BY task"))
+    bars = {t.name: dict(zip(t.x, t.y, strict=True)) for t in figs["allocation"].data if t.type == "bar"}
+    assert {task: per[1] for task, per in bars.items() if per[1]} == bought
 
 
 def test_map_and_hardest_match_the_pool(micro_run: Path, data: dict[str, Any]) -> None:
@@ -161,7 +167,7 @@ def test_report_on_a_run_with_only_its_bootstrap(run_copy: Path, tmp_path: Path)
     res = build_report(run_copy, tmp_path / "r.html")
     html = (tmp_path / "r.html").read_text()
     assert res["rounds"] == 0 and res["hardest"] == 0
-    assert html.count("nothing to plot yet") == 5  # accuracy, referee, training, gaps, curate; pool/teacher/replies/map drawn
+    assert html.count("nothing to plot yet") == 6  # accuracy, referee, allocation, training, gaps, curate drawn empty
     assert 'id="plot-pool"' in html and 'id="plot-map"' in html and "no instruction is judged hard" in html
 
 

@@ -1,13 +1,15 @@
-"""Effectiveness: does the loop help the student at equal teacher budget?
+"""Effectiveness: does the loop pay for itself? Held-out accuracy at an equal number of paid teacher
+calls (bootstrap, referee, generation and answers together).
 
-Arms on the offline pack, same seeds, same rounds, same training steps:
-  lion      the referee's hard/easy cases feed the Lion generator (the loop)
-  uniform   the same generator and data budget, cases drawn uniformly from the pool, no referee
-  seeds     seed data only (no generation)
-  lion_cap  the loop with no task taking more than 25% of the hard rewrites (Lion option
-            max_task_share; the value was fixed before this arm ran, not tuned on it)
-The data budget is fixed per round by `generate.max_accepted_per_round`, so lion and uniform train
-on the same number of teacher-answered examples.
+Every arm gets the same budget (`stop.max_teacher_calls`) and the same rounds; the loop itself
+enforces it (the teacher refuses calls past it) and paces it over the rounds (`generate.pace`), so
+the last round trains on what the budget bought. Arms, same seeds, same everything else:
+  loop      the default config: the referee's hard/easy cases, allocated by learning progress
+  uniform   no referee: cases drawn uniformly from the pool (uniform expansion)
+  lion      the paper's loop: the referee's cases in its order, no allocation
+  loop@N    the default loop with the referee judging at most N cases a round (judge.max_cases)
+and the levers measured on their own (see LEVERS). The referee is the verifier (wrong = hard, no
+teacher call) or, with `--referee llm`, the oracle's 1-10 judge with every judge call paid.
 """
 
 from __future__ import annotations
@@ -16,20 +18,22 @@ import json
 from pathlib import Path
 from typing import Any
 
-from lionloop.bench.arms import finished_figures, loop_rounds, run_arms
-from lionloop.bench.common import (
-    benchmarks_md,
-    machine_line,
-    md_table,
-    mean_std,
-    metric_of,
-    write_section,
-)
+from lionloop.bench.arms import finished_figures, run_arms
+from lionloop.bench.common import benchmarks_md, mean_std, write_section
 from lionloop.config import RunConfig, parse_config
 
-ARMS = ("lion", "uniform", "seeds", "lion_cap")
-TASK_CAP = 0.25
-PLOT = "docs/bench-effect.png"  # beside BENCHMARKS.md
+ARMS = ("loop", "uniform", "lion")
+# Levers measured against the default, one at a time (dev seeds; see BENCHMARKS.md).
+LEVERS: dict[str, dict[str, Any]] = {
+    "loop-prior-uniform": {"generate": {"allocation": {"prior": "uniform"}}},
+    "loop-no-explore": {"generate": {"allocation": {"exploration": 0.0}}},
+    "loop-window1": {"generate": {"allocation": {"window": 1}}},
+    "loop-cluster": {"generate": {"allocation": {"group_by": "cluster"}}},
+    "loop-frontier": {"generate": {"allocation": {"within": "frontier"}}},
+    "loop-slope": {"generate": {"allocation": {"estimate": "slope"}}},
+}
+EXTRA_SKILLS = ["copy", "upper", "shift", "reverse", "sort", "count", "add", "chain", "sum", "mood"]
+
 
 # `--student PATH`: a pretrained HF model as the student, trained with LoRA. Sized for 2 CPU
 # cores, where SmolLM2-135M trains at ~60-150 tokens/s (a step of 8 rows takes 2-5 s) and answers
@@ -49,212 +53,210 @@ def student_overrides(student: Path | None, base: dict | None = None) -> dict | 
         return base
     out = json.loads(json.dumps(REAL_STUDENT))
     out["student"]["base"] = str(Path(student).resolve())
-    for k, v in (base or {}).items():
-        out[k] = {**out.get(k, {}), **v} if isinstance(v, dict) else v
+    return deep_merge(out, base or {})
+
+
+def known_arm(arm: str) -> bool:
+    base, _, cap = arm.partition("@")
+    return (base in ARMS or base in LEVERS) and (not cap or cap.isdigit())
+
+
+def deep_merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
+    out = dict(base)
+    for k, v in over.items():
+        out[k] = deep_merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
     return out
 
 
-def arm_config(arm: str, seed: int, rounds: int, run_dir: Path, accepted: int, overrides: dict | None = None) -> RunConfig:
-    gen: dict[str, Any] = {"max_new_per_round": int(accepted * 1.5), "max_accepted_per_round": accepted}
-    if arm == "uniform":
-        gen["case_selection"] = "uniform"
-    elif arm == "seeds":
-        gen.update(case_selection="uniform", generators={})
-    elif arm == "lion_cap":
-        gen["generators"] = {"lion": {"options": {"max_task_share": TASK_CAP}}}
-    data = {"name": f"bench-{arm}-{seed}", "seed": seed, "run_dir": str(run_dir),
-            "generate": gen, "stop": {"max_rounds": rounds, "stop_when_no_hard": False}}
-    for k, v in (overrides or {}).items():
-        data[k] = {**data.get(k, {}), **v} if isinstance(v, dict) else v
-    return parse_config(data, f"bench:{arm}")
+def arm_config(arm: str, seed: int, rounds: int, budget: int, run_dir: Path, referee: str = "verifier",
+               skills: list[str] | None = None, overrides: dict | None = None) -> RunConfig:
+    """One arm's config: the defaults, the shared budget and rounds, and the arm's own change."""
+    base, _, cap = arm.partition("@")
+    data: dict[str, Any] = {
+        "name": f"effect-{arm.replace('@', '-')}-{seed}", "seed": seed, "run_dir": str(run_dir),
+        # The budget paces the rounds; max_new_per_round never binds before it does.
+        "generate": {"max_new_per_round": budget},
+        # The last round only trains on what the budget bought: nothing left to judge it with.
+        # verifier: a case is hard when the student's answer is wrong, no judge call (judge.mode);
+        # llm: the oracle's referee, every judge call paid.
+        "judge": {"last_round": False, "mode": "verifier" if referee == "verifier" else "llm"},
+        "stop": {"max_rounds": rounds, "max_teacher_calls": budget, "stop_when_no_hard": False},
+    }
+    if skills:
+        data["task"] = {"skills": list(skills)}
+    if base == "uniform":
+        data = deep_merge(data, {"generate": {"case_selection": "uniform"}})
+    elif base == "lion":
+        data = deep_merge(data, {"generate": {"allocation": {"mode": "lion"}}})
+    elif base in LEVERS:
+        data = deep_merge(data, LEVERS[base])
+    if cap:
+        data = deep_merge(data, {"judge": {"max_cases": int(cap)}})
+    data = deep_merge(data, overrides or {})
+    return parse_config(data, f"bench:effect:{arm}")
 
 
 def per_round(figures: dict[str, Any], seconds: float) -> list[dict[str, Any]]:
-    """Per round: training rows (the data budget), held-out accuracy overall and per skill."""
-    return [
-        {"round": r["round"], "examples": r["train"].get("rows"), "acc": r["eval_score"],
-         "metric": r.get("eval_metric") or "accuracy",
-         "per_skill": r["eval_per_skill"], "teacher_calls": r["teacher_calls"]}
-        for r in loop_rounds(figures)
-    ]
+    """Per round 1..: held-out accuracy (overall, per skill), the paid calls spent before its
+    training (what bought the data it trained on), training rows, and where its new data went."""
+    out, spent = [], 0
+    for r in figures["rounds"]:
+        if r["round"] > 0:
+            alloc = (r.get("allocation") or {}).get("groups", {})
+            out.append({
+                "round": r["round"], "calls": spent, "examples": r["train"].get("rows"), "acc": r["eval_accuracy"],
+                "per_skill": r["eval_per_skill"], "round_calls": r["teacher_calls"],
+                "by_stage": {k: int(v.get("calls", 0)) for k, v in r["teacher_by_stage"].items()},
+                "accepted_by_group": r.get("accepted_by_group") or {},
+                "share": {g: v.get("share") for g, v in alloc.items()},
+                "progress": {g: v.get("progress") for g, v in alloc.items()},
+                "cache_acc": {g: v.get("acc") for g, v in alloc.items()},
+            })
+        spent += r["teacher_calls"]
+    if out:
+        out[-1]["total_calls"] = figures["calls"]["paid"]
+        out[-1]["seconds"] = round(seconds, 1)
+        out[-1]["stop_reason"] = figures["rounds"][-1].get("stop_reason")
+    return out
 
 
-def budget_to_reach(curve: list[tuple[float, float]], target: float) -> float | None:
-    """First data budget at which a (budget, accuracy) curve reaches target (linear between rounds)."""
+def run(arms: tuple[str, ...], seeds: list[int], rounds: int, budget: int, out_dir: Path, referee: str,
+        skills: list[str] | None, overrides: dict | None = None) -> dict[str, Any]:
+    """Every (arm, seed) run, resumable: finished runs are read back from OUT_DIR/effect.json."""
+    return run_arms("effect", arms, seeds, out_dir,
+                    lambda arm, seed, run_dir: arm_config(arm, seed, rounds, budget, run_dir, referee, skills, overrides),
+                    per_round)
+
+
+# -- arithmetic ---------------------------------------------------------------------------------------
+
+
+def reach(curve: list[tuple[float, float]], target: float) -> float | None:
+    """First x at which an (x, accuracy) curve reaches target, linear between points; None if never."""
     prev = None
-    for b, a in curve:
-        if a >= target:
+    for x, a in curve:
+        if a is not None and a >= target:
             if prev is None or prev[1] >= target:
-                return b
-            (b0, a0) = prev
-            return b0 + (b - b0) * (target - a0) / (a - a0)
-        prev = (b, a)
+                return x
+            x0, a0 = prev
+            return x0 + (x - x0) * (target - a0) / (a - a0)
+        prev = (x, a)
     return None
 
 
-def run(seeds: list[int], rounds: int, accepted: int, out_dir: Path, overrides: dict | None = None,
-        arms: tuple[str, ...] = ARMS) -> dict[str, Any]:
-    """Every (arm, seed) run, resumable: finished runs are read back from effect.json."""
-    return run_arms("effect", arms, seeds, out_dir,
-                         lambda arm, seed, run_dir: arm_config(arm, seed, rounds, run_dir, accepted, overrides),
-                         per_round)
+def at(curve: list[tuple[float, float]], x: float) -> float | None:
+    """The curve's value at x (linear between points); None outside it."""
+    for (x0, a0), (x1, a1) in zip(curve, curve[1:], strict=False):
+        if x0 <= x <= x1:
+            return a0 if x1 == x0 else a0 + (a1 - a0) * (x - x0) / (x1 - x0)
+    return curve[-1][1] if curve and curve[-1][0] == x else None
 
 
-def summarise(results: dict[str, dict[int, list[dict[str, Any]]]]) -> dict[str, Any]:
-    final = {a: [runs[-1] for runs in results[a].values()] for a in ARMS if results.get(a)}
-    skills = sorted({k for rows in final.values() for r in rows for k in r["per_skill"]})
-    summary: dict[str, Any] = {"skills": skills, "arms": {}, "metric": metric_of(final)}
-    for arm, rows in final.items():
-        summary["arms"][arm] = {
-            "acc": mean_std([r["acc"] for r in rows]),
-            "per_skill": {s: mean_std([r["per_skill"].get(s) for r in rows]) for s in skills},
-            "examples": mean_std([r["examples"] for r in rows]),
-            "rows": rows,
-        }
-    # Mean accuracy-vs-budget curve per arm; where each loop arm first reaches uniform's final accuracy.
-    curves = {}
-    for arm, by_seed in results.items():
-        if by_seed:
-            n_rounds = min(len(v) for v in by_seed.values())
-            curves[arm] = [(mean_std([v[i]["examples"] for v in by_seed.values()])[0],
-                            mean_std([v[i]["acc"] for v in by_seed.values()])[0]) for i in range(n_rounds)]
-    summary["curves"] = curves
-    if "uniform" in summary["arms"]:
-        target = summary["arms"]["uniform"]["acc"][0]
-        summary["budget_to_uniform_final"] = {
-            arm: budget_to_reach(curve, target) for arm, curve in curves.items() if arm in ("lion", "lion_cap")}
-    return summary
-
-
-def wall_seconds(figures: dict[str, dict[int, dict[str, Any]]]) -> float:
-    """Wall time of all arm runs, read back from their rounds' stage timings (survives a resumed bench)."""
-    return sum(sum((r.get("seconds") or {}).values()) for by_seed in figures.values() for f in by_seed.values()
-               for r in loop_rounds(f))
-
-
-def allocation(figures: dict[str, dict[int, dict[str, Any]]],
-               results: dict[str, dict[int, list[dict[str, Any]]]]) -> dict[str, dict[str, float]]:
-    """Mean number of generated (non-seed) training instructions per skill, per arm: where the budget went."""
-    alloc: dict[str, dict[str, float]] = {}
-    for arm, by_seed in results.items():
-        counts: dict[str, list[int]] = {}
-        for f in figures.get(arm, {}).values():
-            for task, n in f["generated_by_task"].items():
-                counts.setdefault(task, []).append(n)
-        if counts:
-            alloc[arm] = {t: sum(v) / len(by_seed) for t, v in counts.items()}
-    return alloc
-
-
-def plot(results: dict[str, dict[int, list[dict[str, Any]]]], path: Path, title: str = "offline pack") -> Path:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(6.4, 4))
-    for arm, color in zip(ARMS, ("tab:red", "tab:blue", "tab:gray", "tab:orange"), strict=True):
-        for k, runs in enumerate(results.get(arm, {}).values()):
-            ax.plot([r["examples"] for r in runs], [100 * r["acc"] for r in runs], "o-", color=color,
-                    alpha=0.7, label=arm if k == 0 else None)
-    ax.set_xlabel("teacher-answered training examples (data budget)")
-    ax.set_ylabel("held-out accuracy (%)")
-    ax.set_title(f"{title}: accuracy after each round, one line per seed")
-    ax.grid(alpha=0.3)
-    ax.legend()
-    fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
-
-
-def report(summary: dict[str, Any], seconds: float, command: str, plot_path: Path | None,
-           alloc: dict[str, dict[str, float]] | None = None, heading: str | None = None,
-           about: str = "") -> str:
-    arms = [a for a in ARMS if a in summary["arms"]]
-    rows = []
+def summarise(results: dict[str, dict[int, list[dict[str, Any]]]], base: str = "uniform") -> dict[str, Any]:
+    """Final accuracy per arm, the paired difference to `base` per seed, and the calls at which each
+    arm first reaches `base`'s final accuracy (per seed, and on the mean curves)."""
+    arms = [a for a, by_seed in results.items() if by_seed]
+    skills = sorted({k for a in arms for runs in results[a].values() for k in runs[-1]["per_skill"]})
+    out: dict[str, Any] = {"skills": skills, "arms": {}, "base": base}
+    ref = results.get(base, {})
     for arm in arms:
-        s = summary["arms"][arm]
-        rows.append([arm, f"{s['examples'][0]:.0f}", f"**{100 * s['acc'][0]:.1f} ± {100 * s['acc'][1]:.1f}**",
-                     *[f"{100 * s['per_skill'][k][0]:.0f} ± {100 * s['per_skill'][k][1]:.0f}" for k in summary["skills"]]])
-    n = len(next(iter(summary["arms"].values()))["rows"])
-    lines = [
-        heading or "## 1. Effectiveness: the loop vs. uniform expansion vs. seeds only",
-        "",
-        f"Command: `{command}` ({seconds / 60:.0f} min). Machine: {machine_line()}.",
-        "",
-        *([about, ""] if about else []),
-        f"Held-out {summary.get('metric', 'accuracy')} (%) after the last round, mean ± std over {n} seeds; the data budget is the",
-        "number of teacher-answered training examples the student saw in its last round.",
-        "",
-        md_table(["arm", "budget", "overall", *summary["skills"]], rows),
-    ]
-    u_final = summary["arms"]["uniform"]["examples"][0] if "uniform" in summary["arms"] else None
-    for arm, b in summary.get("budget_to_uniform_final", {}).items():
-        lines += ["", (f"`{arm}` first reaches uniform expansion's final accuracy at a budget of **{b:.0f}** "
-                       f"examples (uniform needed {u_final:.0f})." if b is not None else
-                       f"`{arm}` does not reach uniform expansion's final accuracy within this budget.")]
-    if alloc:
-        skills = summary["skills"]
-        lines += ["", "Where the budget went: generated training instructions per skill (mean over seeds).", "",
-                  md_table(["arm", *skills], [[a, *[f"{alloc[a].get(k, 0):.0f}" for k in skills]]
-                                              for a in arms if a in alloc])]
-        if "lion" in alloc:
-            top = max(alloc["lion"], key=alloc["lion"].get)
-            shares = {a: alloc[a].get(top, 0) / max(1, sum(alloc[a].values())) for a in arms if a in alloc}
-            acc = summary["arms"]["lion"]["per_skill"][top][0]
-            lines += ["", f"The loop put {100 * shares['lion']:.0f}% of its generated instructions on `{top}` "
-                      f"(final accuracy there {100 * acc:.0f}%); " +
-                      ", ".join(f"{a} {100 * v:.0f}%" for a, v in shares.items() if a != "lion") + "."]
-    if plot_path is not None:
-        lines += ["", f"![accuracy vs budget]({plot_path.as_posix()})"]
-    return "\n".join(lines)
+        by_seed = results[arm]
+        seeds = sorted(by_seed)
+        finals = {s: by_seed[s][-1] for s in seeds}
+        row: dict[str, Any] = {
+            "seeds": seeds,
+            "acc": {s: finals[s]["acc"] for s in seeds},
+            "calls": {s: finals[s].get("total_calls") for s in seeds},
+            "examples": {s: finals[s]["examples"] for s in seeds},
+            "per_skill": {k: mean_std([finals[s]["per_skill"].get(k) for s in seeds]) for k in skills},
+            "rounds": {s: len(by_seed[s]) for s in seeds},
+        }
+        row["acc_ms"] = mean_std(list(row["acc"].values()))
+        common = [s for s in seeds if s in ref]
+        if arm != base and common:
+            row["diff"] = {s: row["acc"][s] - ref[s][-1]["acc"] for s in common}
+            row["diff_ms"] = mean_std(list(row["diff"].values()))
+            row["ahead_every_seed"] = all(d > 0 for d in row["diff"].values())
+            # Per seed: calls at which this arm first reaches base's final accuracy, and as a share
+            # of the calls base spent to get there.
+            row["reach"] = {s: reach([(p["calls"], p["acc"]) for p in by_seed[s]], ref[s][-1]["acc"]) for s in common}
+            row["reach_share"] = {s: (x / ref[s][-1]["total_calls"] if x is not None and ref[s][-1].get("total_calls")
+                                      else None) for s, x in row["reach"].items()}
+        out["arms"][arm] = row
+    out["curves"] = {arm: mean_curve(results[arm], "calls") for arm in arms}
+    out["example_curves"] = {arm: mean_curve(results[arm], "examples") for arm in arms}
+    if base in out["arms"]:
+        target = out["arms"][base]["acc_ms"][0]
+        base_calls = mean_std([c for c in out["arms"][base]["calls"].values() if c])[0]
+        out["mean_reach"] = {a: reach(c, target) for a, c in out["curves"].items() if a != base}
+        out["mean_reach_share"] = {a: (x / base_calls if x is not None else None) for a, x in out["mean_reach"].items()}
+        # Equal examples: every arm's accuracy at the fewest examples any arm's mean curve ends at.
+        ends = [c[-1][0] for c in out["example_curves"].values() if c]
+        out["equal_examples"] = min(ends) if ends else None
+        out["acc_at_equal_examples"] = {a: at(c, out["equal_examples"]) for a, c in out["example_curves"].items()}
+    out["allocation"] = allocation(results)
+    return out
 
 
-def main(seeds: int = 3, rounds: int = 4, accepted: int = 300, out_dir: Path = Path("runs/bench-effect"),
-         write: bool = True, overrides: dict | None = None, md: Path | None = None,
-         student: Path | None = None, arms: tuple[str, ...] | None = None) -> dict[str, Any]:
+def mean_curve(by_seed: dict[int, list[dict[str, Any]]], x: str) -> list[tuple[float, float]]:
+    """The (mean x, mean accuracy) after each round, over the seeds (rounds all seeds reached)."""
+    n = min(len(v) for v in by_seed.values())
+    return [(mean_std([v[i][x] for v in by_seed.values()])[0], mean_std([v[i]["acc"] for v in by_seed.values()])[0])
+            for i in range(n)]
+
+
+def allocation(results: dict[str, dict[int, list[dict[str, Any]]]]) -> dict[str, Any]:
+    """Per arm: new instructions accepted per group (mean over seeds), in total and per round; and
+    for arms with an allocation, each group's share and progress estimate per round (means)."""
+    out: dict[str, Any] = {}
+    for arm, by_seed in results.items():
+        if not by_seed:
+            continue
+        n = len(by_seed)
+        groups = sorted({g for runs in by_seed.values() for p in runs for g in p["accepted_by_group"]})
+        rounds = min(len(v) for v in by_seed.values())
+        per_round = [{g: sum(v[i]["accepted_by_group"].get(g, 0) for v in by_seed.values()) / n for g in groups}
+                     for i in range(rounds)]
+        share = [{g: mean_std([v[i]["share"].get(g) for v in by_seed.values()])[0] for g in groups}
+                 for i in range(rounds)]
+        prog = [{g: mean_std([v[i]["progress"].get(g) for v in by_seed.values()])[0] for g in groups}
+                for i in range(rounds)]
+        out[arm] = {"groups": groups, "total": {g: sum(r[g] for r in per_round) for g in groups},
+                    "per_round": per_round, "share": share, "progress": prog}
+    return out
+
+
+def main(seeds: int = 5, rounds: int = 5, budget: int = 2400, out_dir: Path | None = None, write: bool = True,
+         referee: str = "verifier", extra_skills: bool = False, arms: tuple[str, ...] = ARMS, first_seed: int = 0,
+         md: Path | None = None, overrides: dict | None = None,
+         student: Path | None = None) -> tuple[dict[str, Any], str]:
     """Run (or resume) the benchmark; `write` puts its section and plot beside BENCHMARKS.md
     (`benchmarks_md(md)`: checked before any run starts). `student`: a pretrained HF model folder
     as the student (LoRA, `REAL_STUDENT` sizes); its figures go to a section of their own."""
+    from lionloop.bench.effect_report import PLOT, command_line, plot, report, section
+
     target = benchmarks_md(md) if write else None
-    out_dir.mkdir(parents=True, exist_ok=True)
-    arms = arms or (("lion", "uniform", "seeds") if student else ARMS)
-    res = run(list(range(seeds)), rounds, accepted, out_dir, student_overrides(student, overrides), arms)
-    summary = summarise(res["results"])
-    plot_path = None
-    plot_file = PLOT if student is None else PLOT.replace(".png", "-real.png")
-    if target is not None:
-        plot(res["results"], target.parent / plot_file, "offline pack" if student is None else Path(student).name)
-        plot_path = Path(plot_file)  # linked relative to BENCHMARKS.md
-    figures = finished_figures(out_dir, res["results"])
-    command = f"lionloop bench effect --seeds {seeds} --rounds {rounds} --accepted {accepted}"
-    heading = about = None
+    skills = EXTRA_SKILLS if extra_skills else None
+    overrides = student_overrides(student, overrides)
     if student is not None:
-        command += f" --student {Path(student).name} --arm " + " --arm ".join(arms)
-        heading = "## 1b. Effectiveness with a pretrained student (LoRA)"
-        rs = REAL_STUDENT
-        about = (f"The same arms with `{Path(student).name}` as the student, LoRA rank {rs['train']['lora']['rank']}, "
-                 f"its chat template for training and evaluation, on skills {', '.join(rs['task']['skills'])}; "
-                 f"{rs['task']['seeds_per_skill']} seeds, "
-                 f"{rs['task']['cache_per_skill']} cache and {rs['task']['eval_per_skill']} eval instructions per skill, "
-                 f"{rs['train']['steps_per_round']} steps of {rs['train']['batch_size']} rows per round: sized for "
-                 "2 CPU cores, so far smaller than the tiny student's table above.") + _speed(figures)
-    text = report(summary, wall_seconds(figures), command, plot_path, allocation(figures, res["results"]),
-                  heading, about or "")
-    print(text)
+        skills = skills or REAL_STUDENT["task"]["skills"]
+    name = section(referee, extra_skills) + ("-real" if student is not None else "")
+    out_dir = Path(out_dir) if out_dir else Path("runs") / name
+    out_dir.mkdir(parents=True, exist_ok=True)
+    res = run(arms, list(range(first_seed, first_seed + seeds)), rounds, budget, out_dir, referee, skills, overrides)
+    results = {a: v for a, v in res["results"].items() if a in arms}
+    summary = summarise(results)
+    figures = finished_figures(out_dir, results)
+    wall = sum(r[-1].get("seconds", 0) for v in results.values() for r in v.values())
+    plot_path = None
     if target is not None:
-        write_section("effect" if student is None else "effect-real", text, target)
-    return summary
-
-
-def _speed(figures: dict[str, dict[int, dict[str, Any]]]) -> str:
-    """Median round wall time and trainer tokens/s over the runs (for the pretrained student)."""
-    rounds = [r for by_seed in figures.values() for f in by_seed.values() for r in loop_rounds(f)]
-    walls = sorted(sum((r.get("seconds") or {}).values()) for r in rounds)
-    tps = sorted(r["train"]["tokens_per_s"] for r in rounds if r.get("train", {}).get("tokens_per_s"))
-    if not walls or not tps:
-        return ""
-    return (f" Median round: {walls[len(walls) // 2]:.0f} s wall; the trainer ran at "
-            f"{tps[len(tps) // 2]:.0f} tokens/s (median; range {tps[0]:.0f}-{tps[-1]:.0f}).")
+        plot_path = Path(PLOT.format(name=name))
+        plot(summary, results, target.parent / plot_path, title=name)
+    cmd = command_line(seeds, rounds, budget, referee, extra_skills, arms, first_seed, ARMS)
+    if student is not None:
+        cmd += f" --student {Path(student).name}"
+    text = report(summary, results, cmd, wall, plot_path, referee, budget, figures)
+    (out_dir / "summary.json").write_text(json.dumps(summary, indent=1, default=str))
+    if target is not None:
+        write_section(name, text, target)
+    return summary, text

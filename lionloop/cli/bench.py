@@ -95,28 +95,37 @@ def teacher(
 
 @bench_app.command("effect")
 def effect(
-    seeds: Annotated[int, typer.Option(min=1, help="Seeds per arm.")] = 3,
-    rounds: Annotated[int, typer.Option(min=2, help="Rounds per run.")] = 4,
-    accepted: Annotated[int, typer.Option(min=1, help="New teacher-answered examples per round (the budget).")] = 300,
-    out_dir: Annotated[str, typer.Option(help="Where the runs go (re-running resumes).")] = "runs/bench-effect",
-    write: Annotated[bool, typer.Option(help="Update BENCHMARKS.md.")] = True,
+    seeds: Annotated[int, typer.Option(min=1, help="Seeds per arm.")] = 5,
+    rounds: Annotated[int, typer.Option(min=2, help="Rounds per run (the budget is paced over them).")] = 5,
+    budget: Annotated[int, typer.Option(min=1, help="Paid teacher calls per run, every arm (stop.max_teacher_calls).")] = 2400,
+    referee: Annotated[str, typer.Option(help="verifier: wrong = hard, no teacher call; llm: the oracle's judge, every call paid.")] = "verifier",
+    extra_skills: Annotated[bool, typer.Option("--extra-skills", help="The 10-skill pack (chain, sum, mood added).")] = False,
+    arm: Annotated[list[str] | None, typer.Option("--arm", help="Arm(s) (default: loop, uniform, lion); loop@N judges at most N cases a round.")] = None,
+    first_seed: Annotated[int, typer.Option(min=0, help="First seed (development runs use seeds the final figures do not).")] = 0,
+    out_dir: Annotated[Path | None, typer.Option(help="Where the runs go (re-running resumes); default runs/<section>.")] = None,
+    write: Annotated[bool, typer.Option(help="Update BENCHMARKS.md and its plot.")] = True,
     student: Annotated[Path | None, typer.Option(
         "--student", exists=True, file_okay=False,
         help="A pretrained HF model folder as the student (LoRA; sized for CPU); its own BENCHMARKS.md section.")] = None,
-    arm: Annotated[list[str] | None, typer.Option("--arm", help="Arm(s) to run: lion, uniform, seeds, lion_cap "
-                                                  "(default: all; with --student: lion, uniform, seeds).")] = None,
     md: Md = None,
 ) -> None:
-    """Held-out accuracy of the loop vs. uniform expansion vs. seeds only, at equal data budget."""
+    """Held-out accuracy of the loop vs. uniform expansion at an equal number of paid teacher calls."""
     from lionloop.bench import effect as effect_bench
 
-    unknown = [a for a in arm or () if a not in effect_bench.ARMS]
+    arms = tuple(arm) if arm else effect_bench.ARMS
+    unknown = [a for a in arms if not effect_bench.known_arm(a)]
     if unknown:
-        fail(f"--arm: unknown {unknown} (known: {', '.join(effect_bench.ARMS)})", 2)
+        fail(f"--arm: unknown {unknown} (known: {', '.join([*effect_bench.ARMS, *effect_bench.LEVERS])}, each "
+             "optionally @N)", 2)
+    if referee not in ("verifier", "llm"):
+        fail(f"--referee: {referee!r} is not verifier or llm", 2)
+    md_target(write, md)
     quiet_libraries()
     setup_logging(False)
-    run_bench(effect_bench.main, seeds, rounds, accepted, Path(out_dir), write, md=md, student=student,
-              arms=tuple(arm) if arm else None)
+    _, text = run_bench(effect_bench.main, seeds=seeds, rounds=rounds, budget=budget, out_dir=out_dir, write=write,
+                        referee=referee, extra_skills=extra_skills, arms=arms, first_seed=first_seed, md=md,
+                        student=student)
+    console.print(text, markup=False, highlight=False)
 
 
 @bench_app.command("ablation")

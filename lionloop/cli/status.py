@@ -177,6 +177,31 @@ def pool_tables(st: dict[str, Any]) -> Columns:
     return Columns(out)
 
 
+def allocation_table(st: dict[str, Any]) -> Table | None:
+    """Where each round's new data went, per task or cluster: accepted instructions, the
+    allocation's share and the group's learning progress (None for a run without an allocation)."""
+    rounds = [r for r in st["rounds"] if r.get("allocation") or r.get("accepted_by_group")]
+    if not any(r.get("allocation") for r in rounds):
+        return None
+    by = next(r["allocation"]["group_by"] for r in rounds if r.get("allocation"))
+    groups = sorted({g for r in rounds for g in (r.get("allocation") or {}).get("groups", {})}
+                    | {g for r in rounds for g in r.get("accepted_by_group") or {}})
+    t = _table(f"new data per {by}: accepted (share · progress, points per 100 examples)")
+    t.add_column(by)
+    for r in rounds:
+        t.add_column(f"r{r['round']}", justify="right")
+    for g in groups:
+        cells = []
+        for r in rounds:
+            a = ((r.get("allocation") or {}).get("groups") or {}).get(g, {})
+            n = (r.get("accepted_by_group") or {}).get(g, 0)
+            lp = a.get("progress")
+            why = f" ({a['share']:.0%}" + (f" · {lp:.1f}" if lp is not None else "") + ")" if "share" in a else ""
+            cells.append(f"{n}{why}")
+        t.add_row(g, *cells)
+    return t
+
+
 def print_status(console: Console, st: dict[str, Any], run_dir: Path, with_state: bool = True) -> None:
     """Everything `lionloop status` shows (and the summary after run, resume and demo)."""
     if with_state and st.get("state"):
@@ -187,6 +212,9 @@ def print_status(console: Console, st: dict[str, Any], run_dir: Path, with_state
         console.print(scores)
     if any(r["eval_per_skill"] for r in st["rounds"]):
         console.print(task_table(st))
+    alloc = allocation_table(st)
+    if alloc is not None:
+        console.print(alloc)
     metric = metric_of(st)
     rounds = [r for r in st["rounds"] if r.get("eval_score") is not None]
     if len(rounds) >= 2:

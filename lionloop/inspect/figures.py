@@ -279,3 +279,36 @@ def map_figure(data: dict[str, Any]) -> Any:
         margin={"l": 10, "r": 10, "t": 30, "b": 40},
     )
     return fig
+
+
+def allocation_figure(data: dict[str, Any]) -> Any:
+    """New data per group (task or cluster) and round as stacked bars; each group's learning
+    progress, the signal the allocation followed, as lines (None for a run without allocation)."""
+    import plotly.graph_objects as go
+    from plotly.colors import qualitative
+    from plotly.subplots import make_subplots
+
+    rounds = [r for r in data["rounds"] if data["metrics"][r].get("allocation")]
+    if not rounds:
+        return None
+    alloc = {r: data["metrics"][r]["allocation"] for r in rounds}
+    bought = {r: data["metrics"][r].get("curate", {}).get("by_group", {}) for r in rounds}
+    groups = sorted({g for r in rounds for g in alloc[r].get("groups", {})} | {g for r in rounds for g in bought[r]})
+    fig = make_subplots(specs=[[{"secondary_y": True}]])
+    for k, g in enumerate(groups):
+        colour = qualitative.Plotly[k % len(qualitative.Plotly)]
+        figs = [alloc[r].get("groups", {}).get(g, {}) for r in rounds]
+        fig.add_trace(go.Bar(
+            x=rounds, y=[bought[r].get(g, 0) for r in rounds], name=g, marker_color=colour, legendgroup=g,
+            customdata=[[f"{100 * (f.get('share') or 0):.0f}%", "-" if f.get("acc") is None else f"{100 * f['acc']:.0f}%"]
+                        for f in figs],
+            hovertemplate=f"{g}: %{{y}} new (share %{{customdata[0]}}, cache acc %{{customdata[1]}})<extra></extra>"))
+        lp = [f.get("progress") for f in figs]
+        if any(x is not None for x in lp):
+            fig.add_trace(go.Scatter(x=rounds, y=lp, name=f"{g} progress", mode="lines+markers", legendgroup=g,
+                                     showlegend=False, line={"color": colour, "dash": "dot"}), secondary_y=True)
+    fig.update_layout(barmode="stack")
+    _round_axis(fig, rounds)
+    fig.update_yaxes(title_text="new instructions accepted", secondary_y=False)
+    fig.update_yaxes(title_text="progress (points / 100 examples)", rangemode="tozero", showgrid=False, secondary_y=True)
+    return _layout(fig, legend_traceorder="normal")

@@ -144,6 +144,7 @@ def figures(data: dict[str, Any]) -> list[dict[str, Any]]:
     from lionloop.inspect.figures import (
         accuracy_figure,
         agreement_figure,
+        allocation_figure,
         curate_figure,
         gap_figure,
         map_figure,
@@ -175,6 +176,10 @@ def figures(data: dict[str, Any]) -> list[dict[str, Any]]:
             "about": "judge.mode both: the share of the referee's hard/easy calls the verifier agrees with, and "
                      "the precision and recall of its 'hard' (identical answers, easy without a call, left out).",
             "fig": audit}] if audit is not None else []),
+        {"id": "allocation", "title": "Where the new data went",
+         "about": "New instructions accepted per task (or cluster) each round, as the allocation shared out the "
+                  "round; dotted lines: each group's learning progress on the cache pool, the signal it followed.",
+         "fig": allocation_figure(data)},
         {"id": "pool", "title": "Pool size by origin",
          "about": "Instructions in the train and cache pools after each round, by who wrote them (eval excluded).",
          "fig": pool_figure(data)},

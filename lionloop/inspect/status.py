@@ -87,6 +87,10 @@ def build(pool: Pool, run_dir: RunDir, cfg: Any = None, run_id: str | None = Non
         elif r["status"] != "pending":
             t[(r["reason"] or r["status"]).split(":")[0]] += r["n"]
     born = grouped(pool, "SELECT round_born, COUNT(*) FROM instructions WHERE split != 'eval' GROUP BY round_born")
+    born_by_group: dict[int, dict[str, int]] = defaultdict(dict)
+    for r in pool.query("SELECT round_born, COALESCE(json_extract(meta, '$.group'), task) AS g, COUNT(*) AS n"
+                        " FROM instructions WHERE origin != 'seed' AND split = 'train' GROUP BY 1, 2"):
+        born_by_group[r["round_born"]][str(r["g"])] = r["n"]
     teacher: dict[str, float] = defaultdict(int)
     by_stage: dict[str, dict[str, float]] = defaultdict(lambda: defaultdict(int))
     rejections: dict[str, int] = defaultdict(int)
@@ -136,6 +140,11 @@ def build(pool: Pool, run_dir: RunDir, cfg: Any = None, run_id: str | None = Non
             "accepted": acc,
             "rejected": dict(sorted(rej.items())),
             "accepted_by_generator": m.get("curate", {}).get("by_generator", {}),
+            # Where the round's data went (per task or cluster) and why: the allocation's shares and
+            # each group's learning progress, and the budget pacing (None where not used).
+            "accepted_by_group": m.get("curate", {}).get("by_group") or born_by_group.get(rnd, {}),
+            "allocation": m.get("allocation"),
+            "pacing": m.get("pacing"),
             **teacher_sums(per_stage),
             "teacher_by_stage": per_stage,
             "teacher_replies": replies_by_kind(per_stage),
@@ -196,7 +205,8 @@ def status_view(full: dict[str, Any]) -> dict[str, Any]:
     keep = ("round", "finished", "eval_metric", "eval_score", "eval_accuracy", "eval_relative", "eval_per_skill",
             "judge_mode", "agreement", "candidates", "accepted", "teacher_calls",
             "cache_hits", "teacher_failures", "teacher_tokens", "teacher_cost", "teacher_by_stage",
-            "teacher_replies", "seconds", "work_seconds", "train", "train_roles", "plugin_errors", "stop_reason")
+            "teacher_replies", "seconds", "work_seconds", "train", "train_roles", "plugin_errors", "stop_reason",
+            "accepted_by_group", "allocation", "pacing")
     rounds = []
     for r in full["rounds"]:
         if r["round"] == 0:

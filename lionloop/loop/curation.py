@@ -82,6 +82,9 @@ def curate_stage(rt: Runtime, r: int) -> dict[str, Any]:
         "candidates": len(candidates), "accepted": len(new), "rejected": dict(reasons),
         "by_generator": _count_by(candidates[k].generator for k, (st, _) in enumerate(status) if st == "accepted"),
     }
+    groups = [candidates[k].instruction.meta.get("group") for k, (st, _) in enumerate(status) if st == "accepted"]
+    if any(g is not None for g in groups):  # generated under an allocation: what each group bought
+        result["by_group"] = _count_by(g for g in groups if g is not None)
     new_ids = {i.id for i in new}
     with rt.pool.transaction():
         rt.pool.add_instructions(new)

@@ -10,9 +10,11 @@ from __future__ import annotations
 import json
 import logging
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
+from lionloop.loop.allocation import Allocation, allocate, frontier_first, split_quota
+from lionloop.loop.budget import paced_quotas
 from lionloop.loop.runtime import Runtime
 from lionloop.loop.selection import select_cases
 from lionloop.records import Candidate, Cases, content_id
@@ -56,47 +58,105 @@ class Generated:
     errors: dict[str, str] = field(default_factory=dict)
     calls: dict[str, int] = field(default_factory=dict)
     failures: dict[str, str] = field(default_factory=dict)
+    by_group: dict[str, int] = field(default_factory=dict)
 
 
-def run_generators(rt: Runtime, r: int, cases: Cases) -> Generated:
-    """Run every enabled generator plugin on the round's cases, each within its quota."""
+def run_generators(rt: Runtime, r: int, cases: Cases, allocation: Allocation | None = None,
+                   quotas: dict[str, tuple[int, int]] | None = None) -> Generated:
+    """Run every enabled generator plugin on the round's cases, each within its quota.
+
+    `quotas` (generator -> (candidates, paid calls)) overrides the plan's for this round (budget
+    pacing). With an `allocation`, each generator runs once per group on that group's cases, with
+    the group's share of its quota; what a group cannot use goes to the groups after it.
+    """
     res = Generated()
     impls = {impl.plugin_name: impl for impl in rt.pm.hook.lionloop_generate.get_hookimpls()}
     for planned in rt.plan:
-        name, quota = planned.name, planned.quota
+        name = planned.name
+        quota, max_calls = (quotas or {}).get(name, (planned.quota, planned.max_calls))
         if quota <= 0:
             continue
         impl = impls[name]  # the plan holds only loaded generator plugins
-        ctx = rt.context(r, plugin=name, max_candidates=quota)
         t0 = time.perf_counter()
         # A generator sees only the case kinds it declares it consumes, and a teacher capped at
         # its share of the budget.
         mine = Cases(round=r, hard=cases.hard if "hard" in planned.spec.consumes else [],
                      easy=cases.easy if "easy" in planned.spec.consumes else [])
-        teacher = BudgetedTeacher(rt.generator_teacher, limit=planned.max_calls, plugin=name)
+        teacher = BudgetedTeacher(rt.generator_teacher, limit=max_calls, plugin=name)
         try:
-            out = impl.function(cases=mine, teacher=teacher, ctx=ctx) or []
+            if allocation is None:
+                out = list(impl.function(cases=mine, teacher=teacher, ctx=rt.context(r, plugin=name, max_candidates=quota)) or [])[:quota]
+            else:
+                out = _by_group(rt, r, impl, name, mine, teacher, quota, allocation, res.by_group)
         except Exception as err:  # noqa: BLE001 - a plugin failure is reported, never fatal
             res.errors[name] = f"{type(err).__name__}: {err}"
             log.error("generator plugin %r raised: %s", name, res.errors[name])
             continue
-        out = list(out)[:quota]
         log.info("generator %s: %d candidates in %.1fs", name, len(out), time.perf_counter() - t0)
         res.by_generator[name] = len(out)
-        res.calls[name] = planned.max_calls - teacher.left
+        res.calls[name] = max_calls - teacher.left
         res.failures.update(teacher.failures)
         res.candidates.extend(out)
     return res
 
 
+def _by_group(rt: Runtime, r: int, impl: Any, name: str, cases: Cases, teacher: BudgetedTeacher, quota: int,
+              allocation: Allocation, counts: dict[str, int]) -> list[Candidate]:
+    """One generator over the groups: each group's cases with its share of `quota`, smallest share
+    first, what a group leaves unused spread over the groups after it by their shares. Candidates
+    come back interleaved by group, so any prefix (e.g. `max_accepted_per_round`) keeps the shares."""
+    by_group: dict[str, Cases] = {}
+    for kind in ("hard", "easy"):
+        for case in getattr(cases, kind):
+            g = allocation.group_of(case.instruction)
+            getattr(by_group.setdefault(g, Cases(round=r)), kind).append(case)
+    shares = {g: s for g, s in allocation.shares.items() if g in by_group and s > 0}
+    if not shares:  # no case in any allocated group: spread evenly over the groups with cases
+        shares = dict.fromkeys(by_group, 1.0)
+    planned = split_quota(quota, shares)
+    order = sorted(planned, key=lambda g: (planned[g], g))
+    made: dict[str, list[Candidate]] = {}
+    carry = 0
+    for k, g in enumerate(order):
+        rest = sum(shares[h] for h in order[k:])
+        q = planned[g] + round(carry * shares[g] / rest) if rest else planned[g]
+        carry -= q - planned[g]
+        if q > 0 and teacher.left > 0:
+            out = impl.function(cases=by_group[g], teacher=teacher, ctx=rt.context(r, plugin=name, max_candidates=q))
+            made[g] = [_tagged(c, g) for c in list(out or [])[:q]]
+        counts[g] = counts.get(g, 0) + len(made.get(g, []))
+        carry += q - len(made.get(g, []))
+    # Interleave: candidate j of a group with n gets position (j + 0.5) / n.
+    ranked = sorted(((j + 0.5) / len(c), g, j) for g, c in made.items() for j in range(len(c)))
+    return [made[g][j] for _, g, j in ranked]
+
+
+def _tagged(cand: Candidate, group: str) -> Candidate:
+    """The candidate with the group whose share paid for it in its instruction's meta."""
+    ins = replace(cand.instruction, meta={**cand.instruction.meta, "group": group})
+    return replace(cand, instruction=ins)
+
+
 def generate_stage(rt: Runtime, r: int) -> dict[str, Any]:
     cases = select_cases(rt, r)
-    out = run_generators(rt, r, cases)
+    allocation = allocate(rt, r)
+    if allocation is not None and rt.cfg.generate.allocation.within == "frontier":
+        cases.hard = frontier_first(rt, cases.hard, allocation.groups, r)
+    quotas, pacing = paced_quotas(rt, r)
+    out = run_generators(rt, r, cases, allocation, quotas)
     result = {"candidates": len(out.candidates), "by_generator": out.by_generator, "plugin_errors": out.errors,
               "teacher_failures": len(out.failures),
               "hard_cases": len(cases.hard), "easy_cases": len(cases.easy), "calls_by_generator": out.calls}
+    metrics: dict[str, Any] = {"generate": result}
+    if pacing is not None:
+        metrics["pacing"] = pacing
+    if allocation is not None:
+        alloc = allocation.metrics()
+        for g, n in out.by_group.items():
+            alloc["groups"].setdefault(g, {})["candidates"] = n
+        metrics["allocation"] = alloc
     with rt.pool.transaction():
         rt.pool.replace_candidates(r, out.candidates)
         rt.pool.add_failures(r, "generate", out.failures)
-        rt.finish_stage(r, "generate", result, {"generate": result})
+        rt.finish_stage(r, "generate", result, metrics)
     return result

@@ -15,13 +15,19 @@ from langgraph.runtime import Runtime as GraphRuntime
 
 from lionloop.loop import nodes
 from lionloop.loop.runtime import Runtime
-from lionloop.loop.state import LoopState, stop_reason
+from lionloop.loop.selection import referee_pays
+from lionloop.loop.state import LoopState, budget_spent, stop_reason
 
 
 def route_after_evaluate(state: LoopState, runtime: GraphRuntime[Runtime]) -> Literal["discriminate", "decide"]:
-    """With `judge.last_round: false`, the round that ends the loop anyway is not judged."""
-    cfg = runtime.context.cfg
+    """With `judge.last_round: false`, the round that ends the loop anyway is not judged; nor is a
+    round that starts with the teacher budget spent (it trains on what the budget bought, and the
+    referee's calls could not be paid)."""
+    rt = runtime.context
+    cfg = rt.cfg
     if not cfg.judge.last_round and stop_reason(state, cfg.stop) == "max_rounds":
+        return "decide"
+    if referee_pays(cfg) and budget_spent({**state, "teacher_calls": rt.spent()}, cfg.stop):
         return "decide"
     return "discriminate"
 

@@ -54,7 +54,7 @@ def imitate(state: LoopState, runtime: GraphRuntime[Runtime]) -> dict[str, Any]:
     rt = runtime.context
     rt.pool.start_round(state["round"])
     _once(rt, state["round"], "imitate", imitate_stage)
-    return {}
+    return {"untrained": 0}
 
 
 def evaluate(state: LoopState, runtime: GraphRuntime[Runtime]) -> dict[str, Any]:
@@ -94,7 +94,9 @@ def decide(state: LoopState, runtime: GraphRuntime[Runtime]) -> dict[str, Any]:
             best, stale = last, 0
         else:
             stale += 1
-    update = {"best_eval": best, "stale_rounds": stale, "teacher_calls": rt.spent()}
+    curated = rt.pool.stage_result(r, "curate") or {}
+    update = {"best_eval": best, "stale_rounds": stale, "teacher_calls": rt.spent(),
+              "untrained": int(curated.get("accepted") or 0)}
     reason = stop_reason({**state, **update}, rt.cfg.stop)
     _once(rt, r, "decide", partial(_close_round, reason=reason))
     if reason:

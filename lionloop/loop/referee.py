@@ -91,6 +91,22 @@ def _verifier_verdict(iid: str, round: int, right: bool | None) -> Verdict:
     return Verdict(iid, round, None, None, not right, raw=f"verifier: {'right' if right else 'wrong'}")
 
 
+def sample_for_referee(items: Sequence[Instruction], teacher_answers: dict[str, str], student_answers: dict[str, str],
+                       cfg: RefereeConfig, rng: Any) -> list[Instruction]:
+    """The cases the referee judges this round: all of them, or with `max_cases` a seeded sample of
+    those that need a judge call, beside every case the judge is not asked about (identical
+    answers are easy for free): the cap is on referee calls, not on free verdicts."""
+    if not cfg.max_cases:
+        return list(items)
+    free = {i.id for i in items if cfg.skip_identical and teacher_answers[i.id].strip() == student_answers[i.id].strip()}
+    paid = [i for i in items if i.id not in free]
+    if len(paid) > cfg.max_cases:
+        keep = {i.id for i in rng.sample(sorted(paid, key=lambda i: i.id), cfg.max_cases)}
+        paid = [i for i in paid if i.id in keep]
+    chosen = free | {i.id for i in paid}
+    return [i for i in items if i.id in chosen]
+
+
 def discriminate_stage(rt: Runtime, r: int) -> dict[str, Any]:
     if not referee_selects(rt.cfg):
         # Baseline mode: no referee, so no verdicts and no "no hard cases" stop.
@@ -101,10 +117,8 @@ def discriminate_stage(rt: Runtime, r: int) -> dict[str, Any]:
     pool = rt.pool.instructions(["train", "cache"])
     teacher = rt.pool.teacher_answers()
     student = rt.pool.student_answers(r)
-    items = [i for i in pool if i.id in teacher and i.id in student]
-    cap = rt.cfg.judge.max_cases
-    if cap and len(items) > cap:
-        items = sorted(rt.context(r).rng("judge-sample").sample(items, cap), key=lambda i: i.id)
+    items = sample_for_referee([i for i in pool if i.id in teacher and i.id in student], teacher, student,
+                               rt.cfg.judge, rt.context(r).rng("judge-sample"))
     mode = rt.cfg.judge.mode
     right = verifier_calls(rt.task_pack, items, teacher, student) if mode != "llm" else {}
     if mode == "verifier":

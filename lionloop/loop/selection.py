@@ -15,6 +15,11 @@ def referee_selects(cfg: Any) -> bool:
     return cfg.generate.case_selection == "referee"
 
 
+def referee_pays(cfg: Any) -> bool:
+    """True when the discriminate stage pays teacher calls for its verdicts."""
+    return referee_selects(cfg)
+
+
 def select_cases(rt: Runtime, r: int) -> Cases:
     """The round's judged cases, split by the referee's call (unjudged ones are left out).
 

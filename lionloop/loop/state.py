@@ -13,10 +13,16 @@ class LoopState(TypedDict, total=False):
     teacher_calls: int  # paid teacher calls so far (read from the cache)
     hard: int  # hard cases the referee found this round
     decided: int  # cases the referee decided (hard or easy) this round
+    untrained: int  # instructions accepted this round: the student has not trained on them yet
     last_eval: float | None  # held-out accuracy after this round's imitate
     best_eval: float | None
     stale_rounds: int  # rounds since best_eval last improved
     stop_reason: str | None
+
+
+def budget_spent(state: LoopState, cfg: StopConfig) -> bool:
+    """True when the paid teacher calls have reached stop.max_teacher_calls."""
+    return cfg.max_teacher_calls is not None and state.get("teacher_calls", 0) >= cfg.max_teacher_calls
 
 
 def stop_reason(state: LoopState, cfg: StopConfig) -> str | None:
@@ -27,7 +33,8 @@ def stop_reason(state: LoopState, cfg: StopConfig) -> str | None:
     """
     if state.get("round", 0) >= cfg.max_rounds:
         return "max_rounds"
-    if cfg.max_teacher_calls is not None and state.get("teacher_calls", 0) >= cfg.max_teacher_calls:
+    if budget_spent(state, cfg) and not state.get("untrained"):
+        # Data the budget bought this round is trained on first: one more imitate and evaluate.
         return "teacher_budget"
     # No hard case among cases the referee decided; none decided (every call failed) is no news.
     if cfg.stop_when_no_hard and state.get("hard") == 0 and state.get("decided", 1) > 0:

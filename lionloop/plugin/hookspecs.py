@@ -51,8 +51,10 @@ def lionloop_generate(cases: Cases, teacher: GeneratorTeacher, ctx: RoundContext
     Each implementation is called on its own with a teacher capped at the plugin's budget share
     (its `left` attribute: paid calls still allowed), only with the case kinds its
     `lionloop_generator_spec` consumes, and only when the plugin is enabled in
-    `generate.generators`; `ctx.max_candidates` caps what is kept. An exception is reported with
-    the plugin's name and its candidates are dropped. Return None to propose nothing.
+    `generate.generators`; `ctx.max_candidates` caps what is kept. Under an allocation it is
+    called once per group of the pool (task or cluster), with that group's cases and share. An
+    exception is reported with the plugin's name and its candidates are dropped. Return None to
+    propose nothing.
     """
 
 
