@@ -144,12 +144,25 @@ class GenerateConfig(_Section):
     )
 
 
+class IndexConfig(_Section):
+    """The FAISS index over the pool's embeddings (docs/scaling.md: figures behind the defaults)."""
+
+    kind: Literal["auto", "flat", "ivf", "hnsw"] = Field(
+        "auto", description="auto: exact search (flat) up to `above` vectors, IVF past it; or force one kind.")
+    above: int = Field(200_000, ge=1, description="Pool size past which `auto` switches from exact search to IVF.")
+    nprobe: int = Field(16, ge=1, description="IVF: lists searched per query (more: better recall, slower).")
+    hnsw_m: int = Field(32, ge=4, description="HNSW: links per vector.")
+    ef_search: int = Field(128, ge=1, description="HNSW: candidates kept while searching (more: better recall, slower).")
+    gpu: bool = Field(True, description="Search on the GPUs when FAISS sees any (flat and IVF; HNSW stays on the CPU).")
+
+
 class DedupConfig(_Section):
     threshold: float = Field(
         0.95, gt=0, le=1.0, description="Cosine similarity at or above which a candidate is a duplicate."
     )
     model: str | None = Field(None, description="sentence-transformers model path; None uses the bundled all-MiniLM-L6-v2.")
     batch_size: int = Field(128, ge=1, description="Sentences per embedding batch.")
+    index: IndexConfig = Field(default_factory=IndexConfig, description="The FAISS index: exact, IVF or HNSW, and its search settings.")
 
 
 class StopConfig(_Section):

@@ -9,8 +9,9 @@ RUN_DIR/
   checkpoints.sqlite   LangGraph's checkpoints (what `lionloop resume` continues from)
   events.jsonl         a tail-able log of stage starts and ends
   index.faiss          the FAISS index of the stored embeddings (a rebuildable cache of them)
-  index.ids.json       the instruction id of each index row
+  index.meta.json      which stored vectors index.faiss holds (model, count, last rowid, kind)
   student/             checkpoints: base/, round-N/, <role>/round-N/
+  batches/             `vllm run-batch` jobs of a batch teacher: <tag>.input.jsonl, .output.jsonl, .log
 ```
 """
 
@@ -64,8 +65,17 @@ class RunDir:
         return self.path / "index.faiss"
 
     @property
+    def index_meta(self) -> Path:
+        return self.path / "index.meta.json"
+
+    @property
     def index_ids(self) -> Path:
+        """The id list older lionloop versions wrote beside the index (removed when it is rebuilt)."""
         return self.path / "index.ids.json"
+
+    @property
+    def batches(self) -> Path:
+        return self.path / "batches"
 
     @property
     def students(self) -> Path:

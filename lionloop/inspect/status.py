@@ -18,7 +18,8 @@ from lionloop.stores.cache import paid_totals
 from lionloop.stores.pool import Pool
 
 # Per-stage teacher figures in round metrics (lionloop.teacher.client.Teacher.stats); cost is a float.
-TEACHER_KEYS = ("calls", "hits", "failures", "requests", "reasks", "prompt_tokens", "completion_tokens", "cost")
+TEACHER_KEYS = ("calls", "hits", "failures", "requests", "reasks", "prompt_tokens", "completion_tokens", "cost", "saved")
+MONEY = ("cost", "saved")  # floats; `saved`: what a batch API's discount saved against the list price
 
 
 def grouped(pool: Pool, sql: str, params: tuple[Any, ...] = ()) -> dict[str, int]:
@@ -36,6 +37,7 @@ def teacher_sums(per_stage: dict[str, dict[str, Any]]) -> dict[str, Any]:
             "completion": int(sum(v.get("completion_tokens", 0) for v in per_stage.values())),
         },
         "teacher_cost": round(float(sum(v.get("cost", 0.0) for v in per_stage.values())), 6),
+        "teacher_saving": round(float(sum(v.get("saved", 0.0) for v in per_stage.values())), 6),
     }
 
 
@@ -74,7 +76,7 @@ def build(pool: Pool, run_dir: RunDir, cfg: Any = None, run_id: str | None = Non
         per_stage = m.get("teacher", {})
         for stage, v in per_stage.items():
             for k in TEACHER_KEYS:
-                x = float(v.get(k) or 0) if k == "cost" else int(v.get(k) or 0)
+                x = float(v.get(k) or 0) if k in MONEY else int(v.get(k) or 0)
                 teacher[k] += x
                 by_stage[stage][k] += x
         size += born.get(str(rnd), 0)
@@ -139,8 +141,8 @@ def build(pool: Pool, run_dir: RunDir, cfg: Any = None, run_id: str | None = Non
             " COUNT(*) FROM verdicts GROUP BY h ORDER BY h",
         ),
         "rejections": dict(sorted(rejections.items())),
-        "teacher": {k: round(v, 6) if k == "cost" else v for k, v in ((k, teacher.get(k, 0)) for k in TEACHER_KEYS)},
-        "teacher_by_stage": {s: {k: round(x, 6) if k == "cost" else x for k, x in v.items()}
+        "teacher": {k: round(v, 6) if k in MONEY else v for k, v in ((k, teacher.get(k, 0)) for k in TEACHER_KEYS)},
+        "teacher_by_stage": {s: {k: round(x, 6) if k in MONEY else x for k, x in v.items()}
                              for s, v in sorted(by_stage.items())},
     }
     if cfg is not None and run_id is not None:
@@ -154,7 +156,7 @@ def status_view(full: dict[str, Any]) -> dict[str, Any]:
     """`lionloop status --json`: the run's identity, bootstrap, rounds 1.. and pool totals."""
     boot = next((r for r in full["rounds"] if r["round"] == 0), None)
     keep = ("round", "finished", "eval_accuracy", "eval_per_skill", "candidates", "accepted", "teacher_calls",
-            "cache_hits", "teacher_failures", "teacher_tokens", "teacher_cost", "teacher_by_stage", "seconds",
+            "cache_hits", "teacher_failures", "teacher_tokens", "teacher_cost", "teacher_saving", "teacher_by_stage", "seconds",
             "work_seconds", "train", "train_roles", "plugin_errors", "stop_reason")
     rounds = []
     for r in full["rounds"]:
@@ -178,7 +180,8 @@ def status_view(full: dict[str, Any]) -> dict[str, Any]:
         "bootstrap": {**(boot or {}).get("bootstrap", {}),
                       **{k: (boot or {}).get(k, 0) for k in ("teacher_calls", "cache_hits", "teacher_failures")},
                       "teacher_tokens": (boot or {}).get("teacher_tokens", {"prompt": 0, "completion": 0}),
-                      "teacher_cost": (boot or {}).get("teacher_cost", 0.0)},
+                      "teacher_cost": (boot or {}).get("teacher_cost", 0.0),
+                      "teacher_saving": (boot or {}).get("teacher_saving", 0.0)},
         "rounds": rounds,
         "teacher_calls": full.get("calls"),
         "pool": {"by_split": full["by_split"], "by_origin": full["by_origin"], "examples": full["examples"]},

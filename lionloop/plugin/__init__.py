@@ -41,6 +41,14 @@ from lionloop.records import (
 from lionloop.student.model import load as load_student
 from lionloop.student.model import pick_device, save_atomically
 from lionloop.student.prompt import format_prompt
+from lionloop.teacher.batch import (
+    BatchBackend,
+    BatchError,
+    BatchGone,
+    BatchLedger,
+    BatchRunner,
+    JobState,
+)
 from lionloop.teacher.chat import AsyncRunner, ChatBackend
 from lionloop.teacher.client import Backend, Reply, Result
 from lionloop.teacher.requests import (
@@ -65,6 +73,8 @@ __all__ = [
     # teacher requests, replies and backends
     "TeacherRequest", "ParseError", "Answer", "AnswerOut", "Judge", "JudgeOut", "Rewrite", "RewriteOut",
     "Backend", "Reply", "Result", "ChatBackend", "AsyncRunner",
+    # batch backends (OpenAI Batch API, vllm run-batch)
+    "BatchBackend", "BatchRunner", "BatchLedger", "JobState", "BatchError", "BatchGone",
     # the generator kit
     "siblings", "sibling_requests", "sibling_instruction", "answered_siblings", "AnsweredSibling",
     "affordable", "enabled_options", "meta_reject_filter", "one_line", "format_prompt",
