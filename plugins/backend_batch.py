@@ -63,6 +63,7 @@ class BatchOptions(PluginOptions):
     vllm_command: list[str] = Field(default_factory=lambda: ["vllm", "run-batch"],
                                     description="vllm: the command before -i/-o, e.g. [python, -m, vllm.entrypoints.openai.run_batch].")
     vllm_args: list[str] = Field(default_factory=list, description="vllm: extra arguments (--max-model-len 4096, --tensor-parallel-size 2, ...).")
+    vllm_env: dict[str, str] = Field(default_factory=dict, description="vllm: extra environment variables of the process (e.g. VLLM_CPU_KVCACHE_SPACE).")
 
 
 # -- OpenAI's Batch API -----------------------------------------------------------------------------
@@ -192,8 +193,10 @@ class VLLMBatchRunner:
 
     name = "vllm"
 
-    def __init__(self, ledger: BatchLedger, model: str, command: list[str], args: list[str], poll_s: float) -> None:
+    def __init__(self, ledger: BatchLedger, model: str, command: list[str], args: list[str], poll_s: float,
+                 env: dict[str, str] | None = None) -> None:
         self.ledger = ledger
+        self.env = dict(env or {})
         self.model = model
         self.command = command
         self.args = args
@@ -208,7 +211,7 @@ class VLLMBatchRunner:
         os.replace(tmp, f["input"])
         f["partial"].unlink(missing_ok=True)
         cmd = [*self.command, "-i", str(f["input"]), "-o", str(f["partial"]), "--model", self.model, *self.args]
-        env = {**os.environ, "OMP_WAIT_POLICY": os.environ.get("OMP_WAIT_POLICY", "PASSIVE")}
+        env = {**os.environ, "OMP_WAIT_POLICY": os.environ.get("OMP_WAIT_POLICY", "PASSIVE"), **self.env}
         with open(f["log"], "ab") as logf:
             try:
                 proc = subprocess.Popen(cmd, stdout=logf, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
@@ -289,7 +292,8 @@ def make_batch_backend(cfg: TeacherConfig, env: BackendEnv, options: BatchOption
                                         cfg.max_retries)
         discount = 0.5 if opts.discount is None else opts.discount
     else:
-        runner = VLLMBatchRunner(ledger, str(cfg.model), list(opts.vllm_command), list(opts.vllm_args), opts.poll_s or 2.0)
+        runner = VLLMBatchRunner(ledger, str(cfg.model), list(opts.vllm_command), list(opts.vllm_args), opts.poll_s or 2.0,
+                                 opts.vllm_env)
         discount = 1.0 if opts.discount is None else opts.discount
     return BatchBackend(cfg, env, runner, ledger, discount=discount, max_requests=opts.max_requests)
 
