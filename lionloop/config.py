@@ -96,6 +96,13 @@ class TrainConfig(_Section):
     learning_rate: float = Field(1e-3, gt=0, description="Peak LR; 1e-3 suits the tiny student (3e-3 diverged here).")
     warmup_steps: int = Field(20, ge=0, description="Linear warmup before the cosine decay.")
     lora: bool = Field(False, description="Train LoRA adapters (PEFT) instead of all weights.")
+    launcher: Literal["inline", "accelerate"] = Field(
+        "inline",
+        description="inline: train in the loop's process. accelerate: `accelerate launch` with accelerate_config "
+        "(DDP, FSDP or DeepSpeed, multi-node where it says so); batch_size stays the global batch (docs/scaling.md).",
+    )
+    accelerate_config: Path | None = Field(None, description="accelerate config file (`accelerate config`); None: accelerate's default.")
+    accelerate_args: list[str] = Field(default_factory=list, description="Extra `accelerate launch` arguments, e.g. [--num_processes, '4'].")
     options: dict[str, Any] = Field(default_factory=dict, description="Extra trainer arguments.")
 
 

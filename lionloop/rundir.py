@@ -10,7 +10,7 @@ RUN_DIR/
   events.jsonl         a tail-able log of stage starts and ends
   index.faiss          the FAISS index of the stored embeddings (a rebuildable cache of them)
   index.meta.json      which stored vectors index.faiss holds (model, count, last rowid, kind)
-  student/             checkpoints: base/, round-N/, <role>/round-N/
+  student/             checkpoints: base/, round-N/, <role>/round-N/ (round-N.launch/: an accelerate launch's job)
   batches/             `vllm run-batch` jobs of a batch teacher: <tag>.input.jsonl, .output.jsonl, .log
 ```
 """
@@ -84,6 +84,11 @@ class RunDir:
     def student(self, round: int, role: str = "") -> Path:
         """A trained student's checkpoint: round >= 1; `role` "" is the main student."""
         return self.students / (f"{role}/round-{round}" if role else f"round-{round}")
+
+    def launch(self, round: int, role: str = "") -> Path:
+        """An `accelerate launch` of a round's training: job.json, rows.jsonl, progress, result.json, launch.log."""
+        student = self.student(round, role)
+        return student.with_name(student.name + ".launch")
 
     def is_run(self) -> bool:
         return self.run_file.exists() and self.config.exists()

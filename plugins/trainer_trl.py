@@ -188,7 +188,9 @@ class TRLTrainer:
         # Same seed, same threads, same data order -> same weights: resume after a crash
         # retrains to the very checkpoint the crashed run would have written.
         transformers.set_seed(seed)
-        model, tok = load_student(base, device)
+        world = _world_size()
+        # Under `accelerate launch` the Trainer places the model on each process's device itself.
+        model, tok = load_student(base, device if world == 1 else "cpu")
         model.train()
         options = dict(self.options.model_extra or {})
         weighted = any(w != 1.0 for _, w in kept)
@@ -201,7 +203,7 @@ class TRLTrainer:
             SFTConfig,
             output_dir=str(out.with_name(out.name + ".trainer")),
             max_steps=self.cfg.steps_per_round,
-            per_device_train_batch_size=self.cfg.batch_size,
+            per_device_train_batch_size=self.cfg.batch_size // world,  # batch_size: the global batch
             learning_rate=self.cfg.learning_rate,
             lr_scheduler_type="cosine",
             warmup_steps=min(self.cfg.warmup_steps, max(0, self.cfg.steps_per_round - 1)),
@@ -268,7 +270,10 @@ class TRLTrainer:
         trained = trainer.model
         if peft_config is not None:
             trained = trained.merge_and_unload()  # plain HF checkpoints between rounds
-        save_atomically(out, lambda tmp: (trained.save_pretrained(tmp), tok.save_pretrained(tmp)))
+        if trainer.accelerator.num_processes > 1:
+            _save_distributed(trainer, trained, tok, out, merged=peft_config is not None)
+        else:
+            save_atomically(out, lambda tmp: (trained.save_pretrained(tmp), tok.save_pretrained(tmp)))
         return {
             "steps": int(result.global_step),
             "train_loss": float(result.training_loss),
@@ -277,6 +282,25 @@ class TRLTrainer:
             "weighted": weighted,
             "seconds": round(seconds, 2),
         }
+
+
+def _world_size() -> int:
+    """Processes training together (`accelerate launch` sets WORLD_SIZE; 1 inline)."""
+    import os
+
+    world = int(os.environ.get("WORLD_SIZE", "1") or 1)
+    return max(1, world)
+
+
+def _save_distributed(trainer: Any, model: Any, tok: Any, out: Path, merged: bool) -> None:
+    """Under `accelerate launch`: every process joins the gather of the weights (sharded under FSDP
+    or DeepSpeed), the main process writes the checkpoint, and all wait for it."""
+    acc = trainer.accelerator
+    state = None if merged else acc.get_state_dict(trainer.model_wrapped)
+    if acc.is_main_process:
+        plain = acc.unwrap_model(model)
+        save_atomically(out, lambda tmp: (plain.save_pretrained(tmp, state_dict=state), tok.save_pretrained(tmp)))
+    acc.wait_for_everyone()
 
 
 def _one_line(err: BaseException) -> str:

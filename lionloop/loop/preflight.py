@@ -39,3 +39,6 @@ def preflight(cfg: RunConfig, pm: PluginManager) -> None:
         resolve_backend(registry, tcfg, path)
     plan_generators(cfg.generate, pm.generator_specs())
     resolve_trainer(registry, cfg)
+    from lionloop.loop.launcher import check_launcher
+
+    check_launcher(cfg)  # train.launcher: accelerate: its config file, the batch over its processes

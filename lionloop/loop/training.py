@@ -48,6 +48,12 @@ def _train(rt: Runtime, r: int, role: str, rows: list[Example]) -> dict[str, Any
         bar(step - seen[0])
         seen[0] = step
 
-    figures = rt.trainer.train(start, rt.student_dir(r, role), rows, seed=rt.cfg.seed + r, progress=progress)
+    if rt.cfg.train.launcher == "accelerate":  # the same trainer call, in the processes of `accelerate launch`
+        from lionloop.loop.launcher import launch_training
+
+        figures = launch_training(rt.cfg, rt.run_dir, r, role, start, rt.student_dir(r, role), rows,
+                                  seed=rt.cfg.seed + r, progress=progress)
+    else:
+        figures = rt.trainer.train(start, rt.student_dir(r, role), rows, seed=rt.cfg.seed + r, progress=progress)
     rt.reporter.task_done()
     return figures
