@@ -84,6 +84,12 @@ class StudentConfig(_Section):
     max_new_tokens: int = Field(16, ge=1, description="Max tokens the student generates per answer.")
     eval_batch_size: int = Field(256, ge=1, description="Prompts per batched generate call.")
     device: Literal["auto", "cpu", "cuda"] = Field("auto", description="auto takes the GPU where there is one.")
+    engine: Literal["auto", "hf", "vllm"] = Field(
+        "auto",
+        description="How the student answers in evaluation: vllm (greedy, in a child process) where vLLM is "
+        "installed and a GPU is present, else HF generate; auto picks vllm when it can, vllm warns when it cannot.",
+    )
+    vllm_python: Path | None = Field(None, description="Interpreter of a virtualenv with vLLM (default: this one).")
 
 
 class TrainConfig(_Section):

@@ -120,6 +120,10 @@ def generate(
     progress: Callable[[int], None] | None = None,
 ) -> list[str]:
     """Greedy answers for prompts, batched (sorted by length to waste little padding)."""
+    from lionloop.student.vllm_engine import generate_vllm, use_vllm
+
+    if use_vllm(cfg):  # student.engine: vLLM with a GPU, the same answers (docs/scaling.md)
+        return generate_vllm(path, prompts, cfg, progress)
     import torch
 
     device = pick_device(cfg.device)
