@@ -158,6 +158,13 @@ class StudentConfig(_Section):
         "torch's own choice (one per core; measured in BENCHMARKS.md, Threads).",
     )
 
+    engine: Literal["auto", "hf", "vllm"] = Field(
+        "auto",
+        description="How the student answers in evaluation: vllm (greedy, in a child process) where vLLM is "
+        "installed and a GPU is present, else HF generate; auto picks vllm when it can, vllm warns when it cannot.",
+    )
+    vllm_python: Path | None = Field(None, description="Interpreter of a virtualenv with vLLM (default: this one).")
+
     def train_max_length(self) -> int:
         """Max tokens of a training row (the default depends on the student)."""
         if self.max_length is not None:
@@ -221,6 +228,13 @@ class TrainConfig(_Section):
         "removed when the stage ends): a killed or interrupted stage resumes from the last one, not step 0. "
         "0: none.",
     )
+    launcher: Literal["inline", "accelerate"] = Field(
+        "inline",
+        description="inline: train in the loop's process. accelerate: `accelerate launch` with accelerate_config "
+        "(DDP, FSDP or DeepSpeed, multi-node where it says so); batch_size stays the global batch (docs/scaling.md).",
+    )
+    accelerate_config: Path | None = Field(None, description="accelerate config file (`accelerate config`); None: accelerate's default.")
+    accelerate_args: list[str] = Field(default_factory=list, description="Extra `accelerate launch` arguments, e.g. [--num_processes, '4'].")
     options: dict[str, Any] = Field(default_factory=dict, description="Extra trainer arguments.")
 
     @field_validator("lora", mode="before")
@@ -394,12 +408,25 @@ class GenerateConfig(_Section):
         return self
 
 
+class IndexConfig(_Section):
+    """The FAISS index over the pool's embeddings (docs/scaling.md: figures behind the defaults)."""
+
+    kind: Literal["auto", "flat", "ivf", "hnsw"] = Field(
+        "auto", description="auto: exact search (flat) up to `above` vectors, IVF past it; or force one kind.")
+    above: int = Field(200_000, ge=1, description="Pool size past which `auto` switches from exact search to IVF.")
+    nprobe: int = Field(16, ge=1, description="IVF: lists searched per query (more: better recall, slower).")
+    hnsw_m: int = Field(32, ge=4, description="HNSW: links per vector.")
+    ef_search: int = Field(128, ge=1, description="HNSW: candidates kept while searching (more: better recall, slower).")
+    gpu: bool = Field(True, description="Search on the GPUs when FAISS sees any (flat and IVF; HNSW stays on the CPU).")
+
+
 class DedupConfig(_Section):
     threshold: float = Field(
         0.95, gt=0, le=1.0, description="Cosine similarity at or above which a candidate is a duplicate."
     )
     model: str | None = Field(None, description="sentence-transformers model path; None uses the bundled all-MiniLM-L6-v2.")
     batch_size: int = Field(128, ge=1, description="Sentences per embedding batch.")
+    index: IndexConfig = Field(default_factory=IndexConfig, description="The FAISS index: exact, IVF or HNSW, and its search settings.")
 
 
 class StopConfig(_Section):

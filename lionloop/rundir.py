@@ -10,8 +10,10 @@ RUN_DIR/
   events.jsonl         a tail-able log of stage starts and ends, progress, notices, stops
   run.lock             held (flock) by the one `lionloop run` / `resume` writing the run: its pid
   index.faiss          the FAISS index of the stored embeddings (a rebuildable cache of them)
-  index.ids.json       the instruction id of each index row
+  index.meta.json      which stored vectors index.faiss holds (model, count, last rowid, kind)
   student/             checkpoints: base/, round-N/, <role>/round-N/; checkpoints/ while training
+                       (round-N.launch/: an accelerate launch's job)
+  batches/             `vllm run-batch` jobs of a batch teacher: <tag>.input.jsonl, .output.jsonl, .log
   logs/                crash logs: the traceback of an error lionloop did not expect
 ```
 """
@@ -75,13 +77,22 @@ class RunDir:
         return self.path / "index.faiss"
 
     @property
+    def index_meta(self) -> Path:
+        return self.path / "index.meta.json"
+
+    @property
     def index_ids(self) -> Path:
+        """The id list older lionloop versions wrote beside the index (removed when it is rebuilt)."""
         return self.path / "index.ids.json"
 
     @property
     def logs(self) -> Path:
         """Crash logs (`lionloop.cli.common.crash`): the CLI prints one line and the log's path."""
         return self.path / "logs"
+
+    @property
+    def batches(self) -> Path:
+        return self.path / "batches"
 
     @property
     def students(self) -> Path:
@@ -95,6 +106,11 @@ class RunDir:
         """A trainer's checkpoints inside one imitate stage (`train.save_steps`): what a killed
         stage resumes from; removed once the stage is recorded as done."""
         return self.students / "checkpoints" / (f"{role}/round-{round}" if role else f"round-{round}")
+
+    def launch(self, round: int, role: str = "") -> Path:
+        """An `accelerate launch` of a round's training: job.json, rows.jsonl, progress, result.json, launch.log."""
+        student = self.student(round, role)
+        return student.with_name(student.name + ".launch")
 
     def is_run(self) -> bool:
         return self.run_file.exists() and self.config.exists()

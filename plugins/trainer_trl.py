@@ -207,11 +207,13 @@ class TRLTrainer:
         # Same seed, same threads, same data order -> same weights: resume after a crash
         # retrains to the very checkpoint the crashed run would have written.
         transformers.set_seed(seed)
+        world = _world_size()
         lora = self.cfg.lora
         # LoRA: a LoRA checkpoint (policy continue) keeps training its adapter; a full model
-        # (the base, or policy retrain) gets a fresh one.
+        # (the base, or policy retrain) gets a fresh one. Under `accelerate launch` the Trainer
+        # places the model on each process's device itself.
         continue_adapter = lora.enabled and is_adapter(base)
-        model, tok = load_student(base, device, trainable=continue_adapter)
+        model, tok = load_student(base, device if world == 1 else "cpu", trainable=continue_adapter)
         model.train()
         if tok.pad_token is None:
             tok.pad_token = tok.eos_token
@@ -237,7 +239,7 @@ class TRLTrainer:
             SFTConfig,
             **saving,
             max_steps=self.cfg.steps_per_round,
-            per_device_train_batch_size=self.cfg.batch_size,
+            per_device_train_batch_size=self.cfg.batch_size // world,  # batch_size: the global batch
             learning_rate=self.cfg.learning_rate,
             lr_scheduler_type="cosine",
             warmup_steps=min(self.cfg.warmup_steps, max(0, self.cfg.steps_per_round - 1)),
@@ -314,7 +316,10 @@ class TRLTrainer:
         trained = trainer.model
         # LoRA rounds save the adapter only (megabytes, not the whole model); it is merged over
         # its base when the student is loaded for evaluation and by `lionloop export-model`.
-        save_atomically(out, lambda tmp: (trained.save_pretrained(tmp), tok.save_pretrained(tmp)))
+        if trainer.accelerator.num_processes > 1:
+            _save_distributed(trainer, trained, tok, out, merged=False)
+        else:
+            save_atomically(out, lambda tmp: (trained.save_pretrained(tmp), tok.save_pretrained(tmp)))
         tokens = int(getattr(trainer, "_total_train_tokens", 0) or 0)
         if not tokens:  # the weighted trainer computes its own loss: estimate from the rows
             tokens = int(sum(min(n, max_length) for n in lengths) / len(lengths) * total * self.cfg.batch_size)
@@ -405,6 +410,25 @@ def tracker_dirs(trainer_dir: Path, report_to: Sequence[str]) -> Iterator[None]:
     finally:
         for var in set_here:
             os.environ.pop(var, None)
+
+
+def _world_size() -> int:
+    """Processes training together (`accelerate launch` sets WORLD_SIZE; 1 inline)."""
+    import os
+
+    world = int(os.environ.get("WORLD_SIZE", "1") or 1)
+    return max(1, world)
+
+
+def _save_distributed(trainer: Any, model: Any, tok: Any, out: Path, merged: bool) -> None:
+    """Under `accelerate launch`: every process joins the gather of the weights (sharded under FSDP
+    or DeepSpeed), the main process writes the checkpoint, and all wait for it."""
+    acc = trainer.accelerator
+    state = None if merged else acc.get_state_dict(trainer.model_wrapped)
+    if acc.is_main_process:
+        plain = acc.unwrap_model(model)
+        save_atomically(out, lambda tmp: (plain.save_pretrained(tmp, state_dict=state), tok.save_pretrained(tmp)))
+    acc.wait_for_everyone()
 
 
 def _one_line(err: BaseException) -> str:

@@ -30,26 +30,33 @@ _PAID = (
     "SELECT round, stage, COUNT(*) AS calls, COALESCE(SUM(repaid), 0) AS repaid,"
     " SUM(COALESCE(json_extract(usage, '$.prompt_tokens'), 0)) AS prompt_tokens,"
     " SUM(COALESCE(json_extract(usage, '$.completion_tokens'), 0)) AS completion_tokens,"
-    " SUM(COALESCE(json_extract(usage, '$.cost'), 0)) AS cost"
-    " FROM llm_cache WHERE run_id = ? GROUP BY round, stage"
+    " SUM(COALESCE(json_extract(usage, '$.cost'), 0)) AS cost,"
+    # What a discounted channel (a batch API at half price) saved against the list price.
+    " SUM(COALESCE(json_extract(usage, '$.saved'), 0)) AS saved"
+    " FROM llm_cache WHERE run_id = ?{where} GROUP BY round, stage"
 )
 
 
-def _paid_rows(conn: sqlite3.Connection, run_id: str) -> list[sqlite3.Row]:
-    return conn.execute(_PAID, (run_id,)).fetchall()
+def _paid_rows(conn: sqlite3.Connection, run_id: str, of_round: int | None = None) -> list[sqlite3.Row]:
+    if of_round is None:
+        return conn.execute(_PAID.format(where=""), (run_id,)).fetchall()
+    # One round only (uses the run/round index): a stage's figures must not cost a scan of the run.
+    return conn.execute(_PAID.format(where=" AND round = ?"), (run_id, of_round)).fetchall()
 
 
-def paid_by_stage(conn: sqlite3.Connection, run_id: str) -> dict[tuple[int, str], dict[str, float]]:
-    """Per (round, stage) of one run: paid calls, tokens and estimated cost (usage.cost, rounded to
-    8 places). `conn` may be read-only (`connect(path, readonly=True)`)."""
+def paid_by_stage(conn: sqlite3.Connection, run_id: str, of_round: int | None = None) -> dict[tuple[int, str], dict[str, float]]:
+    """Per (round, stage) of one run (of one round when given): paid calls, tokens and estimated
+    cost (usage.cost, rounded to 8 places), and `saved` where a discounted channel saved anything.
+    `conn` may be read-only (`connect(path, readonly=True)`)."""
     return {
         (r["round"], r["stage"]): {
             "calls": r["calls"],
             "prompt_tokens": r["prompt_tokens"] or 0,
             "completion_tokens": r["completion_tokens"] or 0,
             "cost": round(float(r["cost"] or 0.0), 8),
+            **({"saved": round(float(r["saved"]), 8)} if r["saved"] else {}),
         }
-        for r in _paid_rows(conn, run_id)
+        for r in _paid_rows(conn, run_id, of_round)
     }
 
 
@@ -57,7 +64,8 @@ def paid_totals(path: Path, run_id: str) -> dict[str, Any]:
     """A run's paid calls as the cache file at `path` records them (survives crashes), read-only:
     paid, repaid, prompt and completion tokens, cost (rounded to 6 places). Zeros when the file or
     its table does not exist yet (no call made)."""
-    out: dict[str, Any] = {"paid": 0, "repaid": 0, "prompt_tokens": 0, "completion_tokens": 0, "cost": 0.0}
+    out: dict[str, Any] = {"paid": 0, "repaid": 0, "prompt_tokens": 0, "completion_tokens": 0, "cost": 0.0,
+                           "saved": 0.0}
     if not Path(path).exists():
         return out
     conn = connect(Path(path), readonly=True)
@@ -73,7 +81,9 @@ def paid_totals(path: Path, run_id: str) -> dict[str, Any]:
         out["prompt_tokens"] += int(r["prompt_tokens"] or 0)
         out["completion_tokens"] += int(r["completion_tokens"] or 0)
         out["cost"] += float(r["cost"] or 0.0)
+        out["saved"] += float(r["saved"] or 0.0)
     out["cost"] = round(out["cost"], 6)
+    out["saved"] = round(out["saved"], 6)
     return out
 
 
@@ -139,10 +149,10 @@ class CallCache:
                 ),
             )
 
-    def paid(self, run_id: str) -> dict[tuple[int, str], dict[str, float]]:
+    def paid(self, run_id: str, of_round: int | None = None) -> dict[tuple[int, str], dict[str, float]]:
         """Paid calls, tokens and estimated cost (usage.cost) per (round, stage) for one run."""
         with self._lock:
-            return paid_by_stage(self.conn, run_id)
+            return paid_by_stage(self.conn, run_id, of_round)
 
     def repaid(self, run_id: str | None = None) -> int:
         """Calls paid again for a key already cached (0 unless something is wrong)."""

@@ -155,10 +155,34 @@ CREATE TABLE IF NOT EXISTS embeddings(
 )
 """
 
+BATCH_TABLES = """
+CREATE TABLE IF NOT EXISTS teacher_batches(
+    tag TEXT PRIMARY KEY,
+    runner TEXT NOT NULL,
+    model TEXT NOT NULL,
+    requests INTEGER NOT NULL,
+    batch_id TEXT,
+    status TEXT NOT NULL,
+    detail TEXT NOT NULL DEFAULT '{}',
+    created REAL NOT NULL,
+    updated REAL NOT NULL
+);
+CREATE TABLE IF NOT EXISTS teacher_batch_requests(
+    custom_id TEXT NOT NULL,
+    tag TEXT NOT NULL,
+    PRIMARY KEY (custom_id, tag)
+)
+"""
+
 POOL: tuple[Migration, ...] = (
     create("m001_tables", POOL_TABLES),
     # Student roles: a training row may name the model it trains ('' = the main student).
     add_column("m002_examples_student", "examples", "student", "TEXT", "''"),
+    # The FAISS index catches up on new vectors by rowid per model: count and max without a scan.
+    create("m003_embeddings_model", "CREATE INDEX IF NOT EXISTS embeddings_model ON embeddings(model)"),
+    # Batch teacher jobs (OpenAI Batch API, vllm run-batch): recorded before waiting on them, so a
+    # resumed run polls the job it paid for instead of submitting it again.
+    create("m004_teacher_batches", BATCH_TABLES),
 )
 
 

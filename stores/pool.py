@@ -121,6 +121,27 @@ class Pool:
         rows = self.query("SELECT * FROM instructions WHERE id = ?", (instruction_id,))
         return Instruction.from_row(dict(rows[0])) if rows else None
 
+    def instructions_by_id(self, ids: Iterable[str]) -> dict[str, Instruction]:
+        """These instructions, where stored, by id (by primary key: no scan of the pool)."""
+        wanted = list(dict.fromkeys(ids))
+        out: dict[str, Instruction] = {}
+        for k in range(0, len(wanted), 900):  # SQLite's default limit on bound parameters is 999
+            part = wanted[k : k + 900]
+            marks = ",".join("?" * len(part))
+            rows = self.query(f"SELECT * FROM instructions WHERE id IN ({marks})", part)
+            out.update({r["id"]: Instruction.from_row(dict(r)) for r in rows})
+        return out
+
+    def splits_of(self, ids: Iterable[str]) -> dict[str, str]:
+        """The split of each of these instructions that is stored (by primary key: no scan)."""
+        wanted = list(dict.fromkeys(ids))
+        out: dict[str, str] = {}
+        for k in range(0, len(wanted), 900):  # SQLite's default limit on bound parameters is 999
+            part = wanted[k : k + 900]
+            marks = ",".join("?" * len(part))
+            out.update({r[0]: r[1] for r in self.query(f"SELECT id, split FROM instructions WHERE id IN ({marks})", part)})
+        return out
+
     def count_instructions(self) -> dict[str, int]:
         rows = self.query("SELECT split, COUNT(*) AS n FROM instructions GROUP BY split")
         return {r["split"]: r["n"] for r in rows}
@@ -323,6 +344,35 @@ class Pool:
             "SELECT instruction_id, vector FROM embeddings WHERE model = ? ORDER BY rowid", (model,)
         )
         return [(r["instruction_id"], r["vector"]) for r in rows]
+
+    # The FAISS index covers the vectors up to a rowid; these let it catch up on the rest without
+    # reading what it holds (indexed by `embeddings_model`: no scan of the vectors).
+
+    def embedding_span(self, model: str, upto: int | None = None) -> tuple[int, int]:
+        """(number of vectors, largest rowid) of `model`, counting rowids <= `upto` when given."""
+        sql = "SELECT COUNT(*), COALESCE(MAX(rowid), 0) FROM embeddings WHERE model = ?"
+        params: tuple[Any, ...] = (model,)
+        if upto is not None:
+            sql, params = sql + " AND rowid <= ?", (model, upto)
+        n, top = self.query(sql, params)[0]
+        return int(n), int(top)
+
+    def embedding_chunks(self, model: str, after: int = 0, size: int = 50_000, every: int = 1) -> Iterator[tuple[list[str], list[bytes], int]]:
+        """The vectors with rowid > `after`, in rowid order, `size` rows at a time (every `every`-th
+        row only: a sample): yields (instruction ids, vectors, last rowid of the chunk)."""
+        last = after
+        step = max(1, int(every))
+        while True:
+            with self._lock:
+                rows = self.conn.execute(
+                    "SELECT rowid, instruction_id, vector FROM embeddings WHERE model = ? AND rowid > ?"
+                    " ORDER BY rowid LIMIT ?", (model, last, size * step),
+                ).fetchall()
+            if not rows:
+                return
+            last = int(rows[-1][0])
+            picked = rows[::step]
+            yield [r[1] for r in picked], [r[2] for r in picked], last
 
 
 def _candidate_payload(c: Candidate) -> dict[str, Any]:

@@ -58,8 +58,12 @@ def test_pool_lineage_and_splits(micro_run: Path) -> None:
     # Every pool instruction has a teacher answer and an embedding in the index.
     answered = {r[0] for r in pool_rows(micro_run, "SELECT instruction_id FROM responses WHERE role='teacher'")}
     assert answered >= {r[0] for r in rows if r[4] != "eval"}
-    ids = json.loads((micro_run / "index.ids.json").read_text())
-    assert sorted(ids) == sorted(by_id)
+    import faiss
+
+    from lionloop.stores.vectors import to_id
+
+    index = faiss.read_index(str(micro_run / "index.faiss"))
+    assert sorted(to_id(x) for x in faiss.vector_to_array(index.id_map)) == sorted(by_id)
 
 
 def test_candidates_are_accounted_for(micro_run: Path) -> None:

@@ -71,7 +71,8 @@ def test_a_fresh_file_gets_every_step_recorded(tmp_path: Path) -> None:
     Pool(path).close()
     CallCache(path).close()
     assert recorded(path) == [("cache", "m001_llm_cache"), ("cache", "m002_llm_cache_repaid"),
-                              ("pool", "m001_tables"), ("pool", "m002_examples_student")]
+                              ("pool", "m001_tables"), ("pool", "m002_examples_student"),
+                              ("pool", "m003_embeddings_model"), ("pool", "m004_teacher_batches")]
     conn = sqlite3.connect(path)
     assert migrations.columns(conn, "examples")[-1] == "student"
     assert migrations.columns(conn, "llm_cache")[-1] == "repaid"
@@ -89,7 +90,7 @@ def test_an_old_pool_is_read_as_current_without_being_touched(tmp_path: Path) ->
     assert [(e.completion, e.student) for e in reader.examples()] == [("ab", "")]
     reader.close()
     assert paid_totals(path, "r") == {"paid": 1, "repaid": 0, "prompt_tokens": 5, "completion_tokens": 0,
-                                      "cost": 0.25}
+                                      "cost": 0.25, "saved": 0.0}
     # The file itself is as it was: no column added, no migration recorded.
     assert "_migrations" not in {r[0] for r in pool_rows(path, "SELECT name FROM sqlite_master")}
     assert "student" not in [r[1] for r in pool_rows(path, "PRAGMA table_info(examples)")]
@@ -109,11 +110,12 @@ def test_a_writer_migrates_an_old_pool_and_keeps_its_data(tmp_path: Path) -> Non
     cache.close()
     assert pool_rows(path, "SELECT key, value FROM meta") == [("note", '"kept"')]  # user data stays
     assert [n for _, n in recorded(path)] == ["m001_llm_cache", "m002_llm_cache_repaid", "m001_tables",
-                                              "m002_examples_student"]
+                                              "m002_examples_student", "m003_embeddings_model",
+                                              "m004_teacher_batches"]
     # Idempotent: opening the migrated file again changes nothing.
     Pool(path).close()
     CallCache(path).close()
-    assert len(recorded(path)) == 4
+    assert len(recorded(path)) == 6
     conn = connect(path, readonly=True)
     assert migrations.missing_columns(conn) == {}
     conn.close()
@@ -125,7 +127,8 @@ def test_a_pool_written_before_migrations_were_recorded_gets_them_recorded(tmp_p
     conn = sqlite3.connect(path, isolation_level=None)
     for step in (*migrations.POOL, *migrations.CACHE):
         step.apply(conn)
-    assert migrations.migrate(conn, "pool") == ["m001_tables", "m002_examples_student"]
+    assert migrations.migrate(conn, "pool") == ["m001_tables", "m002_examples_student", "m003_embeddings_model",
+                                                "m004_teacher_batches"]
     conn.close()
     assert [r[1] for r in pool_rows(path, "PRAGMA table_info(examples)")].count("student") == 1
 
@@ -147,7 +150,7 @@ def test_writers_opening_one_file_at_once_apply_each_step_once(tmp_path: Path) -
     for t in threads:
         t.join()
     assert not errors
-    assert len(recorded(path)) == 4
+    assert len(recorded(path)) == 6
 
 
 @pytest.fixture()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 import site
 import subprocess
 import sys
@@ -16,8 +17,13 @@ ROOT = Path(__file__).resolve().parents[1]
 
 @pytest.mark.slow
 def test_wheel_maps_plugins_stores_prompts_into_lionloop(tmp_path: Path) -> None:
+    # Built from a copy: setuptools leaves lionloop.egg-info in the folder it builds, and a stale
+    # one in the checkout shadowed the editable install's entry points (new plugins went missing).
+    src = tmp_path / "src"
+    shutil.copytree(ROOT, src, ignore=shutil.ignore_patterns(".git", ".venv*", "runs", "*.egg-info", "__pycache__",
+                                                            ".pytest_cache", "artifacts", "node_modules"))
     subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q",
-                    "-w", str(tmp_path / "dist"), str(ROOT)], check=True, timeout=300)
+                    "-w", str(tmp_path / "dist"), str(src)], check=True, timeout=300)
     wheel = next((tmp_path / "dist").glob("lionloop-*.whl"))
     names = zipfile.ZipFile(wheel).namelist()
     tops = {n.split("/")[0] for n in names if not n.startswith("lionloop-")}

@@ -219,7 +219,8 @@ def test_search_finds_the_instruction_itself_read_only(micro_run: Path) -> None:
 
 
 def test_search_rebuilds_a_stale_index_in_memory_only(run_copy: Path) -> None:
-    (run_copy / "index.ids.json").write_text("[]")  # as if the loop crashed between two writes
+    meta = json.loads((run_copy / "index.meta.json").read_text())
+    (run_copy / "index.meta.json").write_text(json.dumps({**meta, "count": meta["count"] - 1}))  # a stale index
     before = fingerprint(run_copy)
     res = cli_json("search", run_copy, "reverse abc", "-k", 2)
     assert res["index"].startswith("rebuilt in memory") and len(res["neighbours"]) == 2

@@ -15,6 +15,13 @@ from lionloop.rundir import RunDir
 from lionloop.stores.pool import Pool
 
 
+def _index_settings(run_dir: Path) -> Any:
+    try:
+        return RunDir(run_dir).read()[0].dedup.index
+    except (LionloopError, OSError):
+        return None
+
+
 def _embedder_for(run_dir: Path):  # noqa: ANN202 - Embedder is imported lazily (torch)
     from lionloop.config import DedupConfig
     from lionloop.embedding import Embedder
@@ -26,22 +33,17 @@ def _embedder_for(run_dir: Path):  # noqa: ANN202 - Embedder is imported lazily 
     return Embedder(cfg)
 
 
-def read_index(pool: Pool, run_dir: Path, model: str) -> tuple[Any, list[str], str]:
-    """The run's FAISS index if it matches the stored embeddings, else one built in memory.
+def read_index(pool: Pool, run_dir: Path, model: str, settings: Any = None) -> tuple[Any, str]:
+    """The run's FAISS index (loaded, plus the vectors stored since it was saved) or, when it does
+    not match the stored embeddings, one built in memory. Never writes: a live run owns the files."""
+    from lionloop.stores.vectors import VectorIndex
 
-    Never writes: a live run owns `index.faiss`; a reader only loads it.
-    """
-    from lionloop.stores.vectors import build_index, load_persisted
-
-    ids = pool.embedding_ids(model)
-    if not ids:
-        return None, [], "empty"
-    index = load_persisted(RunDir(run_dir), ids)
-    if index is not None:
-        return index, ids, RunDir(run_dir).index.name
-    stored = pool.embeddings(model)
-    dim = len(stored[0][1]) // 4  # float32 vectors
-    return build_index(stored, dim), ids, "rebuilt in memory from the embeddings table"
+    count, top = pool.embedding_span(model)
+    if not count:
+        return None, "empty"
+    dim = len(pool.query("SELECT vector FROM embeddings WHERE model = ? AND rowid = ?", (model, top))[0][0]) // 4
+    index = VectorIndex(pool, run_dir, model, dim, settings, readonly=True)
+    return index, index.source
 
 
 def search(run_dir: Path, text: str, k: int = 10) -> dict[str, Any]:
@@ -59,16 +61,16 @@ def search(run_dir: Path, text: str, k: int = 10) -> dict[str, Any]:
                 f"the pool has no embeddings from model {embedder.name!r}"
                 + (f" (it has: {', '.join(models)})" if models else " (no embeddings yet)")
             )
-        index, ids, source = read_index(pool, run_dir, embedder.name)
+        index, source = read_index(pool, run_dir, embedder.name, _index_settings(run_dir))
         query = embedder.encode([text])
-        sims, idx = index.search(query, min(k, len(ids)))
-        hits = [(ids[j], float(s)) for j, s in zip(idx[0], sims[0], strict=True) if j >= 0]
+        sims, names = index.search(query, min(k, len(index)))
+        hits = [(i, float(s)) for i, s in zip(names[0], sims[0], strict=True) if i is not None]
         info = {r["id"]: as_row(r) for r in _by_ids(pool, [h[0] for h in hits])}
         return {
             "query": text,
             "model": embedder.name,
             "index": source,
-            "indexed": len(ids),
+            "indexed": len(index),
             "neighbours": [
                 {"rank": n + 1, "similarity": round(s, 4), **info.get(i, {"id": i, "missing": True})}
                 for n, (i, s) in enumerate(hits)

@@ -21,7 +21,8 @@ from lionloop.stores.pool import Pool
 ACCURACY = "accuracy"  # the metric of rounds that do not name theirs (lionloop.loop.scoring.ACCURACY)
 
 # Per-stage teacher figures in round metrics (lionloop.teacher.client.Teacher.stats); cost is a float.
-TEACHER_KEYS = ("calls", "hits", "failures", "requests", "reasks", "prompt_tokens", "completion_tokens", "cost")
+TEACHER_KEYS = ("calls", "hits", "failures", "requests", "reasks", "prompt_tokens", "completion_tokens", "cost", "saved")
+MONEY = ("cost", "saved")  # floats; `saved`: what a batch API's discount saved against the list price
 
 
 def grouped(pool: Pool, sql: str, params: tuple[Any, ...] = ()) -> dict[str, int]:
@@ -39,6 +40,7 @@ def teacher_sums(per_stage: dict[str, dict[str, Any]]) -> dict[str, Any]:
             "completion": int(sum(v.get("completion_tokens", 0) for v in per_stage.values())),
         },
         "teacher_cost": round(float(sum(v.get("cost", 0.0) for v in per_stage.values())), 6),
+        "teacher_saving": round(float(sum(v.get("saved", 0.0) for v in per_stage.values())), 6),
     }
 
 
@@ -103,7 +105,7 @@ def build(pool: Pool, run_dir: RunDir, cfg: Any = None, run_id: str | None = Non
         per_stage = m.get("teacher", {})
         for stage, v in per_stage.items():
             for k in TEACHER_KEYS:
-                x = float(v.get(k) or 0) if k == "cost" else int(v.get(k) or 0)
+                x = float(v.get(k) or 0) if k in MONEY else int(v.get(k) or 0)
                 teacher[k] += x
                 by_stage[stage][k] += x
         size += born.get(str(rnd), 0)
@@ -178,8 +180,8 @@ def build(pool: Pool, run_dir: RunDir, cfg: Any = None, run_id: str | None = Non
         ),
         "rejections": dict(sorted(rejections.items())),
         "teacher_replies": dict(sorted(replies.items())),
-        "teacher": {k: round(v, 6) if k == "cost" else v for k, v in ((k, teacher.get(k, 0)) for k in TEACHER_KEYS)},
-        "teacher_by_stage": {s: {k: round(x, 6) if k == "cost" else x for k, x in v.items()}
+        "teacher": {k: round(v, 6) if k in MONEY else v for k, v in ((k, teacher.get(k, 0)) for k in TEACHER_KEYS)},
+        "teacher_by_stage": {s: {k: round(x, 6) if k in MONEY else x for k, x in v.items()}
                              for s, v in sorted(by_stage.items())},
     }
     if cfg is not None and run_id is not None:
@@ -204,7 +206,7 @@ def status_view(full: dict[str, Any]) -> dict[str, Any]:
     boot = next((r for r in full["rounds"] if r["round"] == 0), None)
     keep = ("round", "finished", "eval_metric", "eval_score", "eval_accuracy", "eval_relative", "eval_per_skill",
             "judge_mode", "agreement", "candidates", "accepted", "teacher_calls",
-            "cache_hits", "teacher_failures", "teacher_tokens", "teacher_cost", "teacher_by_stage",
+            "cache_hits", "teacher_failures", "teacher_tokens", "teacher_cost", "teacher_saving", "teacher_by_stage",
             "teacher_replies", "seconds", "work_seconds", "train", "train_roles", "plugin_errors", "stop_reason",
             "accepted_by_group", "allocation", "pacing")
     rounds = []
@@ -230,7 +232,8 @@ def status_view(full: dict[str, Any]) -> dict[str, Any]:
         "bootstrap": {**(boot or {}).get("bootstrap", {}),
                       **{k: (boot or {}).get(k, 0) for k in ("teacher_calls", "cache_hits", "teacher_failures")},
                       "teacher_tokens": (boot or {}).get("teacher_tokens", {"prompt": 0, "completion": 0}),
-                      "teacher_cost": (boot or {}).get("teacher_cost", 0.0)},
+                      "teacher_cost": (boot or {}).get("teacher_cost", 0.0),
+                      "teacher_saving": (boot or {}).get("teacher_saving", 0.0)},
         "rounds": rounds,
         "teacher_calls": full.get("calls"),
         # Per request type over the whole run: how many replies could be read (parse-failure rate).

@@ -20,7 +20,7 @@ def curate_stage(rt: Runtime, r: int) -> dict[str, Any]:
     # One call per candidate position (seq): the same instruction proposed twice gets two calls.
     status: list[tuple[str, str | None]] = [("pending", None)] * len(candidates)
     survivors: list[int] = []
-    parents = {i.id: i for i in rt.pool.instructions()}
+    parents = rt.pool.instructions_by_id(c.instruction.parent_id for c in candidates if c.instruction.parent_id)
     for k, cand in enumerate(candidates):
         # A real, new task first (not a placeholder, an echo of the prompt or its parent again).
         problem = instruction_problem(cand.instruction, parents.get(cand.instruction.parent_id or ""))
@@ -41,10 +41,18 @@ def curate_stage(rt: Runtime, r: int) -> dict[str, Any]:
     vectors = rt.embedder.encode([embed_text(candidates[k].instruction) for k in survivors], advance)
     embed_seconds = time.perf_counter() - t0
     rt.reporter.task_done()
-    splits = {i.id: i.split for i in parents.values()}
+    # Splits of the candidates and of their neighbours only: reading every instruction's split
+    # made a round's curate grow with the pool.
+    splits: dict[str, str] = {}
+
+    def search(vecs: Any, k: int) -> Any:
+        sims, names = rt.index.search(vecs, k)
+        splits.update(rt.pool.splits_of([n for row in names for n in row if n] + [candidates[j].id for j in survivors]))
+        return sims, names
+
     own = {g.name: g.dedup_threshold for g in rt.plan}
     dd = deduplicate(
-        [candidates[k].instruction for k in survivors], vectors, rt.index.search, splits.get,
+        [candidates[k].instruction for k in survivors], vectors, search, splits.get,
         rt.cfg.dedup.threshold, [own.get(candidates[k].generator) for k in survivors],
     )
     for pos, reason in dd.rejected.items():

@@ -74,6 +74,9 @@ def preflight(cfg: RunConfig, pm: PluginManager, new_run: bool = True) -> Any:
     backends = [(path, resolve_backend(registry, tcfg, path)) for path, tcfg in teacher_sections(cfg)]
     plan_generators(cfg.generate, pm.generator_specs())
     resolve_trainer(registry, cfg)
+    from lionloop.loop.launcher import check_launcher
+
+    check_launcher(cfg)  # train.launcher: accelerate: its config file, the batch over its processes
     check_student(cfg)
     pack = pack_entry.build(cfg.task, cfg.seed)
     if pack.oracle() is None:

@@ -96,7 +96,7 @@ class Runtime:
     def index(self):  # noqa: ANN201
         from lionloop.stores.vectors import VectorIndex
 
-        return VectorIndex(self.pool, self.files, self.embedder.name, self.embedder.dim)
+        return VectorIndex(self.pool, self.files, self.embedder.name, self.embedder.dim, self.cfg.dedup.index)
 
     def context(self, round: int, plugin: str | None = None, max_candidates: int | None = None) -> RoundContext:
         return RoundContext(
@@ -155,13 +155,15 @@ class Runtime:
     def teacher_stats(self, round: int) -> dict[str, Any]:
         """This round's teacher figures per stage (paid calls from the cache, the rest counted by
         this process: complete for a stage that ran in it)."""
-        stats = self.teacher.stats() if self.teacher is not None else {}
+        stats = self.teacher.stats(round) if self.teacher is not None else {}
         return {stage: v for (r, stage), v in stats.items() if r == round}
 
     def _teachers(self) -> list[Teacher]:
         return list({id(x): x for x in (self.teacher, self.referee, self.generator_teacher)}.values())
 
     def close(self) -> None:
+        if "index" in self.__dict__:  # built in this process: save what a large index left unsaved
+            self.index.flush()
         for t in self._teachers():
             getattr(t.backend, "close", lambda: None)()  # sessions, event-loop threads
         self.pool.close()

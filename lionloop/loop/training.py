@@ -53,10 +53,17 @@ def _train(rt: Runtime, r: int, role: str, rows: list[Example]) -> dict[str, Any
         bar(step - seen[0], None if loss is None else f"loss {loss:.4g}")
         seen[0] = step
 
-    # A kill or Ctrl-C inside training resumes from the trainer's last checkpoint, kept here
-    # (trainers whose `train` takes no checkpoint_dir restart the stage from step 0).
-    resumable = "checkpoint_dir" in inspect.signature(rt.trainer.train).parameters
-    extra = {"checkpoint_dir": rt.files.train_checkpoints(r, role)} if resumable else {}
-    figures = rt.trainer.train(start, rt.student_dir(r, role), rows, seed=rt.cfg.seed + r, progress=progress, **extra)
+    if rt.cfg.train.launcher == "accelerate":  # the same trainer call, in the processes of `accelerate launch`
+        from lionloop.loop.launcher import launch_training
+
+        figures = launch_training(rt.cfg, rt.run_dir, r, role, start, rt.student_dir(r, role), rows,
+                                  seed=rt.cfg.seed + r, progress=progress)
+    else:
+        # A kill or Ctrl-C inside training resumes from the trainer's last checkpoint, kept here
+        # (trainers whose `train` takes no checkpoint_dir restart the stage from step 0).
+        resumable = "checkpoint_dir" in inspect.signature(rt.trainer.train).parameters
+        extra = {"checkpoint_dir": rt.files.train_checkpoints(r, role)} if resumable else {}
+        figures = rt.trainer.train(start, rt.student_dir(r, role), rows, seed=rt.cfg.seed + r, progress=progress,
+                                   **extra)
     rt.reporter.task_done()
     return figures

@@ -50,6 +50,14 @@ from lionloop.student.checkpoints import checkpoint_step, resume_point
 from lionloop.student.model import is_adapter, pick_device, save_atomically, set_threads
 from lionloop.student.model import load as load_student
 from lionloop.student.prompt import format_prompt, render, resolve_format
+from lionloop.teacher.batch import (
+    BatchBackend,
+    BatchError,
+    BatchGone,
+    BatchLedger,
+    BatchRunner,
+    JobState,
+)
 from lionloop.teacher.chat import AsyncRunner, ChatBackend
 from lionloop.teacher.client import Backend, Reply, Result
 from lionloop.teacher.requests import (
@@ -78,6 +86,8 @@ __all__ = [
     # teacher requests, replies and backends
     "TeacherRequest", "ParseError", "Rejected", "Answer", "AnswerOut", "Judge", "JudgeOut", "Rewrite", "RewriteOut",
     "Backend", "Reply", "Result", "ChatBackend", "AsyncRunner",
+    # batch backends (OpenAI Batch API, vllm run-batch)
+    "BatchBackend", "BatchRunner", "BatchLedger", "JobState", "BatchError", "BatchGone",
     # the generator kit
     "siblings", "sibling_requests", "sibling_instruction", "answered_siblings", "AnsweredSibling",
     "affordable", "enabled_options", "meta_reject_filter", "one_line", "format_prompt",

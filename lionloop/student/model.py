@@ -167,8 +167,20 @@ def generate(
 
     Each content is rendered by `student.prompt.render` (the format the student was trained on);
     generation stops at EOS (the end of turn in chat). `stats`, when given, receives `answers`,
-    `truncated` (answers cut at max_new_tokens) and the `prompt_format` used.
+    `truncated` (answers cut at max_new_tokens) and the `prompt_format` used. With
+    `student.engine: vllm` (a GPU and vLLM present) a full checkpoint answers from vLLM instead.
     """
+    from lionloop.student.vllm_engine import generate_vllm, use_vllm
+
+    if use_vllm(cfg) and not is_adapter(path):  # docs/scaling.md; a LoRA round answers through HF
+        from transformers import AutoTokenizer
+
+        tok = AutoTokenizer.from_pretrained(path)
+        fmt = resolve_format(tok, cfg.prompt_format)
+        raw = generate_vllm(path, [render(tok, p, fmt) for p in prompts], cfg, progress)
+        if stats is not None:
+            stats.update({"answers": len(raw), "prompt_format": fmt, "engine": "vllm"})
+        return [answer_from(t, fmt) for t in raw]
     import torch
 
     device = pick_device(cfg.device)

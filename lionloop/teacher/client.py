@@ -339,21 +339,27 @@ class Teacher:
         with self._lock:
             getattr(self.acct, what)[(self.round, self.stage)] += n
 
-    def stats(self) -> dict[tuple[int, str], dict[str, Any]]:
-        """Per (round, stage): paid calls, tokens and estimated cost (from the cache, so they
-        survive crashes), plus this process's requests, answers, hits, failures and re-asks."""
+    def stats(self, of_round: int | None = None) -> dict[tuple[int, str], dict[str, Any]]:
+        """Per (round, stage) (of one round when given): paid calls, tokens and estimated cost (from
+        the cache, so they survive crashes), plus this process's requests, answers, hits, failures
+        and re-asks."""
         out: dict[tuple[int, str], dict[str, Any]] = defaultdict(dict)
-        for k, v in self.cache.paid(self.run_id).items():
+        for k, v in self.cache.paid(self.run_id, of_round).items():
             out[k].update(v)
+        mine = (lambda k: True) if of_round is None else (lambda k: k[0] == of_round)  # noqa: E731
         for name in ("requests", "answered", "hits", "resumed", "failures", "reasks"):
             for k, v in getattr(self.acct, name).items():
-                out[k][name] = v
+                if mine(k):
+                    out[k][name] = v
         for k, v in self.acct.reasons.items():
-            out[k]["failure_reasons"] = dict(v)
+            if mine(k):
+                out[k]["failure_reasons"] = dict(v)
         for k, v in self.acct.seconds.items():
-            out[k]["seconds"] = round(v, 3)
+            if mine(k):
+                out[k]["seconds"] = round(v, 3)
         for k, by_kind in self.acct.kinds.items():
-            out[k]["kinds"] = {kind: dict(c) for kind, c in by_kind.items()}
+            if mine(k):
+                out[k]["kinds"] = {kind: dict(c) for kind, c in by_kind.items()}
         for v in out.values():
             for name in ("calls", "prompt_tokens", "completion_tokens", "requests", "answered", "hits",
                          "resumed", "failures", "reasks"):

@@ -1,0 +1,215 @@
+"""The `batch` teacher backend against a loopback implementation of OpenAI's Batch API
+(`lionloop.testing.batch_server`): the real API cannot be reached from here (no network, and it is
+paid), so these tests check lionloop's side of the protocol — one job per ask, the job recorded
+before waiting, a resumed run polling the recorded job instead of submitting again, expired and
+failed requests, the half price and what it saved. The same backend driving the real `vllm
+run-batch` is tested in tests/test_batch_vllm.py."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from conftest import MICRO, deep_merge, micro_config, pool_rows
+
+from lionloop.config import TeacherConfig
+from lionloop.plugin.context import BackendEnv
+from lionloop.plugins.backend_batch import BatchOptions, make_batch_backend
+from lionloop.stores.cache import CallCache
+from lionloop.teacher.batch import BatchLedger
+from lionloop.teacher.client import Teacher
+from lionloop.teacher.requests import Answer, Judge
+from lionloop.testing.batch_server import BatchServer
+from lionloop.testing.skills_teacher import SkillsChat
+
+PRICE_IN, PRICE_OUT = 0.5, 1.5
+
+
+class Killed(BaseException):
+    """Stands for kill -9 at a chosen point: nothing after it runs in this 'process'."""
+
+
+def cfg(srv: BatchServer, **options: Any) -> TeacherConfig:
+    return TeacherConfig(backend="batch", model="skills-chat", base_urls=[srv.base_url],
+                         cost_per_1k_input=PRICE_IN, cost_per_1k_output=PRICE_OUT,
+                         options={"poll_s": 0.05, **options})
+
+
+def teacher(run: Path, tcfg: TeacherConfig) -> Teacher:
+    env = BackendEnv(section="teacher", task_pack=None, run_dir=run,  # type: ignore[arg-type]
+                     options=BatchOptions.model_validate(tcfg.options))
+    backend = make_batch_backend(tcfg, env)
+    return Teacher(backend, CallCache(run / "pool.sqlite"), "run", parse_retries=0).at(1, "curate")
+
+
+def requests(n: int) -> list[Any]:
+    return [Answer(instruction=f"reverse {w}") for w in ("abc", "bca", "cab", "hgf", "defg", "ab")[:n]] + [
+        Judge(instruction="copy ab", answer_1="ab", answer_2="ba")]
+
+
+def test_one_job_per_ask_recorded_before_waiting_at_half_price(tmp_path: Path) -> None:
+    with BatchServer(responder=SkillsChat(), delay_s=0.3) as srv:
+        t = teacher(tmp_path, cfg(srv))
+        ledger_at_first_poll: list[dict[str, Any]] = []
+        poll = t.backend.runner.poll
+
+        def spy(batch_id: str) -> Any:
+            if not ledger_at_first_poll:
+                ledger_at_first_poll.extend(BatchLedger(tmp_path).jobs())
+            return poll(batch_id)
+
+        t.backend.runner.poll = spy
+        res = t.ask(requests(6))
+    assert all(r.ok for r in res), [r.error for r in res]
+    assert [r.output.text for r in res[:6]] == ["cba", "acb", "bac", "fgh", "gfed", "ba"]
+    assert res[6].output.score_1 == 10 > res[6].output.score_2
+    assert len(srv.stats.created) == 1 and max(srv.stats.billed.values()) == 1
+    # Before the first poll, the job and its provider id were in the pool.
+    (job,) = ledger_at_first_poll
+    assert job["status"] == "submitted" and job["batch_id"].startswith("batch_") and job["requests"] == 7
+    assert job["tag"] == srv.stats.created[0]
+    assert BatchLedger(tmp_path).jobs()[0]["status"] == "collected"
+    # Half the list price, and the other half recorded as saved.
+    s = t.stats()[(1, "curate")]
+    full = s["prompt_tokens"] / 1000 * PRICE_IN + s["completion_tokens"] / 1000 * PRICE_OUT
+    assert s["calls"] == 7 and s["cost"] == pytest.approx(full / 2) and s["saved"] == pytest.approx(full / 2)
+    # Asked again: the cache answers, no job is created.
+    assert all(r.ok and r.cached for r in t.ask(requests(6)))
+    assert len(srv.stats.created) == 1
+
+
+@pytest.mark.parametrize("crash", ["while waiting", "after create, before its id was recorded"])
+def test_a_run_killed_while_a_job_is_pending_waits_on_that_job(tmp_path: Path, crash: str) -> None:
+    with BatchServer(responder=SkillsChat(), delay_s=0.5) as srv:
+        first = teacher(tmp_path, cfg(srv))
+        if crash == "while waiting":
+            def killed_poll(batch_id: str) -> Any:
+                raise Killed
+            first.backend.runner.poll = killed_poll
+        else:
+            submit = first.backend.runner.submit
+
+            def killed_submit(tag: str, lines: list[dict[str, Any]]) -> str:
+                submit(tag, lines)
+                raise Killed
+            first.backend.runner.submit = killed_submit
+        with pytest.raises(Killed):
+            first.ask(requests(6))
+        (job,) = BatchLedger(tmp_path).jobs()
+        assert job["status"] == ("submitted" if crash == "while waiting" else "submitting")
+        # The resumed run: a new process, the same requests.
+        second = teacher(tmp_path, cfg(srv))
+        res = second.ask(requests(6))
+    assert all(r.ok for r in res)
+    assert len(srv.stats.created) == 1 and second.backend.submitted == []  # no second job
+    assert max(srv.stats.billed.values()) == 1 and len(srv.stats.billed) == 7
+    assert second.cache.repaid() == 0 and BatchLedger(tmp_path).jobs()[0]["status"] == "collected"
+
+
+def test_expired_and_failed_requests_are_failures_and_go_out_again(tmp_path: Path) -> None:
+    bad = {"n": 0}
+
+    def first_time_bad(cid: str) -> bool:
+        bad["n"] += 1
+        return bad["n"] == 1  # the first request the server answers fails once
+
+    with BatchServer(responder=SkillsChat(), delay_s=10, expire_s=0.3, errors=first_time_bad) as srv:
+        t = teacher(tmp_path, cfg(srv))
+        res = t.ask(requests(6))
+        failed = [r for r in res if not r.ok]
+        assert len(failed) == 5  # 4 of 7 past the expiry, 1 error line
+        reasons = sorted(r.error for r in failed)
+        assert reasons[0].startswith("batch: http 500") and all(
+            "job expired without a result" in x for x in reasons[1:]), reasons
+        assert BatchLedger(tmp_path).jobs()[0]["status"] == "expired"
+        assert not any(r.cached for r in t.ask(requests(6)[:0]))
+        srv.delay_s, srv.expire_s = 0.2, None
+        again = t.ask(requests(6))
+    assert all(r.ok for r in again)
+    assert sum(r.cached for r in again) == 2 and len(srv.stats.created) == 2
+    # Only what had no answer went out again; nothing was billed twice.
+    second_job = BatchLedger(tmp_path).jobs()[1]
+    assert second_job["requests"] == 5 and second_job["status"] == "collected"
+    assert max(srv.stats.billed.values()) == 1 and sum(srv.stats.failed.values()) == 1
+
+
+def test_bad_options_are_config_errors(tmp_path: Path) -> None:
+    from lionloop.errors import ConfigError
+    from lionloop.loop.preflight import preflight
+    from lionloop.plugin.manager import get_plugin_manager
+
+    for options, path in (({"runner": "ray"}, "teacher.options.runner"), ({"discount": 2}, "teacher.options.discount")):
+        with pytest.raises(ConfigError, match=path.replace(".", r"\.")):
+            preflight(micro_config(tmp_path / "x", teacher={"backend": "batch", "model": "m", "options": options}),
+                      get_plugin_manager())
+
+
+# -- whole loops ------------------------------------------------------------------------------------
+
+
+def loop_teacher(srv: BatchServer) -> dict[str, Any]:
+    return {"backend": "batch", "model": "skills-chat", "base_urls": [srv.base_url], "parse_retries": 0,
+            "cost_per_1k_input": PRICE_IN, "cost_per_1k_output": PRICE_OUT, "options": {"poll_s": 0.05}}
+
+
+@pytest.mark.slow
+def test_a_loop_through_the_batch_api_shows_the_saving(tmp_path: Path) -> None:
+    from lionloop.inspect.status import run_status
+    from lionloop.loop.runner import start
+
+    with BatchServer(responder=SkillsChat(), delay_s=0.2) as srv:
+        out, final = start(micro_config(tmp_path / "run", teacher=loop_teacher(srv)))
+    assert final["stop_reason"] == "max_rounds"
+    st = run_status(out)
+    total = st["teacher_calls"]
+    full = total["prompt_tokens"] / 1000 * PRICE_IN + total["completion_tokens"] / 1000 * PRICE_OUT
+    assert total["paid"] > 0 and total["repaid"] == 0
+    assert total["cost"] == pytest.approx(full / 2, rel=1e-6) and total["saved"] == pytest.approx(full / 2, rel=1e-6)
+    assert sum(r["teacher_saving"] for r in [st["bootstrap"], *st["rounds"]]) == pytest.approx(total["saved"], rel=1e-6)
+    jobs = pool_rows(out, "SELECT status, requests FROM teacher_batches")
+    assert len(jobs) == len(srv.stats.created) >= 4 and {j[0] for j in jobs} == {"collected"}
+    assert max(srv.stats.billed.values()) == 1 and sum(srv.stats.billed.values()) == total["paid"]
+
+
+@pytest.mark.slow
+def test_kill_9_while_a_batch_is_pending_repays_nothing(tmp_path: Path) -> None:
+    with BatchServer(responder=SkillsChat(), delay_s=2.0) as srv:
+        run = tmp_path / "run"
+        conf = tmp_path / "cfg.yaml"
+        conf.write_text(yaml.safe_dump(deep_merge(MICRO, {"run_dir": str(run), "teacher": loop_teacher(srv)})))
+        env = {**os.environ, "OMP_WAIT_POLICY": "PASSIVE"}
+        proc = subprocess.Popen([sys.executable, "-m", "lionloop.cli", "run", str(conf)], env=env,
+                                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True)
+        deadline, killed = time.time() + 300, False
+        while time.time() < deadline and proc.poll() is None:
+            # Wait for the second job (the first answers the seeds) to be created and pending.
+            pending = [b for b in srv.batches.values() if b["status"] in ("validating", "in_progress")]
+            if len(srv.stats.created) >= 2 and pending:
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait()
+                killed = True
+                break
+            time.sleep(0.05)
+        assert killed, proc.stderr.read().decode()[-2000:] if proc.stderr else ""
+        assert pool_rows(run, "SELECT COUNT(*) FROM teacher_batches WHERE status = 'submitted'")[0][0] == 1
+        created_at_kill = len(srv.stats.created)
+        res = subprocess.run([sys.executable, "-m", "lionloop.cli", "resume", str(run)], env=env,
+                             capture_output=True, text=True, timeout=600)
+        assert res.returncode == 0, res.stderr[-3000:]
+    # The pending job was waited on, not created again; no request was answered (paid) twice.
+    tags = [r[0] for r in pool_rows(run, "SELECT tag FROM teacher_batches ORDER BY created")]
+    assert tags == srv.stats.created and len(tags) > created_at_kill
+    assert max(srv.stats.billed.values()) == 1
+    (row,) = pool_rows(run, "SELECT COUNT(*), COALESCE(SUM(repaid), 0) FROM llm_cache")
+    assert row[1] == 0 and row[0] == sum(srv.stats.billed.values())
+    st = json.loads(subprocess.run([sys.executable, "-m", "lionloop.cli", "status", str(run), "--json"],
+                                   capture_output=True, text=True, check=True).stdout)
+    assert st["teacher_calls"]["repaid"] == 0 and st["teacher_calls"]["saved"] > 0
