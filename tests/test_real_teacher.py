@@ -29,7 +29,9 @@ def test_a_real_llm_teaches_judges_and_rewrites(vllm_python: Path, real_model: P
     assert {"answer", "judge", "rewrite"} <= set(replies)
     read = {k: replies[k]["parsed"] + replies[k]["rejected"] for k in ("judge", "rewrite")}
     asked = {k: replies[k]["requests"] for k in ("judge", "rewrite")}
-    assert all(replies[k]["failures"] == 0 for k in asked), replies  # the server answered every request
+    # The server answered every request: the only failures are replies that read but failed the
+    # request's check (a rewrite repeating its original) or did not parse.
+    assert all(replies[k]["failures"] == replies[k]["rejected"] + replies[k]["parse_failures"] for k in asked), replies
     assert read["judge"] / asked["judge"] >= 0.9, replies
     # Few rewrites are asked at this size: the target holds for judge and rewrite replies together.
     assert sum(read.values()) / sum(asked.values()) >= 0.9, replies

@@ -132,14 +132,14 @@ def test_a_missing_faiss_index_is_rebuilt_from_the_stored_vectors(micro_run: Pat
     run = _copy(micro_run, tmp_path / "run")
     files = RunDir(run)
     files.index.unlink()
-    files.index_ids.unlink()
+    files.index_meta.unlink()
     pool = Pool(files.pool)
     try:
         (model,) = {r[0] for r in pool.query("SELECT DISTINCT model FROM embeddings")}
         stored = pool.embeddings(model)
         dim = len(stored[0][1]) // 4
         index = VectorIndex(pool, files, model, dim)
-        assert files.index.exists() and json.loads(files.index_ids.read_text()) == [k for k, _ in stored]
+        assert files.index.exists() and json.loads(files.index_meta.read_text())["count"] == len(stored)
         probe = np.stack([np.frombuffer(v, dtype=np.float32) for _, v in stored[:5]])
         sims, names = index.search(probe, 1)
         assert [n[0] for n in names] == [k for k, _ in stored[:5]] and (sims[:, 0] > 0.999).all()

@@ -46,7 +46,8 @@ def main() -> None:
     trainer = TRLTrainer(cfg, student)
 
     def progress(step: int, total: int, loss: float | None = None) -> None:
-        print(f"STEP {step}", flush=True)
+        if loss is None:  # a call with the loss repeats its step's: one line per step
+            print(f"STEP {step}", flush=True)
 
     figures = trainer.train(base, args.work / args.out, rows, seed=7, progress=progress,
                             checkpoint_dir=args.work / "checkpoints")

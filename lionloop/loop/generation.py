@@ -110,6 +110,9 @@ def _by_group(rt: Runtime, r: int, impl: Any, name: str, cases: Cases, teacher: 
         for case in getattr(cases, kind):
             g = allocation.group_of(case.instruction)
             getattr(by_group.setdefault(g, Cases(round=r)), kind).append(case)
+    if not by_group:  # no case it consumes (or it consumes none): one call, as without an allocation
+        return list(impl.function(cases=cases, teacher=teacher, ctx=rt.context(r, plugin=name, max_candidates=quota))
+                    or [])[:quota]
     shares = {g: s for g, s in allocation.shares.items() if g in by_group and s > 0}
     if not shares:  # no case in any allocated group: spread evenly over the groups with cases
         shares = dict.fromkeys(by_group, 1.0)
