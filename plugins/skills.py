@@ -415,7 +415,10 @@ class SkillsOracle:
             return self.pack.sample_rationale(text, request.sample, request.temperature)
         if request.kind == "counterfactual":
             return self.pack.counterfactual(text, request.target_label, request.variant)
-        raise Unsupported(f"skills oracle cannot answer {request.kind!r} requests")
+        # The later survey generators' requests (scott, icl, mt_cot, fu_cot): in a module of their own.
+        from lionloop.plugins import skills_methods
+
+        return skills_methods.handle(self.pack, request)
 
 
 class SkillsPack:
