@@ -265,4 +265,4 @@ def lionloop_evaluate_student(instructions: list[Instruction], student: Student,
     if dev:
         correct = sum(ctx.task_pack.verify(i, a) is True for i, a in zip(dev, outs[len(instructions):], strict=True))
         record_checkpoint(ctx.run_dir, ctx.round, correct, len(dev))
-X
+    return {i.id: a for i, a in zip(instructions, outs[: len(instructions)], strict=True)}
