@@ -146,7 +146,7 @@ class HFBackend(ChatBackend):
             yield plain[j], reply
 
     def _contrastive(self, request: Any, attempt: int) -> Reply:
-        from lionloop.plugins.contrastive import contrastive_generate
+        from .contrastive import contrastive_generate
 
         model, tok = self._load()
         pos = self.chat_text(self.prompt_for(request, attempt)["messages"])

@@ -19,7 +19,7 @@ from test_generators import EXTRA, _cases, _env, _rows
 from lionloop.errors import ConfigError
 from lionloop.plugin.manager import get_plugin_manager
 from lionloop.plugin.plan import plan_generators
-from lionloop.plugins import fu_cot, icl, mt_cot, scott, skills_methods
+from lionloop.plugins import fu_cot, icl, mt_cot, scott, skills, skills_methods
 from lionloop.plugins.skills import LABELS, SkillsPack, explain
 from lionloop.student.prompt import format_prompt
 
@@ -35,16 +35,16 @@ def test_oracle_perturbed_answers_are_wrong_and_their_rationales_reach_them() ->
         for level in (1, 3, 5):
             text = pack.make(skill, level, random.Random(f"{skill}{level}")).text
             gold = pack.solve(text)
-            wrong = {skills_methods.wrong_answer(pack, text, v) for v in range(3)}
+            wrong = {skills_methods.wrong_answer(pack, skills, text, v) for v in range(3)}
             assert gold not in wrong and wrong
             if skill in LABELS:
                 assert wrong <= set(LABELS[skill])
-            assert skills_methods.rationale_for(pack, text, gold) == explain(*pack.parse(text))[0]
+            assert skills_methods.rationale_for(pack, skills, text, gold) == explain(*pack.parse(text))[0]
             for w in wrong:  # the rationale of a wrong answer is a slipped solution that ends in it
-                r = skills_methods.rationale_for(pack, text, w)
+                r = skills_methods.rationale_for(pack, skills, text, w)
                 assert r != explain(*pack.parse(text))[0]
     with pytest.raises(Exception, match="no rationale"):
-        skills_methods.rationale_for(pack, "add 2 2", "999")
+        skills_methods.rationale_for(pack, skills, "add 2 2", "999")
 
 
 # -- scott ------------------------------------------------------------------------------------------
@@ -61,7 +61,7 @@ def test_scott_rows_follow_the_factual_and_counterfactual_objectives(tmp_path: P
         gold, wrong = pack.solve(ins.text), meta["perturbed_answer"]
         assert "reject" not in meta and wrong != gold and meta["decoding"] == "plain"
         assert meta["rationale"] == explain(*pack.parse(ins.text))[0]
-        assert meta["counter_rationale"] == skills_methods.rationale_for(pack, ins.text, wrong)
+        assert meta["counter_rationale"] == skills_methods.rationale_for(pack, skills, ins.text, wrong)
         answer, fact, counter = _rows(scott, ctx, cand, pack)
         assert (answer.kind, answer.prompt, answer.completion) == ("answer", format_prompt(ins), gold)
         assert fact.kind == "factual" and fact.prompt == "[factual] " + format_prompt(ins)
@@ -180,7 +180,7 @@ def test_icl_evaluates_in_the_same_few_shot_format(tmp_path: Path) -> None:
     for ins, prompt in zip(instructions, seen, strict=True):
         lines = prompt.removeprefix("[icl] ").splitlines()
         assert prompt.startswith("[icl] ") and len(lines) == 5 and lines[-1] == ins.text
-        assert all(pack.parse(q)[0].name == ins.task and a == pack.solve(q) for q, a in zip(lines[0:4:2], lines[1:4:2]))
+        assert all(pack.parse(q)[0].name == ins.task and a == pack.solve(q) for q, a in zip(lines[0:4:2], lines[1:4:2], strict=True))
 
 
 def test_icl_meta_mode_needs_target_tasks(tmp_path: Path) -> None:
@@ -244,7 +244,8 @@ def test_fu_cot_mixes_in_context_and_zero_shot_chains(tmp_path: Path) -> None:
         assert meta["cot"] in styles and meta["answer"] == gold
         assert len(meta["demos"]) == 2  # other kept chains of the same task from this batch
         for q, _, r, a in meta["demos"]:
-            assert pack.parse(q)[0].name == ins.task and q != ins.text and r in {explain(*pack.parse(q), style=s)[0] for s in (0, 1)}
+            assert pack.parse(q)[0].name == ins.task and q != ins.text and a == pack.solve(q)
+            assert r in {explain(*pack.parse(q), style=s)[0] for s in (0, 1)}
         rows = _rows(fu_cot, ctx, cand, pack)
         assert [r.kind for r in rows] == ["icl_cot", "cot", "icl_answer", "answer"]
         shots = "".join(f"{q}\n{r} => {a}\n" for q, _, r, a in meta["demos"])
