@@ -134,6 +134,37 @@ def test_contrastive_decoding_follows_the_formula_on_a_real_model(tmp_path: Path
     assert runs[0.0] == tok.decode(greedy, skip_special_tokens=True)
 
 
+def test_hf_backend_decodes_scott_rationales_contrastively(tmp_path: Path) -> None:
+    """The in-process hf teacher (a real, tiny chat model) runs contrastive decoding for SCOTT's
+    requests, with the contrast prompt rendered from the same template, and plain batches for the rest."""
+    from lionloop import Answer
+    from lionloop.config import TeacherConfig
+    from lionloop.plugins.backend_hf import HFBackend
+    from lionloop.plugins.contrastive import contrastive_generate
+    from lionloop.stores.cache import CallCache
+    from lionloop.teacher.client import Teacher
+    from lionloop.testing.vllm_server import build_tiny_chat_model
+
+    model_dir = build_tiny_chat_model(tmp_path / "tiny", max_position_embeddings=2048)
+    backend = HFBackend(TeacherConfig(backend="hf", model=str(model_dir), max_tokens=10, temperature=0.0))
+    req = scott.ContrastiveRationale(instruction="sum 1 2 3", answer="6", contrast="7", strength=2.0)
+    plain = scott.ContrastiveRationale(instruction="sum 1 2 3", answer="6", contrast="7", strength=0.0)
+
+    got = Teacher(backend, CallCache(tmp_path / "c.sqlite"), "run").ask([req, Answer(instruction="say 1"), plain])
+    model, tok = backend._load()
+    pos = backend.chat_text(backend.prompt_for(req, 0)["messages"])
+    neg = backend.chat_text(backend.prompt_for(req.contrast_request(), 0)["messages"])
+    assert "6" in pos and "7" in neg and pos != neg  # the contrast is the same prompt with the other answer
+    assert got[0].ok or got[2].ok  # at least one rationale was written and read back
+    for res, strength in ((got[0], 2.0), (got[2], 0.0)):
+        text, _, _ = contrastive_generate(model, tok, pos, neg, 10, strength)
+        if text.strip():
+            assert res.ok and res.raw == text and res.output.text == " ".join(text.split())
+        else:  # random weights may write nothing: then a failure, never an invented rationale
+            assert not res.ok
+    assert got[1].request.kind == "answer" and (got[1].ok or got[1].error)
+
+
 # -- icl --------------------------------------------------------------------------------------------
 
 
