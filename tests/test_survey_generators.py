@@ -155,13 +155,11 @@ def test_hf_backend_decodes_scott_rationales_contrastively(tmp_path: Path) -> No
     pos = backend.chat_text(backend.prompt_for(req, 0)["messages"])
     neg = backend.chat_text(backend.prompt_for(req.contrast_request(), 0)["messages"])
     assert "6" in pos and "7" in neg and pos != neg  # the contrast is the same prompt with the other answer
-    assert got[0].ok or got[2].ok  # at least one rationale was written and read back
     for res, strength in ((got[0], 2.0), (got[2], 0.0)):
         text, _, _ = contrastive_generate(model, tok, pos, neg, 10, strength)
-        if text.strip():
-            assert res.ok and res.raw == text and res.output.text == " ".join(text.split())
-        else:  # random weights may write nothing: then a failure, never an invented rationale
-            assert not res.ok
+        assert res.raw == text  # what the backend decoded is the contrastive decoding of the two prompts
+        # random weights may write only blanks: then a failure, never an invented rationale
+        assert res.ok == bool(text.strip()) and (not res.ok or res.output.text == " ".join(text.split()))
     assert got[1].request.kind == "answer" and (got[1].ok or got[1].error)
 
 
