@@ -92,6 +92,15 @@ def test_scott_rejects_a_perturbed_answer_equal_to_the_gold_one(tmp_path: Path) 
         ["the perturbed answer is the teacher's answer"] * 2
 
 
+def test_scott_records_which_decoding_its_teacher_could_do(tmp_path: Path) -> None:
+    """Contrastive where the generators' teacher reads token scores (hf), plain elsewhere."""
+    ctx, teacher, pack = _env(tmp_path, "scott")
+    ctx.config = ctx.config.model_copy(update={"generator_teacher": ctx.config.teacher.model_copy(
+        update={"backend": "hf", "model": "some/model"})})
+    out = scott.lionloop_generate(cases=_cases(pack, ["sum"], 2), teacher=teacher, ctx=ctx)
+    assert [c.instruction.meta["decoding"] for c in out] == ["contrastive"] * 2
+
+
 def test_contrastive_decoding_follows_the_formula_on_a_real_model(tmp_path: Path) -> None:
     import torch
     from transformers import LlamaConfig, LlamaForCausalLM
