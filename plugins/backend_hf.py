@@ -136,8 +136,34 @@ class HFBackend(ChatBackend):
         return JSONConstraint(self._lltok, grammars, tok.eos_token_id)
 
     def complete(self, requests: Sequence[TeacherRequest], attempt: int) -> Iterator[tuple[int, Reply]]:
+        # A request that offers a contrast (SCOTT's rationales) is decoded contrastively, alone;
+        # the rest in batches.
+        plain = [i for i, r in enumerate(requests) if not callable(getattr(r, "contrast_request", None))]
+        for i in range(len(requests)):
+            if i not in plain:
+                yield i, self._contrastive(requests[i], attempt)
+        for j, reply in self._complete_plain([requests[i] for i in plain], attempt):
+            yield plain[j], reply
+
+    def _contrastive(self, request: Any, attempt: int) -> Reply:
+        from .contrastive import contrastive_generate
+
+        model, tok = self._load()
+        pos = self.chat_text(self.prompt_for(request, attempt)["messages"])
+        neg = self.chat_text(self.prompt_for(request.contrast_request(), attempt)["messages"])
+        try:
+            text, n, stopped = contrastive_generate(model, tok, pos, neg, self.cfg.max_tokens,
+                                                    float(getattr(request, "strength", 1.0)))
+        except Exception as err:  # noqa: BLE001 - a failed decode is data, not a crash
+            return Reply(error=f"hf: contrastive decoding failed: {type(err).__name__}: {err}")
+        return Reply(text=text, usage={"prompt_tokens": len(tok(pos, add_special_tokens=False)["input_ids"]),
+                                       "completion_tokens": n, "finish_reason": "stop" if stopped else "length"})
+
+    def _complete_plain(self, requests: Sequence[TeacherRequest], attempt: int) -> Iterator[tuple[int, Reply]]:
         import torch
 
+        if not requests:
+            return
         model, tok = self._load()
         texts = [self.chat_text(self.prompt_for(r, attempt)["messages"]) for r in requests]
         grammars = [self.grammar(r) for r in requests]

@@ -18,6 +18,7 @@ import difflib
 import hashlib
 import random
 import re
+import sys
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from typing import Any
@@ -415,7 +416,11 @@ class SkillsOracle:
             return self.pack.sample_rationale(text, request.sample, request.temperature)
         if request.kind == "counterfactual":
             return self.pack.counterfactual(text, request.target_label, request.variant)
-        raise Unsupported(f"skills oracle cannot answer {request.kind!r} requests")
+        # The later survey generators' requests (scott, icl, mt_cot, fu_cot): in a module of their
+        # own, handed this module's worked solutions (so it need not import this one back).
+        from . import skills_methods
+
+        return skills_methods.handle(self.pack, request, sys.modules[__name__])
 
 
 class SkillsPack:

@@ -12,7 +12,7 @@ from lionloop.errors import PluginError
 from lionloop.plugin.hookspecs import hookimpl
 from lionloop.plugin.manager import get_plugin_manager
 
-BUILTINS = {"lion", "oracle", "skills", "trl", "rationale", "socratic", "disco", "finetune_cot",
+BUILTINS = {"lion", "oracle", "skills", "trl", "rationale", "socratic", "disco", "finetune_cot", "scott", "icl", "mt_cot", "fu_cot",
             "openai", "hf", "vllm", "dataset"}
 
 

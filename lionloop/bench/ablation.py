@@ -4,7 +4,9 @@ Arms on the offline `skills` pack (with its multi-step and labelled skills), sam
 and training steps:
   lion          Lion's generator alone (the baseline)
   +<plugin>     lion and one of rationale, socratic, disco, finetune_cot, sharing the budget
-  all           lion and the four plugins, sharing the budget
+  all           lion and the first four plugins, sharing the budget
+  +<survey>     lion and one of scott, icl, mt_cot, fu_cot (the survey's later methods); run
+                on their own (`--arm lion --arm +scott ...`) they get a section of their own, 7c
 Every arm spends the same per-round budget of teacher calls on new data (generate + curate),
 split evenly between its generators through `options.max_calls`. The plugins ask the answers
 curate needs inside their own budget (curate then hits the cache); lion's answers are asked by
@@ -31,8 +33,9 @@ from lionloop.bench.common import (
 from lionloop.config import RunConfig, parse_config
 
 PLUGINS = ("rationale", "socratic", "disco", "finetune_cot")
+SURVEY = ("scott", "icl", "mt_cot", "fu_cot")  # the survey's later methods (issue 15)
 # "+socratic-separate": socratic in its two-model mode (a decomposer student of its own).
-ARMS = ("lion", *(f"+{p}" for p in PLUGINS), "+socratic-separate", "all")
+ARMS = ("lion", *(f"+{p}" for p in PLUGINS), "+socratic-separate", "all", *(f"+{p}" for p in SURVEY))
 # The demo's seven skills plus the pack's opt-in ones: multi-step `chain` and `sum` (socratic,
 # finetune_cot), labelled `mood` (disco). Sized like the demo (its student learns the easy skills
 # in a round or two) but with fewer steps and a smaller cache pool, so the 15-18 runs take about
@@ -52,6 +55,11 @@ OPTIONS: dict[str, dict[str, Any]] = {
     "socratic": {"decompose_prefix": "[d] ", "solve_prefix": "[s] "},
     "finetune_cot": {"cot_prefix": "[c] "},
     "disco": {"per_case": 3},
+    "scott": {"factual_prefix": "[f] ", "counterfactual_prefix": "[x] "},
+    "icl": {"icl_prefix": "[i] ", "lm_prefix": "[m] ", "k": 2},
+    "mt_cot": {"explain_prefix": "[e] "},
+    # one worked example: two in-context chains overflow the student's 80-token rows
+    "fu_cot": {"cot_prefix": "[c] ", "k": 1},
 }
 
 
@@ -190,7 +198,8 @@ def report(summary: dict[str, Any], command: str, heading: str | None = None, ab
         f"split evenly between its generators. Held-out {summary.get('metric', 'accuracy')} (%) of the direct "
         "answer after the last round, "
         "mean ± std over seeds; *chains* is the plugins' own evaluation of the same student (socratic: decomposer "
-        "then solver; finetune_cot: chain of thought, the answer after `=>`). *New-data calls* and *all calls* "
+        "then solver; finetune_cot, scott, mt_cot, fu_cot: chain of thought, the answer after `=>`; icl: few-shot "
+        "prompt with k demonstrations). *New-data calls* and *all calls* "
         "(bootstrap and referee included) are what the runs paid; *new instr.* counts the instructions added over "
         "all rounds; *rows* the training rows of the last round. " + verdict,
         "",
@@ -224,7 +233,11 @@ def main(seeds: int = 3, rounds: int = 3, budget: int = 120, out_dir: Path = Pat
                  f"turn), on skills {', '.join(rs['task']['skills'])}: {rs['task']['seeds_per_skill']} seeds, "
                  f"{rs['task']['eval_per_skill']} eval instructions per skill, {rs['train']['steps_per_round']} steps "
                  f"of {rs['train']['batch_size']} rows per round, the oracle as teacher.")
+    section = "ablation" if student is None else "ablation-real"
+    if student is None and set(arms) <= {"lion", *(f"+{p}" for p in SURVEY)}:
+        section, heading = "ablation-survey", "## 7c. Generator ablation: the survey's later methods"
+        command += " " + " ".join(f"--arm {a}" for a in arms)
     text = report(summary, command, heading, about or "")
     if target is not None:
-        write_section("ablation" if student is None else "ablation-real", text, target)
+        write_section(section, text, target)
     return summary, text

@@ -134,7 +134,7 @@ def ablation(
     rounds: Annotated[int, typer.Option(min=2, help="Rounds per run (generation happens in all but the last).")] = 3,
     budget: Annotated[int, typer.Option(min=10, help="Teacher calls for new data per round, per arm.")] = 120,
     arm: Annotated[list[str] | None, typer.Option("--arm", help="Arm(s) to run (default: all): lion, +rationale, "
-                                                  "+socratic, +disco, +finetune_cot, +socratic-separate, all.")] = None,
+                                                  "+socratic, +disco, +finetune_cot, +socratic-separate, all, +scott, +icl, +mt_cot, +fu_cot.")] = None,
     out_dir: Annotated[Path, typer.Option(help="Run directories and ablation.json (resumable).")] = Path("runs/bench-ablation"),
     write: Annotated[bool, typer.Option(help="Write the table into BENCHMARKS.md (section 'Generator ablation').")] = True,
     student: Annotated[Path | None, typer.Option(
