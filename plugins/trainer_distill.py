@@ -55,7 +55,8 @@ from lionloop import (
     set_threads,
     validate_options,
 )
-from lionloop.plugins.trainer_trl import (
+
+from .trainer_trl import (
     SET_BY_LIONLOOP,
     TrainingError,
     TRLOptions,
@@ -66,7 +67,7 @@ from lionloop.plugins.trainer_trl import (
     tracker_dirs,
     training_callbacks,
 )
-from lionloop.plugins.trainer_trl import _one_line as one_line
+from .trainer_trl import _one_line as one_line
 
 log = logging.getLogger(__name__)
 
