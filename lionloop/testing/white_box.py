@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import shutil
 import time
 from pathlib import Path
 from typing import Any
@@ -34,9 +35,11 @@ def train_teacher(
     seed: int = 0,
     skills: list[str] | None = None,
     extra_skills: bool = False,
+    init: Path | None = None,
 ) -> dict[str, Any]:
     """Build and train the teacher into `out` (an HF folder); returns its training figures and its
-    held-out accuracy on the pack's eval set (the instructions every run is measured on)."""
+    held-out accuracy on the pack's eval set (the instructions every run is measured on). `init`:
+    continue from that teacher (its shape) instead of a fresh one, on a new sample of rows."""
     from lionloop.config import StudentConfig, TaskConfig, TrainConfig
     from lionloop.plugins.skills import SkillsPack
     from lionloop.plugins.trainer_trl import TRLTrainer
@@ -47,12 +50,15 @@ def train_teacher(
     out = Path(out)
     task = TaskConfig(skills=skills, options={"extra_skills": extra_skills})
     # Its own seed stream (never the runs' seeds 0, 1, 2); the pack keeps eval instances out.
-    pack = SkillsPack(task, seed=10_000 + seed)
+    pack = SkillsPack(task, seed=10_000 + seed + (1 if init is not None else 0))
     rows = [Example(instruction_id=i.id, prompt=format_prompt(i), completion=pack.solve(i.text))
             for i in pack.seeds(per_skill)]
     student = StudentConfig(hidden_size=hidden_size, num_layers=num_layers, num_heads=num_heads, max_length=80)
     base = out.with_name(out.name + ".init")
-    build_tiny_student(base, student, seed)
+    if init is not None:
+        shutil.copytree(init, base, dirs_exist_ok=True)
+    else:
+        build_tiny_student(base, student, seed)
     train = TrainConfig(steps_per_round=steps, batch_size=batch_size, learning_rate=learning_rate, save_steps=0)
     t0 = time.time()
     figures = TRLTrainer(train, student).train(base, out, rows, seed)
@@ -64,9 +70,11 @@ def train_teacher(
     summary = {"path": str(out), "hidden_size": hidden_size, "num_layers": num_layers, "steps": steps,
                "rows": len(rows), "final_loss": figures["last_loss"], "seconds": round(time.time() - t0, 1),
                "eval_accuracy": sum(right) / len(right), "eval_per_skill": per}
+    if init is not None and (Path(init) / "white_box_teacher.json").is_file():
+        before = json.loads((Path(init) / "white_box_teacher.json").read_text())
+        summary.update(steps=before["steps"] + steps, rows=before["rows"] + len(rows),
+                       seconds=round(before["seconds"] + summary["seconds"], 1))
     (out / "white_box_teacher.json").write_text(json.dumps(summary, indent=1))
-    import shutil
-
     shutil.rmtree(base, ignore_errors=True)
     return summary
 
@@ -84,9 +92,12 @@ def main() -> None:
     p.add_argument("--steps", type=int, default=1500)
     p.add_argument("--per-skill", type=int, default=400)
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--lr", type=float, default=1e-3)
+    p.add_argument("--init", type=Path, default=None, help="continue training this teacher")
     a = p.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(message)s")
-    s = train_teacher(a.out, a.hidden, a.layers, a.heads, a.steps, a.per_skill, seed=a.seed)
+    s = train_teacher(a.out, a.hidden, a.layers, a.heads, a.steps, a.per_skill, learning_rate=a.lr, seed=a.seed,
+                      init=a.init)
     log.info("white-box teacher: %s", json.dumps(s))
 
 
