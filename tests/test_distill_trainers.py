@@ -157,7 +157,7 @@ def test_server_teacher_via_trl_server_distillation() -> None:  # pragma: no cov
 # -- the trainer ablation ---------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("arm", ["trl", "gkd", "gkd+sft", "minillm"])
+@pytest.mark.parametrize("arm", ["trl", "gkd", "gkd+sft", "minillm", "minillm+sft"])
 def test_trainer_arms_share_generators_and_budget(arm: str, tmp_path: Path, white_box_teacher: Path) -> None:
     from lionloop.bench import ablation as ab
     from lionloop.bench import trainers as tb
@@ -167,7 +167,7 @@ def test_trainer_arms_share_generators_and_budget(arm: str, tmp_path: Path, whit
     assert cfg.generate.generators["lion"].options == ab.generators("lion", 120)["lion"]["options"]
     assert cfg.train.trainer == arm.split("+")[0] and cfg.seed == 1 and cfg.stop.max_rounds == 3
     assert (cfg.train.teacher_model is None) == (arm == "trl")
-    assert (cfg.train.options.get("sft_share") == 0.5) == (arm == "gkd+sft")
+    assert (cfg.train.options.get("sft_share") == 0.5) == arm.endswith("+sft")
 
 
 def test_trainer_table_names_the_teacher_and_deltas() -> None:

@@ -7,6 +7,7 @@ rounds, steps and generators (Lion's, with the same per-round budget of new-data
             by the student (lmbda 0.5), half the pool's answers
   gkd+sft   the same after SFT for half of each round's steps (black-box and white-box in one stage)
   minillm   reverse KL on the student's own samples (beta 1, lmbda 1)
+  minillm+sft  the same after SFT for half of each round's steps (MiniLLM starts from an SFT student)
 The text teacher (the oracle) answers, judges and rewrites alike in every arm, so its paid calls
 match; the white-box arms add the white-box teacher's forward passes, which no text budget counts.
 The white-box teacher is a larger tiny student trained on the pack first
@@ -24,12 +25,13 @@ from lionloop.bench.arms import run_arms
 from lionloop.bench.common import benchmarks_md, machine_line, md_table, mean_std, pm, write_section
 from lionloop.config import RunConfig, parse_config
 
-ARMS = ("trl", "gkd", "gkd+sft", "minillm")
+ARMS = ("trl", "gkd", "gkd+sft", "minillm", "minillm+sft")
 TRAINERS: dict[str, tuple[str, dict[str, Any]]] = {
     "trl": ("trl", {}),
     "gkd": ("gkd", {"beta": 0.5, "lmbda": 0.5}),
     "gkd+sft": ("gkd", {"beta": 0.5, "lmbda": 0.5, "sft_share": 0.5}),
     "minillm": ("minillm", {}),
+    "minillm+sft": ("minillm", {"sft_share": 0.5}),
 }
 # Sized like the generator ablation (its steps, cache and judged cases) on the demo's skills,
 # which the white-box teacher was trained on.
@@ -63,8 +65,9 @@ def report(summary: dict[str, Any], teacher: dict[str, Any], command: str) -> st
         s = summary["arms"][arm]
         acc = mean_std(s["acc"])[0]
         delta = "" if base_acc is None or arm == "trl" else f"{100 * (acc - base_acc):+.1f}"
-        rows.append([arm, f"**{pm(s['acc'])}**", delta, f"{mean_std(s['total_calls'])[0]:.0f}",
-                     f"{mean_std(s['accepted'])[0]:.0f}", f"{mean_std(s['seconds'])[0] / 60:.1f}"])
+        rows.append([arm, f"**{pm(s['acc'])}**", delta, f"{mean_std(s['new_data_calls'])[0]:.0f}",
+                     f"{mean_std(s['accepted'])[0]:.0f}", f"{mean_std(s['total_calls'])[0]:.0f}",
+                     f"{mean_std(s['seconds'])[0] / 60:.1f}"])
         skill_rows.append([arm, *[f"{100 * mean_std(s['per_skill'][k])[0]:.0f}" for k in skills]])
     teacher_per = teacher.get("eval_per_skill", {})
     skill_rows.append(["white-box teacher alone", *[f"{100 * teacher_per[k]:.0f}" if k in teacher_per else "-"
@@ -81,10 +84,12 @@ def report(summary: dict[str, Any], teacher: dict[str, Any], command: str) -> st
         f"teacher: a {teacher.get('hidden_size')}-wide, {teacher.get('num_layers')}-layer tiny student "
         f"({teacher.get('steps')} steps on {teacher.get('rows')} oracle-answered rows, same byte tokenizer), "
         f"held-out accuracy **{100 * teacher.get('eval_accuracy', float('nan')):.1f}%** on its own. Held-out "
-        f"{summary.get('metric', 'accuracy')} (%) after the last round, mean ± std over seeds; *calls* are the "
-        "text teacher's paid calls (the white-box teacher's forward passes are not counted in them).",
+        f"{summary.get('metric', 'accuracy')} (%) after the last round, mean ± std over seeds. *New-data calls* "
+        "(generate + curate: the budget held equal) and *all calls* (bootstrap and referee too) are the text "
+        "teacher's paid calls; all calls differ with the student, since the referee skips answers identical to "
+        "the teacher's. The white-box teacher's forward passes are counted in none of them.",
         "",
-        md_table(["arm", "overall", "Δ vs trl", "text-teacher calls", "new instr.", "min per run"], rows),
+        md_table(["arm", "overall", "Δ vs trl", "new-data calls", "new instr.", "all calls", "min per run"], rows),
         "",
         "Per skill (mean %, same runs):",
         "",

@@ -157,8 +157,8 @@ def trainers(
     seeds: Annotated[int, typer.Option(min=1, help="Seeds per arm (runs are seeds x arms).")] = 1,
     rounds: Annotated[int, typer.Option(min=2, help="Rounds per run.")] = 3,
     budget: Annotated[int, typer.Option(min=10, help="Teacher calls for new data per round, per arm.")] = 120,
-    arm: Annotated[list[str] | None, typer.Option("--arm", help="Arm(s) to run (default: all): trl, gkd, gkd+sft, "
-                                                  "minillm.")] = None,
+    arm: Annotated[list[str] | None, typer.Option("--arm", help="Arm(s) to run (default: all): trl, gkd, gkd+sft, minillm, "
+                                                  "minillm+sft.")] = None,
     out_dir: Annotated[Path, typer.Option(help="Run directories and trainers.json (resumable).")] = Path("runs/bench-trainers"),
     write: Annotated[bool, typer.Option(help="Write the table into BENCHMARKS.md (section 'Trainer ablation').")] = True,
     md: Md = None,
