@@ -65,7 +65,8 @@ def report(summary: dict[str, Any], teacher: dict[str, Any], command: str) -> st
         s = summary["arms"][arm]
         acc = mean_std(s["acc"])[0]
         delta = "" if base_acc is None or arm == "trl" else f"{100 * (acc - base_acc):+.1f}"
-        rows.append([arm, f"**{pm(s['acc'])}**", delta, f"{mean_std(s['new_data_calls'])[0]:.0f}",
+        overall = pm(s["acc"]) if s["n"] > 1 else f"{100 * acc:.1f}"  # one seed has no spread to show
+        rows.append([arm, f"**{overall}**", delta, f"{mean_std(s['new_data_calls'])[0]:.0f}",
                      f"{mean_std(s['accepted'])[0]:.0f}", f"{mean_std(s['total_calls'])[0]:.0f}",
                      f"{mean_std(s['seconds'])[0] / 60:.1f}"])
         skill_rows.append([arm, *[f"{100 * mean_std(s['per_skill'][k])[0]:.0f}" for k in skills]])
