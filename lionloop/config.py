@@ -201,6 +201,30 @@ class LoRAConfig(_Section):
     )
 
 
+class WhiteBoxTeacherConfig(_Section):
+    """A teacher whose token distribution the student reads (the gkd and minillm trainers), beside
+    the text teacher (`teacher`), which answers, judges and rewrites through text only."""
+
+    path: Path = Field(
+        ...,
+        description="HF causal-LM folder of the white-box teacher: loaded in process (CPU or GPU, like the "
+        "student), its next-token distribution distilled on every completion token. Its tokenizer must be the "
+        "student's (same vocabulary and special tokens; checked when the run starts): TRL compares the two "
+        "distributions token by token. Cross-tokenizer distillation (TRL's experimental GOLD trainer) is not wired.",
+    )
+    server_url: str | None = Field(
+        None,
+        description="Base URL of a `trl vllm-serve --model <path>` server hosting the same teacher: its "
+        "per-token logprobs are fetched instead of loading it here (trl.experimental.server_distillation: "
+        "top-1 support for beta > 0, top-k for beta 0; a GPU machine; not run by this project's tests). `path` "
+        "still names the teacher's folder, whose tokenizer is checked at start.",
+    )
+    server_top_k: int = Field(
+        1, ge=1,
+        description="With server_url: teacher logprobs per token (TRL allows more than 1 only for beta 0).",
+    )
+
+
 class TrainConfig(_Section):
     trainer: str = Field("trl", description="Trainer plugin name.")
     policy: Literal["continue", "retrain"] = Field(
@@ -235,7 +259,18 @@ class TrainConfig(_Section):
     )
     accelerate_config: Path | None = Field(None, description="accelerate config file (`accelerate config`); None: accelerate's default.")
     accelerate_args: list[str] = Field(default_factory=list, description="Extra `accelerate launch` arguments, e.g. [--num_processes, '4'].")
+    teacher_model: WhiteBoxTeacherConfig | None = Field(
+        None,
+        description="White-box teacher for the gkd and minillm trainers (`{path: HF model folder}`); the trl "
+        "trainer reads none.",
+    )
     options: dict[str, Any] = Field(default_factory=dict, description="Extra trainer arguments.")
+
+    @field_validator("teacher_model", mode="before")
+    @classmethod
+    def _teacher_path(cls, v: Any) -> Any:
+        # `teacher_model: path/to/model` is the short form of `{path: path/to/model}`.
+        return {"path": v} if isinstance(v, (str, Path)) else v
 
     @field_validator("lora", mode="before")
     @classmethod

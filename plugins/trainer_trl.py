@@ -193,7 +193,6 @@ class TRLTrainer:
         import torch
         import transformers
         from datasets import Dataset
-        from transformers import TrainerCallback
         from trl import SFTConfig, SFTTrainer
 
         if not examples:
@@ -267,26 +266,7 @@ class TRLTrainer:
 
         losses: list[float] = []
         total = self.cfg.steps_per_round
-
-        class _Progress(TrainerCallback):
-            def on_step_end(self, args, state, control, **kw):  # noqa: ANN001
-                if progress:
-                    progress(state.global_step, total)
-
-            def on_log(self, args, state, control, logs=None, **kw):  # noqa: ANN001
-                if logs and "loss" in logs:
-                    losses.append(float(logs["loss"]))
-                    if progress:
-                        progress(state.global_step, total, losses[-1])  # the bar shows the loss
-
-        class _NoFinalSave(TrainerCallback):
-            # The stage saves the trained model itself: a last checkpoint (optimizer included)
-            # would only double what a round writes.
-            def on_step_end(self, args, state, control, **kw):  # noqa: ANN001
-                if state.global_step >= state.max_steps:
-                    control.should_save = False
-
-        callbacks = [_Progress()] + ([_NoFinalSave()] if saving["save_strategy"] != "no" else [])
+        callbacks = training_callbacks(progress, total, losses, saving["save_strategy"] != "no")
         extra: dict[str, Any] = {}
         trainer_cls: Any = SFTTrainer
         if weighted:
@@ -350,23 +330,59 @@ class TRLTrainer:
         self, out: Path, folder: Path | None, base: Path, kept: Sequence[tuple[Example, float]], seed: int,
         options: dict[str, Any],
     ) -> tuple[dict[str, Any], Path | None]:
-        """SFTConfig's output and save settings, and the checkpoint to resume from (None: step 0).
+        return checkpointing(self.cfg, self.student, out, folder, base, kept, seed, options)
 
-        With a checkpoint folder and `train.save_steps`, the trainer saves every save_steps steps
-        (model, optimizer, scheduler, RNG states: a resumed run continues exactly), keeping the
-        last only; the folder's fingerprint ties it to these rows, this base and these settings.
-        """
-        if folder is None or not self.cfg.save_steps:
-            return {"output_dir": str(out.with_name(out.name + ".trainer")), "save_strategy": "no"}, None
-        fingerprint = {
-            "rows": content_id(*(f"{e.id}:{w!r}" for e, w in kept)), "base": str(base), "seed": seed,
-            "train": self.cfg.model_dump(mode="json"), "student": self.student.model_dump(mode="json"),
-            "options": options,
-        }
-        resume = resume_point(folder, fingerprint)
-        settings = {"output_dir": str(folder), "save_strategy": "steps", "save_steps": self.cfg.save_steps,
-                    "save_total_limit": 1, "save_only_model": False}
-        return settings, resume
+
+def checkpointing(
+    cfg: TrainConfig, student: StudentConfig, out: Path, folder: Path | None, base: Path,
+    kept: Sequence[tuple[Example, float]], seed: int, options: dict[str, Any],
+) -> tuple[dict[str, Any], Path | None]:
+    """A TRL config's output and save settings, and the checkpoint to resume from (None: step 0).
+
+    With a checkpoint folder and `train.save_steps`, the trainer saves every save_steps steps
+    (model, optimizer, scheduler, RNG states: a resumed run continues exactly), keeping the
+    last only; the folder's fingerprint ties it to these rows, this base and these settings.
+    """
+    if folder is None or not cfg.save_steps:
+        return {"output_dir": str(out.with_name(out.name + ".trainer")), "save_strategy": "no"}, None
+    fingerprint = {
+        "rows": content_id(*(f"{e.id}:{w!r}" for e, w in kept)), "base": str(base), "seed": seed,
+        "train": cfg.model_dump(mode="json"), "student": student.model_dump(mode="json"),
+        "options": options,
+    }
+    resume = resume_point(folder, fingerprint)
+    settings = {"output_dir": str(folder), "save_strategy": "steps", "save_steps": cfg.save_steps,
+                "save_total_limit": 1, "save_only_model": False}
+    return settings, resume
+
+
+def training_callbacks(
+    progress: Callable[..., None] | None, total: int, losses: list[float], saving: bool,
+) -> list[Any]:
+    """The callbacks every lionloop TRL trainer runs with: `progress(step, total)` after each step
+    and `progress(step, total, loss)` when the loss is logged (appended to `losses`); with
+    checkpoints on (`saving`), no checkpoint after the last step."""
+    from transformers import TrainerCallback
+
+    class _Progress(TrainerCallback):
+        def on_step_end(self, args, state, control, **kw):  # noqa: ANN001
+            if progress:
+                progress(state.global_step, total)
+
+        def on_log(self, args, state, control, logs=None, **kw):  # noqa: ANN001
+            if logs and "loss" in logs:
+                losses.append(float(logs["loss"]))
+                if progress:
+                    progress(state.global_step, total, losses[-1])  # the bar shows the loss
+
+    class _NoFinalSave(TrainerCallback):
+        # The stage saves the trained model itself: a last checkpoint (optimizer included)
+        # would only double what a round writes.
+        def on_step_end(self, args, state, control, **kw):  # noqa: ANN001
+            if state.global_step >= state.max_steps:
+                control.should_save = False
+
+    return [_Progress()] + ([_NoFinalSave()] if saving else [])
 
 
 

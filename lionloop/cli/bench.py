@@ -157,6 +157,36 @@ def ablation(
     console.print(text, markup=False, highlight=False)
 
 
+@bench_app.command("trainers")
+def trainers(
+    teacher_model: Annotated[Path, typer.Option(
+        "--teacher-model", exists=True, file_okay=False,
+        help="The white-box teacher: an HF folder with the tiny student's tokenizer (python -m "
+        "lionloop.testing.white_box --out DIR builds one).")],
+    seeds: Annotated[int, typer.Option(min=1, help="Seeds per arm (runs are seeds x arms).")] = 1,
+    rounds: Annotated[int, typer.Option(min=2, help="Rounds per run.")] = 3,
+    budget: Annotated[int, typer.Option(min=10, help="Teacher calls for new data per round, per arm.")] = 120,
+    arm: Annotated[list[str] | None, typer.Option("--arm", help="Arm(s) to run (default: all): trl, gkd, gkd+sft, minillm, "
+                                                  "minillm+sft.")] = None,
+    out_dir: Annotated[Path, typer.Option(help="Run directories and trainers.json (resumable).")] = Path("runs/bench-trainers"),
+    write: Annotated[bool, typer.Option(help="Write the table into BENCHMARKS.md (section 'Trainer ablation').")] = True,
+    md: Md = None,
+) -> None:
+    """Held-out accuracy with SFT (trl) against the white-box trainers (gkd, minillm) at equal
+    text-teacher budget, on the offline pack with the tiny student. Interrupted runs resume."""
+    from lionloop.bench import trainers as trainers_bench
+
+    arms = tuple(arm) if arm else trainers_bench.ARMS
+    unknown = [a for a in arms if a not in trainers_bench.ARMS]
+    if unknown:
+        fail(f"--arm: unknown {unknown} (known: {', '.join(trainers_bench.ARMS)})", 2)
+    quiet_libraries()
+    setup_logging(False)
+    _, text = run_bench(trainers_bench.main, teacher_model, seeds=seeds, rounds=rounds, budget=budget,
+                        out_dir=out_dir, arms=arms, write=write, md=md)
+    console.print(text, markup=False, highlight=False)
+
+
 @bench_app.command("dedup")
 def dedup(
     candidates: Annotated[int, typer.Option(min=1)] = 6000,

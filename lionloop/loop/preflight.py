@@ -22,7 +22,7 @@ from lionloop.plugin.plan import plan_generators
 from lionloop.plugin.registry import Registry, Resolved
 from lionloop.rundir import RunDir
 from lionloop.stores.integrity import check_store
-from lionloop.student.checks import check_student
+from lionloop.student.checks import check_student, check_white_box_teacher
 
 # The tiny student's vocabulary: 256 byte tokens and 3 special ones (lionloop.student.model).
 TINY_VOCAB = 259
@@ -73,11 +73,12 @@ def preflight(cfg: RunConfig, pm: PluginManager, new_run: bool = True) -> Any:
     pack_entry = resolve_task_pack(registry, cfg)
     backends = [(path, resolve_backend(registry, tcfg, path)) for path, tcfg in teacher_sections(cfg)]
     plan_generators(cfg.generate, pm.generator_specs())
-    resolve_trainer(registry, cfg)
+    trainer = resolve_trainer(registry, cfg)
     from lionloop.loop.launcher import check_launcher
 
     check_launcher(cfg)  # train.launcher: accelerate: its config file, the batch over its processes
     check_student(cfg)
+    check_white_box_teacher(cfg, trainer.entry.name, bool(getattr(trainer.entry.factory, "white_box", False)))
     pack = pack_entry.build(cfg.task, cfg.seed)
     if pack.oracle() is None:
         for path, resolved in backends:
@@ -125,6 +126,8 @@ def check_paths(cfg: RunConfig) -> None:
         check_model_dir(cfg.student.base, "student.base")
     if cfg.dedup.model is not None:
         check_model_dir(cfg.dedup.model, "dedup.model")
+    if cfg.train.teacher_model is not None:
+        check_model_dir(cfg.train.teacher_model.path, "train.teacher_model.path")
     seed_file = cfg.task.seed_file
     if seed_file is not None:
         if not Path(seed_file).exists():

@@ -1,0 +1,384 @@
+"""The `gkd` and `minillm` trainers: white-box distillation on TRL's `DistillationTrainer`.
+
+The student is trained to match the next-token distribution of a white-box teacher
+(`train.teacher_model`: an HF model folder with the student's tokenizer) under TRL's generalised
+Jensen-Shannon divergence: `beta` 0 is forward KL, 0.5 JSD, 1 reverse KL (Agarwal et al. 2024,
+GKD). The divergence, the chunked projection and the on-policy sampling are TRL's; lionloop only
+chooses, per generation batch, where the completions come from:
+
+* on-policy (share `lmbda`): the student samples them (TRL's own path);
+* off-policy (share 1 - `lmbda`): the pool's teacher answers (the rows the `trl` trainer would
+  train on), so the white-box teacher's distribution is distilled on the text teacher's answers.
+  TRL's stable trainer is on-policy only; this choice is GKD's `lambda` (the experimental
+  GKDTrainer draws it per step the same way).
+
+`minillm` is reverse KL on-policy (beta 1, lmbda 1): the objective of MiniLLM (Gu et al. 2024)
+as GKD writes it, token-level. MiniLLM's own optimiser (policy gradient with teacher-mixed
+sampling and length normalisation) is not TRL's and is not reproduced.
+
+Mixing with SFT in the same imitate stage: `sft_share` spends that share of `train.steps_per_round`
+first on the `trl` trainer (SFT on the pool's teacher answers, with row weights and
+`kind_weights`), then distils from those weights for the remaining steps. Distillation itself
+weighs every row with a weight above 0 alike (TRL's divergence takes no per-row weight).
+
+A stage killed inside distillation resumes from its last `train.save_steps` checkpoint to the same
+weights while it is in its first pass over the rows; past an epoch boundary the rows come in
+another (still seeded) order, since TRL's RepeatSampler draws each epoch's shuffle from a running
+generator that a resumed trainer does not replay (measured: exact within an epoch, 1e-3 apart
+across one).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import random
+import shutil
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+from pydantic import ConfigDict, Field, model_validator
+
+from lionloop import (
+    ConfigError,
+    Example,
+    OptionError,
+    PluginOptions,
+    Registry,
+    StudentConfig,
+    TrainConfig,
+    checkpoint_step,
+    hookimpl,
+    is_adapter,
+    load_student,
+    pick_device,
+    render,
+    resolve_format,
+    save_atomically,
+    set_threads,
+    validate_options,
+)
+
+from .trainer_trl import (
+    SET_BY_LIONLOOP,
+    TrainingError,
+    TRLOptions,
+    TRLTrainer,
+    checkpointing,
+    lora_config,
+    row_weights,
+    tracker_dirs,
+    training_callbacks,
+)
+from .trainer_trl import _one_line as one_line
+
+log = logging.getLogger(__name__)
+
+# DistillationConfig fields lionloop sets from its own config or these options.
+SET_HERE = {
+    **{k: v for k, v in SET_BY_LIONLOOP.items() if k not in ("completion_only_loss", "max_length", "eos_token")},
+    "beta": "use train.options.beta",
+    "temperature": "use train.options.temperature",
+    "max_completion_length": "use train.options.max_completion_length",
+    "teacher_model_name_or_path": "use train.teacher_model.path",
+    "teacher_model_server_url": "use train.teacher_model.server_url",
+    "loss_top_k": "use train.teacher_model.server_top_k",
+}
+
+
+def distillation_fields() -> set[str]:
+    from trl import DistillationConfig
+
+    return {f.name for f in dataclasses.fields(DistillationConfig)}
+
+
+class GKDOptions(PluginOptions):
+    """`train.options` of the gkd trainer."""
+
+    model_config = ConfigDict(extra="allow", frozen=True)
+
+    beta: float = Field(0.5, ge=0, le=1, description="Generalised JSD interpolation: 0 forward KL, 0.5 JSD, 1 reverse KL.")
+    lmbda: float = Field(
+        0.5, ge=0, le=1,
+        description="On-policy share: the chance a generation batch is sampled by the student; otherwise it is "
+        "the pool's teacher answers (GKD's lambda).",
+    )
+    temperature: float = Field(1.0, gt=0, description="Softmax temperature of both distributions, and of on-policy sampling.")
+    max_completion_length: int | None = Field(
+        None, ge=1, description="Max tokens of a sampled (or cut teacher) completion. Default: student.max_new_tokens.",
+    )
+    sft_share: float = Field(
+        0.0, ge=0, lt=1,
+        description="Share of train.steps_per_round trained first by SFT on the pool's teacher answers (the trl "
+        "trainer, row weights included) before distillation continues from those weights.",
+    )
+    kind_weights: dict[str, float] = Field(
+        default_factory=dict,
+        description="{kind: factor}: as in the trl trainer; 0 leaves a kind out of both phases.",
+    )
+
+    @model_validator(mode="after")
+    def _known_fields(self) -> GKDOptions:
+        if any(w < 0 for w in self.kind_weights.values()):
+            raise OptionError("kind_weights", "weights must be >= 0")
+        extra = self.model_extra or {}
+        for key in extra:
+            if key in SET_HERE:
+                raise OptionError(key, f"set by lionloop: {SET_HERE[key]}")
+        if extra:
+            known = distillation_fields()
+            for key in extra:
+                if key not in known:
+                    raise OptionError(key, f"not an option of the {self.method()} trainer nor a field of TRL's "
+                                      "DistillationConfig")
+        return self
+
+    @classmethod
+    def method(cls) -> str:
+        return "gkd"
+
+
+class MiniLLMOptions(GKDOptions):
+    """`train.options` of the minillm trainer: reverse KL (beta 1) on the student's own samples (lmbda 1)."""
+
+    beta: float = Field(1.0, ge=0, le=1, description="Fixed at 1 (reverse KL): use the gkd trainer for others.")
+    lmbda: float = Field(1.0, ge=0, le=1, description="Fixed at 1 (on-policy): use the gkd trainer for others.")
+
+    @model_validator(mode="after")
+    def _reverse_kl_on_policy(self) -> MiniLLMOptions:
+        if self.beta != 1.0:
+            raise OptionError("beta", "minillm is reverse KL (beta 1); use train.trainer: gkd for another beta")
+        if self.lmbda != 1.0:
+            raise OptionError("lmbda", "minillm is on-policy (lmbda 1); use train.trainer: gkd for another lmbda")
+        return self
+
+    @classmethod
+    def method(cls) -> str:
+        return "minillm"
+
+
+def _mixed_policy(base: type, lmbda: float, seed: int, max_completion: int) -> type:
+    """`base` (TRL's DistillationTrainer or its server subclass) whose generation batches are the
+    student's samples with chance `lmbda`, else the rows' own completions (the pool's answers)."""
+
+    class MixedPolicyDistillation(base):  # type: ignore[misc, valid-type]
+        on_policy_batches = 0
+        off_policy_batches = 0
+
+        def _generate_and_score_completions(self, inputs):  # noqa: ANN001, ANN202
+            self._pool_completions = [x["completion"] for x in inputs]
+            return super()._generate_and_score_completions(inputs)
+
+        def _generate_single_turn(self, prompt_ids, images, multimodal_fields, has_tool_images=False):  # noqa: ANN001, ANN202
+            # Seeded by the optimizer step (restored from a checkpoint), not drawn from a running
+            # stream: a stage resumed from a checkpoint makes the same choices as the run it continues.
+            if lmbda >= 1.0 or random.Random(seed * 1_000_003 + self.state.global_step).random() < lmbda:
+                type(self).on_policy_batches += 1
+                return super()._generate_single_turn(prompt_ids, images, multimodal_fields, has_tool_images)
+            type(self).off_policy_batches += 1
+            tok = self._tokenizer
+            ids = tok(self._pool_completions, add_special_tokens=False)["input_ids"]
+            # As SFT rows end: the answer, then EOS (the student learns to stop).
+            return [(x + [tok.eos_token_id])[:max_completion] for x in ids]
+
+    return MixedPolicyDistillation
+
+
+class DistillTrainer:
+    """White-box distillation on TRL's DistillationTrainer (gkd; minillm through its options)."""
+
+    white_box = True  # preflight: needs train.teacher_model
+
+    def __init__(self, cfg: TrainConfig, student: StudentConfig, options: GKDOptions | None = None) -> None:
+        self.cfg = cfg
+        self.student = student
+        self.options = options if options is not None else validate_options(GKDOptions, cfg.options, "train.options")
+
+    def train(
+        self,
+        base: Path,
+        out: Path,
+        examples: Sequence[Example],
+        seed: int,
+        progress: Callable[..., None] | None = None,
+        checkpoint_dir: Path | None = None,
+    ) -> dict[str, Any]:
+        """SFT for `sft_share` of the steps (optional), then distillation; `progress` as the trl trainer's."""
+        method = self.options.method()
+        if self.cfg.teacher_model is None:
+            raise ConfigError(f"train.teacher_model: the {method} trainer needs a white-box teacher (an HF model folder)")
+        if not examples:
+            raise TrainingError("no training rows: the train pool is empty")
+        total = self.cfg.steps_per_round
+        sft_steps = min(total - 1, round(self.options.sft_share * total))
+        figures: dict[str, Any] = {}
+        if sft_steps > 0:
+            base, figures["sft"] = self._sft(base, out, examples, seed, sft_steps, progress, checkpoint_dir)
+
+        def shifted(step: int, _total: int, *loss: float) -> None:
+            if progress:
+                progress(sft_steps + step, total, *loss)
+
+        distilled = self._distill(base, out, examples, seed, total - sft_steps, shifted,
+                                  checkpoint_dir / "distill" if checkpoint_dir else None)
+        if sft_steps > 0:
+            shutil.rmtree(out.with_name(out.name + ".sft"), ignore_errors=True)
+            distilled["steps"] += figures["sft"]["steps"]
+            distilled["seconds"] = round(distilled["seconds"] + figures["sft"]["seconds"], 2)
+        return {**distilled, **figures}
+
+    def _sft(
+        self, base: Path, out: Path, examples: Sequence[Example], seed: int, steps: int,
+        progress: Callable[..., None] | None, checkpoint_dir: Path | None,
+    ) -> tuple[Path, dict[str, Any]]:
+        """The SFT phase through the trl trainer; its model is kept beside the round until the
+        distillation phase ends, so a stage resumed during distillation does not train it again."""
+        sft_out = out.with_name(out.name + ".sft")
+        done = sft_out / "sft_figures.json"
+        if done.is_file():
+            return sft_out, json.loads(done.read_text())
+        cfg = self.cfg.model_copy(update={"steps_per_round": steps, "teacher_model": None, "options": {}})
+        trainer = TRLTrainer(cfg, self.student, TRLOptions(kind_weights=dict(self.options.kind_weights)))
+        figures = trainer.train(base, sft_out, examples, seed, progress=progress,
+                                checkpoint_dir=checkpoint_dir / "sft" if checkpoint_dir else None)
+        done.write_text(json.dumps(figures))
+        return sft_out, figures
+
+    def _distill(
+        self, base: Path, out: Path, examples: Sequence[Example], seed: int, steps: int,
+        progress: Callable[..., None], checkpoint_dir: Path | None,
+    ) -> dict[str, Any]:
+        import torch
+        import transformers
+        from datasets import Dataset
+        from transformers import AutoModelForCausalLM
+        from trl import DistillationConfig, DistillationTrainer
+
+        opts = self.options
+        teacher = self.cfg.teacher_model
+        assert teacher is not None
+        weights = row_weights(examples, opts.kind_weights)
+        kept = [(e, w) for e, w in zip(examples, weights, strict=True) if w > 0]
+        if not kept:
+            raise ConfigError("train.options.kind_weights: every training row weighs 0")
+        device = pick_device(self.student.device)
+        set_threads(self.student)
+        transformers.set_seed(seed)
+        lora = self.cfg.lora
+        continue_adapter = lora.enabled and is_adapter(base)
+        model, tok = load_student(base, device, trainable=continue_adapter)
+        model.train()
+        if tok.pad_token is None:
+            tok.pad_token = tok.eos_token
+        tok.padding_side = "left"  # TRL samples completions after left-padded prompts
+        fmt = resolve_format(tok, self.student.prompt_format)
+        data = Dataset.from_list([
+            {"prompt": render(tok, e.prompt, fmt), "completion": e.completion} for e, _ in kept
+        ])
+        max_completion = opts.max_completion_length or self.student.generate_max_new_tokens()
+        extra = dict(opts.model_extra or {})
+        saving, resume = checkpointing(self.cfg, self.student, out, checkpoint_dir, base, kept, seed,
+                                       {**opts.model_dump(mode="json"), "method": opts.method()})
+        on_gpu = device == "cuda"
+        trainer_cls: Any = DistillationTrainer
+        config_cls: Any = DistillationConfig
+        teacher_kw: dict[str, Any] = {}
+        if teacher.server_url:
+            from trl.experimental.server_distillation import (
+                ServerDistillationConfig,
+                ServerDistillationTrainer,
+            )
+
+            trainer_cls, config_cls = ServerDistillationTrainer, ServerDistillationConfig
+            extra.update(teacher_model_server_url=teacher.server_url, loss_top_k=teacher.server_top_k)
+        else:
+            teacher_model = AutoModelForCausalLM.from_pretrained(teacher.path).to(device)
+            teacher_model.eval()
+            teacher_kw["teacher_model"] = teacher_model
+        try:
+            args = config_cls(
+                **saving,
+                max_steps=steps,
+                per_device_train_batch_size=self.cfg.batch_size,
+                learning_rate=self.cfg.learning_rate,
+                lr_scheduler_type="cosine",
+                warmup_steps=min(self.cfg.warmup_steps, max(0, steps - 1)),
+                logging_steps=max(1, steps // 10),
+                report_to=list(self.cfg.report_to),
+                run_name=f"{out.parent.parent.name}-{out.name}",
+                seed=seed,
+                data_seed=seed,
+                gradient_checkpointing=on_gpu and self.student.base is not None,  # as the trl trainer: off on CPU
+                bf16=on_gpu and torch.cuda.is_bf16_supported(),
+                use_cpu=not on_gpu,
+                dataloader_num_workers=0,
+                disable_tqdm=True,
+                log_level="error",
+                beta=opts.beta,
+                temperature=opts.temperature,
+                max_completion_length=max_completion,
+                **extra,
+            )
+        except (ValueError, TypeError) as err:
+            raise ConfigError(f"train.options: TRL's {config_cls.__name__} refused it: {one_line(err)}") from None
+        cls = _mixed_policy(trainer_cls, opts.lmbda, seed, max_completion)
+        losses: list[float] = []
+        callbacks = training_callbacks(progress, steps, losses, saving["save_strategy"] != "no")
+        trainer_dir = out.with_name(out.name + ".trainer")
+        try:
+            with tracker_dirs(trainer_dir, self.cfg.report_to):
+                trainer = cls(
+                    model=model, args=args, train_dataset=data, processing_class=tok,
+                    peft_config=lora_config(lora) if lora.enabled and not continue_adapter else None,
+                    callbacks=callbacks, **teacher_kw,
+                )
+        except (ValueError, TypeError) as err:  # e.g. a teacher whose vocabulary is not the student's
+            raise ConfigError(f"train.teacher_model: TRL refused the teacher or settings: {one_line(err)}") from err
+        except ImportError as err:
+            raise ConfigError(f"train.report_to: {one_line(err)}") from None
+        trainer.remove_callback(transformers.PrinterCallback)
+        t0 = time.time()
+        try:
+            with tracker_dirs(trainer_dir, self.cfg.report_to):
+                result = trainer.train(resume_from_checkpoint=str(resume) if resume else None)
+        except (ValueError, TypeError, RuntimeError) as err:
+            raise TrainingError(f"{opts.method()}: training failed: {type(err).__name__}: {one_line(err)}") from err
+        seconds = time.time() - t0
+        trained = trainer.model
+        save_atomically(out, lambda tmp: (trained.save_pretrained(tmp), tok.save_pretrained(tmp)))
+        tokens = int(trainer.state.num_input_tokens_seen or 0)
+        return {
+            "steps": int(result.global_step),
+            "train_loss": float(result.training_loss),
+            "last_loss": losses[-1] if losses else None,
+            "losses": losses,
+            "rows": len(kept),
+            "prompt_format": fmt,
+            "method": opts.method(),
+            "beta": opts.beta,
+            "lmbda": opts.lmbda,
+            "on_policy_batches": cls.on_policy_batches,
+            "off_policy_batches": cls.off_policy_batches,
+            "max_completion_length": max_completion,
+            "teacher_model": str(teacher.path),
+            "seconds": round(seconds, 2),
+            "tokens": tokens,
+            "tokens_per_s": round(tokens / seconds, 1) if seconds > 0 else None,
+            "threads": torch.get_num_threads(),
+            **({"resumed_from_step": checkpoint_step(resume)} if resume else {}),
+        }
+
+
+class MiniLLMTrainer(DistillTrainer):
+    def __init__(self, cfg: TrainConfig, student: StudentConfig, options: MiniLLMOptions | None = None) -> None:
+        super().__init__(cfg, student, options if options is not None else
+                         validate_options(MiniLLMOptions, cfg.options, "train.options"))
+
+
+@hookimpl
+def lionloop_register(registry: Registry) -> None:
+    registry.add_trainer("gkd", DistillTrainer, options=GKDOptions)
+    registry.add_trainer("minillm", MiniLLMTrainer, options=MiniLLMOptions)
