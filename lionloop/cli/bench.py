@@ -265,3 +265,36 @@ def resume(
     run_bench(start, cfg.model_copy(update={"run_dir": base}))
     text = resume_report(d, run_bench(paid_calls, base)[0], f"lionloop bench resume --rounds {rounds}")
     publish("resume", text, md_file)
+
+
+@bench_app.command("scale")
+def scale(
+    sizes: Annotated[str, typer.Option(help="Pool sizes to measure at, comma-separated.")] = "10000,100000,300000,1000000",
+    batch: Annotated[int, typer.Option(min=10, help="Candidates per round.")] = 10_000,
+    index_kind: Annotated[str, typer.Option("--index-kind", help="dedup.index.kind: auto, flat, ivf or hnsw.")] = "auto",
+    search: Annotated[bool, typer.Option(help="Time `pool search` (loads MiniLM).")] = True,
+    out_dir: Annotated[Path | None, typer.Option(help="The run directory to grow (must not hold a pool; default "
+                                                      "runs/bench-scale-<time>).")] = None,
+    write: Annotated[bool, typer.Option(help="Update BENCHMARKS.md.")] = True,
+    md: Md = None,
+) -> None:
+    """Grow a synthetic pool to a million instructions through the curate stage's store and index
+    calls; per size: curate time, SQLite and index size, memory, pool stats/list/search and report time."""
+    import time
+
+    from lionloop.bench import scale as scale_bench
+
+    try:
+        steps = tuple(int(x) for x in sizes.split(","))
+    except ValueError:
+        fail(f"--sizes: comma-separated integers expected, got {sizes!r}", 2)
+    if index_kind not in ("auto", "flat", "ivf", "hnsw"):
+        fail(f"--index-kind: {index_kind!r} is not auto, flat, ivf or hnsw", 2)
+    md_file = md_target(write, md)
+    quiet_libraries()
+    setup_logging(False)
+    run_dir = out_dir or Path(f"runs/bench-scale-{time.strftime('%Y%m%d-%H%M%S')}")
+    d = run_bench(scale_bench.run, run_dir, steps, batch, index_kind=index_kind, search=search,
+                  on_progress=lambda s: console.print(s, markup=False, highlight=False))
+    cmd = f"lionloop bench scale --sizes {sizes} --batch {batch}" + (f" --index-kind {index_kind}" if index_kind != "auto" else "")
+    publish("scale", scale_bench.report(d, cmd), md_file)
