@@ -105,12 +105,13 @@ def _hardest(pool: Pool, latest: dict[str, dict[str, Any]], top: int) -> list[di
     return out
 
 
-def map_sample(pool: Pool, model: str, limit: int = MAP_POINTS) -> list[tuple[str, bytes]]:
+def map_sample(pool: Pool, model: str, limit: int | None = None) -> list[tuple[str, bytes]]:
     """The stored vectors the map shows: all of them up to `limit`, else a deterministic sample of
     `limit`, read by rowid so that only the sample's vectors leave SQLite (a million-instruction
     pool holds ~1.5 GB of them; its rowids are 8 MB)."""
     import numpy as np
 
+    limit = MAP_POINTS if limit is None else limit
     rowids = [r[0] for r in pool.query("SELECT rowid FROM embeddings WHERE model = ? ORDER BY rowid", (model,))]
     if len(rowids) > limit:
         keep = np.random.default_rng(0).choice(len(rowids), limit, replace=False)
