@@ -23,6 +23,7 @@ from __future__ import annotations
 import json
 import logging
 import math
+import os
 import resource
 import time
 import uuid
@@ -133,7 +134,7 @@ def curate_round(pool: Any, index: Any, r: int, cands: list[Candidate], vecs: np
     t = {"write_candidates": time.perf_counter()}
     pool.start_round(r)
     pool.replace_candidates(r, cands)  # what the generate stage writes
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.process_time()
     t["write_candidates"] = t0 - t["write_candidates"]
     candidates = pool.candidates(r)
     status: list[tuple[str, str | None]] = [("pending", None)] * len(candidates)
@@ -182,6 +183,7 @@ def curate_round(pool: Any, index: Any, r: int, cands: list[Candidate], vecs: np
     t4 = time.perf_counter()
     return {**result, "new": new, "vectors": dd.vectors, "seconds": {
         "read": t1 - t0, "dedup": t2 - t1, "write": t3 - t2, "index_add": t4 - t3, "curate": t4 - t0,
+        "curate_cpu": time.process_time() - c0,
         "write_candidates": t["write_candidates"]}}
 
 
@@ -301,7 +303,8 @@ def run(run_dir: Path, sizes: Sequence[int] = SIZES, batch: int = BATCH, seeds: 
         step = {
             "size": n, "rounds": r, "pool_by_split": counted, "embeddings": pool.embedding_span(model)[0],
             "index_kind": index.kind, "index_count": len(index), "index_nlist": _nlist(index),
-            "curate_s": _mean(last, "curate"), "dedup_s": _mean(last, "dedup"), "write_s": _mean(last, "write"),
+            "curate_s": _mean(last, "curate"), "curate_cpu_s": _mean(last, "curate_cpu"),
+            "load": os.getloadavg()[0], "dedup_s": _mean(last, "dedup"), "write_s": _mean(last, "write"),
             "read_s": _mean(last, "read"), "index_add_s": _mean(last, "index_add"),
             "index_add_max_s": max(w["seconds"]["index_add"] for w in window),
             "write_candidates_s": _mean(last, "write_candidates"),
@@ -362,7 +365,8 @@ def report(d: dict[str, Any], command: str) -> str:
     steps = d["steps"]
     b = d["batch"]
     run_rows = [[f"{s['size']:,}", s["rounds"], f"{s['index_kind']}" + (f" ({s['index_nlist']} lists)" if s["index_nlist"] else ""),
-                 f"**{s['curate_s']:.2f}**", f"{s['dedup_s']:.2f}", f"{s['write_s']:.2f}", f"{s['read_s']:.2f}",
+                 f"**{s['curate_s']:.2f}**", f"{s['curate_cpu_s']:.2f}" if "curate_cpu_s" in s else "-",
+                 f"{s['load']:.1f}" if "load" in s else "-", f"{s['dedup_s']:.2f}", f"{s['write_s']:.2f}", f"{s['read_s']:.2f}",
                  f"{s['index_add_s']:.2f} (max {s['index_add_max_s']:.1f})", f"{100 * s['accept_rate']:.0f}%"]
                 for s in steps]
     disk_rows = [[f"{s['size']:,}", _mb(s["pool_bytes"]), _mb(s["index_bytes"]), _mb(s["rss"]), _mb(s["rss_peak"]),
@@ -388,11 +392,12 @@ def report(d: dict[str, Any], command: str) -> str:
         "(8% re-wordings of a pool instruction at cosine 0.93-0.995, 2% of a batch mate, 0.5% repeats),",
         f"dedup threshold {d['threshold']}; index settings `dedup.index` = {d['index']['kind']}, above "
         f"{d['index']['above']:,}, nprobe {d['index']['nprobe']}. Curate figures are the mean of the three rounds before",
-        "each size; the index add's max is the round that rebuilt or retrained it. Inspection figures are",
+        "each size (wall clock; “its CPU s” is the process's CPU time for the same work, and the load average",
+        "says how shared the 2 cores were); the index add's max is the round that rebuilt or retrained it. Inspection figures are",
         "the commands' functions called in process (no Python start-up); `pool search` includes loading",
         "MiniLM and reading `index.faiss`.",
         "",
-        md_table(["pool", "rounds", "index", f"curate s / {b:,}", "dedup search", "SQLite writes", "read + gate",
+        md_table(["pool", "rounds", "index", f"curate s / {b:,}", "its CPU s", "load avg.", "dedup search", "SQLite writes", "read + gate",
                   "index add", "accepted"], run_rows),
         "",
         md_table(["pool", "SQLite MB", "index MB", "RSS MB", "peak RSS MB", "stats s", "list s", "search s", "report s"],
