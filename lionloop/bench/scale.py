@@ -249,11 +249,41 @@ def make_run_dir(run_dir: Path, index_kind: str) -> Any:
     return cfg
 
 
+def fill_round(pool: Any, index: Any, synth: Synth, r: int, n: int) -> tuple[int, float]:
+    """A round's worth of new instructions written with the curate stage's calls but no dedup
+    (`grow="bulk"`): fresh vectors, all accepted; the candidates table gets its rows too."""
+    cands, vecs = synth.candidates(n, r)
+    cands = [c for c in cands if c.instruction.round_born == r]  # no repeat of a stored one
+    vecs = synth.fresh(len(cands))
+    new = [c.instruction for c in cands]
+    answers = {i.id: f"(synthetic answer to {i.id})" for i in new}
+    result = {"candidates": len(new), "accepted": len(new), "rejected": {}}
+    pool.start_round(r)
+    pool.replace_candidates(r, cands)
+    with pool.transaction():
+        pool.add_instructions(new)
+        pool.add_responses("teacher", "synthetic", r, answers)
+        pool.add_examples([Example(instruction_id=i.id, prompt=i.text, completion=answers[i.id], generator="lion",
+                                   round=r) for i in new])
+        pool.add_embeddings(index.model, {i.id: v.tobytes() for i, v in zip(new, vecs, strict=True)})
+        pool.set_candidate_status(r, dict.fromkeys(range(len(new)), ("accepted", None)))
+        pool.merge_metrics(r, {"curate": result})
+        pool.mark_stage(r, "curate", result)
+    t0 = time.perf_counter()
+    index.add([i.id for i in new], vecs)
+    synth.keep(new, vecs)
+    return len(new), time.perf_counter() - t0  # added, and the index add's seconds (rebuilds show there)
+
+
 def run(run_dir: Path, sizes: Sequence[int] = SIZES, batch: int = BATCH, seeds: int = 1_000, eval_n: int = 200,
-        index_kind: str = "auto", search: bool = True, seed: int = 0,
+        index_kind: str = "auto", search: bool = True, grow: str = "bulk", measured: int = 3, seed: int = 0,
         on_progress: Callable[[str], None] | None = None) -> dict[str, Any]:
     """Grow the pool round by round to each of `sizes` (train + cache + eval instructions) and
-    measure there. `run_dir` must not hold a pool yet."""
+    measure there. `grow="curate"` sends every round through `curate_round`; `grow="bulk"` writes
+    the rounds between sizes with `fill_round` (same writes and index adds, no dedup: minutes
+    instead of an hour on 2 shared cores) and curates only the last `measured` rounds before each
+    size. `run_dir` must not hold a pool yet; the figures are also written to bench-scale.json
+    after each size."""
     from lionloop.embedding import Embedder
     from lionloop.rundir import RunDir
     from lionloop.stores.pool import Pool
@@ -282,48 +312,59 @@ def run(run_dir: Path, sizes: Sequence[int] = SIZES, batch: int = BATCH, seeds: 
         Embedder(cfg.dedup).encode(["warm up"])
     n, r = seeds, 0
     steps: list[dict[str, Any]] = []
-    window: list[dict[str, Any]] = []  # the rounds since the last measured size
-    t_start = time.perf_counter()
+    window: list[dict[str, Any]] = []  # the curated rounds since the last measured size
+    adds: list[float] = []  # seconds of every index add since then
+    t_start = t_grow = time.perf_counter()
     for target in sorted(sizes):
         while n < target:
             r += 1
+            if grow == "bulk" and n + (measured + 1) * batch < target:
+                added, seconds = fill_round(pool, index, synth, r, batch)
+                adds.append(seconds)
+                n += added
+                if r % 10 == 0:
+                    say(f"round {r}: pool {n:,} (filled), index {index.kind}, {time.perf_counter() - t_start:.0f} s so far")
+                continue
             cands, cvecs = synth.candidates(batch, r)
             fig = curate_round(pool, index, r, cands, cvecs, cfg.dedup.threshold)
             synth.keep(fig["new"], fig["vectors"])
             n += fig["accepted"]
             window.append({k: fig[k] for k in ("candidates", "accepted", "rejected", "seconds")} | {"pool": n})
+            adds.append(fig["seconds"]["index_add"])
             if r % 10 == 0 or n >= target:
                 say(f"round {r}: pool {n:,}, curate {fig['seconds']['curate']:.2f} s for {batch:,} candidates "
                     f"({fig['accepted']:,} accepted), index {index.kind}, {time.perf_counter() - t_start:.0f} s so far")
         index.flush()  # the file on disk holds every vector (a run flushes at its end too)
         pool.conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")  # the size on disk, not a WAL's
         counted = pool.count_instructions()
+        n = sum(counted.values())
         cur, peak = _rss()
-        last = window[-min(3, len(window)):]  # the rounds just before this size: its per-round costs
+        last = window[-min(measured, len(window)):]  # the rounds just before this size: its per-round costs
         step = {
             "size": n, "rounds": r, "pool_by_split": counted, "embeddings": pool.embedding_span(model)[0],
             "index_kind": index.kind, "index_count": len(index), "index_nlist": _nlist(index),
             "curate_s": _mean(last, "curate"), "curate_cpu_s": _mean(last, "curate_cpu"),
             "load": os.getloadavg()[0], "dedup_s": _mean(last, "dedup"), "write_s": _mean(last, "write"),
             "read_s": _mean(last, "read"), "index_add_s": _mean(last, "index_add"),
-            "index_add_max_s": max(w["seconds"]["index_add"] for w in window),
+            "index_add_max_s": max(adds),
             "write_candidates_s": _mean(last, "write_candidates"),
             "accept_rate": sum(w["accepted"] for w in last) / max(1, sum(w["candidates"] for w in last)),
             "rejected": _sum_rejected(window),
             "pool_bytes": _disk(files.pool), "index_bytes": files.index.stat().st_size if files.index.exists() else 0,
-            "rss": cur, "rss_peak": peak, "grow_s": sum(w["seconds"]["curate"] + w["seconds"]["write_candidates"] for w in window),
+            "rss": cur, "rss_peak": peak, "grow_s": time.perf_counter() - t_grow,
         }
         say(f"pool {n:,}: inspecting (stats, list, search, report)")
         step |= inspect_at(run_dir, search)
         step["rss_after_inspect"] = _rss()[0]
         steps.append(step)
-        window = []
+        window, adds, t_grow = [], [], time.perf_counter()
         say(f"pool {n:,}: curate {step['curate_s']:.2f} s/{batch:,}, stats {step['stats_s']:.2f} s, list "
             f"{step['list_s']:.2f} s, report {step['report_s']:.1f} s")
+        out = {"batch": batch, "grow": grow, "measured": measured, "steps": steps, "index": cfg.dedup.index.model_dump(),
+               "threshold": cfg.dedup.threshold, "seconds": time.perf_counter() - t_start}
+        # After each size: an interrupted run keeps the sizes it reached (`report` renders them).
+        (run_dir / "bench-scale.json").write_text(json.dumps(out, indent=1))
     pool.close()
-    out = {"batch": batch, "steps": steps, "index": cfg.dedup.index.model_dump(), "threshold": cfg.dedup.threshold,
-            "seconds": time.perf_counter() - t_start}
-    (run_dir / "bench-scale.json").write_text(json.dumps(out, indent=1))  # the figures, to re-render the report
     return out
 
 
@@ -383,19 +424,23 @@ def report(d: dict[str, Any], command: str) -> str:
         "",
         f"Command: `{command}` ({d['seconds'] / 60:.0f} min). Machine: {machine_line()}.",
         "",
-        f"A synthetic pool grown round by round, {b:,} candidates a round, through the curate stage's own",
-        "calls (candidates written and read back, parents by id, the quality gate, `deduplicate` against the",
-        "run's FAISS index with the neighbours' splits by id, one transaction of instructions, answers, rows,",
-        "vectors and statuses, then the index add). Left out, because their cost does not depend on the pool:",
-        "plugin filter hooks, embedding the candidates (MiniLM on this machine: see section 2's large pool),",
-        "teacher answers. Vectors are synthetic 384-d (MiniLM's width) with near-duplicate structure",
-        "(8% re-wordings of a pool instruction at cosine 0.93-0.995, 2% of a batch mate, 0.5% repeats),",
-        f"dedup threshold {d['threshold']}; index settings `dedup.index` = {d['index']['kind']}, above "
-        f"{d['index']['above']:,}, nprobe {d['index']['nprobe']}. Curate figures are the mean of the three rounds before",
+        f"A synthetic pool grown round by round, {b:,} candidates a round. Curated rounds make the curate stage's",
+        "own calls (candidates written and read back, parents by id, the quality gate, `deduplicate` against",
+        "the run's FAISS index with the neighbours' splits by id, one transaction of instructions, answers,",
+        "rows, vectors and statuses, then the index add); left out, because their cost does not depend on the",
+        "pool: plugin filter hooks, embedding the candidates (MiniLM: section 2b), teacher answers. "
+        + ("Every round was curated." if d.get("grow") == "curate" else
+           f"The rounds between sizes were written with the same writes and index adds but no dedup (`--grow bulk`: "
+           f"curating all of them takes over an hour on 2 shared cores, the flat-index rounds alone ~35 s each); the "
+           f"last {d.get('measured', 3)} rounds before each size were curated."),
+        "Vectors are synthetic 384-d (MiniLM's width) with near-duplicate structure (8% re-wordings of a pool",
+        "instruction at cosine 0.93-0.995, 2% of a batch mate, 0.5% repeats);",
+        f"dedup threshold {d['threshold']}; `dedup.index` = {d['index']['kind']}, above "
+        f"{d['index']['above']:,}, nprobe {d['index']['nprobe']}. Curate figures are the mean of the curated rounds before",
         "each size (wall clock; “its CPU s” is the process's CPU time for the same work, and the load average",
-        "says how shared the 2 cores were); the index add's max is the round that rebuilt or retrained it. Inspection figures are",
-        "the commands' functions called in process (no Python start-up); `pool search` includes loading",
-        "MiniLM and reading `index.faiss`.",
+        "says how shared the 2 cores were: other jobs ran beside it, under `nice -n 10`); the index add's max is the",
+        "round that rebuilt or retrained it. Inspection figures are the commands' functions called in process",
+        "(no Python start-up); `pool search` includes loading the embedder and reading `index.faiss`.",
         "",
         md_table(["pool", "rounds", "index", f"curate s / {b:,}", "its CPU s", "load avg.", "dedup search", "SQLite writes", "read + gate",
                   "index add", "accepted"], run_rows),

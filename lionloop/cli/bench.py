@@ -291,6 +291,9 @@ def scale(
     batch: Annotated[int, typer.Option(min=10, help="Candidates per round.")] = 10_000,
     index_kind: Annotated[str, typer.Option("--index-kind", help="dedup.index.kind: auto, flat, ivf or hnsw.")] = "auto",
     search: Annotated[bool, typer.Option(help="Time `pool search` (loads MiniLM).")] = True,
+    grow: Annotated[str, typer.Option(help="curate: every round through the curate calls (an hour and more to 1M on "
+                                           "2 cores); bulk: rounds between sizes written without dedup, the last 3 "
+                                           "before each size curated.")] = "bulk",
     out_dir: Annotated[Path | None, typer.Option(help="The run directory to grow (must not hold a pool; default "
                                                       "runs/bench-scale-<time>).")] = None,
     write: Annotated[bool, typer.Option(help="Update BENCHMARKS.md.")] = True,
@@ -306,13 +309,15 @@ def scale(
         steps = tuple(int(x) for x in sizes.split(","))
     except ValueError:
         fail(f"--sizes: comma-separated integers expected, got {sizes!r}", 2)
+    if grow not in ("bulk", "curate"):
+        fail(f"--grow: {grow!r} is not bulk or curate", 2)
     if index_kind not in ("auto", "flat", "ivf", "hnsw"):
         fail(f"--index-kind: {index_kind!r} is not auto, flat, ivf or hnsw", 2)
     md_file = md_target(write, md)
     quiet_libraries()
     setup_logging(False)
     run_dir = out_dir or Path(f"runs/bench-scale-{time.strftime('%Y%m%d-%H%M%S')}")
-    d = run_bench(scale_bench.run, run_dir, steps, batch, index_kind=index_kind, search=search,
+    d = run_bench(scale_bench.run, run_dir, steps, batch, index_kind=index_kind, search=search, grow=grow,
                   on_progress=lambda s: console.print(s, markup=False, highlight=False))
-    cmd = f"lionloop bench scale --sizes {sizes} --batch {batch}" + (f" --index-kind {index_kind}" if index_kind != "auto" else "")
+    cmd = f"lionloop bench scale --sizes {sizes} --batch {batch}" + (f" --index-kind {index_kind}" if index_kind != "auto" else "") + (f" --grow {grow}" if grow != "bulk" else "")
     publish("scale", scale_bench.report(d, cmd), md_file)
