@@ -64,8 +64,10 @@ def test_growth_exponent() -> None:
 def test_large_dedup_bench_at_a_small_size() -> None:
     d = dedup_large.run(pool_size=5_000, n_cands=300, recall_n=200, hnsw_pool=2_000, rouge_sample=2,
                         rouge_pool=300, embed_sample=50)
-    ivf, hnsw, small_ivf = d["indexes"]
+    ivf, hnsw, small_ivf, diffuse = d["indexes"]
     assert (ivf["kind"], ivf["n"], hnsw["kind"], hnsw["n"], small_ivf["n"]) == ("ivf", 5_000, "hnsw", 2_000, 2_000)
+    assert diffuse["kind"] == "ivf" and diffuse["spread"] == 1.6 and diffuse["n"] == 5_000
+    assert diffuse["nn_cos"] < ivf["nn_cos"]  # wider topics: a fresh candidate's nearest item is farther
     for x in d["indexes"]:
         assert 0.0 <= x["recall1"] <= 1.0 and x["recall_n"] == 200 and x["bytes"] > 0
         assert x["dups"] > 0  # a third of the candidates re-word a pool item: many are duplicates

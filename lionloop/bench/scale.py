@@ -60,6 +60,7 @@ class Synth:
     pool_dups: float = 0.08
     batch_dups: float = 0.02
     repeats: float = 0.005
+    spread: float = 0.8  # noise around a topic centre: cosine 0.78 to it, ~0.6 between two of a topic
     serial: int = 0
     seen: int = 0
     reservoir: list[tuple[Instruction, np.ndarray]] = field(default_factory=list)
@@ -80,7 +81,7 @@ class Synth:
         return x / np.linalg.norm(x, axis=1, keepdims=True)
 
     def fresh(self, n: int) -> np.ndarray:
-        x = self.centres[self.rng.integers(0, CENTRES, n)] + (0.8 / math.sqrt(DIM)) * self.rng.standard_normal((n, DIM)).astype(np.float32)
+        x = self.centres[self.rng.integers(0, CENTRES, n)] + (self.spread / math.sqrt(DIM)) * self.rng.standard_normal((n, DIM)).astype(np.float32)
         return (x / np.linalg.norm(x, axis=1, keepdims=True)).astype(np.float32)
 
     def seeds(self, n: int, eval_n: int) -> tuple[list[Instruction], np.ndarray]:
