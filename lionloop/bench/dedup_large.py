@@ -77,8 +77,21 @@ def _index_bytes(index: Any) -> int:
         return path.stat().st_size
 
 
+def _figures(sims: np.ndarray, labels: np.ndarray, exact_sims: np.ndarray, exact_labels: np.ndarray,
+             threshold: float) -> dict[str, Any]:
+    """recall@1 against exact search, and dedup's question: of the candidates exact search calls
+    duplicates, how many the index calls so too (and how many it calls so wrongly)."""
+    n = len(exact_labels)
+    is_dup = exact_sims[:, 0] >= threshold
+    found = sims[:n, 0] >= threshold
+    return {"recall1": float((labels[:n, 0] == exact_labels[:, 0]).mean()), "dups": int(is_dup.sum()),
+            "dup_recall": float(found[is_dup].mean()) if is_dup.any() else float("nan"),
+            "false_dups": int((found & ~is_dup).sum())}
+
+
 def measure_index(kind: str, base: np.ndarray, queries: np.ndarray, recall_n: int, threshold: float,
-                  settings: Any) -> dict[str, Any]:
+                  settings: Any, nprobes: tuple[int, ...] = ()) -> list[dict[str, Any]]:
+    """One row for the index with the run's settings, then one per extra IVF `nprobes` (same index)."""
     import faiss
 
     from lionloop.loop.dedup import NEIGHBOURS
@@ -93,25 +106,26 @@ def measure_index(kind: str, base: np.ndarray, queries: np.ndarray, recall_n: in
     t0 = time.perf_counter()
     exact_sims, exact_labels = faiss.knn(sub, base, 1, metric=faiss.METRIC_INNER_PRODUCT)
     exact_s = time.perf_counter() - t0
-    top1 = labels[:recall_n, 0] == exact_labels[:, 0]
-    # Dedup's question: of the candidates exact search calls duplicates, how many the index calls so too.
-    is_dup = exact_sims[:, 0] >= threshold
-    found = sims[:recall_n, 0] >= threshold
-    fresh = ~is_dup
-    out = {
-        "kind": kind, "n": len(base),
+    fresh = exact_sims[:, 0] < threshold
+    row = {
+        "kind": kind, "n": len(base), "build_s": build_s, "search_s": search_s, "queries": len(queries),
         # How crowded the neighbourhoods are: the nearest pool item's cosine for candidates that are no duplicate.
-        "nn_cos": float(np.median(exact_sims[fresh, 0])) if fresh.any() else float("nan"), "build_s": build_s, "search_s": search_s, "queries": len(queries),
-        "recall_n": len(sub), "recall1": float(top1.mean()), "dups": int(is_dup.sum()),
-        "dup_recall": float(found[is_dup].mean()) if is_dup.any() else float("nan"),
-        "false_dups": int((found & ~is_dup).sum()), "exact_s": exact_s,
+        "nn_cos": float(np.median(exact_sims[fresh, 0])) if fresh.any() else float("nan"),
+        "recall_n": len(sub), **_figures(sims, labels, exact_sims, exact_labels, threshold), "exact_s": exact_s,
         "bytes": _index_bytes(index), "rss_grown": grown,
         "nlist": int(faiss.extract_index_ivf(index).nlist) if kind == "ivf" else None,
         "nprobe": settings.nprobe if kind == "ivf" else None,
         "ef_search": settings.ef_search if kind == "hnsw" else None, "hnsw_m": settings.hnsw_m if kind == "hnsw" else None,
     }
+    rows = [row]
+    for p in nprobes if kind == "ivf" else ():
+        faiss.extract_index_ivf(index).nprobe = p
+        t0 = time.perf_counter()
+        sims, labels = index.search(queries, NEIGHBOURS)
+        rows.append({**row, "nprobe": p, "search_s": time.perf_counter() - t0, "build_s": 0.0,
+                     **_figures(sims, labels, exact_sims, exact_labels, threshold)})
     del index
-    return out
+    return rows
 
 
 def embedding_cost(n_cands: int, sample: int, seed: int) -> dict[str, Any]:
@@ -147,9 +161,10 @@ def rouge_cost(texts: list[str], pool_slice: int, sample: int, seed: int) -> dic
 
 def run(pool_size: int = 1_000_000, n_cands: int = 6000, recall_n: int = 2000, hnsw_pool: int = 200_000,
         rouge_sample: int = 20, rouge_pool: int = 50_000, embed_sample: int = 1000, dup_share: float = 1 / 3,
-        diffuse: float = 1.6, seed: int = 0) -> dict[str, Any]:
+        diffuse: float = 1.6, nprobes: tuple[int, ...] = (32, 64), seed: int = 0) -> dict[str, Any]:
     """`diffuse` (0: skip) repeats the large pool's IVF measurement with wider topics (noise
-    `diffuse` instead of 0.8 around each centre): neighbourhoods IVF's lists cut through more often."""
+    `diffuse` instead of 0.8 around each centre): neighbourhoods IVF's lists cut through more often;
+    and searches that index again with each of `nprobes` lists (the recall/time knob)."""
     from lionloop.config import DedupConfig, IndexConfig
 
     settings = IndexConfig()
@@ -158,18 +173,18 @@ def run(pool_size: int = 1_000_000, n_cands: int = 6000, recall_n: int = 2000, h
     queries, _ = _candidates(synth, base, n_cands, dup_share)
     out: dict[str, Any] = {"pool": pool_size, "n_cands": n_cands, "dup_share": dup_share, "threshold": threshold,
                            "indexes": []}
-    out["indexes"].append(measure_index("ivf", base, queries, recall_n, threshold, settings))
+    out["indexes"] += measure_index("ivf", base, queries, recall_n, threshold, settings)
     if hnsw_pool:
         sub = base[:hnsw_pool]
         q, _ = _candidates(synth, sub, n_cands, dup_share)
-        out["indexes"].append(measure_index("hnsw", sub, q, recall_n, threshold, settings))
-        out["indexes"].append(measure_index("ivf", sub, q, recall_n, threshold, settings))
+        out["indexes"] += measure_index("hnsw", sub, q, recall_n, threshold, settings)
+        out["indexes"] += measure_index("ivf", sub, q, recall_n, threshold, settings)
     del base
     if diffuse:
         synth, base = _pool_vectors(pool_size, seed + 7, spread=diffuse)
         q, _ = _candidates(synth, base, n_cands, dup_share)
-        row = measure_index("ivf", base, q, recall_n, threshold, settings)
-        out["indexes"].append({**row, "spread": diffuse})
+        out["indexes"] += [{**row, "spread": diffuse}
+                           for row in measure_index("ivf", base, q, recall_n, threshold, settings, nprobes)]
         del base
     emb = embedding_cost(n_cands, embed_sample, seed)
     out.update({k: v for k, v in emb.items() if k != "texts"})
@@ -187,7 +202,7 @@ def report(d: dict[str, Any], command: str) -> str:
     for x in d["indexes"]:
         setting = (f"IVF{x['nlist']}, nprobe {x['nprobe']}" if x["kind"] == "ivf"
                    else f"HNSW{x['hnsw_m']}, efSearch {x['ef_search']}")
-        rows.append([f"{x['n']:,}", f"{x.get('spread', 0.8)} ({x['nn_cos']:.2f})", setting, f"{x['build_s']:.0f}", f"{x['search_s']:.2f}",
+        rows.append([f"{x['n']:,}", f"{x.get('spread', 0.8)} ({x['nn_cos']:.2f})", setting, f"{x['build_s']:.0f}" if x["build_s"] else "(same)", f"{x['search_s']:.2f}",
                      f"{x['exact_s'] * x['queries'] / x['recall_n']:.0f}",
                      f"**{x['recall1']:.3f}**", f"{x['dup_recall']:.3f} of {x['dups']:,}", x["false_dups"],
                      f"{x['bytes'] / 2**20:,.0f}", f"{x['rss_grown'] / 2**20:,.0f}"])
