@@ -103,3 +103,24 @@ def test_report_map_reads_a_sample_past_the_limit(tmp_path: Path, monkeypatch: p
     assert "100 of 300" in data["map"]["note"]
     html = report_mod.render(data, report_mod.figures(data))
     assert "(a sample of 300)" in html
+
+
+def test_bench_scale_cli_writes_its_section(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from typer.testing import CliRunner
+
+    from lionloop.cli.app import app
+
+    monkeypatch.setattr(report_mod, "TSNE_UP_TO", 0)
+    md = tmp_path / "BENCHMARKS.md"
+    md.write_text("# Benchmarks\n")
+    runner = CliRunner()
+    bad = runner.invoke(app, ["bench", "scale", "--sizes", "10k", "--md", str(md)])
+    assert bad.exit_code == 2 and "--sizes" in bad.output
+    assert runner.invoke(app, ["bench", "scale", "--grow", "fast", "--md", str(md)]).exit_code == 2
+    res = runner.invoke(app, ["bench", "scale", "--sizes", "900", "--batch", "300", "--no-search",
+                              "--out-dir", str(tmp_path / "run"), "--md", str(md)])
+    assert res.exit_code == 0, res.output
+    text = md.read_text()
+    assert "<!-- bench:scale -->" in text and "## 10. Scale" in text and "--sizes 900 --batch 300" in text
+    again = runner.invoke(app, ["bench", "scale", "--sizes", "900", "--out-dir", str(tmp_path / "run"), "--no-write"])
+    assert again.exit_code == 1 and "already holds a pool" in again.output

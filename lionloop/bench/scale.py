@@ -317,7 +317,7 @@ def run(run_dir: Path, sizes: Sequence[int] = SIZES, batch: int = BATCH, seeds: 
     adds: list[float] = []  # seconds of every index add since then
     t_start = t_grow = time.perf_counter()
     for target in sorted(sizes):
-        while n < target:
+        while n < target or not window:  # at least one curated round per size: its figures
             r += 1
             if grow == "bulk" and n + (measured + 1) * batch < target:
                 added, seconds = fill_round(pool, index, synth, r, batch)
@@ -347,7 +347,7 @@ def run(run_dir: Path, sizes: Sequence[int] = SIZES, batch: int = BATCH, seeds: 
             "curate_s": _mean(last, "curate"), "curate_cpu_s": _mean(last, "curate_cpu"),
             "load": os.getloadavg()[0], "dedup_s": _mean(last, "dedup"), "write_s": _mean(last, "write"),
             "read_s": _mean(last, "read"), "index_add_s": _mean(last, "index_add"),
-            "index_add_max_s": max(adds),
+            "index_add_max_s": max(adds, default=0.0),
             "write_candidates_s": _mean(last, "write_candidates"),
             "accept_rate": sum(w["accepted"] for w in last) / max(1, sum(w["candidates"] for w in last)),
             "rejected": _sum_rejected(window),
