@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from lionloop.bench import dedup_large, scale
+from lionloop.bench import dedup_large, scale, scale_report
 from lionloop.inspect import report as report_mod
 from lionloop.records import Instruction
 from lionloop.stores.pool import Pool
@@ -42,9 +42,9 @@ def test_scale_bench_small_pool_figures_match_the_pool(tmp_path: Path, monkeypat
     assert last["rejected"].get("dup_pool", 0) > 0 and last["rejected"].get("dup_batch", 0) > 0
     assert statuses["accepted"] == stored - 400  # every accepted candidate is stored (400 seeds)
     assert json.loads((run_dir / "bench-scale.json").read_text())["steps"][-1]["size"] == last["size"]
-    text = scale.report(d, "lionloop bench scale --sizes 1200,3000 --batch 300")
+    text = scale_report.report(d, "lionloop bench scale --sizes 1200,3000 --batch 300")
     assert f"| {last['size']:,} |" in text and "Growth exponents" in text
-    assert scale.growth(d["steps"], "pool_bytes") is not None
+    assert scale_report.growth(d["steps"], "pool_bytes") is not None
 
 
 def test_scale_bench_refuses_a_run_dir_that_holds_a_pool(tmp_path: Path) -> None:
@@ -57,9 +57,9 @@ def test_scale_bench_refuses_a_run_dir_that_holds_a_pool(tmp_path: Path) -> None
 
 def test_growth_exponent() -> None:
     steps = [{"size": 100, "x": 2.0}, {"size": 1_000, "x": 20.0}, {"size": 10_000, "x": 2_000.0}]
-    assert scale.growth(steps, "x") == pytest.approx(2.0)  # quadratic between the two largest
-    assert scale.growth(steps[:2], "x") == pytest.approx(1.0)
-    assert scale.growth(steps[:1], "x") is None
+    assert scale_report.growth(steps, "x") == pytest.approx(2.0)  # quadratic between the two largest
+    assert scale_report.growth(steps[:2], "x") == pytest.approx(1.0)
+    assert scale_report.growth(steps[:1], "x") is None
 
 
 def test_large_dedup_bench_at_a_small_size() -> None:

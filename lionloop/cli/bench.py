@@ -304,6 +304,7 @@ def scale(
     import time
 
     from lionloop.bench import scale as scale_bench
+    from lionloop.bench.scale_report import report as scale_report
 
     try:
         steps = tuple(int(x) for x in sizes.split(","))
@@ -320,4 +321,4 @@ def scale(
     d = run_bench(scale_bench.run, run_dir, steps, batch, index_kind=index_kind, search=search, grow=grow,
                   on_progress=lambda s: console.print(s, markup=False, highlight=False))
     cmd = f"lionloop bench scale --sizes {sizes} --batch {batch}" + (f" --index-kind {index_kind}" if index_kind != "auto" else "") + (f" --grow {grow}" if grow != "bulk" else "")
-    publish("scale", scale_bench.report(d, cmd), md_file)
+    publish("scale", scale_report(d, cmd), md_file)
