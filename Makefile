@@ -49,6 +49,7 @@ bench: setup
 	$(BIN)/lionloop bench student
 	$(BIN)/lionloop bench resume
 	$(BIN)/lionloop bench dedup
+	$(BIN)/lionloop bench scale
 	$(BIN)/lionloop bench ablation
 	$(BIN)/lionloop bench threads
 	$(BIN)/lionloop bench effect

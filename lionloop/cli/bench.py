@@ -193,21 +193,39 @@ def dedup(
     pools: Annotated[str, typer.Option(help="Pool sizes, comma-separated.")] = "5000,50000",
     rouge_sample: Annotated[int, typer.Option(min=1, help="Candidates ROUGE-L is timed on (then extrapolated).")] = 120,
     pairs: Annotated[int, typer.Option(min=10, help="Labelled pairs per kind.")] = 200,
+    large_pool: Annotated[int, typer.Option(min=0, help="The large pool (synthetic vectors, the run's IVF index "
+                                                        "vs exact search and ROUGE-L); 0 skips it.")] = 1_000_000,
+    recall_queries: Annotated[int, typer.Option(min=1, help="Large pool: candidates recall is measured on "
+                                                            "(exact search of each).")] = 2000,
+    hnsw_pool: Annotated[int, typer.Option(min=0, help="Large pool: HNSW (and IVF beside it) on this many "
+                                                       "vectors (building HNSW on a million takes long on a CPU); 0 skips.")] = 200_000,
     write: Annotated[bool, typer.Option(help="Update BENCHMARKS.md.")] = True,
     md: Md = None,
 ) -> None:
-    """Lion's ROUGE-L >= 0.7 dedup vs. embeddings + FAISS: time and recall on labelled pairs."""
+    """Lion's ROUGE-L >= 0.7 dedup vs. embeddings + FAISS: time and recall on labelled pairs; and a
+    million-instruction pool: time vs ROUGE-L, recall@1 of the approximate index vs exact, memory.
+    `--pools none` runs the large pool only, `--large-pool 0` the small pools only."""
     from lionloop.bench import dedup as dedup_bench
+    from lionloop.bench import dedup_large
 
-    try:
-        sizes = tuple(int(x) for x in pools.split(","))
-    except ValueError:
-        fail(f"--pools: comma-separated integers expected, got {pools!r}", 2)
+    sizes: tuple[int, ...] = ()
+    if pools.strip().lower() != "none":
+        try:
+            sizes = tuple(int(x) for x in pools.split(","))
+        except ValueError:
+            fail(f"--pools: comma-separated integers or none expected, got {pools!r}", 2)
     md_file = md_target(write, md)
     quiet_libraries()
-    d = run_bench(dedup_bench.run, candidates, sizes, rouge_sample, pairs)
-    cmd = f"lionloop bench dedup --candidates {candidates} --pools {pools} --rouge-sample {rouge_sample} --pairs {pairs}"
-    publish("dedup", dedup_bench.report(d, cmd), md_file)
+    if sizes:
+        d = run_bench(dedup_bench.run, candidates, sizes, rouge_sample, pairs)
+        cmd = f"lionloop bench dedup --candidates {candidates} --pools {pools} --rouge-sample {rouge_sample} --pairs {pairs}"
+        publish("dedup", dedup_bench.report(d, cmd), md_file)
+    if large_pool:
+        big = run_bench(dedup_large.run, pool_size=large_pool, n_cands=candidates, recall_n=min(recall_queries, candidates),
+                        hnsw_pool=min(hnsw_pool, large_pool))
+        cmd = (f"lionloop bench dedup --pools none --candidates {candidates} --large-pool {large_pool} "
+               f"--recall-queries {recall_queries} --hnsw-pool {hnsw_pool}")
+        publish("dedup-large", dedup_large.report(big, cmd), md_file)
 
 
 @bench_app.command("loop")
@@ -295,3 +313,42 @@ def resume(
     run_bench(start, cfg.model_copy(update={"run_dir": base}))
     text = resume_report(d, run_bench(paid_calls, base)[0], f"lionloop bench resume --rounds {rounds}")
     publish("resume", text, md_file)
+
+
+@bench_app.command("scale")
+def scale(
+    sizes: Annotated[str, typer.Option(help="Pool sizes to measure at, comma-separated.")] = "10000,100000,300000,1000000",
+    batch: Annotated[int, typer.Option(min=10, help="Candidates per round.")] = 10_000,
+    index_kind: Annotated[str, typer.Option("--index-kind", help="dedup.index.kind: auto, flat, ivf or hnsw.")] = "auto",
+    search: Annotated[bool, typer.Option(help="Time `pool search` (loads MiniLM).")] = True,
+    grow: Annotated[str, typer.Option(help="curate: every round through the curate calls (an hour and more to 1M on "
+                                           "2 cores); bulk: rounds between sizes written without dedup, the last 3 "
+                                           "before each size curated.")] = "bulk",
+    out_dir: Annotated[Path | None, typer.Option(help="The run directory to grow (must not hold a pool; default "
+                                                      "runs/bench-scale-<time>).")] = None,
+    write: Annotated[bool, typer.Option(help="Update BENCHMARKS.md.")] = True,
+    md: Md = None,
+) -> None:
+    """Grow a synthetic pool to a million instructions through the curate stage's store and index
+    calls; per size: curate time, SQLite and index size, memory, pool stats/list/search and report time."""
+    import time
+
+    from lionloop.bench import scale as scale_bench
+    from lionloop.bench.scale_report import report as scale_report
+
+    try:
+        steps = tuple(int(x) for x in sizes.split(","))
+    except ValueError:
+        fail(f"--sizes: comma-separated integers expected, got {sizes!r}", 2)
+    if grow not in ("bulk", "curate"):
+        fail(f"--grow: {grow!r} is not bulk or curate", 2)
+    if index_kind not in ("auto", "flat", "ivf", "hnsw"):
+        fail(f"--index-kind: {index_kind!r} is not auto, flat, ivf or hnsw", 2)
+    md_file = md_target(write, md)
+    quiet_libraries()
+    setup_logging(False)
+    run_dir = out_dir or Path(f"runs/bench-scale-{time.strftime('%Y%m%d-%H%M%S')}")
+    d = run_bench(scale_bench.run, run_dir, steps, batch, index_kind=index_kind, search=search, grow=grow,
+                  on_progress=lambda s: console.print(s, markup=False, highlight=False))
+    cmd = f"lionloop bench scale --sizes {sizes} --batch {batch}" + (f" --index-kind {index_kind}" if index_kind != "auto" else "") + (f" --grow {grow}" if grow != "bulk" else "")
+    publish("scale", scale_report(d, cmd), md_file)

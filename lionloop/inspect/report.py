@@ -23,7 +23,7 @@ log = logging.getLogger(__name__)
 
 PROJECTIONS = ("auto", "tsne", "pca")
 TSNE_UP_TO = 3000  # t-SNE takes ~4 s at 2k points on 2 cores; past this, PCA keeps the report fast
-MAP_POINTS = 20_000  # plot at most this many points (a deterministic sample above it)
+MAP_POINTS = 20_000  # plot at most this many points (a deterministic sample above it; the about text says 20,000)
 
 
 # -- data ---------------------------------------------------------------------------------------
@@ -51,10 +51,8 @@ def collect(run_dir: Path, projection: str = "auto", top: int = 25) -> dict[str,
             elif r["hard"] == 0:
                 identical[r["round"]] += 1
         latest = latest_verdicts(pool)
-        info = {r["id"]: dict(r) for r in pool.query(
-            "SELECT id, text, input, task, origin, parent_id, round_born, split FROM instructions")}
-        hardest = _hardest(pool, latest, info, top)
-        emb = _embedding_map(pool, info, latest, projection)
+        hardest = _hardest(pool, latest, top)
+        emb = _embedding_map(pool, latest, projection)
     return {
         "run": {"run_id": RunDir(run_dir).run_id(), "created": RunDir(run_dir).info().get("created"),
                 "run_dir": str(run_dir)},
@@ -69,13 +67,28 @@ def collect(run_dir: Path, projection: str = "auto", top: int = 25) -> dict[str,
     }
 
 
-def _hardest(pool: Pool, latest: dict[str, dict[str, Any]], info: dict[str, dict[str, Any]], top: int) -> list[dict[str, Any]]:
+def _instruction_rows(pool: Pool, ids: list[str]) -> dict[str, dict[str, Any]]:
+    """The report's columns of these instructions, by id (by primary key: the report reads only
+    the instructions it shows, never the whole pool)."""
+    out: dict[str, dict[str, Any]] = {}
+    for k in range(0, len(ids), 900):  # SQLite's default limit on bound parameters is 999
+        part = ids[k : k + 900]
+        out.update({r["id"]: dict(r) for r in pool.query(
+            "SELECT id, text, input, task, origin, parent_id, round_born, split FROM instructions"
+            f" WHERE id IN ({','.join('?' * len(part))})", part)})
+    return out
+
+
+def _hardest(pool: Pool, latest: dict[str, dict[str, Any]], top: int) -> list[dict[str, Any]]:
     """Instructions whose latest verdict is hard, largest gap first, then hard in the most rounds."""
     counts = verdict_counts(pool)
     times_hard = {k: v["times_hard"] for k, v in counts.items()}
     times_judged = {k: v["times_judged"] for k, v in counts.items()}
-    hard = [v for v in latest.values() if v["hard"] == 1 and v["instruction_id"] in info]
+    hard = [v for v in latest.values() if v["hard"] == 1]
     hard.sort(key=lambda v: (-(v["diff"] or 0), -times_hard.get(v["instruction_id"], 0), v["instruction_id"]))
+    # Verdicts whose instruction is gone are skipped: read a few more than shown.
+    info = _instruction_rows(pool, [v["instruction_id"] for v in hard[: 2 * top + 10]])
+    hard = [v for v in hard if v["instruction_id"] in info]
     out = []
     for v in hard[:top]:
         iid = v["instruction_id"]
@@ -92,17 +105,36 @@ def _hardest(pool: Pool, latest: dict[str, dict[str, Any]], info: dict[str, dict
     return out
 
 
-def _embedding_map(pool: Pool, info: dict[str, dict[str, Any]], latest: dict[str, dict[str, Any]], projection: str) -> dict[str, Any]:
+def map_sample(pool: Pool, model: str, limit: int | None = None) -> list[tuple[str, bytes]]:
+    """The stored vectors the map shows: all of them up to `limit`, else a deterministic sample of
+    `limit`, read by rowid so that only the sample's vectors leave SQLite (a million-instruction
+    pool holds ~1.5 GB of them; its rowids are 8 MB)."""
+    import numpy as np
+
+    limit = MAP_POINTS if limit is None else limit
+    rowids = [r[0] for r in pool.query("SELECT rowid FROM embeddings WHERE model = ? ORDER BY rowid", (model,))]
+    if len(rowids) > limit:
+        keep = np.random.default_rng(0).choice(len(rowids), limit, replace=False)
+        rowids = [rowids[k] for k in sorted(keep)]
+    out: list[tuple[str, bytes]] = []
+    for k in range(0, len(rowids), 900):
+        part = rowids[k : k + 900]
+        out += [(r[0], r[1]) for r in pool.query(
+            f"SELECT instruction_id, vector FROM embeddings WHERE rowid IN ({','.join('?' * len(part))}) ORDER BY rowid",
+            part)]
+    return out
+
+
+def _embedding_map(pool: Pool, latest: dict[str, dict[str, Any]], projection: str) -> dict[str, Any]:
     import numpy as np
 
     models = pool.query("SELECT model, COUNT(*) AS n FROM embeddings GROUP BY model ORDER BY n DESC")
     if not models:
         return {"points": [], "method": None, "note": "no embeddings stored yet"}
-    model = models[0]["model"]
-    stored = [(i, v) for i, v in pool.embeddings(model) if i in info]
-    if len(stored) > MAP_POINTS:
-        keep = np.random.default_rng(0).choice(len(stored), MAP_POINTS, replace=False)
-        stored = [stored[k] for k in sorted(keep)]
+    model, total = models[0]["model"], models[0]["n"]
+    sample = map_sample(pool, model)
+    info = _instruction_rows(pool, [i for i, _ in sample])
+    stored = [(i, v) for i, v in sample if i in info]
     if len(stored) < 3:
         return {"points": [], "method": None, "note": f"only {len(stored)} embeddings stored"}
     X = np.stack([np.frombuffer(v, dtype=np.float32) for _, v in stored])
@@ -121,7 +153,8 @@ def _embedding_map(pool: Pool, info: dict[str, dict[str, Any]], latest: dict[str
             status = "hard" if v["hard"] else "easy"
         points.append({"id": iid, "x": float(x), "y": float(y), "round": ins["round_born"], "split": ins["split"],
                        "status": status, "text": ins["text"], "task": ins["task"], "origin": ins["origin"]})
-    return {"points": points, "method": method, "model": model, "note": ""}
+    note = f"a sample of {len(points):,} of {total:,} stored embeddings" if total > len(sample) else ""
+    return {"points": points, "method": method, "model": model, "note": note, "total": total}
 
 
 def _project(X: Any, method: str) -> Any:
@@ -199,7 +232,8 @@ def figures(data: dict[str, Any]) -> list[dict[str, Any]]:
          "about": "What the generators proposed each round and why candidates were dropped (filters, dedup against the pool and the eval set, teacher failures).",
          "fig": curate_figure(data)},
         {"id": "map", "title": "The pool's embedding map",
-         "about": "Every stored instruction embedding projected to 2-D, coloured by the round it entered and by its latest verdict.",
+         "about": "Every stored instruction embedding (past 20,000 a fixed random sample of them) projected to 2-D, "
+                  "coloured by the round it entered and by its latest verdict.",
          "fig": map_figure(data), "wide": True},
     ]
 

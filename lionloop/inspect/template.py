@@ -198,7 +198,9 @@ def page(data: dict[str, Any], charts: list[dict[str, Any]], plotly_js: str) -> 
     env.globals.update(gap=gap, anchors={h["id"] for h in data["hardest"]})
     method = data["map"]["method"]
     map_note = (f"{len(data['map']['points'])} embeddings ({data['map'].get('model', '')}) projected with "
-                f"{'t-SNE' if method == 'tsne' else 'PCA'}") if method else data["map"]["note"]
+                f"{'t-SNE' if method == 'tsne' else 'PCA'}"
+                + (f" (a sample of {data['map']['total']:,})" if data["map"].get("total", 0) > len(data["map"]["points"])
+                   else "")) if method else data["map"]["note"]
     boot = (data["metrics"].get(0) or {}).get("bootstrap") or {}
     metric = next((r["eval_metric"] for r in data["stats"]["rounds"] if r.get("eval_metric")), "accuracy")
     return env.get_template("page.html").render(
