@@ -22,8 +22,9 @@ from conftest import MICRO, deep_merge
 pytestmark = pytest.mark.slow
 
 # Slow enough, on any machine, to be caught running: the oracle teacher takes 0.1 s a call (about
-# 36 calls at bootstrap and 40-80 per round), and the student trains 100 steps per round.
-WATCH_CFG = deep_merge(MICRO, {"teacher": {"latency_ms": 100}, "train": {"steps_per_round": 100}})
+# 36 calls at bootstrap and 40-80 per round), and the student trains 300 steps per round (with 100,
+# a quiet CI machine finished the run while the test was still checking the second writer).
+WATCH_CFG = deep_merge(MICRO, {"teacher": {"latency_ms": 100}, "train": {"steps_per_round": 300}})
 ENV = {**os.environ, "LIONLOOP_PROGRESS_SECONDS": "0.5", "COLUMNS": "200"}
 
 
@@ -108,7 +109,7 @@ def test_status_tells_running_stopped_crashed_and_finished(tmp_path: Path) -> No
 
     # Piped output: plain progress lines instead of a bar; each round's training ends with its loss.
     lines = [ln for out in outputs for ln in out.splitlines()]
-    trained = [ln for ln in lines if ln.startswith("  training on") and "/100 (100%) done in" in ln]
+    trained = [ln for ln in lines if ln.startswith("  training on") and "/300 (100%) done in" in ln]
     assert len(trained) >= 2 and all(", loss " in ln for ln in trained), lines[-40:]
     assert any(ln.startswith("  teacher answers (bootstrap): ") for ln in lines)
 
