@@ -53,11 +53,23 @@ def _stopped(run_dir: Path) -> None:
     files = RunDir(run_dir)
     if not files.is_run():
         err_console.print("interrupted before the run started: nothing was written")
-        raise typer.Exit(130)
+        _exit_now(130)
     at = where(run_state(files))
     err_console.print(f"[yellow]stopped[/]{' in ' + at if at else ''}. Paid teacher calls are kept; continue with: "
                       f"[bold]lionloop resume {run_dir}[/]", highlight=False)
-    raise typer.Exit(130)
+    _exit_now(130)
+
+
+def _exit_now(code: int) -> None:
+    """Exit at once after a stop was reported. Everything the run wrote is committed (each stage in
+    one transaction, the lock is the OS's); a normal shutdown joined the teacher's worker threads,
+    and a Ctrl-C landing there turned exit 130 into death by SIGINT (-2), seen on a quiet machine."""
+    import logging
+
+    sys.stdout.flush()
+    sys.stderr.flush()
+    logging.shutdown()
+    os._exit(code)
 
 
 def _loop(fn: Any, *args: Any, run_dir: Path) -> tuple[Path, dict[str, Any]]:
