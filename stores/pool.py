@@ -121,26 +121,24 @@ class Pool:
         rows = self.query("SELECT * FROM instructions WHERE id = ?", (instruction_id,))
         return Instruction.from_row(dict(rows[0])) if rows else None
 
-    def instructions_by_id(self, ids: Iterable[str]) -> dict[str, Instruction]:
-        """These instructions, where stored, by id (by primary key: no scan of the pool)."""
+    def _rows_by_id(self, columns: str, ids: Iterable[str]) -> list[Any]:
+        """Rows of `instructions` for these ids (by primary key: no scan), in chunks of bound
+        parameters (SQLite's default limit is 999)."""
         wanted = list(dict.fromkeys(ids))
-        out: dict[str, Instruction] = {}
-        for k in range(0, len(wanted), 900):  # SQLite's default limit on bound parameters is 999
+        rows: list[Any] = []
+        for k in range(0, len(wanted), 900):
             part = wanted[k : k + 900]
             marks = ",".join("?" * len(part))
-            rows = self.query(f"SELECT * FROM instructions WHERE id IN ({marks})", part)
-            out.update({r["id"]: Instruction.from_row(dict(r)) for r in rows})
-        return out
+            rows += self.query(f"SELECT {columns} FROM instructions WHERE id IN ({marks})", part)
+        return rows
+
+    def instructions_by_id(self, ids: Iterable[str]) -> dict[str, Instruction]:
+        """These instructions, where stored, by id."""
+        return {r["id"]: Instruction.from_row(dict(r)) for r in self._rows_by_id("*", ids)}
 
     def splits_of(self, ids: Iterable[str]) -> dict[str, str]:
-        """The split of each of these instructions that is stored (by primary key: no scan)."""
-        wanted = list(dict.fromkeys(ids))
-        out: dict[str, str] = {}
-        for k in range(0, len(wanted), 900):  # SQLite's default limit on bound parameters is 999
-            part = wanted[k : k + 900]
-            marks = ",".join("?" * len(part))
-            out.update({r[0]: r[1] for r in self.query(f"SELECT id, split FROM instructions WHERE id IN ({marks})", part)})
-        return out
+        """The split of each of these instructions that is stored."""
+        return {r[0]: r[1] for r in self._rows_by_id("id, split", ids)}
 
     def count_instructions(self) -> dict[str, int]:
         rows = self.query("SELECT split, COUNT(*) AS n FROM instructions GROUP BY split")
