@@ -51,7 +51,7 @@ def test_summary_and_table() -> None:
 
 
 @pytest.mark.slow
-def test_a_tiny_ablation_runs_and_resumes(tmp_path: Path) -> None:
+def test_a_tiny_ablation_runs_and_resumes(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     tiny = {
         "task": {"seeds_per_skill": 4, "cache_per_skill": 4, "eval_per_skill": 4,
                  "skills": ["reverse", "sum", "mood"], "options": {}},
@@ -59,7 +59,13 @@ def test_a_tiny_ablation_runs_and_resumes(tmp_path: Path) -> None:
         "train": {"steps_per_round": 10, "batch_size": 16, "warmup_steps": 1},
     }
     arms = ("lion", "+disco")
-    summary, text = ab.main(seeds=1, rounds=2, budget=24, out_dir=tmp_path, arms=arms, write=False, overrides=tiny)
+    with caplog.at_level("WARNING", logger="lionloop.bench.arms"):
+        summary, text = ab.main(seeds=1, rounds=2, budget=24, out_dir=tmp_path, arms=arms, write=False,
+                                overrides=tiny)
+    # progress a person reading the log file of an hour-long benchmark can follow: run k of N, round, stage
+    said = [r.getMessage() for r in caplog.records]
+    assert "ablation: +disco seed 0 (run 2 of 2): round 1 generate" in said
+    assert any(m.startswith("ablation: lion seed 0 (run 1 of 2): round 2 held-out accuracy ") for m in said)
     assert set(summary["arms"]) == set(arms) and "| +disco |" in text
     saved = json.loads((tmp_path / "ablation.json").read_text())["results"]
     first = saved["+disco"]["0"][0]

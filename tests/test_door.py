@@ -362,3 +362,24 @@ def test_an_unexpected_error_without_a_run_logs_to_the_temp_folder(
     assert len(lines) == 1 and lines[0].startswith("error: internal error: KeyError"), lines
     log = Path(lines[0].rsplit("(traceback in ", 1)[1].rstrip(")"))
     assert log.parent == tmp_path / "lionloop" and "KeyError" in log.read_text()
+
+
+def test_a_reader_that_goes_away_ends_the_output_quietly(micro_run: Path, tmp_path: Path) -> None:
+    # `lionloop status RUN --json | head -1`: the reader closed the pipe while the command wrote.
+    # Which write meets the closed pipe depends on timing, so the fault is injected where the
+    # command writes (a real process: the quiet exit redirects the real stdout).
+    script = (
+        "import sys\n"
+        "from lionloop.inspect import status\n"
+        "def gone(*a, **k):\n"
+        "    raise BrokenPipeError(32, 'Broken pipe')\n"
+        "status.run_status = gone\n"
+        "from lionloop.cli.app import main\n"
+        f"sys.argv = ['lionloop', 'status', {str(micro_run)!r}, '--json']\n"
+        "main()\n"
+    )
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "TMPDIR": str(tmp_path)}
+    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, cwd=tmp_path, env=env,
+                          timeout=PROC_BOUND_S)
+    assert proc.returncode == 1 and proc.stderr == "", proc.stderr  # no "internal error", no flush noise
+    assert not list((micro_run / "logs").glob("crash-*.log")) and not (tmp_path / "lionloop").exists()

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from lionloop.config import RunConfig
+from lionloop.loop.reporting import Reporter
 
 log = logging.getLogger(__name__)
 
@@ -23,13 +24,33 @@ def arm_dir(out_dir: Path, arm: str, seed: int) -> Path:
     return Path(out_dir) / f"{arm.strip('+')}-{seed}"
 
 
-def run_arm(cfg: RunConfig) -> tuple[dict[str, Any], float]:
+class BenchProgress(Reporter):
+    """One line per stage and round of a benchmark's run, so an hour-long benchmark shows where it
+    is also when its output goes to a file (the loop's own bars are for `lionloop run`)."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+
+    def stage_start(self, round: int, stage: str) -> None:
+        log.warning("%s: round %d %s", self.name, round, stage)
+
+    def stage_end(self, round: int, stage: str, seconds: float) -> None:
+        pass
+
+    def round_end(self, summary: dict[str, Any]) -> None:
+        ev = summary.get("eval") or {}
+        if ev.get("overall") is not None:
+            log.warning("%s: round %s held-out %s %.3f", self.name, summary.get("round"),
+                        ev.get("metric", "accuracy"), ev["overall"])
+
+
+def run_arm(cfg: RunConfig, reporter: Reporter | None = None) -> tuple[dict[str, Any], float]:
     """Run one arm's loop to its end; its figures (`lionloop.inspect.status.run_figures`) and wall seconds."""
     from lionloop.inspect.status import run_figures
     from lionloop.loop.runner import start
 
     t0 = time.time()
-    run_dir, _ = start(cfg)
+    run_dir, _ = start(cfg, reporter)
     seconds = time.time() - t0
     return run_figures(run_dir), seconds
 
@@ -59,15 +80,14 @@ def run_arms(
         for a in arms:
             results[a] = {int(k): v for k, v in prev.get(a, {}).items()}
     t0 = time.time()
-    for seed in seeds:
-        for arm in arms:
-            if seed in results[arm]:
-                continue
-            figures, seconds = run_arm(config(arm, seed, arm_dir(out_dir, arm, seed)))
-            results[arm][seed] = per_round(figures, seconds)
-            log.warning("%s: %s seed %d: final acc %.3f in %.0fs", label, arm, seed,
-                        results[arm][seed][-1]["acc"] or 0, seconds)
-            raw.write_text(json.dumps({"results": results}, indent=1))
+    todo = [(seed, arm) for seed in seeds for arm in arms if seed not in results[arm]]
+    for i, (seed, arm) in enumerate(todo, 1):
+        name = f"{label}: {arm} seed {seed} (run {i} of {len(todo)})"
+        figures, seconds = run_arm(config(arm, seed, arm_dir(out_dir, arm, seed)), BenchProgress(name))
+        results[arm][seed] = per_round(figures, seconds)
+        log.warning("%s: %s seed %d: final acc %.3f in %.0fs", label, arm, seed,
+                    results[arm][seed][-1]["acc"] or 0, seconds)
+        raw.write_text(json.dumps({"results": results}, indent=1))
     return {"results": results, "seconds": time.time() - t0}
 
 

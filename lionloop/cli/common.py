@@ -247,6 +247,15 @@ def crash(err: BaseException) -> NoReturn:
     raise typer.Exit(1)
 
 
+def reader_gone() -> NoReturn:
+    """The reader of our output went away (`lionloop ... | head`): stop quietly with 1, as Rich
+    does when its own write hits the closed pipe, and keep the interpreter's final flush from
+    raising again (Python's documented recipe)."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
+    sys.exit(1)
+
+
 def _passes_through(err: BaseException) -> bool:
     # Typer's and click's own signals: exits, aborts, usage errors (click prints those itself).
     return isinstance(err, (typer.Exit, typer.Abort)) or type(err).__module__.split(".")[0] in ("typer", "click")
@@ -261,6 +270,8 @@ class GuardedGroup(TyperGroup):
         note_run_dir(None)  # a command names its run directory itself (a second in-process call too)
         try:
             return super().invoke(ctx)
+        except BrokenPipeError:
+            reader_gone()
         except KeyboardInterrupt:
             again = f"; `lionloop resume {_run_dir}` continues the run" if _is_run(_run_dir) else ""
             err_console.print(f"[red]error:[/] interrupted{again}", highlight=False)
@@ -287,4 +298,6 @@ class GuardedGroup(TyperGroup):
         except typer.Abort:
             err_console.print("[red]error:[/] aborted", highlight=False)
             sys.exit(1)
+        except BrokenPipeError:
+            reader_gone()
         sys.exit(rv if isinstance(rv, int) else 0)
