@@ -35,6 +35,21 @@ def test_arms_share_budget_rounds_and_seed_and_differ_in_one_place(tmp_path: Pat
     assert known_arm("loop@25") and known_arm("loop-slope") and not known_arm("loop@x") and not known_arm("nope")
 
 
+def test_the_seeds_arm_trains_on_the_seeds_alone(tmp_path: Path) -> None:
+    # the baseline that says what expansion adds: the same rounds, no new instruction, no paid call
+    # past the bootstrap's answers
+    from conftest import MICRO, pool_rows
+
+    from lionloop.bench.arms import run_arm
+
+    over = {k: MICRO[k] for k in ("task", "student", "train")}
+    figures, _ = run_arm(arm_config("seeds", 0, 2, 400, tmp_path / "seeds", overrides=over))
+    assert known_arm("seeds")
+    assert pool_rows(tmp_path / "seeds", "SELECT COUNT(*) FROM instructions WHERE origin != 'seed'") == [(0,)]
+    assert [r["teacher_calls"] for r in figures["rounds"] if r["round"] > 0] == [0, 0]
+    assert figures["calls"]["paid"] > 0 and len([r for r in figures["rounds"] if r["round"] > 0]) == 2
+
+
 def _runs(calls: list[int], accs: list[float], skill: float, groups: dict[str, int] | None = None) -> list[dict]:
     out = [{"round": i + 1, "calls": c, "examples": 100 * (i + 1), "acc": a, "per_skill": {"add": skill, "copy": a},
             "accepted_by_group": groups or {}, "share": {}, "progress": {}} for i, (c, a) in enumerate(zip(calls, accs, strict=True))]

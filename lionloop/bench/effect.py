@@ -8,6 +8,7 @@ the last round trains on what the budget bought. Arms, same seeds, same everythi
   uniform   no referee: cases drawn uniformly from the pool (uniform expansion)
   lion      the paper's loop: the referee's cases in its order, no allocation
   loop@N    the default loop with the referee judging at most N cases a round (judge.max_cases)
+  seeds     no new data at all: every round trains on the seed rows (what expansion adds to them)
 and the levers measured on their own (see LEVERS). The referee is the verifier (wrong = hard, no
 teacher call) or, with `--referee llm`, the oracle's 1-10 judge with every judge call paid.
 """
@@ -23,6 +24,7 @@ from lionloop.bench.common import benchmarks_md, mean_std, write_section
 from lionloop.config import RunConfig, parse_config
 
 ARMS = ("loop", "uniform", "lion")
+BASELINES = ("seeds",)  # run when asked for (`--arm seeds`), not by default
 # Levers measured against the default, one at a time (dev seeds; see BENCHMARKS.md).
 LEVERS: dict[str, dict[str, Any]] = {
     "loop-prior-uniform": {"generate": {"allocation": {"prior": "uniform"}}},
@@ -58,7 +60,7 @@ def student_overrides(student: Path | None, base: dict | None = None) -> dict | 
 
 def known_arm(arm: str) -> bool:
     base, _, cap = arm.partition("@")
-    return (base in ARMS or base in LEVERS) and (not cap or cap.isdigit())
+    return (base in ARMS or base in BASELINES or base in LEVERS) and (not cap or cap.isdigit())
 
 
 def deep_merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
@@ -88,6 +90,8 @@ def arm_config(arm: str, seed: int, rounds: int, budget: int, run_dir: Path, ref
         data = deep_merge(data, {"generate": {"case_selection": "uniform"}})
     elif base == "lion":
         data = deep_merge(data, {"generate": {"allocation": {"mode": "lion"}}})
+    elif base == "seeds":  # the generator may spend nothing: the rounds train on the seeds alone
+        data = deep_merge(data, {"generate": {"generators": {"lion": {"options": {"max_calls": 0}}}}})
     elif base in LEVERS:
         data = deep_merge(data, LEVERS[base])
     if cap:
