@@ -37,6 +37,25 @@ def test_run_refuses_an_existing_run_dir(micro_run: Path, tmp_path: Path) -> Non
     assert res.exit_code == 1 and "lionloop resume" in res.output
 
 
+def test_run_checks_the_config_and_reads_the_data_once(tmp_path: Path, monkeypatch) -> None:
+    # `lionloop run` checks the config before its heavy imports; the run goes on with the pack that
+    # check built (a dataset pack's files read once), so the runner's own check must not run again
+    import yaml
+    from conftest import MICRO, deep_merge
+
+    from lionloop.loop import runner as runner_mod
+
+    def again(*a, **k):
+        raise AssertionError("preflight ran a second time")
+
+    monkeypatch.setattr(runner_mod, "preflight", again)
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text(yaml.safe_dump(deep_merge(MICRO, {"run_dir": str(tmp_path / "run"), "stop": {"max_rounds": 1}})))
+    res = runner.invoke(app, ["run", str(cfg)])
+    assert res.exit_code == 0, res.output
+    assert (tmp_path / "run" / "run.json").exists() and "round 1 done" in res.output
+
+
 def test_pool_stats_json(micro_run: Path) -> None:
     res = runner.invoke(app, ["pool", "stats", str(micro_run), "--json"])
     assert res.exit_code == 0, res.output

@@ -129,11 +129,12 @@ def run(
         cfg = cfg.model_copy(update={"run_dir": run_dir})
     note_run_dir(cfg.resolved_run_dir())
     # Before the heavy imports: a bad config is refused in seconds.
-    guard(preflight, cfg, get_plugin_manager())
+    pack = guard(preflight, cfg, get_plugin_manager())
     quiet_libraries()
     from lionloop.loop.runner import start
 
-    out, _ = _loop(start, cfg, RichReporter(console), run_dir=cfg.resolved_run_dir())
+    # the checked pack goes on: a dataset pack's files are read once
+    out, _ = _loop(start, cfg, RichReporter(console), pack, run_dir=cfg.resolved_run_dir())
     _print_summary(out)
 
 
@@ -148,11 +149,11 @@ def resume(
     from lionloop.loop.preflight import preflight_resume
     from lionloop.plugin.manager import get_plugin_manager
 
-    guard(preflight_resume, run_dir, get_plugin_manager())  # before the heavy imports
+    checked = guard(preflight_resume, run_dir, get_plugin_manager())  # before the heavy imports
     quiet_libraries()
     from lionloop.loop.runner import resume as do_resume
 
-    out, final = _loop(do_resume, run_dir, RichReporter(console), run_dir=run_dir)
+    out, final = _loop(do_resume, run_dir, RichReporter(console), checked, run_dir=run_dir)
     if final.get("already_finished"):
         console.print(f"{run_dir} has finished (stop: {final.get('stop_reason')} after round "
                       f"{final.get('round')}): nothing to resume")

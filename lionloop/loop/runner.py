@@ -61,19 +61,22 @@ def _run(rt: Runtime, input: Any, command: str) -> dict[str, Any]:
         raise
 
 
-def start(cfg: RunConfig, reporter: Reporter | None = None) -> tuple[Path, dict[str, Any]]:
+def start(cfg: RunConfig, reporter: Reporter | None = None, pack: Any = None) -> tuple[Path, dict[str, Any]]:
     """Create a run directory for `cfg` and run the loop to its end (holding the run's lock).
 
     Nothing is written before the config passed `preflight`; `config.yaml` and `run.json` (what
     makes the directory a run) only once every component was built. A config error on the way
-    leaves the directory as it was, so the corrected config can be run into it.
+    leaves the directory as it was, so the corrected config can be run into it. `pack`: the task
+    pack `preflight(cfg)` returned, when the caller already ran it (the CLI does, before its heavy
+    imports): a dataset pack's files are then not read and checked a second time.
     """
     run_dir = cfg.resolved_run_dir()
     files = RunDir(run_dir)
     if files.run_file.exists():
         raise RunError(f"{run_dir} already holds a run; `lionloop resume {run_dir}` continues it")
     pm = get_plugin_manager()
-    pack = preflight(cfg, pm)  # a bad path, component, option, data file, row or column: nothing written yet
+    if pack is None:
+        pack = preflight(cfg, pm)  # a bad path, component, option, data file, row or column: nothing written yet
     undo = _Undo(run_dir, cfg.teacher.cache_path)
     run_dir.mkdir(parents=True, exist_ok=True)
     with RunLock(files):
@@ -148,10 +151,12 @@ def finished_state(run_dir: Path) -> dict[str, Any] | None:
     return dict(snapshot.values) if snapshot.values and not snapshot.next else None
 
 
-def resume(run_dir: Path, reporter: Reporter | None = None) -> tuple[Path, dict[str, Any]]:
+def resume(run_dir: Path, reporter: Reporter | None = None,
+           checked: tuple[RunConfig, str, Any] | None = None) -> tuple[Path, dict[str, Any]]:
     """Continue a run from its last checkpoint; finished nodes are not redone, paid calls not repaid.
 
-    A finished run is left as it is: the returned state says `already_finished`."""
+    A finished run is left as it is: the returned state says `already_finished`. `checked`: what
+    `preflight_resume(run_dir)` returned, when the caller already ran it (the CLI does)."""
     files = RunDir(run_dir)
     _, run_id = files.read()
     holder = lock_holder(files)
@@ -164,7 +169,7 @@ def resume(run_dir: Path, reporter: Reporter | None = None) -> tuple[Path, dict[
         return Path(run_dir), {**done, "already_finished": True}
     pm = get_plugin_manager()
     # Sound files, and a config the plugins and files there now still take: nothing written yet.
-    cfg, run_id, pack = preflight_resume(Path(run_dir), pm)
+    cfg, run_id, pack = checked if checked is not None else preflight_resume(Path(run_dir), pm)
     with RunLock(files):
         rt = Runtime(cfg=cfg, run_dir=Path(run_dir), run_id=run_id, reporter=reporter or Reporter(), pm=pm,
                      task_pack=pack)
