@@ -208,16 +208,19 @@ class WhiteBoxTeacherConfig(_Section):
     path: Path = Field(
         ...,
         description="HF causal-LM folder of the white-box teacher: loaded in process (CPU or GPU, like the "
-        "student), its next-token distribution distilled on every completion token. Its tokenizer must be the "
-        "student's (same vocabulary and special tokens; checked when the run starts): TRL compares the two "
-        "distributions token by token. Cross-tokenizer distillation (TRL's experimental GOLD trainer) is not wired.",
+        "student), its next-token distribution distilled on every completion token. With the student's tokenizer "
+        "(same vocabulary, special tokens and vocab size) the trainers compare the two distributions token by token "
+        "(TRL's DistillationTrainer); with another tokenizer they train through TRL's experimental GOLD trainer "
+        "(cross-tokenizer ULD: train.options.uld_alignment, uld_hybrid), which needs fast tokenizers on both sides "
+        "and, for the default byte alignment, byte-level BPE ones. The pair is checked when the run starts.",
     )
     server_url: str | None = Field(
         None,
         description="Base URL of a `trl vllm-serve --model <path>` server hosting the same teacher: its "
         "per-token logprobs are fetched instead of loading it here (trl.experimental.server_distillation: "
         "top-1 support for beta > 0, top-k for beta 0; a GPU machine; not run by this project's tests). `path` "
-        "still names the teacher's folder, whose tokenizer is checked at start.",
+        "still names the teacher's folder, whose tokenizer is checked at start: it must be the student's (GOLD, "
+        "the cross-tokenizer path, loads the teacher in process).",
     )
     server_top_k: int = Field(
         1, ge=1,

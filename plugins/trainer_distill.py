@@ -1,4 +1,6 @@
-"""The `gkd` and `minillm` trainers: white-box distillation on TRL's `DistillationTrainer`.
+"""The `gkd` and `minillm` trainers: white-box distillation on TRL's `DistillationTrainer`, or on
+TRL's GOLD where the teacher's tokenizer is not the student's (plugins/trainer_gold.py says what
+that path computes and what differs there).
 
 The student is trained to match the next-token distribution of a white-box teacher
 (`train.teacher_model`: an HF model folder with the student's tokenizer) under TRL's generalised
@@ -30,10 +32,8 @@ across one).
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import logging
-import random
 import shutil
 import time
 from collections.abc import Callable, Sequence
@@ -46,8 +46,8 @@ from lionloop import (
     ConfigError,
     Example,
     OptionError,
-    PluginOptions,
     Registry,
+    RunConfig,
     StudentConfig,
     TrainConfig,
     checkpoint_step,
@@ -62,6 +62,14 @@ from lionloop import (
     validate_options,
 )
 
+from .trainer_gold import (
+    CrossTokenizerOptions,
+    check_gold_pair,
+    distillation_fields,
+    gold_fields,
+    gold_setup,
+    on_policy,
+)
 from .trainer_trl import (
     SET_BY_LIONLOOP,
     TrainingError,
@@ -89,13 +97,7 @@ SET_HERE = {
 }
 
 
-def distillation_fields() -> set[str]:
-    from trl import DistillationConfig
-
-    return {f.name for f in dataclasses.fields(DistillationConfig)}
-
-
-class GKDOptions(PluginOptions):
+class GKDOptions(CrossTokenizerOptions):
     """`train.options` of the gkd trainer."""
 
     model_config = ConfigDict(extra="allow", frozen=True)
@@ -129,11 +131,11 @@ class GKDOptions(PluginOptions):
             if key in SET_HERE:
                 raise OptionError(key, f"set by lionloop: {SET_HERE[key]}")
         if extra:
-            known = distillation_fields()
+            known = distillation_fields() | gold_fields()
             for key in extra:
                 if key not in known:
                     raise OptionError(key, f"not an option of the {self.method()} trainer nor a field of TRL's "
-                                      "DistillationConfig")
+                                      "DistillationConfig or GOLDConfig")
         return self
 
     @classmethod
@@ -173,9 +175,7 @@ def _mixed_policy(base: type, lmbda: float, seed: int, max_completion: int) -> t
             return super()._generate_and_score_completions(inputs)
 
         def _generate_single_turn(self, prompt_ids, images, multimodal_fields, has_tool_images=False):  # noqa: ANN001, ANN202
-            # Seeded by the optimizer step (restored from a checkpoint), not drawn from a running
-            # stream: a stage resumed from a checkpoint makes the same choices as the run it continues.
-            if lmbda >= 1.0 or random.Random(seed * 1_000_003 + self.state.global_step).random() < lmbda:
+            if on_policy(lmbda, seed, self.state.global_step):
                 type(self).on_policy_batches += 1
                 return super()._generate_single_turn(prompt_ids, images, multimodal_fields, has_tool_images)
             type(self).off_policy_batches += 1
@@ -191,11 +191,19 @@ class DistillTrainer:
     """White-box distillation on TRL's DistillationTrainer (gkd; minillm through its options)."""
 
     white_box = True  # preflight: needs train.teacher_model
+    options_type: type[GKDOptions] = GKDOptions
 
     def __init__(self, cfg: TrainConfig, student: StudentConfig, options: GKDOptions | None = None) -> None:
         self.cfg = cfg
         self.student = student
         self.options = options if options is not None else validate_options(GKDOptions, cfg.options, "train.options")
+
+    @classmethod
+    def check_teacher(cls, cfg: RunConfig, why: str | None, s_tok: Any, t_tok: Any) -> None:
+        """Preflight: the options fit the path the tokenizers choose (why: how they differ, None
+        when they match), and TRL's GOLD can train the pair where they differ."""
+        opts = validate_options(cls.options_type, cfg.train.options, "train.options")
+        check_gold_pair(cfg, opts, opts.method(), why, s_tok, t_tok)
 
     def train(
         self,
@@ -286,7 +294,12 @@ class DistillTrainer:
         trainer_cls: Any = DistillationTrainer
         config_cls: Any = DistillationConfig
         teacher_kw: dict[str, Any] = {}
-        if teacher.server_url:
+        # Another tokenizer than the student's: TRL's GOLD (plugins/trainer_gold.py); else as below.
+        gold = None if teacher.server_url else gold_setup(opts, Path(teacher.path), tok, model, device, seed)
+        if gold is not None:
+            config_cls, cls, gold_settings, teacher_kw = gold
+            extra.update(gold_settings)
+        elif teacher.server_url:
             from trl.experimental.server_distillation import (
                 ServerDistillationConfig,
                 ServerDistillationTrainer,
@@ -324,7 +337,8 @@ class DistillTrainer:
             )
         except (ValueError, TypeError) as err:
             raise ConfigError(f"train.options: TRL's {config_cls.__name__} refused it: {one_line(err)}") from None
-        cls = _mixed_policy(trainer_cls, opts.lmbda, seed, max_completion)
+        if gold is None:
+            cls = _mixed_policy(trainer_cls, opts.lmbda, seed, max_completion)
         losses: list[float] = []
         callbacks = training_callbacks(progress, steps, losses, saving["save_strategy"] != "no")
         trainer_dir = out.with_name(out.name + ".trainer")
@@ -358,6 +372,9 @@ class DistillTrainer:
             "rows": len(kept),
             "prompt_format": fmt,
             "method": opts.method(),
+            "trl_trainer": config_cls.__name__.replace("Config", "Trainer"),
+            **({"uld_alignment": opts.uld_alignment, "uld_hybrid": opts.uld_hybrid,
+                "suppressed_tokens": cls.suppressed_tokens} if gold is not None else {}),
             "beta": opts.beta,
             "lmbda": opts.lmbda,
             "on_policy_batches": cls.on_policy_batches,
@@ -366,13 +383,16 @@ class DistillTrainer:
             "teacher_model": str(teacher.path),
             "seconds": round(seconds, 2),
             "tokens": tokens,
-            "tokens_per_s": round(tokens / seconds, 1) if seconds > 0 else None,
+            # GOLDTrainer does not count the tokens it trains on (0): None, not a rate of 0.
+            "tokens_per_s": round(tokens / seconds, 1) if seconds > 0 and tokens else None,
             "threads": torch.get_num_threads(),
             **({"resumed_from_step": checkpoint_step(resume)} if resume else {}),
         }
 
 
 class MiniLLMTrainer(DistillTrainer):
+    options_type = MiniLLMOptions
+
     def __init__(self, cfg: TrainConfig, student: StudentConfig, options: MiniLLMOptions | None = None) -> None:
         super().__init__(cfg, student, options if options is not None else
                          validate_options(MiniLLMOptions, cfg.options, "train.options"))

@@ -62,7 +62,7 @@ def test_white_box_trainer_runs_two_rounds(trainer: str, options: dict[str, Any]
     run_dir, rounds = _run(tmp_path, white_box_teacher, trainer, options)
     students = run_dir / "student"
     for r, fig in enumerate(rounds, start=1):
-        assert fig["method"] == trainer
+        assert fig["method"] == trainer and fig["trl_trainer"] == "DistillationTrainer"
         assert fig["steps"] == MICRO["train"]["steps_per_round"]
         assert fig["losses"] and all(math.isfinite(x) for x in fig["losses"])
         assert math.isfinite(fig["train_loss"]) and fig["train_loss"] >= 0  # a divergence is never negative
@@ -134,17 +134,24 @@ def test_a_missing_teacher_folder_is_refused(tmp_path: Path) -> None:
     assert "train.teacher_model.path" in line and "does not exist" in line
 
 
-def test_a_teacher_with_another_tokenizer_is_refused_at_preflight(tmp_path: Path) -> None:
+def test_a_teacher_with_another_tokenizer_passes_preflight_toward_gold(tmp_path: Path) -> None:
+    """One token more than the student's byte tokenizer: ids no longer line up, so the trainer
+    takes TRL's GOLD (tests/test_gold_trainer.py), and GOLD can read both byte-level tokenizers."""
     from transformers import AutoTokenizer
 
     from lionloop.config import StudentConfig
+    from lionloop.loop.preflight import preflight
+    from lionloop.plugin.manager import get_plugin_manager
     from lionloop.student.model import build_tiny_student
 
     other = build_tiny_student(tmp_path / "other", StudentConfig(hidden_size=32, num_layers=1, num_heads=2), 0)
     tok = AutoTokenizer.from_pretrained(other)
-    tok.add_tokens(["<extra>"])  # one token more: ids no longer line up with the student's
+    tok.add_tokens(["<extra>"])
     tok.save_pretrained(other)
-    line = _refused(tmp_path, {"train": {"trainer": "gkd", "teacher_model": str(other)}})
+    preflight(micro_config(tmp_path / "run", train={"trainer": "gkd", "teacher_model": str(other)}),
+              get_plugin_manager())
+    line = _refused(tmp_path, {"train": {"trainer": "gkd", "teacher_model": {"path": str(other),
+                                                                              "server_url": "http://localhost:1"}}})
     assert "train.teacher_model.path" in line and "vocabulary" in line and "not the tiny student's" in line
 
 

@@ -83,7 +83,9 @@ def report(summary: dict[str, Any], teacher: dict[str, Any], command: str) -> st
         f"The tiny student (1.1M parameters) on the demo's skills ({', '.join(skills)}), {n} seed(s) per arm, "
         "Lion's generator with the same budget of new-data calls per round in every arm. The white-box "
         f"teacher: a {teacher.get('hidden_size')}-wide, {teacher.get('num_layers')}-layer tiny student "
-        f"({teacher.get('steps')} steps on {teacher.get('rows')} oracle-answered rows, same byte tokenizer), "
+        f"({teacher.get('steps')} steps on {teacher.get('rows')} oracle-answered rows, "
+        + ("a byte-level BPE tokenizer of its own, so gkd and minillm ran TRL's GOLD), "
+           if teacher.get("tokenizer") == "bpe" else "same byte tokenizer), ") +
         f"held-out accuracy **{100 * teacher.get('eval_accuracy', float('nan')):.1f}%** on its own. Held-out "
         f"{summary.get('metric', 'accuracy')} (%) after the last round, mean ± std over seeds. *New-data calls* "
         "(generate + curate: the budget held equal) and *all calls* (bootstrap and referee too) are the text "

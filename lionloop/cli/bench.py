@@ -161,7 +161,7 @@ def ablation(
 def trainers(
     teacher_model: Annotated[Path, typer.Option(
         "--teacher-model", exists=True, file_okay=False,
-        help="The white-box teacher: an HF folder with the tiny student's tokenizer (python -m "
+        help="The white-box teacher: an HF folder, with the tiny student's tokenizer or (GOLD) another (python -m "
         "lionloop.testing.white_box --out DIR builds one).")],
     seeds: Annotated[int, typer.Option(min=1, help="Seeds per arm (runs are seeds x arms).")] = 1,
     rounds: Annotated[int, typer.Option(min=2, help="Rounds per run.")] = 3,

@@ -78,7 +78,9 @@ def preflight(cfg: RunConfig, pm: PluginManager, new_run: bool = True) -> Any:
 
     check_launcher(cfg)  # train.launcher: accelerate: its config file, the batch over its processes
     check_student(cfg)
-    check_white_box_teacher(cfg, trainer.entry.name, bool(getattr(trainer.entry.factory, "white_box", False)))
+    factory = trainer.entry.factory
+    check_white_box_teacher(cfg, trainer.entry.name, bool(getattr(factory, "white_box", False)),
+                            getattr(factory, "check_teacher", None))
     pack = pack_entry.build(cfg.task, cfg.seed)
     if pack.oracle() is None:
         for path, resolved in backends:

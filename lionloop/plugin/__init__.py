@@ -47,6 +47,7 @@ from lionloop.records import (
     content_id,
 )
 from lionloop.student.checkpoints import checkpoint_step, resume_point
+from lionloop.student.checks import tokenizer_mismatch
 from lionloop.student.model import is_adapter, pick_device, save_atomically, set_threads
 from lionloop.student.model import load as load_student
 from lionloop.student.prompt import format_prompt, render, resolve_format
@@ -93,6 +94,7 @@ __all__ = [
     "affordable", "enabled_options", "meta_reject_filter", "one_line", "format_prompt",
     # trainers: the student's model directories
     "load_student", "is_adapter", "pick_device", "save_atomically", "set_threads", "resume_point", "checkpoint_step",
+    "tokenizer_mismatch",
     # the student's prompt format (one function for training rows and evaluation prompts)
     "render", "resolve_format",
     # errors

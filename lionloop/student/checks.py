@@ -6,7 +6,9 @@ from __future__ import annotations
 
 import importlib.util
 import json
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from lionloop.config import RunConfig
 from lionloop.errors import ConfigError
@@ -45,11 +47,29 @@ def check_student(cfg: RunConfig) -> None:
                 raise ConfigError(f"train.report_to: {name} is not installed in this environment")
 
 
-def check_white_box_teacher(cfg: RunConfig, trainer: str, white_box: bool) -> None:
-    """A white-box trainer has a teacher model, and that teacher reads text as the student does:
-    the same vocabulary (token -> id), the same special tokens and the same vocabulary size, since
-    TRL compares the two next-token distributions id by id. Reads tokenizers and config.json only
-    (no model is loaded)."""
+def tokenizer_mismatch(t_tok: Any, t_vocab: int, s_tok: Any, s_vocab: int, student: str) -> str | None:
+    """Why a teacher does not read text as the student does (None: it does): another vocabulary
+    (token -> id), other end/pad tokens or another vocabulary size. TRL's DistillationTrainer
+    compares the two next-token distributions id by id, so it needs none of these to differ."""
+    if t_tok.get_vocab() != s_tok.get_vocab():
+        return f"its vocabulary ({len(t_tok)} tokens) is not {student}'s ({len(s_tok)} tokens)"
+    if (t_tok.eos_token, t_tok.pad_token or t_tok.eos_token) != (s_tok.eos_token, s_tok.pad_token or s_tok.eos_token):
+        return f"its end/pad tokens {t_tok.eos_token!r}/{t_tok.pad_token!r} are not the student's"
+    if t_vocab != s_vocab:
+        return f"its vocab_size {t_vocab} is not the student's {s_vocab}"
+    return None
+
+
+# check_teacher(cfg, why, student_tokenizer, teacher_tokenizer): a white-box trainer's own check of
+# its teacher (why: how the tokenizers differ, None when they match); raises ConfigError.
+TeacherCheck = Callable[[RunConfig, "str | None", Any, Any], None]
+
+
+def check_white_box_teacher(cfg: RunConfig, trainer: str, white_box: bool, check: TeacherCheck | None = None) -> None:
+    """A white-box trainer has a teacher model whose tokenizer and config load. Where its tokenizer
+    is not the student's (`tokenizer_mismatch`), the trainer's own `check` (its cross-tokenizer
+    path: TRL's GOLD for gkd and minillm) decides whether it can train on that pair; a trainer
+    without one is refused. Reads tokenizers and config.json only (no model is loaded)."""
     teacher = cfg.train.teacher_model
     if not white_box:
         if teacher is not None:
@@ -76,14 +96,9 @@ def check_white_box_teacher(cfg: RunConfig, trainer: str, white_box: bool) -> No
     else:
         s_tok = AutoTokenizer.from_pretrained(cfg.student.base)
         s_vocab, student = AutoConfig.from_pretrained(cfg.student.base).get_text_config().vocab_size, str(cfg.student.base)
-    s_vocab = s_vocab if s_vocab is not None else len(s_tok)
-    why = None
-    if t_tok.get_vocab() != s_tok.get_vocab():
-        why = f"its vocabulary ({len(t_tok)} tokens) is not {student}'s ({len(s_tok)} tokens)"
-    elif (t_tok.eos_token, t_tok.pad_token or t_tok.eos_token) != (s_tok.eos_token, s_tok.pad_token or s_tok.eos_token):
-        why = f"its end/pad tokens {t_tok.eos_token!r}/{t_tok.pad_token!r} are not the student's"
-    elif t_vocab != s_vocab:
-        why = f"its vocab_size {t_vocab} is not the student's {s_vocab}"
-    if why:
+    why = tokenizer_mismatch(t_tok, t_vocab, s_tok, s_vocab if s_vocab is not None else len(s_tok), student)
+    if check is not None:
+        check(cfg, why, s_tok, t_tok)
+    elif why:
         raise ConfigError(f"train.teacher_model.path: {path}: {why}; the {trainer} trainer needs the student's "
-                          "tokenizer (cross-tokenizer distillation, TRL's GOLD, is not wired)")
+                          "tokenizer")

@@ -59,13 +59,14 @@ def pick_device(pref: str) -> str:
     return pref
 
 
-def build_tiny_student(out_dir: Path, cfg: StudentConfig, seed: int) -> Path:
-    """Write a randomly initialised Llama-architecture student and its tokenizer to out_dir."""
+def build_tiny_student(out_dir: Path, cfg: StudentConfig, seed: int, tokenizer: Any = None) -> Path:
+    """Write a randomly initialised Llama-architecture student and its tokenizer (default: the
+    byte tokenizer; the tests give a cross-tokenizer teacher another one) to out_dir."""
     import torch
     from transformers import LlamaConfig, LlamaForCausalLM
 
     quiet_hf()
-    tok = build_tokenizer()
+    tok = tokenizer if tokenizer is not None else build_tokenizer()
     config = LlamaConfig(
         vocab_size=len(tok),
         hidden_size=cfg.hidden_size,

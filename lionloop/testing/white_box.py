@@ -5,9 +5,11 @@ can distil its token distribution into any tiny student.
 
     python -m lionloop.testing.white_box --out runs/white-box-teacher [--steps 1500] [--hidden 192]
 
-The packaged SmolLM2-135M (lionloop.testing.models) is a white-box teacher only for a student with
-its tokenizer (SmolLM2-135M itself or a LoRA of it, `student.base`); its vocabulary is not the
-tiny student's, and that pairing is refused when the run starts.
+`--tokenizer bpe` gives the teacher a tokenizer of its own instead (`bpe_tokenizer`: byte-level
+BPE with merges, learnt from the pack's rows, without tokens for non-ASCII and most control bytes,
+as SmolLM2's vocabulary lacks some control bytes): the gkd and minillm trainers then distil it
+through TRL's GOLD (cross-tokenizer), as they do the packaged SmolLM2-135M (lionloop.testing.models)
+into the tiny student.
 """
 
 from __future__ import annotations
@@ -36,10 +38,12 @@ def train_teacher(
     skills: list[str] | None = None,
     extra_skills: bool = False,
     init: Path | None = None,
+    tokenizer: str = "byte",
 ) -> dict[str, Any]:
     """Build and train the teacher into `out` (an HF folder); returns its training figures and its
     held-out accuracy on the pack's eval set (the instructions every run is measured on). `init`:
-    continue from that teacher (its shape) instead of a fresh one, on a new sample of rows."""
+    continue from that teacher (its shape) instead of a fresh one, on a new sample of rows.
+    `tokenizer`: `byte` (the tiny student's) or `bpe` (`bpe_tokenizer`, another tokenizer)."""
     from lionloop.config import StudentConfig, TaskConfig, TrainConfig
     from lionloop.plugins.skills import SkillsPack
     from lionloop.plugins.trainer_trl import TRLTrainer
@@ -58,7 +62,8 @@ def train_teacher(
     if init is not None:
         shutil.copytree(init, base, dirs_exist_ok=True)
     else:
-        build_tiny_student(base, student, seed)
+        tok = bpe_tokenizer([r.prompt + r.completion for r in rows]) if tokenizer == "bpe" else None
+        build_tiny_student(base, student, seed, tokenizer=tok)
     train = TrainConfig(steps_per_round=steps, batch_size=batch_size, learning_rate=learning_rate, save_steps=0)
     t0 = time.time()
     figures = TRLTrainer(train, student).train(base, out, rows, seed)
@@ -67,7 +72,7 @@ def train_teacher(
     right = [a == pack.solve(i.text) for a, i in zip(answers, evals, strict=True)]
     per = {s: sum(r for r, i in zip(right, evals, strict=True) if i.task == s) / sum(i.task == s for i in evals)
            for s in pack.skills()}
-    summary = {"path": str(out), "hidden_size": hidden_size, "num_layers": num_layers, "steps": steps,
+    summary = {"path": str(out), "tokenizer": tokenizer, "hidden_size": hidden_size, "num_layers": num_layers, "steps": steps,
                "rows": len(rows), "final_loss": figures["last_loss"], "seconds": round(time.time() - t0, 1),
                "eval_accuracy": sum(right) / len(right), "eval_per_skill": per}
     if init is not None and (Path(init) / "white_box_teacher.json").is_file():
@@ -77,6 +82,27 @@ def train_teacher(
     (out / "white_box_teacher.json").write_text(json.dumps(summary, indent=1))
     shutil.rmtree(base, ignore_errors=True)
     return summary
+
+
+def bpe_tokenizer(texts: list[str], vocab_size: int = 320) -> Any:
+    """A byte-level BPE tokenizer with merges learnt from `texts`: not the tiny student's byte
+    tokenizer (other ids, merged tokens, other special tokens), and with tokens for tab, newline
+    and printable ASCII only, so a byte-level student's sample may hold bytes it cannot read."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    from transformers import PreTrainedTokenizerFast
+
+    # Spelled through ByteLevel's own byte -> char map (a space is "Ġ", a newline "Ċ").
+    ascii_text = "\t\n" + "".join(chr(b) for b in range(0x20, 0x7F))
+    pieces = pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False).pre_tokenize_str(ascii_text)
+    alphabet = sorted({ch for piece, _ in pieces for ch in piece})
+    special = {"eos_token": "<|endoftext|>", "pad_token": "<|pad|>", "bos_token": "<|startoftext|>"}
+    core = Tokenizer(models.BPE())
+    core.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    core.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(vocab_size=vocab_size, special_tokens=list(special.values()),
+                                  initial_alphabet=alphabet, limit_alphabet=len(alphabet), show_progress=False)
+    core.train_from_iterator(texts, trainer=trainer)
+    return PreTrainedTokenizerFast(tokenizer_object=core, **special)
 
 
 def main() -> None:
@@ -94,10 +120,12 @@ def main() -> None:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--lr", type=float, default=1e-3)
     p.add_argument("--init", type=Path, default=None, help="continue training this teacher")
+    p.add_argument("--tokenizer", choices=["byte", "bpe"], default="byte",
+                   help="byte: the tiny student's (gkd/minillm through DistillationTrainer); bpe: its own (GOLD)")
     a = p.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     s = train_teacher(a.out, a.hidden, a.layers, a.heads, a.steps, a.per_skill, learning_rate=a.lr, seed=a.seed,
-                      init=a.init)
+                      init=a.init, tokenizer=a.tokenizer)
     log.info("white-box teacher: %s", json.dumps(s))
 
 
