@@ -3,7 +3,7 @@ point one way. An AST walk over the sources, so a wrong-way import fails here be
 
 Rooms, from the bottom up (a room may import its own and the ones listed for it):
 
-    base      lionloop/{errors,config,records,rundir}.py
+    base      lionloop/{errors,records,rundir}.py, lionloop/config/
     stores    stores/                    base
     teacher   lionloop/teacher/          base, stores
     student   lionloop/student/          base

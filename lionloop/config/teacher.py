@@ -1,0 +1,97 @@
+"""Config sections of the teacher side: a teacher model (also the referee's and the generator
+teacher's) and the referee's rule."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import Field, field_validator
+
+from lionloop.config.section import _Section
+
+
+class TeacherConfig(_Section):
+    backend: str = Field("oracle", description="Backend name: oracle (offline task pack), openai, vllm, hf, ...")
+    model: str | None = Field(None, description="Model name or path for LLM backends.")
+    base_urls: list[str] = Field(default_factory=list, description="OpenAI-compatible endpoints (spread for data parallelism).")
+    api_key_env: str | None = Field(None, description="Name of the env var holding the API key (never the key itself).")
+    temperature: float = Field(0.0, ge=0.0, le=2.0, description="Sampling temperature; 0 keeps answers reproducible.")
+    max_tokens: int = Field(512, ge=1, description="Max tokens per teacher reply.")
+    max_reply_chars: int | None = Field(
+        None, ge=1,
+        description="Longest reply kept, in characters; a longer one (a faulty server) is recorded as a "
+        "failure, never parsed nor trained on. Default: 32 per max_tokens.",
+    )
+    concurrency: int = Field(16, ge=1, description="Max requests in flight per backend.")
+    timeout_s: float = Field(60.0, gt=0, description="Per-request timeout before a retry.")
+    max_retries: int = Field(4, ge=0, description="Retries on 429/5xx/timeouts (with backoff, honouring Retry-After).")
+    parse_retries: int = Field(1, ge=0, description="Re-asks when the reply cannot be parsed.")
+    latency_ms: float = Field(0.0, ge=0, description="Oracle only: simulated per-call latency, for benchmarks and crash tests.")
+    cost_per_1k_input: float = Field(0.0, ge=0, description="Price per 1k prompt tokens, for cost estimates.")
+    cost_per_1k_output: float = Field(0.0, ge=0, description="Price per 1k completion tokens, for cost estimates.")
+    cache_path: Path | None = Field(None, description="SQLite file of the call cache; share it across runs to reuse calls.")
+    structured_output: Literal["json_schema", "json_object", "none"] = Field(
+        "json_schema",
+        description="How JSON replies (judge, rewrite) are constrained: json_schema (vLLM, SGLang, OpenAI), "
+        "json_object (servers without schema support) or none (prompt only); replies are parsed tolerantly either way.",
+    )
+    prompts_dir: Path | None = Field(None, description="Directory of .j2 files overriding the packaged prompt templates by name.")
+    system_role: bool = Field(True, description="Send a system message; false folds it into the user turn (models without a system role).")
+    transport: Literal["aiohttp", "openai"] = Field(
+        "aiohttp",
+        description="openai backend client: aiohttp (direct, fastest measured: see BENCHMARKS.md) or openai (AsyncOpenAI).",
+    )
+    retry_backoff_s: float = Field(0.5, ge=0, description="First backoff after a 429/5xx/timeout without Retry-After; doubles per retry.")
+    max_backoff_s: float = Field(30.0, ge=0, description="Cap on a backoff without Retry-After (Retry-After itself is honoured up to 10 min).")
+    batch_size: int = Field(32, ge=1, description="In-process backends (hf, vllm): prompts per generate call; each batch is cached before the next.")
+    options: dict[str, Any] = Field(
+        default_factory=dict,
+        description="Backend-specific options. openai: extra request fields (top_p, seed, ...), part of the cache key; "
+        "hf: device, dtype; vllm: engine_args for vllm.LLM plus extra SamplingParams fields.",
+    )
+
+    def reply_char_limit(self) -> int:
+        """`max_reply_chars`, or 32 characters per token of `max_tokens` (no token is longer)."""
+        return self.max_reply_chars if self.max_reply_chars is not None else 32 * self.max_tokens
+
+    @field_validator("options")
+    @classmethod
+    def _no_secrets(cls, v: dict[str, Any]) -> dict[str, Any]:
+        # options are written to config.yaml and hashed into cache keys: no place for a key.
+        bad = [k for k in v if any(s in k.lower() for s in ("api_key", "apikey", "authorization", "password", "token_secret"))]
+        if bad:
+            raise ValueError(f"{bad[0]!r} looks like a secret: put it in an env var and name that var in api_key_env")
+        return v
+
+
+class RefereeConfig(_Section):
+    tau: float = Field(
+        1.0, ge=0, le=9,
+        description="Lion's threshold: hard when teacher - student score >= tau (1-10 scale, so at most 9).",
+    )
+    both_orders: bool = Field(True, description="Judge (teacher, student) and (student, teacher) and average: cancels position bias.")
+    skip_identical: bool = Field(True, description="Identical answers are easy without a judge call (saves teacher budget).")
+    max_cases: int | None = Field(
+        None, ge=1,
+        description="Judge at most this many cases a round that need a referee call (a seeded sample); cases "
+        "with identical answers are easy without one and always counted. Caps the referee's calls at "
+        "max_cases (x2 with both_orders), leaving the rest of the budget for data.",
+    )
+    min_decided: float = Field(
+        0.5, ge=0, le=1,
+        description="Share of a round's cases the referee must decide (hard or easy). Below it the run stops "
+        "with an error naming the failure reasons, and `lionloop resume` judges the round again: an outage "
+        "once ended the run as 'no hard cases', converged. 0 accepts any share.",
+    )
+    last_round: bool = Field(
+        True,
+        description="Judge in the last round (stop.max_rounds) too. Its verdicts feed only that round's "
+        "hard/easy figures, since nothing is generated after it: false saves those teacher calls.",
+    )
+    mode: Literal["llm", "verifier", "both"] = Field(
+        "llm",
+        description="Who calls a case hard. llm: the referee model (Lion). verifier: the task pack's verifier, "
+        "wrong = hard, no teacher call (LLM2LLM). both: the referee decides and the verifier audits it "
+        "(agreement, precision and recall of 'hard' per round in status and the report).",
+    )
