@@ -19,8 +19,7 @@ import hashlib
 import random
 import re
 import sys
-from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from typing import Any
 
 from pydantic import Field
@@ -39,6 +38,22 @@ from lionloop import (
     hookimpl,
     validate_options,
 )
+
+# The skills and their worked solutions live beside this module; their names stay importable from
+# here (the oracle hands this module to skills_methods as its kit: explain, STYLES, LABELS, ...).
+from .skills_defs import (
+    ALL_SKILLS,
+    LABELS,
+    LEVELS,
+    NEGATIVE,
+    NEUTRAL,
+    POSITIVE,
+    SKILLS,
+    Skill,
+    _mood,
+)
+from .skills_defs import EXTRA_SKILLS as EXTRA_SKILLS  # unused here: tests read it from this module
+from .skills_explain import STYLES, decompose, explain, last_like
 
 
 class SkillsOptions(PluginOptions):
@@ -64,323 +79,9 @@ class SkillsOptions(PluginOptions):
     )
 
 
-# A small alphabet keeps the tiny student's job about structure, not about 26 symbols
-# (measured: with a-z, reversal of 5+ letters stayed near 0% where a-h reached 40-90%).
-ALPHABET = "abcdefgh"
-LEVELS = (1, 2, 3, 4, 5)
 # Instances per skill when `task.*_per_skill` is not set: seeds (train pool), cache (probes), eval.
 DEFAULT_PER_SKILL = {"seeds": 40, "cache": 30, "eval": 40}
 
-
-def _word(rng: random.Random, n: int, letters: str = ALPHABET) -> str:
-    return "".join(rng.choice(letters) for _ in range(n))
-
-
-def _shift(s: str) -> str:
-    return "".join(ALPHABET[(ALPHABET.index(c) + 1) % len(ALPHABET)] for c in s)
-
-
-@dataclass(frozen=True)
-class Skill:
-    name: str
-    pattern: re.Pattern[str]
-    make: Callable[[random.Random, int], str]
-    solve: Callable[[re.Match[str]], str]
-    level_of: Callable[[re.Match[str]], int]
-
-
-def _word_skill(name: str, offset: int, solve: Callable[[str], str]) -> Skill:
-    return Skill(
-        name=name,
-        pattern=re.compile(rf"^{name} ([{ALPHABET}]+)$"),
-        make=lambda rng, lvl: f"{name} {_word(rng, lvl + offset)}",
-        solve=lambda m: solve(m.group(1)),
-        level_of=lambda m: max(1, min(5, len(m.group(1)) - offset)),
-    )
-
-
-def _add_digits(level: int) -> tuple[int, int]:
-    return {1: (1, 1), 2: (2, 1), 3: (2, 2), 4: (3, 2), 5: (3, 3)}[level]
-
-
-def _make_add(rng: random.Random, level: int) -> str:
-    da, db = _add_digits(level)
-    a = rng.randrange(10 ** (da - 1) if da > 1 else 0, 10**da)
-    b = rng.randrange(10 ** (db - 1) if db > 1 else 0, 10**db)
-    return f"add {a} {b}"
-
-
-def _add_level(m: re.Match[str]) -> int:
-    digits = (len(m.group(1)), len(m.group(2)))
-    for lvl in LEVELS:
-        if _add_digits(lvl) == tuple(sorted(digits, reverse=True)):
-            return lvl
-    return 5
-
-
-SKILLS: dict[str, Skill] = {
-    s.name: s
-    for s in (
-        _word_skill("copy", 2, lambda w: w),
-        _word_skill("upper", 2, str.upper),
-        _word_skill("shift", 1, _shift),
-        _word_skill("reverse", 1, lambda w: w[::-1]),
-        _word_skill("sort", 2, lambda w: "".join(sorted(w))),
-        Skill(
-            name="count",
-            pattern=re.compile(rf"^count ([{ALPHABET}]) in ([{ALPHABET}]+)$"),
-            make=lambda rng, lvl: f"count {rng.choice(ALPHABET[:4])} in {_word(rng, lvl + 3, ALPHABET[:5])}",
-            solve=lambda m: str(m.group(2).count(m.group(1))),
-            level_of=lambda m: max(1, min(5, len(m.group(2)) - 3)),
-        ),
-        Skill(
-            name="add",
-            pattern=re.compile(r"^add (\d{1,4}) (\d{1,4})$"),
-            make=_make_add,
-            solve=lambda m: str(int(m.group(1)) + int(m.group(2))),
-            level_of=_add_level,
-        ),
-    )
-}
-
-
-# -- opt-in skills: multi-step problems and a labelled classification ----------------------------
-
-OPS: dict[str, Callable[[str], str]] = {"reverse": lambda w: w[::-1], "shift": _shift, "sort": lambda w: "".join(sorted(w))}
-_CHAIN_SHAPE = {1: (2, 3), 2: (2, 4), 3: (2, 5), 4: (3, 4), 5: (3, 5)}  # level -> (ops, letters)
-_SUM_SHAPE = {1: (3, 1), 2: (4, 1), 3: (3, 2), 4: (4, 2), 5: (3, 3)}  # level -> (terms, digits)
-POSITIVE = ("good", "nice", "fun", "calm")
-NEGATIVE = ("bad", "sad", "dull", "grim")
-NEUTRAL = ("cup", "door", "tree", "road")
-MOOD_WORDS = POSITIVE + NEGATIVE + NEUTRAL
-MOOD_LABELS = ("negative", "neutral", "positive")
-
-
-def _make_chain(rng: random.Random, level: int) -> str:
-    n_ops, n_letters = _CHAIN_SHAPE[level]
-    ops: list[str] = []
-    for _ in range(n_ops):  # no op twice in a row: "reverse reverse" is a no-op, not a chain
-        ops.append(rng.choice([o for o in OPS if not ops or o != ops[-1]]))
-    return f"chain {' '.join(ops)} {_word(rng, n_letters)}"
-
-
-def _chain_steps(m: re.Match[str]) -> list[tuple[str, str]]:
-    value, steps = m.group(2), []
-    for k, op in enumerate(m.group(1).split()):
-        steps.append((f"{op} {value if k == 0 else f'#{k}'}", OPS[op](value)))
-        value = steps[-1][1]
-    return steps
-
-
-def _level_of_shape(shapes: dict[int, tuple[int, int]], shape: tuple[int, int]) -> int:
-    return next((lvl for lvl, s in shapes.items() if s == shape), 5)
-
-
-def _make_sum(rng: random.Random, level: int) -> str:
-    n, d = _SUM_SHAPE[level]
-    return "sum " + " ".join(str(rng.randrange(10 ** (d - 1) if d > 1 else 0, 10**d)) for _ in range(n))
-
-
-def _sum_steps(m: re.Match[str]) -> list[tuple[str, str]]:
-    terms = [int(t) for t in m.group(1).split()]
-    total, steps = terms[0], []
-    for k, t in enumerate(terms[1:]):
-        steps.append((f"add {total if k == 0 else f'#{k}'} {t}", str(total + t)))
-        total += t
-    return steps
-
-
-def _mood(words: list[str]) -> str:
-    pos = sum(w in POSITIVE for w in words)
-    neg = sum(w in NEGATIVE for w in words)
-    return "positive" if pos > neg else "negative" if neg > pos else "neutral"
-
-
-_MOOD_WORD = "(?:" + "|".join(MOOD_WORDS) + ")"
-
-EXTRA_SKILLS: dict[str, Skill] = {
-    s.name: s
-    for s in (
-        Skill(
-            name="chain",
-            pattern=re.compile(rf"^chain ((?:reverse|shift|sort)(?: (?:reverse|shift|sort)){{1,2}}) ([{ALPHABET}]+)$"),
-            make=_make_chain,
-            solve=lambda m: _chain_steps(m)[-1][1],
-            level_of=lambda m: _level_of_shape(_CHAIN_SHAPE, (len(m.group(1).split()), len(m.group(2)))),
-        ),
-        Skill(
-            name="sum",
-            pattern=re.compile(r"^sum (\d{1,3}(?: \d{1,3}){2,3})$"),
-            make=_make_sum,
-            solve=lambda m: str(sum(int(t) for t in m.group(1).split())),
-            level_of=lambda m: _level_of_shape(
-                _SUM_SHAPE, (len(m.group(1).split()), max(len(t) for t in m.group(1).split()))
-            ),
-        ),
-        Skill(
-            name="mood",
-            pattern=re.compile(rf"^mood ({_MOOD_WORD}(?: {_MOOD_WORD}){{2,6}})$"),
-            make=lambda rng, lvl: "mood " + " ".join(rng.choice(MOOD_WORDS) for _ in range(lvl + 2)),
-            solve=lambda m: _mood(m.group(1).split()),
-            level_of=lambda m: max(1, min(5, len(m.group(1).split()) - 2)),
-        ),
-    )
-}
-ALL_SKILLS: dict[str, Skill] = {**SKILLS, **EXTRA_SKILLS}
-LABELS: dict[str, tuple[str, ...]] = {"mood": MOOD_LABELS}
-
-
-# -- worked solutions: what rationales, CoT samples and decompositions are made of -----------------
-#
-# `explain(skill, match, style, slip)` returns (rationale, answer). `slip`, a random stream, makes
-# the teacher err in one step and carry the error on, as a sampled chain of thought does; the
-# answer then follows the faulty rationale (for every skill but `mood` it is then wrong).
-
-
-def _slip_letter(rng: random.Random, s: str) -> str:
-    i = rng.randrange(len(s))
-    pool = ALPHABET.upper() if s[i].isupper() else ALPHABET
-    return s[:i] + rng.choice([c for c in pool if c != s[i]]) + s[i + 1 :]
-
-
-def _letterwise(w: str, f: Callable[[str], str], slip: random.Random | None) -> tuple[str, str]:
-    out = [f(c) for c in w]
-    if slip is not None:
-        i = slip.randrange(len(out))
-        out[i] = _slip_letter(slip, out[i])
-    return " ".join(f"{c}>{o}" for c, o in zip(w, out, strict=True)), "".join(out)
-
-
-def _explain_word(name: str, w: str, slip: random.Random | None) -> tuple[str, str]:
-    if name == "copy":
-        out = _slip_letter(slip, w) if slip else w
-        return " ".join(out), out
-    if name == "upper":
-        return _letterwise(w, str.upper, slip)
-    if name == "shift":
-        return _letterwise(w, _shift, slip)
-    if name == "reverse":
-        out = w[::-1]
-        out = _slip_letter(slip, out) if slip else out
-        return "last to first: " + " ".join(out), out
-    # sort: count each letter, then write them out in order
-    counts = {c: w.count(c) for c in sorted(set(w))}
-    if slip is not None:
-        c = slip.choice(sorted(counts))
-        counts[c] = max(0, counts[c] + slip.choice([-1, 1]) if counts[c] > 1 else counts[c] + 1)
-    return " ".join(f"{c}:{n}" for c, n in counts.items()), "".join(c * n for c, n in counts.items())
-
-
-def _explain_count(m: re.Match[str], slip: random.Random | None) -> tuple[str, str]:
-    x, w = m.group(1), m.group(2)
-    pos = [i + 1 for i, c in enumerate(w) if c == x]
-    if slip is not None:
-        others = [i + 1 for i, c in enumerate(w) if c != x]
-        if pos and (not others or slip.random() < 0.5):
-            pos.remove(slip.choice(pos))
-        else:
-            pos = sorted(pos + [slip.choice(others)])
-    return f"{x} at " + (" ".join(map(str, pos)) or "none"), str(len(pos))
-
-
-def _slipped(values: list[int], k: int, slip: random.Random | None, at: int) -> int:
-    """values[k], off by one when the slip lands on step k (the error is then carried on)."""
-    return values[k] + (slip.choice([-1, 1]) if slip is not None and k == at else 0)
-
-
-def _explain_add(a: int, b: int, style: int, slip: random.Random | None) -> tuple[str, str]:
-    if style == 1 and max(a, b) >= 10:  # place value: tens and units apart, then together
-        hi_a, hi_b, lo_a, lo_b = a - a % 10, b - b % 10, a % 10, b % 10
-        at = slip.randrange(3) if slip else -1
-        hi = _slipped([hi_a + hi_b], 0, slip, at)
-        lo = _slipped([0, lo_a + lo_b], 1, slip, at)
-        total = _slipped([0, 0, hi + lo], 2, slip, at)
-        return f"{hi_a}+{hi_b}={hi}; {lo_a}+{lo_b}={lo}; {hi}+{lo}={total}", str(total)
-    da, db = str(a)[::-1], str(b)[::-1]
-    cols = max(len(da), len(db))
-    at = slip.randrange(cols) if slip else -1
-    parts, digits, carry = [], [], 0
-    for i in range(cols):
-        x, y = int(da[i]) if i < len(da) else 0, int(db[i]) if i < len(db) else 0
-        s = max(0, _slipped([x + y + carry] * cols, i, slip, at))
-        parts.append(f"{x}+{y}{'+1' if carry else ''}={s}")
-        digits.append(str(s % 10) if i < cols - 1 else str(s))
-        carry = s // 10
-    return "; ".join(parts), str(int("".join(reversed(digits))))
-
-
-def _explain_chain(m: re.Match[str], slip: random.Random | None) -> tuple[str, str]:
-    ops, value = m.group(1).split(), m.group(2)
-    at = slip.randrange(len(ops)) if slip else -1
-    parts = []
-    for k, op in enumerate(ops):
-        out = OPS[op](value)
-        if k == at:
-            out = _slip_letter(slip, out)
-        parts.append(f"{op} {value}={out}")
-        value = out
-    return "; ".join(parts), value
-
-
-def _explain_sum(m: re.Match[str], style: int, slip: random.Random | None) -> tuple[str, str]:
-    terms = [int(t) for t in m.group(1).split()]
-    if style == 1:
-        terms = terms[::-1]  # the same sum, added from the right
-    at = slip.randrange(len(terms) - 1) if slip else -1
-    total, parts = terms[0], []
-    for k, t in enumerate(terms[1:]):
-        new = _slipped([total + t] * len(terms), k, slip, at)
-        parts.append(f"{total}+{t}={new}" if style == 0 else f"{t}+{total}={new}")
-        total = new
-    return "; ".join(parts), str(total)
-
-
-def _explain_mood(m: re.Match[str], slip: random.Random | None) -> tuple[str, str]:
-    words = m.group(1).split()
-    signs = ["+" if w in POSITIVE else "-" if w in NEGATIVE else "0" for w in words]
-    if slip is not None:
-        i = slip.randrange(len(signs))
-        signs[i] = slip.choice([s for s in "+-0" if s != signs[i]])
-    pos, neg = signs.count("+"), signs.count("-")
-    label = "positive" if pos > neg else "negative" if neg > pos else "neutral"
-    return " ".join(f"{w}{s}" for w, s in zip(words, signs, strict=True)) + f": {pos}+ {neg}-", label
-
-
-STYLES = {"add": 2, "sum": 2}  # skills with more than one correct way to write the work
-
-
-def explain(skill: Skill, m: re.Match[str], style: int = 0, slip: random.Random | None = None) -> tuple[str, str]:
-    """(rationale, answer) for a parsed instance; `slip` makes one step go wrong."""
-    name = skill.name
-    if name in ("copy", "upper", "shift", "reverse", "sort"):
-        return _explain_word(name, m.group(1), slip)
-    if name == "count":
-        return _explain_count(m, slip)
-    if name == "add":
-        return _explain_add(int(m.group(1)), int(m.group(2)), style, slip)
-    if name == "chain":
-        return _explain_chain(m, slip)
-    if name == "sum":
-        return _explain_sum(m, style, slip)
-    if name == "mood":
-        return _explain_mood(m, slip)
-    raise Unsupported(f"skills oracle has no worked solution for {name!r}")
-
-
-def decompose(skill: Skill, m: re.Match[str]) -> list[tuple[str, str]]:
-    """(sub-question, answer) pairs; later sub-questions refer to earlier answers as #1, #2, ..."""
-    if skill.name == "chain":
-        return _chain_steps(m)
-    if skill.name == "sum":
-        return _sum_steps(m)
-    return [(m.group(0), skill.solve(m))]  # a one-step problem is its own only sub-question
-
-
-def last_like(reply: str, gold: str) -> str | None:
-    """The last word of a reply with the gold answer's shape (digits, or letters of its case)."""
-    shape = r"-?\d+" if gold.lstrip("-").isdigit() else r"[A-Z]+" if gold.isupper() else r"[a-z]+"
-    words = re.findall(rf"(?<![\w]){shape}(?![\w])", reply)
-    return words[-1] if words else None
 
 
 def _rng(*parts: Any) -> random.Random:
