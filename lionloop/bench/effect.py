@@ -237,7 +237,7 @@ def main(seeds: int = 5, rounds: int = 5, budget: int = 2400, out_dir: Path | No
     """Run (or resume) the benchmark; `write` puts its section and plot beside BENCHMARKS.md
     (`benchmarks_md(md)`: checked before any run starts). `student`: a pretrained HF model folder
     as the student (LoRA, `REAL_STUDENT` sizes); its figures go to a section of their own."""
-    from lionloop.bench.effect_report import PLOT, command_line, plot, report, section
+    from lionloop.bench.effect_report import PLOT, TITLES, command_line, plot, report, section
 
     target = benchmarks_md(md) if write else None
     skills = EXTRA_SKILLS if extra_skills else None
@@ -257,9 +257,17 @@ def main(seeds: int = 5, rounds: int = 5, budget: int = 2400, out_dir: Path | No
         plot_path = Path(PLOT.format(name=name))
         plot(summary, results, target.parent / plot_path, title=name)
     cmd = command_line(seeds, rounds, budget, referee, extra_skills, arms, first_seed, ARMS)
+    about = ""
     if student is not None:
         cmd += f" --student {Path(student).name}"
-    text = report(summary, results, cmd, wall, plot_path, referee, budget, figures)
+        rs = REAL_STUDENT
+        about = (f"`{Path(student).name}` as the student (LoRA rank {rs['train']['lora']['rank']}, trained and asked "
+                 f"through its chat template), on skills {', '.join(skills or [])}: {rs['task']['seeds_per_skill']} "
+                 f"seeds and {rs['task']['eval_per_skill']} eval instructions per skill, "
+                 f"{rs['train']['steps_per_round']} steps of {rs['train']['batch_size']} rows per round (sized for 2 "
+                 "CPU cores), the oracle as teacher.")
+    text = report(summary, results, cmd, wall, plot_path, referee, budget, figures, title=TITLES.get(name),
+                  about=about)
     (out_dir / "summary.json").write_text(json.dumps(summary, indent=1, default=str))
     if target is not None:
         write_section(name, text, target)

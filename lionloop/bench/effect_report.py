@@ -47,7 +47,8 @@ def _order(arms: list[str], summary: dict[str, Any], seed: int) -> str:
 
 
 def report(summary: dict[str, Any], results: dict[str, Any], command: str, seconds: float, plot_path: Path | None,
-           referee: str, budget: int, figures: dict[str, Any] | None = None) -> str:
+           referee: str, budget: int, figures: dict[str, Any] | None = None, title: str | None = None,
+           about: str = "") -> str:
     arms = list(summary["arms"])
     base = summary["base"]
     seeds = sorted({s for a in arms for s in summary["arms"][a]["seeds"]})
@@ -55,10 +56,11 @@ def report(summary: dict[str, Any], results: dict[str, Any], command: str, secon
     who = ("the verifier (wrong = hard, no teacher call)" if referee == "verifier" else
            "the oracle's 1-10 judge, both orders, every judge call paid")
     lines = [
-        f"## {_title(summary)}",
+        f"## {title or _title(summary)}",
         "",
         f"Command: `{command}` ({seconds / 60:.0f} min of runs). Machine: {machine_line()}.",
         "",
+        *([about, ""] if about else []),
         f"Every arm gets the same budget of **{budget} paid teacher calls** (bootstrap answers, referee, "
         f"rewrites and answers together), enforced by the loop and paced over the rounds; the referee is {who}. "
         f"Held-out accuracy (%) after the last round, mean ± std over {n} seeds ({', '.join(map(str, seeds))}); "
@@ -105,6 +107,14 @@ def report(summary: dict[str, Any], results: dict[str, Any], command: str, secon
 def _title(summary: dict[str, Any]) -> str:
     k = len(summary["skills"])
     return f"1. Effectiveness at equal cost: the loop vs. uniform expansion ({k} skills)"
+
+
+# Each configuration's own section heading (the default one is section 1).
+TITLES = {
+    "effect-10": "1b. Effectiveness at equal cost, 10 skills (chain, sum, mood added)",
+    "effect-llm": "1c. Effectiveness at equal cost with the LLM referee paid for",
+    "effect-real": "1d. Effectiveness at equal cost with a pretrained student (LoRA)",
+}
 
 
 def _one(x: float | None) -> str:
