@@ -161,7 +161,7 @@ def rouge_cost(texts: list[str], pool_slice: int, sample: int, seed: int) -> dic
 
 def run(pool_size: int = 1_000_000, n_cands: int = 6000, recall_n: int = 2000, hnsw_pool: int = 200_000,
         rouge_sample: int = 20, rouge_pool: int = 50_000, embed_sample: int = 1000, dup_share: float = 1 / 3,
-        diffuse: float = 1.6, nprobes: tuple[int, ...] = (32, 64), seed: int = 0) -> dict[str, Any]:
+        diffuse: float = 1.6, nprobes: tuple[int, ...] = (32, 64, 128), seed: int = 0) -> dict[str, Any]:
     """`diffuse` (0: skip) repeats the large pool's IVF measurement with wider topics (noise
     `diffuse` instead of 0.8 around each centre): neighbourhoods IVF's lists cut through more often;
     and searches that index again with each of `nprobes` lists (the recall/time knob)."""
