@@ -263,7 +263,7 @@ def main(seeds: int = 5, rounds: int = 5, budget: int = 2400, out_dir: Path | No
         rs = REAL_STUDENT
         about = (f"`{Path(student).name}` as the student (LoRA rank {rs['train']['lora']['rank']}, trained and asked "
                  f"through its chat template), on skills {', '.join(skills or [])}: {rs['task']['seeds_per_skill']} "
-                 f"seeds and {rs['task']['eval_per_skill']} eval instructions per skill, "
+                 f"seed instructions and {rs['task']['eval_per_skill']} eval instructions per skill, "
                  f"{rs['train']['steps_per_round']} steps of {rs['train']['batch_size']} rows per round (sized for 2 "
                  "CPU cores), the oracle as teacher.")
     text = report(summary, results, cmd, wall, plot_path, referee, budget, figures, title=TITLES.get(name),
