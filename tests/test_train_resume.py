@@ -62,7 +62,8 @@ def test_killed_inside_training_resumes_from_its_last_checkpoint(
 ) -> None:
     print(f"LIONLOOP_KILL_SEED={SEED}: {sig} after step {at} + {delay * 1000:.0f} ms")
     shutil.copytree(uninterrupted / "base", tmp_path / "base")  # the same base model
-    cmd = [sys.executable, str(WORKER), str(tmp_path), "--steps", str(STEPS), "--save-steps", str(SAVE)]
+    cmd = [sys.executable, str(WORKER), str(tmp_path), "--steps", str(STEPS), "--save-steps", str(SAVE),
+           "--slow-after", str(at)]
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, start_new_session=True)
     assert proc.stdout is not None
     for line in proc.stdout:

@@ -66,6 +66,9 @@ def test_status_tells_running_stopped_crashed_and_finished(tmp_path: Path) -> No
     # Running: the lock names this process; status shows round, stage, since when and progress.
     proc = _start("run", str(cfg))
     state = _wait_running(run, proc, None)
+    # Held where it is while the test looks (on loaded cores the run once finished before the
+    # Ctrl-C below): a stopped process still holds its lock and is alive to `status`.
+    os.killpg(proc.pid, signal.SIGSTOP)
     assert state["pid"] == proc.pid and state["round"] in (0, 1, 2) and state["since"] <= time.time()
     assert state["progress"]["task"] and state["progress"]["done"] > 0
     text = _cli("status", str(run)).stdout
@@ -77,8 +80,9 @@ def test_status_tells_running_stopped_crashed_and_finished(tmp_path: Path) -> No
     assert second.returncode == 1 and f"is being run by pid {proc.pid}" in second.stderr
     assert time.time() - t0 < 30 and "Traceback" not in second.stderr
 
-    # Ctrl-C: where it stopped and the command that continues it; exit 130.
+    # Ctrl-C: where it stopped and the command that continues it; exit 130 (delivered as it wakes).
     os.killpg(proc.pid, signal.SIGINT)
+    os.killpg(proc.pid, signal.SIGCONT)
     out, err = proc.communicate(timeout=120)
     assert proc.returncode == 130, err[-2000:]
     state = _state(run)

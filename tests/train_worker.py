@@ -24,6 +24,8 @@ def main() -> None:
     p.add_argument("--steps", type=int, default=40)
     p.add_argument("--save-steps", type=int, default=5)
     p.add_argument("--out", default="out")
+    p.add_argument("--slow-after", type=int, default=None,
+                   help="from this step on, 0.5 s a step: the test's kill lands inside training")
     args = p.parse_args()
 
     import torch
@@ -51,7 +53,10 @@ def main() -> None:
             print(f"STEP {step}", flush=True)
             # On quiet cores the tiny model ran its last steps before a signal sent at a late step
             # could land: 50 ms a step keeps every kill point inside training (weights unchanged).
-            time.sleep(0.05)
+            # On loaded cores the test's reader lagged the worker by more than the steps left:
+            # from the kill step on, half a second a step gives the reader time to catch up.
+            slow = args.slow_after is not None and step >= args.slow_after
+            time.sleep(0.5 if slow else 0.05)
 
     figures = trainer.train(base, args.work / args.out, rows, seed=7, progress=progress,
                             checkpoint_dir=args.work / "checkpoints")
