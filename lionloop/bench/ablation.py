@@ -230,7 +230,7 @@ def main(seeds: int = 3, rounds: int = 3, budget: int = 120, out_dir: Path = Pat
         rs = REAL_STUDENT
         about = (f"`{Path(student).name}` as the student (LoRA rank {rs['train']['lora']['rank']}, trained and "
                  f"asked through its chat template, so the plugins' prefixed prompts are one more line of its user "
-                 f"turn), on skills {', '.join(rs['task']['skills'])}: {rs['task']['seeds_per_skill']} seeds, "
+                 f"turn), on skills {', '.join(rs['task']['skills'])}: {rs['task']['seeds_per_skill']} seed instructions, "
                  f"{rs['task']['eval_per_skill']} eval instructions per skill, {rs['train']['steps_per_round']} steps "
                  f"of {rs['train']['batch_size']} rows per round, the oracle as teacher.")
     section = "ablation" if student is None else "ablation-real"
