@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import os
+import signal
 import sqlite3
 from pathlib import Path
 from typing import Any
@@ -13,6 +14,11 @@ import pytest
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # as the CLI sets it: spinning threads thrash shared cores
+# A test suite started in the background (`make test &`, nohup) inherits SIGINT ignored, and so
+# would every process it starts: the Ctrl-C tests' runs then trained on to the end. A handled
+# SIGINT here is reset to the default in each child, where Python raises KeyboardInterrupt again.
+if signal.getsignal(signal.SIGINT) == signal.SIG_IGN:
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 
 # Small enough to run two full rounds in well under a minute on 2 cores.
 MICRO: dict[str, Any] = {

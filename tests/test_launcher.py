@@ -104,6 +104,20 @@ def _step(run: Path) -> int:
         return 0
 
 
+def _ranks(job_dir: Path) -> list[int]:
+    """Live processes training this job (their command line names its job.json)."""
+    needle = str(job_dir / "job.json").encode()
+    out = []
+    for proc in Path("/proc").iterdir():
+        try:
+            if proc.name.isdigit() and needle in (proc / "cmdline").read_bytes() \
+                    and (proc / "stat").read_text().rsplit(")", 1)[-1].split()[0] != "Z":
+                out.append(int(proc.name))
+        except OSError:
+            continue
+    return out
+
+
 def _long_run(tmp_path: Path) -> tuple[Path, Path]:
     run = tmp_path / "run"
     conf = tmp_path / "cfg.yaml"
@@ -131,6 +145,12 @@ def test_a_kill_of_either_process_is_resumed(tmp_path: Path, victim: str) -> Non
         err = loop.stderr.read().decode()
         assert loop.returncode != 0 and "accelerate launch for round 1 was killed by signal 9" in err, err[-2000:]
         assert "Traceback" not in err
+        # The ranks die with their launch (torch's agent starts each in a session of its own: they
+        # trained on after the kill and finished before the resume could launch again).
+        deadline = time.time() + 5
+        while _ranks(job_dir) and time.time() < deadline:
+            time.sleep(0.2)
+        assert _ranks(job_dir) == []
     else:
         os.killpg(loop.pid, signal.SIGKILL)
         loop.wait()

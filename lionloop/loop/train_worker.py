@@ -57,6 +57,25 @@ def run_job(job_file: Path) -> dict[str, Any]:
     return figures
 
 
+def die_with_parent() -> None:
+    """A rank must not outlive the launch that started it. torch's elastic agent starts each rank
+    in a session of its own, so a kill -9 of the launch (its process group) left the ranks training
+    on, and a resumed loop launched a second training beside them. On Linux the kernel now kills
+    this process when its parent dies (PR_SET_PDEATHSIG); elsewhere nothing changes."""
+    if not sys.platform.startswith("linux"):
+        return
+    import ctypes
+    import signal
+
+    parent = os.getppid()
+    try:
+        ctypes.CDLL(None, use_errno=True).prctl(1, int(signal.SIGKILL))  # 1 = PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        return
+    if os.getppid() != parent:  # the parent died before the request took effect
+        os._exit(1)
+
+
 def follow(run_dir: Path, config_file: Path, poll_s: float = 2.0) -> None:
     """Join every job the main machine launches, until the run has finished (see the docstring)."""
     from lionloop.rundir import RunDir
@@ -103,6 +122,8 @@ def main(argv: list[str] | None = None) -> None:
         return
     if len(argv) != 1:
         raise SystemExit("usage: python -m lionloop.loop.train_worker JOB.json | follow RUN_DIR --config_file F")
+    if "LOCAL_RANK" in os.environ:  # a rank started by the launch's agent (not a direct call)
+        die_with_parent()
     run_job(Path(argv[0]))
 
 
