@@ -28,6 +28,7 @@ from lionloop.bench.common import (
     mean_std,
     metric_of,
     pm,
+    real_student_about,
     write_section,
 )
 from lionloop.config import RunConfig, parse_config
@@ -227,12 +228,8 @@ def main(seeds: int = 3, rounds: int = 3, budget: int = 120, out_dir: Path = Pat
     if student is not None:
         command += f" --student {Path(student).name} " + " ".join(f"--arm {a}" for a in arms)
         heading = "## 7b. Generator ablation with a pretrained student (LoRA)"
-        rs = REAL_STUDENT
-        about = (f"`{Path(student).name}` as the student (LoRA rank {rs['train']['lora']['rank']}, trained and "
-                 f"asked through its chat template, so the plugins' prefixed prompts are one more line of its user "
-                 f"turn), on skills {', '.join(rs['task']['skills'])}: {rs['task']['seeds_per_skill']} seed instructions, "
-                 f"{rs['task']['eval_per_skill']} eval instructions per skill, {rs['train']['steps_per_round']} steps "
-                 f"of {rs['train']['batch_size']} rows per round, the oracle as teacher.")
+        about = real_student_about(student, REAL_STUDENT, REAL_STUDENT["task"]["skills"],
+                                   ", so the plugins' prefixed prompts are one more line of its user turn")
     section = "ablation" if student is None else "ablation-real"
     if student is None and set(arms) <= {"lion", *(f"+{p}" for p in SURVEY)}:
         section, heading = "ablation-survey", "## 7c. Generator ablation: the survey's later methods"

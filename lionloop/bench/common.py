@@ -92,6 +92,16 @@ def md_table(header: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
     return "\n".join(out)
 
 
+def real_student_about(student: Path, sizes: dict[str, Any], skills: Sequence[str], prompts: str = "") -> str:
+    """The sentence a `--student` section opens with: which model, trained how, on what (`sizes`: the
+    benchmark's REAL_STUDENT overrides; `prompts`: what its prompts look like, if worth saying)."""
+    task, train = sizes["task"], sizes["train"]
+    return (f"`{Path(student).name}` as the student (LoRA rank {train['lora']['rank']}, trained and asked through "
+            f"its chat template{prompts}), on skills {', '.join(skills)}: {task['seeds_per_skill']} seed instructions "
+            f"and {task['eval_per_skill']} eval instructions per skill, {train['steps_per_round']} steps of "
+            f"{train['batch_size']} rows per round (sized for 2 CPU cores), the oracle as teacher.")
+
+
 def write_section(name: str, body: str, path: Path | None = None) -> Path:
     """Replace (or append) the section between `<!-- bench:name -->` markers in BENCHMARKS.md
     (`benchmarks_md(path)`); returns the file written."""

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from lionloop.bench.arms import finished_figures, run_arms
-from lionloop.bench.common import benchmarks_md, mean_std, write_section
+from lionloop.bench.common import benchmarks_md, mean_std, real_student_about, write_section
 from lionloop.config import RunConfig, parse_config
 
 ARMS = ("loop", "uniform", "lion")
@@ -260,12 +260,7 @@ def main(seeds: int = 5, rounds: int = 5, budget: int = 2400, out_dir: Path | No
     about = ""
     if student is not None:
         cmd += f" --student {Path(student).name}"
-        rs = REAL_STUDENT
-        about = (f"`{Path(student).name}` as the student (LoRA rank {rs['train']['lora']['rank']}, trained and asked "
-                 f"through its chat template), on skills {', '.join(skills or [])}: {rs['task']['seeds_per_skill']} "
-                 f"seed instructions and {rs['task']['eval_per_skill']} eval instructions per skill, "
-                 f"{rs['train']['steps_per_round']} steps of {rs['train']['batch_size']} rows per round (sized for 2 "
-                 "CPU cores), the oracle as teacher.")
+        about = real_student_about(student, REAL_STUDENT, skills or [])
     text = report(summary, results, cmd, wall, plot_path, referee, budget, figures, title=TITLES.get(name),
                   about=about)
     (out_dir / "summary.json").write_text(json.dumps(summary, indent=1, default=str))
