@@ -34,9 +34,6 @@ class BenchProgress(Reporter):
     def stage_start(self, round: int, stage: str) -> None:
         log.warning("%s: round %d %s", self.name, round, stage)
 
-    def stage_end(self, round: int, stage: str, seconds: float) -> None:
-        pass
-
     def round_end(self, summary: dict[str, Any]) -> None:
         ev = summary.get("eval") or {}
         if ev.get("overall") is not None:
@@ -85,8 +82,7 @@ def run_arms(
         name = f"{label}: {arm} seed {seed} (run {i} of {len(todo)})"
         figures, seconds = run_arm(config(arm, seed, arm_dir(out_dir, arm, seed)), BenchProgress(name))
         results[arm][seed] = per_round(figures, seconds)
-        log.warning("%s: %s seed %d: final acc %.3f in %.0fs", label, arm, seed,
-                    results[arm][seed][-1]["acc"] or 0, seconds)
+        log.warning("%s: final acc %.3f in %.0fs", name, results[arm][seed][-1]["acc"] or 0, seconds)
         raw.write_text(json.dumps({"results": results}, indent=1))
     return {"results": results, "seconds": time.time() - t0}
 
