@@ -4,6 +4,7 @@ hand-made figures, then a micro loop with a teacher budget end to end."""
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import pytest
 from conftest import micro_config, pool_rows
@@ -90,7 +91,8 @@ def test_budget_is_paced_never_overspent_and_its_last_data_trained_on(tmp_path: 
 
     budget = 300
     run_dir, final = start(micro_config(
-        tmp_path / "run", generate={"max_new_per_round": 400}, judge={"last_round": False},
+        tmp_path / "run", generate={"max_new_per_round": 400, "allocation": {"train_mix": 0.5}},
+        judge={"last_round": False},
         stop={"max_rounds": 3, "max_teacher_calls": budget, "stop_when_no_hard": False}))
     st = run_status(run_dir)
     assert st["teacher_calls"]["paid"] <= budget
@@ -111,6 +113,16 @@ def test_budget_is_paced_never_overspent_and_its_last_data_trained_on(tmp_path: 
         assert all(0 <= g["acc"] <= 1 for g in groups.values())
     assert all(g["progress"] is None for g in r1["allocation"]["groups"].values())  # nothing measured yet
     assert all(g["progress"] is not None for g in r2["allocation"]["groups"].values())
+    # train_mix: from round 2 the training samples lean on the groups the last round's shares
+    # favoured; every row still trained on (rows count distinct ones), repeats on top of them.
+    assert "mix" not in r1["train"]
+    for prev, r in ((r1, r2), (r2, r3)):
+        mix = r["train"]["mix"]
+        assert sum(g["rows"] for g in mix.values()) == r["train"]["rows"] <= r["train"]["mixed_rows"]
+        assert sum(g["share"] for g in mix.values()) == pytest.approx(1.0, abs=1e-3)
+        shares = {g: v["share"] for g, v in prev["allocation"]["groups"].items()}
+        for g, m in mix.items():
+            assert m["share"] == pytest.approx(0.5 * m["rows"] / r["train"]["rows"] + 0.5 * shares[g], abs=2e-3)
 
 
 @pytest.mark.slow
@@ -193,3 +205,50 @@ def test_rows_without_task_labels_are_allocated_by_embedding_cluster(tmp_path: P
     tagged = pool_rows(run_dir, "SELECT json_extract(meta, '$.group'), COUNT(*) FROM instructions"
                                 " WHERE origin = 'lion' GROUP BY 1")
     assert dict(tagged) == r1["accepted_by_group"] and sum(dict(tagged).values()) == r1["accepted"]
+
+
+def _mix_runtime(tmp_path: Path, mix: float, shares: dict[str, float], sizes: dict[str, int]) -> tuple[Any, list[Any]]:
+    """A pool with `sizes` train rows per task and round 1's allocation `shares`; the runtime parts
+    `training_mix` reads."""
+    import random
+    from types import SimpleNamespace
+
+    from lionloop.records import Example, Instruction
+    from lionloop.stores.pool import Pool
+
+    pool = Pool(tmp_path / "pool.sqlite")
+    ins = [Instruction(f"{task} {k}", task=task, split="train") for task, n in sizes.items() for k in range(n)]
+    pool.add_instructions(ins)
+    pool.merge_metrics(1, {"allocation": {"group_by": "task", "groups": {g: {"share": s} for g, s in shares.items()}}})
+    rows = [Example(i.id, i.text, "x") for i in ins]
+    cfg = SimpleNamespace(generate=SimpleNamespace(allocation=AllocationConfig(train_mix=mix)))
+    rt = SimpleNamespace(pool=pool, cfg=cfg, context=lambda r: SimpleNamespace(rng=lambda *p: random.Random(f"{r}{p}")))
+    return rt, rows
+
+
+def test_training_mix_repeats_the_rows_of_favoured_groups_and_drops_none(tmp_path: Path) -> None:
+    """train_mix: half the training samples follow last round's shares, half the pool's proportions;
+    rows are repeated, never dropped, and the same round mixes the same way again (resume)."""
+    from collections import Counter
+
+    from lionloop.loop.allocation import training_mix
+
+    sizes = {"copy": 60, "add": 20, "sort": 20}
+    rt, rows = _mix_runtime(tmp_path, 0.5, {"copy": 0.1, "add": 0.1, "sort": 0.8}, sizes)
+    out, mix = training_mix(rt, 2, rows)
+    assert set(out) == set(rows)  # none dropped
+    assert mix == {"add": {"rows": 20, "share": 0.15}, "copy": {"rows": 60, "share": 0.35},
+                   "sort": {"rows": 20, "share": 0.5}}
+    task = {r.instruction_id: r.prompt.split()[0] for r in rows}
+    got = Counter(task[r.instruction_id] for r in out)
+    assert got["copy"] == 60  # the least favoured group: each row once
+    assert got["sort"] / len(out) == pytest.approx(0.5, abs=0.03)
+    assert got["add"] / len(out) == pytest.approx(0.15, abs=0.03)
+    assert training_mix(rt, 2, rows)[0] == out
+    # No mix in round 1 (no allocation yet), nor with train_mix 0.
+    assert training_mix(rt, 1, rows) == (rows, None)
+    rt.pool.close()
+    (tmp_path / "zero").mkdir()
+    rt0, rows0 = _mix_runtime(tmp_path / "zero", 0.0, {"copy": 0.1, "add": 0.1, "sort": 0.8}, sizes)
+    assert training_mix(rt0, 2, rows0) == (rows0, None)
+    rt0.pool.close()

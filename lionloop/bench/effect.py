@@ -33,6 +33,8 @@ LEVERS: dict[str, dict[str, Any]] = {
     "loop-cluster": {"generate": {"allocation": {"group_by": "cluster"}}},
     "loop-frontier": {"generate": {"allocation": {"within": "frontier"}}},
     "loop-slope": {"generate": {"allocation": {"estimate": "slope"}}},
+    "loop-mix": {"generate": {"allocation": {"train_mix": 0.5}}},
+    "loop-mix-uniform": {"generate": {"allocation": {"train_mix": 0.5, "prior": "uniform"}}},
 }
 EXTRA_SKILLS = ["copy", "upper", "shift", "reverse", "sort", "count", "add", "chain", "sum", "mood"]
 

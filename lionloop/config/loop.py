@@ -104,6 +104,14 @@ class AllocationConfig(_Section):
         "first, as in Lion); frontier, those whose nearest cache-pool neighbours (embeddings) the student gets "
         "right, i.e. failures next to what it can already do.",
     )
+    train_mix: float = Field(
+        0.0, ge=0, le=1,
+        description="The allocation steers training too: this share of the imitate stage's samples follows the "
+        "last round's group shares (the rest the pool's own proportions), by repeating the rows of groups "
+        "still learning fastest (no row is dropped; the steps stay train.steps_per_round). The curricula "
+        "the allocation follows pick which task to *train* on (Graves et al. 2017; Matiisen et al. 2017). "
+        "0: every row equally often.",
+    )
     prior: Literal["frontier", "uniform", "errors"] = Field(
         "frontier",
         description="Shares before any progress is measured (the first generating round): frontier, by "

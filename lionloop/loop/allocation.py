@@ -275,3 +275,35 @@ def frontier_first(rt: Runtime, hard: list[Any], groups: dict[str, str], r: int,
 
     scored = [(-score(c), pos, c) for pos, c in enumerate(hard)]
     return [c for _, _, c in sorted(scored, key=lambda t: (t[0], t[1]))]
+
+
+# -- training mix -----------------------------------------------------------------------------------
+
+
+def training_mix(rt: Runtime, r: int, rows: list[Any]) -> tuple[list[Any], dict[str, Any] | None]:
+    """The main student's rows for round r's training, with `allocation.train_mix` of the samples
+    following the shares the allocation gave each group in round r - 1: a group's rows are repeated
+    (never dropped) so that its part of the data is (1 - mix) x its part of the rows + mix x its
+    share. The rows and, where mixed, per group: (rows, share of the training data)."""
+    acfg = rt.cfg.generate.allocation
+    if not acfg.train_mix or r < 2 or not rows:
+        return rows, None
+    alloc = rt.pool.metrics(r - 1).get("allocation") or {}
+    shares = {g: float(f.get("share") or 0.0) for g, f in (alloc.get("groups") or {}).items()}
+    if not shares or sum(shares.values()) <= 0:
+        return rows, None
+    _, groups = pool_groups(rt, acfg)
+    tasks = {i.id: i.task for i in rt.pool.instructions_by_id({row.instruction_id for row in rows}).values()}
+    group = [groups.get(row.instruction_id) or tasks.get(row.instruction_id) or NO_GROUP for row in rows]
+    counts = Counter(group)
+    total = sum(shares.get(g, 0.0) for g in counts) or 1.0
+    n = len(rows)
+    target = {g: (1 - acfg.train_mix) * c / n + acfg.train_mix * shares.get(g, 0.0) / total for g, c in counts.items()}
+    factor = {g: target[g] * n / c for g, c in counts.items()}
+    least = min(f for f in factor.values() if f > 0)
+    rng = rt.context(r).rng("train-mix")
+    out: list[Any] = []
+    for row, g in zip(rows, group, strict=True):
+        copies = factor[g] / least
+        out += [row] * (int(copies) + (rng.random() < copies - int(copies)))
+    return out, {g: {"rows": c, "share": round(target[g], 4)} for g, c in sorted(counts.items())}

@@ -9,6 +9,7 @@ from collections import defaultdict
 from typing import Any
 
 from lionloop.errors import PluginError
+from lionloop.loop.allocation import training_mix
 from lionloop.loop.runtime import Runtime
 from lionloop.records import Example
 from lionloop.student.checkpoints import drop
@@ -26,7 +27,10 @@ def imitate_stage(rt: Runtime, r: int) -> dict[str, Any]:
             raise PluginError(f"training rows name student role {role!r}: a role is lower-case letters, "
                               "digits and '_' (not 'base'); '' is the main student")
     t0 = time.perf_counter()
-    figures = _train(rt, r, "", by_role.pop("", []))
+    main, mix = training_mix(rt, r, by_role.pop("", []))
+    figures = _train(rt, r, "", main)
+    if mix is not None:  # rows: the distinct rows trained on; the repeats are samples, not data
+        figures = {**figures, "rows": sum(g["rows"] for g in mix.values()), "mixed_rows": len(main), "mix": mix}
     roles = {role: _train(rt, r, role, rows) for role, rows in sorted(by_role.items())}
     train_seconds = time.perf_counter() - t0  # load, tokenise, train, save: all the trainer's work
     metrics: dict[str, Any] = {"train": figures, "work_seconds": {"train": round(train_seconds, 3)}}
