@@ -48,6 +48,10 @@ def test_the_seeds_arm_trains_on_the_seeds_alone(tmp_path: Path) -> None:
     assert pool_rows(tmp_path / "seeds", "SELECT COUNT(*) FROM instructions WHERE origin != 'seed'") == [(0,)]
     assert [r["teacher_calls"] for r in figures["rounds"] if r["round"] > 0] == [0, 0]
     assert figures["calls"]["paid"] > 0 and len([r for r in figures["rounds"] if r["round"] > 0]) == 2
+    # The verifier checks the cache probes without the teacher: the bootstrap pays for the seeds alone.
+    boot = [r for r in figures["rounds"] if r["round"] == 0][0]
+    assert boot["teacher_calls"] == pool_rows(tmp_path / "seeds", "SELECT COUNT(*) FROM instructions"
+                                              " WHERE split = 'train'")[0][0]
 
 
 def _runs(calls: list[int], accs: list[float], skill: float, groups: dict[str, int] | None = None) -> list[dict]:

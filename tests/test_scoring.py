@@ -119,6 +119,14 @@ def test_judge_mode_verifier_and_both_in_a_micro_loop(tmp_path: Path) -> None:
     assert {r["instruction_id"] for r in rows if r["hard"] == 1} == wrong and r1["hard"] == len(wrong) > 0
     assert all(r["raw"] in ("verifier: right", "verifier: wrong") for r in rows)
     assert r1["judge_mode"] == "verifier" and r1["agreement"] is None
+    # The verifier checks the cache probes itself: the bootstrap pays for the train seeds alone,
+    # and the unanswered probes are judged all the same.
+    boot = st["bootstrap"]
+    assert boot["cache_unanswered"] == boot["cache"] == 18
+    assert pool_rows(out, "SELECT COUNT(*) FROM llm_cache WHERE stage = 'bootstrap'")[0][0] == boot["seeds"]
+    probes = {i for (i,) in pool_rows(out, "SELECT id FROM instructions WHERE split = 'cache'")}
+    answered = {i for (i,) in pool_rows(out, "SELECT instruction_id FROM responses WHERE role = 'teacher'")}
+    assert not probes & answered and probes <= {r["instruction_id"] for r in rows if r["hard"] is not None}
 
     # both: the oracle referee decides; its calls are audited against the verifier, per round.
     out, _ = start(micro_config(tmp_path / "both", judge={"mode": "both"}, stop={"max_rounds": 1}))

@@ -35,6 +35,7 @@ LEVERS: dict[str, dict[str, Any]] = {
     "loop-slope": {"generate": {"allocation": {"estimate": "slope"}}},
     "loop-mix": {"generate": {"allocation": {"train_mix": 0.5}}},
     "loop-mix-uniform": {"generate": {"allocation": {"train_mix": 0.5, "prior": "uniform"}}},
+    "loop-mix-frontier": {"generate": {"allocation": {"train_mix": 0.5, "within": "frontier"}}},
 }
 EXTRA_SKILLS = ["copy", "upper", "shift", "reverse", "sort", "count", "add", "chain", "sum", "mood"]
 

@@ -98,7 +98,8 @@ def sample_for_referee(items: Sequence[Instruction], teacher_answers: dict[str, 
     answers are easy for free): the cap is on referee calls, not on free verdicts."""
     if not cfg.max_cases:
         return list(items)
-    free = {i.id for i in items if cfg.skip_identical and teacher_answers[i.id].strip() == student_answers[i.id].strip()}
+    free = {i.id for i in items
+            if cfg.skip_identical and teacher_answers.get(i.id, "").strip() == student_answers[i.id].strip()}
     paid = [i for i in items if i.id not in free]
     if len(paid) > cfg.max_cases:
         keep = {i.id for i in rng.sample(sorted(paid, key=lambda i: i.id), cfg.max_cases)}
@@ -117,9 +118,10 @@ def discriminate_stage(rt: Runtime, r: int) -> dict[str, Any]:
     pool = rt.pool.instructions(["train", "cache"])
     teacher = rt.pool.teacher_answers()
     student = rt.pool.student_answers(r)
-    items = sample_for_referee([i for i in pool if i.id in teacher and i.id in student], teacher, student,
-                               rt.cfg.judge, rt.context(r).rng("judge-sample"))
     mode = rt.cfg.judge.mode
+    # The verifier judges cache probes the teacher never answered (bootstrap: `unpaid_probes`).
+    items = sample_for_referee([i for i in pool if i.id in student and (i.id in teacher or mode == "verifier")],
+                               teacher, student, rt.cfg.judge, rt.context(r).rng("judge-sample"))
     right = verifier_calls(rt.task_pack, items, teacher, student) if mode != "llm" else {}
     if mode == "verifier":
         verdicts = [_verifier_verdict(i.id, r, right[i.id]) for i in items]

@@ -11,7 +11,8 @@ from lionloop.loop.answers import answer_rows, teacher_answers
 from lionloop.loop.runtime import Runtime
 from lionloop.loop.scoring import resolve_scoring
 from lionloop.loop.seedfile import read_seed_file
-from lionloop.plugin.taskpack import pack_report
+from lionloop.loop.selection import referee_selects
+from lionloop.plugin.taskpack import pack_report, with_reference
 from lionloop.student.model import build_tiny_student
 
 
@@ -32,9 +33,10 @@ def bootstrap_stage(rt: Runtime, r: int = 0) -> dict[str, Any]:
     duplicates = len(seeds) - len(contaminated) - len(unique)
     seeds = [s for s in seeds if unique.get(s.id) is s]
     scoring = resolve_scoring(rt.cfg, pack)
-    asked = seeds + (eval_set if scoring.referee else [])
+    free = unpaid_probes(rt, pack, seeds)
+    asked = [s for s in seeds if s.id not in free] + (eval_set if scoring.referee else [])
     answers, failures = teacher_answers(rt, asked, 0, "bootstrap")
-    answered = [s for s in seeds if s.id in answers]
+    answered = [s for s in seeds if s.id in answers or s.id in free]
     if not answered:
         raise PluginError(f"the teacher answered none of the {len(seeds)} seeds: {next(iter(failures.values()), '')}")
     lost_eval = [e for e in eval_set if e.id in failures]
@@ -55,7 +57,7 @@ def bootstrap_stage(rt: Runtime, r: int = 0) -> dict[str, Any]:
     rows = [r for s in answered if s.split == "train" for r in answer_rows(rt, s, answers[s.id], "seed", 0)]
     result = {
         "seeds": sum(1 for s in answered if s.split == "train"),
-        "cache": sum(1 for s in answered if s.split == "cache"),
+        "cache": sum(1 for s in answered if s.split == "cache"), "cache_unanswered": len(free),
         "eval": len(eval_set), "seed_failures": sum(1 for d in dropped if d["split"] != "eval"),
         "eval_failures": len(lost_eval), "seeds_in_eval": len(contaminated), "seed_duplicates": duplicates,
         "eval_scoring": scoring.metric if not (scoring.verifier and scoring.referee) else "both",
@@ -70,6 +72,28 @@ def bootstrap_stage(rt: Runtime, r: int = 0) -> dict[str, Any]:
         rt.finish_stage(0, "bootstrap", result, {"bootstrap": figures})
     rt.index.rebuild()
     return result
+
+
+def unpaid_probes(rt: Runtime, pack: Any, seeds: list[Any]) -> set[str]:
+    """Cache-pool instructions worth no teacher call: nobody judges them (uniform case selection),
+    or the verifier judges them (`judge.mode: verifier`) and can check an answer to them without the
+    teacher's (the pack solves them, or they carry a reference). Probes are never trained on, so
+    such an answer would be paid for and never read."""
+    cache = [s for s in seeds if s.split == "cache"]
+    if not referee_selects(rt.cfg):
+        return {s.id for s in cache}
+    if rt.cfg.judge.mode != "verifier":
+        return set()
+    return {s.id for s in cache if _checkable(pack, s)}
+
+
+def _checkable(pack: Any, ins: Any) -> bool:
+    """Can the verifier check an answer to `ins` without the teacher's? (A verifier that fails
+    here is asked again in the discriminate stage, which reports it: here it only costs the call.)"""
+    try:
+        return pack.verify(with_reference(ins, None), "") is not None
+    except Exception:  # noqa: BLE001 - see above
+        return False
 
 
 DROPPED_KEPT = 500  # rows named in the bootstrap figures (all of them are in the failures table)
