@@ -23,6 +23,8 @@ class TaskConfig(_Section):
         None, ge=0,
         description="Probe instructions per skill in the cache pool: judged every round, never trained on "
         "(a tiny student memorises its train pool, so hard cases must come from instructions it has not seen); "
+        "the teacher answers them only where the referee needs its answer (not with judge.mode: verifier "
+        "where the pack checks an answer on its own, nor with generate.case_selection: uniform). "
         "null: the pack's default (skills: 30; dataset: task.options.cache_fraction).",
     )
     eval_per_skill: int | None = Field(
