@@ -73,3 +73,17 @@ def test_bench_cli_writes_only_where_told_and_exits_1_on_failure(micro_run: Path
     res = runner.invoke(bench_app, ["loop", "--run-dir", str(tmp_path / "missing"), "--no-write"])
     assert res.exit_code == 1 and res.output.count("\n") == 1 and "error:" in res.output
     assert runner.invoke(bench_app, ["teacher", "--client", "bogus"]).exit_code == 2
+
+
+def test_a_section_names_the_commits_its_runs_were_made_at() -> None:
+    """A benchmark resumed or written after later commits says which commit its runs used."""
+    from lionloop.bench.common import machine_line, run_commits, source_commit
+
+    head = source_commit()
+    results = {"loop": {0: [{"acc": 0.5}, {"acc": 0.6, "commit": "abc1234"}]},
+               "uniform": {0: [{"acc": 0.5, "commit": "def5678"}], 1: [{"acc": 0.4}]}}
+    assert run_commits(results) == ["abc1234", "def5678"]  # each run's last round carries it
+    line = machine_line(run_commits(results))
+    assert f"commit abc1234, def5678 (the runs; written at {head or '?'})" in line
+    assert f"commit {head or '?'}:" in machine_line([head]) and "the runs" not in machine_line([head])
+    assert "the runs" not in machine_line([])

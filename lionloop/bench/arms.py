@@ -11,6 +11,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+from lionloop.bench.common import source_commit
 from lionloop.config import RunConfig
 from lionloop.loop.reporting import Reporter
 
@@ -82,6 +83,7 @@ def run_arms(
         name = f"{label}: {arm} seed {seed} (run {i} of {len(todo)})"
         figures, seconds = run_arm(config(arm, seed, arm_dir(out_dir, arm, seed)), BenchProgress(name))
         results[arm][seed] = per_round(figures, seconds)
+        results[arm][seed][-1]["commit"] = source_commit()  # the section names it (machine_line)
         log.warning("%s: final acc %.3f in %.0fs", name, results[arm][seed][-1]["acc"] or 0, seconds)
         raw.write_text(json.dumps({"results": results}, indent=1))
     return {"results": results, "seconds": time.time() - t0}

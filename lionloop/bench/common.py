@@ -50,25 +50,40 @@ def machine() -> dict[str, Any]:
                 break
     except OSError:
         pass
-    try:
-        rev = subprocess.run(["git", "-C", str(SOURCE_ROOT), "rev-parse", "--short", "HEAD"], capture_output=True,
-                             text=True).stdout.strip()
-    except OSError:
-        rev = ""
     return {
         "cpu": cpu,
         "cores": os.cpu_count(),
         "gpu": torch.cuda.get_device_name(0) if torch.cuda.is_available() else "none",
         "python": platform.python_version(),
         "torch": torch.__version__,
-        "commit": rev,
+        "commit": source_commit(),
         "date": time.strftime("%Y-%m-%d"),
     }
 
 
-def machine_line() -> str:
+def source_commit() -> str:
+    """The source checkout's commit (short hash; '' outside a git checkout)."""
+    try:
+        return subprocess.run(["git", "-C", str(SOURCE_ROOT), "rev-parse", "--short", "HEAD"], capture_output=True,
+                              text=True).stdout.strip()
+    except OSError:
+        return ""
+
+
+def run_commits(results: dict[str, dict[Any, list[dict[str, Any]]]]) -> list[str]:
+    """The commits a benchmark's runs were made at (recorded with each run by `run_arms`)."""
+    return sorted({runs[-1]["commit"] for by_seed in results.values() for runs in by_seed.values()
+                   if runs and runs[-1].get("commit")})
+
+
+def machine_line(runs_at: Sequence[str] = ()) -> str:
+    """Date, commit and machine; `runs_at`: the commits the runs were made at, named where they are
+    not the commit the section is written at (a benchmark resumed or written after later commits)."""
     m = machine()
-    return (f"{m['date']}, commit {m['commit'] or '?'}: {m['cores']} cores ({m['cpu']}), GPU {m['gpu']}, "
+    commit = m["commit"] or "?"
+    if runs_at and list(runs_at) != [m["commit"]]:
+        commit = f"{', '.join(runs_at)} (the runs; written at {commit})"
+    return (f"{m['date']}, commit {commit}: {m['cores']} cores ({m['cpu']}), GPU {m['gpu']}, "
             f"Python {m['python']}, torch {m['torch']}")
 
 
