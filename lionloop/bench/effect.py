@@ -36,6 +36,7 @@ LEVERS: dict[str, dict[str, Any]] = {
     "loop-mix": {"generate": {"allocation": {"train_mix": 0.5}}},
     "loop-mix-uniform": {"generate": {"allocation": {"train_mix": 0.5, "prior": "uniform"}}},
     "loop-mix-frontier": {"generate": {"allocation": {"train_mix": 0.5, "within": "frontier"}}},
+    "loop-uniform-frontier": {"generate": {"allocation": {"prior": "uniform", "within": "frontier"}}},
 }
 EXTRA_SKILLS = ["copy", "upper", "shift", "reverse", "sort", "count", "add", "chain", "sum", "mood"]
 
