@@ -252,3 +252,8 @@ def test_training_mix_repeats_the_rows_of_favoured_groups_and_drops_none(tmp_pat
     rt0, rows0 = _mix_runtime(tmp_path / "zero", 0.0, {"copy": 0.1, "add": 0.1, "sort": 0.8}, sizes)
     assert training_mix(rt0, 2, rows0) == (rows0, None)
     rt0.pool.close()
+    # train_mix 1 with shares only for groups no row belongs to: nothing to steer by, rows unchanged.
+    (tmp_path / "elsewhere").mkdir()
+    rt1, rows1 = _mix_runtime(tmp_path / "elsewhere", 1.0, {"mood": 1.0}, sizes)
+    assert training_mix(rt1, 2, rows1) == (rows1, None)
+    rt1.pool.close()

@@ -300,6 +300,8 @@ def training_mix(rt: Runtime, r: int, rows: list[Any]) -> tuple[list[Any], dict[
     n = len(rows)
     target = {g: (1 - acfg.train_mix) * c / n + acfg.train_mix * shares.get(g, 0.0) / total for g, c in counts.items()}
     factor = {g: target[g] * n / c for g, c in counts.items()}
+    if not any(f > 0 for f in factor.values()):  # train_mix 1 and no share for any group trained
+        return rows, None
     least = min(f for f in factor.values() if f > 0)
     rng = rt.context(r).rng("train-mix")
     out: list[Any] = []
