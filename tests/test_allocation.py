@@ -257,3 +257,39 @@ def test_training_mix_repeats_the_rows_of_favoured_groups_and_drops_none(tmp_pat
     rt1, rows1 = _mix_runtime(tmp_path / "elsewhere", 1.0, {"mood": 1.0}, sizes)
     assert training_mix(rt1, 2, rows1) == (rows1, None)
     rt1.pool.close()
+
+
+def test_warmup_rounds_expand_uniformly_while_the_referee_judges(tmp_path: Path) -> None:
+    """generate.warmup_rounds: in a warm-up round every pool instruction is a case, in the uniform
+    baseline's order, carrying the referee's verdict (judged, so progress is measured from round 1),
+    and no allocation steers; after it the referee's hard/easy split and the allocation take over."""
+    import random
+    from types import SimpleNamespace
+
+    from lionloop.config import GenerateConfig
+    from lionloop.loop.allocation import allocate
+    from lionloop.loop.selection import select_cases
+    from lionloop.records import Instruction, Verdict
+    from lionloop.stores.pool import Pool
+
+    pool = Pool(tmp_path / "pool.sqlite")
+    ins = [Instruction(f"copy {c}", task="copy", split=split) for c, split in zip("abcdef", ["train"] * 4 + ["cache"] * 2)]
+    pool.add_instructions(ins)
+    pool.add_responses("teacher", "t", 0, {i.id: i.text[5:] for i in ins})
+    for r in (1, 2):
+        pool.add_responses("student", "s", r, {i.id: (i.text[5:] if k < 2 else "zz") for k, i in enumerate(ins)})
+        pool.add_verdicts([Verdict(i.id, r, None, None, k >= 2) for k, i in enumerate(ins)])
+
+    def runtime(case_selection: str, warmup: int) -> Any:
+        cfg = SimpleNamespace(generate=GenerateConfig(case_selection=case_selection, warmup_rounds=warmup))
+        return SimpleNamespace(pool=pool, cfg=cfg, context=lambda r: SimpleNamespace(rng=lambda *p: random.Random(f"{r}{p}")))
+
+    warm, uniform = runtime("referee", 1), runtime("uniform", 0)
+    cases = select_cases(warm, 1)
+    assert not cases.easy and [c.instruction.id for c in cases.hard] == [c.instruction.id for c in select_cases(uniform, 1).hard]
+    assert sorted(c.verdict.hard for c in cases.hard) == [False, False, True, True, True, True]  # the referee's
+    assert allocate(warm, 1) is None and allocate(uniform, 1) is None
+    steered = select_cases(warm, 2)  # past the warm-up: Lion's split
+    assert len(steered.hard) == 4 and len(steered.easy) == 2
+    assert len(select_cases(runtime("referee", 0), 1).easy) == 2  # no warm-up: steered from round 1
+    pool.close()

@@ -37,6 +37,8 @@ LEVERS: dict[str, dict[str, Any]] = {
     "loop-mix-uniform": {"generate": {"allocation": {"train_mix": 0.5, "prior": "uniform"}}},
     "loop-mix-frontier": {"generate": {"allocation": {"train_mix": 0.5, "within": "frontier"}}},
     "loop-uniform-frontier": {"generate": {"allocation": {"prior": "uniform", "within": "frontier"}}},
+    "loop-warmup": {"generate": {"warmup_rounds": 1}},
+    "loop-warmup-frontier": {"generate": {"warmup_rounds": 1, "allocation": {"within": "frontier"}}},
 }
 EXTRA_SKILLS = ["copy", "upper", "shift", "reverse", "sort", "count", "add", "chain", "sum", "mood"]
 

@@ -128,6 +128,13 @@ class GenerateConfig(_Section):
         description="referee: generators get the referee's hard/easy cases (Lion). uniform: no judging; "
         "generators get pool instructions drawn uniformly as their cases (the 'uniform expansion' baseline).",
     )
+    warmup_rounds: int = Field(
+        0, ge=0,
+        description="With case_selection: referee, the first N generating rounds expand pool instructions drawn "
+        "uniformly (as the uniform baseline does) while the referee still judges, so the allocation has "
+        "measured progress when it starts to steer. The referee's first hard cases come from a student that "
+        "fails nearly everything: rewrites of them sit on the hardest instances. 0: steer from round 1.",
+    )
     allocation: AllocationConfig = Field(
         default_factory=AllocationConfig,
         description="How much of the round each task or cluster gets (with case_selection: referee).",

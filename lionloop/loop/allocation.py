@@ -26,6 +26,7 @@ import numpy as np
 
 from lionloop.config import AllocationConfig
 from lionloop.loop.runtime import Runtime
+from lionloop.loop.selection import referee_selects, warming_up
 from lionloop.records import Instruction
 
 log = logging.getLogger(__name__)
@@ -216,9 +217,9 @@ def prior_scores(acfg: AllocationConfig, acc: dict[str, tuple[float, int]]) -> d
 
 
 def allocate(rt: Runtime, r: int) -> Allocation | None:
-    """The round's allocation, or None where there is none (mode lion, uniform selection)."""
+    """The round's allocation, or None where there is none (mode lion, uniform selection, a warm-up round)."""
     acfg = rt.cfg.generate.allocation
-    if acfg.mode == "lion" or rt.cfg.generate.case_selection != "referee":
+    if acfg.mode == "lion" or not referee_selects(rt.cfg) or warming_up(rt.cfg, r):
         return None
     group_by, groups = pool_groups(rt, acfg)
     accs = [cache_accuracy(rt, k, groups) for k in range(1, r + 1)]

@@ -20,22 +20,29 @@ def referee_pays(cfg: Any) -> bool:
     return referee_selects(cfg)
 
 
+def warming_up(cfg: Any, r: int) -> bool:
+    """True in the rounds that expand uniformly although the referee judges (`generate.warmup_rounds`)."""
+    return referee_selects(cfg) and r <= cfg.generate.warmup_rounds
+
+
 def select_cases(rt: Runtime, r: int) -> Cases:
     """The round's judged cases, split by the referee's call (unjudged ones are left out).
 
     With `generate.case_selection: uniform` every pool instruction is a "hard" case, in a
-    seeded random order, and nothing is judged: the uniform-expansion baseline.
+    seeded random order, and nothing is judged: the uniform-expansion baseline. The same in the
+    `generate.warmup_rounds`, where the cases carry the referee's verdicts but every one is expanded.
     """
     instructions = {i.id: i for i in rt.pool.instructions(["train", "cache"])}
     teacher = rt.pool.teacher_answers()
     student = rt.pool.student_answers(r)
     cases = Cases(round=r)
-    if not referee_selects(rt.cfg):
+    if not referee_selects(rt.cfg) or warming_up(rt.cfg, r):
+        judged = {v.instruction_id: v for v in rt.pool.verdicts(r)} if referee_selects(rt.cfg) else {}
         order = sorted(instructions)
         rt.context(r).rng("uniform-cases").shuffle(order)
         cases.hard = [
             Case(instructions[i], teacher.get(i, ""), student.get(i, ""),
-                 Verdict(i, r, None, None, None, raw="uniform selection: not judged"))
+                 judged.get(i) or Verdict(i, r, None, None, None, raw="uniform selection: not judged"))
             for i in order
         ]
         return cases
