@@ -273,7 +273,7 @@ def test_warmup_rounds_expand_uniformly_while_the_referee_judges(tmp_path: Path)
     from lionloop.stores.pool import Pool
 
     pool = Pool(tmp_path / "pool.sqlite")
-    ins = [Instruction(f"copy {c}", task="copy", split=split) for c, split in zip("abcdef", ["train"] * 4 + ["cache"] * 2)]
+    ins = [Instruction(f"copy {c}", task="copy", split=split) for c, split in zip("abcdef", ["train"] * 4 + ["cache"] * 2, strict=True)]
     pool.add_instructions(ins)
     pool.add_responses("teacher", "t", 0, {i.id: i.text[5:] for i in ins})
     for r in (1, 2):
