@@ -293,3 +293,31 @@ def test_warmup_rounds_expand_uniformly_while_the_referee_judges(tmp_path: Path)
     assert len(steered.hard) == 4 and len(steered.easy) == 2
     assert len(select_cases(runtime("referee", 0), 1).easy) == 2  # no warm-up: steered from round 1
     pool.close()
+
+
+@pytest.mark.slow
+def test_a_small_referee_sample_still_spends_the_budget_by_filling_uniformly(tmp_path: Path) -> None:
+    """judge.max_cases 2 finds a handful of hard cases a round: without a fill the paced rounds
+    propose far fewer candidates than their budget allows and most of it is never spent; with
+    `generate.fill: uniform` (the default) the rest of each generator's quota goes to pool
+    instructions drawn uniformly, tagged as such, and the budget is spent to within a round's slack."""
+    from lionloop.inspect.status import run_status
+    from lionloop.loop.runner import start
+
+    budget = 300
+    spent: dict[str, int] = {}
+    for fill in ("uniform", "none"):
+        run_dir, _ = start(micro_config(
+            tmp_path / fill, generate={"max_new_per_round": 400, "fill": fill}, judge={"max_cases": 2, "last_round": False},
+            stop={"max_rounds": 3, "max_teacher_calls": budget, "stop_when_no_hard": False}))
+        st = run_status(run_dir)
+        spent[fill] = st["teacher_calls"]["paid"]
+        tagged = dict(pool_rows(run_dir, "SELECT json_extract(meta, '$.fill'), COUNT(*) FROM instructions"
+                                         " WHERE origin = 'lion' GROUP BY 1"))
+        made = [pool_rows(run_dir, "SELECT json_extract(result, '$.filled.lion') FROM stages"
+                                   " WHERE round = ? AND stage = 'generate'", r)[0][0] for r in (1, 2)]
+        if fill == "uniform":
+            assert all(m and m > 0 for m in made) and tagged.get("uniform", 0) > 0
+        else:
+            assert made == [None, None] and "uniform" not in tagged
+    assert spent["none"] < budget // 2 and budget - 10 <= spent["uniform"] <= budget

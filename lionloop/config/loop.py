@@ -135,6 +135,13 @@ class GenerateConfig(_Section):
         "measured progress when it starts to steer. The referee's first hard cases come from a student that "
         "fails nearly everything: rewrites of them sit on the hardest instances. 0: steer from round 1.",
     )
+    fill: Literal["uniform", "none"] = Field(
+        "uniform",
+        description="With a teacher budget (stop.max_teacher_calls, paced): what a round's judged cases cannot "
+        "fill, e.g. when a small referee sample (judge.max_cases) finds few hard cases. uniform: each generator's "
+        "unused quota goes to pool instructions drawn uniformly, as the uniform baseline expands them; none: it "
+        "stays unspent this round (pacing re-spreads it over the rounds left, which may fall short too).",
+    )
     allocation: AllocationConfig = Field(
         default_factory=AllocationConfig,
         description="How much of the round each task or cluster gets (with case_selection: referee).",

@@ -16,7 +16,7 @@ from typing import Any
 from lionloop.loop.allocation import Allocation, allocate, frontier_first, split_quota
 from lionloop.loop.budget import paced_quotas
 from lionloop.loop.runtime import Runtime
-from lionloop.loop.selection import select_cases
+from lionloop.loop.selection import referee_selects, select_cases, uniform_cases
 from lionloop.records import Candidate, Cases, content_id
 
 log = logging.getLogger(__name__)
@@ -55,6 +55,7 @@ class Generated:
 
     candidates: list[Candidate] = field(default_factory=list)
     by_generator: dict[str, int] = field(default_factory=dict)
+    filled: dict[str, int] = field(default_factory=dict)  # per generator: candidates from the fill cases
     errors: dict[str, str] = field(default_factory=dict)
     calls: dict[str, int] = field(default_factory=dict)
     failures: dict[str, str] = field(default_factory=dict)
@@ -62,12 +63,14 @@ class Generated:
 
 
 def run_generators(rt: Runtime, r: int, cases: Cases, allocation: Allocation | None = None,
-                   quotas: dict[str, tuple[int, int]] | None = None) -> Generated:
+                   quotas: dict[str, tuple[int, int]] | None = None, fill: Cases | None = None) -> Generated:
     """Run every enabled generator plugin on the round's cases, each within its quota.
 
     `quotas` (generator -> (candidates, paid calls)) overrides the plan's for this round (budget
     pacing). With an `allocation`, each generator runs once per group on that group's cases, with
-    the group's share of its quota; what a group cannot use goes to the groups after it.
+    the group's share of its quota; what a group cannot use goes to the groups after it. With `fill`,
+    a generator that consumes hard cases and made fewer candidates than its quota runs once more on
+    those cases for the rest (within what is left of its calls).
     """
     res = Generated()
     impls = {impl.plugin_name: impl for impl in rt.pm.hook.lionloop_generate.get_hookimpls()}
@@ -88,6 +91,12 @@ def run_generators(rt: Runtime, r: int, cases: Cases, allocation: Allocation | N
                 out = list(impl.function(cases=mine, teacher=teacher, ctx=rt.context(r, plugin=name, max_candidates=quota)) or [])[:quota]
             else:
                 out = _by_group(rt, r, impl, name, mine, teacher, quota, allocation, res.by_group)
+            if fill is not None and fill.hard and "hard" in planned.spec.consumes and len(out) < quota and teacher.left > 0:
+                more = list(impl.function(cases=fill, teacher=teacher,
+                                          ctx=rt.context(r, plugin=name, max_candidates=quota - len(out))) or [])
+                more = [_tagged(c, "uniform", key="fill") for c in more[: quota - len(out)]]
+                res.filled[name] = len(more)
+                out += more
         except Exception as err:  # noqa: BLE001 - a plugin failure is reported, never fatal
             res.errors[name] = f"{type(err).__name__}: {err}"
             log.error("generator plugin %r raised: %s", name, res.errors[name])
@@ -134,9 +143,10 @@ def _by_group(rt: Runtime, r: int, impl: Any, name: str, cases: Cases, teacher: 
     return [made[g][j] for _, g, j in ranked]
 
 
-def _tagged(cand: Candidate, group: str) -> Candidate:
-    """The candidate with the group whose share paid for it in its instruction's meta."""
-    ins = replace(cand.instruction, meta={**cand.instruction.meta, "group": group})
+def _tagged(cand: Candidate, group: str, key: str = "group") -> Candidate:
+    """The candidate with the group whose share paid for it (or, key "fill", the fill it came from) in
+    its instruction's meta."""
+    ins = replace(cand.instruction, meta={**cand.instruction.meta, key: group})
     return replace(cand, instruction=ins)
 
 
@@ -146,8 +156,12 @@ def generate_stage(rt: Runtime, r: int) -> dict[str, Any]:
     if allocation is not None and rt.cfg.generate.allocation.within == "frontier":
         cases.hard = frontier_first(rt, cases.hard, allocation.groups, r)
     quotas, pacing = paced_quotas(rt, r)
-    out = run_generators(rt, r, cases, allocation, quotas)
+    fill = None
+    if quotas is not None and rt.cfg.generate.fill == "uniform" and referee_selects(rt.cfg):
+        fill = uniform_cases(rt, r, exclude={c.instruction.id for c in cases.hard + cases.easy})
+    out = run_generators(rt, r, cases, allocation, quotas, fill)
     result = {"candidates": len(out.candidates), "by_generator": out.by_generator, "plugin_errors": out.errors,
+              "filled": out.filled,
               "teacher_failures": len(out.failures),
               "hard_cases": len(cases.hard), "easy_cases": len(cases.easy), "calls_by_generator": out.calls}
     metrics: dict[str, Any] = {"generate": result}

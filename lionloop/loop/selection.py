@@ -38,13 +38,7 @@ def select_cases(rt: Runtime, r: int) -> Cases:
     cases = Cases(round=r)
     if not referee_selects(rt.cfg) or warming_up(rt.cfg, r):
         judged = {v.instruction_id: v for v in rt.pool.verdicts(r)} if referee_selects(rt.cfg) else {}
-        order = sorted(instructions)
-        rt.context(r).rng("uniform-cases").shuffle(order)
-        cases.hard = [
-            Case(instructions[i], teacher.get(i, ""), student.get(i, ""),
-                 judged.get(i) or Verdict(i, r, None, None, None, raw="uniform selection: not judged"))
-            for i in order
-        ]
+        cases.hard = _uniform(rt, r, instructions, teacher, student, judged)
         return cases
     for v in rt.pool.verdicts(r):
         ins = instructions.get(v.instruction_id)
@@ -54,3 +48,19 @@ def select_cases(rt: Runtime, r: int) -> Cases:
         (cases.hard if v.hard else cases.easy).append(case)
     cases.hard.sort(key=lambda c: (-(c.verdict.diff or 0), c.instruction.id))
     return cases
+
+
+def uniform_cases(rt: Runtime, r: int, exclude: set[str]) -> Cases:
+    """Pool instructions not in `exclude`, in the uniform baseline's seeded order, as "hard" cases:
+    what fills a round's quota that its judged cases cannot (`generate.fill: uniform`)."""
+    instructions = {i.id: i for i in rt.pool.instructions(["train", "cache"]) if i.id not in exclude}
+    return Cases(round=r, hard=_uniform(rt, r, instructions, rt.pool.teacher_answers(), rt.pool.student_answers(r), {}))
+
+
+def _uniform(rt: Runtime, r: int, instructions: dict[str, Any], teacher: dict[str, str], student: dict[str, str],
+             judged: dict[str, Verdict]) -> list[Case]:
+    order = sorted(instructions)
+    rt.context(r).rng("uniform-cases").shuffle(order)
+    return [Case(instructions[i], teacher.get(i, ""), student.get(i, ""),
+                 judged.get(i) or Verdict(i, r, None, None, None, raw="uniform selection: not judged"))
+            for i in order]
