@@ -300,7 +300,8 @@ def test_a_small_referee_sample_still_spends_the_budget_by_filling_uniformly(tmp
     """judge.max_cases 2 finds a handful of hard cases a round: without a fill the paced rounds
     propose far fewer candidates than their budget allows and most of it is never spent; with
     `generate.fill: uniform` (the default) the rest of each generator's quota goes to pool
-    instructions drawn uniformly, tagged as such, and the budget is spent to within a round's slack."""
+    instructions the referee did not judge, drawn uniformly and tagged as such, and the budget is
+    spent to within a round's slack."""
     from lionloop.inspect.status import run_status
     from lionloop.loop.runner import start
 
@@ -318,6 +319,10 @@ def test_a_small_referee_sample_still_spends_the_budget_by_filling_uniformly(tmp
                                    " WHERE round = ? AND stage = 'generate'", r)[0][0] for r in (1, 2)]
         if fill == "uniform":
             assert all(m and m > 0 for m in made) and tagged.get("uniform", 0) > 0
+            # The fill expands what the referee did not judge that round: its verdicts stand.
+            assert not pool_rows(run_dir, "SELECT i.id FROM instructions i JOIN verdicts v ON v.instruction_id ="
+                                          " i.parent_id AND v.round = i.round_born AND v.hard IS NOT NULL WHERE json_extract(i.meta, '$.fill')"
+                                          " IS NOT NULL")
         else:
             assert made == [None, None] and "uniform" not in tagged
     assert spent["none"] < budget // 2 and budget - 10 <= spent["uniform"] <= budget

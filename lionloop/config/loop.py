@@ -139,8 +139,10 @@ class GenerateConfig(_Section):
         "uniform",
         description="With a teacher budget (stop.max_teacher_calls, paced): what a round's judged cases cannot "
         "fill, e.g. when a small referee sample (judge.max_cases) finds few hard cases. uniform: each generator's "
-        "unused quota goes to pool instructions drawn uniformly, as the uniform baseline expands them; none: it "
-        "stays unspent this round (pacing re-spreads it over the rounds left, which may fall short too).",
+        "unused quota goes to the pool instructions the referee did not judge this round, drawn uniformly and "
+        "expanded as the uniform baseline expands them (where every instruction was judged there are none, and "
+        "the referee's verdicts stand); none: it stays unspent this round (pacing re-spreads it over the rounds "
+        "left, which may fall short too).",
     )
     allocation: AllocationConfig = Field(
         default_factory=AllocationConfig,
