@@ -319,6 +319,9 @@ def test_a_small_referee_sample_still_spends_the_budget_by_filling_uniformly(tmp
                                    " WHERE round = ? AND stage = 'generate'", r)[0][0] for r in (1, 2)]
         if fill == "uniform":
             assert all(m and m > 0 for m in made) and tagged.get("uniform", 0) > 0
+            # What each group bought counts the fill too: the accepted candidates add up.
+            st_rounds = st["rounds"][:2]
+            assert all(sum(r["accepted_by_group"].values()) == r["accepted"] for r in st_rounds)
             # The fill expands what the referee did not judge that round: its verdicts stand.
             assert not pool_rows(run_dir, "SELECT i.id FROM instructions i JOIN verdicts v ON v.instruction_id ="
                                           " i.parent_id AND v.round = i.round_born AND v.hard IS NOT NULL WHERE json_extract(i.meta, '$.fill')"

@@ -13,7 +13,7 @@ import time
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from lionloop.loop.allocation import Allocation, allocate, frontier_first, split_quota
+from lionloop.loop.allocation import NO_GROUP, Allocation, allocate, frontier_first, split_quota
 from lionloop.loop.budget import paced_quotas
 from lionloop.loop.runtime import Runtime
 from lionloop.loop.selection import referee_selects, select_cases, uniform_cases
@@ -95,6 +95,9 @@ def run_generators(rt: Runtime, r: int, cases: Cases, allocation: Allocation | N
                 more = list(impl.function(cases=fill, teacher=teacher,
                                           ctx=rt.context(r, plugin=name, max_candidates=quota - len(out))) or [])
                 more = [_tagged(c, "uniform", key="fill") for c in more[: quota - len(out)]]
+                if allocation is not None:  # what each group bought counts the fill too (its parent's group)
+                    more = [_tagged(c, allocation.groups.get(c.instruction.parent_id or "") or c.instruction.task
+                                    or NO_GROUP) for c in more]
                 res.filled[name] = len(more)
                 out += more
         except Exception as err:  # noqa: BLE001 - a plugin failure is reported, never fatal
