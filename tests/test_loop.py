@@ -165,3 +165,41 @@ def test_accepted_cap_fixes_the_data_budget(tmp_path: Path) -> None:
         v for k, v in r1["dedup_rejected"].items() if k != "over_budget")
     # Over-budget candidates were never answered by the teacher.
     assert r1["teacher_by_stage"]["curate"]["calls"] == 5
+
+
+class Picky:
+    """A generator that makes one candidate from the referee's cases and raises on the fill's."""
+
+    from lionloop.plugin.hookspecs import hookimpl
+
+    @hookimpl
+    def lionloop_generate(self, cases, teacher, ctx):  # noqa: ANN001, ANN201
+        from lionloop.records import Candidate
+
+        if any(c.verdict.hard is None for c in cases.hard):  # the fill: pool instructions nobody judged
+            raise RuntimeError("no verdict")
+        case = (cases.hard or cases.easy)[0]
+        return [Candidate(instruction=case.instruction, generator="picky")]
+
+
+@pytest.mark.slow
+def test_a_generator_raising_while_filling_keeps_what_it_made_before(tmp_path: Path) -> None:
+    """generate.fill runs a generator a second time; if that raises, the error is reported by name
+    and the candidates of its first pass still reach the curate stage."""
+    from conftest import micro_config
+
+    from lionloop.loop.graph import build_graph
+    from lionloop.loop.runtime import Runtime
+    from lionloop.plugin.manager import get_plugin_manager
+
+    cfg = micro_config(tmp_path, generate={"max_new_per_round": 40, "generators": {"picky": {"share": 1.0}}},
+                       judge={"max_cases": 2, "last_round": False},
+                       stop={"max_rounds": 2, "max_teacher_calls": 200, "stop_when_no_hard": False})
+    pm = get_plugin_manager(extra=[("picky", Picky())])
+    rt = Runtime(cfg=cfg, run_id="picky-run", run_dir=tmp_path, pm=pm)
+    build_graph().invoke({"run_id": "picky-run", "round": 1}, {"recursion_limit": 100}, context=rt)
+    rt.close()
+    metrics = json.loads(pool_rows(tmp_path, "SELECT metrics FROM rounds WHERE round = 1")[0][0])
+    assert metrics["generate"]["plugin_errors"] == {"picky": "RuntimeError (filling): no verdict"}
+    assert metrics["generate"]["by_generator"] == {"picky": 1} and metrics["generate"]["filled"] == {"picky": 0}
+    assert metrics["curate"]["candidates"] == 1

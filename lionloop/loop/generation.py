@@ -7,9 +7,11 @@ reported by name and skipped; its candidates never reach the pool.
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -63,14 +65,15 @@ class Generated:
 
 
 def run_generators(rt: Runtime, r: int, cases: Cases, allocation: Allocation | None = None,
-                   quotas: dict[str, tuple[int, int]] | None = None, fill: Cases | None = None) -> Generated:
+                   quotas: dict[str, tuple[int, int]] | None = None,
+                   fill: Callable[[], Cases] | None = None) -> Generated:
     """Run every enabled generator plugin on the round's cases, each within its quota.
 
     `quotas` (generator -> (candidates, paid calls)) overrides the plan's for this round (budget
     pacing). With an `allocation`, each generator runs once per group on that group's cases, with
     the group's share of its quota; what a group cannot use goes to the groups after it. With `fill`,
     a generator that consumes hard cases and made fewer candidates than its quota runs once more on
-    those cases for the rest (within what is left of its calls).
+    the cases `fill()` gives (read once, when first needed) for the rest, within what is left of its calls.
     """
     res = Generated()
     impls = {impl.plugin_name: impl for impl in rt.pm.hook.lionloop_generate.get_hookimpls()}
@@ -91,19 +94,19 @@ def run_generators(rt: Runtime, r: int, cases: Cases, allocation: Allocation | N
                 out = list(impl.function(cases=mine, teacher=teacher, ctx=rt.context(r, plugin=name, max_candidates=quota)) or [])[:quota]
             else:
                 out = _by_group(rt, r, impl, name, mine, teacher, quota, allocation, res.by_group)
-            if fill is not None and fill.hard and "hard" in planned.spec.consumes and len(out) < quota and teacher.left > 0:
-                more = list(impl.function(cases=fill, teacher=teacher,
-                                          ctx=rt.context(r, plugin=name, max_candidates=quota - len(out))) or [])
-                more = [_tagged(c, "uniform", key="fill") for c in more[: quota - len(out)]]
-                if allocation is not None:  # what each group bought counts the fill too (its parent's group)
-                    more = [_tagged(c, allocation.groups.get(c.instruction.parent_id or "") or c.instruction.task
-                                    or NO_GROUP) for c in more]
-                res.filled[name] = len(more)
-                out += more
         except Exception as err:  # noqa: BLE001 - a plugin failure is reported, never fatal
             res.errors[name] = f"{type(err).__name__}: {err}"
             log.error("generator plugin %r raised: %s", name, res.errors[name])
             continue
+        if fill is not None and "hard" in planned.spec.consumes and len(out) < quota and teacher.left > 0:
+            try:
+                more = _filled(rt, r, impl, name, fill(), teacher, quota - len(out), allocation)
+            except Exception as err:  # noqa: BLE001 - as above; what the first pass made is kept
+                res.errors[name] = f"{type(err).__name__} (filling): {err}"
+                log.error("generator plugin %r raised while filling: %s", name, err)
+                more = []
+            res.filled[name] = len(more)
+            out += more
         log.info("generator %s: %d candidates in %.1fs", name, len(out), time.perf_counter() - t0)
         res.by_generator[name] = len(out)
         res.calls[name] = max_calls - teacher.left
@@ -146,6 +149,20 @@ def _by_group(rt: Runtime, r: int, impl: Any, name: str, cases: Cases, teacher: 
     return [made[g][j] for _, g, j in ranked]
 
 
+def _filled(rt: Runtime, r: int, impl: Any, name: str, cases: Cases, teacher: BudgetedTeacher, quota: int,
+            allocation: Allocation | None) -> list[Candidate]:
+    """Up to `quota` candidates of one generator on the fill cases, tagged `fill: uniform` and, under
+    an allocation, with their parent's group (so what each group bought counts them too)."""
+    if not cases.hard:
+        return []
+    out = list(impl.function(cases=cases, teacher=teacher, ctx=rt.context(r, plugin=name, max_candidates=quota)) or [])
+    out = [_tagged(c, "uniform", key="fill") for c in out[:quota]]
+    if allocation is not None:
+        out = [_tagged(c, allocation.groups.get(c.instruction.parent_id or "") or c.instruction.task or NO_GROUP)
+               for c in out]
+    return out
+
+
 def _tagged(cand: Candidate, group: str, key: str = "group") -> Candidate:
     """The candidate with the group whose share paid for it (or, key "fill", the fill it came from) in
     its instruction's meta."""
@@ -161,7 +178,8 @@ def generate_stage(rt: Runtime, r: int) -> dict[str, Any]:
     quotas, pacing = paced_quotas(rt, r)
     fill = None
     if quotas is not None and rt.cfg.generate.fill == "uniform" and referee_selects(rt.cfg):
-        fill = uniform_cases(rt, r, exclude={c.instruction.id for c in cases.hard + cases.easy})
+        judged = {c.instruction.id for c in cases.hard + cases.easy}
+        fill = functools.cache(lambda: uniform_cases(rt, r, exclude=judged))
     out = run_generators(rt, r, cases, allocation, quotas, fill)
     result = {"candidates": len(out.candidates), "by_generator": out.by_generator, "plugin_errors": out.errors,
               "filled": out.filled,
