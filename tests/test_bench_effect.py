@@ -81,3 +81,7 @@ def test_summary_pairs_seeds_and_finds_the_calls_to_match_uniform() -> None:
     assert "| `loop` | 510 | **62.5 ± 10.6** | +2.5 ± 10.6 | 1/2 |" in text
     assert "| 0 | 60.0 | 70.0 | loop > uniform |" in text
     assert "59%, —" in text
+    # A lever run on its own (no uniform arm): reported without paired figures, not a crash.
+    alone = {"loop": results["loop"]}
+    text = report(summarise(alone), alone, "lionloop bench effect --arm loop", 120, None, "verifier", 510)
+    assert "| `loop` | 510 | **62.5 ± 10.6** |  | - | - | - |" in text

@@ -76,11 +76,13 @@ def report(summary: dict[str, Any], results: dict[str, Any], command: str, secon
         reach = summary.get("mean_reach", {}).get(arm)
         share = summary.get("mean_reach_share", {}).get(arm)
         per_seed = s.get("reach_share", {})
-        reach_txt = "-" if arm == base else (f"{reach:.0f} ({100 * share:.0f}%)" if reach is not None else "not reached")
-        seeds_txt = "-" if arm == base else ", ".join("—" if v is None else f"{100 * v:.0f}%" for v in per_seed.values())
-        ahead = "-" if arm == base else f"{sum(d > 0 for d in s['diff'].values())}/{len(s['diff'])}"
+        # Paired figures need `base` run on the same seeds (`--arm loop-warmup` alone has none).
+        paired = arm != base and "diff" in s
+        reach_txt = "-" if not paired else (f"{reach:.0f} ({100 * share:.0f}%)" if reach is not None else "not reached")
+        seeds_txt = "-" if not paired else ", ".join("—" if v is None else f"{100 * v:.0f}%" for v in per_seed.values())
+        ahead = "-" if not paired else f"{sum(d > 0 for d in s['diff'].values())}/{len(s['diff'])}"
         rows.append([f"`{arm}`", f"{calls:.0f}", f"**{_pct(s['acc_ms'])}**",
-                     "" if arm == base else _pts(s["diff_ms"]), ahead, reach_txt, seeds_txt])
+                     _pts(s["diff_ms"]) if paired else "", ahead, reach_txt, seeds_txt])
     lines += [md_table(["arm", "calls spent", "held-out acc", f"Δ vs {base}", "ahead on seeds", "reach", "reach per seed"],
                        rows), ""]
     lines += ["Per seed, held-out accuracy (%) and the arms' order:", ""]
