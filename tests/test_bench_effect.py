@@ -81,6 +81,8 @@ def test_summary_pairs_seeds_and_finds_the_calls_to_match_uniform() -> None:
     assert "| `loop` | 510 | **62.5 ± 10.6** | +2.5 ± 10.6 | 1/2 |" in text
     assert "| 0 | 60.0 | 70.0 | loop > uniform |" in text
     assert "59%, —" in text
+    tied = {**results, "lion": {0: _runs([100, 300, 500], [0.2, 0.5, 0.6], 0.0), 1: _runs([100, 300], [0.2, 0.5], 0.0)}}
+    assert "| 0 | 60.0 | 70.0 | 60.0 | loop > uniform = lion |" in report(summarise(tied), tied, "c", 1, None, "verifier", 1)
     # A lever run on its own (no uniform arm): reported without paired figures, not a crash.
     alone = {"loop": results["loop"]}
     text = report(summarise(alone), alone, "lionloop bench effect --arm loop", 120, None, "verifier", 510)
