@@ -100,7 +100,9 @@ def test_a_truncated_wal_is_noticed(tmp_path: Path) -> None:
 
     run = tmp_path / "run"
     cfg = tmp_path / "cfg.yaml"
-    cfg.write_text(yaml.safe_dump({**MICRO, "run_dir": str(run)}))
+    # Three rounds, so round 2's discriminate is not the run's last stage: killed there in a two-round
+    # run, a fast (quiet) machine could already have closed the pool, and its WAL with it.
+    cfg.write_text(yaml.safe_dump({**MICRO, "run_dir": str(run), "stop": {**MICRO["stop"], "max_rounds": 3}}))
     proc = subprocess.Popen([sys.executable, "-m", "lionloop.cli", "run", str(cfg)], stdout=subprocess.DEVNULL,
                             stderr=subprocess.DEVNULL, start_new_session=True)
     deadline = time.time() + 240
