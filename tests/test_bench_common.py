@@ -87,3 +87,24 @@ def test_a_section_names_the_commits_its_runs_were_made_at() -> None:
     assert f"commit abc1234, def5678 (the runs; written at {head or '?'})" in line
     assert f"commit {head or '?'}:" in machine_line([head]) and "the runs" not in machine_line([head])
     assert "the runs" not in machine_line([])
+
+
+def test_the_source_commit_is_marked_where_the_code_differs_from_it(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A run made with uncommitted code is not that commit's: its commit carries a "+". Changes
+    outside the code (BENCHMARKS.md, which the benchmarks write themselves) do not count."""
+    import subprocess
+
+    git = ["git", "-C", str(tmp_path), "-c", "user.name=t", "-c", "user.email=t@t"]
+    (tmp_path / "lionloop").mkdir()
+    (tmp_path / "lionloop" / "x.py").write_text("a = 1\n")
+    (tmp_path / "BENCHMARKS.md").write_text("# B\n")
+    subprocess.run([*git, "init", "-q"], check=True)
+    subprocess.run([*git, "add", "-A"], check=True)
+    subprocess.run([*git, "commit", "-qm", "c"], check=True)
+    monkeypatch.setattr(common, "SOURCE_ROOT", tmp_path)
+    rev = common.source_commit()
+    assert rev and not rev.endswith("+")
+    (tmp_path / "BENCHMARKS.md").write_text("# B, rewritten\n")
+    assert common.source_commit() == rev
+    (tmp_path / "lionloop" / "x.py").write_text("a = 2\n")
+    assert common.source_commit() == f"{rev}+"

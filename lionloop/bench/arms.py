@@ -78,12 +78,14 @@ def run_arms(
         for a in arms:
             results[a] = {int(k): v for k, v in prev.get(a, {}).items()}
     t0 = time.time()
+    # The code this process runs was imported at its start: a commit made while it runs is not it.
+    commit = source_commit()
     todo = [(seed, arm) for seed in seeds for arm in arms if seed not in results[arm]]
     for i, (seed, arm) in enumerate(todo, 1):
         name = f"{label}: {arm} seed {seed} (run {i} of {len(todo)})"
         figures, seconds = run_arm(config(arm, seed, arm_dir(out_dir, arm, seed)), BenchProgress(name))
         results[arm][seed] = per_round(figures, seconds)
-        results[arm][seed][-1]["commit"] = source_commit()  # the section names it (machine_line)
+        results[arm][seed][-1]["commit"] = commit  # the section names it (machine_line)
         log.warning("%s: final acc %.3f in %.0fs", name, results[arm][seed][-1]["acc"] or 0, seconds)
         raw.write_text(json.dumps({"results": results}, indent=1))
     return {"results": results, "seconds": time.time() - t0}

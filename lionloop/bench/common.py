@@ -62,12 +62,16 @@ def machine() -> dict[str, Any]:
 
 
 def source_commit() -> str:
-    """The source checkout's commit (short hash; '' outside a git checkout)."""
+    """The source checkout's commit (short hash; '' outside a git checkout), with a "+" where the
+    code (lionloop, plugins, stores) differs from it: a run made then is not that commit's."""
+    git = ["git", "-C", str(SOURCE_ROOT)]
     try:
-        return subprocess.run(["git", "-C", str(SOURCE_ROOT), "rev-parse", "--short", "HEAD"], capture_output=True,
-                              text=True).stdout.strip()
+        rev = subprocess.run([*git, "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip()
+        changed = subprocess.run([*git, "status", "--porcelain", "--untracked-files=no", "--", "lionloop", "plugins",
+                                  "stores"], capture_output=True, text=True).stdout.strip()
     except OSError:
         return ""
+    return f"{rev}+" if rev and changed else rev
 
 
 def run_commits(results: dict[str, dict[Any, list[dict[str, Any]]]]) -> list[str]:
