@@ -38,10 +38,10 @@ LEVERS: dict[str, dict[str, Any]] = {
     "loop-mix-frontier": {"generate": {"allocation": {"train_mix": 0.5, "within": "frontier"}}},
     "loop-uniform-frontier": {"generate": {"allocation": {"prior": "uniform", "within": "frontier"}}},
     "loop-warmup": {"generate": {"warmup_rounds": 1}},
+    "loop-warmup-frontier": {"generate": {"warmup_rounds": 1, "allocation": {"within": "frontier"}}},
     # With an LLM referee every cache probe costs a teacher answer (30 a skill: 210 calls on the
     # default pack); fewer probes leave more of the budget for data and make progress noisier.
     "loop-probes10": {"task": {"cache_per_skill": 10}},
-    "loop-warmup-frontier": {"generate": {"warmup_rounds": 1, "allocation": {"within": "frontier"}}},
 }
 EXTRA_SKILLS = ["copy", "upper", "shift", "reverse", "sort", "count", "add", "chain", "sum", "mood"]
 

@@ -44,7 +44,7 @@ def _order(arms: list[str], summary: dict[str, Any], seed: int) -> str:
     accs = {a: summary["arms"][a]["acc"].get(seed) for a in arms}
     ranked = sorted((a for a in arms if accs[a] is not None), key=lambda a: -accs[a])
     # Tied arms (the same held-out accuracy) are joined by "=", not ranked by their order in the table.
-    return "".join(("" if k == 0 else " = " if accs[a] == accs[ranked[k - 1]] else " > ") + f"{a}"
+    return "".join(("" if k == 0 else " = " if accs[a] == accs[ranked[k - 1]] else " > ") + a
                    for k, a in enumerate(ranked))
 
 

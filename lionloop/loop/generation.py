@@ -141,7 +141,7 @@ def _by_group(rt: Runtime, r: int, impl: Any, name: str, cases: Cases, teacher: 
         carry -= q - planned[g]
         if q > 0 and teacher.left > 0:
             out = impl.function(cases=by_group[g], teacher=teacher, ctx=rt.context(r, plugin=name, max_candidates=q))
-            made[g] = [_tagged(c, g) for c in list(out or [])[:q]]
+            made[g] = [_tagged(c, group=g) for c in list(out or [])[:q]]
         counts[g] = counts.get(g, 0) + len(made.get(g, []))
         carry += q - len(made.get(g, []))
     # Interleave: candidate j of a group with n gets position (j + 0.5) / n.
@@ -156,17 +156,16 @@ def _filled(rt: Runtime, r: int, impl: Any, name: str, cases: Cases, teacher: Bu
     if not cases.hard:
         return []
     out = list(impl.function(cases=cases, teacher=teacher, ctx=rt.context(r, plugin=name, max_candidates=quota)) or [])
-    out = [_tagged(c, "uniform", key="fill") for c in out[:quota]]
-    if allocation is not None:
-        out = [_tagged(c, allocation.groups.get(c.instruction.parent_id or "") or c.instruction.task or NO_GROUP)
-               for c in out]
-    return out
+    if allocation is None:
+        return [_tagged(c, fill="uniform") for c in out[:quota]]
+    return [_tagged(c, fill="uniform", group=allocation.groups.get(c.instruction.parent_id or "")
+                    or c.instruction.task or NO_GROUP) for c in out[:quota]]
 
 
-def _tagged(cand: Candidate, group: str, key: str = "group") -> Candidate:
-    """The candidate with the group whose share paid for it (or, key "fill", the fill it came from) in
-    its instruction's meta."""
-    ins = replace(cand.instruction, meta={**cand.instruction.meta, key: group})
+def _tagged(cand: Candidate, **meta: str) -> Candidate:
+    """The candidate with `meta` added to its instruction's: the group whose share paid for it, the
+    fill it came from."""
+    ins = replace(cand.instruction, meta={**cand.instruction.meta, **meta})
     return replace(cand, instruction=ins)
 
 
