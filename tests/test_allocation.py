@@ -43,6 +43,27 @@ def test_logistic_progress_is_rate_times_room() -> None:
     assert lp["fast"] == pytest.approx((moved["fast"] + 41 * pooled) / 81 * p * (1 - p))
 
 
+def test_ahead_takes_the_room_where_a_group_is_heading() -> None:
+    from lionloop.loop.allocation import heading, smoothed
+
+    # Two groups at the same accuracy and the same rate: one rising fast (it will have mastered
+    # its task from the data it has), one steady. "ahead" gives the rising one less; "logistic"
+    # cannot tell them apart.
+    accs = [{"rising": (0.2, 30), "steady": (0.8, 30)}, {"rising": (0.8, 30), "steady": (0.8, 30)}]
+    spends = [{"rising": 40, "steady": 40}]
+    flat = progress(accs, spends, window=2)
+    ahead = progress(accs, spends, window=2, estimate="ahead")
+    assert flat["steady"] == pytest.approx(ahead["steady"])  # no change, nothing carried on
+    assert ahead["rising"] < flat["rising"] / 3
+    assert heading((0.2, 30), (0.8, 30)) > 0.95
+    # One probe of 30 right where none was: mostly noise, carried on only a little.
+    noisy = heading((0.0, 30), (1 / 30, 30))
+    assert smoothed(1 / 30, 30) < noisy < 0.1
+    # Forgetting is carried on too: a falling group is headed below where it is.
+    assert heading((0.9, 30), (0.6, 30)) < smoothed(0.6, 30)
+    assert heading(None, (0.6, 30)) == pytest.approx(smoothed(0.6, 30))
+
+
 def test_progress_averages_the_last_window_of_round_pairs() -> None:
     accs = [{"a": (0.0, 10)}, {"a": (0.5, 10)}, {"a": (0.6, 10)}]
     spends = [{"a": 9}, {"a": 9}]

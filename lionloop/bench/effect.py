@@ -33,6 +33,7 @@ LEVERS: dict[str, dict[str, Any]] = {
     "loop-cluster": {"generate": {"allocation": {"group_by": "cluster"}}},
     "loop-frontier": {"generate": {"allocation": {"within": "frontier"}}},
     "loop-slope": {"generate": {"allocation": {"estimate": "slope"}}},
+    "loop-ahead": {"generate": {"allocation": {"estimate": "ahead"}}},
     "loop-mix": {"generate": {"allocation": {"train_mix": 0.5}}},
     "loop-mix-uniform": {"generate": {"allocation": {"train_mix": 0.5, "prior": "uniform"}}},
     "loop-mix-frontier": {"generate": {"allocation": {"train_mix": 0.5, "within": "frontier"}}},

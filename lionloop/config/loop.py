@@ -87,12 +87,14 @@ class AllocationConfig(_Section):
         "embeddings; auto: task when every pool instruction has one, else cluster.",
     )
     clusters: int = Field(8, ge=2, description="Clusters for group_by: cluster (fewer where the pool is small).")
-    estimate: Literal["logistic", "slope"] = Field(
+    estimate: Literal["logistic", "ahead", "slope"] = Field(
         "logistic",
         description="A group's learning progress: logistic, the accuracy one more example adds if it learns "
         "along a logistic curve (rate from its recent logit change per example, shrunk towards all groups' "
-        "rate, times acc x (1 - acc): nothing for a mastered or an out-of-reach group); slope, the size of "
-        "its recent accuracy change per example (Matiisen et al. 2017).",
+        "rate, times acc x (1 - acc): nothing for a mastered or an out-of-reach group); ahead, logistic with "
+        "acc x (1 - acc) where the group is heading (its last logit change, shrunk by its probes' noise, carried "
+        "one round on: the data bought now is trained on next round); slope, the size of its recent accuracy "
+        "change per example (Matiisen et al. 2017).",
     )
     window: int = Field(2, ge=1, description="Most recent round-to-round accuracy changes averaged into a group's progress.")
     exploration: float = Field(

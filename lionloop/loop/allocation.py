@@ -161,6 +161,12 @@ def progress(accs: list[dict[str, tuple[float, int]]], spends: list[dict[str, in
     one being forgotten (its accuracy falling) has more again.
     "slope": the size of the accuracy change per example (Matiisen et al. 2017), divided by the
     examples spent plus the same pseudo-count.
+    "ahead": "logistic", with acc x (1 - acc) taken where the group is heading rather than where it
+    is: what a round buys is trained on in the next round, when the group has moved on by its
+    training on the pool it already has. Its last logit change is carried one round ahead, shrunk
+    by how much of it the noise of its probes could explain (change^2 / (change^2 + variance), the
+    variance of a logit from n probes being about 1 / (n acc (1 - acc))). A group about to master
+    its task from the data it has gets little more; one noisy probe near 0% moves nothing much.
     """
     pairs = [(k - 1, k) for k in range(1, len(accs)) if accs[k] and accs[k - 1]][-window:]
     if not pairs:
@@ -189,8 +195,23 @@ def progress(accs: list[dict[str, tuple[float, int]]], spends: list[dict[str, in
     for g in moved:
         rate = max(0.0, (moved[g] + pooled * pseudo) / (paid[g] + pseudo))
         p = smoothed(*last[g]) if g in last else 0.5
+        if estimate == "ahead" and g in last:
+            p = heading(accs[pairs[-1][0]].get(g), last[g])
         out[g] = rate * p * (1 - p)
     return out
+
+
+def heading(before: tuple[float, int] | None, now: tuple[float, int]) -> float:
+    """Where a group's (smoothed) accuracy is heading: its last logit change carried one round
+    further, shrunk by the share of it its probes' noise could explain."""
+    p = smoothed(*now)
+    if before is None:
+        return p
+    q = smoothed(*before)
+    change = logit(p) - logit(q)
+    noise = 1 / ((now[1] + 1) * p * (1 - p)) + 1 / ((before[1] + 1) * q * (1 - q))
+    step = change * change * change / (change * change + noise) if change else 0.0
+    return 1 / (1 + math.exp(-(logit(p) + step)))
 
 
 # -- shares --------------------------------------------------------------------------------------------
