@@ -37,6 +37,15 @@ def test_bad_field_names_its_path(data: dict, path: str) -> None:
     assert "\n" not in msg
 
 
+def test_every_bad_field_is_named_at_once() -> None:
+    # Fixing one field a run at a time: the message used to name the first and add "(and 2 more)".
+    with pytest.raises(ConfigError) as err:
+        parse_config({"judge": {"tau": -1}, "stop": {"max_rounds": 0}, "seed": "x"}, "cfg.yaml")
+    head, *rest = str(err.value).splitlines()
+    assert head == "cfg.yaml: 3 problems:"
+    assert sorted(line.split(":")[0].strip() for line in rest) == ["judge.tau", "seed", "stop.max_rounds"]
+
+
 def test_bad_yaml_names_line(tmp_path: Path) -> None:
     p = tmp_path / "bad.yaml"
     p.write_text("stop:\n  max_rounds: [1,\n")

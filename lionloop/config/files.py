@@ -14,13 +14,20 @@ from lionloop.errors import ConfigError
 
 
 def _format_error(err: ValidationError, source: str) -> str:
-    first = err.errors()[0]
-    path = ".".join(str(p) for p in first["loc"])
-    msg = first["msg"].removeprefix("Value error, ")
-    more = f" (and {len(err.errors()) - 1} more)" if len(err.errors()) > 1 else ""
-    if path and (msg.startswith(f"{path}.") or msg.startswith(f"{path}:")):
-        path = ""  # a section's own validator named the field path itself
-    return f"{source}: {path}: {msg}{more}" if path else f"{source}: {msg}{more}"
+    """One message for every problem pydantic found: the first on the line that names the source,
+    any others each on a line of its own (fixing one at a time took a run per problem)."""
+    lines = []
+    for e in err.errors():
+        path = ".".join(str(p) for p in e["loc"])
+        msg = e["msg"].removeprefix("Value error, ")
+        if path and (msg.startswith(f"{path}.") or msg.startswith(f"{path}:")):
+            path = ""  # a section's own validator named the field path itself
+        line = f"{path}: {msg}" if path else msg
+        if line not in lines:
+            lines.append(line)
+    if len(lines) == 1:
+        return f"{source}: {lines[0]}"
+    return f"{source}: {len(lines)} problems:\n" + "\n".join(f"  {line}" for line in lines)
 
 
 def _bad_text(s: str) -> str | None:
