@@ -43,6 +43,12 @@ LEVERS: dict[str, dict[str, Any]] = {
     # With an LLM referee every cache probe costs a teacher answer (30 a skill: 210 calls on the
     # default pack); fewer probes leave more of the budget for data and make progress noisier.
     "loop-probes10": {"task": {"cache_per_skill": 10}},
+    # Each judged case asked once, not in both orders: half the judge calls (Lion asks both to
+    # cancel a real judge's position bias; the offline oracle has none).
+    "loop-one-order": {"judge": {"both_orders": False}},
+    # Twice the training steps for both arms: does more training on the same data widen the gap?
+    "loop-steps600": {"train": {"steps_per_round": 600}},
+    "uniform-steps600": {"generate": {"case_selection": "uniform"}, "train": {"steps_per_round": 600}},
 }
 EXTRA_SKILLS = ["copy", "upper", "shift", "reverse", "sort", "count", "add", "chain", "sum", "mood"]
 
