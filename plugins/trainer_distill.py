@@ -324,7 +324,7 @@ class DistillTrainer:
                 run_name=f"{out.parent.parent.name}-{out.name}",
                 seed=seed,
                 data_seed=seed,
-                gradient_checkpointing=on_gpu and self.student.base is not None,  # as the trl trainer: off on CPU
+                activation_checkpointing=on_gpu and self.student.base is not None,  # as the trl trainer: off on CPU
                 bf16=on_gpu and torch.cuda.is_bf16_supported(),
                 use_cpu=not on_gpu,
                 dataloader_num_workers=0,

@@ -72,6 +72,7 @@ SET_BY_LIONLOOP = {
     "seed": "use the run's seed",
     "data_seed": "use the run's seed",
     "gradient_checkpointing": "it follows student.device (on for a pretrained student on a GPU)",
+    "activation_checkpointing": "it follows student.device (on for a pretrained student on a GPU)",
     "bf16": "it follows student.device (bf16 where the GPU supports it)",
     "use_cpu": "use student.device",
     "dataloader_num_workers": "it loads data in the training process (deterministic)",
@@ -252,7 +253,9 @@ class TRLTrainer:
             # TRL 1.x turns these on by default; on CPU bf16 autocast and checkpointing made
             # a 1M-parameter model ~15x slower (1 step/s instead of 12). On a GPU a pretrained
             # student trains with both (memory for longer rows and bigger batches).
-            gradient_checkpointing=on_gpu and self.student.base is not None,
+            # (transformers 5's name for it; the old `gradient_checkpointing`, which TRL sets to
+            # True, warned on every round.)
+            activation_checkpointing=on_gpu and self.student.base is not None,
             bf16=on_gpu and torch.cuda.is_bf16_supported(),
             use_cpu=not on_gpu,
             dataloader_num_workers=0,
