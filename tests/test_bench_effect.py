@@ -87,3 +87,32 @@ def test_summary_pairs_seeds_and_finds_the_calls_to_match_uniform() -> None:
     alone = {"loop": results["loop"]}
     text = report(summarise(alone), alone, "lionloop bench effect --arm loop", 120, None, "verifier", 510)
     assert "| `loop` | 510 | **62.5 ± 10.6** |  | - | - | - |" in text
+
+
+def test_running_one_arm_keeps_the_saved_runs_of_the_others(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import json
+
+    from lionloop.bench import arms as arms_mod
+
+    # The runs themselves are stand-ins (what they measure is not the point here): each returns
+    # figures whose accuracy names its arm and seed.
+    ran: list[tuple[str, int]] = []
+
+    def fake_run(cfg, reporter=None):  # noqa: ANN001, ANN202
+        arm, seed = cfg["arm"], cfg["seed"]
+        ran.append((arm, seed))
+        return {"acc": seed / 100}, 1.0
+
+    monkeypatch.setattr(arms_mod, "run_arm", fake_run)
+    monkeypatch.setattr(arms_mod, "source_commit", lambda: "abc1234")
+    config = lambda arm, seed, run_dir: {"arm": arm, "seed": seed}  # noqa: E731
+    per_round = lambda figures, seconds: [{"acc": figures["acc"]}]  # noqa: E731
+    arms_mod.run_arms("effect", ["loop", "uniform"], [1, 2], tmp_path, config, per_round)
+    out = arms_mod.run_arms("effect", ["lever"], [1], tmp_path, config, per_round)
+    assert set(out["results"]) == {"lever"}  # the report sees the arms asked for
+    saved = json.loads((tmp_path / "effect.json").read_text())["results"]
+    assert set(saved) == {"loop", "uniform", "lever"}
+    assert saved["uniform"]["2"][0]["acc"] == 0.02 and saved["lever"]["1"][0]["commit"] == "abc1234"
+    # Asked again, nothing saved is run again.
+    arms_mod.run_arms("effect", ["loop", "lever"], [1, 2], tmp_path, config, per_round)
+    assert ran == [(a, s) for s in (1, 2) for a in ("loop", "uniform")] + [("lever", 1), ("lever", 2)]

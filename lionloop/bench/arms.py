@@ -73,10 +73,13 @@ def run_arms(
     """
     raw = Path(out_dir) / f"{label}.json"
     results: Results = {a: {} for a in arms}
+    # The file keeps the runs of arms and seeds this invocation does not ask for, too: running one
+    # arm in a directory of several used to rewrite the file with that arm's runs alone.
+    kept: dict[str, Any] = {}
     if raw.exists():
-        prev = json.loads(raw.read_text()).get("results", {})
+        kept = json.loads(raw.read_text()).get("results", {})
         for a in arms:
-            results[a] = {int(k): v for k, v in prev.get(a, {}).items()}
+            results[a] = {int(k): v for k, v in kept.get(a, {}).items()}
     t0 = time.time()
     # The code this process runs was imported at its start: a commit made while it runs is not it.
     commit = source_commit()
@@ -87,7 +90,8 @@ def run_arms(
         results[arm][seed] = per_round(figures, seconds)
         results[arm][seed][-1]["commit"] = commit  # the section names it (machine_line)
         log.warning("%s: final acc %.3f in %.0fs", name, results[arm][seed][-1]["acc"] or 0, seconds)
-        raw.write_text(json.dumps({"results": results}, indent=1))
+        kept[arm] = {str(k): v for k, v in results[arm].items()}
+        raw.write_text(json.dumps({"results": kept}, indent=1))
     return {"results": results, "seconds": time.time() - t0}
 
 
