@@ -56,7 +56,8 @@ def report(summary: dict[str, Any], results: dict[str, Any], command: str, secon
     seeds = sorted({s for a in arms for s in summary["arms"][a]["seeds"]})
     n = len(seeds)
     who = ("the verifier (wrong = hard, no teacher call)" if referee == "verifier" else
-           "the oracle's 1-10 judge, both orders, every judge call paid")
+           "the oracle's 1-10 judge, every judge call paid, each case judged in both orders (Lion's referee)"
+           + ("; once, in the `one-order` arms" if any("one-order" in a for a in arms) else ""))
     lines = [
         f"## {title or _title(summary)}",
         "",
