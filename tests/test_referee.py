@@ -5,7 +5,7 @@ from pathlib import Path
 from typing import Any
 
 from lionloop.config import RefereeConfig
-from lionloop.loop.referee import judge_cases, lion_rule
+from lionloop.loop.referee import judge_cases, lion_rule, position_bias
 from lionloop.records import Instruction
 from lionloop.stores.cache import CallCache
 from lionloop.teacher.client import Reply, Teacher
@@ -63,6 +63,26 @@ def test_both_orders_cancel_position_bias(tmp_path: Path) -> None:
     assert v_wrong.teacher_score == 9.5 and v_wrong.student_score == 5.0 and v_wrong.hard is True
 
 
+def test_both_orders_measure_the_judges_position_bias(tmp_path: Path) -> None:
+    items = [Instruction(text="q1", task="t"), Instruction(text="q2", task="t")]
+    teacher = {items[0].id: "right", items[1].id: "right"}
+    student = {items[0].id: "right ", items[1].id: "wrong"}
+    cfg = RefereeConfig(tau=1.0, skip_identical=False)
+    orders: list[tuple[float, bool]] = []
+    judge_cases(_teacher(tmp_path, BiasedJudge(bias=1.0)), items, teacher, student, 1, cfg, orders=orders)
+    # Equal answers: 10 vs 9 in either order, so each order alone calls a different side hard;
+    # right vs wrong: 10 - 4 and 5 - 9, the first slot +1 either way, and both orders call it hard.
+    assert orders == [(1.0, True), (1.0, False)]
+    assert position_bias(orders) == {"first_slot_points": 1.0, "order_flips": 0.5, "n": 2}
+    unbiased: list[tuple[float, bool]] = []
+    judge_cases(_teacher(tmp_path / "u", BiasedJudge(bias=0.0)), items, teacher, student, 1, cfg, orders=unbiased)
+    assert position_bias(unbiased) == {"first_slot_points": 0.0, "order_flips": 0.0, "n": 2}
+    one: list[tuple[float, bool]] = []
+    judge_cases(_teacher(tmp_path / "o", BiasedJudge(bias=1.0)), items, teacher, student, 1,
+                RefereeConfig(tau=1.0, skip_identical=False, both_orders=False), orders=one)
+    assert one == [] and position_bias(one) is None  # one order measures no bias
+
+
 def test_single_order_keeps_the_bias(tmp_path: Path) -> None:
     items = [Instruction(text="q", task="t")]
     ans = {items[0].id: "right"}
@@ -90,3 +110,13 @@ def test_unparseable_verdict_is_recorded_not_invented(tmp_path: Path) -> None:
     assert good.hard is True
     # One re-ask per order for the garbage one: 2 orders x 2 attempts, plus 2 for the good one.
     assert backend.calls == 6
+
+
+def test_a_run_records_its_referees_position_bias(micro_run: Path) -> None:
+    from lionloop.inspect.status import run_status
+
+    judged = [r["judge_position"] for r in run_status(micro_run)["rounds"] if r.get("judge_position")]
+    assert judged, "no round recorded the referee's position bias"
+    for pos in judged:
+        # The offline oracle scores each answer by itself, whichever slot it is in.
+        assert pos["n"] > 0 and pos["first_slot_points"] == 0 and pos["order_flips"] == 0

@@ -125,6 +125,9 @@ class RichReporter(Reporter):
         agree = (ref.get("agreement") or {}).get("agreement")
         if agree is not None:
             extra += f", referee agrees with verifier {pct(agree)}"
+        if pos := ref.get("position"):
+            extra += (f", judge's first-slot bias {pos['first_slot_points']:+.1f} points"
+                      f" ({pct(pos['order_flips'])} of calls flip with the order)")
         self.console.print(
             f"  [green]round {summary['round']} done[/]: eval {metric} {pct(score)}{extra}, hard "
             f"{ref.get('hard', '-')}, easy {ref.get('easy', '-')}, new instructions {cur.get('accepted', 0)}"

@@ -70,7 +70,12 @@ class RefereeConfig(_Section):
         1.0, ge=0, le=9,
         description="Lion's threshold: hard when teacher - student score >= tau (1-10 scale, so at most 9).",
     )
-    both_orders: bool = Field(True, description="Judge (teacher, student) and (student, teacher) and average: cancels position bias.")
+    both_orders: bool = Field(
+        True,
+        description="Judge (teacher, student) and (student, teacher) and average: cancels position bias. Each "
+        "round measures the bias (`position` in the referee's figures: the points the first slot gets, and the "
+        "share of calls the two orders alone make differently); where it is small, false halves the judge calls.",
+    )
     skip_identical: bool = Field(True, description="Identical answers are easy without a judge call (saves teacher budget).")
     max_cases: int | None = Field(
         None, ge=1,

@@ -163,6 +163,7 @@ def build(pool: Pool, run_dir: RunDir, cfg: Any = None, run_id: str | None = Non
             "referee": m.get("referee"),
             "judge_mode": (m.get("referee") or {}).get("mode", "llm"),
             "agreement": (m.get("referee") or {}).get("agreement"),
+            "judge_position": (m.get("referee") or {}).get("position"),  # the judge's position bias
             **eval_figures(m.get("eval", {})),
             "eval_per_skill": m.get("eval", {}).get("per_skill", {}),
             "eval_methods": m.get("eval", {}).get("methods", {}),
@@ -228,7 +229,7 @@ def status_view(full: dict[str, Any]) -> dict[str, Any]:
     """`lionloop status --json`: the run's identity, bootstrap, rounds 1.. and pool totals."""
     boot = next((r for r in full["rounds"] if r["round"] == 0), None)
     keep = ("round", "finished", "eval_metric", "eval_score", "eval_accuracy", "eval_relative", "eval_per_skill",
-            "judge_mode", "agreement", "candidates", "accepted", "teacher_calls",
+            "judge_mode", "agreement", "judge_position", "candidates", "accepted", "teacher_calls",
             "cache_hits", "teacher_failures", "teacher_tokens", "teacher_cost", "teacher_saving", "teacher_by_stage",
             "teacher_replies", "seconds", "work_seconds", "train", "train_roles", "plugin_errors", "stop_reason",
             "accepted_by_group", "allocation", "pacing")

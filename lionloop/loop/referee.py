@@ -36,9 +36,14 @@ def judge_cases(
     round: int,
     cfg: RefereeConfig,
     progress: Callable[[int], None] | None = None,
+    orders: list[tuple[float, bool]] | None = None,
 ) -> list[Verdict]:
     """One verdict per instruction. A judge reply that cannot be used gives a verdict with no
-    scores and hard=None (recorded, skipped by generators), never a made-up score."""
+    scores and hard=None (recorded, skipped by generators), never a made-up score.
+
+    With both orders and an `orders` list, each case judged in both appends (the points the judge
+    gave the answer in the first slot over the one in the second, averaged over the two orders;
+    whether the two orders alone call it differently): the judge's position bias, measured."""
     verdicts: list[Verdict] = []
     to_judge: list[Instruction] = []
     for ins in items:
@@ -73,9 +78,23 @@ def judge_cases(
             t_scores.append(second.output.score_2)
             s_scores.append(second.output.score_1)
             raw.append(second.raw or second.output.explanation)
+            if orders is not None:
+                first_slot = (t_scores[0] - s_scores[0] + s_scores[1] - t_scores[1]) / 2
+                flips = lion_rule(t_scores[0], s_scores[0], cfg.tau) != lion_rule(t_scores[1], s_scores[1], cfg.tau)
+                orders.append((first_slot, flips))
         ts, ss = sum(t_scores) / len(t_scores), sum(s_scores) / len(s_scores)
         verdicts.append(Verdict(ins.id, round, ts, ss, lion_rule(ts, ss, cfg.tau), raw="\n---\n".join(raw)))
     return verdicts
+
+
+def position_bias(orders: Sequence[tuple[float, bool]]) -> dict[str, Any] | None:
+    """The judge's position bias over a round's cases judged in both orders: the mean points the
+    first slot gets over the second (0 for a judge without one), and the share of cases the two
+    orders alone would call differently (what judging one order, `both_orders: false`, would risk)."""
+    if not orders:
+        return None
+    return {"first_slot_points": round(sum(a for a, _ in orders) / len(orders), 3),
+            "order_flips": round(sum(f for _, f in orders) / len(orders), 4), "n": len(orders)}
 
 
 def verifier_calls(pack: Any, items: Sequence[Instruction], teacher_answers: dict[str, str],
@@ -123,11 +142,12 @@ def discriminate_stage(rt: Runtime, r: int) -> dict[str, Any]:
     items = sample_for_referee([i for i in pool if i.id in student and (i.id in teacher or mode == "verifier")],
                                teacher, student, rt.cfg.judge, rt.context(r).rng("judge-sample"))
     right = verifier_calls(rt.task_pack, items, teacher, student) if mode != "llm" else {}
+    orders: list[tuple[float, bool]] = []
     if mode == "verifier":
         verdicts = [_verifier_verdict(i.id, r, right[i.id]) for i in items]
     else:
         advance = rt.reporter.task(f"referee judging {len(items)} cases", len(items))
-        verdicts = judge_cases(rt.referee, items, teacher, student, r, rt.cfg.judge, advance)
+        verdicts = judge_cases(rt.referee, items, teacher, student, r, rt.cfg.judge, advance, orders)
         rt.reporter.task_done()
         require_decided(verdicts, rt.cfg.judge.min_decided, r, rt.run_dir)  # an outage is no verdict
     hard = sum(1 for v in verdicts if v.hard is True)
@@ -141,6 +161,8 @@ def discriminate_stage(rt: Runtime, r: int) -> dict[str, Any]:
         "mean_diff": round(sum(diffs) / len(diffs), 4) if diffs else None,
         "mode": mode,
     }
+    if bias := position_bias(orders):
+        result["position"] = bias
     if mode == "both":
         result["agreement"] = agreement(verdicts, right)
         # Each verdict keeps the verifier's call beside the referee's reasons (`pool show`).
