@@ -150,6 +150,7 @@ def build(pool: Pool, run_dir: RunDir, cfg: Any = None, run_id: str | None = Non
         replies_by_kind(per_stage, replies)
         j = judged.get(rnd, {})
         hard, easy = j.get("hard") or 0, j.get("easy") or 0
+        ref = m.get("referee") or {}
         rounds.append({
             "round": rnd,
             "finished": row.get("finished") is not None,
@@ -161,9 +162,9 @@ def build(pool: Pool, run_dir: RunDir, cfg: Any = None, run_id: str | None = Non
             "unjudged": j.get("unjudged") or 0,
             "hard_ratio": round(hard / (hard + easy), 4) if hard + easy else None,
             "referee": m.get("referee"),
-            "judge_mode": (m.get("referee") or {}).get("mode", "llm"),
-            "agreement": (m.get("referee") or {}).get("agreement"),
-            "judge_position": (m.get("referee") or {}).get("position"),  # the judge's position bias
+            "judge_mode": ref.get("mode", "llm"),
+            "agreement": ref.get("agreement"),
+            "judge_position": ref.get("position"),  # the judge's position bias
             **eval_figures(m.get("eval", {})),
             "eval_per_skill": m.get("eval", {}).get("per_skill", {}),
             "eval_methods": m.get("eval", {}).get("methods", {}),
