@@ -134,23 +134,26 @@ def test_a_pool_written_before_migrations_were_recorded_gets_them_recorded(tmp_p
 
 
 def test_writers_opening_one_file_at_once_apply_each_step_once(tmp_path: Path) -> None:
-    path = tmp_path / "p.sqlite"
-    errors: list[BaseException] = []
+    # Fresh files, several times over: the race on switching a new file to WAL mode is hit
+    # in a few tries of a hundred.
+    for attempt in range(100):
+        path = tmp_path / f"p{attempt}.sqlite"
+        errors: list[BaseException] = []
 
-    def open_it() -> None:
-        try:
-            Pool(path).close()
-            CallCache(path).close()
-        except BaseException as err:  # noqa: BLE001 - reported below
-            errors.append(err)
+        def open_it(path: Path = path, errors: list[BaseException] = errors) -> None:
+            try:
+                Pool(path).close()
+                CallCache(path).close()
+            except BaseException as err:  # noqa: BLE001 - reported below
+                errors.append(err)
 
-    threads = [threading.Thread(target=open_it) for _ in range(4)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    assert not errors
-    assert len(recorded(path)) == 6
+        threads = [threading.Thread(target=open_it) for _ in range(4)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        assert not errors, f"attempt {attempt}"
+        assert len(recorded(path)) == 6
 
 
 @pytest.fixture()
