@@ -383,7 +383,6 @@ class DistillTrainer:
             "teacher_model": str(teacher.path),
             "seconds": round(seconds, 2),
             "tokens": tokens,
-            # GOLDTrainer does not count the tokens it trains on (0): None, not a rate of 0.
             "tokens_per_s": round(tokens / seconds, 1) if seconds > 0 and tokens else None,
             "threads": torch.get_num_threads(),
             **({"resumed_from_step": checkpoint_step(resume)} if resume else {}),

@@ -181,6 +181,9 @@ def gold_setup(
         "uld_teacher_temperature": opts.temperature,
         "lmbda": opts.lmbda,
         "top_p": 1.0,  # as DistillationConfig: sample from the student's whole distribution (GOLD's default 0.95)
+        # GOLDTrainer keeps no count of the tokens it trains on; the Trainer's own counter does, for
+        # the batches it reads (prompt and the pool's completion, also where a student sample replaces it).
+        "include_num_input_tokens_seen": "non_padding",
     }
     suppress = unreadable_tokens(tok, t_tok)
     return GOLDConfig, _gold_trainer(opts.lmbda, seed, suppress), settings, {"teacher_model": teacher}

@@ -48,6 +48,8 @@ def test_a_teacher_with_another_tokenizer_trains_through_gold(trainer: str, opti
         assert fig["steps"] == MICRO["train"]["steps_per_round"]
         assert fig["losses"] and all(math.isfinite(x) and x >= 0 for x in fig["losses"])
         assert fig["on_policy_batches"] + fig["off_policy_batches"] == fig["steps"]
+        # Counted by the Trainer from the batches it read: at least one token per row and step.
+        assert fig["tokens"] >= fig["steps"] * MICRO["train"]["batch_size"] and fig["tokens_per_s"] > 0
         # The byte student's non-ASCII and control bytes are never sampled: the teacher cannot read them.
         assert fig["suppressed_tokens"] > 100
         assert _changed(students / ("base" if r == 1 else f"round-{r - 1}"), students / f"round-{r}")
