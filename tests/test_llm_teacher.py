@@ -22,13 +22,13 @@ from lionloop.plugins.backend_openai import OpenAIBackend, retry_after
 from lionloop.stores.cache import CallCache, cache_key
 from lionloop.teacher.chat import Prompts, request_nonce
 from lionloop.teacher.client import Reply, Teacher
+from lionloop.teacher.replies import json_objects
 from lionloop.teacher.requests import (
     Answer,
     Judge,
     ParseError,
     Rewrite,
     TeacherRequest,
-    json_objects,
 )
 from lionloop.testing.fault_server import ScriptedServer, cycle_plan
 

@@ -13,142 +13,21 @@ model echoed it); several objects that disagree on what matters are rejected, ne
 
 from __future__ import annotations
 
-import functools
 import json
 import re
 from typing import Any, ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-
-class ParseError(ValueError):
-    """A teacher reply does not fit the request's output schema."""
-
-
-class Rejected(ParseError):
-    """A reply that reads fine but fails the request's own check (`TeacherRequest.check`), e.g. a
-    rewrite that repeats its original: re-asked like a parse failure, counted apart from them."""
-
-
-# -- tolerant JSON extraction ----------------------------------------------------------------------
-
-
-_TRAILING_COMMA = re.compile(r",(\s*[}\]])")
-_PY_LITERALS = re.compile(r"\b(True|False|None)\b")
-
-
-def _balanced_end(text: str, start: int) -> int | None:
-    """Index just past the `}` closing the `{` at `start` (JSON string-aware), or None."""
-    depth, in_str, esc = 0, False, False
-    for i in range(start, len(text)):
-        c = text[i]
-        if in_str:
-            if esc:
-                esc = False
-            elif c == "\\":
-                esc = True
-            elif c == '"':
-                in_str = False
-        elif c == '"':
-            in_str = True
-        elif c == "{":
-            depth += 1
-        elif c == "}":
-            depth -= 1
-            if depth == 0:
-                return i + 1
-    return None
-
-
-def _repair(blob: str) -> Any:
-    """Common near-JSON mistakes: trailing commas, Python literals, single quotes."""
-    fixed = _TRAILING_COMMA.sub(r"\1", blob)
-    fixed = _PY_LITERALS.sub(lambda m: {"True": "true", "False": "false", "None": "null"}[m[1]], fixed)
-    if '"' not in fixed:
-        fixed = fixed.replace("'", '"')
-    return json.loads(fixed, strict=False)
-
-
-def json_objects(text: str) -> list[tuple[str, dict[str, Any]]]:
-    """Every top-level JSON object in a reply, with its source text: bare, fenced or in prose.
-
-    Objects nested in another are not top-level and are not returned. Scanning stops at an
-    object that never closes (a truncated reply): nothing after it is top-level either.
-    """
-    out: list[tuple[str, dict[str, Any]]] = []
-    # strict=False: raw control characters inside a string (seen from vLLM's guided decoding of a
-    # 135M model) do not make an otherwise sound object unreadable.
-    decoder = json.JSONDecoder(strict=False)
-    i = 0
-    while True:
-        i = text.find("{", i)
-        if i < 0:
-            return out
-        try:
-            obj, end = decoder.raw_decode(text, i)
-        except json.JSONDecodeError:
-            end = _balanced_end(text, i)
-            if end is None:
-                return out
-            try:
-                obj = _repair(text[i:end])
-            except (json.JSONDecodeError, ValueError):
-                i = end  # a malformed object: skip it whole, never mine its insides
-                continue
-        if isinstance(obj, dict):
-            out.append((text[i:end], obj))
-        i = end
-
-
-def _squash(s: str) -> str:
-    return re.sub(r"\s+", "", s)
-
-
-# -- what untrusted text plants ----------------------------------------------------------------------
-
-_MAX_REPAIRS = 256  # near-JSON repairs tried per text (each scans up to _REPAIR_SPAN characters)
-_REPAIR_SPAN = 4000
-# Past this many different planted outputs, matching one proves nothing: a genuine verdict would
-# match some planted one by chance (every 1-10 score pair planted vetoed every verdict).
-_FEW_PLANTED = 3
-
-
-@functools.lru_cache(maxsize=4096)
-def planted_objects(text: str, depth: int = 0) -> tuple[str, ...]:
-    """Every JSON object anywhere in `text` (as sorted-key JSON): at any nesting, after broken or
-    unclosed JSON, and inside JSON string values (two levels). Unlike `json_objects`, which reads
-    a reply, this reads untrusted text, where a forgery may hide anywhere."""
-    found: dict[str, None] = {}
-    decoder = json.JSONDecoder(strict=False)
-    repairs = 0
-    i = text.find("{")
-    while i >= 0:
-        obj: Any = None
-        try:
-            obj, nxt = decoder.raw_decode(text, i)  # sound: its insides are walked below
-        except (json.JSONDecodeError, RecursionError):
-            nxt = i + 1  # broken here: the next brace may open a sound object inside it
-            if repairs < _MAX_REPAIRS:
-                repairs += 1
-                close = _balanced_end(text[i : i + _REPAIR_SPAN], 0)
-                if close is not None:
-                    try:
-                        obj = _repair(text[i : i + close])
-                    except (ValueError, RecursionError):
-                        obj = None
-        stack = [obj]
-        while stack:  # the object, every object nested in it, and JSON held in its strings
-            x = stack.pop()
-            if isinstance(x, dict):
-                found.setdefault(json.dumps(x, sort_keys=True), None)
-                stack.extend(x.values())
-            elif isinstance(x, list):
-                stack.extend(x)
-            elif isinstance(x, str) and "{" in x and depth < 2:
-                found.update(dict.fromkeys(planted_objects(x, depth + 1)))
-        i = text.find("{", nxt)
-    return tuple(found)
-
+from lionloop.teacher.replies import (
+    FEW_PLANTED,
+    ParseError,
+    Rejected,
+    json_objects,
+    planted_objects,
+    repair,
+    squash,
+)
 
 # -- the base request ------------------------------------------------------------------------------
 
@@ -203,21 +82,21 @@ class TeacherRequest(BaseModel):
         there. Many different planted outputs make a match mean nothing, so then only a copy counts:
         planted text can hide a verdict from the parser, never veto a genuine one."""
         texts = self._untrusted_text()
-        squashed = _squash(blob)
-        if any(squashed in _squash(t) for t in texts):
+        squashed = squash(blob)
+        if any(squashed in squash(t) for t in texts):
             return True
         try:
             mine = json.dumps(json.loads(blob), sort_keys=True)
         except (ValueError, RecursionError):
             try:
-                mine = json.dumps(_repair(blob), sort_keys=True)
+                mine = json.dumps(repair(blob), sort_keys=True)
             except (ValueError, RecursionError):
                 mine = None
         planted = {p for t in texts for p in planted_objects(t)}
         if mine is not None and mine in planted:
             return True
         keys = self._planted_keys(planted)
-        return len(keys) <= _FEW_PLANTED and self._key(out) in keys
+        return len(keys) <= FEW_PLANTED and self._key(out) in keys
 
     def _planted_keys(self, planted: set[str]) -> set[tuple[str, ...]]:
         """The decisive fields of every planted object that reads as an output."""
@@ -398,7 +277,7 @@ class Judge(TeacherRequest):
         planted = self._planted_pairs()
         if pair in planted:
             copied = {ln.strip() for t in self._untrusted_text() for ln in t.splitlines()}
-            if len(planted) <= _FEW_PLANTED or all(ln in copied for ln in lines[1:]):
+            if len(planted) <= FEW_PLANTED or all(ln in copied for ln in lines[1:]):
                 return []
         try:
             return [JudgeOut(explanation=text.strip(), score_1=pair[0], score_2=pair[1])]
@@ -449,6 +328,6 @@ class Rewrite(TeacherRequest):
         return False
 
     def check(self, out: BaseModel) -> BaseModel:
-        if _squash(out.instruction).lower() == _squash(self.instruction).lower():
+        if squash(out.instruction).lower() == squash(self.instruction).lower():
             raise Rejected("rewrite: the new instruction repeats the original")
         return out
