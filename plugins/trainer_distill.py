@@ -70,18 +70,8 @@ from .trainer_gold import (
     gold_setup,
     on_policy,
 )
-from .trainer_trl import (
-    SET_BY_LIONLOOP,
-    TrainingError,
-    TRLOptions,
-    TRLTrainer,
-    checkpointing,
-    lora_config,
-    row_weights,
-    tracker_dirs,
-    training_callbacks,
-)
-from .trainer_trl import _one_line as one_line
+from .trainer_kit import checkpointing, lora_config, one_line, tracker_dirs, training_callbacks
+from .trainer_trl import SET_BY_LIONLOOP, TrainingError, TRLOptions, TRLTrainer, row_weights
 
 log = logging.getLogger(__name__)
 

@@ -17,8 +17,7 @@ from __future__ import annotations
 import logging
 import os
 import time
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -34,17 +33,24 @@ from lionloop import (
     StudentConfig,
     TrainConfig,
     checkpoint_step,
-    content_id,
     hookimpl,
     is_adapter,
     load_student,
     pick_device,
     render,
     resolve_format,
-    resume_point,
     save_atomically,
     set_threads,
     validate_options,
+)
+
+from .trainer_kit import (
+    checkpointing,
+    lora_config,
+    one_line,
+    row_lengths,
+    tracker_dirs,
+    training_callbacks,
 )
 
 log = logging.getLogger(__name__)
@@ -285,16 +291,16 @@ class TRLTrainer:
                     peft_config=peft_config, callbacks=callbacks, **extra,
                 )
         except (ValueError, TypeError) as err:  # e.g. an SFTConfig value TRL refuses with this model
-            raise ConfigError(f"train.options: TRL refused the trainer's settings: {_one_line(err)}") from err
+            raise ConfigError(f"train.options: TRL refused the trainer's settings: {one_line(err)}") from err
         except ImportError as err:  # a tracker in train.report_to that is not installed
-            raise ConfigError(f"train.report_to: {_one_line(err)}") from None
+            raise ConfigError(f"train.report_to: {one_line(err)}") from None
         trainer.remove_callback(transformers.PrinterCallback)
         t0 = time.time()
         try:
             with tracker_dirs(trainer_dir, self.cfg.report_to):
                 result = trainer.train(resume_from_checkpoint=str(resume) if resume else None)
         except (ValueError, TypeError, RuntimeError) as err:
-            raise TrainingError(f"trl: training failed: {type(err).__name__}: {_one_line(err)}") from err
+            raise TrainingError(f"trl: training failed: {type(err).__name__}: {one_line(err)}") from err
         seconds = time.time() - t0
         trained = trainer.model
         # LoRA rounds save the adapter only (megabytes, not the whole model); it is merged over
@@ -336,104 +342,8 @@ class TRLTrainer:
         return checkpointing(self.cfg, self.student, out, folder, base, kept, seed, options)
 
 
-def checkpointing(
-    cfg: TrainConfig, student: StudentConfig, out: Path, folder: Path | None, base: Path,
-    kept: Sequence[tuple[Example, float]], seed: int, options: dict[str, Any],
-) -> tuple[dict[str, Any], Path | None]:
-    """A TRL config's output and save settings, and the checkpoint to resume from (None: step 0).
-
-    With a checkpoint folder and `train.save_steps`, the trainer saves every save_steps steps
-    (model, optimizer, scheduler, RNG states: a resumed run continues exactly), keeping the
-    last only; the folder's fingerprint ties it to these rows, this base and these settings.
-    """
-    if folder is None or not cfg.save_steps:
-        return {"output_dir": str(out.with_name(out.name + ".trainer")), "save_strategy": "no"}, None
-    fingerprint = {
-        "rows": content_id(*(f"{e.id}:{w!r}" for e, w in kept)), "base": str(base), "seed": seed,
-        "train": cfg.model_dump(mode="json"), "student": student.model_dump(mode="json"),
-        "options": options,
-    }
-    resume = resume_point(folder, fingerprint)
-    settings = {"output_dir": str(folder), "save_strategy": "steps", "save_steps": cfg.save_steps,
-                "save_total_limit": 1, "save_only_model": False}
-    return settings, resume
-
-
-def training_callbacks(
-    progress: Callable[..., None] | None, total: int, losses: list[float], saving: bool,
-) -> list[Any]:
-    """The callbacks every lionloop TRL trainer runs with: `progress(step, total)` after each step
-    and `progress(step, total, loss)` when the loss is logged (appended to `losses`); with
-    checkpoints on (`saving`), no checkpoint after the last step."""
-    from transformers import TrainerCallback
-
-    class _Progress(TrainerCallback):
-        def on_step_end(self, args, state, control, **kw):  # noqa: ANN001
-            if progress:
-                progress(state.global_step, total)
-
-        def on_log(self, args, state, control, logs=None, **kw):  # noqa: ANN001
-            if logs and "loss" in logs:
-                losses.append(float(logs["loss"]))
-                if progress:
-                    progress(state.global_step, total, losses[-1])  # the bar shows the loss
-
-    class _NoFinalSave(TrainerCallback):
-        # The stage saves the trained model itself: a last checkpoint (optimizer included)
-        # would only double what a round writes.
-        def on_step_end(self, args, state, control, **kw):  # noqa: ANN001
-            if state.global_step >= state.max_steps:
-                control.should_save = False
-
-    return [_Progress()] + ([_NoFinalSave()] if saving else [])
-
-
-
-def lora_config(lora: Any) -> Any:
-    """PEFT's LoraConfig from `train.lora`."""
-    try:
-        from peft import LoraConfig
-    except ImportError as err:
-        raise ConfigError(f"train.lora: peft is not importable ({err}); pip install peft") from None
-    return LoraConfig(
-        r=lora.rank, lora_alpha=lora.alpha, lora_dropout=lora.dropout,
-        target_modules=lora.target_modules, task_type="CAUSAL_LM",
-    )
-
-
-def row_lengths(tok: Any, prompts: Sequence[str], completions: Sequence[str]) -> list[int]:
-    """Tokens of each rendered row as TRL builds it: prompt + completion + EOS."""
-    ids = tok([p + c for p, c in zip(prompts, completions, strict=True)], add_special_tokens=False)["input_ids"]
-    return [len(x) + 1 for x in ids]
-
-
-# Where trackers write their local files unless the user said otherwise: beside the round's
-# checkpoint, so one run directory holds everything (TensorBoard too: its default is under
-# output_dir, which is the stage's checkpoint folder when train.save_steps is on).
-_TRACKER_ENV = {"wandb": "WANDB_DIR", "mlflow": "MLFLOW_TRACKING_URI", "trackio": "TRACKIO_DIR",
-                "tensorboard": "TENSORBOARD_LOGGING_DIR"}
-
-
-@contextmanager
-def tracker_dirs(trainer_dir: Path, report_to: Sequence[str]) -> Iterator[None]:
-    set_here: list[str] = []
-    for name in report_to:
-        var = _TRACKER_ENV.get(name)
-        if var and var not in os.environ:
-            where = trainer_dir / name
-            where.mkdir(parents=True, exist_ok=True)
-            os.environ[var] = where.resolve().as_uri() if name == "mlflow" else str(where)
-            set_here.append(var)
-    try:
-        yield
-    finally:
-        for var in set_here:
-            os.environ.pop(var, None)
-
-
 def _world_size() -> int:
     """Processes training together (`accelerate launch` sets WORLD_SIZE; 1 inline)."""
-    import os
 
     world = int(os.environ.get("WORLD_SIZE", "1") or 1)
     return max(1, world)
@@ -450,17 +360,13 @@ def _save_distributed(trainer: Any, model: Any, tok: Any, out: Path, merged: boo
     acc.wait_for_everyone()
 
 
-def _one_line(err: BaseException) -> str:
-    return " ".join(str(err).split())[:300]
-
-
 def _sft_config(cls: type, **kwargs: Any) -> Any:
     """SFTConfig(**kwargs); a value it refuses (an unknown scheduler, a bad optimizer name, ...)
     is a ConfigError naming `train.options`."""
     try:
         return cls(**kwargs)
     except (ValueError, TypeError) as err:
-        raise ConfigError(f"train.options: TRL's SFTConfig refused it: {_one_line(err)}") from None
+        raise ConfigError(f"train.options: TRL's SFTConfig refused it: {one_line(err)}") from None
 
 
 @hookimpl
