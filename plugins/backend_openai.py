@@ -316,7 +316,7 @@ class OpenAIBackend(ChatBackend):
                 delay = min(self.cfg.max_backoff_s, self.cfg.retry_backoff_s * 2**k) * random.uniform(0.5, 1.0)
                 log.debug("openai %s: %s; retry %d/%d in %.2fs", ep.url, last, k + 1, tries - 1, delay)
                 await asyncio.sleep(delay)
-        return Reply(error=f"{last} (after {tries} tries)")
+        return Reply(error=f"{last} (after {tries} {'try' if tries == 1 else 'tries'})")
 
     async def _post(self, ep: _Endpoint, body: dict[str, Any]) -> dict[str, Any]:
         if self.transport == "openai":
@@ -375,7 +375,8 @@ class OpenAIBackend(ChatBackend):
 
 def _describe(err: BaseException) -> str:
     name = type(err).__name__
-    if "Disconnect" in name or "Connection" in name or isinstance(err, ConnectionError):
+    # aiohttp's ClientConnectorError (nothing listens there) is an OSError named "...Connector...".
+    if "Connect" in name or isinstance(err, OSError):
         return f"connection: {name}: {err}".rstrip(": ")
     if "Payload" in name or isinstance(err, ValueError):
         return f"malformed: {name}: {err}".rstrip(": ")

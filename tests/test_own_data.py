@@ -155,3 +155,20 @@ def test_a_run_that_loses_every_eval_row_stops(tmp_path: Path) -> None:
     # Nothing of the bootstrap was kept but the paid calls: 6 answers and the 3 empty replies.
     assert pool_rows(tmp_path / "run", "SELECT COUNT(*) FROM instructions") == [(0,)]
     assert pool_rows(tmp_path / "run", "SELECT COUNT(*) FROM llm_cache")[0][0] == 6 + 3
+
+
+def test_a_teacher_nobody_answers_at_is_named_as_such(tmp_path: Path) -> None:
+    """No server at teacher.base_urls: one message says it is the connection, not a parse or a bug."""
+    from lionloop.errors import PluginError
+    from lionloop.loop.runner import start
+
+    data = tmp_path / "seeds.jsonl"
+    data.write_text("".join(json.dumps({"instruction": f"What is {k} + 1?", "output": str(k + 1)}) + "\n"
+                            for k in range(6)))
+    cfg = parse_config({"run_dir": str(tmp_path / "run"), "task": {"pack": "dataset", "options": {"train": str(data)}},
+                        "teacher": {"backend": "openai", "model": "teacher", "base_urls": ["http://127.0.0.1:9/v1"],
+                                    "max_retries": 0}, "student": TINY}, "t")
+    with pytest.raises(PluginError, match=r"^the teacher answered none of the \d seeds: connection: "
+                                          r"ClientConnectorError: .*127\.0\.0\.1:9.*\(after 1 try\) \(is the "
+                                          r"teacher's server up at teacher\.base_urls\?\)"):
+        start(cfg)

@@ -38,7 +38,9 @@ def bootstrap_stage(rt: Runtime, r: int = 0) -> dict[str, Any]:
     answers, failures = teacher_answers(rt, asked, 0, "bootstrap")
     answered = [s for s in seeds if s.id in answers or s.id in free]
     if not answered:
-        raise PluginError(f"the teacher answered none of the {len(seeds)} seeds: {next(iter(failures.values()), '')}")
+        why = next(iter(failures.values()), "")
+        hint = " (is the teacher's server up at teacher.base_urls?)" if why.startswith("connection:") else ""
+        raise PluginError(f"the teacher answered none of the {len(seeds)} seeds: {why}{hint}")
     lost_eval = [e for e in eval_set if e.id in failures]
     if scoring.referee and not scoring.verifier and len(lost_eval) == len(eval_set):
         raise RunError(f"every one of the {len(eval_set)} eval rows was lost: the teacher answered none of them "
