@@ -375,8 +375,7 @@ class OpenAIBackend(ChatBackend):
 
 def _describe(err: BaseException) -> str:
     name = type(err).__name__
-    # aiohttp's ClientConnectorError (nothing listens there) is an OSError named "...Connector...".
-    if "Connect" in name or isinstance(err, OSError):
+    if "Connect" in name or isinstance(err, OSError):  # aiohttp's ClientConnectorError: nobody listens
         return f"connection: {name}: {err}".rstrip(": ")
     if "Payload" in name or isinstance(err, ValueError):
         return f"malformed: {name}: {err}".rstrip(": ")
