@@ -10,12 +10,16 @@ Options (generate.generators.lion.options, `LionOptions`):
              budget on multi-digit addition, which the tiny student never learns (BENCHMARKS.md,
              effectiveness). Budget the cap frees goes to further siblings of other tasks' hard
              cases, then to easy rewrites.
+  simpler_below  rewrite the hard cases of a task whose cache-pool accuracy this round is below this
+             one step simpler instead of at their own level (default none, as in Lion): data at the
+             student's frontier rather than at the hardest level it fails
   max_calls  paid teacher calls per round (default: quota x 2)
 """
 
 from __future__ import annotations
 
 import math
+from collections import Counter
 
 from pydantic import Field
 
@@ -47,6 +51,23 @@ class LionOptions(GeneratorOptions):
         None, gt=0, le=1,
         description="Cap on the share of the hard rewrites one task may take (none: as in Lion).",
     )
+    simpler_below: float | None = Field(
+        None, gt=0, le=1,
+        description="Hard cases of a task whose cache-pool accuracy this round is below this are rewritten one "
+        "step simpler, not at their own level (none: as in Lion).",
+    )
+
+
+def cache_accuracy(ctx: RoundContext) -> dict[str, float]:
+    """Per task: the share of this round's judged cache-pool instructions the student got right."""
+    task_of = {i.id: i.task for i in ctx.pool.instructions(["cache"]) if i.task}
+    right: Counter[str] = Counter()
+    judged: Counter[str] = Counter()
+    for v in ctx.pool.verdicts(ctx.round):
+        if v.instruction_id in task_of and v.hard is not None:
+            judged[task_of[v.instruction_id]] += 1
+            right[task_of[v.instruction_id]] += not v.hard
+    return {task: right[task] / n for task, n in judged.items()}
 
 
 def _requests(cases: Cases, quota: int, per_hard: int, easy_ratio: float, ctx: RoundContext,
@@ -88,6 +109,10 @@ def lionloop_generate(cases: Cases, teacher: GeneratorTeacher, ctx: RoundContext
     opts: LionOptions = ctx.options()
     quota = ctx.max_candidates if ctx.max_candidates is not None else 2 * len(cases.hard)
     pairs = _requests(cases, quota, opts.per_hard, opts.easy_ratio, ctx, opts.max_task_share)
+    if opts.simpler_below is not None:
+        acc = cache_accuracy(ctx)
+        pairs = [(case, req.model_copy(update={"mode": "simpler"}) if req.mode == "hard"
+                  and acc.get(req.task, 1.0) < opts.simpler_below else req) for case, req in pairs]
     results = teacher.ask([req for _, req in pairs])
     return [
         Candidate(instruction=sibling_instruction(case, res.output, ctx, NAME, mode=req.mode), generator=NAME)

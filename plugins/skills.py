@@ -234,13 +234,16 @@ class SkillsPack:
         return self.options.answer_in_reply and last_like(answer, gold) == gold
 
     def rewrite(self, text: str, mode: str, variant: int) -> str:
-        """hard: a sibling of the same skill and level; easy: the same skill at a rarer level."""
+        """hard: a sibling of the same skill and level; easy: the same skill at a rarer level;
+        simpler: the same skill one level lower (level 1 stays at 1)."""
         skill, m = self.parse(text)
         level = skill.level_of(m)
         rng = _rng("rewrite", text, mode, variant)
         if mode == "easy":
             # "Rarer" for this pack: the extreme levels, which uniform sampling visits least.
             level = rng.choice([lv for lv in (1, 5) if lv != level] or [1])
+        elif mode == "simpler":
+            level = max(1, level - 1)
         return skill.make(rng, level)
 
     def level_of(self, text: str) -> int:

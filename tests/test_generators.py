@@ -322,7 +322,7 @@ def test_hooks_stay_silent_for_other_generators_and_when_disabled(tmp_path: Path
 # -- typed options -----------------------------------------------------------------------------------
 
 OPTION_DEFAULTS = {
-    "lion": {"per_hard": 2, "easy_ratio": 0.25, "max_task_share": None},
+    "lion": {"per_hard": 2, "easy_ratio": 0.25, "max_task_share": None, "simpler_below": None},
     "rationale": {"alpha": 0.5, "label_prefix": "[label] ", "rationale_prefix": "[rationale] ", "joint": False,
                   "per_case": 1},
     "socratic": {"mode": "unified", "decompose_prefix": "[decompose] ", "solve_prefix": "[solve] ", "max_steps": 6,

@@ -49,6 +49,8 @@ LEVERS: dict[str, dict[str, Any]] = {
     # No easy rewrites: Lion spends a quarter of each group's quota on rewrites of cases the student
     # gets right (on this pack: the same skill at level 1 or 5); here all of it goes to hard siblings.
     "loop-easy0": {"generate": {"generators": {"lion": {"options": {"easy_ratio": 0.0}}}}},
+    # Lion's hard rewrites one level simpler while a task's cache-pool accuracy is below half.
+    "loop-simpler": {"generate": {"generators": {"lion": {"options": {"simpler_below": 0.5}}}}},
     # Twice the training steps for both arms: does more training on the same data widen the gap?
     "loop-steps600": {"train": {"steps_per_round": 600}},
     "uniform-steps600": {"generate": {"case_selection": "uniform"}, "train": {"steps_per_round": 600}},

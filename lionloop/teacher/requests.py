@@ -297,7 +297,8 @@ class Judge(TeacherRequest):
 
 
 class Rewrite(TeacherRequest):
-    """Write a new instruction from an old one: `hard` = same domain and difficulty, `easy` = rarer."""
+    """Write a new instruction from an old one: `hard` = same domain and difficulty, `easy` = rarer,
+    `simpler` = same domain and task type, a step simpler (the student's frontier, not the hardest level)."""
 
     kind: ClassVar[str] = "rewrite"
     template: ClassVar[str] = "rewrite.j2"
@@ -307,7 +308,7 @@ class Rewrite(TeacherRequest):
     instruction: str
     input: str = ""
     task: str = ""
-    mode: Literal["hard", "easy"] = "hard"
+    mode: Literal["hard", "easy", "simpler"] = "hard"
     variant: int = Field(0, ge=0, description="Distinguishes several rewrites of one instruction.")
 
     # Bounded like the judge's explanation: a rewrite is one instruction, not an essay.

@@ -55,7 +55,7 @@ class SkillsChat:
                 s1 = self.pack.score(blocks["ASSISTANT 1 ANSWER"], gold)
                 s2 = self.pack.score(blocks["ASSISTANT 2 ANSWER"], gold)
                 return json.dumps({"explanation": f"expected {gold}", "score_1": int(s1), "score_2": int(s2)})
-            mode = "easy" if "even rarer" in user else "hard"
+            mode = "easy" if "even rarer" in user else "simpler" if "one step simpler" in user else "hard"
             m = re.search(r"variation #(\d+)", user)
             variant = int(m[1]) - 1 if m else 0
             new = self.pack.rewrite(blocks["GIVEN INSTRUCTION"], mode, variant)
