@@ -3,8 +3,9 @@ from __future__ import annotations
 import random
 from collections import Counter
 
-from lionloop.plugins.lion import _requests
+from lionloop.plugins.lion import LionOptions, _requests, lionloop_generate
 from lionloop.records import Case, Cases, Instruction, Verdict
+from lionloop.teacher.requests import Rewrite
 
 
 class Ctx:
@@ -50,3 +51,55 @@ def test_few_hard_cases_get_more_siblings_each_to_fill_the_quota() -> None:
     # Every (case, variant) is a new request: the first two siblings keep the usual variants.
     assert len({(r.instruction, r.variant) for r in hard}) == 36
     assert {r.variant for r in hard} & {2, 3} == {2, 3} and max(r.variant for r in hard) >= 2000
+
+
+class Pool:
+    """The cache pool's judged instructions this round: (task, the student got it right)."""
+
+    def __init__(self, cache: list[tuple[str, bool]]) -> None:
+        self.cache = [(Instruction(text=f"probe {k}", task=t, split="cache"), ok) for k, (t, ok) in enumerate(cache)]
+
+    def instructions(self, splits: list[str]) -> list[Instruction]:
+        assert splits == ["cache"]
+        return [i for i, _ in self.cache]
+
+    def verdicts(self, r: int) -> list[Verdict]:
+        assert r == Ctx.round
+        return [Verdict(i.id, r, 10.0, 10.0 if ok else 2.0, not ok) for i, ok in self.cache]
+
+
+class Teacher:
+    def __init__(self) -> None:
+        self.asked: list[Rewrite] = []
+
+    def ask(self, reqs: list[Rewrite]) -> list[object]:
+        self.asked += reqs
+        return [type("Res", (), {"ok": True, "output": Rewrite.Output(instruction=f"new {r.instruction} {r.mode}",
+                                                                         input="")})() for r in reqs]
+
+
+def test_simpler_below_rewrites_the_hard_cases_of_tasks_the_student_mostly_fails_one_step_simpler() -> None:
+    class GenCtx(Ctx):
+        max_candidates = 40
+        plugin = "lion"
+
+        def __init__(self, simpler_below: float | None) -> None:
+            self.pool = Pool([("add", False)] * 9 + [("add", True)] + [("sort", True)] * 6 + [("sort", False)] * 4)
+            self.opts = LionOptions(simpler_below=simpler_below)
+
+        def options(self) -> LionOptions:
+            return self.opts
+
+    cases = _cases({"add": 10, "sort": 10, "count": 2}, easy=20)  # count: no cache probe judged
+    asked = {}
+    for below in (None, 0.5, 0.7):
+        teacher = Teacher()
+        made = lionloop_generate(cases=cases, teacher=teacher, ctx=GenCtx(below))
+        asked[below] = Counter((r.task, r.mode) for r in teacher.asked)
+        assert len(made) == len(teacher.asked) == 40
+        assert [c.instruction.meta["mode"] for c in made] == [r.mode for r in teacher.asked]
+    # add is at 10% on the cache pool, sort at 60%: below 0.5 only add goes simpler, below 0.7 both;
+    # a task with no judged probe and the easy rewrites stay as Lion has them.
+    assert asked[None] == {("add", "hard"): 18, ("sort", "hard"): 10, ("count", "hard"): 2, ("copy", "easy"): 10}
+    assert asked[0.5] == {("add", "simpler"): 18, ("sort", "hard"): 10, ("count", "hard"): 2, ("copy", "easy"): 10}
+    assert asked[0.7] == {("add", "simpler"): 18, ("sort", "simpler"): 10, ("count", "hard"): 2, ("copy", "easy"): 10}

@@ -193,6 +193,9 @@ def test_rewrite_prompts_follow_lion() -> None:
     easy = text(Rewrite(instruction="sort dcba", task="sort", mode="easy"))
     assert "same domain and the same task type" in hard and "length and difficulty" in hard
     assert "same domain" in easy and "rarer" in easy and "difficulty" not in easy
+    simpler = text(Rewrite(instruction="sort dcba", task="sort", mode="simpler"))
+    assert "same domain and the same task type" in simpler and "one step simpler" in simpler
+    assert "rarer" not in simpler and "length and difficulty" not in simpler
     v2 = p.messages(Rewrite(instruction="sort dcba", mode="hard", variant=2))[-1]["content"]
     assert "variation #3" in v2 and v2 != hard
 

@@ -52,6 +52,27 @@ def test_rewrites_stay_in_skill_and_level(pack: SkillsPack) -> None:
         assert hard != hard2 or skill == "add"  # variants differ (tiny add spaces may collide)
         # Deterministic: the same request gives the same sibling.
         assert oracle.handle(Rewrite(instruction=ins.text, mode="hard", variant=0))["instruction"] == hard
+        # simpler: the same skill, one level down; level 1 has none lower and stays.
+        simpler = oracle.handle(Rewrite(instruction=ins.text, mode="simpler"))["instruction"]
+        assert simpler.split()[0] == skill and pack.level_of(simpler) == 2
+        low = pack.make(skill, 1, __import__("random").Random(2)).text
+        assert pack.level_of(oracle.handle(Rewrite(instruction=low, mode="simpler"))["instruction"]) == 1
+
+
+def test_the_chat_double_rewrites_by_the_mode_its_prompt_asks_for() -> None:
+    """SkillsChat reads the rendered prompt (the mode's rules are in the system message) like the oracle."""
+    import json
+    import random
+
+    from lionloop.teacher.chat import Prompts
+    from lionloop.testing.skills_teacher import SkillsChat
+
+    chat = SkillsChat()
+    for skill in SKILLS:
+        ins = chat.pack.make(skill, 3, random.Random(1)).text
+        level = {mode: chat.pack.level_of(json.loads(chat({"messages": Prompts().messages(
+            Rewrite(instruction=ins, task=skill, mode=mode))}))["instruction"]) for mode in ("hard", "easy", "simpler")}
+        assert level == {"hard": 3, "easy": level["easy"], "simpler": 2} and level["easy"] in (1, 5), (skill, level)
 
 
 def test_seeds_and_eval_are_disjoint_balanced_and_stable(pack: SkillsPack) -> None:

@@ -55,7 +55,9 @@ class SkillsChat:
                 s1 = self.pack.score(blocks["ASSISTANT 1 ANSWER"], gold)
                 s2 = self.pack.score(blocks["ASSISTANT 2 ANSWER"], gold)
                 return json.dumps({"explanation": f"expected {gold}", "score_1": int(s1), "score_2": int(s2)})
-            mode = "easy" if "even rarer" in user else "simpler" if "one step simpler" in user else "hard"
+            # The mode's rules are in the system message (shared by every request of that mode).
+            rules = "\n".join(m["content"] for m in body["messages"])
+            mode = "easy" if "even rarer" in rules else "simpler" if "one step simpler" in rules else "hard"
             m = re.search(r"variation #(\d+)", user)
             variant = int(m[1]) - 1 if m else 0
             new = self.pack.rewrite(blocks["GIVEN INSTRUCTION"], mode, variant)
