@@ -58,15 +58,16 @@ class LionOptions(GeneratorOptions):
     )
 
 
-def cache_accuracy(ctx: RoundContext) -> dict[str, float]:
-    """Per task: the share of this round's judged cache-pool instructions the student got right."""
-    task_of = {i.id: i.task for i in ctx.pool.instructions(["cache"]) if i.task}
+def cache_accuracy(cases: Cases) -> dict[str, float]:
+    """Per task: the share of the round's judged cache-pool cases the student got right (from the
+    cases' own verdicts: the generator reads nothing more from the pool)."""
     right: Counter[str] = Counter()
     judged: Counter[str] = Counter()
-    for v in ctx.pool.verdicts(ctx.round):
-        if v.instruction_id in task_of and v.hard is not None:
-            judged[task_of[v.instruction_id]] += 1
-            right[task_of[v.instruction_id]] += not v.hard
+    for case in (*cases.hard, *cases.easy):
+        ins, hard = case.instruction, case.verdict.hard
+        if ins.split == "cache" and ins.task and hard is not None:
+            judged[ins.task] += 1
+            right[ins.task] += not hard
     return {task: right[task] / n for task, n in judged.items()}
 
 
@@ -110,7 +111,7 @@ def lionloop_generate(cases: Cases, teacher: GeneratorTeacher, ctx: RoundContext
     quota = ctx.max_candidates if ctx.max_candidates is not None else 2 * len(cases.hard)
     pairs = _requests(cases, quota, opts.per_hard, opts.easy_ratio, ctx, opts.max_task_share)
     if opts.simpler_below is not None:
-        acc = cache_accuracy(ctx)
+        acc = cache_accuracy(cases)
         pairs = [(case, req.model_copy(update={"mode": "simpler"}) if req.mode == "hard"
                   and acc.get(req.task, 1.0) < opts.simpler_below else req) for case, req in pairs]
     results = teacher.ask([req for _, req in pairs])

@@ -53,21 +53,6 @@ def test_few_hard_cases_get_more_siblings_each_to_fill_the_quota() -> None:
     assert {r.variant for r in hard} & {2, 3} == {2, 3} and max(r.variant for r in hard) >= 2000
 
 
-class Pool:
-    """The cache pool's judged instructions this round: (task, the student got it right)."""
-
-    def __init__(self, cache: list[tuple[str, bool]]) -> None:
-        self.cache = [(Instruction(text=f"probe {k}", task=t, split="cache"), ok) for k, (t, ok) in enumerate(cache)]
-
-    def instructions(self, splits: list[str]) -> list[Instruction]:
-        assert splits == ["cache"]
-        return [i for i, _ in self.cache]
-
-    def verdicts(self, r: int) -> list[Verdict]:
-        assert r == Ctx.round
-        return [Verdict(i.id, r, 10.0, 10.0 if ok else 2.0, not ok) for i, ok in self.cache]
-
-
 class Teacher:
     def __init__(self) -> None:
         self.asked: list[Rewrite] = []
@@ -84,22 +69,34 @@ def test_simpler_below_rewrites_the_hard_cases_of_tasks_the_student_mostly_fails
         plugin = "lion"
 
         def __init__(self, simpler_below: float | None) -> None:
-            self.pool = Pool([("add", False)] * 9 + [("add", True)] + [("sort", True)] * 6 + [("sort", False)] * 4)
             self.opts = LionOptions(simpler_below=simpler_below)
 
         def options(self) -> LionOptions:
             return self.opts
 
-    cases = _cases({"add": 10, "sort": 10, "count": 2}, easy=20)  # count: no cache probe judged
-    asked = {}
+    def case(task: str, k: int, split: str, right: bool) -> Case:
+        ins = Instruction(text=f"{task} {split} {k}", task=task, split=split)
+        return Case(ins, "t", "s", Verdict(ins.id, 2, 10.0, 10.0 if right else 2.0, not right))
+
+    # The round's judged cases: on the cache pool add is right 1 in 11 (9%), sort 6 in 10 (60%);
+    # count's cases are all train instructions (no cache probe judged); copy is easy train cases.
+    cases = Cases(round=2,
+                  hard=[case("add", k, "cache", False) for k in range(10)]
+                  + [case("sort", k, "cache", False) for k in range(4)] + [case("sort", k, "train", False) for k in range(6)]
+                  + [case("count", k, "train", False) for k in range(2)],
+                  easy=[case("add", 10, "cache", True)] + [case("sort", 10 + k, "cache", True) for k in range(6)]
+                  + [case("copy", k, "train", True) for k in range(20)])
+    asked, easy = {}, {}
     for below in (None, 0.5, 0.7):
         teacher = Teacher()
         made = lionloop_generate(cases=cases, teacher=teacher, ctx=GenCtx(below))
-        asked[below] = Counter((r.task, r.mode) for r in teacher.asked)
+        asked[below] = Counter((r.task, r.mode) for r in teacher.asked if r.mode != "easy")
+        easy[below] = Counter(r.instruction for r in teacher.asked if r.mode == "easy")
         assert len(made) == len(teacher.asked) == 40
         assert [c.instruction.meta["mode"] for c in made] == [r.mode for r in teacher.asked]
-    # add is at 10% on the cache pool, sort at 60%: below 0.5 only add goes simpler, below 0.7 both;
-    # a task with no judged probe and the easy rewrites stay as Lion has them.
-    assert asked[None] == {("add", "hard"): 18, ("sort", "hard"): 10, ("count", "hard"): 2, ("copy", "easy"): 10}
-    assert asked[0.5] == {("add", "simpler"): 18, ("sort", "hard"): 10, ("count", "hard"): 2, ("copy", "easy"): 10}
-    assert asked[0.7] == {("add", "simpler"): 18, ("sort", "simpler"): 10, ("count", "hard"): 2, ("copy", "easy"): 10}
+    # Below 0.5 only add goes simpler, below 0.7 both; a task with no judged probe stays as Lion
+    # has it, and so do the easy rewrites (the same 10 in every run).
+    assert asked[None] == {("add", "hard"): 18, ("sort", "hard"): 10, ("count", "hard"): 2}
+    assert asked[0.5] == {("add", "simpler"): 18, ("sort", "hard"): 10, ("count", "hard"): 2}
+    assert asked[0.7] == {("add", "simpler"): 18, ("sort", "simpler"): 10, ("count", "hard"): 2}
+    assert sum(easy[None].values()) == 10 and easy[None] == easy[0.5] == easy[0.7]
