@@ -43,6 +43,10 @@ LEVERS: dict[str, dict[str, Any]] = {
     # With an LLM referee every cache probe costs a teacher answer (30 a skill: 210 calls on the
     # default pack); fewer probes leave more of the budget for data and make progress noisier.
     "loop-probes10": {"task": {"cache_per_skill": 10}},
+    # With the verifier a probe costs no call: more of them give the allocation steadier progress
+    # estimates (30 probes: a logit's noise ~0.37 at 50%) and the generator more distinct failures.
+    "loop-probes60": {"task": {"cache_per_skill": 60}},
+    "loop-probes100": {"task": {"cache_per_skill": 100}},
     # Each judged case asked once, not in both orders: half the judge calls (Lion asks both to
     # cancel a real judge's position bias; the offline oracle has none).
     "loop-one-order": {"judge": {"both_orders": False}},
