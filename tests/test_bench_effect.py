@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from lionloop.bench.effect import arm_config, at, known_arm, reach, summarise
+from lionloop.bench.effect import LEVERS, arm_config, at, known_arm, reach, summarise
 from lionloop.bench.effect_report import report
 
 
@@ -33,6 +33,17 @@ def test_arms_share_budget_rounds_and_seed_and_differ_in_one_place(tmp_path: Pat
     ten = arm_config("loop", 0, 3, 900, tmp_path / "ten", skills=["copy", "chain", "sum", "mood"])
     assert ten.task.skills == ["copy", "chain", "sum", "mood"]
     assert known_arm("loop@25") and known_arm("loop-slope") and not known_arm("loop@x") and not known_arm("nope")
+
+
+def test_every_lever_parses_and_changes_the_loop_it_is_measured_against(tmp_path: Path) -> None:
+    # A misspelt option is refused by the config; one that sets a default would measure the default.
+    def settings(arm: str) -> dict:
+        return arm_config(arm, 1, 5, 2000, tmp_path / "run").model_dump(exclude={"name"})
+
+    loop = settings("loop")
+    inert = [lever for lever in LEVERS if settings(lever) == loop]
+    assert not inert
+    assert settings("loop-probes100")["task"]["cache_per_skill"] == 100
 
 
 def test_the_seeds_arm_trains_on_the_seeds_alone(tmp_path: Path) -> None:
