@@ -65,6 +65,10 @@ LEVERS: dict[str, dict[str, Any]] = {
     # sees the final mix for 300 steps, not the earlier rounds' data for 1,500.
     "loop-retrain": {"train": {"policy": "retrain"}},
     "uniform-retrain": {"generate": {"case_selection": "uniform"}, "train": {"policy": "retrain"}},
+    # Steps that scale with the data, both arms: 12 passes over the pool a round (~105 steps on
+    # round 1's 280 rows, ~480 on round 5's ~1,300: about the default's 1,500 steps in all).
+    "loop-epochs12": {"train": {"epochs_per_round": 12}},
+    "uniform-epochs12": {"generate": {"case_selection": "uniform"}, "train": {"epochs_per_round": 12}},
 }
 EXTRA_SKILLS = ["copy", "upper", "shift", "reverse", "sort", "count", "add", "chain", "sum", "mood"]
 

@@ -122,6 +122,12 @@ class TrainConfig(_Section):
         "from the base each round (LLM2LLM; with LoRA: a fresh adapter).",
     )
     steps_per_round: int = Field(300, ge=1, description="Optimizer steps per imitate stage.")
+    epochs_per_round: float | None = Field(
+        None, gt=0,
+        description="Steps that scale with the data: each imitate stage trains ceil(epochs x rows / batch_size) "
+        "steps over the train pool, so a round with more rows trains longer, instead of the same "
+        "steps_per_round every round. null: steps_per_round.",
+    )
     batch_size: int = Field(32, ge=1, description="Per-device batch size.")
     learning_rate: float = Field(1e-3, gt=0, description="Peak LR; 1e-3 suits the tiny student (3e-3 diverged here).")
     warmup_steps: int = Field(20, ge=0, description="Linear warmup before the cosine decay.")

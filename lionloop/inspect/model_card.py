@@ -49,7 +49,8 @@ def card_facts(run_dir: Path, round: int | None = None) -> dict[str, Any]:
         "chosen_by": "given" if round is not None else "best held-out accuracy",
         "base": str(cfg.student.base) if cfg.student.base else "tiny Llama built from the config (trained from scratch)",
         "lora": cfg.train.lora.model_dump() if cfg.train.lora.enabled else None,
-        "train": {k: getattr(cfg.train, k) for k in ("policy", "steps_per_round", "batch_size", "learning_rate")},
+        "train": {k: getattr(cfg.train, k)
+                  for k in ("policy", "steps_per_round", "epochs_per_round", "batch_size", "learning_rate")},
         "curve": [(r["round"], r["eval_accuracy"], r.get("train", {}).get("train_loss"))
                   for r in fig["rounds"] if r["round"] > 0],
         "per_skill": rounds[chosen]["eval_per_skill"],
@@ -112,8 +113,13 @@ def card_markdown(f: dict[str, Any], prompt_format: str, eos: str | None) -> str
               f"{f['dedup']:g} of the pool or the eval set were dropped, the teacher answered the rest.", "",
               f"- teacher: {f['teacher']}", f"- referee: {f['referee']}", f"- rewrites: {f['generator_teacher']}",
               f"- base model: {f['base']}",
-              f"- training: {f['train']['steps_per_round']} steps per round, batch {f['train']['batch_size']}, "
+              f"- training: {_steps(f['train'])} per round, batch {f['train']['batch_size']}, "
               f"learning rate {f['train']['learning_rate']:g}, policy {f['train']['policy']}"
               + (f"; LoRA rank {f['lora']['rank']}, alpha {f['lora']['alpha']:g}, modules {f['lora']['target_modules']}"
                  if f["lora"] else "; all weights"), ""]
     return "\n".join(lines)
+
+
+def _steps(train: dict[str, Any]) -> str:
+    epochs = train.get("epochs_per_round")  # absent in a card's figures from before the option
+    return f"{epochs:g} epochs over the train pool" if epochs else f"{train['steps_per_round']} steps"

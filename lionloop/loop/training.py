@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import inspect
+import math
 import re
 import time
 from collections import defaultdict
 from typing import Any
 
+from lionloop.config import TrainConfig
 from lionloop.errors import PluginError
 from lionloop.loop.allocation import training_mix
+from lionloop.loop.preflight import resolve_trainer
 from lionloop.loop.runtime import Runtime
 from lionloop.records import Example
 from lionloop.student.checkpoints import drop
@@ -43,11 +46,23 @@ def imitate_stage(rt: Runtime, r: int) -> dict[str, Any]:
     return figures
 
 
+def round_steps(train: TrainConfig, rows: int) -> int:
+    """The imitate stage's optimizer steps: train.steps_per_round, or with train.epochs_per_round
+    that many passes over the stage's rows."""
+    if train.epochs_per_round is None:
+        return train.steps_per_round
+    return max(1, math.ceil(train.epochs_per_round * rows / train.batch_size))
+
+
 def _train(rt: Runtime, r: int, role: str, rows: list[Example]) -> dict[str, Any]:
     """Train one student (the main one, or a role's) on its rows, from its last round or the base."""
     prev = rt.student_dir(r - 1, role) if rt.cfg.train.policy != "retrain" and r > 1 else None
     start = prev if prev is not None and prev.exists() else rt.student_dir(0)
-    total = rt.cfg.train.steps_per_round
+    total = round_steps(rt.cfg.train, len(rows))
+    cfg, trainer = rt.cfg, rt.trainer
+    if total != cfg.train.steps_per_round:  # steps that scale with the rows: this stage's own trainer
+        cfg = cfg.model_copy(update={"train": cfg.train.model_copy(update={"steps_per_round": total})})
+        trainer = resolve_trainer(rt.registry, cfg).build(cfg.train, cfg.student)
     label = f" ({role})" if role else ""
     bar = rt.reporter.task(f"training{label} on {len(rows)} rows", total)
     seen = [0]
@@ -60,14 +75,14 @@ def _train(rt: Runtime, r: int, role: str, rows: list[Example]) -> dict[str, Any
     if rt.cfg.train.launcher == "accelerate":  # the same trainer call, in the processes of `accelerate launch`
         from lionloop.loop.launcher import launch_training
 
-        figures = launch_training(rt.cfg, rt.run_dir, r, role, start, rt.student_dir(r, role), rows,
+        figures = launch_training(cfg, rt.run_dir, r, role, start, rt.student_dir(r, role), rows,
                                   seed=rt.cfg.seed + r, progress=progress)
     else:
         # A kill or Ctrl-C inside training resumes from the trainer's last checkpoint, kept here
         # (trainers whose `train` takes no checkpoint_dir restart the stage from step 0).
-        resumable = "checkpoint_dir" in inspect.signature(rt.trainer.train).parameters
+        resumable = "checkpoint_dir" in inspect.signature(trainer.train).parameters
         extra = {"checkpoint_dir": rt.files.train_checkpoints(r, role)} if resumable else {}
-        figures = rt.trainer.train(start, rt.student_dir(r, role), rows, seed=rt.cfg.seed + r, progress=progress,
-                                   **extra)
+        figures = trainer.train(start, rt.student_dir(r, role), rows, seed=rt.cfg.seed + r, progress=progress,
+                                **extra)
     rt.reporter.task_done()
     return figures
