@@ -8,7 +8,9 @@ from pathlib import Path
 
 import pytest
 from conftest import micro_config
+from typer.testing import CliRunner
 
+from lionloop.cli.app import app
 from lionloop.config import TrainConfig
 from lionloop.inspect.status import run_status
 from lionloop.loop.training import round_steps
@@ -35,3 +37,8 @@ def test_a_larger_pool_trains_longer_with_epochs_per_round(tmp_path: Path) -> No
     for t in trains:
         assert t["steps"] == math.ceil(2 * t["rows"] / 16)
     assert trains[1]["steps"] > trains[0]["steps"]
+    # The distilled model's card says how it was trained: passes, not a step count it did not use.
+    res = CliRunner().invoke(app, ["export-model", str(out), "--out", str(tmp_path / "model")])
+    assert res.exit_code == 0, res.output
+    card = (tmp_path / "model" / "README.md").read_text()
+    assert "training: 2 epochs over the train pool per round" in card and "15 steps" not in card
