@@ -91,6 +91,19 @@ def test_two_processes_train_on_the_same_rows_for_the_same_steps(tmp_path: Path)
     assert (two / "student" / "round-1" / "config.json").exists()
 
 
+@pytest.mark.slow
+def test_a_launch_trains_the_steps_the_loop_chose_for_its_rows(tmp_path: Path) -> None:
+    # With train.epochs_per_round the stage's steps follow its rows, not train.steps_per_round:
+    # the processes of the launch train the job's count, as the inline trainer would.
+    from lionloop.loop.runner import start
+
+    run, _ = start(micro_config(tmp_path / "run", **deep_merge(ONE_ROUND, {"train": {
+        "launcher": "accelerate", "accelerate_config": str(acc_config(tmp_path)), "epochs_per_round": 2}})))
+    b = _figures(run)
+    assert b["launcher"] == "accelerate" and b["rows"] == 18
+    assert b["steps"] == 6 != MICRO["train"]["steps_per_round"]  # ceil(2 x 18 / 6)
+
+
 def _run(args: list[str], conf_file: Path | None = None) -> subprocess.Popen[bytes]:
     env = {**os.environ, "OMP_WAIT_POLICY": "PASSIVE"}
     return subprocess.Popen([sys.executable, "-m", "lionloop.cli", *args], env=env, start_new_session=True,

@@ -39,7 +39,9 @@ def run_job(job_file: Path) -> dict[str, Any]:
     job_dir = job_file.parent
     rank = int(os.environ.get("RANK", "0"))
     cfg, _ = RunDir(job["run_dir"]).read()
-    trainer = resolve_trainer(get_plugin_manager().build_registry(), cfg).build(cfg.train, cfg.student)
+    # The loop chose the stage's steps (train.epochs_per_round scales them with the rows): the job's count.
+    train = cfg.train.model_copy(update={"steps_per_round": int(job["steps"])})
+    trainer = resolve_trainer(get_plugin_manager().build_registry(), cfg).build(train, cfg.student)
     rows = read_rows(job_dir / "rows.jsonl")
     if len(rows) != job["rows"]:
         raise SystemExit(f"{job_dir / 'rows.jsonl'}: {len(rows)} rows, the job names {job['rows']}")
