@@ -45,6 +45,7 @@ from lionloop import (
     TeacherConfig,
     hookimpl,
 )
+from lionloop.plugins.http_retry import MAX_RETRY_AFTER_S, RETRYABLE_STATUS, retry_after
 
 log = logging.getLogger(__name__)
 
@@ -99,14 +100,11 @@ class OpenAIBatchRunner:
                 text = err.read().decode("utf-8", "replace")[:300]
                 if err.code == 404:
                     raise BatchGone(f"{method} {path}: http 404: {text}") from None
-                if err.code not in (408, 409, 429) and err.code < 500:
+                if err.code not in RETRYABLE_STATUS and err.code < 500:
                     raise BatchError(f"{method} {path}: http {err.code}: {text}") from None
-                after = err.headers.get("retry-after") if err.headers else None
-                if after:
-                    try:
-                        wait = min(600.0, float(after))
-                    except ValueError:
-                        pass
+                asked = retry_after(err.headers)
+                if asked is not None:
+                    wait = min(MAX_RETRY_AFTER_S, asked)
                 why = f"http {err.code}"
             except (urllib.error.URLError, TimeoutError, ConnectionError) as err:
                 why = f"connection: {err}"

@@ -23,12 +23,10 @@ Ollama, OpenAI, ...), asynchronous, with bounded concurrency and retries.
 from __future__ import annotations
 
 import asyncio
-import email.utils
 import json
 import logging
 import os
 import random
-import re
 import time
 import weakref
 from collections import Counter
@@ -50,6 +48,7 @@ from lionloop import (
     TeacherRequest,
     hookimpl,
 )
+from lionloop.plugins.http_retry import MAX_RETRY_AFTER_S, Fail, Retry, describe, status_error
 
 log = logging.getLogger(__name__)
 
@@ -61,75 +60,8 @@ class OpenAIOptions(PluginOptions):
 
     model_config = ConfigDict(extra="allow")
 
+
 DEFAULT_BASE_URL = "https://api.openai.com/v1"
-RETRYABLE_STATUS = {408, 409, 429, 500, 502, 503, 504}
-MAX_RETRY_AFTER_S = 600.0  # honour a server's Retry-After, but not for longer than this
-
-
-class _Retry(Exception):
-    """A failed try worth repeating; `wait` is what the server asked for (Retry-After)."""
-
-    def __init__(self, reason: str, wait: float | None = None) -> None:
-        super().__init__(reason)
-        self.reason = reason
-        self.wait = wait
-
-
-class _Fail(Exception):
-    """A failed try not worth repeating (e.g. 400: the same request fails the same way).
-
-    `refused_format`: the server's message is about the response format, not the prompt."""
-
-    def __init__(self, reason: str, refused_format: bool = False) -> None:
-        super().__init__(reason)
-        self.refused_format = refused_format
-
-
-def retry_after(headers: Any) -> float | None:
-    """Seconds to wait from `retry-after-ms` or `Retry-After` (seconds or an HTTP date)."""
-    if headers is None:
-        return None
-    ms = headers.get("retry-after-ms")
-    if ms:
-        try:
-            return max(0.0, float(ms) / 1000)
-        except ValueError:
-            pass
-    ra = headers.get("retry-after")
-    if not ra:
-        return None
-    try:
-        return max(0.0, float(ra))
-    except ValueError:
-        pass
-    try:
-        when = email.utils.parsedate_to_datetime(ra)
-    except (TypeError, ValueError):
-        return None
-    return max(0.0, when.timestamp() - time.time())
-
-
-# A 500 whose message says the request itself is invalid is not transient.
-_VALIDATION_500 = re.compile(r"validat|input should be|literal_error|unsupported|not supported|must be one of|"
-                             r"response_format|json_schema|invalid", re.I)
-# A refusal of the response format (rather than of the prompt, e.g. its length).
-_FORMAT_REFUSED = re.compile(r"response_format|json_schema|json_object|schema|grammar|structured", re.I)
-
-
-def _status_error(status: int, headers: Any, body: str) -> Exception:
-    detail = body.strip().replace("\n", " ")[:300]
-    try:
-        err = json.loads(body)["error"]
-        detail = (err["message"] if isinstance(err, dict) else str(err))[:300]
-    except (ValueError, KeyError, TypeError):
-        pass
-    detail = " ".join(str(detail).split())
-    reason = f"http {status}: {detail}" if detail else f"http {status}"
-    if status == 500 and _VALIDATION_500.search(detail):
-        return _Fail(reason, refused_format=bool(_FORMAT_REFUSED.search(detail)))
-    if status in RETRYABLE_STATUS or status >= 500:
-        return _Retry(reason, retry_after(headers))
-    return _Fail(reason, refused_format=bool(_FORMAT_REFUSED.search(detail)))
 
 
 @dataclass
@@ -294,14 +226,14 @@ class OpenAIBackend(ChatBackend):
                 reply.usage["tries"] = k + 1
                 reply.usage["seconds"] = round(time.monotonic() - t0, 3)  # of the try that answered
                 return reply
-            except _Fail as err:
+            except Fail as err:
                 return Reply(error=f"{err} (not retried)", usage={"refused_format": err.refused_format})
-            except _Retry as err:
+            except Retry as err:
                 last, server_wait = err.reason, err.wait
             except asyncio.TimeoutError:
                 last, server_wait = f"timeout: no reply within {self.cfg.timeout_s:g}s", None
             except Exception as err:  # noqa: BLE001 - connection resets, bad bodies, ...
-                last, server_wait = _describe(err), None
+                last, server_wait = describe(err), None
             finally:
                 self._release(ep)
             self.stats[f"retry: {last.split(':', 1)[0]}"] += 1
@@ -327,15 +259,15 @@ class OpenAIBackend(ChatBackend):
             async with self._session.post(f"{ep.url}/chat/completions", json=body) as resp:
                 text = await resp.text()
                 if resp.status != 200:
-                    raise _status_error(resp.status, resp.headers, text)
+                    raise status_error(resp.status, resp.headers, text)
         except asyncio.TimeoutError:  # aiohttp's own timeout errors are TimeoutErrors too
-            raise _Retry(f"timeout: no reply within {self.cfg.timeout_s:g}s") from None
+            raise Retry(f"timeout: no reply within {self.cfg.timeout_s:g}s") from None
         except (aiohttp.ClientError, ConnectionError) as err:
-            raise _Retry(_describe(err)) from None
+            raise Retry(describe(err)) from None
         try:
             return json.loads(text)
         except ValueError:
-            raise _Retry("malformed: response body is not JSON") from None
+            raise Retry("malformed: response body is not JSON") from None
 
     async def _post_openai(self, ep: _Endpoint, body: dict[str, Any]) -> dict[str, Any]:
         return await asyncio.wait_for(self._post_openai_once(ep, body), self.cfg.timeout_s)
@@ -349,19 +281,19 @@ class OpenAIBackend(ChatBackend):
         try:
             resp = await ep.client.chat.completions.create(**kwargs, extra_body=extra or None)
         except openai.APIStatusError as err:
-            raise _status_error(err.status_code, err.response.headers, err.response.text) from None
+            raise status_error(err.status_code, err.response.headers, err.response.text) from None
         except openai.APITimeoutError:
-            raise _Retry(f"timeout: no reply within {self.cfg.timeout_s:g}s") from None
+            raise Retry(f"timeout: no reply within {self.cfg.timeout_s:g}s") from None
         except openai.APIConnectionError as err:
-            raise _Retry(f"connection: {err}") from None
+            raise Retry(f"connection: {err}") from None
         except (openai.APIResponseValidationError, ValueError) as err:
-            raise _Retry(f"malformed: {err}") from None
+            raise Retry(f"malformed: {err}") from None
         return resp.model_dump()
 
     def _reply(self, data: dict[str, Any]) -> Reply:
         choices = data.get("choices") if isinstance(data, dict) else None
         if not choices:
-            raise _Retry("malformed: response has no choices")
+            raise Retry("malformed: response has no choices")
         choice = choices[0] or {}
         message = choice.get("message") or {}
         text = message.get("content")
@@ -371,15 +303,6 @@ class OpenAIBackend(ChatBackend):
         usage = {k: usage[k] for k in ("prompt_tokens", "completion_tokens") if isinstance(usage.get(k), int)}
         usage["finish_reason"] = choice.get("finish_reason")
         return Reply(text=text, usage=usage)
-
-
-def _describe(err: BaseException) -> str:
-    name = type(err).__name__
-    if "Connect" in name or isinstance(err, OSError):  # aiohttp's ClientConnectorError: nobody listens
-        return f"connection: {name}: {err}".rstrip(": ")
-    if "Payload" in name or isinstance(err, ValueError):
-        return f"malformed: {name}: {err}".rstrip(": ")
-    return f"error: {name}: {err}".rstrip(": ")
 
 
 def _shutdown(runner: AsyncRunner, session: Any, clients: list[Any]) -> None:

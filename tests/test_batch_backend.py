@@ -224,3 +224,49 @@ def test_kill_9_while_a_batch_is_pending_repays_nothing(tmp_path: Path) -> None:
     st = json.loads(subprocess.run([sys.executable, "-m", "lionloop.cli", "status", str(run), "--json"],
                                    capture_output=True, text=True, check=True).stdout)
     assert st["teacher_calls"]["repaid"] == 0 and st["teacher_calls"]["saved"] > 0
+
+
+def test_the_batch_api_client_waits_what_a_429_asks_and_gives_up_on_a_400_at_once() -> None:
+    """Retry-After in milliseconds (retry-after-ms, as OpenAI sends it) is honoured; a 400 is not
+    retried: the same request fails the same way. A loopback HTTP server stands for the API."""
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    from lionloop.plugins.backend_batch import OpenAIBatchRunner
+    from lionloop.teacher.batch import BatchError
+
+    seen: list[tuple[str, float]] = []
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:  # noqa: N802 - http.server's name
+            seen.append((self.path, time.monotonic()))
+            if self.path == "/v1/batches/b1" and len([p for p, _ in seen if p == self.path]) == 1:
+                self.send_response(429)
+                self.send_header("retry-after-ms", "1500")
+                body = b'{"error": {"message": "slow down"}}'
+            elif self.path == "/v1/batches/b1":
+                self.send_response(200)
+                body = b'{"id": "b1", "status": "in_progress"}'
+            else:
+                self.send_response(400)
+                body = b'{"error": {"message": "bad id"}}'
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        runner = OpenAIBatchRunner(f"http://127.0.0.1:{server.server_address[1]}/v1", "k", "24h", 0.05, retries=3)
+        assert json.loads(runner._call("GET", "/batches/b1"))["status"] == "in_progress"
+        (_, first), (_, second) = seen
+        assert second - first >= 1.45  # the server's 1.5 s, not the backoff's 0.25-0.5 s guess
+        with pytest.raises(BatchError, match="http 400"):
+            runner._call("GET", "/batches/nope")
+        assert [p for p, _ in seen].count("/v1/batches/nope") == 1
+    finally:
+        server.shutdown()
+        server.server_close()

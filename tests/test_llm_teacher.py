@@ -18,7 +18,8 @@ from pydantic import BaseModel
 
 from lionloop.config import TeacherConfig
 from lionloop.errors import ConfigError
-from lionloop.plugins.backend_openai import OpenAIBackend, retry_after
+from lionloop.plugins.backend_openai import OpenAIBackend
+from lionloop.plugins.http_retry import retry_after
 from lionloop.stores.cache import CallCache, cache_key
 from lionloop.teacher.chat import Prompts, request_nonce
 from lionloop.teacher.client import Reply, Teacher
@@ -451,14 +452,14 @@ def test_structured_output_is_negotiated_with_the_server(tmp_path: Path, formats
 
 
 def test_a_validation_500_is_not_retried_but_a_plain_500_is(tmp_path: Path) -> None:
-    from lionloop.plugins.backend_openai import _Fail, _Retry, _status_error
+    from lionloop.plugins.http_retry import Fail, Retry, status_error
 
-    v = _status_error(500, {}, json.dumps({"error": {"message": "1 validation error: Input should be 'text'"}}))
-    assert isinstance(v, _Fail) and v.refused_format is False
-    f = _status_error(500, {}, json.dumps({"error": {"message": "response_format json_schema is not supported"}}))
-    assert isinstance(f, _Fail) and f.refused_format
-    assert isinstance(_status_error(500, {}, '{"error": {"message": "CUDA out of memory"}}'), _Retry)
-    assert isinstance(_status_error(400, {}, '{"error": {"message": "prompt too long"}}'), _Fail)
+    v = status_error(500, {}, json.dumps({"error": {"message": "1 validation error: Input should be 'text'"}}))
+    assert isinstance(v, Fail) and v.refused_format is False
+    f = status_error(500, {}, json.dumps({"error": {"message": "response_format json_schema is not supported"}}))
+    assert isinstance(f, Fail) and f.refused_format
+    assert isinstance(status_error(500, {}, '{"error": {"message": "CUDA out of memory"}}'), Retry)
+    assert isinstance(status_error(400, {}, '{"error": {"message": "prompt too long"}}'), Fail)
 
 
 class Tags(TeacherRequest):

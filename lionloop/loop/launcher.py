@@ -27,7 +27,6 @@ import json
 import logging
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -39,6 +38,7 @@ import yaml
 
 from lionloop.config import RunConfig
 from lionloop.errors import ConfigError, LionloopError
+from lionloop.processes import free_port, pid_alive, signal_group
 from lionloop.records import Example
 from lionloop.rundir import RunDir
 
@@ -143,20 +143,6 @@ def _read_json(path: Path) -> dict[str, Any] | None:
     return data if isinstance(data, dict) else None
 
 
-def _alive(pid: int) -> bool:
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return False
-    return stat.rsplit(")", 1)[-1].split()[0] != "Z"
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 def command(cfg: RunConfig, job_file: Path) -> list[str]:
     """The `accelerate launch` command line (as a module of this interpreter: no console script needed)."""
     cmd = [sys.executable, "-m", "accelerate.commands.launch"]
@@ -165,7 +151,7 @@ def command(cfg: RunConfig, job_file: Path) -> list[str]:
     args = list(cfg.train.accelerate_args)
     multi_node = _multi_node(cfg)
     if not multi_node and not any(a.startswith("--main_process_port") for a in args):
-        cmd += ["--main_process_port", str(_free_port())]  # two runs on one machine must not collide
+        cmd += ["--main_process_port", str(free_port())]  # two runs on one machine must not collide
     return [*cmd, *args, "-m", WORKER, str(job_file)]
 
 
@@ -189,7 +175,7 @@ def launch_training(cfg: RunConfig, run_dir: Path, rnd: int, role: str, base: Pa
         return result
     running = _read_json(job_dir / "pid.json")
     proc: subprocess.Popen[bytes] | None = None
-    if running and running.get("job") == job["id"] and _alive(int(running["pid"])):
+    if running and running.get("job") == job["id"] and pid_alive(int(running["pid"])):
         pid = int(running["pid"])
         log.info("round %d: waiting for the accelerate launch started before the loop stopped (pid %d)", rnd, pid)
     else:
@@ -236,7 +222,7 @@ def _wait(job_dir: Path, pid: int, proc: subprocess.Popen[bytes] | None,
     shown = -1
     try:
         while True:
-            done = proc.poll() is not None if proc is not None else not _alive(pid)
+            done = proc.poll() is not None if proc is not None else not pid_alive(pid)
             if progress is not None:
                 step, loss = _step(job_dir)
                 if step != shown:
@@ -246,10 +232,7 @@ def _wait(job_dir: Path, pid: int, proc: subprocess.Popen[bytes] | None,
                 return proc.returncode if proc is not None else None
             time.sleep(POLL_S)
     except KeyboardInterrupt:
-        try:
-            os.killpg(pid, signal.SIGTERM)
-        except ProcessLookupError:
-            pass
+        signal_group(pid, signal.SIGTERM)
         raise
 
 

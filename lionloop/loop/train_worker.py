@@ -64,17 +64,10 @@ def die_with_parent() -> None:
     in a session of its own, so a kill -9 of the launch (its process group) left the ranks training
     on, and a resumed loop launched a second training beside them. On Linux the kernel now kills
     this process when its parent dies (PR_SET_PDEATHSIG); elsewhere nothing changes."""
-    if not sys.platform.startswith("linux"):
-        return
-    import ctypes
-    import signal
+    from lionloop.processes import die_with_parent as request
 
     parent = os.getppid()
-    try:
-        ctypes.CDLL(None, use_errno=True).prctl(1, int(signal.SIGKILL))  # 1 = PR_SET_PDEATHSIG
-    except (OSError, AttributeError):
-        return
-    if os.getppid() != parent:  # the parent died before the request took effect
+    if request() and os.getppid() != parent:  # the parent died before the request took effect
         os._exit(1)
 
 

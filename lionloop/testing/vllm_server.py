@@ -23,14 +23,10 @@ Finding (or building) the sidecar's python is ``lionloop.testing.vllm_sidecar``
 from __future__ import annotations
 
 import atexit
-import ctypes
 import json
 import logging
-import os
 import signal
-import socket
 import subprocess
-import sys
 import tempfile
 import threading
 import time
@@ -42,6 +38,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from types import TracebackType
 
+from lionloop.processes import die_with_parent, free_port, process_group_alive, signal_group
 from lionloop.testing.tiny_chat_model import CHAT_TEMPLATE, build_tiny_chat_model
 from lionloop.testing.vllm_sidecar import (
     VLLMUnavailableError,
@@ -108,46 +105,9 @@ def _stop_live_servers() -> None:  # pragma: no cover - interpreter shutdown
             pass
 
 
-def _free_port(host: str) -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind((host, 0))
-        return int(s.getsockname()[1])
-
-
-def _set_parent_death_signal() -> None:
-    """preexec_fn: SIGTERM the child if the thread that spawned it dies (Linux only)."""
-    if sys.platform.startswith("linux"):
-        try:
-            libc = ctypes.CDLL(None, use_errno=True)
-            libc.prctl(1, signal.SIGTERM, 0, 0, 0)  # PR_SET_PDEATHSIG = 1
-        except Exception:  # noqa: BLE001 - optional safety net
-            pass
-
-
-def process_group_alive(pgid: int) -> bool:
-    """True while any non-zombie process is left in process group ``pgid``."""
-    try:
-        os.killpg(pgid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # pragma: no cover - pgid reused by another user
-        return False
-    # killpg(..., 0) also succeeds for zombies; check /proc where available.
-    proc_dir = Path("/proc")
-    if not proc_dir.is_dir():  # pragma: no cover - non-Linux
-        return True
-    for entry in proc_dir.iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            stat = (entry / "stat").read_text()
-        except OSError:
-            continue
-        # /proc/PID/stat: "pid (comm) state ppid pgrp ..." - comm may contain ")".
-        fields = stat.rsplit(")", 1)[-1].split()
-        if len(fields) >= 3 and fields[2] == str(pgid) and fields[0] != "Z":
-            return True
-    return False
+def _term_with_parent() -> None:
+    """preexec_fn: SIGTERM the server if the thread that spawned it dies (Linux only)."""
+    die_with_parent(signal.SIGTERM)
 
 
 def _model_max_positions(model_dir: Path) -> int | None:
@@ -341,7 +301,7 @@ class VLLMServer:
 
         attempts = 1 if self.requested_port is not None else 3
         for attempt in range(1, attempts + 1):
-            port = self.requested_port or _free_port(self.host)
+            port = self.requested_port or free_port(self.host)
             try:
                 self._launch(python, port)
                 return self
@@ -369,7 +329,7 @@ class VLLMServer:
                 env=env,
                 cwd=str(self.log_path.parent),
                 start_new_session=True,
-                preexec_fn=_set_parent_death_signal if self.kill_on_parent_death else None,
+                preexec_fn=_term_with_parent if self.kill_on_parent_death else None,
             )
         self._pgid = self._proc.pid  # setsid made it a group leader
         self.port = port
@@ -421,7 +381,7 @@ class VLLMServer:
             if proc is None or pgid is None:
                 return
             _LIVE_SERVERS.discard(self)
-            self._signal_group(pgid, signal.SIGTERM)
+            signal_group(pgid, signal.SIGTERM)
             deadline = time.monotonic() + self.stop_timeout
             try:
                 proc.wait(timeout=max(0.1, deadline - time.monotonic()))
@@ -432,7 +392,7 @@ class VLLMServer:
                 time.sleep(0.1)
             if process_group_alive(pgid):
                 logger.warning("killing remaining processes of vLLM group %d", pgid)
-                self._signal_group(pgid, signal.SIGKILL)
+                signal_group(pgid, signal.SIGKILL)
                 kill_deadline = time.monotonic() + 5.0
                 while process_group_alive(pgid) and time.monotonic() < kill_deadline:
                     time.sleep(0.05)
@@ -443,15 +403,6 @@ class VLLMServer:
             self._proc = None
             self._pgid = None
             logger.info("vLLM server (group %d) stopped", pgid)
-
-    @staticmethod
-    def _signal_group(pgid: int, sig: int) -> None:
-        try:
-            os.killpg(pgid, sig)
-        except ProcessLookupError:
-            pass
-        except PermissionError:  # pragma: no cover - pgid reused by someone else
-            logger.warning("no permission to signal process group %d", pgid)
 
     def log_tail(self, lines: int = 60) -> str:
         """Last ``lines`` lines of the server log."""
