@@ -45,7 +45,8 @@ from lionloop import (
     TeacherConfig,
     hookimpl,
 )
-from lionloop.plugins.http_retry import MAX_RETRY_AFTER_S, RETRYABLE_STATUS, retry_after
+
+from .http_retry import MAX_RETRY_AFTER_S, RETRYABLE_STATUS, retry_after
 
 log = logging.getLogger(__name__)
 

@@ -48,7 +48,8 @@ from lionloop import (
     TeacherRequest,
     hookimpl,
 )
-from lionloop.plugins.http_retry import MAX_RETRY_AFTER_S, Fail, Retry, describe, status_error
+
+from .http_retry import MAX_RETRY_AFTER_S, Fail, Retry, describe, status_error
 
 log = logging.getLogger(__name__)
 

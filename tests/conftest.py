@@ -20,6 +20,18 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # as the CLI sets it: spinn
 if signal.getsignal(signal.SIGINT) == signal.SIG_IGN:
     signal.signal(signal.SIGINT, signal.default_int_handler)
 
+
+def _wide_console() -> None:
+    """The CLI's console (one for every command) takes its width from COLUMNS or the terminal when
+    first imported; in-process CLI tests get a fixed width instead, or a header such as "rel. score"
+    wraps or not depending on the terminal and on which test imported the CLI first."""
+    from lionloop.cli.common import console
+
+    console.width = 200
+
+
+_wide_console()
+
 # Small enough to run two full rounds in well under a minute on 2 cores.
 MICRO: dict[str, Any] = {
     "name": "micro",

@@ -350,3 +350,29 @@ def test_a_small_referee_sample_still_spends_the_budget_by_filling_uniformly(tmp
         else:
             assert made == [None, None] and "uniform" not in tagged
     assert spent["none"] < budget // 2 and budget - 10 <= spent["uniform"] <= budget
+
+
+@pytest.mark.slow
+def test_fixed_weights_give_the_named_tasks_the_round(tmp_path: Path) -> None:
+    """allocation.mode fixed: every round's candidates go to the groups `weights` names, in its
+    proportions (here all to reverse, the rest getting no exploration share); progress is still
+    measured and shown beside the fixed shares."""
+    from lionloop.inspect.status import run_status
+    from lionloop.loop.runner import start
+
+    run_dir, _ = start(micro_config(
+        tmp_path / "run", judge={"mode": "verifier"},
+        generate={"allocation": {"mode": "fixed", "weights": {"reverse": 1.0}, "exploration": 0.0}},
+        stop={"max_rounds": 3, "stop_when_no_hard": False}))
+    st = run_status(run_dir)
+    bought = [r["accepted_by_group"] for r in st["rounds"][:2]]
+    assert all(b and set(b) == {"reverse"} for b in bought), bought
+    born = dict(pool_rows(run_dir, "SELECT task, COUNT(*) FROM instructions WHERE origin = 'lion' GROUP BY task"))
+    assert set(born) == {"reverse"}, born
+    alloc = [pool_rows(run_dir, "SELECT json_extract(metrics, '$.allocation.groups') FROM rounds WHERE round = ?", r)[0][0]
+             for r in (1, 2)]
+    import json
+
+    groups = [json.loads(a) for a in alloc]
+    assert all(g["reverse"]["share"] == 1.0 and g["copy"]["share"] == 0.0 for g in groups)
+    assert groups[1]["reverse"]["progress"] is not None  # measured from round 2 on, though not used

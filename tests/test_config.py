@@ -82,6 +82,11 @@ def test_cli_bad_config_exits_2_with_one_line(tmp_path: Path) -> None:
         ("train:\n  options: {report_to: [wandb]}\n", "train.options.report_to: set by lionloop"),
         ("train:\n  options: {learning_rate: 0.1}\n", "train.options.learning_rate: set by lionloop: use train.learning_rate"),
         ("teacher:\n  options: {top_p: 0.9}\n", "teacher.options.top_p: the oracle backend takes no options"),
+        ("generate:\n  allocation: {mode: fixed, weights: {cuont: 1}}\n",
+         "generate.allocation.weights.cuont: no such task of the pack 'skills'; one of copy, upper,"),
+        ("generate:\n  allocation: {mode: fixed}\n", "generate.allocation.weights: mode fixed needs a positive weight"),
+        ("generate:\n  allocation: {weights: {count: 1}}\n", "generate.allocation.weights: only read with mode fixed"),
+        ("generate:\n  allocation: {mode: fixed, weights: {count: -1}}\n", "generate.allocation.weights.count: -1 is negative"),
     ],
 )
 def test_cli_bad_plugin_option_exits_2_with_its_path_before_anything_is_written(

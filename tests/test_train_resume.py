@@ -56,7 +56,8 @@ def uninterrupted(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return work
 
 
-@pytest.mark.parametrize(("at", "delay", "sig"), KILLS, ids=[f"{s}@step{a}" for a, _, s in KILLS])
+# Stable ids (the points are drawn per process: pytest-xdist's workers must collect the same names).
+@pytest.mark.parametrize(("at", "delay", "sig"), KILLS, ids=["KILL-1", "KILL-2", "INT"])
 def test_killed_inside_training_resumes_from_its_last_checkpoint(
     uninterrupted: Path, tmp_path: Path, at: int, delay: float, sig: str
 ) -> None:

@@ -11,14 +11,12 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.console import Console
 from rich.table import Table
 
-from lionloop.cli.common import fail, quiet_libraries, setup_logging
+from lionloop.cli.common import console, fail, quiet_libraries, setup_logging
 from lionloop.errors import LionloopError
 
 bench_app = typer.Typer(add_completion=False, no_args_is_help=True, help="Benchmarks (figures, not tests).")
-console = Console()
 
 Md = Annotated[Path | None, typer.Option(
     "--md", exists=True, dir_okay=False, show_default=False,

@@ -9,16 +9,14 @@ from typing import Annotated, Any
 import typer
 from rich import box
 from rich.columns import Columns
-from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 from rich.tree import Tree
 
-from lionloop.cli.common import guard
+from lionloop.cli.common import console, guard
 from lionloop.inspect.fmt import gap, pct
 
 pool_app = typer.Typer(no_args_is_help=True, help="Inspect a run's instruction pool (read-only).")
-console = Console()
 
 RunDir = Annotated[Path, typer.Argument(help="Run directory.", show_default=False)]
 Ident = Annotated[str, typer.Argument(help="Instruction id, or an unambiguous prefix of one.", show_default=False)]

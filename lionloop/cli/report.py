@@ -7,11 +7,8 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.console import Console
 
-from lionloop.cli.common import guard
-
-console = Console()
+from lionloop.cli.common import console, guard
 
 
 def report(

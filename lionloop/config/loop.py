@@ -74,12 +74,18 @@ class AllocationConfig(_Section):
     Learning, Matiisen et al. 2017; Graves et al. 2017). Held-out eval accuracy never steers it.
     """
 
-    mode: Literal["progress", "lion"] = Field(
+    mode: Literal["progress", "lion", "fixed"] = Field(
         "progress",
         description="progress: each group's share of the round follows its learning progress (cache-pool "
         "accuracy gained per example spent in recent rounds), with exploration. lion: no allocation; the "
         "generators get every case in the referee's order (the paper's behaviour, which can pour the budget "
-        "into a group the student cannot learn).",
+        "into a group the student cannot learn). fixed: the shares `weights` gives, every round (groups it "
+        "does not name get only the exploration share): the tasks you care about, in the proportions you choose.",
+    )
+    weights: dict[str, float] = Field(
+        default_factory=dict,
+        description="mode fixed: group (task name, or c0, c1, ... for clusters) -> relative weight (>= 0), e.g. "
+        "{count: 2, sort: 1}.",
     )
     group_by: Literal["auto", "task", "cluster"] = Field(
         "auto",
@@ -122,6 +128,19 @@ class AllocationConfig(_Section):
         "acc x (1 - acc) on the cache pool (neither mastered nor out of reach); uniform; errors, by hard "
         "cases (Lion's emphasis).",
     )
+
+    @model_validator(mode="after")
+    def _weights(self) -> AllocationConfig:
+        bad = {g: w for g, w in self.weights.items() if w < 0}
+        if bad:
+            g, w = next(iter(bad.items()))
+            raise ValueError(f"generate.allocation.weights.{g}: {w:g} is negative; weights are relative shares (>= 0)")
+        if self.mode == "fixed" and not any(w > 0 for w in self.weights.values()):
+            raise ValueError("generate.allocation.weights: mode fixed needs a positive weight for at least one "
+                             "group, e.g. weights: {count: 2, sort: 1}")
+        if self.weights and self.mode != "fixed":
+            raise ValueError(f"generate.allocation.weights: only read with mode fixed (mode is {self.mode})")
+        return self
 
 
 class GenerateConfig(_Section):

@@ -247,8 +247,10 @@ def allocate(rt: Runtime, r: int) -> Allocation | None:
     spends = [spent(rt, k, groups) for k in range(1, r)]
     now = accs[-1]
     lp = progress(accs, spends, acfg.window, acfg.estimate)
-    # Groups with progress measured use it; before any is (the first generating round), the prior.
-    scores = {g: lp.get(g, 0.0) for g in now} if lp else prior_scores(acfg, now)
+    if acfg.mode == "fixed":  # the user's weights; progress is still measured and shown
+        scores = {g: acfg.weights.get(g, 0.0) for g in now}
+    else:  # groups with progress measured use it; before any is (the first generating round), the prior
+        scores = {g: lp.get(g, 0.0) for g in now} if lp else prior_scores(acfg, now)
     shares = shares_from(scores, acfg.exploration)
     figures = {
         g: {"acc": round(a, 4), "judged": n, "spent": spends[-1].get(g, 0) if spends else 0,

@@ -88,7 +88,24 @@ def preflight(cfg: RunConfig, pm: PluginManager, new_run: bool = True) -> Any:
                 raise ConfigError(f"{path}.backend: the task pack {cfg.task.pack!r} has no oracle (a programmatic "
                                   "teacher): use an LLM teacher (backend: openai, vllm or hf)")
     check_scoring(cfg, pack, pack.eval_set())
+    check_weights(cfg, pack)
     return pack
+
+
+def check_weights(cfg: RunConfig, pack: Any) -> None:
+    """`generate.allocation.weights` must name groups the run will have: the pack's tasks, or
+    clusters c0 .. c<clusters - 1> (a misspelt task would silently get nothing)."""
+    acfg = cfg.generate.allocation
+    if acfg.mode != "fixed":
+        return
+    tasks = list(pack.skills())
+    clusters = [f"c{k}" for k in range(acfg.clusters)]
+    by_task = acfg.group_by == "task" or (acfg.group_by == "auto" and tasks)
+    known = tasks if by_task else clusters
+    for g in acfg.weights:
+        if g not in known:
+            kind = f"task of the pack {cfg.task.pack!r}" if by_task else "cluster (group_by: cluster)"
+            raise ConfigError(f"generate.allocation.weights.{g}: no such {kind}; one of {', '.join(known) or 'none'}")
 
 
 def preflight_resume(run_dir: Path, pm: PluginManager) -> tuple[RunConfig, str, Any]:
