@@ -1,11 +1,11 @@
-"""`lionloop export-model`: the distilled model out, standalone, answering as the run evaluated it."""
+"""`lionloop export-model`: the distilled model out, standalone, answering as the run evaluated it.
+The LoRA student's export is tested beside its run, in test_real_student.py (one worker builds it)."""
 
 from __future__ import annotations
 
 import json
 from pathlib import Path
 
-import pytest
 from conftest import pool_rows
 from typer.testing import CliRunner
 
@@ -84,16 +84,3 @@ def test_export_of_the_tiny_student_answers_like_its_evaluation(micro_run: Path,
     missing = runner.invoke(app, ["export-model", str(micro_run), "--out", str(tmp_path / "m2"), "--round", "7"])
     assert missing.exit_code == 1 and "round 7 has no evaluated student" in missing.output
     assert not (tmp_path / "m2").exists()
-
-
-@pytest.mark.slow
-def test_export_of_a_lora_student_answers_like_its_evaluation(real_student_run: Path, tmp_path: Path) -> None:
-    out = tmp_path / "model"
-    info = check_export(real_student_run, out)
-    assert info["prompt_format"] == "chat" and info["lora_merged"]
-    assert "<|im_start|>" in (out / "chat_template.jinja").read_text()
-    evald = run_answers(real_student_run, info["round"])
-    items = sorted(evald.values(), key=lambda x: x[0].id)[:6]
-    cfg = json.loads((out / "generation_config.json").read_text())
-    got = answers_of_export(out, [i for i, _ in items], cfg["max_new_tokens"])
-    assert [g.strip() for g in got] == [a for _, a in items]

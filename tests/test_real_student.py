@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 from conftest import pool_rows
+from test_export import answers_of_export, check_export, run_answers
 
 from lionloop.inspect.status import run_status
 
@@ -39,3 +40,15 @@ def test_a_lora_student_learns_through_its_chat_template(real_student_run: Path,
     # Evaluated answers end at the end of turn: no template tokens, no runaway text.
     answers = [a for (a,) in pool_rows(real_student_run, "SELECT text FROM responses WHERE role = 'student'")]
     assert answers and not any("<|im_" in a for a in answers)
+
+
+def test_export_of_a_lora_student_answers_like_its_evaluation(real_student_run: Path, tmp_path: Path) -> None:
+    out = tmp_path / "model"
+    info = check_export(real_student_run, out)
+    assert info["prompt_format"] == "chat" and info["lora_merged"]
+    assert "<|im_start|>" in (out / "chat_template.jinja").read_text()
+    evald = run_answers(real_student_run, info["round"])
+    items = sorted(evald.values(), key=lambda x: x[0].id)[:6]
+    cfg = json.loads((out / "generation_config.json").read_text())
+    got = answers_of_export(out, [i for i, _ in items], cfg["max_new_tokens"])
+    assert [g.strip() for g in got] == [a for _, a in items]
