@@ -38,8 +38,12 @@ browser:
 vllm-sidecar:
 	-bash scripts/setup_vllm_cpu.sh
 
+# Two test processes (pytest-xdist), each taking whole files so a file's shared fixtures (a vLLM
+# server, a trained run) are built once: 13 min of pytest on 2 cores against 18 in one process.
+# TEST_WORKERS=0 runs in one process; more workers need more memory (each loads torch).
+TEST_WORKERS ?= 2
 test: setup browser vllm-sidecar
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadfile
 
 # Every benchmark; each updates its own section of BENCHMARKS.md (the effectiveness runs take
 # the longest: 3 seeds x 3 arms of the 4-round demo).
