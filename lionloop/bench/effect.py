@@ -75,6 +75,10 @@ LEVERS: dict[str, dict[str, Any]] = {
     "loop-hindsight": {"generate": {"allocation": {"mode": "fixed", "weights": {"count": 1, "sort": 1, "reverse": 1}}}},
     "loop-hindsight-explore30": {"generate": {"allocation": {
         "mode": "fixed", "weights": {"count": 1, "sort": 1, "reverse": 1}, "exploration": 0.3}}},
+    # A wider tiny student for both arms (hidden 256 instead of 128: ~4x the parameters): with a
+    # student that can learn more of the pack (two-digit `add`), does the allocation gain more?
+    "loop-wide256": {"student": {"hidden_size": 256}},
+    "uniform-wide256": {"generate": {"case_selection": "uniform"}, "student": {"hidden_size": 256}},
 }
 EXTRA_SKILLS = ["copy", "upper", "shift", "reverse", "sort", "count", "add", "chain", "sum", "mood"]
 
