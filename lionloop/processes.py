@@ -6,6 +6,7 @@ Shared by the accelerate launcher (lionloop.loop.launcher, train_worker) and the
 
 from __future__ import annotations
 
+import ctypes  # imported here, not in die_with_parent: that may run between fork and exec
 import os
 import signal
 import socket
@@ -25,8 +26,6 @@ def die_with_parent(sig: int = signal.SIGKILL) -> bool:
     no-op elsewhere). True when the request took effect; False where it could not be made."""
     if not sys.platform.startswith("linux"):
         return False
-    import ctypes
-
     try:
         ctypes.CDLL(None, use_errno=True).prctl(1, int(sig), 0, 0, 0)  # 1 = PR_SET_PDEATHSIG
     except (OSError, AttributeError):
