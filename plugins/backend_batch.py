@@ -46,7 +46,7 @@ from lionloop import (
     hookimpl,
 )
 
-from .http_retry import MAX_RETRY_AFTER_S, RETRYABLE_STATUS, retry_after
+from .http_retry import MAX_RETRY_AFTER_S, retry_after, transient
 
 log = logging.getLogger(__name__)
 
@@ -101,7 +101,7 @@ class OpenAIBatchRunner:
                 text = err.read().decode("utf-8", "replace")[:300]
                 if err.code == 404:
                     raise BatchGone(f"{method} {path}: http 404: {text}") from None
-                if err.code not in RETRYABLE_STATUS and err.code < 500:
+                if not transient(err.code):
                     raise BatchError(f"{method} {path}: http {err.code}: {text}") from None
                 asked = retry_after(err.headers)
                 if asked is not None:

@@ -15,6 +15,11 @@ RETRYABLE_STATUS = {408, 409, 429, 500, 502, 503, 504}
 MAX_RETRY_AFTER_S = 600.0  # honour a server's Retry-After, but not for longer than this
 
 
+def transient(status: int) -> bool:
+    """An HTTP status worth retrying: rate limits, timeouts, conflicts and any 5xx."""
+    return status in RETRYABLE_STATUS or status >= 500
+
+
 class Retry(Exception):
     """A failed try worth repeating; `wait` is what the server asked for (Retry-After)."""
 
@@ -76,7 +81,7 @@ def status_error(status: int, headers: Any, body: str) -> Exception:
     reason = f"http {status}: {detail}" if detail else f"http {status}"
     if status == 500 and _VALIDATION_500.search(detail):
         return Fail(reason, refused_format=bool(_FORMAT_REFUSED.search(detail)))
-    if status in RETRYABLE_STATUS or status >= 500:
+    if transient(status):
         return Retry(reason, retry_after(headers))
     return Fail(reason, refused_format=bool(_FORMAT_REFUSED.search(detail)))
 

@@ -131,10 +131,9 @@ class AllocationConfig(_Section):
 
     @model_validator(mode="after")
     def _weights(self) -> AllocationConfig:
-        bad = {g: w for g, w in self.weights.items() if w < 0}
-        if bad:
-            g, w = next(iter(bad.items()))
-            raise ValueError(f"generate.allocation.weights.{g}: {w:g} is negative; weights are relative shares (>= 0)")
+        for g, w in self.weights.items():
+            if w < 0:
+                raise ValueError(f"generate.allocation.weights.{g}: {w:g} is negative; weights are relative shares (>= 0)")
         if self.mode == "fixed" and not any(w > 0 for w in self.weights.values()):
             raise ValueError("generate.allocation.weights: mode fixed needs a positive weight for at least one "
                              "group, e.g. weights: {count: 2, sort: 1}")
