@@ -6,7 +6,7 @@ enforces it (the teacher refuses calls past it) and paces it over the rounds (`g
 the last round trains on what the budget bought. Arms, same seeds, same everything else:
   loop      the default config: the referee's hard/easy cases, allocated by learning progress
   uniform   no referee: cases drawn uniformly from the pool (uniform expansion)
-  lion      the paper's loop: the referee's cases in its order, no allocation
+  lion      the paper's loop: the referee's cases in its order, no allocation, every answer the teacher's
   loop@N    the default loop with the referee judging at most N cases a round (judge.max_cases)
   seeds     no new data at all: every round trains on the seed rows (what expansion adds to them)
 and the levers measured on their own (see LEVERS). The referee is the verifier (wrong = hard, no
@@ -78,6 +78,10 @@ LEVERS: dict[str, dict[str, Any]] = {
     # A wider tiny student for both arms (hidden 256 instead of 128: ~4x the parameters): with a
     # student that can learn more of the pack (two-digit `add`), does the allocation gain more?
     "loop-wide256": {"student": {"hidden_size": 256}},
+    # The defaults before self-answers and the tiny student's steps that scale with the data.
+    "loop-no-self": {"generate": {"self_answers": False}},
+    "loop-steps300": {"generate": {"self_answers": False}, "train": {"steps_per_round": 300}},
+    "uniform-steps300": {"generate": {"case_selection": "uniform"}, "train": {"steps_per_round": 300}},
     "uniform-wide256": {"generate": {"case_selection": "uniform"}, "student": {"hidden_size": 256}},
 }
 EXTRA_SKILLS = ["copy", "upper", "shift", "reverse", "sort", "count", "add", "chain", "sum", "mood"]
@@ -134,8 +138,8 @@ def arm_config(arm: str, seed: int, rounds: int, budget: int, run_dir: Path, ref
         data["task"] = {"skills": list(skills)}
     if base == "uniform":
         data = deep_merge(data, {"generate": {"case_selection": "uniform"}})
-    elif base == "lion":
-        data = deep_merge(data, {"generate": {"allocation": {"mode": "lion"}}})
+    elif base == "lion":  # the paper: every answer is the teacher's
+        data = deep_merge(data, {"generate": {"allocation": {"mode": "lion"}, "self_answers": False}})
     elif base == "seeds":  # the generator may spend nothing: the rounds train on the seeds alone
         data = deep_merge(data, {"generate": {"generators": {"lion": {"options": {"max_calls": 0}}}}})
     elif base in LEVERS:

@@ -168,6 +168,15 @@ class GenerateConfig(_Section):
         default_factory=AllocationConfig,
         description="How much of the round each task or cluster gets (with case_selection: referee).",
     )
+    self_answers: bool = Field(
+        True,
+        description="With judge.mode: verifier and case_selection: referee: the student answers each new "
+        "candidate before the teacher is asked, and where the verifier finds its answer right, that answer is "
+        "the candidate's training row and no teacher call is paid for it (verifier-filtered self-training: STaR, "
+        "Zelikman et al. 2022; RFT, Yuan et al. 2023). A candidate the student gets wrong, or the verifier "
+        "cannot check, is answered by the teacher as before; so is every candidate of a generator whose rows "
+        "are more than a plain answer (its spec's kinds). The budget then buys more candidates.",
+    )
     pace: bool = Field(
         True,
         description="With stop.max_teacher_calls: spread what is left of the budget evenly over the rounds "

@@ -11,6 +11,9 @@ from lionloop.config.section import MAX_SEED, _Section
 from lionloop.config.student import StudentConfig, TrainConfig
 from lionloop.config.teacher import RefereeConfig, TeacherConfig
 
+# train.epochs_per_round when a tiny student's config sets neither it nor steps_per_round.
+TINY_STUDENT_EPOCHS = 12.0
+
 
 class RunConfig(_Section):
     name: str = Field("lionloop", description="Run name (the run directory defaults to runs/<name>).")
@@ -44,6 +47,14 @@ class RunConfig(_Section):
         # Round r trains with seed + r: every one must still be a numpy seed.
         if self.seed + self.stop.max_rounds > MAX_SEED:
             raise ValueError(f"seed: {self.seed} + stop.max_rounds must stay within numpy's seed range (at most {MAX_SEED})")
+        return self
+
+    @model_validator(mode="after")
+    def _tiny_student_epochs(self) -> RunConfig:
+        # The tiny student trains from scratch: steps that grow with the pool suit it (BENCHMARKS.md 1,
+        # both arms gain); a pretrained student keeps the fixed steps_per_round.
+        if self.student.base is None and not {"steps_per_round", "epochs_per_round"} & self.train.model_fields_set:
+            self.train.epochs_per_round = TINY_STUDENT_EPOCHS
         return self
 
     @model_validator(mode="after")

@@ -126,7 +126,8 @@ class TrainConfig(_Section):
         None, gt=0,
         description="Steps that scale with the data: each imitate stage trains ceil(epochs x rows / batch_size) "
         "steps over the train pool, so a round with more rows trains longer, instead of the same "
-        "steps_per_round every round. null: steps_per_round.",
+        "steps_per_round every round. null: steps_per_round. Default: 12 for the tiny student where neither "
+        "this nor steps_per_round is set (BENCHMARKS.md 1), steps_per_round for a pretrained one.",
     )
     batch_size: int = Field(32, ge=1, description="Per-device batch size.")
     learning_rate: float = Field(1e-3, gt=0, description="Peak LR; 1e-3 suits the tiny student (3e-3 diverged here).")

@@ -5,14 +5,19 @@ from __future__ import annotations
 
 import time
 from collections import defaultdict
+from dataclasses import replace
 from typing import Any
 
 from lionloop.embedding import embed_text
+from lionloop.errors import PluginError
 from lionloop.loop.answers import answer_rows, teacher_answers
 from lionloop.loop.dedup import deduplicate
 from lionloop.loop.quality import instruction_problem
 from lionloop.loop.runtime import Runtime
-from lionloop.records import Example, Instruction
+from lionloop.loop.selection import referee_selects
+from lionloop.records import Candidate, Example, Instruction
+from lionloop.student.model import generate
+from lionloop.student.prompt import format_prompt
 
 
 def curate_stage(rt: Runtime, r: int) -> dict[str, Any]:
@@ -64,7 +69,8 @@ def curate_stage(rt: Runtime, r: int) -> dict[str, Any]:
         for k in kept[cap:]:
             status[k] = ("rejected", "over_budget")
         kept, kept_vectors = kept[:cap], kept_vectors[:cap]
-    need_answer = [candidates[k].instruction for k in kept if not candidates[k].examples]
+    own = self_answers(rt, r, [candidates[k] for k in kept if not candidates[k].examples])
+    need_answer = [candidates[k].instruction for k in kept if not candidates[k].examples and candidates[k].id not in own]
     answers, failures = teacher_answers(rt, need_answer, r, "curate")
     rows: list[Example] = []
     new: list[Instruction] = []
@@ -73,13 +79,17 @@ def curate_stage(rt: Runtime, r: int) -> dict[str, Any]:
         cand = candidates[k]
         if cand.examples:
             rows.extend(cand.examples)
+        elif cand.id in own:
+            rows.extend(answer_rows(rt, cand.instruction, own[cand.id], cand.generator, r))
         elif cand.id in answers:
             rows.extend(answer_rows(rt, cand.instruction, answers[cand.id], cand.generator, r))
         else:
             status[k] = ("failed", f"teacher: {failures.get(cand.id, 'no answer')}")
             continue
         status[k] = ("accepted", None)
-        new.append(cand.instruction)
+        # Lineage says who answered: the verifier-checked student, or (no mark) the teacher.
+        new.append(replace(cand.instruction, meta={**cand.instruction.meta, "answered_by": "student"})
+                   if cand.id in own else cand.instruction)
         new_rows.append(j)
     new_vectors = kept_vectors[new_rows] if new_rows else kept_vectors[:0]
     reasons: dict[str, int] = defaultdict(int)
@@ -88,6 +98,7 @@ def curate_stage(rt: Runtime, r: int) -> dict[str, Any]:
             reasons[(reason or st).split(":")[0]] += 1
     result = {
         "candidates": len(candidates), "accepted": len(new), "rejected": dict(reasons),
+        "self_answered": sum(1 for i in new if i.id in own),
         "by_generator": _count_by(candidates[k].generator for k, (st, _) in enumerate(status) if st == "accepted"),
     }
     groups = [candidates[k].instruction.meta.get("group") for k, (st, _) in enumerate(status) if st == "accepted"]
@@ -104,6 +115,30 @@ def curate_stage(rt: Runtime, r: int) -> dict[str, Any]:
         rt.finish_stage(r, "curate", result, {"curate": result, "work_seconds": {"embed": round(embed_seconds, 3)}})
     rt.index.add([i.id for i in new], new_vectors)
     return result
+
+
+def self_answers(rt: Runtime, r: int, cands: list[Candidate]) -> dict[str, str]:
+    """`generate.self_answers`: the student's answers the verifier finds right, by candidate id (those
+    candidates need no teacher call). Only where the verifier is the referee and the candidate's
+    generator makes plain answer rows; empty otherwise."""
+    cfg = rt.cfg
+    if not (cfg.generate.self_answers and cfg.judge.mode == "verifier" and referee_selects(cfg)):
+        return {}
+    plain = {g.name for g in rt.plan if tuple(g.spec.kinds) == ("answer",)}
+    cands = [c for c in cands if c.generator in plain]
+    if not cands:
+        return {}
+    ctx = rt.context(r)
+    try:
+        prompts = [rt.pm.hook.lionloop_student_prompt(instruction=c.instruction, ctx=ctx) or format_prompt(c.instruction)
+                   for c in cands]
+    except Exception as err:
+        raise PluginError(f"lionloop_student_prompt failed: {type(err).__name__}: {err}") from err
+    advance = rt.reporter.task(f"student answers ({len(cands)} candidates)", len(cands))
+    said = generate(rt.student_dir(r), prompts, cfg.student, advance)
+    rt.reporter.task_done()
+    return {c.id: a.strip() for c, a in zip(cands, said, strict=True)
+            if rt.task_pack.verify(c.instruction, a) is True}
 
 
 def _count_by(names: Any) -> dict[str, int]:
