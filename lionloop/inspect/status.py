@@ -173,6 +173,8 @@ def build(pool: Pool, run_dir: RunDir, cfg: Any = None, run_id: str | None = Non
             "accepted": acc,
             "rejected": dict(sorted(rej.items())),
             "accepted_by_generator": m.get("curate", {}).get("by_generator", {}),
+            # Accepted with the verifier-checked student's answer, no teacher call (generate.self_answers).
+            "self_answered": m.get("curate", {}).get("self_answered", 0),
             # Where the round's data went (per task or cluster) and why: the allocation's shares and
             # each group's learning progress, and the budget pacing (None where not used).
             "accepted_by_group": m.get("curate", {}).get("by_group") or born_by_group.get(rnd, {}),
@@ -233,7 +235,7 @@ def status_view(full: dict[str, Any]) -> dict[str, Any]:
             "judge_mode", "agreement", "judge_position", "candidates", "accepted", "teacher_calls",
             "cache_hits", "teacher_failures", "teacher_tokens", "teacher_cost", "teacher_saving", "teacher_by_stage",
             "teacher_replies", "seconds", "work_seconds", "train", "train_roles", "plugin_errors", "stop_reason",
-            "accepted_by_group", "allocation", "pacing")
+            "accepted_by_group", "self_answered", "allocation", "pacing")
     rounds = []
     for r in full["rounds"]:
         if r["round"] == 0:
