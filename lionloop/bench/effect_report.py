@@ -98,8 +98,9 @@ def report(summary: dict[str, Any], results: dict[str, Any], command: str, secon
                         for a in arms]), ""]
     if summary.get("equal_examples"):
         ex = summary["equal_examples"]
-        lines += [f"Equal examples: accuracy (%) of each arm's mean curve at **{ex:.0f}** teacher-answered training "
-                  "examples (the fewest any arm ended with), beside the examples it ended with.", "",
+        lines += [f"Equal examples: accuracy (%) of each arm's mean curve at **{ex:.0f}** training examples (the "
+                  "fewest any arm ended with; teacher-answered, or with `generate.self_answers` the student's own "
+                  "answers the verifier found right), beside the examples it ended with.", "",
                   md_table(["arm", "examples at the end", f"acc at {ex:.0f} examples"],
                            [[f"`{a}`", f"{summary['example_curves'][a][-1][0]:.0f}",
                              _one(summary["acc_at_equal_examples"].get(a))] for a in arms]), ""]
