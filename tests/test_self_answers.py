@@ -26,18 +26,20 @@ def _copy_always_right(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(skills.SkillsPack, "verify", verify)
 
 
-def _run(tmp_path: Path, **generate: Any) -> tuple[Path, dict[str, Any]]:
+def _run(tmp_path: Path, judge: str = "verifier", **generate: Any) -> tuple[Path, dict[str, Any]]:
     from lionloop.inspect.status import run_status
     from lionloop.loop.runner import start
 
-    run_dir, _ = start(micro_config(tmp_path / "run", judge={"mode": "verifier"},
+    run_dir, _ = start(micro_config(tmp_path / "run", judge={"mode": judge},
                                     generate={"max_new_per_round": 40, **generate}))
     return run_dir, run_status(run_dir)["rounds"][0]
 
 
-def test_verified_student_answers_replace_paid_teacher_answers(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+@pytest.mark.parametrize("selection", ["referee", "uniform"])
+def test_verified_student_answers_replace_paid_teacher_answers(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                               selection: str) -> None:
     _copy_always_right(monkeypatch)
-    run_dir, r1 = _run(tmp_path)
+    run_dir, r1 = _run(tmp_path, case_selection=selection)
     new = pool_rows(run_dir, "SELECT id, text, meta FROM instructions WHERE round_born = 1 AND split = 'train'")
     mine = {i for i, _, meta in new if '"answered_by": "student"' in (meta or "")}
     copies = {i for i, text, _ in new if text.startswith("copy ")}
@@ -53,9 +55,11 @@ def test_verified_student_answers_replace_paid_teacher_answers(tmp_path: Path, m
     assert all(rows[i] == student[i] for i in mine)
 
 
-def test_off_or_without_the_verifier_every_answer_is_the_teachers(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+@pytest.mark.parametrize(("judge", "on"), [("verifier", False), ("llm", True)], ids=["off", "llm-referee"])
+def test_off_or_without_the_verifier_every_answer_is_the_teachers(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                                  judge: str, on: bool) -> None:
     _copy_always_right(monkeypatch)
-    _, r1 = _run(tmp_path, self_answers=False)
+    _, r1 = _run(tmp_path, judge, self_answers=on)
     assert r1["self_answered"] == 0
     assert r1["teacher_by_stage"]["curate"]["calls"] == r1["accepted"] > 0
 

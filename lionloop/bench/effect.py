@@ -5,7 +5,7 @@ Every arm gets the same budget (`stop.max_teacher_calls`) and the same rounds; t
 enforces it (the teacher refuses calls past it) and paces it over the rounds (`generate.pace`), so
 the last round trains on what the budget bought. Arms, same seeds, same everything else:
   loop      the default config: the referee's hard/easy cases, allocated by learning progress
-  uniform   no referee: cases drawn uniformly from the pool (uniform expansion)
+  uniform   no referee: cases drawn uniformly from the pool, every answer the teacher's (uniform expansion)
   lion      the paper's loop: the referee's cases in its order, no allocation, every answer the teacher's
   loop@N    the default loop with the referee judging at most N cases a round (judge.max_cases)
   seeds     no new data at all: every round trains on the seed rows (what expansion adds to them)
@@ -26,6 +26,8 @@ from lionloop.config import RunConfig, parse_config
 ARMS = ("loop", "uniform", "lion")
 BASELINES = ("seeds",)  # run when asked for (`--arm seeds`), not by default
 # Levers measured against the default, one at a time (dev seeds; see BENCHMARKS.md).
+# Uniform expansion as the baseline: no referee, every answer the teacher's.
+PLAIN: dict[str, Any] = {"case_selection": "uniform", "self_answers": False}
 LEVERS: dict[str, dict[str, Any]] = {
     "loop-prior-uniform": {"generate": {"allocation": {"prior": "uniform"}}},
     "loop-no-explore": {"generate": {"allocation": {"exploration": 0.0}}},
@@ -57,18 +59,18 @@ LEVERS: dict[str, dict[str, Any]] = {
     "loop-simpler": {"generate": {"generators": {"lion": {"options": {"simpler_below": 0.5}}}}},
     # Twice the training steps for both arms: does more training on the same data widen the gap?
     "loop-steps600": {"train": {"steps_per_round": 600}},
-    "uniform-steps600": {"generate": {"case_selection": "uniform"}, "train": {"steps_per_round": 600}},
+    "uniform-steps600": {"generate": PLAIN, "train": {"steps_per_round": 600}},
     # Half the steps, both arms: 600 lowered both arms and the loop's lead (+4.0 against +5.5 at 300).
     "loop-steps150": {"train": {"steps_per_round": 150}},
-    "uniform-steps150": {"generate": {"case_selection": "uniform"}, "train": {"steps_per_round": 150}},
+    "uniform-steps150": {"generate": PLAIN, "train": {"steps_per_round": 150}},
     # Each round trains from the base on the whole pool (LLM2LLM), for both arms: the last student
     # sees the final mix for 300 steps, not the earlier rounds' data for 1,500.
     "loop-retrain": {"train": {"policy": "retrain"}},
-    "uniform-retrain": {"generate": {"case_selection": "uniform"}, "train": {"policy": "retrain"}},
+    "uniform-retrain": {"generate": PLAIN, "train": {"policy": "retrain"}},
     # Steps that scale with the data, both arms: 12 passes over the pool a round (~105 steps on
     # round 1's 280 rows, ~480 on round 5's ~1,300: about the default's 1,500 steps in all).
     "loop-epochs12": {"train": {"epochs_per_round": 12}},
-    "uniform-epochs12": {"generate": {"case_selection": "uniform"}, "train": {"epochs_per_round": 12}},
+    "uniform-epochs12": {"generate": PLAIN, "train": {"epochs_per_round": 12}},
     # Hindsight, not a candidate default: the round split fixed from round 1 on the three skills the
     # measured runs showed learnable but not yet mastered (count, sort, reverse), the rest getting the
     # exploration share only. What an allocation that knew the answer in advance could gain.
@@ -81,8 +83,10 @@ LEVERS: dict[str, dict[str, Any]] = {
     # The defaults before self-answers and the tiny student's steps that scale with the data.
     "loop-no-self": {"generate": {"self_answers": False}},
     "loop-steps300": {"generate": {"self_answers": False}, "train": {"steps_per_round": 300}},
-    "uniform-steps300": {"generate": {"case_selection": "uniform"}, "train": {"steps_per_round": 300}},
-    "uniform-wide256": {"generate": {"case_selection": "uniform"}, "student": {"hidden_size": 256}},
+    "uniform-steps300": {"generate": PLAIN, "train": {"steps_per_round": 300}},
+    # Uniform expansion that also keeps the student's verified answers (the stronger baseline).
+    "uniform-self": {"generate": {"case_selection": "uniform"}},
+    "uniform-wide256": {"generate": PLAIN, "student": {"hidden_size": 256}},
 }
 EXTRA_SKILLS = ["copy", "upper", "shift", "reverse", "sort", "count", "add", "chain", "sum", "mood"]
 
@@ -136,8 +140,8 @@ def arm_config(arm: str, seed: int, rounds: int, budget: int, run_dir: Path, ref
     }
     if skills:
         data["task"] = {"skills": list(skills)}
-    if base == "uniform":
-        data = deep_merge(data, {"generate": {"case_selection": "uniform"}})
+    if base == "uniform":  # plain expansion: every answer the teacher's
+        data = deep_merge(data, {"generate": PLAIN})
     elif base == "lion":  # the paper: every answer is the teacher's
         data = deep_merge(data, {"generate": {"allocation": {"mode": "lion"}, "self_answers": False}})
     elif base == "seeds":  # the generator may spend nothing: the rounds train on the seeds alone

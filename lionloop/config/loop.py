@@ -170,7 +170,7 @@ class GenerateConfig(_Section):
     )
     self_answers: bool = Field(
         True,
-        description="With judge.mode: verifier and case_selection: referee: the student answers each new "
+        description="With judge.mode: verifier: the student answers each new "
         "candidate before the teacher is asked, and where the verifier finds its answer right, that answer is "
         "the candidate's training row and no teacher call is paid for it (verifier-filtered self-training: STaR, "
         "Zelikman et al. 2022; RFT, Yuan et al. 2023). A candidate the student gets wrong, or the verifier "

@@ -14,7 +14,6 @@ from lionloop.loop.answers import answer_rows, teacher_answers
 from lionloop.loop.dedup import deduplicate
 from lionloop.loop.quality import instruction_problem
 from lionloop.loop.runtime import Runtime
-from lionloop.loop.selection import referee_selects
 from lionloop.records import Candidate, Example, Instruction
 from lionloop.student.model import generate
 from lionloop.student.prompt import format_prompt
@@ -120,10 +119,10 @@ def curate_stage(rt: Runtime, r: int) -> dict[str, Any]:
 
 def self_answers(rt: Runtime, r: int, cands: list[Candidate]) -> dict[str, str]:
     """`generate.self_answers`: the student's answers the verifier finds right, by candidate id (those
-    candidates need no teacher call). Only where the verifier is the referee and the candidate's
-    generator makes plain answer rows; empty otherwise."""
+    candidates need no teacher call). Only where the verifier is trusted to judge (judge.mode:
+    verifier) and the candidate's generator makes plain answer rows; empty otherwise."""
     cfg = rt.cfg
-    if not (cfg.generate.self_answers and cfg.judge.mode == "verifier" and referee_selects(cfg)):
+    if not (cfg.generate.self_answers and cfg.judge.mode == "verifier"):
         return {}
     plain = {g.name for g in rt.plan if tuple(g.spec.kinds) == ("answer",)}
     cands = [c for c in cands if c.generator in plain]
