@@ -9,6 +9,16 @@ from lionloop.student.prompt import format_prompt
 from lionloop.teacher.requests import Answer
 
 
+def student_prompts(rt: Runtime, round: int, items: list[Instruction]) -> list[str]:
+    """How the student is asked each instruction: `lionloop_student_prompt` (firstresult), else the
+    default format; a plugin that raises is one PluginError naming the hook."""
+    ctx = rt.context(round)
+    try:
+        return [rt.pm.hook.lionloop_student_prompt(instruction=i, ctx=ctx) or format_prompt(i) for i in items]
+    except Exception as err:
+        raise PluginError(f"lionloop_student_prompt failed: {type(err).__name__}: {err}") from err
+
+
 def answer_rows(rt: Runtime, ins: Instruction, answer: str, generator: str, round: int) -> list[Example]:
     """Training rows for an instruction: plugins first (firstresult), else one answer row.
 

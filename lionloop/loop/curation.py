@@ -9,14 +9,12 @@ from dataclasses import replace
 from typing import Any
 
 from lionloop.embedding import embed_text
-from lionloop.errors import PluginError
-from lionloop.loop.answers import answer_rows, teacher_answers
+from lionloop.loop.answers import answer_rows, student_prompts, teacher_answers
 from lionloop.loop.dedup import deduplicate
 from lionloop.loop.quality import instruction_problem
 from lionloop.loop.runtime import Runtime
 from lionloop.records import Candidate, Example, Instruction
 from lionloop.student.model import generate
-from lionloop.student.prompt import format_prompt
 
 
 def curate_stage(rt: Runtime, r: int) -> dict[str, Any]:
@@ -128,12 +126,7 @@ def self_answers(rt: Runtime, r: int, cands: list[Candidate]) -> dict[str, str]:
     cands = [c for c in cands if c.generator in plain]
     if not cands:
         return {}
-    ctx = rt.context(r)
-    try:
-        prompts = [rt.pm.hook.lionloop_student_prompt(instruction=c.instruction, ctx=ctx) or format_prompt(c.instruction)
-                   for c in cands]
-    except Exception as err:
-        raise PluginError(f"lionloop_student_prompt failed: {type(err).__name__}: {err}") from err
+    prompts = student_prompts(rt, r, [c.instruction for c in cands])
     advance = rt.reporter.task(f"student answers ({len(cands)} candidates)", len(cands))
     said = generate(rt.student_dir(r), prompts, cfg.student, advance)
     rt.reporter.task_done()

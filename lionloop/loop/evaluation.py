@@ -10,13 +10,12 @@ import random
 import time
 from typing import Any
 
-from lionloop.errors import PluginError
+from lionloop.loop.answers import student_prompts
 from lionloop.loop.referee import judge_cases
 from lionloop.loop.runtime import Runtime
 from lionloop.loop.scoring import accuracy, relative_score, resolve_scoring
 from lionloop.records import Instruction
 from lionloop.student.model import generate
-from lionloop.student.prompt import format_prompt
 
 log = logging.getLogger(__name__)
 
@@ -25,11 +24,7 @@ def evaluate_stage(rt: Runtime, r: int) -> dict[str, Any]:
     cache_pool = rt.pool.instructions(["train", "cache"])
     eval_set = rt.pool.instructions(["eval"])
     items = cache_pool + eval_set
-    ctx = rt.context(r)
-    try:
-        prompts = [rt.pm.hook.lionloop_student_prompt(instruction=i, ctx=ctx) or format_prompt(i) for i in items]
-    except Exception as err:
-        raise PluginError(f"lionloop_student_prompt failed: {type(err).__name__}: {err}") from err
+    prompts = student_prompts(rt, r, items)
     advance = rt.reporter.task(f"student answers ({len(cache_pool)} pool + {len(eval_set)} eval)", len(items))
     t0 = time.perf_counter()
     gen_stats: dict[str, Any] = {}
