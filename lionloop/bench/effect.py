@@ -69,8 +69,8 @@ LEVERS: dict[str, dict[str, Any]] = {
     "uniform-retrain": {"generate": PLAIN, "train": {"policy": "retrain"}},
     # Steps that scale with the data, both arms: 12 passes over the pool a round (~105 steps on
     # round 1's 280 rows, ~480 on round 5's ~1,300: about the default's 1,500 steps in all).
-    # As measured before self-answers; 12 epochs are now the tiny student's default (so
-    # uniform-epochs12 is the uniform arm now, and loop-epochs12 the same as loop-no-self).
+    # As measured before self-answers; 12 epochs are now the tiny student's default, so
+    # uniform-epochs12 is the uniform arm now and loop-epochs12 the default loop without self-answers.
     "loop-epochs12": {"generate": {"self_answers": False}, "train": {"epochs_per_round": 12}},
     "uniform-epochs12": {"generate": PLAIN, "train": {"epochs_per_round": 12}},
     # Hindsight, not a candidate default: the round split fixed from round 1 on the three skills the
@@ -83,7 +83,6 @@ LEVERS: dict[str, dict[str, Any]] = {
     # student that can learn more of the pack (two-digit `add`), does the allocation gain more?
     "loop-wide256": {"student": {"hidden_size": 256}},
     # The defaults before self-answers and the tiny student's steps that scale with the data.
-    "loop-no-self": {"generate": {"self_answers": False}},
     "loop-steps300": {"generate": {"self_answers": False}, "train": {"steps_per_round": 300}},
     "uniform-steps300": {"generate": PLAIN, "train": {"steps_per_round": 300}},
     # Uniform expansion that also keeps the student's verified answers (the stronger baseline).

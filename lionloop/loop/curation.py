@@ -69,6 +69,7 @@ def curate_stage(rt: Runtime, r: int) -> dict[str, Any]:
     own = self_answers(rt, r, [candidates[k] for k in kept if not candidates[k].examples])
     need_answer = [candidates[k].instruction for k in kept if not candidates[k].examples and candidates[k].id not in own]
     answers, failures = teacher_answers(rt, need_answer, r, "curate")
+    given = {**answers, **own}  # each candidate's answer: the teacher's, or the student's verified one
     rows: list[Example] = []
     new: list[Instruction] = []
     new_rows: list[int] = []
@@ -76,10 +77,8 @@ def curate_stage(rt: Runtime, r: int) -> dict[str, Any]:
         cand = candidates[k]
         if cand.examples:
             rows.extend(cand.examples)
-        elif cand.id in own:
-            rows.extend(answer_rows(rt, cand.instruction, own[cand.id], cand.generator, r))
-        elif cand.id in answers:
-            rows.extend(answer_rows(rt, cand.instruction, answers[cand.id], cand.generator, r))
+        elif cand.id in given:
+            rows.extend(answer_rows(rt, cand.instruction, given[cand.id], cand.generator, r))
         else:
             status[k] = ("failed", f"teacher: {failures.get(cand.id, 'no answer')}")
             continue
