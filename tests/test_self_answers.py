@@ -26,11 +26,11 @@ def _copy_always_right(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(skills.SkillsPack, "verify", verify)
 
 
-def _run(tmp_path: Path, judge: str = "verifier", **generate: Any) -> tuple[Path, dict[str, Any]]:
+def _run(tmp_path: Path, judge: str | dict[str, Any] = "verifier", **generate: Any) -> tuple[Path, dict[str, Any]]:
     from lionloop.inspect.status import run_status
     from lionloop.loop.runner import start
 
-    run_dir, _ = start(micro_config(tmp_path / "run", judge={"mode": judge},
+    run_dir, _ = start(micro_config(tmp_path / "run", judge=judge if isinstance(judge, dict) else {"mode": judge},
                                     generate={"max_new_per_round": 40, **generate}))
     return run_dir, run_status(run_dir)["rounds"][0]
 
@@ -53,6 +53,12 @@ def test_verified_student_answers_replace_paid_teacher_answers(tmp_path: Path, m
     student = dict(pool_rows(run_dir, "SELECT instruction_id, text FROM responses WHERE role = 'student' AND round = 1"))
     rows = dict(pool_rows(run_dir, "SELECT instruction_id, completion FROM examples WHERE round = 1"))
     assert all(rows[i] == student[i] for i in mine)
+    if selection == "referee":  # status names round 1's referee, and none for a round nobody judged
+        from lionloop.inspect.status import run_status
+
+        assert r1["judge_mode"] == "verifier"
+        again, _ = _run(tmp_path / "unjudged", judge={"mode": "verifier", "last_round": False})
+        assert run_status(again)["rounds"][-1]["judge_mode"] is None
 
 
 @pytest.mark.parametrize(("judge", "on"), [("verifier", False), ("llm", True)], ids=["off", "llm-referee"])
@@ -70,3 +76,23 @@ def test_the_tiny_student_trains_epochs_that_grow_with_the_pool_by_default() -> 
     assert RunConfig(train={"steps_per_round": 50}).train.epochs_per_round is None
     assert RunConfig(student={"base": "some/model"}).train.epochs_per_round is None
     assert RunConfig(train={"epochs_per_round": 3}).train.epochs_per_round == 3
+
+
+def test_init_leaves_the_students_step_default_to_the_student(tmp_path: Path) -> None:
+    """`lionloop init` writes the step fields as comments: the file, switched to a pretrained
+    student afterwards, trains that student's fixed steps, not the tiny student's 12 epochs."""
+    import yaml
+    from typer.testing import CliRunner
+
+    from lionloop.cli.app import app
+    from lionloop.config import load_config, parse_config
+
+    path = tmp_path / "l.yaml"
+    assert CliRunner().invoke(app, ["init", str(path)]).exit_code == 0
+    text = path.read_text()
+    assert "  # epochs_per_round: 12.0" in text and "  # steps_per_round: 300" in text
+    assert load_config(path).train.epochs_per_round == 12
+    data = yaml.safe_load(text)
+    data["student"]["base"] = "some/model"
+    pretrained = parse_config(data, "l.yaml").train
+    assert pretrained.epochs_per_round is None and pretrained.steps_per_round == 300

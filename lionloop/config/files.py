@@ -9,7 +9,7 @@ from typing import Any
 import yaml
 from pydantic import BaseModel, ValidationError
 
-from lionloop.config.run import RunConfig
+from lionloop.config.run import DERIVED_DEFAULTS, RunConfig
 from lionloop.errors import ConfigError
 
 
@@ -127,10 +127,14 @@ def commented_yaml(model: BaseModel | None = None, indent: int = 0,
     """The config as YAML with every field's description as a comment (for `lionloop init`).
 
     `options` maps a section to its plugin's options model instance (e.g. {"task": DatasetOptions(...)}):
-    that section's `options` is then written field by field with their descriptions too."""
+    that section's `options` is then written field by field with their descriptions too.
+    A field of DERIVED_DEFAULTS the config leaves unset (with its siblings there) is written as a
+    comment: written out, it would pin a default that depends on another section."""
     model = model if model is not None else RunConfig()
     pad = "  " * indent
     lines: list[str] = []
+    derived = {n for n in type(model).model_fields if f"{path}.{n}" in DERIVED_DEFAULTS}
+    unset = derived and not derived & model.model_fields_set
     for name, field in type(model).model_fields.items():
         value = getattr(model, name)
         here = f"{path}.{name}" if path else name
@@ -148,7 +152,8 @@ def commented_yaml(model: BaseModel | None = None, indent: int = 0,
                 lines.append(commented_yaml(sub, indent + 2, options, f"{here}.{key}"))
         else:
             dumped = yaml.safe_dump({name: _plain(value)}, default_flow_style=True, sort_keys=False, width=1000).strip()
-            lines.append(f"{pad}{dumped.removeprefix('{').removesuffix('}')}")
+            mark = "# " if unset and name in derived else ""
+            lines.append(f"{pad}{mark}{dumped.removeprefix('{').removesuffix('}')}")
     return "\n".join(lines)
 
 

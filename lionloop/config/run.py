@@ -13,6 +13,10 @@ from lionloop.config.teacher import RefereeConfig, TeacherConfig
 
 # train.epochs_per_round when a tiny student's config sets neither it nor steps_per_round.
 TINY_STUDENT_EPOCHS = 12.0
+# Fields whose default depends on another section (the student): `lionloop init` writes them as
+# comments while the config leaves them unset, so a file switched to a pretrained student later
+# still gets that student's default.
+DERIVED_DEFAULTS = frozenset({"train.steps_per_round", "train.epochs_per_round"})
 
 
 class RunConfig(_Section):
@@ -55,6 +59,8 @@ class RunConfig(_Section):
         # both arms gain); a pretrained student keeps the fixed steps_per_round.
         if self.student.base is None and not {"steps_per_round", "epochs_per_round"} & self.train.model_fields_set:
             self.train.epochs_per_round = TINY_STUDENT_EPOCHS
+            # Still the default, not the user's choice (commented_yaml leaves it out of init's file).
+            self.train.model_fields_set.discard("epochs_per_round")
         return self
 
     @model_validator(mode="after")

@@ -121,7 +121,10 @@ class TrainConfig(_Section):
         description="continue from last round's checkpoint (with LoRA: keep training its adapter), or retrain "
         "from the base each round (LLM2LLM; with LoRA: a fresh adapter).",
     )
-    steps_per_round: int = Field(300, ge=1, description="Optimizer steps per imitate stage.")
+    steps_per_round: int = Field(
+        300, ge=1, description="Optimizer steps per imitate stage, where epochs_per_round is null (the "
+        "default for a pretrained student; left unset, the tiny student gets epochs_per_round instead).",
+    )
     epochs_per_round: float | None = Field(
         None, gt=0,
         description="Steps that scale with the data: each imitate stage trains ceil(epochs x rows / batch_size) "
