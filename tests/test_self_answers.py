@@ -39,7 +39,8 @@ def _run(tmp_path: Path, judge: str | dict[str, Any] = "verifier", **generate: A
 def test_verified_student_answers_replace_paid_teacher_answers(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
                                                                selection: str) -> None:
     _copy_always_right(monkeypatch)
-    run_dir, r1 = _run(tmp_path, case_selection=selection)
+    # The last round left unjudged, so status can show a round without a referee as well.
+    run_dir, r1 = _run(tmp_path, judge={"mode": "verifier", "last_round": False}, case_selection=selection)
     new = pool_rows(run_dir, "SELECT id, text, meta FROM instructions WHERE round_born = 1 AND split = 'train'")
     mine = {i for i, _, meta in new if '"answered_by": "student"' in (meta or "")}
     copies = {i for i, text, _ in new if text.startswith("copy ")}
@@ -57,8 +58,7 @@ def test_verified_student_answers_replace_paid_teacher_answers(tmp_path: Path, m
         from lionloop.inspect.status import run_status
 
         assert r1["judge_mode"] == "verifier"
-        again, _ = _run(tmp_path / "unjudged", judge={"mode": "verifier", "last_round": False})
-        assert run_status(again)["rounds"][-1]["judge_mode"] is None
+        assert run_status(run_dir)["rounds"][-1]["judge_mode"] is None
 
 
 @pytest.mark.parametrize(("judge", "on"), [("verifier", False), ("llm", True)], ids=["off", "llm-referee"])

@@ -13,10 +13,12 @@ from lionloop.config.teacher import RefereeConfig, TeacherConfig
 
 # train.epochs_per_round when a tiny student's config sets neither it nor steps_per_round.
 TINY_STUDENT_EPOCHS = 12.0
-# Fields whose default depends on another section (the student): `lionloop init` writes them as
-# comments while the config leaves them unset, so a file switched to a pretrained student later
-# still gets that student's default.
-DERIVED_DEFAULTS = frozenset({"train.steps_per_round", "train.epochs_per_round"})
+# The train fields that set a round's steps: their default depends on the student (below).
+STEP_FIELDS = frozenset({"steps_per_round", "epochs_per_round"})
+# Fields whose default depends on another section: `lionloop init` writes them as comments while
+# the config leaves them unset, so a file switched to a pretrained student later still gets that
+# student's default.
+DERIVED_DEFAULTS = frozenset(f"train.{name}" for name in STEP_FIELDS)
 
 
 class RunConfig(_Section):
@@ -57,7 +59,7 @@ class RunConfig(_Section):
     def _tiny_student_epochs(self) -> RunConfig:
         # The tiny student trains from scratch: steps that grow with the pool suit it (BENCHMARKS.md 1,
         # both arms gain); a pretrained student keeps the fixed steps_per_round.
-        if self.student.base is None and not {"steps_per_round", "epochs_per_round"} & self.train.model_fields_set:
+        if self.student.base is None and not STEP_FIELDS & self.train.model_fields_set:
             self.train.epochs_per_round = TINY_STUDENT_EPOCHS
             # Still the default, not the user's choice (commented_yaml leaves it out of init's file).
             self.train.model_fields_set.discard("epochs_per_round")

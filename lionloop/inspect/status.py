@@ -162,7 +162,7 @@ def build(pool: Pool, run_dir: RunDir, cfg: Any = None, run_id: str | None = Non
             "unjudged": j.get("unjudged") or 0,
             "hard_ratio": round(hard / (hard + easy), 4) if hard + easy else None,
             "referee": m.get("referee"),
-            "judge_mode": ref.get("mode"),  # None: the round judged nothing (the last one)
+            "judge_mode": ref.get("mode"),  # None: nobody judged this round (judge.last_round: false)
             "agreement": ref.get("agreement"),
             "judge_position": ref.get("position"),  # the judge's position bias
             **eval_figures(m.get("eval", {})),
