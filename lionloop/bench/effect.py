@@ -88,6 +88,10 @@ LEVERS: dict[str, dict[str, Any]] = {
     # Uniform expansion that also keeps the student's verified answers (the stronger baseline).
     "uniform-self": {"generate": {"case_selection": "uniform"}},
     "uniform-wide256": {"generate": PLAIN, "student": {"hidden_size": 256}},
+    # A floor of 300 steps a round, both arms: with 12 epochs round 1 trains 105 steps on its 280
+    # rows and the student judged for the first allocation is at ~7% (copy, shift, upper at 0).
+    "loop-min300": {"train": {"min_steps_per_round": 300}},
+    "uniform-min300": {"generate": PLAIN, "train": {"min_steps_per_round": 300}},
 }
 EXTRA_SKILLS = ["copy", "upper", "shift", "reverse", "sort", "count", "add", "chain", "sum", "mood"]
 

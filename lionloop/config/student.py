@@ -132,6 +132,11 @@ class TrainConfig(_Section):
         "steps_per_round every round. null: steps_per_round. Default: 12 for the tiny student where neither "
         "this nor steps_per_round is set (BENCHMARKS.md 1), steps_per_round for a pretrained one.",
     )
+    min_steps_per_round: int = Field(
+        0, ge=0,
+        description="With epochs_per_round: at least this many steps in a stage, so the first rounds' few rows "
+        "still train the student far enough for the referee's first judgement to mean something. 0: no floor.",
+    )
     batch_size: int = Field(32, ge=1, description="Per-device batch size.")
     learning_rate: float = Field(1e-3, gt=0, description="Peak LR; 1e-3 suits the tiny student (3e-3 diverged here).")
     warmup_steps: int = Field(20, ge=0, description="Linear warmup before the cosine decay.")

@@ -48,10 +48,10 @@ def imitate_stage(rt: Runtime, r: int) -> dict[str, Any]:
 
 def round_steps(train: TrainConfig, rows: int) -> int:
     """The imitate stage's optimizer steps: train.steps_per_round, or with train.epochs_per_round
-    that many passes over the stage's rows."""
+    that many passes over the stage's rows (at least train.min_steps_per_round)."""
     if train.epochs_per_round is None:
         return train.steps_per_round
-    return max(1, math.ceil(train.epochs_per_round * rows / train.batch_size))
+    return max(1, train.min_steps_per_round, math.ceil(train.epochs_per_round * rows / train.batch_size))
 
 
 def _train(rt: Runtime, r: int, role: str, rows: list[Example]) -> dict[str, Any]:
