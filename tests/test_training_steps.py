@@ -22,6 +22,9 @@ def test_steps_are_fixed_unless_epochs_are_given() -> None:
     assert round_steps(by_epochs, 280) == 105  # ceil(12 x 280 / 32)
     assert round_steps(by_epochs, 1300) == 488
     assert round_steps(TrainConfig(batch_size=32, epochs_per_round=0.01), 10) == 1  # never 0 steps
+    floored = TrainConfig(batch_size=32, epochs_per_round=12, min_steps_per_round=300)
+    assert round_steps(floored, 280) == 300  # the floor lifts round 1's 105 steps
+    assert round_steps(floored, 1300) == 488  # and leaves a larger pool's steps alone
 
 
 @pytest.mark.slow
