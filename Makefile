@@ -46,7 +46,7 @@ test: setup browser vllm-sidecar
 	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadfile
 
 # Every benchmark; each updates its own section of BENCHMARKS.md (the effectiveness runs take
-# the longest: 3 seeds x 3 arms of the 4-round demo).
+# the longest: 5 seeds x 3 arms, 5 rounds and 2,400 paid calls each, ~70 min).
 bench: setup
 	$(BIN)/lionloop bench teacher --repeat 3
 	$(BIN)/lionloop bench loop

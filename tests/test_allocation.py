@@ -113,7 +113,8 @@ def test_budget_is_paced_never_overspent_and_its_last_data_trained_on(tmp_path: 
     budget = 300
     run_dir, final = start(micro_config(
         tmp_path / "run", generate={"max_new_per_round": 400, "allocation": {"train_mix": 0.5}},
-        judge={"last_round": False},
+        # Every case judged: a sampled referee (budget_share) may leave a 300-call run's cache unjudged.
+        judge={"last_round": False, "budget_share": None},
         stop={"max_rounds": 3, "max_teacher_calls": budget, "stop_when_no_hard": False}))
     st = run_status(run_dir)
     assert st["teacher_calls"]["paid"] <= budget
@@ -156,7 +157,7 @@ def test_budget_spent_mid_loop_trains_once_more_then_stops(tmp_path: Path) -> No
     # 36 seed answers and 72 judge calls, then 15 rewrites: the budget runs out among the answers.
     budget = 36 + 72 + 15 + 8
     run_dir, final = start(micro_config(
-        tmp_path / "run", generate={"pace": False, "max_new_per_round": 15},
+        tmp_path / "run", generate={"pace": False, "max_new_per_round": 15}, judge={"budget_share": None},
         stop={"max_rounds": 5, "max_teacher_calls": budget, "stop_when_no_hard": False}))
     st = run_status(run_dir)
     assert final["stop_reason"] == "teacher_budget"
@@ -171,18 +172,34 @@ def test_budget_spent_mid_loop_trains_once_more_then_stops(tmp_path: Path) -> No
 def test_referee_sample_caps_paid_judgements_and_keeps_free_ones() -> None:
     import random
 
-    from lionloop.config import RefereeConfig
     from lionloop.loop.referee import sample_for_referee
     from lionloop.records import Instruction
 
     items = [Instruction(f"copy {c}", task="copy") for c in ("a", "b", "c", "d", "e", "f")]
     teacher = {i.id: i.text[5:] for i in items}
     student = {i.id: (i.text[5:] if k < 2 else "x") for k, i in enumerate(items)}  # 2 right, 4 wrong
-    picked = sample_for_referee(items, teacher, student, RefereeConfig(max_cases=3), random.Random(0))
+    picked = sample_for_referee(items, teacher, student, 3, True, random.Random(0))
     assert {i.id for i in items[:2]} <= {i.id for i in picked} and len(picked) == 5
-    assert sample_for_referee(items, teacher, student, RefereeConfig(), random.Random(0)) == items
-    again = sample_for_referee(items, teacher, student, RefereeConfig(max_cases=3), random.Random(0))
+    assert sample_for_referee(items, teacher, student, None, True, random.Random(0)) == items
+    again = sample_for_referee(items, teacher, student, 3, True, random.Random(0))
     assert again == picked  # seeded
+
+
+def test_referee_sample_under_a_budget_is_a_share_of_the_round() -> None:
+    """With a budget and a paying referee the sample is budget_share of the round's part of what is
+    left, in cases (two calls each in both orders); max_cases, no budget, the verifier or a null
+    share leave it as configured."""
+    from lionloop.config import RefereeConfig
+    from lionloop.loop.referee import referee_cap
+
+    assert referee_cap(RefereeConfig(), 1910, 4) == 23  # 0.1 x 1910 / 4 = 47.75 calls
+    assert referee_cap(RefereeConfig(both_orders=False), 1910, 4) == 47
+    assert referee_cap(RefereeConfig(), 1910, 0) == 95  # the last round: all that is left is its part
+    assert referee_cap(RefereeConfig(), 10, 4) == 1  # never a sample of none
+    assert referee_cap(RefereeConfig(max_cases=5), 1910, 4) == 5
+    assert referee_cap(RefereeConfig(), None, 4) is None  # no budget: every case (Lion)
+    assert referee_cap(RefereeConfig(budget_share=None), 1910, 4) is None
+    assert referee_cap(RefereeConfig(mode="verifier"), 1910, 4) is None  # judging is free
 
 
 def test_cache_accuracy_counts_unjudged_cases_at_the_judged_rate(tmp_path: Path) -> None:

@@ -83,6 +83,14 @@ class RefereeConfig(_Section):
         "with identical answers are easy without one and always counted. Caps the referee's calls at "
         "max_cases (x2 with both_orders), leaving the rest of the budget for data.",
     )
+    budget_share: float | None = Field(
+        0.1, gt=0, le=1,
+        description="With a budget (stop.max_teacher_calls), a referee that pays per call (mode llm or both) "
+        "and max_cases unset: judge a seeded sample of at most this share of the round's part of what is left "
+        "(the rounds still to generate share it evenly), so the referee cannot eat the calls the data needs. "
+        "Judging every case (Lion) spent a 2,400-call budget on the referee alone; 0.1 (~24 cases a round "
+        "there) is where the loop broke even with uniform expansion (BENCHMARKS.md 1c). null: every case (Lion).",
+    )
     min_decided: float = Field(
         0.5, ge=0, le=1,
         description="Share of a round's cases the referee must decide (hard or easy). Below it the run stops "

@@ -110,18 +110,29 @@ def _verifier_verdict(iid: str, round: int, right: bool | None) -> Verdict:
     return Verdict(iid, round, None, None, not right, raw=f"verifier: {'right' if right else 'wrong'}")
 
 
+def referee_cap(cfg: RefereeConfig, left: int | None, rounds_to_generate: int) -> int | None:
+    """Cases the referee may judge with a call this round: `max_cases`, or with a budget and
+    `budget_share` that share of the round's part of what is left, in cases (None: every case)."""
+    if cfg.max_cases or cfg.mode == "verifier":
+        return cfg.max_cases
+    if left is None or cfg.budget_share is None:
+        return None
+    calls = cfg.budget_share * left / max(1, rounds_to_generate)
+    return max(1, int(calls // (2 if cfg.both_orders else 1)))
+
+
 def sample_for_referee(items: Sequence[Instruction], teacher_answers: dict[str, str], student_answers: dict[str, str],
-                       cfg: RefereeConfig, rng: Any) -> list[Instruction]:
-    """The cases the referee judges this round: all of them, or with `max_cases` a seeded sample of
+                       cap: int | None, skip_identical: bool, rng: Any) -> list[Instruction]:
+    """The cases the referee judges this round: all of them, or with a `cap` a seeded sample of
     those that need a judge call, beside every case the judge is not asked about (identical
     answers are easy for free): the cap is on referee calls, not on free verdicts."""
-    if not cfg.max_cases:
+    if not cap:
         return list(items)
     free = {i.id for i in items
-            if cfg.skip_identical and teacher_answers.get(i.id, "").strip() == student_answers[i.id].strip()}
+            if skip_identical and teacher_answers.get(i.id, "").strip() == student_answers[i.id].strip()}
     paid = [i for i in items if i.id not in free]
-    if len(paid) > cfg.max_cases:
-        keep = {i.id for i in rng.sample(sorted(paid, key=lambda i: i.id), cfg.max_cases)}
+    if len(paid) > cap:
+        keep = {i.id for i in rng.sample(sorted(paid, key=lambda i: i.id), cap)}
         paid = [i for i in paid if i.id in keep]
     chosen = free | {i.id for i in paid}
     return [i for i in items if i.id in chosen]
@@ -139,8 +150,9 @@ def discriminate_stage(rt: Runtime, r: int) -> dict[str, Any]:
     student = rt.pool.student_answers(r)
     mode = rt.cfg.judge.mode
     # The verifier judges cache probes the teacher never answered (bootstrap: `unpaid_probes`).
+    cap = referee_cap(rt.cfg.judge, rt.budget_left(), rt.cfg.stop.max_rounds - r)
     items = sample_for_referee([i for i in pool if i.id in student and (i.id in teacher or mode == "verifier")],
-                               teacher, student, rt.cfg.judge, rt.context(r).rng("judge-sample"))
+                               teacher, student, cap, rt.cfg.judge.skip_identical, rt.context(r).rng("judge-sample"))
     right = verifier_calls(rt.task_pack, items, teacher, student) if mode != "llm" else {}
     orders: list[tuple[float, bool]] = []
     if mode == "verifier":
@@ -159,7 +171,7 @@ def discriminate_stage(rt: Runtime, r: int) -> dict[str, Any]:
         "hard": hard, "easy": easy, "unjudged": unjudged, "judged": hard + easy, "cases": len(verdicts),
         "hard_ratio": round(hard / max(1, hard + easy), 4),
         "mean_diff": round(sum(diffs) / len(diffs), 4) if diffs else None,
-        "mode": mode,
+        "mode": mode, "sample": cap,
     }
     if bias := position_bias(orders):
         result["position"] = bias
