@@ -28,6 +28,8 @@ def test_arms_share_budget_rounds_and_seed_and_differ_in_one_place(tmp_path: Pat
     assert cfgs["lion"].generate.allocation.mode == "lion"
     assert cfgs["loop"].generate.allocation.mode == "progress"  # the default is what is measured
     assert cfgs["loop@40"].judge.max_cases == 40 and cfgs["loop"].judge.max_cases is None
+    # A paying referee judges a sample of the budget in the loop, every case in the paper's loop.
+    assert cfgs["loop"].judge.budget_share == 0.1 and cfgs["lion"].judge.budget_share is None
     assert {c.judge.mode for c in cfgs.values()} == {"verifier"}  # wrong = hard, no referee call
     assert arm_config("loop", 1, 5, 2000, tmp_path / "llm", referee="llm").judge.mode == "llm"
     ten = arm_config("loop", 0, 3, 900, tmp_path / "ten", skills=["copy", "chain", "sum", "mood"])

@@ -6,7 +6,8 @@ enforces it (the teacher refuses calls past it) and paces it over the rounds (`g
 the last round trains on what the budget bought. Arms, same seeds, same everything else:
   loop      the default config: the referee's hard/easy cases, allocated by learning progress
   uniform   no referee: cases drawn uniformly from the pool, every answer the teacher's (uniform expansion)
-  lion      the paper's loop: the referee's cases in its order, no allocation, every answer the teacher's
+  lion      the paper's loop: the referee's cases in its order, no allocation, every answer the teacher's,
+            every case judged (with `--referee llm` too)
   loop@N    the default loop with the referee judging at most N cases a round (judge.max_cases)
   seeds     no new data at all: every round trains on the seed rows (what expansion adds to them)
 and the levers measured on their own (see LEVERS). The referee is the verifier (wrong = hard, no
@@ -49,6 +50,8 @@ LEVERS: dict[str, dict[str, Any]] = {
     # estimates (30 probes: a logit's noise ~0.37 at 50%) and the generator more distinct failures.
     "loop-probes60": {"task": {"cache_per_skill": 60}},
     "loop-probes100": {"task": {"cache_per_skill": 100}},
+    # The referee judging every case although it pays per call (Lion; judge.budget_share null).
+    "loop-judge-all": {"judge": {"budget_share": None}},
     # Each judged case asked once, not in both orders: half the judge calls (Lion asks both to
     # cancel a real judge's position bias; the offline oracle has none).
     "loop-one-order": {"judge": {"both_orders": False}},
@@ -147,8 +150,9 @@ def arm_config(arm: str, seed: int, rounds: int, budget: int, run_dir: Path, ref
         data["task"] = {"skills": list(skills)}
     if base == "uniform":  # plain expansion: every answer the teacher's
         data = deep_merge(data, {"generate": PLAIN})
-    elif base == "lion":  # the paper: every answer is the teacher's
-        data = deep_merge(data, {"generate": {"allocation": {"mode": "lion"}, "self_answers": False}})
+    elif base == "lion":  # the paper: every answer is the teacher's, every case judged
+        data = deep_merge(data, {"generate": {"allocation": {"mode": "lion"}, "self_answers": False},
+                                 "judge": {"budget_share": None}})
     elif base == "seeds":  # the generator may spend nothing: the rounds train on the seeds alone
         data = deep_merge(data, {"generate": {"generators": {"lion": {"options": {"max_calls": 0}}}}})
     elif base in LEVERS:
