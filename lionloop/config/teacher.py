@@ -88,7 +88,7 @@ class RefereeConfig(_Section):
         description="With a budget (stop.max_teacher_calls), a referee that pays per call (mode llm or both) "
         "and max_cases unset: judge a seeded sample of at most this share of the round's part of what is left "
         "(the rounds still to generate share it evenly), so the referee cannot eat the calls the data needs. "
-        "Judging every case (Lion) spent a 2,400-call budget on the referee alone; 0.1 (~24 cases a round "
+        "Judging every case (Lion) spent a 2,400-call budget on the referee alone; 0.1 (~23 cases a round "
         "there) is where the loop broke even with uniform expansion (BENCHMARKS.md 1c). null: every case (Lion).",
     )
     min_decided: float = Field(
