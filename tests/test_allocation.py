@@ -148,6 +148,32 @@ def test_budget_is_paced_never_overspent_and_its_last_data_trained_on(tmp_path: 
 
 
 @pytest.mark.slow
+def test_a_paying_referee_judges_a_share_of_the_budget_by_default(tmp_path: Path) -> None:
+    """With a budget and the LLM referee (the oracle's judge, every call paid) the default config
+    judges a sample of 10% of each round's part of the budget, so every generating round still buys
+    data; judging every case (budget_share null) takes more."""
+    from lionloop.inspect.status import run_status
+    from lionloop.loop.runner import start
+
+    budget = 600
+    runs = {}
+    for share in (0.1, None):
+        run_dir, _ = start(micro_config(
+            tmp_path / str(share), judge={"last_round": False, "budget_share": share},
+            stop={"max_rounds": 3, "max_teacher_calls": budget, "stop_when_no_hard": False}))
+        runs[share] = run_status(run_dir)
+    sampled, every = runs[0.1]["rounds"], runs[None]["rounds"]
+    judge_calls = [r["teacher_by_stage"]["discriminate"]["calls"] for r in sampled[:2]]
+    for r, calls in zip(sampled[:2], judge_calls, strict=True):
+        cap = r["judge_sample"]
+        left = r["pacing"]["left"] + calls  # what was left when the referee judged
+        assert cap == max(1, int(0.1 * left / r["pacing"]["rounds_to_generate"] // 2))
+        assert 0 < calls <= 2 * cap and r["accepted"] > 0
+    assert all(r["judge_sample"] is None for r in every)
+    assert every[0]["teacher_by_stage"]["discriminate"]["calls"] > judge_calls[0]
+
+
+@pytest.mark.slow
 def test_budget_spent_mid_loop_trains_once_more_then_stops(tmp_path: Path) -> None:
     """Without pacing, a budget that runs out in round 1 still has its data trained on in round 2,
     which is not judged, and the loop then stops on the budget."""

@@ -247,6 +247,8 @@ def status_view(full: dict[str, Any]) -> dict[str, Any]:
             # or a last round left unjudged).
             "hard": ref.get("hard"),
             "easy": ref.get("easy"),
+            # Cases the referee could judge with a call (judge.max_cases or budget_share); None: every one.
+            "judge_sample": ref.get("sample"),
             "candidates": r["generated"],
             "dedup_rejected": r["rejected"],
         })
