@@ -209,6 +209,21 @@ def test_referee_sample_caps_paid_judgements_and_keeps_free_ones() -> None:
     assert sample_for_referee(items, teacher, student, None, True, random.Random(0)) == items
     again = sample_for_referee(items, teacher, student, 3, True, random.Random(0))
     assert again == picked  # seeded
+    assert sample_for_referee(items, teacher, student, 0, True, random.Random(0)) == items[:2]  # free ones only
+
+
+def test_cases_the_budget_ran_out_on_are_not_a_referee_outage() -> None:
+    from lionloop.errors import RefereeError
+    from lionloop.loop.quorum import require_decided
+    from lionloop.records import Verdict
+    from lionloop.teacher.client import BUDGET_ERROR
+
+    decided = [Verdict(f"d{k}", 1, 8.0, 3.0, True) for k in range(2)]
+    refused = [Verdict(f"b{k}", 1, None, None, None, raw=f"judge failed: {BUDGET_ERROR}") for k in range(8)]
+    require_decided(decided + refused, 0.5, 1, Path("run"))  # 2 of the 2 the budget paid for
+    failed = [Verdict(f"f{k}", 1, None, None, None, raw="judge failed: http 500: boom") for k in range(3)]
+    with pytest.raises(RefereeError, match="decided 2 of 13"):
+        require_decided(decided + refused + failed, 0.5, 1, Path("run"))  # 2 of 5 asked: an outage
 
 
 def test_referee_sample_under_a_budget_is_a_share_of_the_round() -> None:
@@ -221,7 +236,9 @@ def test_referee_sample_under_a_budget_is_a_share_of_the_round() -> None:
     assert referee_cap(RefereeConfig(), 1910, 4) == 23  # 0.1 x 1910 / 4 = 47.75 calls
     assert referee_cap(RefereeConfig(both_orders=False), 1910, 4) == 47
     assert referee_cap(RefereeConfig(), 1910, 0) == 95  # the last round: all that is left is its part
-    assert referee_cap(RefereeConfig(), 10, 4) == 1  # never a sample of none
+    assert referee_cap(RefereeConfig(), 10, 4) == 1  # never a sample of none the budget can pay
+    assert referee_cap(RefereeConfig(), 1, 1) == 0  # one call left: both orders cannot be paid
+    assert referee_cap(RefereeConfig(both_orders=False), 1, 1) == 1
     assert referee_cap(RefereeConfig(max_cases=5), 1910, 4) == 5
     assert referee_cap(RefereeConfig(), None, 4) is None  # no budget: every case (Lion)
     assert referee_cap(RefereeConfig(budget_share=None), 1910, 4) is None

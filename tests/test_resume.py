@@ -29,19 +29,33 @@ def _cli(*args: str, timeout: float = 300) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "lionloop.cli", *args], capture_output=True, text=True, timeout=timeout)
 
 
-@pytest.fixture(scope="module")
-def baseline(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    d = tmp_path_factory.mktemp("baseline")
+# With a teacher budget the referee's sample (judge.budget_share) and the generators' quotas are
+# computed from what is left: a stage resumed after a kill must see what it saw the first time.
+BUDGET_CFG = deep_merge(CRASH_CFG, {"generate": {"max_new_per_round": 100},
+                                    "stop": {"max_rounds": 3, "max_teacher_calls": 200, "stop_when_no_hard": False}})
+
+
+def _baseline(d: Path, cfg_dict: dict) -> Path:
     cfg = d / "cfg.yaml"
-    cfg.write_text(yaml.safe_dump({**CRASH_CFG, "run_dir": str(d / "run")}))
+    cfg.write_text(yaml.safe_dump({**cfg_dict, "run_dir": str(d / "run")}))
     proc = _cli("run", str(cfg))
     assert proc.returncode == 0, proc.stderr[-2000:]
     return d / "run"
 
 
 @pytest.fixture(scope="module")
+def baseline(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return _baseline(tmp_path_factory.mktemp("baseline"), CRASH_CFG)
+
+
+@pytest.fixture(scope="module")
 def baseline_figures(baseline: Path) -> dict:
     return _figures(json.loads(_cli("status", str(baseline), "--json").stdout))
+
+
+@pytest.fixture(scope="module")
+def budget_baseline(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return _baseline(tmp_path_factory.mktemp("budget-baseline"), BUDGET_CFG)
 
 
 def _figures(st: dict) -> dict:
@@ -60,9 +74,21 @@ def _figures(st: dict) -> dict:
      (2, "discriminate")],
 )
 def test_kill_9_then_resume(tmp_path: Path, baseline: Path, baseline_figures: dict, round_: int, stage: str) -> None:
+    _kill_and_resume(tmp_path, CRASH_CFG, baseline, baseline_figures, round_, stage)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(("round_", "stage"), [(1, "discriminate"), (1, "generate"), (1, "curate")])
+def test_kill_9_then_resume_under_a_budget(tmp_path: Path, budget_baseline: Path, round_: int, stage: str) -> None:
+    figures = _figures(json.loads(_cli("status", str(budget_baseline), "--json").stdout))
+    _kill_and_resume(tmp_path, BUDGET_CFG, budget_baseline, figures, round_, stage)
+
+
+def _kill_and_resume(tmp_path: Path, cfg_dict: dict, baseline: Path, baseline_figures: dict, round_: int,
+                     stage: str) -> None:
     run = tmp_path / "run"
     cfg = tmp_path / "cfg.yaml"
-    cfg.write_text(yaml.safe_dump({**CRASH_CFG, "run_dir": str(run)}))
+    cfg.write_text(yaml.safe_dump({**cfg_dict, "run_dir": str(run)}))
     proc = subprocess.Popen([sys.executable, "-m", "lionloop.cli", "run", str(cfg)],
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
     deadline = time.time() + 240
@@ -93,9 +119,11 @@ def test_kill_9_then_resume(tmp_path: Path, baseline: Path, baseline_figures: di
     paid, repaid = paid_calls(run)
     assert repaid == 0
     assert paid == paid_calls(baseline)[0]
+    # Served from the cache after the kill: cache hits, or the killed stage's own replies (`resumed`).
     hits = sum(r["cache_hits"] for r in st["rounds"]) + st["bootstrap"]["cache_hits"]
+    resumed = sum(v.get("resumed") or 0 for r in st["rounds"] for v in r["teacher_by_stage"].values())
     if paid_before and killed_in["stage"] != "imitate":
-        assert hits > 0
+        assert hits + resumed > 0
     # Status reads as it would without the crash: per round and stage, the same requests, answers,
     # cache hits and failures (a stage's own replies paid before the kill count as `resumed`, and
     # stages finished before it keep their figures: they read 0/0 after a resume before).

@@ -21,6 +21,16 @@ def stage_calls(rt: Runtime, r: int, stages: tuple[str, ...]) -> int:
                    if rnd == r and st in stages))
 
 
+def left_at_start(rt: Runtime, r: int, stage: str) -> int | None:
+    """The budget left when round r's `stage` started (None: no budget). A stage resumed after a
+    crash has paid some of its calls already; counting them back makes its sample and quotas the
+    ones the first attempt computed, so the resumed run buys what the uninterrupted one would."""
+    left = rt.budget_left()
+    if left is None:
+        return None
+    return min(rt.cfg.stop.max_teacher_calls, left + stage_calls(rt, r, (stage,)))
+
+
 def calls_per_candidate(rt: Runtime, r: int) -> float:
     """Paid calls one candidate costs through generate and curate (its answer included).
 
@@ -38,7 +48,7 @@ def paced_quotas(rt: Runtime, r: int) -> tuple[dict[str, tuple[int, int]] | None
     """Per generator (candidates, paid calls) for round r, and the pacing figures; (None, None)
     without a budget or with `generate.pace: false` (the plan's quotas stand)."""
     cfg = rt.cfg
-    left = rt.budget_left()
+    left = left_at_start(rt, r, "generate")
     if left is None or not cfg.generate.pace:
         return None, None
     generating = max(1, cfg.stop.max_rounds - r)  # rounds r .. max_rounds-1 generate; the last does not

@@ -14,7 +14,7 @@ from pathlib import Path
 
 from lionloop.errors import RefereeError
 from lionloop.records import Verdict
-from lionloop.teacher.client import reason_kind
+from lionloop.teacher.client import BUDGET_ERROR, reason_kind
 
 _PREFIXES = ("judge failed (swapped order): ", "judge failed: ")
 
@@ -36,7 +36,10 @@ def require_decided(verdicts: Sequence[Verdict], min_decided: float, round: int,
     if not verdicts:
         return
     decided = sum(1 for v in verdicts if v.hard is not None)
-    if decided >= min_decided * len(verdicts):
+    # Cases the teacher budget ran out on are unjudged like an unsampled case, not an outage:
+    # resuming could not judge them either (the spent budget ends the loop).
+    asked = len(verdicts) - failure_reasons(verdicts)[BUDGET_ERROR]
+    if decided >= min_decided * asked:
         return
     reasons = ", ".join(f"{k} x {n}" for k, n in failure_reasons(verdicts).most_common(3))
     raise RefereeError(

@@ -13,6 +13,7 @@ from dataclasses import replace
 from typing import Any
 
 from lionloop.config import RefereeConfig
+from lionloop.loop.budget import left_at_start
 from lionloop.loop.quorum import require_decided
 from lionloop.loop.runtime import Runtime
 from lionloop.loop.scoring import agreement
@@ -112,13 +113,15 @@ def _verifier_verdict(iid: str, round: int, right: bool | None) -> Verdict:
 
 def referee_cap(cfg: RefereeConfig, left: int | None, rounds_to_generate: int) -> int | None:
     """Cases the referee may judge with a call this round: `max_cases`, or with a budget and
-    `budget_share` that share of the round's part of what is left, in cases (None: every case)."""
+    `budget_share` that share of the round's part of what is left, in cases, at least one where
+    the budget pays for it (0: only the free verdicts; None: every case)."""
     if cfg.max_cases or cfg.mode == "verifier":
         return cfg.max_cases
     if left is None or cfg.budget_share is None:
         return None
-    calls = cfg.budget_share * left / max(1, rounds_to_generate)
-    return max(1, int(calls // (2 if cfg.both_orders else 1)))
+    per_case = 2 if cfg.both_orders else 1
+    cases = int(cfg.budget_share * left / max(1, rounds_to_generate) // per_case)
+    return min(max(1, cases), left // per_case)
 
 
 def sample_for_referee(items: Sequence[Instruction], teacher_answers: dict[str, str], student_answers: dict[str, str],
@@ -126,7 +129,7 @@ def sample_for_referee(items: Sequence[Instruction], teacher_answers: dict[str, 
     """The cases the referee judges this round: all of them, or with a `cap` a seeded sample of
     those that need a judge call, beside every case the judge is not asked about (identical
     answers are easy for free): the cap is on referee calls, not on free verdicts."""
-    if not cap:
+    if cap is None:
         return list(items)
     free = {i.id for i in items
             if skip_identical and teacher_answers.get(i.id, "").strip() == student_answers[i.id].strip()}
@@ -150,7 +153,7 @@ def discriminate_stage(rt: Runtime, r: int) -> dict[str, Any]:
     student = rt.pool.student_answers(r)
     mode = rt.cfg.judge.mode
     # The verifier judges cache probes the teacher never answered (bootstrap: `unpaid_probes`).
-    cap = referee_cap(rt.cfg.judge, rt.budget_left(), rt.cfg.stop.max_rounds - r)
+    cap = referee_cap(rt.cfg.judge, left_at_start(rt, r, "discriminate"), rt.cfg.stop.max_rounds - r)
     items = sample_for_referee([i for i in pool if i.id in student and (i.id in teacher or mode == "verifier")],
                                teacher, student, cap, rt.cfg.judge.skip_identical, rt.context(r).rng("judge-sample"))
     right = verifier_calls(rt.task_pack, items, teacher, student) if mode != "llm" else {}
