@@ -78,7 +78,7 @@ def test_kill_9_then_resume(tmp_path: Path, baseline: Path, baseline_figures: di
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize(("round_", "stage"), [(1, "discriminate"), (1, "generate"), (1, "curate")])
+@pytest.mark.parametrize(("round_", "stage"), [(1, "discriminate"), (1, "generate")])
 def test_kill_9_then_resume_under_a_budget(tmp_path: Path, budget_baseline: Path, round_: int, stage: str) -> None:
     figures = _figures(json.loads(_cli("status", str(budget_baseline), "--json").stdout))
     _kill_and_resume(tmp_path, BUDGET_CFG, budget_baseline, figures, round_, stage)
