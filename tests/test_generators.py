@@ -134,6 +134,27 @@ def test_counterfactual_edits_flip_the_label_except_the_lazy_ones() -> None:
         pack.counterfactual("sum 1 2 3", "positive", 0)
 
 
+def test_a_resumed_stage_charges_its_generators_for_the_calls_paid_before_the_crash(tmp_path: Path) -> None:
+    """The replies a generate stage paid before a crash come back as `resumed` after it: the
+    generator's cap counts them, so it affords what the first attempt did (a second ask, another
+    group's, would otherwise get the crashed attempt's calls on top)."""
+    from lionloop.teacher.requests import Answer
+
+    pack = SkillsPack(TaskConfig(skills=["copy"]), 0)
+    backend = OracleBackend(TeacherConfig(), SimpleNamespace(task_pack=pack))
+    cache = CallCache(tmp_path / "cache.sqlite")
+    asks = [Answer(instruction=f"copy {w}", task="copy") for w in ("ab", "cd", "ef")]
+    first = BudgetedTeacher(Teacher(backend, cache, "run").at(1, "generate"), 8, "lion")
+    first.ask(asks)  # paid, then the process is killed
+    again = BudgetedTeacher(Teacher(backend, cache, "run").at(1, "generate"), 8, "lion")
+    results = again.ask(asks)
+    assert all(r.ok for r in results) and cache.total_paid("run") == 3  # nothing paid twice
+    assert again.left == first.left == 5
+    elsewhere = BudgetedTeacher(Teacher(backend, cache, "run").at(2, "generate"), 8, "lion")
+    elsewhere.ask(asks)  # hits from another round's stage were never this stage's to pay
+    assert elsewhere.left == 8
+
+
 # -- each plugin on its own, with the oracle teacher ------------------------------------------------
 
 

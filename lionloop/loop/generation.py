@@ -37,11 +37,17 @@ class BudgetedTeacher:
     def __getattr__(self, name: str) -> Any:
         return getattr(self._teacher, name)
 
+    def _charged(self) -> int:
+        """Calls paid so far, with the replies this stage paid before a crash (served as `resumed`
+        after it): a resumed stage's generators then afford what the first attempt's did."""
+        t = self._teacher
+        return t.cache.total_paid(t.run_id) + t.acct.resumed[(t.round, t.stage)]
+
     def ask(self, requests: Any, progress: Any = None, limit: int | None = None) -> Any:
-        before = self._teacher.cache.total_paid(self._teacher.run_id)
+        before = self._charged()
         cap = self.left if limit is None else min(limit, self.left)
         results = self._teacher.ask(requests, progress, limit=cap)
-        self.left -= self._teacher.cache.total_paid(self._teacher.run_id) - before
+        self.left -= self._charged() - before
         for res in results:
             if not res.ok:
                 payload = json.dumps(res.request.payload(), sort_keys=True, ensure_ascii=False)
