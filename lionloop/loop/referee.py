@@ -152,8 +152,8 @@ def discriminate_stage(rt: Runtime, r: int) -> dict[str, Any]:
     teacher = rt.pool.teacher_answers()
     student = rt.pool.student_answers(r)
     mode = rt.cfg.judge.mode
-    # The verifier judges cache probes the teacher never answered (bootstrap: `unpaid_probes`).
     cap = referee_cap(rt.cfg.judge, left_at_start(rt, r, "discriminate"), rt.cfg.stop.max_rounds - r)
+    # The verifier judges cache probes the teacher never answered (bootstrap: `unpaid_probes`).
     items = sample_for_referee([i for i in pool if i.id in student and (i.id in teacher or mode == "verifier")],
                                teacher, student, cap, rt.cfg.judge.skip_identical, rt.context(r).rng("judge-sample"))
     right = verifier_calls(rt.task_pack, items, teacher, student) if mode != "llm" else {}
