@@ -58,6 +58,11 @@ def budget_baseline(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return _baseline(tmp_path_factory.mktemp("budget-baseline"), BUDGET_CFG)
 
 
+@pytest.fixture(scope="module")
+def budget_baseline_figures(budget_baseline: Path) -> dict:
+    return _figures(json.loads(_cli("status", str(budget_baseline), "--json").stdout))
+
+
 def _figures(st: dict) -> dict:
     """Per round and stage: teacher requests, answers, cache hits and failures (status --json)."""
     out = {(0, "bootstrap"): {k: st["bootstrap"][k] for k in ("teacher_calls", "cache_hits", "teacher_failures")}}
@@ -79,9 +84,9 @@ def test_kill_9_then_resume(tmp_path: Path, baseline: Path, baseline_figures: di
 
 @pytest.mark.slow
 @pytest.mark.parametrize(("round_", "stage"), [(1, "discriminate"), (1, "generate")])
-def test_kill_9_then_resume_under_a_budget(tmp_path: Path, budget_baseline: Path, round_: int, stage: str) -> None:
-    figures = _figures(json.loads(_cli("status", str(budget_baseline), "--json").stdout))
-    _kill_and_resume(tmp_path, BUDGET_CFG, budget_baseline, figures, round_, stage)
+def test_kill_9_then_resume_under_a_budget(tmp_path: Path, budget_baseline: Path, budget_baseline_figures: dict,
+                                          round_: int, stage: str) -> None:
+    _kill_and_resume(tmp_path, BUDGET_CFG, budget_baseline, budget_baseline_figures, round_, stage)
 
 
 def _kill_and_resume(tmp_path: Path, cfg_dict: dict, baseline: Path, baseline_figures: dict, round_: int,

@@ -36,12 +36,12 @@ def require_decided(verdicts: Sequence[Verdict], min_decided: float, round: int,
     if not verdicts:
         return
     decided = sum(1 for v in verdicts if v.hard is not None)
+    failures = failure_reasons(verdicts)
     # Cases the teacher budget ran out on are unjudged like an unsampled case, not an outage:
     # resuming could not judge them either (the spent budget ends the loop).
-    asked = len(verdicts) - failure_reasons(verdicts)[BUDGET_ERROR]
-    if decided >= min_decided * asked:
+    if decided >= min_decided * (len(verdicts) - failures[BUDGET_ERROR]):
         return
-    reasons = ", ".join(f"{k} x {n}" for k, n in failure_reasons(verdicts).most_common(3))
+    reasons = ", ".join(f"{k} x {n}" for k, n in failures.most_common(3))
     raise RefereeError(
         f"round {round}: the referee decided {decided} of {len(verdicts)} cases (judge.min_decided: "
         f"{min_decided:.0%}); failures: {reasons}. The run stopped; once the referee answers again, "
