@@ -233,6 +233,33 @@ def test_referee_sample_caps_paid_judgements_and_keeps_free_ones() -> None:
     assert sample_for_referee(items, teacher, student, 0, True, random.Random(0)) == items[:2]  # free ones only
 
 
+def test_referee_sample_by_group_splits_the_cap_evenly_over_the_groups() -> None:
+    """sample_by group: a group failing on everything (add) no longer fills the sample; each group
+    gets an even part of the cap, a group with fewer cases than its part gives the rest away."""
+    import random
+
+    from lionloop.loop.referee import even_split, sample_for_referee
+    from lionloop.records import Instruction
+
+    items = ([Instruction(f"add {k}", task="add") for k in range(40)]
+             + [Instruction(f"copy {k}", task="copy") for k in range(6)]
+             + [Instruction(f"sort {k}", task="sort") for k in range(2)])
+    teacher = {i.id: "gold" for i in items}
+    student = {i.id: "wrong" for i in items}
+    groups = {i.id: i.task for i in items}
+    picked = sample_for_referee(items, teacher, student, 12, True, random.Random(1), groups)
+    by_task = {t: sum(i.task == t for i in picked) for t in ("add", "copy", "sort")}
+    assert by_task == {"add": 5, "copy": 5, "sort": 2}
+    assert picked == sample_for_referee(items, teacher, student, 12, True, random.Random(1), groups)
+    # Drawn over the cases, add (40 of 48) takes most of the same cap.
+    flat = sample_for_referee(items, teacher, student, 12, True, random.Random(1))
+    assert len(flat) == 12 and sum(i.task == "add" for i in flat) > 5
+    assert even_split(7, {"a": 10, "b": 10, "c": 1}, random.Random(0)) == {"a": 3, "b": 3, "c": 1}
+    assert sorted(even_split(5, {"a": 10, "b": 10}, random.Random(0)).values()) == [2, 3]  # remainder drawn
+    assert even_split(50, {"a": 3, "b": 4}, random.Random(0)) == {"a": 3, "b": 4}
+    assert even_split(0, {"a": 3}, random.Random(0)) == {"a": 0}
+
+
 def test_cases_the_budget_ran_out_on_are_not_a_referee_outage() -> None:
     from lionloop.errors import RefereeError
     from lionloop.loop.quorum import require_decided

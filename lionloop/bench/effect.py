@@ -52,6 +52,9 @@ LEVERS: dict[str, dict[str, Any]] = {
     "loop-probes100": {"task": {"cache_per_skill": 100}},
     # The referee judging every case although it pays per call (Lion; judge.budget_share null).
     "loop-judge-all": {"judge": {"budget_share": None}},
+    # The paid referee's sample split evenly over the tasks (judge.sample_by: group), not drawn
+    # over the cases, where the tasks failing most (add) fill it.
+    "loop-sample-group": {"judge": {"sample_by": "group"}},
     # Each judged case asked once, not in both orders: half the judge calls (Lion asks both to
     # cancel a real judge's position bias; the offline oracle has none).
     "loop-one-order": {"judge": {"both_orders": False}},

@@ -8,11 +8,13 @@ agreement, precision and recall of "hard" in the round's referee figures)."""
 
 from __future__ import annotations
 
+from collections import defaultdict
 from collections.abc import Callable, Sequence
 from dataclasses import replace
 from typing import Any
 
 from lionloop.config import RefereeConfig
+from lionloop.loop.allocation import pool_groups
 from lionloop.loop.budget import left_at_start
 from lionloop.loop.quorum import require_decided
 from lionloop.loop.runtime import Runtime
@@ -125,20 +127,46 @@ def referee_cap(cfg: RefereeConfig, left: int | None, rounds_to_generate: int) -
 
 
 def sample_for_referee(items: Sequence[Instruction], teacher_answers: dict[str, str], student_answers: dict[str, str],
-                       cap: int | None, skip_identical: bool, rng: Any) -> list[Instruction]:
+                       cap: int | None, skip_identical: bool, rng: Any,
+                       groups: dict[str, str] | None = None) -> list[Instruction]:
     """The cases the referee judges this round: all of them, or with a `cap` a seeded sample of
     those that need a judge call, beside every case the judge is not asked about (identical
-    answers are easy for free): the cap is on referee calls, not on free verdicts."""
+    answers are easy for free): the cap is on referee calls, not on free verdicts. With `groups`
+    (instruction id -> group) the cap is split evenly over the groups, uniformly within each."""
     if cap is None:
         return list(items)
     free = {i.id for i in items
             if skip_identical and teacher_answers.get(i.id, "").strip() == student_answers[i.id].strip()}
-    paid = [i for i in items if i.id not in free]
-    if len(paid) > cap:
-        keep = {i.id for i in rng.sample(sorted(paid, key=lambda i: i.id), cap)}
-        paid = [i for i in paid if i.id in keep]
+    paid = sorted((i for i in items if i.id not in free), key=lambda i: i.id)
+    if groups is None:
+        paid = rng.sample(paid, cap) if len(paid) > cap else paid
+    else:
+        by_group: dict[str, list[Instruction]] = defaultdict(list)
+        for ins in paid:
+            by_group[groups.get(ins.id) or ins.task or ""].append(ins)
+        take = even_split(cap, {g: len(v) for g, v in sorted(by_group.items())}, rng)
+        paid = [ins for g, v in sorted(by_group.items()) for ins in rng.sample(v, take[g])]
     chosen = free | {i.id for i in paid}
     return [i for i in items if i.id in chosen]
+
+
+def even_split(cap: int, sizes: dict[str, int], rng: Any) -> dict[str, int]:
+    """`cap` split as evenly as it goes over groups of these sizes (none takes more than it has; what
+    a small group cannot take goes to the others; a remainder to groups drawn at random)."""
+    take = dict.fromkeys(sizes, 0)
+    left = min(cap, sum(sizes.values()))
+    while left:
+        open_ = [g for g in sizes if take[g] < sizes[g]]
+        each = left // len(open_)
+        if each == 0:
+            for g in rng.sample(open_, left):
+                take[g] += 1
+            break
+        for g in open_:
+            add = min(each, sizes[g] - take[g])
+            take[g] += add
+            left -= add
+    return take
 
 
 def discriminate_stage(rt: Runtime, r: int) -> dict[str, Any]:
@@ -154,8 +182,10 @@ def discriminate_stage(rt: Runtime, r: int) -> dict[str, Any]:
     mode = rt.cfg.judge.mode
     cap = referee_cap(rt.cfg.judge, left_at_start(rt, r, "discriminate"), rt.cfg.stop.max_rounds - r)
     # The verifier judges cache probes the teacher never answered (bootstrap: `unpaid_probes`).
+    groups = pool_groups(rt, rt.cfg.generate.allocation)[1] if cap is not None and rt.cfg.judge.sample_by == "group" else None
     items = sample_for_referee([i for i in pool if i.id in student and (i.id in teacher or mode == "verifier")],
-                               teacher, student, cap, rt.cfg.judge.skip_identical, rt.context(r).rng("judge-sample"))
+                               teacher, student, cap, rt.cfg.judge.skip_identical, rt.context(r).rng("judge-sample"),
+                               groups)
     right = verifier_calls(rt.task_pack, items, teacher, student) if mode != "llm" else {}
     orders: list[tuple[float, bool]] = []
     if mode == "verifier":
