@@ -31,6 +31,12 @@ def left_at_start(rt: Runtime, r: int, stage: str) -> int | None:
     return min(rt.cfg.stop.max_teacher_calls, left + stage_calls(rt, r, (stage,)))
 
 
+def rounds_to_generate(rt: Runtime, r: int) -> int:
+    """Generating rounds from round r on (r .. max_rounds - 1; the last round trains and stops),
+    at least 1: the part of what is left that round r may spend is 1 / this."""
+    return max(1, rt.cfg.stop.max_rounds - r)
+
+
 def calls_per_candidate(rt: Runtime, r: int) -> float:
     """Paid calls one candidate costs through generate and curate (its answer included).
 
@@ -54,7 +60,7 @@ def paced_quotas(rt: Runtime, r: int) -> tuple[dict[str, tuple[int, int]] | None
     left = left_at_start(rt, r, "generate")
     if left is None or not cfg.generate.pace:
         return None, None
-    generating = max(1, cfg.stop.max_rounds - r)  # rounds r .. max_rounds-1 generate; the last does not
+    generating = rounds_to_generate(rt, r)
     # The referee judges again in each later generating round; the last round finds the budget
     # spent, and is not judged (or judged with what is left).
     judged_later = max(0, cfg.stop.max_rounds - 1 - r)

@@ -15,7 +15,7 @@ from typing import Any
 
 from lionloop.config import RefereeConfig
 from lionloop.loop.allocation import pool_groups
-from lionloop.loop.budget import left_at_start
+from lionloop.loop.budget import left_at_start, rounds_to_generate
 from lionloop.loop.quorum import require_decided
 from lionloop.loop.runtime import Runtime
 from lionloop.loop.scoring import agreement
@@ -113,7 +113,7 @@ def _verifier_verdict(iid: str, round: int, right: bool | None) -> Verdict:
     return Verdict(iid, round, None, None, not right, raw=f"verifier: {'right' if right else 'wrong'}")
 
 
-def referee_cap(cfg: RefereeConfig, left: int | None, rounds_to_generate: int) -> int | None:
+def referee_cap(cfg: RefereeConfig, left: int | None, rounds: int) -> int | None:
     """Cases the referee may judge with a call this round: `max_cases`, or with a budget and
     `budget_share` that share of the round's part of what is left, in cases, at least one where
     the budget pays for it (0: only the free verdicts; None: every case)."""
@@ -122,7 +122,7 @@ def referee_cap(cfg: RefereeConfig, left: int | None, rounds_to_generate: int) -
     if left is None or cfg.budget_share is None:
         return None
     per_case = 2 if cfg.both_orders else 1
-    cases = int(cfg.budget_share * left / max(1, rounds_to_generate) // per_case)
+    cases = int(cfg.budget_share * left / max(1, rounds) // per_case)
     return min(max(1, cases), left // per_case)
 
 
@@ -180,7 +180,7 @@ def discriminate_stage(rt: Runtime, r: int) -> dict[str, Any]:
     teacher = rt.pool.teacher_answers()
     student = rt.pool.student_answers(r)
     mode = rt.cfg.judge.mode
-    cap = referee_cap(rt.cfg.judge, left_at_start(rt, r, "discriminate"), rt.cfg.stop.max_rounds - r)
+    cap = referee_cap(rt.cfg.judge, left_at_start(rt, r, "discriminate"), rounds_to_generate(rt, r))
     # The verifier judges cache probes the teacher never answered (bootstrap: `unpaid_probes`).
     groups = pool_groups(rt, rt.cfg.generate.allocation)[1] if cap is not None and rt.cfg.judge.sample_by == "group" else None
     items = sample_for_referee([i for i in pool if i.id in student and (i.id in teacher or mode == "verifier")],
