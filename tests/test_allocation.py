@@ -102,27 +102,6 @@ def test_spent_budget_stops_only_after_training_on_what_it_bought() -> None:
     assert stop_reason({"round": 3, "teacher_calls": 100, "untrained": 0}, cfg) == "teacher_budget"
 
 
-def test_pacing_prices_a_candidate_at_the_most_recent_rounds_cost() -> None:
-    """Self-answers make candidates cheaper each round: pacing prices the next round's candidates at
-    the last round's cost, not the run's mean (which lags, so every round underspent and the last
-    generating round bought what the others left)."""
-    from types import SimpleNamespace
-
-    from lionloop.loop.budget import calls_per_candidate
-
-    made = {1: 100, 2: 100, 3: 0}  # round 3 made nothing (e.g. no hard cases)
-    paid = {(1, "generate"): 100, (1, "curate"): 80, (2, "generate"): 100, (2, "curate"): 40,
-            (2, "discriminate"): 500}  # the referee's calls are not a candidate's
-    rt = SimpleNamespace(
-        run_id="r", plan=[SimpleNamespace(quota=10, spec=SimpleNamespace(calls_per_candidate=2.0))],
-        pool=SimpleNamespace(stage_result=lambda k, st: {"candidates": made.get(k, 0)}),
-        cache=SimpleNamespace(paid=lambda run: {key: {"calls": v} for key, v in paid.items()}))
-    assert calls_per_candidate(rt, 1) == 2.0  # nothing measured: the plan's figure
-    assert calls_per_candidate(rt, 2) == pytest.approx(1.8)
-    assert calls_per_candidate(rt, 3) == pytest.approx(1.4)  # round 2's, not the mean 1.6
-    assert calls_per_candidate(rt, 4) == pytest.approx(1.4)  # round 3 made none: round 2's stands
-
-
 @pytest.mark.slow
 def test_budget_is_paced_never_overspent_and_its_last_data_trained_on(tmp_path: Path) -> None:
     """A micro loop with a teacher budget: it spends no more than the budget, spreads it over the

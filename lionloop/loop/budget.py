@@ -40,15 +40,12 @@ def rounds_to_generate(rt: Runtime, r: int) -> int:
 def calls_per_candidate(rt: Runtime, r: int) -> float:
     """Paid calls one candidate costs through generate and curate (its answer included).
 
-    Measured on this run's most recent round that made candidates, where there is one; else the
-    plan's own figure (the generators' `calls_per_candidate`, weighted by quota). The cost drifts
-    within a run (with `generate.self_answers` each round the student answers more of its own
-    candidates; dedup rejects more as the pool fills): a mean over every earlier round lags behind
-    the drift, so each round underspends and the last generating round buys what the others left."""
-    for k in range(r - 1, 0, -1):
-        made = int((rt.pool.stage_result(k, "generate") or {}).get("candidates", 0))
-        if made:
-            return max(1.0, stage_calls(rt, k, ("generate", "curate")) / made)
+    Measured over this run's earlier rounds where there are any; else the plan's own figure (the
+    generators' `calls_per_candidate`, weighted by quota)."""
+    calls = sum(stage_calls(rt, k, ("generate", "curate")) for k in range(1, r))
+    made = sum(int((rt.pool.stage_result(k, "generate") or {}).get("candidates", 0)) for k in range(1, r))
+    if made:
+        return max(1.0, calls / made)
     quota = sum(g.quota for g in rt.plan) or 1
     return max(1.0, sum(g.quota * g.spec.calls_per_candidate for g in rt.plan) / quota)
 
