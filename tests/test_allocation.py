@@ -415,7 +415,7 @@ def test_a_small_referee_sample_still_spends_the_budget_by_filling_uniformly(tmp
 
     budget = 300
     spent: dict[str, int] = {}
-    for fill in ("uniform", "none"):
+    for fill in ("uniform", "group", "none"):
         run_dir, _ = start(micro_config(
             tmp_path / fill, generate={"max_new_per_round": 400, "fill": fill}, judge={"max_cases": 2, "last_round": False},
             stop={"max_rounds": 3, "max_teacher_calls": budget, "stop_when_no_hard": False}))
@@ -434,9 +434,20 @@ def test_a_small_referee_sample_still_spends_the_budget_by_filling_uniformly(tmp
             assert not pool_rows(run_dir, "SELECT i.id FROM instructions i JOIN verdicts v ON v.instruction_id ="
                                           " i.parent_id AND v.round = i.round_born AND v.hard IS NOT NULL WHERE json_extract(i.meta, '$.fill')"
                                           " IS NOT NULL")
+        elif fill == "group":
+            # The allocation steers the fill: each group's unused share is filled from its own
+            # unjudged instructions (tagged group, with their parent's group), before any uniform fill.
+            assert tagged.get("group", 0) > 0
+            rows = pool_rows(run_dir, "SELECT json_extract(i.meta, '$.group'), p.task FROM instructions i JOIN"
+                                      " instructions p ON p.id = i.parent_id WHERE json_extract(i.meta, '$.fill') = 'group'")
+            assert rows and all(g == task for g, task in rows)
+            assert not pool_rows(run_dir, "SELECT i.id FROM instructions i JOIN verdicts v ON v.instruction_id ="
+                                          " i.parent_id AND v.round = i.round_born AND v.hard IS NOT NULL WHERE json_extract(i.meta, '$.fill')"
+                                          " IS NOT NULL")
         else:
             assert made == [None, None] and "uniform" not in tagged
     assert spent["none"] < budget // 2 and budget - 10 <= spent["uniform"] <= budget
+    assert budget - 10 <= spent["group"] <= budget
 
 
 @pytest.mark.slow

@@ -55,6 +55,11 @@ LEVERS: dict[str, dict[str, Any]] = {
     # The paid referee's sample split evenly over the tasks (judge.sample_by: group), not drawn
     # over the cases, where the tasks failing most (add) fill it.
     "loop-sample-group": {"judge": {"sample_by": "group"}},
+    # What the paid referee's small sample leaves of a group's share filled from that group's own
+    # unjudged instructions (generate.fill: group), not uniformly over the pool: the allocation
+    # steers the whole round, not only the sampled cases' siblings.
+    "loop-fill-group": {"generate": {"fill": "group"}},
+    "loop-group": {"judge": {"sample_by": "group"}, "generate": {"fill": "group"}},
     # Each judged case asked once, not in both orders: half the judge calls (Lion asks both to
     # cancel a real judge's position bias; the offline oracle has none).
     "loop-one-order": {"judge": {"both_orders": False}},

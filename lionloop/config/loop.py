@@ -155,14 +155,15 @@ class GenerateConfig(_Section):
         "measured progress when it starts to steer. The referee's first hard cases come from a student that "
         "fails nearly everything: rewrites of them sit on the hardest instances. 0: steer from round 1.",
     )
-    fill: Literal["uniform", "none"] = Field(
+    fill: Literal["uniform", "group", "none"] = Field(
         "uniform",
         description="With a teacher budget (stop.max_teacher_calls, paced): what a round's judged cases cannot "
         "fill, e.g. when a small referee sample (judge.max_cases) finds few hard cases. uniform: each generator's "
         "unused quota goes to the pool instructions the referee did not judge this round, drawn uniformly and "
         "expanded as the uniform baseline expands them (where every instruction was judged there are none, and "
-        "the referee's verdicts stand); none: it stays unspent this round (pacing re-spreads it over the rounds "
-        "left, which may fall short too).",
+        "the referee's verdicts stand); group: with the allocation, each group's unused share is filled from that "
+        "group's own unjudged instructions first (the allocation steers the fill too), then as uniform; none: it "
+        "stays unspent this round (pacing re-spreads it over the rounds left, which may fall short too).",
     )
     allocation: AllocationConfig = Field(
         default_factory=AllocationConfig,

@@ -99,7 +99,8 @@ def run_generators(rt: Runtime, r: int, cases: Cases, allocation: Allocation | N
             if allocation is None:
                 out = list(impl.function(cases=mine, teacher=teacher, ctx=rt.context(r, plugin=name, max_candidates=quota)) or [])[:quota]
             else:
-                out = _by_group(rt, r, impl, name, mine, teacher, quota, allocation, res.by_group)
+                by_group_fill = fill if rt.cfg.generate.fill == "group" and "hard" in planned.spec.consumes else None
+                out = _by_group(rt, r, impl, name, mine, teacher, quota, allocation, res.by_group, by_group_fill)
         except Exception as err:  # noqa: BLE001 - a plugin failure is reported, never fatal
             res.errors[name] = f"{type(err).__name__}: {err}"
             log.error("generator plugin %r raised: %s", name, res.errors[name])
@@ -122,15 +123,24 @@ def run_generators(rt: Runtime, r: int, cases: Cases, allocation: Allocation | N
 
 
 def _by_group(rt: Runtime, r: int, impl: Any, name: str, cases: Cases, teacher: BudgetedTeacher, quota: int,
-              allocation: Allocation, counts: dict[str, int]) -> list[Candidate]:
+              allocation: Allocation, counts: dict[str, int],
+              fill: Callable[[], Cases] | None = None) -> list[Candidate]:
     """One generator over the groups: each group's cases with its share of `quota`, smallest share
     first, what a group leaves unused spread over the groups after it by their shares. Candidates
-    come back interleaved by group, so any prefix (e.g. `max_accepted_per_round`) keeps the shares."""
+    come back interleaved by group, so any prefix (e.g. `max_accepted_per_round`) keeps the shares.
+    With `fill` (`generate.fill: group`), what a group's judged cases leave of its share is filled
+    from its own unjudged instructions first, so the allocation steers the fill too."""
     by_group: dict[str, Cases] = {}
     for kind in ("hard", "easy"):
         for case in getattr(cases, kind):
             g = allocation.group_of(case.instruction)
             getattr(by_group.setdefault(g, Cases(round=r)), kind).append(case)
+    fill_of: dict[str, list[Any]] = {}
+    if fill is not None:
+        for case in fill().hard:
+            fill_of.setdefault(allocation.group_of(case.instruction), []).append(case)
+        for g in fill_of:
+            by_group.setdefault(g, Cases(round=r))
     if not by_group:  # no case it consumes (or it consumes none): one call, as without an allocation
         return list(impl.function(cases=cases, teacher=teacher, ctx=rt.context(r, plugin=name, max_candidates=quota))
                     or [])[:quota]
@@ -146,8 +156,14 @@ def _by_group(rt: Runtime, r: int, impl: Any, name: str, cases: Cases, teacher: 
         q = planned[g] + round(carry * shares[g] / rest) if rest else planned[g]
         carry -= q - planned[g]
         if q > 0 and teacher.left > 0:
-            out = impl.function(cases=by_group[g], teacher=teacher, ctx=rt.context(r, plugin=name, max_candidates=q))
+            own = by_group[g]
+            out = impl.function(cases=own, teacher=teacher, ctx=rt.context(r, plugin=name, max_candidates=q)) \
+                if own.hard or own.easy else []
             made[g] = [_tagged(c, group=g) for c in list(out or [])[:q]]
+            if fill_of.get(g) and len(made[g]) < q and teacher.left > 0:
+                more = impl.function(cases=Cases(round=r, hard=fill_of[g]), teacher=teacher,
+                                     ctx=rt.context(r, plugin=name, max_candidates=q - len(made[g])))
+                made[g] += [_tagged(c, group=g, fill="group") for c in list(more or [])[: q - len(made[g])]]
         counts[g] = counts.get(g, 0) + len(made.get(g, []))
         carry += q - len(made.get(g, []))
     # Interleave: candidate j of a group with n gets position (j + 0.5) / n.
@@ -182,7 +198,7 @@ def generate_stage(rt: Runtime, r: int) -> dict[str, Any]:
         cases.hard = frontier_first(rt, cases.hard, allocation.groups, r)
     quotas, pacing = paced_quotas(rt, r)
     fill = None
-    if quotas is not None and rt.cfg.generate.fill == "uniform" and referee_selects(rt.cfg):
+    if quotas is not None and rt.cfg.generate.fill != "none" and referee_selects(rt.cfg):
         judged = {c.instruction.id for c in cases.hard + cases.easy}
         fill = functools.cache(lambda: uniform_cases(rt, r, exclude=judged))
     out = run_generators(rt, r, cases, allocation, quotas, fill)
