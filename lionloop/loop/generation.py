@@ -100,20 +100,19 @@ def run_generators(rt: Runtime, r: int, cases: Cases, allocation: Allocation | N
                 out = list(impl.function(cases=mine, teacher=teacher, ctx=rt.context(r, plugin=name, max_candidates=quota)) or [])[:quota]
             else:
                 by_group_fill = fill if rt.cfg.generate.fill == "group" and "hard" in planned.spec.consumes else None
-                out = _by_group(rt, r, impl, name, mine, teacher, quota, allocation, res.by_group, by_group_fill)
+                out = _by_group(rt, r, impl, name, mine, teacher, quota, allocation, res.by_group, by_group_fill,
+                                res.errors)
         except Exception as err:  # noqa: BLE001 - a plugin failure is reported, never fatal
             res.errors[name] = f"{type(err).__name__}: {err}"
             log.error("generator plugin %r raised: %s", name, res.errors[name])
             continue
-        if fill is not None and "hard" in planned.spec.consumes and len(out) < quota and teacher.left > 0:
-            try:
-                more = _filled(rt, r, impl, name, fill(), teacher, quota - len(out), allocation)
-            except Exception as err:  # noqa: BLE001 - as above; what the first pass made is kept
-                res.errors[name] = f"{type(err).__name__} (filling): {err}"
-                log.error("generator plugin %r raised while filling: %s", name, err)
-                more = []
-            res.filled[name] = len(more)
-            out += more
+        if fill is not None and "hard" in planned.spec.consumes:
+            if len(out) < quota and teacher.left > 0 and name not in res.errors:
+                try:
+                    out += _filled(rt, r, impl, name, fill(), teacher, quota - len(out), allocation)
+                except Exception as err:  # noqa: BLE001 - as above; what the first pass made is kept
+                    _fill_failed(res.errors, name, err)
+            res.filled[name] = sum(1 for c in out if c.instruction.meta.get("fill"))
         log.info("generator %s: %d candidates in %.1fs", name, len(out), time.perf_counter() - t0)
         res.by_generator[name] = len(out)
         res.calls[name] = max_calls - teacher.left
@@ -122,14 +121,20 @@ def run_generators(rt: Runtime, r: int, cases: Cases, allocation: Allocation | N
     return res
 
 
+def _fill_failed(errors: dict[str, str], name: str, err: Exception) -> None:
+    errors[name] = f"{type(err).__name__} (filling): {err}"
+    log.error("generator plugin %r raised while filling: %s", name, err)
+
+
 def _by_group(rt: Runtime, r: int, impl: Any, name: str, cases: Cases, teacher: BudgetedTeacher, quota: int,
               allocation: Allocation, counts: dict[str, int],
-              fill: Callable[[], Cases] | None = None) -> list[Candidate]:
+              fill: Callable[[], Cases] | None = None, errors: dict[str, str] | None = None) -> list[Candidate]:
     """One generator over the groups: each group's cases with its share of `quota`, smallest share
     first, what a group leaves unused spread over the groups after it by their shares. Candidates
     come back interleaved by group, so any prefix (e.g. `max_accepted_per_round`) keeps the shares.
     With `fill` (`generate.fill: group`), what a group's judged cases leave of its share is filled
-    from its own unjudged instructions first, so the allocation steers the fill too."""
+    from its own unjudged instructions first, so the allocation steers the fill too; if that raises,
+    the error is kept in `errors` and the groups go on without the fill."""
     by_group: dict[str, Cases] = {}
     for kind in ("hard", "easy"):
         for case in getattr(cases, kind):
@@ -161,8 +166,13 @@ def _by_group(rt: Runtime, r: int, impl: Any, name: str, cases: Cases, teacher: 
                 if own.hard or own.easy else []
             made[g] = [_tagged(c, group=g) for c in list(out or [])[:q]]
             if fill_of.get(g) and len(made[g]) < q and teacher.left > 0:
-                more = impl.function(cases=Cases(round=r, hard=fill_of[g]), teacher=teacher,
-                                     ctx=rt.context(r, plugin=name, max_candidates=q - len(made[g])))
+                try:
+                    more = impl.function(cases=Cases(round=r, hard=fill_of[g]), teacher=teacher,
+                                         ctx=rt.context(r, plugin=name, max_candidates=q - len(made[g])))
+                except Exception as err:  # noqa: BLE001 - reported; what the groups made is kept
+                    _fill_failed(errors if errors is not None else {}, name, err)
+                    fill_of.clear()
+                    more = []
                 made[g] += [_tagged(c, group=g, fill="group") for c in list(more or [])[: q - len(made[g])]]
         counts[g] = counts.get(g, 0) + len(made.get(g, []))
         carry += q - len(made.get(g, []))
