@@ -407,9 +407,9 @@ def test_warmup_rounds_expand_uniformly_while_the_referee_judges(tmp_path: Path)
 def test_a_small_referee_sample_still_spends_the_budget_by_filling_uniformly(tmp_path: Path) -> None:
     """judge.max_cases 2 finds a handful of hard cases a round: without a fill the paced rounds
     propose far fewer candidates than their budget allows and most of it is never spent; with
-    `generate.fill: uniform` (the default) the rest of each generator's quota goes to pool
+    `generate.fill: uniform` the rest of each generator's quota goes to pool
     instructions the referee did not judge, drawn uniformly and tagged as such, and the budget is
-    spent to within a round's slack."""
+    spent to within a round's slack; with `group` (the default) each group's unused share first."""
     from lionloop.inspect.status import run_status
     from lionloop.loop.runner import start
 

@@ -52,14 +52,13 @@ LEVERS: dict[str, dict[str, Any]] = {
     "loop-probes100": {"task": {"cache_per_skill": 100}},
     # The referee judging every case although it pays per call (Lion; judge.budget_share null).
     "loop-judge-all": {"judge": {"budget_share": None}},
-    # The paid referee's sample split evenly over the tasks (judge.sample_by: group), not drawn
-    # over the cases, where the tasks failing most (add) fill it.
-    "loop-sample-group": {"judge": {"sample_by": "group"}},
-    # What the paid referee's small sample leaves of a group's share filled from that group's own
-    # unjudged instructions (generate.fill: group), not uniformly over the pool: the allocation
-    # steers the whole round, not only the sampled cases' siblings.
-    "loop-fill-group": {"generate": {"fill": "group"}},
-    "loop-group": {"judge": {"sample_by": "group"}, "generate": {"fill": "group"}},
+    # How a paid referee's small sample steers the round (defaults: judge.sample_by group, generate.fill
+    # group). The sample drawn over the cases, where the tasks failing most (add) fill it; the rest of a
+    # round filled uniformly over the pool, not group by group as the allocation shares it; both (the
+    # default before 2026-12-02).
+    "loop-sample-case": {"judge": {"sample_by": "case"}},
+    "loop-fill-uniform": {"generate": {"fill": "uniform"}},
+    "loop-case-uniform": {"judge": {"sample_by": "case"}, "generate": {"fill": "uniform"}},
     # Each judged case asked once, not in both orders: half the judge calls (Lion asks both to
     # cancel a real judge's position bias; the offline oracle has none).
     "loop-one-order": {"judge": {"both_orders": False}},

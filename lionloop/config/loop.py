@@ -155,15 +155,17 @@ class GenerateConfig(_Section):
         "measured progress when it starts to steer. The referee's first hard cases come from a student that "
         "fails nearly everything: rewrites of them sit on the hardest instances. 0: steer from round 1.",
     )
-    fill: Literal["uniform", "group", "none"] = Field(
-        "uniform",
+    fill: Literal["group", "uniform", "none"] = Field(
+        "group",
         description="With a teacher budget (stop.max_teacher_calls, paced): what a round's judged cases cannot "
-        "fill, e.g. when a small referee sample (judge.max_cases) finds few hard cases. uniform: each generator's "
-        "unused quota goes to the pool instructions the referee did not judge this round, drawn uniformly and "
-        "expanded as the uniform baseline expands them (where every instruction was judged there are none, and "
-        "the referee's verdicts stand); group: with the allocation, each group's unused share is filled from that "
-        "group's own unjudged instructions first (the allocation steers the fill too), then as uniform; none: it "
-        "stays unspent this round (pacing re-spreads it over the rounds left, which may fall short too).",
+        "fill, e.g. when a referee that pays per call judges a sample (judge.budget_share, judge.max_cases) and "
+        "finds few hard cases. The fill expands pool instructions the referee did not judge this round, as the "
+        "uniform baseline expands them (where every instruction was judged, as with the verifier, there are none "
+        "and the referee's verdicts stand). group: each group's unused share of the allocation is filled from that "
+        "group's own unjudged instructions first, so the allocation's shares hold for the whole round, then what "
+        "is still unused as uniform (without an allocation, uniform alone); uniform: each generator's unused quota "
+        "from the unjudged instructions drawn uniformly over the pool; none: it stays unspent this round (pacing "
+        "re-spreads it over the rounds left, which may fall short too).",
     )
     allocation: AllocationConfig = Field(
         default_factory=AllocationConfig,

@@ -52,7 +52,7 @@ def select_cases(rt: Runtime, r: int) -> Cases:
 
 def uniform_cases(rt: Runtime, r: int, exclude: set[str]) -> Cases:
     """Pool instructions not in `exclude`, in the uniform baseline's seeded order, as "hard" cases:
-    what fills a round's quota that its judged cases cannot (`generate.fill: uniform`; the round's
+    what fills a round's quota that its judged cases cannot (`generate.fill`; the round's
     judged instructions are excluded: the referee's verdict on them stands)."""
     instructions = {i.id: i for i in rt.pool.instructions(["train", "cache"]) if i.id not in exclude}
     return Cases(round=r, hard=_uniform(rt, r, instructions, rt.pool.teacher_answers(), rt.pool.student_answers(r), {}))
