@@ -89,7 +89,8 @@ class RefereeConfig(_Section):
         "and max_cases unset: judge a seeded sample of at most this share of the round's part of what is left "
         "(the rounds still to generate share it evenly), so the referee cannot eat the calls the data needs. "
         "Judging every case (Lion) spent a 2,400-call budget on the referee alone; 0.1 (~23 cases a round "
-        "there) is where the loop broke even with uniform expansion (BENCHMARKS.md 1c). null: every case (Lion).",
+        "there) was the best sample in a sweep, and with sample_by and generate.fill by group the loop leads "
+        "uniform expansion there (BENCHMARKS.md 1c). null: every case (Lion).",
     )
     sample_by: Literal["group", "case"] = Field(
         "group",
@@ -97,7 +98,7 @@ class RefereeConfig(_Section):
         "over the groups (tasks, or clusters: generate.allocation.group_by), uniformly within each, so every group "
         "the allocation steers has hard cases to expand. case: uniformly over the cases that need a judge call; "
         "the groups failing most (often one the student cannot learn) fill it. With generate.fill: group, group "
-        "took the loop from 0.9 points behind uniform expansion to 0.6 ahead (BENCHMARKS.md 1c).",
+        "took the loop from break-even with uniform expansion to +3.1 points (BENCHMARKS.md 1c).",
     )
     min_decided: float = Field(
         0.5, ge=0, le=1,
