@@ -425,6 +425,7 @@ def test_a_small_referee_sample_still_spends_the_budget_by_filling_uniformly(tmp
                                          " WHERE origin = 'lion' GROUP BY 1"))
         made = [pool_rows(run_dir, "SELECT json_extract(result, '$.filled.lion') FROM stages"
                                    " WHERE round = ? AND stage = 'generate'", r)[0][0] for r in (1, 2)]
+        assert [r["filled"].get("lion") for r in st["rounds"][:2]] == made  # shown by `status`
         if fill == "uniform":
             assert all(m and m > 0 for m in made) and tagged.get("uniform", 0) > 0
             # What each group bought counts the fill too: the accepted candidates add up.

@@ -169,6 +169,8 @@ def build(pool: Pool, run_dir: RunDir, cfg: Any = None, run_id: str | None = Non
             "eval_per_skill": m.get("eval", {}).get("per_skill", {}),
             "eval_methods": m.get("eval", {}).get("methods", {}),
             "generated": m.get("generate", {}).get("candidates", 0),
+            # Per generator: candidates from pool instructions the referee did not judge (generate.fill).
+            "filled": m.get("generate", {}).get("filled") or {},
             "candidates": cand,
             "accepted": acc,
             "rejected": dict(sorted(rej.items())),
@@ -235,7 +237,7 @@ def status_view(full: dict[str, Any]) -> dict[str, Any]:
             "judge_mode", "agreement", "judge_position", "candidates", "accepted", "teacher_calls",
             "cache_hits", "teacher_failures", "teacher_tokens", "teacher_cost", "teacher_saving", "teacher_by_stage",
             "teacher_replies", "seconds", "work_seconds", "train", "train_roles", "plugin_errors", "stop_reason",
-            "accepted_by_group", "self_answered", "allocation", "pacing")
+            "accepted_by_group", "self_answered", "allocation", "pacing", "filled")
     rounds = []
     for r in full["rounds"]:
         if r["round"] == 0:
