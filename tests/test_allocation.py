@@ -314,6 +314,20 @@ def test_rows_without_task_labels_are_allocated_by_embedding_cluster(tmp_path: P
                                 " WHERE origin = 'lion' GROUP BY 1")
     assert dict(tagged) == r1["accepted_by_group"] and sum(dict(tagged).values()) == r1["accepted"]
 
+    # Under a budget the paid referee's sample and the fill go by cluster too (the defaults
+    # judge.sample_by and generate.fill: group): rows without labels, an LLM teacher as referee.
+    run_dir, _ = start(micro_config(tmp_path / "budget", generate={"allocation": {"group_by": "cluster", "clusters": 3}},
+                                    judge={"max_cases": 4, "last_round": False},
+                                    stop={"max_rounds": 3, "max_teacher_calls": 400, "stop_when_no_hard": False}))
+    st = run_status(run_dir)
+    assert [r["judge_sample"] for r in st["rounds"][:2]] == [4, 4]
+    groups = {g for r in st["rounds"][:2] for g in r["allocation"]["groups"]}
+    paid = pool_rows(run_dir, "SELECT instruction_id FROM verdicts WHERE round = 1 AND teacher_score IS NOT NULL")
+    assert len(paid) == 4
+    filled = dict(pool_rows(run_dir, "SELECT json_extract(meta, '$.group'), COUNT(*) FROM instructions"
+                                     " WHERE json_extract(meta, '$.fill') = 'group' GROUP BY 1"))
+    assert filled and set(filled) <= set(groups) <= {"c0", "c1", "c2"}
+
 
 def _mix_runtime(tmp_path: Path, mix: float, shares: dict[str, float], sizes: dict[str, int]) -> tuple[Any, list[Any]]:
     """A pool with `sizes` train rows per task and round 1's allocation `shares`; the runtime parts
