@@ -59,6 +59,10 @@ LEVERS: dict[str, dict[str, Any]] = {
     "loop-sample-case": {"judge": {"sample_by": "case"}},
     "loop-fill-uniform": {"generate": {"fill": "uniform"}},
     "loop-case-uniform": {"judge": {"sample_by": "case"}, "generate": {"fill": "uniform"}},
+    # Identical answers judged too (judge.skip_identical: false): what a teacher with free-form
+    # answers looks like, where the student's answer rarely matches the teacher's word for word and
+    # every verdict costs a judge call.
+    "loop-judge-identical": {"judge": {"skip_identical": False}},
     # Each judged case asked once, not in both orders: half the judge calls (Lion asks both to
     # cancel a real judge's position bias; the offline oracle has none).
     "loop-one-order": {"judge": {"both_orders": False}},
