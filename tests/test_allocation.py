@@ -293,6 +293,14 @@ def test_cache_accuracy_counts_unjudged_cases_at_the_judged_rate(tmp_path: Path)
     rt = SimpleNamespace(pool=pool)
     acc, n = cache_accuracy(rt, 1, {})["copy"]
     assert n == 8 and acc == pytest.approx((3 + 4 * 0.5) / 8)
+    # judge.skip_identical: false — identical answers cost a judge call too, so a sample leaves some
+    # unjudged: b (identical) counts at the judged identical answers' rate (a: easy), not as wrong.
+    # Round 2: a judged easy, c easy, d hard; b and e-h unjudged.
+    pool.add_responses("student", "s", 2, {i.id: (i.text[5:] if i.text[5:] in "ab" else "zz") for i in cache})
+    pool.add_verdicts([Verdict(cache[0].id, 2, 9, 9, False), Verdict(cache[2].id, 2, 9, 9, False),
+                       Verdict(cache[3].id, 2, 9, 1, True)])
+    acc, n = cache_accuracy(rt, 2, {})["copy"]
+    assert n == 8 and acc == pytest.approx((1 + 1 + 1 + 4 * 0.5) / 8)  # a, b; c; e-h at c-d's rate
     pool.close()
 
 

@@ -95,10 +95,14 @@ def cache_accuracy(rt: Runtime, r: int, groups: dict[str, str]) -> dict[str, tup
     """Per group: (the share of its cache-pool instructions the student got right by the referee's
     verdicts in round r, how many). Cache instructions are never trained on: a generalisation probe.
 
-    With `judge.max_cases` some cases go unjudged; all of them had answers different from the
-    teacher's (identical ones are always judged, for free), so each counts as right at the rate
-    the judged different answers of its group were found easy (0 when none was judged), not as
-    absent, which would inflate the accuracy of the groups failing most.
+    With a sampled referee (`judge.max_cases`, `budget_share`) some probes go unjudged. Each counts
+    as right at the rate the judged probes of its group *with the same kind of answer* were found
+    easy: answers identical to the teacher's, and different ones, apart. With `skip_identical` (the
+    default) identical answers are always judged, for free, so every unjudged probe has a different
+    answer and counts at the judged different answers' rate (0 when none was judged), not as
+    absent, which would inflate the accuracy of the groups failing most. With `skip_identical:
+    false` an unjudged identical answer counts at the identical ones' rate (1 when none was judged:
+    the teacher's own answer), not as a wrong one.
     """
     cache = [i for i in rt.pool.instructions(["cache"]) if i.id in groups or i.task]
     student = rt.pool.student_answers(r)
@@ -106,25 +110,32 @@ def cache_accuracy(rt: Runtime, r: int, groups: dict[str, str]) -> dict[str, tup
     verdicts = {v.instruction_id: v.hard for v in rt.pool.verdicts(r) if v.hard is not None}
     if not verdicts:
         return {}
-    easy: Counter[str] = Counter()
+    # Per (group, answer identical to the teacher's?): judged, judged easy, unjudged.
+    judged: Counter[tuple[str, bool]] = Counter()
+    easy: Counter[tuple[str, bool]] = Counter()
+    unjudged: Counter[tuple[str, bool]] = Counter()
     total: Counter[str] = Counter()
-    unjudged: Counter[str] = Counter()
-    differ: Counter[str] = Counter()
-    differ_easy: Counter[str] = Counter()
     for ins in cache:
         if ins.id not in student:
             continue
         g = groups.get(ins.id) or ins.task or NO_GROUP
+        key = (g, teacher.get(ins.id, "").strip() == student[ins.id].strip())
         total[g] += 1
-        if ins.id not in verdicts:
-            unjudged[g] += 1
-            continue
-        easy[g] += not verdicts[ins.id]
-        if teacher.get(ins.id, "").strip() != student[ins.id].strip():
-            differ[g] += 1
-            differ_easy[g] += not verdicts[ins.id]
-    return {g: ((easy[g] + unjudged[g] * (differ_easy[g] / differ[g] if differ[g] else 0.0)) / n, n)
-            for g, n in total.items() if n > unjudged[g]}
+        if ins.id in verdicts:
+            judged[key] += 1
+            easy[key] += not verdicts[ins.id]
+        else:
+            unjudged[key] += 1
+
+    def right(g: str) -> float:
+        out = 0.0
+        for same in (True, False):
+            k = (g, same)
+            rate = easy[k] / judged[k] if judged[k] else float(same)
+            out += easy[k] + unjudged[k] * rate
+        return out
+
+    return {g: (right(g) / n, n) for g, n in total.items() if n > unjudged[(g, True)] + unjudged[(g, False)]}
 
 
 def spent(rt: Runtime, r: int, groups: dict[str, str]) -> dict[str, int]:
