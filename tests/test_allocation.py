@@ -233,6 +233,10 @@ def test_referee_sample_by_group_splits_the_cap_evenly_over_the_groups() -> None
     # Drawn over the cases, add (40 of 48) takes most of the same cap.
     flat = sample_for_referee(items, teacher, student, 12, True, random.Random(1))
     assert len(flat) == 12 and sum(i.task == "add" for i in flat) > 5
+    # probes_first: a group's part comes from its cache probes first, then its train rows.
+    probes = {i.id for i in items if i.text in ("add 0", "add 1", "copy 0")}
+    picked = sample_for_referee(items, teacher, student, 12, True, random.Random(1), groups, probes)
+    assert probes <= {i.id for i in picked} and sum(i.task == "add" for i in picked) == 5
     assert even_split(7, {"a": 10, "b": 10, "c": 1}, random.Random(0)) == {"a": 3, "b": 3, "c": 1}
     assert sorted(even_split(5, {"a": 10, "b": 10}, random.Random(0)).values()) == [2, 3]  # remainder drawn
     assert even_split(50, {"a": 3, "b": 4}, random.Random(0)) == {"a": 3, "b": 4}

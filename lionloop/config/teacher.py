@@ -100,6 +100,13 @@ class RefereeConfig(_Section):
         "the groups failing most (often one the student cannot learn) fill it. With generate.fill: group, group "
         "took the loop from break-even with uniform expansion to +3.1 points (BENCHMARKS.md 1c).",
     )
+    probes_first: bool = Field(
+        False,
+        description="With sample_by: group, a group's part of the sample is drawn from its cache-pool probes first "
+        "(never trained on: what the allocation measures a group's accuracy on, and failures the student has "
+        "not memorised), then from its train pool. Matters where a judged answer is rarely identical to the "
+        "teacher's (free-form answers, or skip_identical: false): the probes' accuracy then rests on the sample.",
+    )
     min_decided: float = Field(
         0.5, ge=0, le=1,
         description="Share of a round's cases the referee must decide (hard or easy). Below it the run stops "

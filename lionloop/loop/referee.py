@@ -128,11 +128,12 @@ def referee_cap(cfg: RefereeConfig, left: int | None, rounds: int) -> int | None
 
 def sample_for_referee(items: Sequence[Instruction], teacher_answers: dict[str, str], student_answers: dict[str, str],
                        cap: int | None, skip_identical: bool, rng: Any,
-                       groups: dict[str, str] | None = None) -> list[Instruction]:
+                       groups: dict[str, str] | None = None, first: set[str] | None = None) -> list[Instruction]:
     """The cases the referee judges this round: all of them, or with a `cap` a seeded sample of
     those that need a judge call, beside every case the judge is not asked about (identical
     answers are easy for free): the cap is on referee calls, not on free verdicts. With `groups`
-    (instruction id -> group) the cap is split evenly over the groups, uniformly within each."""
+    (instruction id -> group) the cap is split evenly over the groups, uniformly within each, and
+    with `first` (ids, e.g. the cache probes) a group's part is drawn from those first."""
     if cap is None:
         return list(items)
     free = {i.id for i in items
@@ -145,9 +146,18 @@ def sample_for_referee(items: Sequence[Instruction], teacher_answers: dict[str, 
         for ins in paid:
             by_group[groups.get(ins.id) or ins.task or ""].append(ins)
         take = even_split(cap, {g: len(v) for g, v in sorted(by_group.items())}, rng)
-        paid = [ins for g, v in sorted(by_group.items()) for ins in rng.sample(v, take[g])]
+        paid = [ins for g, v in sorted(by_group.items()) for ins in _draw(v, take[g], first or set(), rng)]
     chosen = free | {i.id for i in paid}
     return [i for i in items if i.id in chosen]
+
+
+def _draw(items: list[Instruction], k: int, first: set[str], rng: Any) -> list[Instruction]:
+    """k of `items` drawn uniformly, those in `first` before the rest."""
+    lead = [i for i in items if i.id in first]
+    rest = [i for i in items if i.id not in first]
+    if k <= len(lead):
+        return rng.sample(lead, k) if first else rng.sample(items, k)
+    return lead + rng.sample(rest, k - len(lead))
 
 
 def even_split(cap: int, sizes: dict[str, int], rng: Any) -> dict[str, int]:
@@ -183,9 +193,10 @@ def discriminate_stage(rt: Runtime, r: int) -> dict[str, Any]:
     cap = referee_cap(rt.cfg.judge, left_at_start(rt, r, "discriminate"), rounds_to_generate(rt, r))
     # The verifier judges cache probes the teacher never answered (bootstrap: `unpaid_probes`).
     groups = pool_groups(rt, rt.cfg.generate.allocation)[1] if cap is not None and rt.cfg.judge.sample_by == "group" else None
+    probes = {i.id for i in pool if i.split == "cache"} if rt.cfg.judge.probes_first else None
     items = sample_for_referee([i for i in pool if i.id in student and (i.id in teacher or mode == "verifier")],
                                teacher, student, cap, rt.cfg.judge.skip_identical, rt.context(r).rng("judge-sample"),
-                               groups)
+                               groups, probes)
     right = verifier_calls(rt.task_pack, items, teacher, student) if mode != "llm" else {}
     orders: list[tuple[float, bool]] = []
     if mode == "verifier":
