@@ -64,6 +64,7 @@ LEVERS: dict[str, dict[str, Any]] = {
     # every verdict costs a judge call.
     "loop-judge-identical": {"judge": {"skip_identical": False}},
     "loop-judge-identical-probes": {"judge": {"skip_identical": False, "probes_first": True}},
+    "loop-probes-first": {"judge": {"probes_first": True}},
     # Each judged case asked once, not in both orders: half the judge calls (Lion asks both to
     # cancel a real judge's position bias; the offline oracle has none).
     "loop-one-order": {"judge": {"both_orders": False}},
