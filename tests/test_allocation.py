@@ -71,6 +71,18 @@ def test_progress_averages_the_last_window_of_round_pairs() -> None:
     assert progress(accs, spends, window=2, estimate="slope")["a"] == pytest.approx(0.6 / (18 + 19))
 
 
+def test_a_group_the_round_did_not_measure_keeps_its_last_figure() -> None:
+    """A sampled referee may judge none of a group's probes in a round: the group stays in the
+    allocation at its last measured accuracy (no progress that round), not dropped from it."""
+    from lionloop.loop.allocation import carried
+
+    accs = carried([{"a": (0.2, 30), "b": (0.5, 30)}, {"a": (0.4, 30)}, {"b": (0.7, 30)}])
+    assert accs[1] == {"a": (0.4, 30), "b": (0.5, 30)}
+    assert accs[2] == {"a": (0.4, 30), "b": (0.7, 30)}
+    lp = progress(accs[:2], [{"a": 10, "b": 10}], window=1, estimate="slope")
+    assert lp["b"] == 0 and lp["a"] > 0
+
+
 def test_shares_follow_scores_with_an_exploration_floor() -> None:
     s = shares_from({"a": 3.0, "b": 1.0, "c": 0.0}, exploration=0.3)
     assert sum(s.values()) == pytest.approx(1.0)

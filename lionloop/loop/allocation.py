@@ -138,6 +138,16 @@ def cache_accuracy(rt: Runtime, r: int, groups: dict[str, str]) -> dict[str, tup
     return {g: (right(g) / n, n) for g, n in total.items() if n > unjudged[(g, True)] + unjudged[(g, False)]}
 
 
+def carried(accs: list[dict[str, tuple[float, int]]]) -> list[dict[str, tuple[float, int]]]:
+    """Each round's cache accuracy by group, with a group the round did not measure (a sampled
+    referee judged none of its probes) at its last measured figure: it keeps a share (at least the
+    exploration's) instead of dropping out of the allocation, and shows no progress that round."""
+    out: list[dict[str, tuple[float, int]]] = []
+    for acc in accs:
+        out.append({**(out[-1] if out else {}), **acc})
+    return out
+
+
 def spent(rt: Runtime, r: int, groups: dict[str, str]) -> dict[str, int]:
     """Per group: new train instructions accepted in round r (the group that paid for each)."""
     rows = rt.pool.query(
@@ -254,7 +264,7 @@ def allocate(rt: Runtime, r: int) -> Allocation | None:
     if acfg.mode == "lion" or not referee_selects(rt.cfg) or warming_up(rt.cfg, r):
         return None
     group_by, groups = pool_groups(rt, acfg)
-    accs = [cache_accuracy(rt, k, groups) for k in range(1, r + 1)]
+    accs = carried([cache_accuracy(rt, k, groups) for k in range(1, r + 1)])
     spends = [spent(rt, k, groups) for k in range(1, r)]
     now = accs[-1]
     lp = progress(accs, spends, acfg.window, acfg.estimate)
