@@ -61,10 +61,12 @@ LEVERS: dict[str, dict[str, Any]] = {
     "loop-case-uniform": {"judge": {"sample_by": "case"}, "generate": {"fill": "uniform"}},
     # Identical answers judged too (judge.skip_identical: false): what a teacher with free-form
     # answers looks like, where the student's answer rarely matches the teacher's word for word and
-    # every verdict costs a judge call.
+    # every verdict costs a judge call; with the sample's probes first (the default) and without.
     "loop-judge-identical": {"judge": {"skip_identical": False}},
-    "loop-judge-identical-probes": {"judge": {"skip_identical": False, "probes_first": True}},
-    "loop-probes-first": {"judge": {"probes_first": True}},
+    "loop-judge-identical-mixed": {"judge": {"skip_identical": False, "probes_first": False}},
+    # A group's part of the referee's sample drawn over its train and cache instructions alike
+    # (judge.probes_first false; the default before 2026-12-02, late).
+    "loop-probes-mixed": {"judge": {"probes_first": False}},
     # Each judged case asked once, not in both orders: half the judge calls (Lion asks both to
     # cancel a real judge's position bias; the offline oracle has none).
     "loop-one-order": {"judge": {"both_orders": False}},
