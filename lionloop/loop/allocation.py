@@ -26,6 +26,7 @@ import numpy as np
 
 from lionloop.config import AllocationConfig
 from lionloop.loop.runtime import Runtime
+from lionloop.loop.scoring import identical
 from lionloop.loop.selection import referee_selects, warming_up
 from lionloop.records import Instruction
 
@@ -119,7 +120,7 @@ def cache_accuracy(rt: Runtime, r: int, groups: dict[str, str]) -> dict[str, tup
         if ins.id not in student:
             continue
         g = groups.get(ins.id) or ins.task or NO_GROUP
-        key = (g, teacher.get(ins.id, "").strip() == student[ins.id].strip())
+        key = (g, identical(teacher.get(ins.id, ""), student[ins.id]))
         total[g] += 1
         if ins.id in verdicts:
             judged[key] += 1

@@ -18,7 +18,7 @@ from lionloop.loop.allocation import pool_groups
 from lionloop.loop.budget import left_at_start, rounds_to_generate
 from lionloop.loop.quorum import require_decided
 from lionloop.loop.runtime import Runtime
-from lionloop.loop.scoring import agreement
+from lionloop.loop.scoring import agreement, identical
 from lionloop.loop.selection import referee_selects
 from lionloop.plugin.taskpack import with_reference
 from lionloop.records import Instruction, Verdict
@@ -51,7 +51,7 @@ def judge_cases(
     to_judge: list[Instruction] = []
     for ins in items:
         t, s = teacher_answers[ins.id], student_answers[ins.id]
-        if cfg.skip_identical and t.strip() == s.strip():
+        if cfg.skip_identical and identical(t, s):
             verdicts.append(Verdict(ins.id, round, None, None, False, raw="identical answers: easy, not judged"))
             if progress:
                 progress(1)
@@ -137,7 +137,7 @@ def sample_for_referee(items: Sequence[Instruction], teacher_answers: dict[str, 
     if cap is None:
         return list(items)
     free = {i.id for i in items
-            if skip_identical and teacher_answers.get(i.id, "").strip() == student_answers[i.id].strip()}
+            if skip_identical and identical(teacher_answers.get(i.id, ""), student_answers[i.id])}
     paid = sorted((i for i in items if i.id not in free), key=lambda i: i.id)
     if groups is None:
         paid = rng.sample(paid, cap) if len(paid) > cap else paid

@@ -123,6 +123,12 @@ def relative_score(verdicts: Iterable[Verdict], task_of: Mapping[str, str]) -> d
 # -- the LLM referee audited by a verifier --------------------------------------------------------------
 
 
+def identical(teacher_answer: str, student_answer: str) -> bool:
+    """The student said what the teacher said (up to surrounding whitespace): easy without a judge
+    call under `judge.skip_identical`, and what the cache accuracy tells judged answers apart by."""
+    return teacher_answer.strip() == student_answer.strip()
+
+
 def agreement(llm: Iterable[Verdict], verifier_right: Mapping[str, bool | None]) -> dict[str, Any]:
     """How the referee's hard/easy calls agree with the verifier's (hard = the student is wrong).
 
