@@ -128,7 +128,7 @@ def _fill_failed(errors: dict[str, str], name: str, err: Exception) -> None:
 
 def _by_group(rt: Runtime, r: int, impl: Any, name: str, cases: Cases, teacher: BudgetedTeacher, quota: int,
               allocation: Allocation, counts: dict[str, int],
-              fill: Callable[[], Cases] | None = None, errors: dict[str, str] | None = None) -> list[Candidate]:
+              fill: Callable[[], Cases] | None, errors: dict[str, str]) -> list[Candidate]:
     """One generator over the groups: each group's cases with its share of `quota`, smallest share
     first, what a group leaves unused spread over the groups after it by their shares. Candidates
     come back interleaved by group, so any prefix (e.g. `max_accepted_per_round`) keeps the shares.
@@ -170,7 +170,7 @@ def _by_group(rt: Runtime, r: int, impl: Any, name: str, cases: Cases, teacher: 
                     more = impl.function(cases=Cases(round=r, hard=fill_of[g]), teacher=teacher,
                                          ctx=rt.context(r, plugin=name, max_candidates=q - len(made[g])))
                 except Exception as err:  # noqa: BLE001 - reported; what the groups made is kept
-                    _fill_failed(errors if errors is not None else {}, name, err)
+                    _fill_failed(errors, name, err)
                     fill_of.clear()
                     more = []
                 made[g] += [_tagged(c, group=g, fill="group") for c in list(more or [])[: q - len(made[g])]]

@@ -156,7 +156,7 @@ def _draw(items: list[Instruction], k: int, first: set[str], rng: Any) -> list[I
     lead = [i for i in items if i.id in first]
     rest = [i for i in items if i.id not in first]
     if k <= len(lead):
-        return rng.sample(lead, k) if first else rng.sample(items, k)
+        return rng.sample(lead, k)
     return lead + rng.sample(rest, k - len(lead))
 
 
