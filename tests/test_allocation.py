@@ -255,6 +255,45 @@ def test_referee_sample_by_group_splits_the_cap_evenly_over_the_groups() -> None
     assert even_split(0, {"a": 3}, random.Random(0)) == {"a": 0}
 
 
+def test_probes_first_auto_reads_how_right_answers_show() -> None:
+    """probes_first: auto leads with the probes unless identical answers outnumber the right answers
+    that differ from the teacher's (estimated from the last round's paid verdicts)."""
+    from lionloop.loop.referee import probes_lead
+
+    # Exact answers (§1c's runs): ~45 identical in round 1, every paid verdict hard.
+    assert probes_lead("auto", 45, 1200, None) is False
+    assert probes_lead("auto", 900, 500, {"judged_paid": 24, "easy_paid": 0}) is False
+    # Free-form answers: nothing identical, from the first round; later the paid verdicts say so.
+    assert probes_lead("auto", 0, 1300, None) is True
+    assert probes_lead("auto", 3, 1300, {"judged_paid": 24, "easy_paid": 16}) is True
+    # A judge that accepts a few different answers does not flip it where identical ones dominate.
+    assert probes_lead("auto", 400, 900, {"judged_paid": 24, "easy_paid": 2}) is False
+    assert probes_lead(True, 900, 10, None) is True and probes_lead(False, 0, 10, None) is False
+
+
+@pytest.mark.slow
+def test_probes_first_auto_leads_with_probes_when_every_verdict_is_paid(tmp_path: Path) -> None:
+    """With skip_identical: false (every verdict paid, as with free-form answers) the default
+    `auto` draws each group's part of a small sample from its cache probes; `false` draws over the
+    train pool too."""
+    from lionloop.loop.runner import start
+
+    splits = {}
+    for setting in ("auto", False):
+        run_dir, _ = start(micro_config(
+            tmp_path / str(setting), judge={"max_cases": 4, "skip_identical": False, "last_round": False,
+                                            "probes_first": setting},
+            stop={"max_rounds": 2, "max_teacher_calls": 300, "stop_when_no_hard": False}))
+        lead = pool_rows(run_dir, "SELECT json_extract(result, '$.probes_first') FROM stages"
+                                  " WHERE round = 1 AND stage = 'discriminate'")[0][0]
+        assert lead == (setting == "auto")
+        splits[setting] = [s for (s,) in pool_rows(
+            run_dir, "SELECT i.split FROM verdicts v JOIN instructions i ON i.id = v.instruction_id"
+                     " WHERE v.round = 1 AND v.teacher_score IS NOT NULL")]
+    assert len(splits["auto"]) == 4 and set(splits["auto"]) == {"cache"}
+    assert "train" in splits[False]
+
+
 def test_cases_the_budget_ran_out_on_are_not_a_referee_outage() -> None:
     from lionloop.errors import RefereeError
     from lionloop.loop.quorum import require_decided

@@ -26,6 +26,7 @@ def test_defaults_validate_and_round_trip(tmp_path: Path) -> None:
         ({"generate": {"generators": {"lion": {"share": 2}}}}, "generate.generators.lion.share"),
         ({"teacher": {"bakend": "oracle"}}, "teacher.bakend"),
         ({"name": "a/b"}, "name"),
+        ({"judge": {"probes_first": "sometimes"}}, "judge.probes_first"),
         ({"referee": {"backend": "oracle", "cache_path": "x.sqlite"}}, "referee.cache_path"),
     ],
 )

@@ -61,9 +61,11 @@ LEVERS: dict[str, dict[str, Any]] = {
     "loop-case-uniform": {"judge": {"sample_by": "case"}, "generate": {"fill": "uniform"}},
     # Identical answers judged too (judge.skip_identical: false): what a teacher with free-form
     # answers looks like, where the student's answer rarely matches the teacher's word for word and
-    # every verdict costs a judge call; with the sample's probes first and without (the default).
+    # every verdict costs a judge call; with the default (probes_first: auto, which leads with the
+    # probes there), with the probes first set explicitly, and without them (the default before auto).
     "loop-judge-identical": {"judge": {"skip_identical": False}},
     "loop-judge-identical-probes": {"judge": {"skip_identical": False, "probes_first": True}},
+    "loop-judge-identical-off": {"judge": {"skip_identical": False, "probes_first": False}},
     # A group's part of the referee's sample from its cache probes first (judge.probes_first).
     "loop-probes-first": {"judge": {"probes_first": True}},
     # Each judged case asked once, not in both orders: half the judge calls (Lion asks both to

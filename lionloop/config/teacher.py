@@ -100,15 +100,17 @@ class RefereeConfig(_Section):
         "the groups failing most (often one the student cannot learn) fill it. With generate.fill: group, group "
         "took the loop from break-even with uniform expansion to +3.1 points (BENCHMARKS.md 1c).",
     )
-    probes_first: bool = Field(
-        False,
+    probes_first: Literal["auto", True, False] = Field(
+        "auto",
         description="With sample_by: group, a group's part of the sample is drawn from its cache-pool probes first "
         "(never trained on: what the allocation measures a group's accuracy on, and failures the student has "
-        "not memorised), then from its train pool. Matters where a judged answer is rarely identical to the "
+        "not memorised), then from its train pool. It matters where a right answer is rarely identical to the "
         "teacher's (free-form answers, or skip_identical: false): the probes' accuracy then rests on the sample, "
-        "and drawn over train and cache alike it leaves groups unmeasured (BENCHMARKS.md 1c: with identical "
-        "answers judged too, +4 points on development seeds). Off by default: where identical answers are judged "
-        "for free (exact answers) it measured +0.2 on development seeds and -3.8 on four final seeds.",
+        "and drawn over train and cache alike it leaves groups unmeasured (BENCHMARKS.md 1c: +4 points on "
+        "development seeds). With exact answers, where the right ones are judged for free, it measured +0.2 on "
+        "development seeds and -3.8 on four final seeds. auto (default): probes first unless this round's "
+        "identical answers outnumber the right-but-different ones the last round's paid verdicts estimate, i.e. "
+        "off with exact answers, on with free-form ones from the first round.",
     )
     min_decided: float = Field(
         0.5, ge=0, le=1,

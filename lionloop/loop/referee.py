@@ -136,8 +136,7 @@ def sample_for_referee(items: Sequence[Instruction], teacher_answers: dict[str, 
     with `first` (ids, e.g. the cache probes) a group's part is drawn from those first."""
     if cap is None:
         return list(items)
-    free = {i.id for i in items
-            if skip_identical and identical(teacher_answers.get(i.id, ""), student_answers[i.id])}
+    free = free_cases(items, teacher_answers, student_answers, skip_identical)
     paid = sorted((i for i in items if i.id not in free), key=lambda i: i.id)
     if groups is None:
         paid = rng.sample(paid, cap) if len(paid) > cap else paid
@@ -149,6 +148,28 @@ def sample_for_referee(items: Sequence[Instruction], teacher_answers: dict[str, 
         paid = [ins for g, v in sorted(by_group.items()) for ins in _draw(v, take[g], first or set(), rng)]
     chosen = free | {i.id for i in paid}
     return [i for i in items if i.id in chosen]
+
+
+def free_cases(items: Sequence[Instruction], teacher_answers: dict[str, str], student_answers: dict[str, str],
+               skip_identical: bool) -> set[str]:
+    """Ids of the cases the referee calls easy without a judge call (identical answers)."""
+    return {i.id for i in items if skip_identical and identical(teacher_answers.get(i.id, ""), student_answers[i.id])}
+
+
+def probes_lead(setting: bool | str, identical_now: int, needing_call: int, last: dict[str, Any] | None) -> bool:
+    """Whether a group's part of the referee's sample comes from its cache probes first this round.
+
+    `judge.probes_first: auto` says yes unless identical answers are how the student's right
+    answers show: unless this round's identical answers (`identical_now`, easy for free) outnumber
+    the right answers that differ from the teacher's, estimated from the last judged round (its
+    share of paid verdicts that came out easy) over this round's cases that need a call. With exact
+    answers the right ones are identical and the paid verdicts hard: no. With free-form answers none
+    is identical, so the probes' accuracy rests on the sample: yes, from the first round on."""
+    if setting != "auto":
+        return bool(setting)
+    judged = (last or {}).get("judged_paid") or 0
+    rate = (last or {}).get("easy_paid", 0) / judged if judged else 0.0
+    return rate * needing_call >= identical_now
 
 
 def _draw(items: list[Instruction], k: int, first: set[str], rng: Any) -> list[Instruction]:
@@ -193,10 +214,15 @@ def discriminate_stage(rt: Runtime, r: int) -> dict[str, Any]:
     cap = referee_cap(rt.cfg.judge, left_at_start(rt, r, "discriminate"), rounds_to_generate(rt, r))
     # The verifier judges cache probes the teacher never answered (bootstrap: `unpaid_probes`).
     groups = pool_groups(rt, rt.cfg.generate.allocation)[1] if cap is not None and rt.cfg.judge.sample_by == "group" else None
-    probes = {i.id for i in pool if i.split == "cache"} if rt.cfg.judge.probes_first else None
-    items = sample_for_referee([i for i in pool if i.id in student and (i.id in teacher or mode == "verifier")],
-                               teacher, student, cap, rt.cfg.judge.skip_identical, rt.context(r).rng("judge-sample"),
-                               groups, probes)
+    cases = [i for i in pool if i.id in student and (i.id in teacher or mode == "verifier")]
+    lead = None
+    if groups is not None:
+        free = free_cases(cases, teacher, student, rt.cfg.judge.skip_identical)
+        lead = probes_lead(rt.cfg.judge.probes_first, len(free), len(cases) - len(free),
+                           rt.pool.stage_result(r - 1, "discriminate"))
+    probes = {i.id for i in pool if i.split == "cache"} if lead else None
+    items = sample_for_referee(cases, teacher, student, cap, rt.cfg.judge.skip_identical,
+                               rt.context(r).rng("judge-sample"), groups, probes)
     right = verifier_calls(rt.task_pack, items, teacher, student) if mode != "llm" else {}
     orders: list[tuple[float, bool]] = []
     if mode == "verifier":
@@ -216,7 +242,12 @@ def discriminate_stage(rt: Runtime, r: int) -> dict[str, Any]:
         "hard_ratio": round(hard / max(1, hard + easy), 4),
         "mean_diff": round(sum(diffs) / len(diffs), 4) if diffs else None,
         "mode": mode, "sample": cap,
+        # Verdicts the referee was paid for, and how many of them came out easy (probes_first: auto).
+        "judged_paid": sum(1 for v in verdicts if v.diff is not None and v.hard is not None),
+        "easy_paid": sum(1 for v in verdicts if v.diff is not None and v.hard is False),
     }
+    if lead is not None:
+        result["probes_first"] = lead
     if bias := position_bias(orders):
         result["position"] = bias
     if mode == "both":
