@@ -276,6 +276,7 @@ def test_probes_first_auto_leads_with_probes_when_every_verdict_is_paid(tmp_path
     """With skip_identical: false (every verdict paid, as with free-form answers) the default
     `auto` draws each group's part of a small sample from its cache probes; `false` draws over the
     train pool too."""
+    from lionloop.inspect.status import run_status
     from lionloop.loop.runner import start
 
     splits = {}
@@ -287,6 +288,7 @@ def test_probes_first_auto_leads_with_probes_when_every_verdict_is_paid(tmp_path
         lead = pool_rows(run_dir, "SELECT json_extract(result, '$.probes_first') FROM stages"
                                   " WHERE round = 1 AND stage = 'discriminate'")[0][0]
         assert lead == (setting == "auto")
+        assert run_status(run_dir)["rounds"][0]["judge_probes_first"] is (setting == "auto")  # shown by `status`
         splits[setting] = [s for (s,) in pool_rows(
             run_dir, "SELECT i.split FROM verdicts v JOIN instructions i ON i.id = v.instruction_id"
                      " WHERE v.round = 1 AND v.teacher_score IS NOT NULL")]

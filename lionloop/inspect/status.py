@@ -251,6 +251,8 @@ def status_view(full: dict[str, Any]) -> dict[str, Any]:
             "easy": ref.get("easy"),
             # Cases the referee could judge with a call (judge.max_cases or budget_share); None: every one.
             "judge_sample": ref.get("sample"),
+            # Whether that sample led with the cache probes (judge.probes_first, `auto` decided per round).
+            "judge_probes_first": ref.get("probes_first"),
             "candidates": r["generated"],
             "dedup_rejected": r["rejected"],
         })
