@@ -106,11 +106,12 @@ class RefereeConfig(_Section):
         "(never trained on: what the allocation measures a group's accuracy on, and failures the student has "
         "not memorised), then from its train pool. It matters where a right answer is rarely identical to the "
         "teacher's (free-form answers, or skip_identical: false): the probes' accuracy then rests on the sample, "
-        "and drawn over train and cache alike it leaves groups unmeasured (BENCHMARKS.md 1c: +4 points on "
-        "development seeds). With exact answers, where the right ones are judged for free, it measured +0.2 on "
-        "development seeds and -3.8 on four final seeds. auto (default): probes first unless this round's "
-        "identical answers outnumber the right-but-different ones the last round's paid verdicts estimate, i.e. "
-        "off with exact answers, on with free-form ones from the first round.",
+        "and drawn over train and cache alike it measures groups from few probes (BENCHMARKS.md 1c: +1.2 points "
+        "on development seeds, +0.6 on the final ones, with every verdict paid). With exact answers, where the "
+        "right ones are judged for free, it measured +0.2 on development seeds and -3.8 on four final seeds. "
+        "auto (default): probes first unless this round's identical answers outnumber the right-but-different "
+        "ones the last round's paid verdicts estimate, i.e. off with exact answers, on with free-form ones from "
+        "the first round.",
     )
     min_decided: float = Field(
         0.5, ge=0, le=1,
