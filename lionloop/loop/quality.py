@@ -10,6 +10,8 @@ rewrites (always a different instance of a skill) never trip it.
 from __future__ import annotations
 
 import re
+from functools import cache
+from importlib import resources
 
 from lionloop.records import Instruction
 
@@ -29,10 +31,37 @@ _SLOT = re.compile(
     r"[<{\[]\s*(?:the |your |its |an? |one )?(?:new |final )?"
     r"(?:instruction|input|answer|task|text|question|string)s?\b[^<>{}\[\]\n]{0,40}[>}\]]", re.I)
 _WORD = re.compile(r"\w")
+# A run of this many words of a packaged prompt's own wording, found in a generated instruction
+# and not in the instruction it was written from, is an echo of the prompt ("make it different
+# from the obvious first choice", from SmolLM2). Runs of mostly function words ("the order in
+# which the") are common English, not the prompt's: a run counts with at least 3 other words.
+ECHO_WORDS = 5
+_FUNCTION = frozenset(
+    "a an the and or but if of to in on at by for with from as is are be was it its this that these those "
+    "which what who how when where not no one s".split())
+_JINJA = re.compile(r"{%.*?%}|{{.*?}}|{#.*?#}", re.S)
 
 
 def _norm(text: str) -> str:
     return " ".join(re.sub(r"[^\w\s]", " ", text.lower()).split())
+
+
+def _runs(text: str, n: int = ECHO_WORDS) -> set[tuple[str, ...]]:
+    words = _norm(text).split()
+    runs = (tuple(words[k:k + n]) for k in range(len(words) - n + 1))
+    return {r for r in runs if sum(w not in _FUNCTION for w in r) >= 3}
+
+
+@cache
+def template_runs() -> frozenset[tuple[str, ...]]:
+    """The word runs of the packaged prompt templates' fixed text (Jinja tags removed: what any
+    request shows the teacher whatever its data)."""
+    runs: set[tuple[str, ...]] = set()
+    for item in resources.files("lionloop.prompts").iterdir():
+        if item.name.endswith(".j2"):
+            for part in _JINJA.split(item.read_text(encoding="utf-8")):
+                runs |= _runs(part)
+    return frozenset(runs)
 
 
 def instruction_problem(candidate: Instruction, parent: Instruction | None = None) -> str | None:
@@ -49,6 +78,11 @@ def instruction_problem(candidate: Instruction, parent: Instruction | None = Non
     for phrase in TEMPLATE_PHRASES:
         if phrase in low:
             return f"echoes the prompt ({phrase!r})"
+    echo = _runs(f"{text}\n{given}") & template_runs()
+    if echo and parent is not None:
+        echo -= _runs(f"{parent.text}\n{parent.input}")
+    if echo := sorted(echo):
+        return f"echoes the prompt ({' '.join(echo[0])!r})"
     if given and _norm(given) == _norm(text):
         return "the input repeats the instruction"
     if parent is not None and _norm(text) == _norm(parent.text) and _norm(given) == _norm(parent.input):
