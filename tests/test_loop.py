@@ -203,7 +203,9 @@ def test_a_generator_raising_while_filling_keeps_what_it_made_before(tmp_path: P
     metrics = json.loads(pool_rows(tmp_path, "SELECT metrics FROM rounds WHERE round = 1")[0][0])
     assert metrics["generate"]["plugin_errors"] == {"picky": "RuntimeError (filling): no verdict"}
     made = metrics["generate"]["by_generator"]["picky"]
-    # One candidate from the judged cases (per group that has any, where the fill follows the groups).
-    assert made >= 1 if fill == "group" else made == 1
+    # One candidate from the judged cases of each group that has any (the generator runs per group).
+    judged_groups = pool_rows(tmp_path, "SELECT COUNT(DISTINCT i.task) FROM verdicts v JOIN instructions i"
+                                        " ON i.id = v.instruction_id WHERE v.round = 1 AND v.hard IS NOT NULL")[0][0]
+    assert judged_groups >= 1 and made == judged_groups
     assert metrics["generate"]["filled"] == {"picky": 0}
     assert metrics["curate"]["candidates"] == made
