@@ -11,6 +11,7 @@ import pytest
 from conftest import micro_config, pool_rows
 
 from lionloop.config import parse_config
+from lionloop.loop.referee import referee_doubt
 from lionloop.loop.scoring import (
     ACCURACY,
     RELATIVE,
@@ -143,3 +144,57 @@ def test_judge_mode_verifier_and_both_in_a_micro_loop(tmp_path: Path) -> None:
     assert a["agreement"] == 1.0 and r1["judge_mode"] == "both"
     metrics = json.loads(pool_rows(out, "SELECT metrics FROM rounds WHERE round = 1")[0][0])
     assert metrics["referee"]["agreement"] == a
+    assert not _notices(out)
+
+
+class Lenient:
+    """A referee backend that finds both answers fine (8 and 8): what a small real judge did with
+    a tiny student's wrong answers (SmolLM2-135M called all of them easy). A scripted stand-in: the
+    real one needs the vLLM sidecar and minutes per round, and its leniency is not guaranteed."""
+
+    from lionloop.plugin.hookspecs import hookimpl
+
+    @hookimpl
+    def lionloop_register(self, registry):  # noqa: ANN001, ANN201
+        from lionloop.teacher.client import Reply
+        from lionloop.teacher.requests import Judge
+        from plugins.oracle_backend import OracleBackend
+
+        class LenientBackend(OracleBackend):
+            name = "lenient"
+
+            def complete(self, requests, attempt):  # noqa: ANN001, ANN201
+                for i, req in enumerate(requests):
+                    if isinstance(req, Judge):
+                        yield i, Reply(output={"explanation": "both fine", "score_1": 8, "score_2": 8})
+                    else:
+                        yield from ((i, reply) for _, reply in super().complete([req], attempt))
+
+        registry.add_backend("lenient", LenientBackend)
+
+
+@pytest.mark.slow
+def test_a_referee_the_verifier_finds_no_better_than_chance_is_reported(tmp_path: Path) -> None:
+    """judge.mode both: when the verifier agrees with fewer than half of the referee's calls, the
+    round says so in one line (events.jsonl, the console), with the figures and the way out."""
+    from lionloop.loop.graph import build_graph
+    from lionloop.loop.runtime import Runtime
+    from lionloop.plugin.manager import get_plugin_manager
+
+    cfg = micro_config(tmp_path, judge={"mode": "both"}, referee={"backend": "lenient"}, stop={"max_rounds": 1})
+    rt = Runtime(cfg=cfg, run_id="lenient-run", run_dir=tmp_path, pm=get_plugin_manager(extra=[("lenient", Lenient())]))
+    build_graph().invoke({"run_id": "lenient-run", "round": 1}, {"recursion_limit": 100}, context=rt)
+    rt.close()
+    a = json.loads(pool_rows(tmp_path, "SELECT metrics FROM rounds WHERE round = 1")[0][0])["referee"]["agreement"]
+    assert a["tp"] == a["fp"] == 0 and a["fn"] > a["n"] / 2
+    assert [m for m in _notices(tmp_path) if "the verifier agrees with" in m] == [
+        f"round 1: the verifier agrees with {a['agree']} of the referee's {a['n']} calls (0 called hard, "
+        f"{a['fn']} wrong by the verifier): the referee is choosing the hard cases no better than chance; "
+        "judge.mode: verifier lets the verifier decide"]
+    assert referee_doubt({"n": 3, "agree": 0, "tp": 0, "fp": 0, "fn": 3}) is None  # too few calls to say
+    assert referee_doubt({"n": 10, "agree": 5, "tp": 5, "fp": 0, "fn": 5}) is None  # half: not below
+
+
+def _notices(run_dir: Path) -> list[str]:
+    lines = (run_dir / "events.jsonl").read_text().splitlines()
+    return [e["message"] for e in map(json.loads, lines) if e.get("event") == "notice"]

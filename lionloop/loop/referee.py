@@ -113,6 +113,22 @@ def _verifier_verdict(iid: str, round: int, right: bool | None) -> Verdict:
     return Verdict(iid, round, None, None, not right, raw=f"verifier: {'right' if right else 'wrong'}")
 
 
+# Fewest audited calls a round before the verifier's disagreement with the referee is reported.
+MIN_AUDITED = 4
+
+
+def referee_doubt(audit: dict[str, Any]) -> str | None:
+    """With `judge.mode: both`, one line for the user when the verifier agrees with fewer than half
+    of the referee's calls: its hard/easy choice is then no better than a coin here (a small real
+    judge called every wrong answer of the student easy)."""
+    n = audit.get("n") or 0
+    if n < MIN_AUDITED or audit["agree"] * 2 >= n:
+        return None
+    return (f"the verifier agrees with {audit['agree']} of the referee's {n} calls ({audit['tp'] + audit['fp']} "
+            f"called hard, {audit['tp'] + audit['fn']} wrong by the verifier): the referee is choosing the hard "
+            "cases no better than chance; judge.mode: verifier lets the verifier decide")
+
+
 def referee_cap(cfg: RefereeConfig, left: int | None, rounds: int) -> int | None:
     """Cases the referee may judge with a call this round: `max_cases`, or with a budget and
     `budget_share` that share of the round's part of what is left, in cases, at least one where
@@ -252,6 +268,8 @@ def discriminate_stage(rt: Runtime, r: int) -> dict[str, Any]:
         result["position"] = bias
     if mode == "both":
         result["agreement"] = agreement(verdicts, right)
+        if doubt := referee_doubt(result["agreement"]):
+            rt.reporter.notice(f"round {r}: {doubt}")
         # Each verdict keeps the verifier's call beside the referee's reasons (`pool show`).
         verdicts = [replace(v, raw=f"{v.raw}\n---\n{_verifier_verdict(v.instruction_id, r, right.get(v.instruction_id)).raw}")
                     for v in verdicts]
