@@ -210,18 +210,20 @@ def test_budget_spent_mid_loop_trains_once_more_then_stops(tmp_path: Path) -> No
 def test_referee_sample_caps_paid_judgements_and_keeps_free_ones() -> None:
     import random
 
-    from lionloop.loop.referee import sample_for_referee
+    from lionloop.loop.referee import free_cases, sample_for_referee
     from lionloop.records import Instruction
 
     items = [Instruction(f"copy {c}", task="copy") for c in ("a", "b", "c", "d", "e", "f")]
     teacher = {i.id: i.text[5:] for i in items}
     student = {i.id: (i.text[5:] if k < 2 else "x") for k, i in enumerate(items)}  # 2 right, 4 wrong
-    picked = sample_for_referee(items, teacher, student, 3, True, random.Random(0))
+    free = free_cases(items, teacher, student, True)
+    assert free == {i.id for i in items[:2]} and not free_cases(items, teacher, student, False)
+    picked = sample_for_referee(items, free, 3, random.Random(0))
     assert {i.id for i in items[:2]} <= {i.id for i in picked} and len(picked) == 5
-    assert sample_for_referee(items, teacher, student, None, True, random.Random(0)) == items
-    again = sample_for_referee(items, teacher, student, 3, True, random.Random(0))
+    assert sample_for_referee(items, free, None, random.Random(0)) == items
+    again = sample_for_referee(items, free, 3, random.Random(0))
     assert again == picked  # seeded
-    assert sample_for_referee(items, teacher, student, 0, True, random.Random(0)) == items[:2]  # free ones only
+    assert sample_for_referee(items, free, 0, random.Random(0)) == items[:2]  # free ones only
 
 
 def test_referee_sample_by_group_splits_the_cap_evenly_over_the_groups() -> None:
@@ -229,7 +231,7 @@ def test_referee_sample_by_group_splits_the_cap_evenly_over_the_groups() -> None
     gets an even part of the cap, a group with fewer cases than its part gives the rest away."""
     import random
 
-    from lionloop.loop.referee import even_split, sample_for_referee
+    from lionloop.loop.referee import even_split, free_cases, sample_for_referee
     from lionloop.records import Instruction
 
     items = ([Instruction(f"add {k}", task="add") for k in range(40)]
@@ -238,16 +240,17 @@ def test_referee_sample_by_group_splits_the_cap_evenly_over_the_groups() -> None
     teacher = {i.id: "gold" for i in items}
     student = {i.id: "wrong" for i in items}
     groups = {i.id: i.task for i in items}
-    picked = sample_for_referee(items, teacher, student, 12, True, random.Random(1), groups)
+    free = free_cases(items, teacher, student, True)
+    picked = sample_for_referee(items, free, 12, random.Random(1), groups)
     by_task = {t: sum(i.task == t for i in picked) for t in ("add", "copy", "sort")}
     assert by_task == {"add": 5, "copy": 5, "sort": 2}
-    assert picked == sample_for_referee(items, teacher, student, 12, True, random.Random(1), groups)
+    assert picked == sample_for_referee(items, free, 12, random.Random(1), groups)
     # Drawn over the cases, add (40 of 48) takes most of the same cap.
-    flat = sample_for_referee(items, teacher, student, 12, True, random.Random(1))
+    flat = sample_for_referee(items, free, 12, random.Random(1))
     assert len(flat) == 12 and sum(i.task == "add" for i in flat) > 5
     # probes_first: a group's part comes from its cache probes first, then its train rows.
     probes = {i.id for i in items if i.text in ("add 0", "add 1", "copy 0")}
-    picked = sample_for_referee(items, teacher, student, 12, True, random.Random(1), groups, probes)
+    picked = sample_for_referee(items, free, 12, random.Random(1), groups, probes)
     assert probes <= {i.id for i in picked} and sum(i.task == "add" for i in picked) == 5
     assert even_split(7, {"a": 10, "b": 10, "c": 1}, random.Random(0)) == {"a": 3, "b": 3, "c": 1}
     assert sorted(even_split(5, {"a": 10, "b": 10}, random.Random(0)).values()) == [2, 3]  # remainder drawn

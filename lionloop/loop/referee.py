@@ -142,17 +142,16 @@ def referee_cap(cfg: RefereeConfig, left: int | None, rounds: int) -> int | None
     return min(max(1, cases), left // per_case)
 
 
-def sample_for_referee(items: Sequence[Instruction], teacher_answers: dict[str, str], student_answers: dict[str, str],
-                       cap: int | None, skip_identical: bool, rng: Any,
+def sample_for_referee(items: Sequence[Instruction], free: set[str], cap: int | None, rng: Any,
                        groups: dict[str, str] | None = None, first: set[str] | None = None) -> list[Instruction]:
     """The cases the referee judges this round: all of them, or with a `cap` a seeded sample of
-    those that need a judge call, beside every case the judge is not asked about (identical
-    answers are easy for free): the cap is on referee calls, not on free verdicts. With `groups`
-    (instruction id -> group) the cap is split evenly over the groups, uniformly within each, and
-    with `first` (ids, e.g. the cache probes) a group's part is drawn from those first."""
+    those that need a judge call, beside every case the judge is not asked about (`free`, from
+    `free_cases`: identical answers are easy for free): the cap is on referee calls, not on free
+    verdicts. With `groups` (instruction id -> group) the cap is split evenly over the groups,
+    uniformly within each, and with `first` (ids, e.g. the cache probes) a group's part is drawn
+    from those first."""
     if cap is None:
         return list(items)
-    free = free_cases(items, teacher_answers, student_answers, skip_identical)
     paid = sorted((i for i in items if i.id not in free), key=lambda i: i.id)
     if groups is None:
         paid = rng.sample(paid, cap) if len(paid) > cap else paid
@@ -231,14 +230,11 @@ def discriminate_stage(rt: Runtime, r: int) -> dict[str, Any]:
     # The verifier judges cache probes the teacher never answered (bootstrap: `unpaid_probes`).
     groups = pool_groups(rt, rt.cfg.generate.allocation)[1] if cap is not None and rt.cfg.judge.sample_by == "group" else None
     cases = [i for i in pool if i.id in student and (i.id in teacher or mode == "verifier")]
-    lead = None
-    if groups is not None:
-        free = free_cases(cases, teacher, student, rt.cfg.judge.skip_identical)
-        lead = probes_lead(rt.cfg.judge.probes_first, len(free), len(cases) - len(free),
-                           rt.pool.stage_result(r - 1, "discriminate"))
+    free = free_cases(cases, teacher, student, rt.cfg.judge.skip_identical)
+    lead = None if groups is None else probes_lead(rt.cfg.judge.probes_first, len(free), len(cases) - len(free),
+                                                   rt.pool.stage_result(r - 1, "discriminate"))
     probes = {i.id for i in pool if i.split == "cache"} if lead else None
-    items = sample_for_referee(cases, teacher, student, cap, rt.cfg.judge.skip_identical,
-                               rt.context(r).rng("judge-sample"), groups, probes)
+    items = sample_for_referee(cases, free, cap, rt.context(r).rng("judge-sample"), groups, probes)
     right = verifier_calls(rt.task_pack, items, teacher, student) if mode != "llm" else {}
     orders: list[tuple[float, bool]] = []
     if mode == "verifier":
@@ -259,7 +255,7 @@ def discriminate_stage(rt: Runtime, r: int) -> dict[str, Any]:
         "mean_diff": round(sum(diffs) / len(diffs), 4) if diffs else None,
         "mode": mode, "sample": cap,
         # Verdicts the referee was paid for, and how many of them came out easy (probes_first: auto).
-        "judged_paid": sum(1 for v in verdicts if v.diff is not None and v.hard is not None),
+        "judged_paid": sum(1 for v in verdicts if v.diff is not None),
         "easy_paid": sum(1 for v in verdicts if v.diff is not None and v.hard is False),
     }
     if lead is not None:
