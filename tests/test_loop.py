@@ -110,6 +110,20 @@ class Foreign:
         return []
 
 
+class Echo:
+    """A generator whose candidate repeats the user's own rewrite prompt (teacher.prompts_dir), as a
+    small real teacher does with the prompt it was sent."""
+
+    from lionloop.plugin.hookspecs import hookimpl
+
+    @hookimpl
+    def lionloop_generate(self, cases, teacher, ctx):  # noqa: ANN001, ANN201
+        from lionloop.records import Candidate, Instruction
+
+        return [Candidate(instruction=Instruction(text="Invent a riddle about penguins wearing tuxedos"),
+                          generator="echo")]
+
+
 @pytest.mark.slow
 def test_plugin_that_raises_is_reported_by_name_and_pool_stays_consistent(tmp_path: Path) -> None:
     from conftest import micro_config
@@ -118,17 +132,25 @@ def test_plugin_that_raises_is_reported_by_name_and_pool_stays_consistent(tmp_pa
     from lionloop.loop.runtime import Runtime
     from lionloop.plugin.manager import get_plugin_manager
 
-    cfg = micro_config(tmp_path, generate={"max_new_per_round": 20, "generators": {
-        "boom": {"share": 0.4}, "lion": {"share": 0.5}, "foreign": {"share": 0.1}}})
-    pm = get_plugin_manager(extra=[("boom", Boom()), ("foreign", Foreign())])
+    prompts = tmp_path / "prompts"  # the user's own rewrite prompt: its wording is an echo too
+    prompts.mkdir()
+    (prompts / "rewrite.j2").write_text(
+        "{% block user %}Invent a riddle about penguins wearing tuxedos, then {{ instruction }}{% endblock %}")
+    cfg = micro_config(tmp_path, teacher={"prompts_dir": str(prompts)}, generate={"max_new_per_round": 20, "generators": {
+        "boom": {"share": 0.4}, "lion": {"share": 0.4}, "foreign": {"share": 0.1}, "echo": {"share": 0.1}}})
+    pm = get_plugin_manager(extra=[("boom", Boom()), ("foreign", Foreign()), ("echo", Echo())])
     rt = Runtime(cfg=cfg, run_dir=tmp_path, run_id="boom-run", pm=pm)
     final = build_graph().invoke({"run_id": "boom-run", "round": 1}, {"recursion_limit": 100}, context=rt)
     rt.close()
     assert final["stop_reason"] == "max_rounds"
     metrics = json.loads(pool_rows(tmp_path, "SELECT metrics FROM rounds WHERE round = 1")[0][0])
     assert metrics["generate"]["plugin_errors"] == {"boom": "RuntimeError: kaboom"}
-    assert metrics["generate"]["by_generator"] == {"lion": 10, "foreign": 0}
+    echoes = metrics["generate"]["by_generator"].pop("echo")  # one per group the generator ran for
+    assert metrics["generate"]["by_generator"] == {"lion": 8, "foreign": 0}
     assert {r[0] for r in pool_rows(tmp_path, "SELECT DISTINCT origin FROM instructions")} == {"seed", "lion"}
+    rows = pool_rows(tmp_path, "SELECT status, reason FROM candidates WHERE generator = 'echo'")
+    assert len(rows) == echoes >= 1
+    assert all(st == "rejected" and "echoes the prompt" in why and "penguins" in why for st, why in rows)
     # A generator's failed teacher request is recorded with its reason, not lost.
     (fail,) = pool_rows(tmp_path, "SELECT item_id, reason FROM failures WHERE stage = 'generate'")
     assert fail[0].startswith("foreign/answer/") and "unsupported" in fail[1] and "France" in fail[1]

@@ -50,3 +50,12 @@ def test_prompt_wording_is_an_echo_only_where_the_parent_lacks_it() -> None:
     parent = Instruction(text="Let's think step by step: what is 2 + 3?")
     assert instruction_problem(cot, parent) is None
     assert instruction_problem(Instruction(text="Describe the order in which the planets formed"), PARENT) is None
+
+
+def test_the_users_own_prompts_count_too(tmp_path) -> None:  # noqa: ANN001
+    """teacher.prompts_dir swaps in the user's templates: their fixed wording is an echo as well."""
+    (tmp_path / "rewrite.j2").write_text(
+        "{% block user %}Rewrite {{ instruction }} as a riddle about penguins wearing tuxedos{% endblock %}")
+    riddle = Instruction(text="A riddle about penguins wearing tuxedos at dawn")
+    assert instruction_problem(riddle, PARENT) is None  # not the packaged prompts' wording
+    assert "penguins wearing" in (instruction_problem(riddle, PARENT, tmp_path) or "")

@@ -25,7 +25,8 @@ def curate_stage(rt: Runtime, r: int) -> dict[str, Any]:
     parents = rt.pool.instructions_by_id(c.instruction.parent_id for c in candidates if c.instruction.parent_id)
     for k, cand in enumerate(candidates):
         # A real, new task first (not a placeholder, an echo of the prompt or its parent again).
-        problem = instruction_problem(cand.instruction, parents.get(cand.instruction.parent_id or ""))
+        problem = instruction_problem(
+            cand.instruction, parents.get(cand.instruction.parent_id or ""), rt.cfg.teacher.prompts_dir)
         if problem:
             status[k] = ("rejected", f"quality: {problem}")
             continue

@@ -12,6 +12,7 @@ from __future__ import annotations
 import re
 from functools import cache
 from importlib import resources
+from pathlib import Path
 
 from lionloop.records import Instruction
 
@@ -53,19 +54,25 @@ def _runs(text: str, n: int = ECHO_WORDS) -> set[tuple[str, ...]]:
 
 
 @cache
-def template_runs() -> frozenset[tuple[str, ...]]:
-    """The word runs of the packaged prompt templates' fixed text (Jinja tags removed: what any
-    request shows the teacher whatever its data)."""
+def template_runs(prompts_dir: Path | None = None) -> frozenset[tuple[str, ...]]:
+    """The word runs of the prompt templates' fixed text (Jinja tags removed: what any request
+    shows the teacher whatever its data): the packaged ones and, where the user swaps their own
+    in (`teacher.prompts_dir`), theirs too (a teacher echoes the prompt it was sent)."""
+    files = [item for item in resources.files("lionloop.prompts").iterdir() if item.name.endswith(".j2")]
+    if prompts_dir is not None:
+        files += sorted(Path(prompts_dir).glob("*.j2"))
     runs: set[tuple[str, ...]] = set()
-    for item in resources.files("lionloop.prompts").iterdir():
-        if item.name.endswith(".j2"):
-            for part in _JINJA.split(item.read_text(encoding="utf-8")):
-                runs |= _runs(part)
+    for item in files:
+        for part in _JINJA.split(item.read_text(encoding="utf-8")):
+            runs |= _runs(part)
     return frozenset(runs)
 
 
-def instruction_problem(candidate: Instruction, parent: Instruction | None = None) -> str | None:
-    """Why a generated instruction is not a real, new task (None when it is)."""
+def instruction_problem(
+    candidate: Instruction, parent: Instruction | None = None, prompts_dir: Path | None = None,
+) -> str | None:
+    """Why a generated instruction is not a real, new task (None when it is); `prompts_dir` is
+    the teacher's own templates, if any."""
     text, given = candidate.text.strip(), candidate.input.strip()
     if len(_WORD.findall(text)) < 2:
         return "too short to be an instruction"
@@ -78,7 +85,7 @@ def instruction_problem(candidate: Instruction, parent: Instruction | None = Non
     for phrase in TEMPLATE_PHRASES:
         if phrase in low:
             return f"echoes the prompt ({phrase!r})"
-    echo = _runs(f"{text}\n{given}") & template_runs()
+    echo = _runs(f"{text}\n{given}") & template_runs(prompts_dir)
     if echo and parent is not None:
         echo -= _runs(f"{parent.text}\n{parent.input}")
     if echo := sorted(echo):
