@@ -365,10 +365,12 @@ def test_cache_accuracy_counts_unjudged_cases_at_the_judged_rate(tmp_path: Path)
 
 
 @pytest.mark.slow
-def test_rows_without_task_labels_are_allocated_by_embedding_cluster(tmp_path: Path) -> None:
+def test_rows_without_task_labels_are_allocated_by_embedding_cluster(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """group_by: cluster (what `auto` picks when instructions carry no task): FAISS k-means over the
     stored vectors; each round's shares are per cluster and every candidate names the cluster that
     paid for it."""
+    import faiss
+
     from lionloop.inspect.status import run_status
     from lionloop.loop.runner import start
 
@@ -384,6 +386,15 @@ def test_rows_without_task_labels_are_allocated_by_embedding_cluster(tmp_path: P
 
     # Under a budget the paid referee's sample and the fill go by cluster too (the defaults
     # judge.sample_by and generate.fill: group): rows without labels, an LLM teacher as referee.
+    fits = []
+    kmeans = faiss.Kmeans
+
+    class Counted(kmeans):
+        def train(self, x, *a, **kw):  # noqa: ANN001, ANN002, ANN003, ANN202
+            fits.append(len(x))
+            return super().train(x, *a, **kw)
+
+    monkeypatch.setattr(faiss, "Kmeans", Counted)
     run_dir, _ = start(micro_config(tmp_path / "budget", generate={"allocation": {"group_by": "cluster", "clusters": 3}},
                                     judge={"max_cases": 4, "last_round": False},
                                     stop={"max_rounds": 3, "max_teacher_calls": 400, "stop_when_no_hard": False}))
@@ -395,6 +406,9 @@ def test_rows_without_task_labels_are_allocated_by_embedding_cluster(tmp_path: P
     filled = dict(pool_rows(run_dir, "SELECT json_extract(meta, '$.group'), COUNT(*) FROM instructions"
                                      " WHERE json_extract(meta, '$.fill') = 'group' GROUP BY 1"))
     assert filled and set(filled) <= set(groups) <= {"c0", "c1", "c2"}
+    # One fit per pool: discriminate, generate and the next round's training share it, and the
+    # pool changes once a round (the curate stage).
+    assert 1 <= len(fits) <= len(st["rounds"])
 
 
 def _mix_runtime(tmp_path: Path, mix: float, shares: dict[str, float], sizes: dict[str, int]) -> tuple[Any, list[Any]]:

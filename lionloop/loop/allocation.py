@@ -73,6 +73,16 @@ def clusters(rt: Runtime, pool: list[Instruction], k: int) -> dict[str, str]:
     """Each instruction's nearest of k centroids, fitted (FAISS k-means, seeded) on the vectors of
     the bootstrap pool: the same centroids every round, so a cluster's accuracy is comparable
     across rounds."""
+    # Discriminate, generate and the next round's training ask for the same pool's clusters: fit
+    # once per pool (the same ids give the same clusters: the fit is seeded).
+    key = (k, tuple(i.id for i in pool))
+    if rt.memo.get("clusters", (None,))[0] == key:
+        return rt.memo["clusters"][1]
+    rt.memo["clusters"] = (key, found := _clusters(rt, pool, k))
+    return found
+
+
+def _clusters(rt: Runtime, pool: list[Instruction], k: int) -> dict[str, str]:
     import faiss
 
     stored = dict(rt.pool.embeddings(rt.embedder.name))

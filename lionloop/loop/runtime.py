@@ -45,6 +45,7 @@ class Runtime:
         self.run_dir = Path(self.run_dir)
         self.files = RunDir(self.run_dir)
         self.current: dict[str, Any] = {}  # the stage under way: {"round": r, "stage": name}
+        self.memo: dict[str, Any] = {}  # what several stages derive from the same pool (its clusters)
         # What the run is doing goes to events.jsonl too, for `lionloop status` in another process.
         self.reporter = Watched(self.reporter, self.event, lambda: dict(self.current))
         if self.pm is None:
