@@ -364,6 +364,39 @@ def test_cache_accuracy_counts_unjudged_cases_at_the_judged_rate(tmp_path: Path)
     pool.close()
 
 
+def test_a_group_no_sample_measured_yet_gets_the_groups_mean_score(tmp_path: Path) -> None:
+    """A paying referee's sample can miss every probe of a group in round 1: with no figure to go
+    by it scores as the measured groups do on average, not nothing (before, it dropped out of the
+    round, exploration included)."""
+    from types import SimpleNamespace
+
+    from lionloop.loop.allocation import allocate
+    from lionloop.records import Instruction, Verdict
+    from lionloop.stores.pool import Pool
+
+    pool = Pool(tmp_path / "pool.sqlite")
+    cache = [Instruction(f"{task} {c}", task=task, split="cache") for task in ("copy", "sort", "add") for c in "abcd"]
+    pool.add_instructions(cache)
+    pool.add_responses("teacher", "t", 0, {i.id: i.text for i in cache})
+    pool.add_responses("student", "s", 1, {i.id: i.text if i.text in ("copy a", "copy b", "sort a") else "zz"
+                                           for i in cache})
+    # The sample judged copy's and sort's probes (identical answers for free, two different ones
+    # paid for, hard) and none of add's.
+    pool.add_verdicts([Verdict(i.id, 1, None, None, False) for i in cache if i.text in ("copy a", "copy b", "sort a")]
+                      + [Verdict(i.id, 1, 9, 1, True) for i in cache if i.text in ("copy c", "sort b")])
+    cfg = micro_config(tmp_path, stop={"max_teacher_calls": 300})
+    rt = SimpleNamespace(pool=pool, cfg=cfg, memo={})
+    alloc = allocate(rt, 1)
+    assert alloc is not None and set(alloc.shares) == {"copy", "sort", "add"}
+    assert alloc.figures["add"]["acc"] is None and alloc.figures["add"]["judged"] == 0
+    prior = prior_scores(cfg.generate.allocation, {"copy": (0.5, 4), "sort": (0.25, 4)})
+    assert prior["copy"] != prior["sort"]  # the mean lies strictly between them
+    share = sorted(alloc.shares.values())
+    assert share[0] < alloc.shares["add"] < share[-1] and sum(share) == pytest.approx(1.0)
+    assert alloc.figures["copy"]["acc"] == 0.5 and alloc.figures["sort"]["acc"] == 0.25
+    pool.close()
+
+
 @pytest.mark.slow
 def test_rows_without_task_labels_are_allocated_by_embedding_cluster(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """group_by: cluster (what `auto` picks when instructions carry no task): FAISS k-means over the

@@ -45,7 +45,7 @@ class Allocation:
     groups: dict[str, str] = field(default_factory=dict)  # instruction id -> group
 
     def group_of(self, ins: Instruction) -> str:
-        return self.groups.get(ins.id) or ins.task or NO_GROUP
+        return group_of(ins, self.groups)
 
     def metrics(self) -> dict[str, Any]:
         return {"group_by": self.group_by, "groups": self.figures}
@@ -58,6 +58,11 @@ def group_mode(acfg: AllocationConfig, pool: list[Instruction]) -> str:
     if acfg.group_by != "auto":
         return acfg.group_by
     return "task" if pool and all(i.task for i in pool) else "cluster"
+
+
+def group_of(ins: Instruction, groups: dict[str, str]) -> str:
+    """The instruction's group: its cluster where grouped by cluster, else its task."""
+    return groups.get(ins.id) or ins.task or NO_GROUP
 
 
 def pool_groups(rt: Runtime, acfg: AllocationConfig) -> tuple[str, dict[str, str]]:
@@ -129,7 +134,7 @@ def cache_accuracy(rt: Runtime, r: int, groups: dict[str, str]) -> dict[str, tup
     for ins in cache:
         if ins.id not in student:
             continue
-        g = groups.get(ins.id) or ins.task or NO_GROUP
+        g = group_of(ins, groups)
         key = (g, identical(teacher.get(ins.id, ""), student[ins.id]))
         total[g] += 1
         if ins.id in verdicts:
@@ -279,15 +284,21 @@ def allocate(rt: Runtime, r: int) -> Allocation | None:
     spends = [spent(rt, k, groups) for k in range(1, r)]
     now = accs[-1]
     lp = progress(accs, spends, acfg.window, acfg.estimate)
+    # A group with probes that no round's sample has measured yet (a paying referee's sample missed
+    # them, most often in round 1) has no figure to go by: it scores as the measured groups do on
+    # average instead of dropping out of the round, exploration included.
+    unmeasured = {group_of(i, groups) for i in rt.pool.instructions(["cache"])} - set(now) if now else set()
     if acfg.mode == "fixed":  # the user's weights; progress is still measured and shown
-        scores = {g: acfg.weights.get(g, 0.0) for g in now}
+        scores = {g: acfg.weights.get(g, 0.0) for g in (*now, *unmeasured)}
     else:  # groups with progress measured use it; before any is (the first generating round), the prior
         scores = {g: lp.get(g, 0.0) for g in now} if lp else prior_scores(acfg, now)
+        scores |= dict.fromkeys(unmeasured, sum(scores.values()) / len(scores) if scores else 1.0)
     shares = shares_from(scores, acfg.exploration)
     figures = {
-        g: {"acc": round(a, 4), "judged": n, "spent": spends[-1].get(g, 0) if spends else 0,
+        g: {"acc": round(now[g][0], 4) if g in now else None, "judged": now[g][1] if g in now else 0,
+            "spent": spends[-1].get(g, 0) if spends else 0,
             "progress": round(1e4 * lp[g], 3) if g in lp else None, "share": round(shares.get(g, 0.0), 4)}
-        for g, (a, n) in sorted(now.items())
+        for g in sorted(scores)
     }
     log.info("round %d allocation by %s: %s", r, group_by,
              ", ".join(f"{g} {100 * s:.0f}%" for g, s in sorted(shares.items())))
@@ -320,7 +331,7 @@ def frontier_first(rt: Runtime, hard: list[Any], groups: dict[str, str], r: int,
 
     def score(case: Any) -> float:
         ins = case.instruction
-        m = mats.get(groups.get(ins.id) or ins.task or NO_GROUP)
+        m = mats.get(group_of(ins, groups))
         if m is None or ins.id not in stored:
             return 0.0
         vecs, ok, ids = m
