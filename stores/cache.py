@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from lionloop.stores import migrations
-from lionloop.stores.pool import connect
+from lionloop.stores.connection import connect
 
 
 def cache_key(backend: str, model: str, params: dict[str, Any], prompt: Any) -> str:

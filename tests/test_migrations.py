@@ -14,7 +14,8 @@ from conftest import pool_rows
 from lionloop.records import Example
 from lionloop.stores import migrations
 from lionloop.stores.cache import CallCache, paid_totals
-from lionloop.stores.pool import Pool, connect
+from lionloop.stores.connection import connect
+from lionloop.stores.pool import Pool
 
 # What the first release wrote (commit 8b136da): no examples.student, no llm_cache.repaid, and a
 # meta table nothing reads any more.

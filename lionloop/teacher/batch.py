@@ -35,7 +35,7 @@ from typing import Any, Protocol
 from lionloop.config import TeacherConfig
 from lionloop.errors import LionloopError
 from lionloop.rundir import RunDir
-from lionloop.stores.pool import connect
+from lionloop.stores.connection import connect
 from lionloop.teacher.chat import ChatBackend
 from lionloop.teacher.client import Reply
 from lionloop.teacher.requests import TeacherRequest
