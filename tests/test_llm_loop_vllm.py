@@ -30,11 +30,8 @@ from lionloop.config import TeacherConfig
 from lionloop.stores.cache import CallCache
 from lionloop.teacher.client import Teacher
 from lionloop.teacher.requests import Answer, Judge, Rewrite
-from lionloop.testing.vllm_server import (
-    COMPACT_JSON_ARGS,
-    VLLMServer,
-    build_tiny_chat_model,
-)
+from lionloop.testing.tiny_chat_model import build_tiny_chat_model
+from lionloop.testing.vllm_server import COMPACT_JSON_ARGS, VLLMServer
 
 pytestmark = [pytest.mark.slow, pytest.mark.vllm]
 

@@ -528,7 +528,7 @@ def test_vllm_backend_says_what_to_do_when_vllm_is_missing() -> None:
 @pytest.mark.slow
 def test_hf_backend_with_a_tiny_chat_model(tmp_path: Path) -> None:
     from lionloop.plugins.backend_hf import HFBackend
-    from lionloop.testing.vllm_server import build_tiny_chat_model
+    from lionloop.testing.tiny_chat_model import build_tiny_chat_model
 
     model_dir = build_tiny_chat_model(tmp_path / "tiny", max_position_embeddings=2048)
     cfg = TeacherConfig(backend="hf", model=str(model_dir), max_tokens=12, batch_size=3, temperature=0.0)

@@ -152,7 +152,7 @@ def test_hf_backend_decodes_scott_rationales_contrastively(tmp_path: Path) -> No
     from lionloop.plugins.contrastive import contrastive_generate
     from lionloop.stores.cache import CallCache
     from lionloop.teacher.client import Teacher
-    from lionloop.testing.vllm_server import build_tiny_chat_model
+    from lionloop.testing.tiny_chat_model import build_tiny_chat_model
 
     model_dir = build_tiny_chat_model(tmp_path / "tiny", max_position_embeddings=2048)
     backend = HFBackend(TeacherConfig(backend="hf", model=str(model_dir), max_tokens=10, temperature=0.0))

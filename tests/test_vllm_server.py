@@ -17,12 +17,9 @@ from typing import Annotated
 
 import pytest
 
-from lionloop.testing.vllm_server import (
-    COMPACT_JSON_ARGS,
-    VLLMServer,
-    build_tiny_chat_model,
-    process_group_alive,
-)
+from lionloop.processes import process_group_alive
+from lionloop.testing.tiny_chat_model import build_tiny_chat_model
+from lionloop.testing.vllm_server import COMPACT_JSON_ARGS, VLLMServer
 
 pytestmark = [pytest.mark.slow, pytest.mark.vllm]
 

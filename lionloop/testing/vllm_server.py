@@ -8,7 +8,8 @@ process and talks HTTP to it.
 
 Typical use::
 
-    from lionloop.testing.vllm_server import VLLMServer, build_tiny_chat_model
+    from lionloop.testing.tiny_chat_model import build_tiny_chat_model
+    from lionloop.testing.vllm_server import VLLMServer
 
     model_dir = build_tiny_chat_model(tmp_path / "tiny")
     with VLLMServer(model_dir) as srv:
@@ -17,7 +18,7 @@ Typical use::
 
 Finding (or building) the sidecar's python is ``lionloop.testing.vllm_sidecar``
 (``LIONLOOP_VLLM_PYTHON``, ``LIONLOOP_VLLM_VENV``); the tiny model is
-``lionloop.testing.tiny_chat_model``. Both are re-exported here.
+``lionloop.testing.tiny_chat_model``.
 """
 
 from __future__ import annotations
@@ -39,33 +40,12 @@ from pathlib import Path
 from types import TracebackType
 
 from lionloop.processes import die_with_parent, free_port, process_group_alive, signal_group
-from lionloop.testing.tiny_chat_model import CHAT_TEMPLATE, build_tiny_chat_model
 from lionloop.testing.vllm_sidecar import (
     VLLMUnavailableError,
     child_env_base,
-    clear_vllm_python_cache,
-    default_vllm_venv,
     find_vllm_python,
-    repo_root,
-    run_setup_script,
     vllm_unavailable_reason,
 )
-
-__all__ = [
-    "CHAT_TEMPLATE",
-    "COMPACT_JSON_ARGS",
-    "VLLMServer",
-    "VLLMServerError",
-    "VLLMUnavailableError",
-    "build_tiny_chat_model",
-    "default_vllm_venv",
-    "clear_vllm_python_cache",
-    "find_vllm_python",
-    "process_group_alive",
-    "repo_root",
-    "run_setup_script",
-    "vllm_unavailable_reason",
-]
 
 logger = logging.getLogger(__name__)
 
@@ -88,10 +68,6 @@ COMPACT_JSON_ARGS: tuple[str, ...] = (
 class VLLMServerError(RuntimeError):
     """The vLLM server failed to start (message includes the log tail)."""
 
-
-# --------------------------------------------------------------------------
-# Server
-# --------------------------------------------------------------------------
 
 _LIVE_SERVERS: weakref.WeakSet[VLLMServer] = weakref.WeakSet()
 
@@ -223,24 +199,9 @@ class VLLMServer:
 
     def build_command(self, python: Path, port: int) -> list[str]:
         """The exact argv used to launch the server."""
-        cmd = [
-            str(python),
-            "-m",
-            API_SERVER_MODULE,
-            "--model",
-            str(self.model_dir),
-            "--served-model-name",
-            self.model,
-            "--host",
-            self.host,
-            "--port",
-            str(port),
-            "--dtype",
-            self.dtype,
-            "--max-model-len",
-            str(self.max_model_len),
-            "--disable-log-stats",
-        ]
+        cmd = [str(python), "-m", API_SERVER_MODULE, "--model", str(self.model_dir),
+               "--served-model-name", self.model, "--host", self.host, "--port", str(port),
+               "--dtype", self.dtype, "--max-model-len", str(self.max_model_len), "--disable-log-stats"]
         if self.enforce_eager:
             cmd.append("--enforce-eager")
         given = {a.split("=", 1)[0] for a in self.extra_args if a.startswith("--")}
