@@ -364,13 +364,14 @@ def test_cache_accuracy_counts_unjudged_cases_at_the_judged_rate(tmp_path: Path)
     pool.close()
 
 
-def test_a_group_no_sample_measured_yet_gets_the_groups_mean_score(tmp_path: Path) -> None:
-    """A paying referee's sample can miss every probe of a group in round 1: with no figure to go
-    by it scores as the measured groups do on average, not nothing (before, it dropped out of the
-    round, exploration included)."""
+def test_a_group_no_sample_measured_yet_is_estimated_from_every_groups_verdicts(tmp_path: Path) -> None:
+    """A paying referee's sample can miss every probe of a group in round 1. It is estimated from
+    all groups' judged answers of each kind (here: different answers were all hard, so a group
+    without one identical answer reads 0) and keeps a share, where before it dropped out of the
+    round, exploration included."""
     from types import SimpleNamespace
 
-    from lionloop.loop.allocation import allocate
+    from lionloop.loop.allocation import allocate, cache_accuracy
     from lionloop.records import Instruction, Verdict
     from lionloop.stores.pool import Pool
 
@@ -378,22 +379,23 @@ def test_a_group_no_sample_measured_yet_gets_the_groups_mean_score(tmp_path: Pat
     cache = [Instruction(f"{task} {c}", task=task, split="cache") for task in ("copy", "sort", "add") for c in "abcd"]
     pool.add_instructions(cache)
     pool.add_responses("teacher", "t", 0, {i.id: i.text for i in cache})
-    pool.add_responses("student", "s", 1, {i.id: i.text if i.text in ("copy a", "copy b", "sort a") else "zz"
-                                           for i in cache})
+    right = ("copy a", "copy b", "sort a", "add a")
+    pool.add_responses("student", "s", 1, {i.id: i.text if i.text in right else "zz" for i in cache})
     # The sample judged copy's and sort's probes (identical answers for free, two different ones
-    # paid for, hard) and none of add's.
-    pool.add_verdicts([Verdict(i.id, 1, None, None, False) for i in cache if i.text in ("copy a", "copy b", "sort a")]
+    # paid for, hard) and none of add's (its identical answer is the skip_identical: false case).
+    pool.add_verdicts([Verdict(i.id, 1, None, None, False) for i in cache if i.text in right[:3]]
                       + [Verdict(i.id, 1, 9, 1, True) for i in cache if i.text in ("copy c", "sort b")])
     cfg = micro_config(tmp_path, stop={"max_teacher_calls": 300})
     rt = SimpleNamespace(pool=pool, cfg=cfg, memo={})
+    assert "add" not in cache_accuracy(rt, 1, {})  # no figure of its own
+    # add a (identical, unjudged) at the judged identical answers' rate, b-d at the different ones'.
+    assert cache_accuracy(rt, 1, {}, pooled=True)["add"] == (0.25, 4)
     alloc = allocate(rt, 1)
     assert alloc is not None and set(alloc.shares) == {"copy", "sort", "add"}
-    assert alloc.figures["add"]["acc"] is None and alloc.figures["add"]["judged"] == 0
-    prior = prior_scores(cfg.generate.allocation, {"copy": (0.5, 4), "sort": (0.25, 4)})
-    assert prior["copy"] != prior["sort"]  # the mean lies strictly between them
-    share = sorted(alloc.shares.values())
-    assert share[0] < alloc.shares["add"] < share[-1] and sum(share) == pytest.approx(1.0)
+    assert alloc.figures["add"]["acc"] == 0.25 and alloc.figures["add"]["judged"] == 0
     assert alloc.figures["copy"]["acc"] == 0.5 and alloc.figures["sort"]["acc"] == 0.25
+    assert alloc.shares["add"] == pytest.approx(alloc.shares["sort"])  # the same figure, the same prior
+    assert sum(alloc.shares.values()) == pytest.approx(1.0)
     pool.close()
 
 

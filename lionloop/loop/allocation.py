@@ -107,7 +107,7 @@ def _clusters(rt: Runtime, pool: list[Instruction], k: int) -> dict[str, str]:
 # -- measurements ------------------------------------------------------------------------------------
 
 
-def cache_accuracy(rt: Runtime, r: int, groups: dict[str, str]) -> dict[str, tuple[float, int]]:
+def cache_accuracy(rt: Runtime, r: int, groups: dict[str, str], pooled: bool = False) -> dict[str, tuple[float, int]]:
     """Per group: (the share of its cache-pool instructions the student got right by the referee's
     verdicts in round r, how many). Cache instructions are never trained on: a generalisation probe.
 
@@ -119,6 +119,11 @@ def cache_accuracy(rt: Runtime, r: int, groups: dict[str, str]) -> dict[str, tup
     absent, which would inflate the accuracy of the groups failing most. With `skip_identical:
     false` an unjudged identical answer counts at the identical ones' rate (1 when none was judged:
     the teacher's own answer), not as a wrong one.
+
+    A group none of whose probes was judged has no figure of its own; with `pooled` it is estimated
+    all the same, its answers counted at the rates of every group's judged answers of their kind
+    (exact answers: the student's different answers are wrong everywhere, so a group without one
+    identical answer reads 0, not the average).
     """
     cache = [i for i in rt.pool.instructions(["cache"]) if i.id in groups or i.task]
     student = rt.pool.student_answers(r)
@@ -151,7 +156,15 @@ def cache_accuracy(rt: Runtime, r: int, groups: dict[str, str]) -> dict[str, tup
             out += easy[k] + unjudged[k] * rate
         return out
 
-    return {g: (right(g) / n, n) for g, n in total.items() if n > unjudged[(g, True)] + unjudged[(g, False)]}
+    measured = {g: (right(g) / n, n) for g, n in total.items() if n > unjudged[(g, True)] + unjudged[(g, False)]}
+    if not pooled:
+        return measured
+    rate = {}
+    for same in (True, False):
+        n_judged = sum(v for (_, s), v in judged.items() if s == same)
+        rate[same] = sum(v for (_, s), v in easy.items() if s == same) / n_judged if n_judged else float(same)
+    return {**measured, **{g: (sum(unjudged[(g, same)] * rate[same] for same in (True, False)) / n, n)
+                           for g, n in total.items() if g not in measured}}
 
 
 def carried(accs: list[dict[str, tuple[float, int]]]) -> list[dict[str, tuple[float, int]]]:
@@ -285,20 +298,18 @@ def allocate(rt: Runtime, r: int) -> Allocation | None:
     now = accs[-1]
     lp = progress(accs, spends, acfg.window, acfg.estimate)
     # A group with probes that no round's sample has measured yet (a paying referee's sample missed
-    # them, most often in round 1) has no figure to go by: it scores as the measured groups do on
-    # average instead of dropping out of the round, exploration included.
-    unmeasured = {group_of(i, groups) for i in rt.pool.instructions(["cache"])} - set(now) if now else set()
+    # them, most often in round 1) is estimated from every group's judged answers of each kind
+    # rather than dropping out of the round, exploration included; it shows 0 judged.
+    estimated = {g: v for g, v in cache_accuracy(rt, r, groups, pooled=True).items() if g not in now} if now else {}
     if acfg.mode == "fixed":  # the user's weights; progress is still measured and shown
-        scores = {g: acfg.weights.get(g, 0.0) for g in (*now, *unmeasured)}
+        scores = {g: acfg.weights.get(g, 0.0) for g in (*now, *estimated)}
     else:  # groups with progress measured use it; before any is (the first generating round), the prior
-        scores = {g: lp.get(g, 0.0) for g in now} if lp else prior_scores(acfg, now)
-        scores |= dict.fromkeys(unmeasured, sum(scores.values()) / len(scores) if scores else 1.0)
+        scores = {g: lp.get(g, 0.0) for g in (*now, *estimated)} if lp else prior_scores(acfg, {**now, **estimated})
     shares = shares_from(scores, acfg.exploration)
     figures = {
-        g: {"acc": round(now[g][0], 4) if g in now else None, "judged": now[g][1] if g in now else 0,
-            "spent": spends[-1].get(g, 0) if spends else 0,
+        g: {"acc": round(a, 4), "judged": 0 if g in estimated else n, "spent": spends[-1].get(g, 0) if spends else 0,
             "progress": round(1e4 * lp[g], 3) if g in lp else None, "share": round(shares.get(g, 0.0), 4)}
-        for g in sorted(scores)
+        for g, (a, n) in sorted({**now, **estimated}.items())
     }
     log.info("round %d allocation by %s: %s", r, group_by,
              ", ".join(f"{g} {100 * s:.0f}%" for g, s in sorted(shares.items())))
