@@ -163,6 +163,15 @@ class CallCache:
         with self._lock:
             return int(self.conn.execute(sql, params).fetchone()["n"])
 
+    def total_cost(self, run_id: str) -> float:
+        """Estimated cost of one run's paid calls (usage.cost; calls without a price count 0)."""
+        with self._lock:
+            row = self.conn.execute(
+                "SELECT SUM(COALESCE(json_extract(usage, '$.cost'), 0)) AS cost FROM llm_cache WHERE run_id = ?",
+                (run_id,),
+            ).fetchone()
+        return float(row["cost"] or 0.0)
+
     def total_paid(self, run_id: str) -> int:
         with self._lock:
             row = self.conn.execute(

@@ -21,10 +21,11 @@ def test_stop_reasons_in_priority_order() -> None:
     assert stop_reason({"round": 1}, cfg) is None
 
 
-def _runtime(cfg: object, spent: int = 0) -> SimpleNamespace:
-    """What a router receives: LangGraph's runtime whose context is the run's Runtime (its config
-    and the paid calls so far are read)."""
-    return SimpleNamespace(context=SimpleNamespace(cfg=cfg, spent=lambda: spent))
+def _runtime(cfg: object, spent: int = 0, left: int | None = None) -> SimpleNamespace:
+    """What a router receives: LangGraph's runtime whose context is the run's Runtime (its config,
+    the paid calls so far and the calls the budget still allows are read)."""
+    return SimpleNamespace(context=SimpleNamespace(
+        cfg=cfg, budget_now=lambda: {"teacher_calls": spent, "budget_left": left}))
 
 
 def test_routing() -> None:
@@ -37,6 +38,10 @@ def test_routing() -> None:
     budget = StopConfig(max_rounds=5, max_teacher_calls=100)
     assert route_after_discriminate({"round": 1, "hard": 4}, _runtime(SimpleNamespace(stop=budget), 99)) == "generate"
     assert route_after_discriminate({"round": 1, "hard": 4}, _runtime(SimpleNamespace(stop=budget), 100)) == "decide"
+    # A cost budget is spent when what is left of it pays for no more call.
+    money = StopConfig(max_rounds=5, max_teacher_cost=2.5)
+    assert route_after_discriminate({"round": 1, "hard": 4}, _runtime(SimpleNamespace(stop=money), 90, 3)) == "generate"
+    assert route_after_discriminate({"round": 1, "hard": 4}, _runtime(SimpleNamespace(stop=money), 90, 0)) == "decide"
     assert route_after_decide({"round": 2}) == "imitate"
     assert route_after_decide({"round": 2, "stop_reason": "max_rounds"}) == END
 

@@ -241,6 +241,15 @@ class DedupConfig(_Section):
 class StopConfig(_Section):
     max_rounds: int = Field(4, ge=1, description="Stop after this many rounds.")
     max_teacher_calls: int | None = Field(None, ge=1, description="Stop when this many paid teacher calls are spent.")
+    max_teacher_cost: float | None = Field(
+        None, gt=0,
+        description="Stop when the paid teacher calls' estimated cost reaches this, in the currency of the "
+        "teachers' prices (each call's token counts x its teacher's cost_per_1k_input / cost_per_1k_output, a "
+        "batch discount included). Paced and enforced as max_teacher_calls is, in calls at the run's mean price "
+        "per call so far (the first 8 calls price the rest): the last calls may overshoot it by how much their "
+        "price differs from that mean. Needs prices on every teacher section and a backend that reports token "
+        "counts (not the oracle). With max_teacher_calls too, whichever runs out first stops the run.",
+    )
     patience: int | None = Field(None, ge=1, description="Stop after this many rounds without eval gain >= min_delta.")
     min_delta: float = Field(0.0, ge=0, description="Eval gain that counts as progress for patience.")
     stop_when_no_hard: bool = Field(True, description="Stop when the referee finds no hard case.")

@@ -1,4 +1,5 @@
-"""Budget pacing: with `stop.max_teacher_calls`, what a round's generators may propose and spend.
+"""Budget pacing: with `stop.max_teacher_calls` (or `max_teacher_cost`, in calls at the run's mean
+price), what a round's generators may propose and spend.
 
 Without pacing a loop spends `max_new_per_round` candidates a round until the budget runs out
 mid-round; the last data it buys may then never be trained on, and a run with a smaller budget
@@ -15,20 +16,35 @@ from lionloop.loop.runtime import Runtime
 from lionloop.loop.selection import referee_pays
 
 
-def stage_calls(rt: Runtime, r: int, stages: tuple[str, ...]) -> int:
-    """Paid calls of round r's `stages` (from the call cache)."""
-    return int(sum(v.get("calls", 0) for (rnd, st), v in rt.cache.paid(rt.run_id).items()
-                   if rnd == r and st in stages))
+def stage_calls(rt: Runtime, r: int, stages: tuple[str, ...], unit: str = "calls") -> float:
+    """What round r's `stages` paid (from the call cache): calls, or with `unit` "cost" their cost."""
+    return sum(v.get(unit, 0) for (rnd, st), v in rt.cache.paid(rt.run_id).items() if rnd == r and st in stages)
 
 
 def left_at_start(rt: Runtime, r: int, stage: str) -> int | None:
-    """The budget left when round r's `stage` started (None: no budget). A stage resumed after a
-    crash has paid some of its calls already; counting them back makes its sample and quotas the
-    ones the first attempt computed, so the resumed run buys what the uninterrupted one would."""
+    """The budget left when round r's `stage` started, in calls (None: no budget). A stage resumed
+    after a crash has paid some of its calls already; counting them back makes its sample and
+    quotas the ones the first attempt computed, so the resumed run buys what the uninterrupted one
+    would."""
     left = rt.budget_left()
     if left is None:
         return None
-    return min(rt.cfg.stop.max_teacher_calls, left + stage_calls(rt, r, (stage,)))
+    limit = rt.cfg.stop.max_teacher_calls
+    back = left + int(stage_calls(rt, r, (stage,)))
+    return back if limit is None else min(limit, back)
+
+
+def cost_left_at_start(rt: Runtime, r: int, stage: str) -> float | None:
+    """Under a cost budget, what was left of it when round r's `stage` started (a call budget too:
+    the less of the two, its calls at the run's mean price); None before any call has a price."""
+    stop = rt.cfg.stop
+    paid, cost = rt.spent(), rt.cache.total_cost(rt.run_id)
+    if stop.max_teacher_cost is None or cost <= 0:
+        return None
+    left = stop.max_teacher_cost - cost + stage_calls(rt, r, (stage,), "cost")
+    if stop.max_teacher_calls is not None:
+        left = min(left, (stop.max_teacher_calls - paid + stage_calls(rt, r, (stage,))) * cost / paid)
+    return max(0.0, left)
 
 
 def rounds_to_generate(rt: Runtime, r: int) -> int:
@@ -37,37 +53,46 @@ def rounds_to_generate(rt: Runtime, r: int) -> int:
     return max(1, rt.cfg.stop.max_rounds - r)
 
 
-def calls_per_candidate(rt: Runtime, r: int) -> float:
-    """Paid calls one candidate costs through generate and curate (its answer included).
+def per_candidate(rt: Runtime, r: int, unit: str = "calls") -> float:
+    """Paid calls (or with `unit` "cost", their cost) one candidate costs through generate and
+    curate (its answer included).
 
     Measured over this run's earlier rounds where there are any; else the plan's own figure (the
-    generators' `calls_per_candidate`, weighted by quota)."""
-    calls = sum(stage_calls(rt, k, ("generate", "curate")) for k in range(1, r))
+    generators' `calls_per_candidate`, weighted by quota; in cost, at the run's mean price)."""
+    spent = sum(stage_calls(rt, k, ("generate", "curate"), unit) for k in range(1, r))
     made = sum(int((rt.pool.stage_result(k, "generate") or {}).get("candidates", 0)) for k in range(1, r))
-    if made:
-        return max(1.0, calls / made)
+    if made and spent > 0:
+        return max(1.0, spent / made) if unit == "calls" else spent / made
     quota = sum(g.quota for g in rt.plan) or 1
-    return max(1.0, sum(g.quota * g.spec.calls_per_candidate for g in rt.plan) / quota)
+    calls = max(1.0, sum(g.quota * g.spec.calls_per_candidate for g in rt.plan) / quota)
+    return calls if unit == "calls" else calls * rt.cache.total_cost(rt.run_id) / max(1, rt.spent())
 
 
 def paced_quotas(rt: Runtime, r: int) -> tuple[dict[str, tuple[int, int]] | None, dict[str, Any] | None]:
     """Per generator (candidates, paid calls) for round r, and the pacing figures; (None, None)
-    without a budget or with `generate.pace: false` (the plan's quotas stand)."""
+    without a budget or with `generate.pace: false` (the plan's quotas stand). Under a cost budget
+    the round's part and a candidate's price are measured in cost: a judge call, a rewrite and an
+    answer differ in price, and calls at one mean price would misjudge what a candidate costs."""
     cfg = rt.cfg
-    left = left_at_start(rt, r, "generate")
+    left: float | None = left_at_start(rt, r, "generate")
     if left is None or not cfg.generate.pace:
         return None, None
+    unit = "calls"
+    if (money := cost_left_at_start(rt, r, "generate")) is not None:
+        left, unit = money, "cost"
     generating = rounds_to_generate(rt, r)
     # The referee judges again in each later generating round; the last round finds the budget
     # spent, and is not judged (or judged with what is left).
     judged_later = max(0, cfg.stop.max_rounds - 1 - r)
-    reserve = stage_calls(rt, r, ("discriminate",)) * judged_later if referee_pays(cfg) else 0
-    round_budget = max(0, left - reserve) // generating
-    per = calls_per_candidate(rt, r)
+    reserve = stage_calls(rt, r, ("discriminate",), unit) * judged_later if referee_pays(cfg) else 0
+    round_budget = max(0, left - reserve) // generating if unit == "calls" else max(0.0, left - reserve) / generating
+    per = per_candidate(rt, r, unit)
     planned = sum(g.quota for g in rt.plan)
-    scale = min(1.0, round_budget / per / planned) if planned else 0.0
+    scale = min(1.0, round_budget / per / planned) if planned and per > 0 else 0.0
     quotas = {g.name: (int(g.quota * scale), int(round(g.max_calls * scale))) for g in rt.plan}
-    figures = {"left": left, "referee_reserve": reserve, "rounds_to_generate": generating,
-               "round_budget": round_budget, "calls_per_candidate": round(per, 3),
+    digits = 3 if unit == "calls" else 6
+    figures = {"unit": unit, "left": round(left, digits), "referee_reserve": round(reserve, digits),
+               "rounds_to_generate": generating, "round_budget": round(round_budget, digits),
+               f"{unit}_per_candidate": round(per, digits),
                "candidates": sum(q for q, _ in quotas.values())}
     return quotas, figures

@@ -27,7 +27,7 @@ def route_after_evaluate(state: LoopState, runtime: GraphRuntime[Runtime]) -> Li
     cfg = rt.cfg
     if not cfg.judge.last_round and stop_reason(state, cfg.stop) == "max_rounds":
         return "decide"
-    if referee_pays(cfg) and budget_spent({**state, "teacher_calls": rt.spent()}, cfg.stop):
+    if referee_pays(cfg) and budget_spent({**state, **rt.budget_now()}, cfg.stop):
         return "decide"
     return "discriminate"
 
@@ -38,7 +38,7 @@ def route_after_discriminate(state: LoopState, runtime: GraphRuntime[Runtime]) -
     The teacher budget is read as spent now (the call cache), not as of the last decide.
     """
     rt = runtime.context
-    now = {**state, "teacher_calls": rt.spent()}
+    now = {**state, **rt.budget_now()}
     return "decide" if stop_reason(now, rt.cfg.stop) else "generate"
 
 

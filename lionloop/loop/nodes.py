@@ -95,7 +95,7 @@ def decide(state: LoopState, runtime: GraphRuntime[Runtime]) -> dict[str, Any]:
         else:
             stale += 1
     curated = rt.pool.stage_result(r, "curate") or {}
-    update = {"best_eval": best, "stale_rounds": stale, "teacher_calls": rt.spent(),
+    update = {"best_eval": best, "stale_rounds": stale, **rt.budget_now(),
               "untrained": int(curated.get("accepted") or 0)}
     reason = stop_reason({**state, **update}, rt.cfg.stop)
     _once(rt, r, "decide", partial(_close_round, reason=reason))

@@ -89,7 +89,24 @@ def preflight(cfg: RunConfig, pm: PluginManager, new_run: bool = True) -> Any:
                                   "teacher): use an LLM teacher (backend: openai, vllm or hf)")
     check_scoring(cfg, pack, pack.eval_set())
     check_weights(cfg, pack)
+    check_priced(cfg, [(path, resolved.entry.name) for path, resolved in backends])
     return pack
+
+
+def check_priced(cfg: RunConfig, backends: list[tuple[str, str]]) -> None:
+    """A cost budget (stop.max_teacher_cost) needs a price on every teacher section, and backends
+    that report token counts (the oracle reports none)."""
+    if cfg.stop.max_teacher_cost is None:
+        return
+    sections = dict(teacher_sections(cfg))
+    for path, backend in backends:
+        if backend == "oracle":
+            raise ConfigError(f"stop.max_teacher_cost: {path}.backend oracle reports no token counts, so its calls "
+                              "have no price; set stop.max_teacher_calls instead")
+        tcfg = sections[path]
+        if not (tcfg.cost_per_1k_input or tcfg.cost_per_1k_output):
+            raise ConfigError(f"stop.max_teacher_cost: {path} has no price; set {path}.cost_per_1k_input and "
+                              f"{path}.cost_per_1k_output (per 1k tokens)")
 
 
 def check_weights(cfg: RunConfig, pack: Any) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -14,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from lionloop.config import RunConfig, TeacherConfig
+from lionloop.errors import ConfigError
 from lionloop.loop.preflight import resolve_backend, resolve_task_pack, resolve_trainer
 from lionloop.loop.reporting import Reporter, Watched
 from lionloop.plugin.context import BackendEnv, RoundContext
@@ -28,6 +30,23 @@ from lionloop.teacher.client import Accounting, Teacher
 from lionloop.teacher.secrets import register_env
 
 log = logging.getLogger(__name__)
+
+
+# Under a cost budget the first calls are paid before any price is known: this many price the rest.
+PRICING_CALLS = 8
+
+
+def cost_calls_left(limit: float, paid: int, cost: float) -> int:
+    """Calls a cost budget still allows: what is left of it at the mean price of the calls paid so
+    far (PRICING_CALLS until a call has a price). Raises ConfigError when that many calls came
+    with no price at all (a server that reports no token counts): the cost cannot be counted."""
+    if cost > 0:
+        return math.floor((limit - cost) / (cost / paid))
+    if paid < PRICING_CALLS:
+        return PRICING_CALLS - paid
+    raise ConfigError(f"stop.max_teacher_cost: {paid} paid teacher calls came with no price (the server "
+                      "reported no token counts), so their cost cannot be counted; set stop.max_teacher_calls "
+                      "instead")
 
 
 @dataclass
@@ -81,11 +100,23 @@ class Runtime:
         """Paid teacher calls of this run so far (read from the call cache: survives crashes)."""
         return self.cache.total_paid(self.run_id)
 
-    def budget_left(self) -> int | None:
-        limit = self.cfg.stop.max_teacher_calls
-        if limit is None:
+    def budget_now(self) -> dict[str, int | None]:
+        """The loop state's view of the budget: calls paid so far and calls it still allows."""
+        paid = self.spent()
+        return {"teacher_calls": paid, "budget_left": self.budget_left(paid)}
+
+    def budget_left(self, paid: int | None = None) -> int | None:
+        """Paid calls the budget still allows (None: no budget): what is left of
+        stop.max_teacher_calls, and of stop.max_teacher_cost in calls at this run's mean price per
+        call so far, whichever is less. `paid`: the calls paid so far, where already read."""
+        stop = self.cfg.stop
+        if stop.max_teacher_calls is None and stop.max_teacher_cost is None:
             return None
-        return max(0, limit - self.spent())
+        paid = self.spent() if paid is None else paid
+        left = [stop.max_teacher_calls - paid] if stop.max_teacher_calls is not None else []
+        if stop.max_teacher_cost is not None:
+            left.append(cost_calls_left(stop.max_teacher_cost, paid, self.cache.total_cost(self.run_id)))
+        return max(0, min(left))
 
     @cached_property
     def embedder(self):  # noqa: ANN201

@@ -11,6 +11,7 @@ class LoopState(TypedDict, total=False):
     run_id: str
     round: int  # the round being worked on (1-based)
     teacher_calls: int  # paid teacher calls so far (read from the cache)
+    budget_left: int | None  # paid calls the budget still allows (None: no budget)
     hard: int  # hard cases the referee found this round
     decided: int  # cases the referee decided (hard or easy) this round
     untrained: int  # instructions accepted this round: the student has not trained on them yet
@@ -21,8 +22,11 @@ class LoopState(TypedDict, total=False):
 
 
 def budget_spent(state: LoopState, cfg: StopConfig) -> bool:
-    """True when the paid teacher calls have reached stop.max_teacher_calls."""
-    return cfg.max_teacher_calls is not None and state.get("teacher_calls", 0) >= cfg.max_teacher_calls
+    """True when the paid teacher calls have reached stop.max_teacher_calls, or what is left of
+    stop.max_teacher_cost pays for no more call."""
+    if cfg.max_teacher_calls is not None and state.get("teacher_calls", 0) >= cfg.max_teacher_calls:
+        return True
+    return cfg.max_teacher_cost is not None and state.get("budget_left") == 0
 
 
 def stop_reason(state: LoopState, cfg: StopConfig) -> str | None:

@@ -203,23 +203,26 @@ class Teacher:
                 results[i] = self._finish(requests[i], hit["response"], cached=True, usage=hit["usage"])
                 if progress and (results[i].ok or last):
                     progress(1)
-            # Budget: refuse what would overspend, record it as a failure with its reason.
-            left = self._budget_left()
-            caps = [c for c in (left, None if limit is None else limit - paid) if c is not None]
-            cap = max(0, min(caps)) if caps else None
-            if cap is not None and len(misses) > cap:
-                for i in misses[cap:]:
-                    results[i] = Result(requests[i], error=BUDGET_ERROR)
-                    if progress:
-                        progress(1)
-                misses = misses[:cap]
-            if misses:
-                batch = [requests[i] for i in misses]
+            # Budget: refuse what would overspend, record it as a failure with its reason. The
+            # calls go in chunks the budget allows, each sized after paying the one before (a cost
+            # budget knows its calls' price only once some are paid).
+            while misses:
+                left = self._budget_left()
+                caps = [c for c in (left, None if limit is None else limit - paid) if c is not None]
+                cap = max(0, min(caps)) if caps else None
+                if cap == 0:
+                    for i in misses:
+                        results[i] = Result(requests[i], error=BUDGET_ERROR)
+                        if progress:
+                            progress(1)
+                    break
+                chunk, misses = (misses, []) if cap is None else (misses[:cap], misses[cap:])
+                batch = [requests[i] for i in chunk]
                 loop_t0 = time.perf_counter()
                 body = 0.0
                 for j, reply in self.backend.complete(batch, attempt):
                     body_t0 = time.perf_counter()
-                    i = misses[j]
+                    i = chunk[j]
                     req = requests[i]
                     if reply.error is not None:
                         results[i] = Result(req, error=redact(str(reply.error)))

@@ -1,0 +1,59 @@
+"""A teacher budget in money (`stop.max_teacher_cost`): token counts x prices, paced and enforced.
+
+The teacher is the `openai` backend over HTTP against a scripted OpenAI-compatible server on
+loopback (`ScriptedServer`, whose "model" is a correct skills teacher reading lionloop's own
+prompts): a paid API cannot run here, and the server reports token counts as one would.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+from conftest import micro_config
+
+from lionloop.errors import ConfigError
+from lionloop.loop.runtime import PRICING_CALLS, cost_calls_left
+
+PRICE_IN, PRICE_OUT = 0.5, 1.5  # per 1k tokens
+
+
+def test_calls_left_at_the_mean_price_so_far() -> None:
+    assert cost_calls_left(1.0, 0, 0.0) == PRICING_CALLS  # no price yet: the first calls price the rest
+    assert cost_calls_left(1.0, 3, 0.0) == PRICING_CALLS - 3
+    assert cost_calls_left(1.0, 10, 0.25) == 30  # 0.75 left at 0.025 a call
+    assert cost_calls_left(1.0, 10, 1.1) < 0  # overspent: none (the caller floors at 0)
+    with pytest.raises(ConfigError, match="no price"):  # a server that reports no token counts
+        cost_calls_left(1.0, PRICING_CALLS, 0.0)
+
+
+def _teacher(base_url: str) -> dict[str, Any]:
+    return {"backend": "openai", "model": "skills-chat", "base_urls": [base_url], "concurrency": 8,
+            "cost_per_1k_input": PRICE_IN, "cost_per_1k_output": PRICE_OUT}
+
+
+@pytest.mark.slow
+def test_a_cost_budget_is_paced_over_the_rounds_and_stops_the_run(tmp_path: Path) -> None:
+    from lionloop.inspect.status import run_status
+    from lionloop.loop.runner import start
+    from lionloop.testing.fault_server import ScriptedServer
+    from lionloop.testing.skills_teacher import SkillsChat
+
+    budget = 30.0  # about a third of what three rounds cost here without one
+    with ScriptedServer(responder=SkillsChat()) as srv:
+        out, final = start(micro_config(tmp_path / "run", teacher=_teacher(srv.base_url),
+                                        generate={"max_new_per_round": 200},
+                                        stop={"max_rounds": 3, "stop_when_no_hard": False,
+                                              "max_teacher_cost": budget}))
+    st = run_status(out)
+    spent = st["teacher_calls"]
+    mean = spent["cost"] / spent["paid"]
+    # Spent to within a call or two of it, never over by more; nothing left for another call.
+    assert budget - 2 * mean <= spent["cost"] <= budget + 2 * mean, (spent, budget)
+    assert final["budget_left"] == 0 and final["stop_reason"] == "max_rounds"
+    # Paced in cost: each generating round's part and a candidate's price are money, and every
+    # generating round bought data (the first did not spend it all).
+    r1, r2 = st["rounds"][:2]
+    assert r1["pacing"]["unit"] == "cost" and r1["pacing"]["left"] < budget
+    assert r2["pacing"]["left"] < r1["pacing"]["left"] and r1["accepted"] > 0 and r2["accepted"] > 0
