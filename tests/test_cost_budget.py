@@ -54,6 +54,12 @@ def test_a_cost_budget_is_paced_over_the_rounds_and_stops_the_run(tmp_path: Path
     assert final["budget_left"] == 0 and final["stop_reason"] == "max_rounds"
     # Paced in cost: each generating round's part and a candidate's price are money, and every
     # generating round bought data (the first did not spend it all).
+    # `lionloop status` shows what was spent against the budget.
+    from lionloop.cli.status import teacher_lines
+
+    assert st["budget"] == {"calls": None, "cost": budget}
+    (line,) = teacher_lines(st)
+    assert f"{spent['paid']:,} paid calls" in line and line.endswith(f"cost {spent['cost']:,.2f} of 30.00")
     r1, r2 = st["rounds"][:2]
     assert r1["pacing"]["unit"] == "cost" and r1["pacing"]["left"] < budget
     assert r2["pacing"]["left"] < r1["pacing"]["left"] and r1["accepted"] > 0 and r2["accepted"] > 0

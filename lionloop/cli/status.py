@@ -202,6 +202,19 @@ def allocation_table(st: dict[str, Any]) -> Table | None:
     return t
 
 
+def teacher_lines(st: dict[str, Any]) -> list[str]:
+    """What the teacher calls cost the run so far, against the budget where there is one."""
+    paid, budget = st.get("teacher_calls") or {}, st.get("budget") or {}
+    if not paid.get("paid"):
+        return []
+    calls, cost = budget.get("calls"), budget.get("cost")
+    line = (f"teacher: {paid['paid']:,}{f' of {calls:,}' if calls is not None else ''} paid calls, "
+            f"{paid['prompt_tokens']:,} + {paid['completion_tokens']:,} tokens")
+    if paid.get("cost") or cost is not None:
+        line += f", cost {paid['cost']:,.2f}{f' of {cost:,.2f}' if cost is not None else ''}"
+    return [line]
+
+
 def print_status(console: Console, st: dict[str, Any], run_dir: Path, with_state: bool = True) -> None:
     """Everything `lionloop status` shows (and the summary after run, resume and demo)."""
     if with_state and st.get("state"):
@@ -220,7 +233,7 @@ def print_status(console: Console, st: dict[str, Any], run_dir: Path, with_state
     if len(rounds) >= 2:
         console.print(f"eval {metric}: round {rounds[0]['round']} {rounds[0]['eval_score']:.1%} -> "
                       f"round {rounds[-1]['round']} {rounds[-1]['eval_score']:.1%}")
-    for line in bootstrap_lines(st):
+    for line in bootstrap_lines(st) + teacher_lines(st):
         console.print(line, highlight=False)
     console.print("pool:")
     console.print(pool_tables(st))

@@ -217,6 +217,7 @@ def build(pool: Pool, run_dir: RunDir, cfg: Any = None, run_id: str | None = Non
         out["run_id"] = run_id
         out["name"] = cfg.name
         out["calls"] = paid_totals(run_dir.cache_path(cfg), run_id)
+        out["budget"] = {"calls": cfg.stop.max_teacher_calls, "cost": cfg.stop.max_teacher_cost}
     return out
 
 
@@ -269,6 +270,7 @@ def status_view(full: dict[str, Any]) -> dict[str, Any]:
                       "teacher_saving": (boot or {}).get("teacher_saving", 0.0)},
         "rounds": rounds,
         "teacher_calls": full.get("calls"),
+        "budget": full.get("budget"),  # stop.max_teacher_calls and max_teacher_cost (None: none)
         # Per request type over the whole run: how many replies could be read (parse-failure rate).
         "teacher_replies": full.get("teacher_replies", {}),
         "pool": {"by_split": full["by_split"], "by_origin": full["by_origin"], "examples": full["examples"]},
