@@ -1,5 +1,5 @@
-"""Budget pacing: with `stop.max_teacher_calls` (or `max_teacher_cost`, in calls at the run's mean
-price), what a round's generators may propose and spend.
+"""Budget pacing: with `stop.max_teacher_calls` (or `max_teacher_cost`, then in money), what a
+round's generators may propose and spend.
 
 Without pacing a loop spends `max_new_per_round` candidates a round until the budget runs out
 mid-round; the last data it buys may then never be trained on, and a run with a smaller budget
