@@ -86,3 +86,15 @@ def test_budget_refuses_past_the_limit(tmp_path: Path) -> None:
     # `limit` caps one batch.
     t2 = Teacher(Scripted({(c, 0): c for c in "pqr"}), cache, "other")
     assert [r.ok for r in t2.ask([Answer(instruction=c) for c in "pqr"], limit=1)] == [True, False, False]
+
+
+def test_a_failed_call_leaves_its_budget_to_the_rest_of_the_batch(tmp_path: Path) -> None:
+    """Calls go out in chunks the budget allows, each sized after the one before: a call that
+    failed was not paid for, so the next request of the batch gets its place."""
+    backend = Scripted({(c, 0): c.upper() for c in "acde"})  # b fails (http 500)
+    cache = CallCache(tmp_path / "c.sqlite")
+    t = Teacher(backend, cache, "run", budget=lambda: max(0, 3 - cache.total_paid("run")))
+    res = t.ask([Answer(instruction=c) for c in "abcde"])
+    assert [r.ok for r in res] == [True, False, True, True, False]
+    assert res[1].error == "http 500" and res[4].error == "teacher budget exhausted"
+    assert [c for c, _ in backend.sent] == list("abcd") and cache.total_paid("run") == 3
