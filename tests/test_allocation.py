@@ -371,7 +371,7 @@ def test_a_group_no_sample_measured_yet_is_estimated_from_every_groups_verdicts(
     round, exploration included."""
     from types import SimpleNamespace
 
-    from lionloop.loop.allocation import allocate, cache_accuracy
+    from lionloop.loop.allocation import allocate, probe_accuracy
     from lionloop.records import Instruction, Verdict
     from lionloop.stores.pool import Pool
 
@@ -387,9 +387,10 @@ def test_a_group_no_sample_measured_yet_is_estimated_from_every_groups_verdicts(
                       + [Verdict(i.id, 1, 9, 1, True) for i in cache if i.text in ("copy c", "sort b")])
     cfg = micro_config(tmp_path, stop={"max_teacher_calls": 300})
     rt = SimpleNamespace(pool=pool, cfg=cfg, memo={})
-    assert "add" not in cache_accuracy(rt, 1, {})  # no figure of its own
+    measured, estimated = probe_accuracy(rt, 1, {})
+    assert set(measured) == {"copy", "sort"}  # add has no figure of its own
     # add a (identical, unjudged) at the judged identical answers' rate, b-d at the different ones'.
-    assert cache_accuracy(rt, 1, {}, pooled=True)["add"] == (0.25, 4)
+    assert estimated == {"add": (0.25, 4)}
     alloc = allocate(rt, 1)
     assert alloc is not None and set(alloc.shares) == {"copy", "sort", "add"}
     assert alloc.figures["add"]["acc"] == 0.25 and alloc.figures["add"]["judged"] == 0

@@ -107,7 +107,13 @@ def _clusters(rt: Runtime, pool: list[Instruction], k: int) -> dict[str, str]:
 # -- measurements ------------------------------------------------------------------------------------
 
 
-def cache_accuracy(rt: Runtime, r: int, groups: dict[str, str], pooled: bool = False) -> dict[str, tuple[float, int]]:
+def cache_accuracy(rt: Runtime, r: int, groups: dict[str, str]) -> dict[str, tuple[float, int]]:
+    """Per group: (the share of its cache-pool instructions the student got right by the referee's
+    verdicts in round r, how many); `probe_accuracy`'s measured groups."""
+    return probe_accuracy(rt, r, groups)[0]
+
+
+def probe_accuracy(rt: Runtime, r: int, groups: dict[str, str]) -> tuple[dict[str, tuple[float, int]], dict[str, tuple[float, int]]]:
     """Per group: (the share of its cache-pool instructions the student got right by the referee's
     verdicts in round r, how many). Cache instructions are never trained on: a generalisation probe.
 
@@ -120,17 +126,17 @@ def cache_accuracy(rt: Runtime, r: int, groups: dict[str, str], pooled: bool = F
     false` an unjudged identical answer counts at the identical ones' rate (1 when none was judged:
     the teacher's own answer), not as a wrong one.
 
-    A group none of whose probes was judged has no figure of its own; with `pooled` it is estimated
-    all the same, its answers counted at the rates of every group's judged answers of their kind
-    (exact answers: the student's different answers are wrong everywhere, so a group without one
-    identical answer reads 0, not the average).
+    A group none of whose probes was judged has no figure of its own. It is estimated all the same,
+    its answers counted at the rates of every group's judged answers of their kind (exact answers:
+    the student's different answers are wrong everywhere, so a group without one identical answer
+    reads 0, not the average). Returns (measured groups, estimated groups).
     """
     cache = [i for i in rt.pool.instructions(["cache"]) if i.id in groups or i.task]
     student = rt.pool.student_answers(r)
     teacher = rt.pool.teacher_answers()
     verdicts = {v.instruction_id: v.hard for v in rt.pool.verdicts(r) if v.hard is not None}
     if not verdicts:
-        return {}
+        return {}, {}
     # Per (group, answer identical to the teacher's?): judged, judged easy, unjudged.
     judged: Counter[tuple[str, bool]] = Counter()
     easy: Counter[tuple[str, bool]] = Counter()
@@ -157,14 +163,12 @@ def cache_accuracy(rt: Runtime, r: int, groups: dict[str, str], pooled: bool = F
         return out
 
     measured = {g: (right(g) / n, n) for g, n in total.items() if n > unjudged[(g, True)] + unjudged[(g, False)]}
-    if not pooled:
-        return measured
     rate = {}
     for same in (True, False):
         n_judged = sum(v for (_, s), v in judged.items() if s == same)
         rate[same] = sum(v for (_, s), v in easy.items() if s == same) / n_judged if n_judged else float(same)
-    return {**measured, **{g: (sum(unjudged[(g, same)] * rate[same] for same in (True, False)) / n, n)
-                           for g, n in total.items() if g not in measured}}
+    return measured, {g: (sum(unjudged[(g, same)] * rate[same] for same in (True, False)) / n, n)
+                      for g, n in total.items() if g not in measured}
 
 
 def carried(accs: list[dict[str, tuple[float, int]]]) -> list[dict[str, tuple[float, int]]]:
@@ -293,14 +297,15 @@ def allocate(rt: Runtime, r: int) -> Allocation | None:
     if acfg.mode == "lion" or not referee_selects(rt.cfg) or warming_up(rt.cfg, r):
         return None
     group_by, groups = pool_groups(rt, acfg)
-    accs = carried([cache_accuracy(rt, k, groups) for k in range(1, r + 1)])
+    measured, estimated = probe_accuracy(rt, r, groups)
+    accs = carried([cache_accuracy(rt, k, groups) for k in range(1, r)] + [measured])
     spends = [spent(rt, k, groups) for k in range(1, r)]
     now = accs[-1]
     lp = progress(accs, spends, acfg.window, acfg.estimate)
     # A group with probes that no round's sample has measured yet (a paying referee's sample missed
     # them, most often in round 1) is estimated from every group's judged answers of each kind
     # rather than dropping out of the round, exploration included; it shows 0 judged.
-    estimated = {g: v for g, v in cache_accuracy(rt, r, groups, pooled=True).items() if g not in now} if now else {}
+    estimated = {g: v for g, v in estimated.items() if g not in now} if now else {}
     if acfg.mode == "fixed":  # the user's weights; progress is still measured and shown
         scores = {g: acfg.weights.get(g, 0.0) for g in (*now, *estimated)}
     else:  # groups with progress measured use it; before any is (the first generating round), the prior
