@@ -245,9 +245,9 @@ class StopConfig(_Section):
         None, gt=0,
         description="Stop when the paid teacher calls' estimated cost reaches this, in the currency of the "
         "teachers' prices (each call's token counts x its teacher's cost_per_1k_input / cost_per_1k_output, a "
-        "batch discount included). Paced and enforced as max_teacher_calls is, in calls at the run's mean price "
-        "per call so far (the first call goes alone and prices the rest): the last calls may overshoot it by how much their "
-        "price differs from that mean. Needs prices on every teacher section and a backend that reports token "
+        "batch discount included). Paced over the rounds in money, as max_teacher_calls is in calls, and enforced "
+        "in calls at the run's mean price per call so far (the first call goes alone and prices the rest): the last "
+        "calls may overshoot it by how much their price differs from that mean. Needs prices on every teacher section and a backend that reports token "
         "counts (not the oracle). With max_teacher_calls too, whichever runs out first stops the run.",
     )
     patience: int | None = Field(None, ge=1, description="Stop after this many rounds without eval gain >= min_delta.")
