@@ -26,12 +26,16 @@ log = logging.getLogger(__name__)
 
 
 def config(run_dir: Path, base_url: str, model: str, *, skills: list[str], seeds: int, cache: int, evals: int,
-           new: int, rounds: int = 2, max_tokens: int = 256, structured_output: str = "json_schema") -> Any:
+           new: int, rounds: int = 2, max_tokens: int = 256, structured_output: str = "json_schema",
+           max_teacher_cost: float | None = None, price: tuple[float, float] = (0.15, 0.6)) -> Any:
+    """The loop's config; with `max_teacher_cost` a budget in money at `price` (per 1k tokens in, out)."""
     from lionloop.config import parse_config
 
     llm = {"backend": "openai", "model": model, "base_urls": [base_url], "temperature": 0.0,
            "max_tokens": max_tokens, "concurrency": 16, "timeout_s": 300, "max_retries": 2,
            "parse_retries": 1, "structured_output": structured_output}
+    if max_teacher_cost is not None:
+        llm |= {"cost_per_1k_input": price[0], "cost_per_1k_output": price[1]}
     return parse_config({
         "name": "real-teacher", "seed": 0, "run_dir": str(run_dir),
         "task": {"pack": "skills", "skills": skills, "seeds_per_skill": seeds, "cache_per_skill": cache,
@@ -41,7 +45,7 @@ def config(run_dir: Path, base_url: str, model: str, *, skills: list[str], seeds
         "student": {"hidden_size": 32, "num_layers": 1, "num_heads": 2, "max_length": 96, "max_new_tokens": 24},
         "train": {"steps_per_round": 20, "batch_size": 16, "warmup_steps": 2},
         "generate": {"max_new_per_round": new},
-        "stop": {"max_rounds": rounds, "stop_when_no_hard": False},
+        "stop": {"max_rounds": rounds, "stop_when_no_hard": False, "max_teacher_cost": max_teacher_cost},
     }, "real-teacher")
 
 
@@ -89,7 +93,7 @@ def agreement(run_dir: Path) -> dict[str, Any]:
 
 def run(out: Path, *, python: Path | None = None, skills: list[str] | None = None, seeds: int = 4, cache: int = 2,
         evals: int = 4, new: int = 6, rounds: int = 2, max_tokens: int = 256,
-        structured_output: str = "json_schema") -> dict[str, Any]:
+        structured_output: str = "json_schema", max_teacher_cost: float | None = None) -> dict[str, Any]:
     """Serve the packaged model with vLLM and run the loop against it; its figures."""
     from lionloop.inspect.status import run_status
     from lionloop.loop.runner import start
@@ -104,7 +108,7 @@ def run(out: Path, *, python: Path | None = None, skills: list[str] | None = Non
         started = srv.startup_seconds
         cfg = config(out / "run", srv.base_url, srv.model, skills=skills or ["copy", "upper", "add"], seeds=seeds,
                      cache=cache, evals=evals, new=new, rounds=rounds, max_tokens=max_tokens,
-                     structured_output=structured_output)
+                     structured_output=structured_output, max_teacher_cost=max_teacher_cost)
         t1 = time.perf_counter()
         run_dir, final = start(cfg)
         loop_seconds = time.perf_counter() - t1
@@ -118,6 +122,7 @@ def run(out: Path, *, python: Path | None = None, skills: list[str] | None = Non
                     "candidates": r["candidates"], "accepted": r["accepted"], "rejected": r["dedup_rejected"],
                     "seconds": r["seconds"]} for r in st["rounds"]],
         "tokens": {k: sum(r["teacher_tokens"][k] for r in st["rounds"]) for k in ("prompt", "completion")},
+        "paid": st["teacher_calls"], "budget": st["budget"],
         "referee_vs_verifier": agreement(run_dir),
     }
 
@@ -133,10 +138,12 @@ def main() -> None:
     ap.add_argument("--max-tokens", type=int, default=256)
     ap.add_argument("--structured-output", default="json_schema")
     ap.add_argument("--skill", action="append", default=None)
+    ap.add_argument("--max-teacher-cost", type=float, default=None,
+                    help="a budget in money, at 0.15 / 0.6 per 1k tokens in / out")
     a = ap.parse_args()
     logging.basicConfig(level=logging.WARNING)
     res = run(a.out, skills=a.skill, seeds=a.seeds, cache=a.cache, evals=a.evals, new=a.new, rounds=a.rounds,
-              max_tokens=a.max_tokens, structured_output=a.structured_output)
+              max_tokens=a.max_tokens, structured_output=a.structured_output, max_teacher_cost=a.max_teacher_cost)
     print(json.dumps(res, indent=2))
 
 
