@@ -27,6 +27,18 @@ def test_calls_left_at_the_mean_price_so_far() -> None:
         cost_calls_left(1.0, PRICING_CALLS, 0.0)
 
 
+def test_the_status_line_shows_what_the_teacher_cost() -> None:
+    from lionloop.cli.status import teacher_lines
+
+    oracle = {"paid": 4654, "prompt_tokens": 0, "completion_tokens": 0, "cost": 0.0}
+    assert teacher_lines({"teacher_calls": oracle, "budget": {"calls": 5000, "cost": None}}) == [
+        "teacher: 4,654 of 5,000 paid calls"]  # no token counts, no price: neither is shown
+    llm = {"paid": 12, "prompt_tokens": 3000, "completion_tokens": 400, "cost": 0.69}
+    assert teacher_lines({"teacher_calls": llm, "budget": {"calls": None, "cost": 1.0}}) == [
+        "teacher: 12 paid calls, 3,000 + 400 tokens, cost 0.69 of 1.00"]
+    assert teacher_lines({"teacher_calls": {"paid": 0}, "budget": None}) == []
+
+
 def _teacher(base_url: str) -> dict[str, Any]:
     return {"backend": "openai", "model": "skills-chat", "base_urls": [base_url], "concurrency": 8,
             "cost_per_1k_input": PRICE_IN, "cost_per_1k_output": PRICE_OUT}

@@ -208,8 +208,9 @@ def teacher_lines(st: dict[str, Any]) -> list[str]:
     if not paid.get("paid"):
         return []
     calls, cost = budget.get("calls"), budget.get("cost")
-    line = (f"teacher: {paid['paid']:,}{f' of {calls:,}' if calls is not None else ''} paid calls, "
-            f"{paid['prompt_tokens']:,} + {paid['completion_tokens']:,} tokens")
+    line = f"teacher: {paid['paid']:,}{f' of {calls:,}' if calls is not None else ''} paid calls"
+    if paid.get("prompt_tokens") or paid.get("completion_tokens"):  # the oracle counts none
+        line += f", {paid['prompt_tokens']:,} + {paid['completion_tokens']:,} tokens"
     if paid.get("cost") or cost is not None:
         line += f", cost {paid['cost']:,.2f}{f' of {cost:,.2f}' if cost is not None else ''}"
     return [line]
