@@ -16,9 +16,12 @@ from lionloop.loop.runtime import Runtime
 from lionloop.loop.selection import referee_pays
 
 
-def stage_calls(rt: Runtime, r: int, stages: tuple[str, ...], unit: str = "calls") -> float:
-    """What round r's `stages` paid (from the call cache): calls, or with `unit` "cost" their cost."""
-    return sum(v.get(unit, 0) for (rnd, st), v in rt.cache.paid(rt.run_id).items() if rnd == r and st in stages)
+def stage_calls(rt: Runtime, r: int, stages: tuple[str, ...], unit: str = "calls",
+                paid: dict[tuple[int, str], dict[str, float]] | None = None) -> float:
+    """What round r's `stages` paid (from the call cache, or `paid` where already read from it):
+    calls, or with `unit` "cost" their cost."""
+    paid = rt.cache.paid(rt.run_id) if paid is None else paid
+    return sum(v.get(unit, 0) for (rnd, st), v in paid.items() if rnd == r and st in stages)
 
 
 def left_at_start(rt: Runtime, r: int, stage: str) -> int | None:
@@ -38,12 +41,15 @@ def cost_left_at_start(rt: Runtime, r: int, stage: str) -> float | None:
     """Under a cost budget, what was left of it when round r's `stage` started (a call budget too:
     the less of the two, its calls at the run's mean price); None before any call has a price."""
     stop = rt.cfg.stop
-    paid, cost = rt.spent(), rt.cache.total_cost(rt.run_id)
-    if stop.max_teacher_cost is None or cost <= 0:
+    if stop.max_teacher_cost is None:
         return None
-    left = stop.max_teacher_cost - cost + stage_calls(rt, r, (stage,), "cost")
+    by_stage = rt.cache.paid(rt.run_id)  # one read for the run's totals and the stage's own
+    calls, cost = (sum(v[k] for v in by_stage.values()) for k in ("calls", "cost"))
+    if cost <= 0:
+        return None
+    left = stop.max_teacher_cost - cost + stage_calls(rt, r, (stage,), "cost", by_stage)
     if stop.max_teacher_calls is not None:
-        left = min(left, (stop.max_teacher_calls - paid + stage_calls(rt, r, (stage,))) * cost / paid)
+        left = min(left, (stop.max_teacher_calls - calls + stage_calls(rt, r, (stage,), paid=by_stage)) * cost / calls)
     return max(0.0, left)
 
 
@@ -59,13 +65,17 @@ def per_candidate(rt: Runtime, r: int, unit: str = "calls") -> float:
 
     Measured over this run's earlier rounds where there are any; else the plan's own figure (the
     generators' `calls_per_candidate`, weighted by quota; in cost, at the run's mean price)."""
-    spent = sum(stage_calls(rt, k, ("generate", "curate"), unit) for k in range(1, r))
+    by_stage = rt.cache.paid(rt.run_id)  # read once, not once per earlier round
+    spent = sum(stage_calls(rt, k, ("generate", "curate"), unit, by_stage) for k in range(1, r))
     made = sum(int((rt.pool.stage_result(k, "generate") or {}).get("candidates", 0)) for k in range(1, r))
     if made and spent > 0:
         return max(1.0, spent / made) if unit == "calls" else spent / made
     quota = sum(g.quota for g in rt.plan) or 1
     calls = max(1.0, sum(g.quota * g.spec.calls_per_candidate for g in rt.plan) / quota)
-    return calls if unit == "calls" else calls * rt.cache.total_cost(rt.run_id) / max(1, rt.spent())
+    if unit == "calls":
+        return calls
+    paid, cost = (sum(v[k] for v in by_stage.values()) for k in ("calls", "cost"))
+    return calls * cost / max(1, paid)
 
 
 def paced_quotas(rt: Runtime, r: int) -> tuple[dict[str, tuple[int, int]] | None, dict[str, Any] | None]:
