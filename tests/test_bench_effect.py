@@ -37,6 +37,20 @@ def test_arms_share_budget_rounds_and_seed_and_differ_in_one_place(tmp_path: Pat
     assert known_arm("loop@25") and known_arm("loop-slope") and not known_arm("loop@x") and not known_arm("nope")
 
 
+def test_a_percent_arm_is_the_same_arm_on_a_share_of_the_budget(tmp_path: Path) -> None:
+    # budget-to-match: `loop%60` is the default loop paced over the same rounds on 60% of the calls
+    full, part = arm_config("loop", 1, 5, 2000, tmp_path / "a"), arm_config("loop%60", 1, 5, 2000, tmp_path / "b")
+    assert (part.stop.max_teacher_calls, part.generate.max_new_per_round) == (1200, 1200)
+    assert part.model_dump(exclude={"name", "run_dir", "stop", "generate"}) == \
+        full.model_dump(exclude={"name", "run_dir", "stop", "generate"})
+    assert part.stop.max_rounds == full.stop.max_rounds == 5
+    both = arm_config("loop@25%50", 1, 5, 2000, tmp_path / "c")
+    assert (both.judge.max_cases, both.stop.max_teacher_calls) == (25, 1000)
+    assert arm_config("uniform%60", 1, 5, 2000, tmp_path / "d").generate.case_selection == "uniform"
+    assert known_arm("loop%60") and known_arm("loop@25%50") and known_arm("uniform%100")
+    assert not any(known_arm(a) for a in ("loop%0", "loop%101", "loop%x", "loop%60@25", "nope%60"))
+
+
 def test_every_lever_parses_and_changes_the_loop_it_is_measured_against(tmp_path: Path) -> None:
     # A misspelt option is refused by the config; one that sets a default would measure the default.
     def settings(arm: str) -> dict:
@@ -94,6 +108,13 @@ def test_summary_pairs_seeds_and_finds_the_calls_to_match_uniform() -> None:
     assert "| `loop` | 510 | **62.5 ± 10.6** | +2.5 ± 10.6 | 1/2 |" in text
     assert "| 0 | 60.0 | 70.0 | loop > uniform |" in text
     assert "59%, —" in text
+    assert "budget-to-match" not in text
+    # A loop on part of the budget: its calls spent and its Δ to uniform's full-budget final.
+    part = {**results, "loop%60": {0: _runs([100, 200, 300], [0.2, 0.5, 0.65], 0.0),
+                                   1: _runs([100, 200, 300], [0.2, 0.5, 0.6], 0.0)}}
+    text = report(summarise(part), part, "c", 1, None, "verifier", 510)
+    assert "| `loop%60` | 310 | **62.5 ± 3.5** | +2.5 ± 3.5 | 1/2 |" in text
+    assert "`ARM%P` is ARM given P% of the budget" in text
     tied = {**results, "lion": {0: _runs([100, 300, 500], [0.2, 0.5, 0.6], 0.0), 1: _runs([100, 300], [0.2, 0.5], 0.0)}}
     assert "| 0 | 60.0 | 70.0 | 60.0 | loop > uniform = lion |" in report(summarise(tied), tied, "c", 1, None, "verifier", 1)
     # A lever run on its own (no uniform arm): reported without paired figures, not a crash.

@@ -9,6 +9,9 @@ the last round trains on what the budget bought. Arms, same seeds, same everythi
   lion      the paper's loop: the referee's cases in its order, no allocation, every answer the teacher's,
             every case judged (with `--referee llm` too)
   loop@N    the default loop with the referee judging at most N cases a round (judge.max_cases)
+  loop%P    the default loop given P% of the budget (any arm takes %P, after @N): a run of its own,
+            paced over the same rounds, whose final accuracy against uniform's at the full budget
+            is the budget-to-match figure (what share of uniform's calls buys uniform's accuracy)
   seeds     no new data at all: every round trains on the seed rows (what expansion adds to them)
 and the levers measured on their own (see LEVERS). The referee is the verifier (wrong = hard, no
 teacher call) or, with `--referee llm`, the oracle's 1-10 judge with every judge call paid.
@@ -17,6 +20,7 @@ teacher call) or, with `--referee llm`, the oracle's 1-10 judge with every judge
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 from typing import Any
 
@@ -111,6 +115,10 @@ LEVERS: dict[str, dict[str, Any]] = {
     # rows and the student judged for the first allocation is at ~7% (copy, shift, upper at 0).
     "loop-min300": {"train": {"min_steps_per_round": 300}},
     "uniform-min300": {"generate": PLAIN, "train": {"min_steps_per_round": 300}},
+    # With `--student`: steps that scale with the data (one pass over the pool a round, ~the same
+    # steps in all as the fixed 16 a round), so the rows the loop's self-answers add are trained on.
+    "loop-epochs1": {"train": {"epochs_per_round": 1}},
+    "uniform-epochs1": {"generate": PLAIN, "train": {"epochs_per_round": 1}},
 }
 EXTRA_SKILLS = ["copy", "upper", "shift", "reverse", "sort", "count", "add", "chain", "sum", "mood"]
 
@@ -136,9 +144,24 @@ def student_overrides(student: Path | None, base: dict | None = None) -> dict | 
     return deep_merge(out, base or {})
 
 
+ARM_NAME = re.compile(r"(?P<base>[\w-]+)(?:@(?P<cap>\d+))?(?:%(?P<pct>\d+))?")
+
+
+def split_arm(arm: str) -> tuple[str, int | None, int | None] | None:
+    """(base arm, referee cap from `@N`, budget percent from `%P`), or None where it does not parse."""
+    m = ARM_NAME.fullmatch(arm)
+    if m is None:
+        return None
+    cap, pct = m["cap"], m["pct"]
+    return m["base"], int(cap) if cap else None, int(pct) if pct else None
+
+
 def known_arm(arm: str) -> bool:
-    base, _, cap = arm.partition("@")
-    return (base in ARMS or base in BASELINES or base in LEVERS) and (not cap or cap.isdigit())
+    parts = split_arm(arm)
+    if parts is None:
+        return False
+    base, _, pct = parts
+    return (base in ARMS or base in BASELINES or base in LEVERS) and (pct is None or 0 < pct <= 100)
 
 
 def deep_merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
@@ -151,9 +174,14 @@ def deep_merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
 def arm_config(arm: str, seed: int, rounds: int, budget: int, run_dir: Path, referee: str = "verifier",
                skills: list[str] | None = None, overrides: dict | None = None) -> RunConfig:
     """One arm's config: the defaults, the shared budget and rounds, and the arm's own change."""
-    base, _, cap = arm.partition("@")
+    parts = split_arm(arm)
+    if parts is None:
+        raise ValueError(f"arm {arm!r}: not NAME[@N][%P]")
+    base, cap, pct = parts
+    if pct is not None:
+        budget = max(1, round(budget * pct / 100))
     data: dict[str, Any] = {
-        "name": f"effect-{arm.replace('@', '-')}-{seed}", "seed": seed, "run_dir": str(run_dir),
+        "name": f"effect-{arm.replace('@', '-').replace('%', '-pct')}-{seed}", "seed": seed, "run_dir": str(run_dir),
         # The budget paces the rounds; max_new_per_round never binds before it does.
         "generate": {"max_new_per_round": budget},
         # The last round only trains on what the budget bought: nothing left to judge it with.
@@ -174,7 +202,7 @@ def arm_config(arm: str, seed: int, rounds: int, budget: int, run_dir: Path, ref
     elif base in LEVERS:
         data = deep_merge(data, LEVERS[base])
     if cap:
-        data = deep_merge(data, {"judge": {"max_cases": int(cap)}})
+        data = deep_merge(data, {"judge": {"max_cases": cap}})
     data = deep_merge(data, overrides or {})
     return parse_config(data, f"bench:effect:{arm}")
 

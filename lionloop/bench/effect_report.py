@@ -69,7 +69,10 @@ def report(summary: dict[str, Any], results: dict[str, Any], command: str, secon
         f"Held-out accuracy (%) after the last round, mean ± std over {n} seeds ({', '.join(map(str, seeds))}); "
         f"Δ is the paired difference to `{base}` (same seed), mean ± std; *reach* is the calls at which the arm's "
         f"mean accuracy-vs-calls curve first reaches `{base}`'s final accuracy (share of `{base}`'s calls), "
-        "and the per-seed shares beside it.",
+        "and the per-seed shares beside it."
+        + (f" An arm named `ARM%P` is ARM given P% of the budget, paced over the same rounds (budget-to-match: "
+           f"its Δ says whether that share of the calls buys `{base}`'s accuracy at the full budget)."
+           if any("%" in a for a in arms) else ""),
         "",
     ]
     rows = []

@@ -98,7 +98,7 @@ def effect(
     budget: Annotated[int, typer.Option(min=1, help="Paid teacher calls per run, every arm (stop.max_teacher_calls).")] = 2400,
     referee: Annotated[str, typer.Option(help="verifier: wrong = hard, no teacher call; llm: the oracle's judge, every call paid.")] = "verifier",
     extra_skills: Annotated[bool, typer.Option("--extra-skills", help="The 10-skill pack (chain, sum, mood added).")] = False,
-    arm: Annotated[list[str] | None, typer.Option("--arm", help="Arm(s) (default: loop, uniform, lion); loop@N judges at most N cases a round; seeds: no new data (the baseline).")] = None,
+    arm: Annotated[list[str] | None, typer.Option("--arm", help="Arm(s) (default: loop, uniform, lion); loop@N judges at most N cases a round; loop%P gets P% of the budget (budget-to-match); seeds: no new data (the baseline).")] = None,
     first_seed: Annotated[int, typer.Option(min=0, help="First seed (development runs use seeds the final figures do not).")] = 0,
     out_dir: Annotated[Path | None, typer.Option(help="Where the runs go (re-running resumes); default runs/<section>.")] = None,
     write: Annotated[bool, typer.Option(help="Update BENCHMARKS.md and its plot.")] = True,
@@ -114,7 +114,7 @@ def effect(
     unknown = [a for a in arms if not effect_bench.known_arm(a)]
     if unknown:
         fail(f"--arm: unknown {unknown} (known: {', '.join([*effect_bench.ARMS, *effect_bench.BASELINES, *effect_bench.LEVERS])}, each "
-             "optionally @N)", 2)
+             "optionally @N and %P, P from 1 to 100)", 2)
     if referee not in ("verifier", "llm"):
         fail(f"--referee: {referee!r} is not verifier or llm", 2)
     md_target(write, md)
