@@ -115,10 +115,11 @@ LEVERS: dict[str, dict[str, Any]] = {
     # rows and the student judged for the first allocation is at ~7% (copy, shift, upper at 0).
     "loop-min300": {"train": {"min_steps_per_round": 300}},
     "uniform-min300": {"generate": PLAIN, "train": {"min_steps_per_round": 300}},
-    # With `--student`: steps that scale with the data (one pass over the pool a round, ~the same
-    # steps in all as the fixed 16 a round), so the rows the loop's self-answers add are trained on.
-    "loop-epochs1": {"train": {"epochs_per_round": 1}},
-    "uniform-epochs1": {"generate": PLAIN, "train": {"epochs_per_round": 1}},
+    # With `--student`: steps that scale with the data (one pass over the pool a round, at least the
+    # fixed 16: round 1 as before, ~32 steps on round 4's ~250 rows), so the rows the loop's
+    # self-answers add are trained on.
+    "loop-epochs1": {"train": {"epochs_per_round": 1, "min_steps_per_round": 16}},
+    "uniform-epochs1": {"generate": PLAIN, "train": {"epochs_per_round": 1, "min_steps_per_round": 16}},
 }
 EXTRA_SKILLS = ["copy", "upper", "shift", "reverse", "sort", "count", "add", "chain", "sum", "mood"]
 
