@@ -106,19 +106,6 @@ def test_split_quota_adds_up() -> None:
     assert split_quota(0, {"a": 1.0}) == {"a": 0}
 
 
-def test_a_candidates_cost_is_the_last_rounds_moved_on_by_its_trend() -> None:
-    from lionloop.loop.budget import trend
-
-    assert trend([], 1.0) is None
-    assert trend([1.8], 1.0) == pytest.approx(1.8)
-    # Self-answers make later candidates cheaper: the offline pack's rounds cost 1.77, 1.72, 1.53 a
-    # candidate and the fourth 1.30; the mean of the three (1.67) overprices it, the trend does not.
-    assert trend([1.77, 1.72, 1.53], 1.0) == pytest.approx(1.34)
-    assert trend([1.5, 1.6], 1.0) == pytest.approx(1.7)  # dearer too: answers the student stops getting
-    assert trend([2.0, 1.1], 1.0) == pytest.approx(1.0)  # never below a call (the rewrite)
-    assert trend([0.4, 0.1], 0.0) == pytest.approx(0.05)  # in money: never below half the last
-
-
 def test_spent_budget_stops_only_after_training_on_what_it_bought() -> None:
     from lionloop.config import StopConfig
 

@@ -59,38 +59,17 @@ def rounds_to_generate(rt: Runtime, r: int) -> int:
     return max(1, rt.cfg.stop.max_rounds - r)
 
 
-def trend(costs: list[float], floor: float) -> float | None:
-    """The next round's cost of a candidate from the earlier rounds' (oldest first): the last one,
-    moved on by its last change, never below `floor` nor below half the last; None without any.
-
-    A candidate's cost moves through a run: with self-answers the student answers more of the new
-    candidates each round as it learns (on the offline pack 21% of round 1's, 62% of round 4's),
-    so a mean over every earlier round overprices the next one and the budget ends the run
-    unspent (4-6% of it, most in the last generating round)."""
-    if not costs:
-        return None
-    last = costs[-1]
-    step = last - costs[-2] if len(costs) > 1 else 0.0
-    return max(floor, last / 2, last + step)
-
-
 def per_candidate(rt: Runtime, r: int, unit: str = "calls") -> float:
     """Paid calls (or with `unit` "cost", their cost) one candidate costs through generate and
     curate (its answer included).
 
-    Measured on this run's earlier rounds where there are any (the last one and its trend,
-    `trend`); else the plan's own figure (the generators' `calls_per_candidate`, weighted by
-    quota; in cost, at the run's mean price)."""
+    Measured over this run's earlier rounds where there are any; else the plan's own figure (the
+    generators' `calls_per_candidate`, weighted by quota; in cost, at the run's mean price)."""
     by_stage = rt.cache.paid(rt.run_id)  # read once, not once per earlier round
-    costs = []
-    for k in range(1, r):
-        spent = stage_calls(rt, k, ("generate", "curate"), unit, by_stage)
-        made = int((rt.pool.stage_result(k, "generate") or {}).get("candidates", 0))
-        if made and spent > 0:
-            costs.append(spent / made)
-    est = trend(costs, 1.0 if unit == "calls" else 0.0)
-    if est is not None:
-        return est
+    spent = sum(stage_calls(rt, k, ("generate", "curate"), unit, by_stage) for k in range(1, r))
+    made = sum(int((rt.pool.stage_result(k, "generate") or {}).get("candidates", 0)) for k in range(1, r))
+    if made and spent > 0:
+        return max(1.0, spent / made) if unit == "calls" else spent / made
     quota = sum(g.quota for g in rt.plan) or 1
     calls = max(1.0, sum(g.quota * g.spec.calls_per_candidate for g in rt.plan) / quota)
     if unit == "calls":
