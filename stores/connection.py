@@ -17,7 +17,10 @@ def connect(path: Path, readonly: bool = False) -> sqlite3.Connection:
     (`migrations.read_as_current`); a writer migrates it (`Pool`, `CallCache`).
     """
     if readonly:
-        conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True, check_same_thread=False, timeout=30)
+        # A URI, so its path is quoted: a run folder named `loop%60-0` or `a#b` is a file name, not
+        # an escape or a fragment.
+        uri = Path(path).resolve().as_uri() + "?mode=ro"
+        conn = sqlite3.connect(uri, uri=True, check_same_thread=False, timeout=30)
         migrations.read_as_current(conn)
     else:
         conn = sqlite3.connect(path, check_same_thread=False, timeout=30, isolation_level=None)

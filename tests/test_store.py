@@ -62,6 +62,15 @@ def test_reader_sees_committed_rows_while_writer_is_open(tmp_path: Path) -> None
         reader.conn.execute("DELETE FROM instructions")
 
 
+@pytest.mark.parametrize("folder", ["loop%60-0", "a%2", "what?", "x#y", "sp ace"])
+def test_a_pool_opens_read_only_whatever_its_folder_is_called(tmp_path: Path, folder: str) -> None:
+    # `bench effect --arm loop%60` names its run folder after the arm; a read-only open is a URI.
+    path = tmp_path / folder / "p.sqlite"
+    path.parent.mkdir()
+    Pool(path).add_instructions([ins("a")])
+    assert Pool(path, readonly=True).count_instructions() == {"train": 1}
+
+
 def test_responses_verdicts_examples(tmp_path: Path) -> None:
     pool = Pool(tmp_path / "p.sqlite")
     a, e = ins("a"), ins("e", split="eval")
