@@ -43,12 +43,21 @@ class BenchProgress(Reporter):
 
 
 def run_arm(cfg: RunConfig, reporter: Reporter | None = None) -> tuple[dict[str, Any], float]:
-    """Run one arm's loop to its end; its figures (`lionloop.inspect.status.run_figures`) and wall seconds."""
+    """Run one arm's loop to its end; its figures (`lionloop.inspect.status.run_figures`) and wall seconds.
+
+    A run directory that already holds the run (the benchmark was stopped during it, or after it
+    and before its figures were saved) is resumed, not refused: what it paid for is not paid again.
+    The wall seconds are then those of this call only."""
     from lionloop.inspect.status import run_figures
-    from lionloop.loop.runner import start
+    from lionloop.loop.runner import resume, start
+    from lionloop.rundir import RunDir
 
     t0 = time.time()
-    run_dir, _ = start(cfg, reporter)
+    if RunDir(cfg.run_dir).is_run():
+        log.warning("%s holds this run already: resuming it", cfg.run_dir)
+        run_dir, _ = resume(Path(cfg.run_dir), reporter)
+    else:
+        run_dir, _ = start(cfg, reporter)
     seconds = time.time() - t0
     return run_figures(run_dir), seconds
 
