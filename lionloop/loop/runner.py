@@ -21,6 +21,7 @@ from lionloop.loop.preflight import preflight, preflight_resume
 from lionloop.loop.runtime import Reporter, Runtime
 from lionloop.plugin.manager import get_plugin_manager
 from lionloop.rundir import RunDir, RunLock, busy, lock_holder
+from lionloop.stores.connection import connect
 
 log = logging.getLogger(__name__)
 
@@ -210,7 +211,7 @@ def check_pool_holds_checkpoint(files: RunDir, values: dict[str, Any], next_node
     with the stage's rows before the checkpoint is written, so a pool behind its checkpoint lost
     committed writes (a truncated WAL, a restored older file): resuming would skip the lost stages
     and finish with a smaller pool, so refuse, before anything is written."""
-    conn = sqlite3.connect(f"{files.pool.resolve().as_uri()}?mode=ro", uri=True)
+    conn = connect(files.pool, readonly=True)
     try:
         have = {(row[0], row[1]) for row in conn.execute("SELECT round, stage FROM stages")}
     finally:
