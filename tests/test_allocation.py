@@ -114,6 +114,31 @@ def test_spent_budget_stops_only_after_training_on_what_it_bought() -> None:
     assert stop_reason({"round": 3, "teacher_calls": 100, "untrained": 0}, cfg) == "teacher_budget"
 
 
+@pytest.mark.parametrize(("ratio", "parts"), [(1.0, 4.0), (0.5, 1.875), (2.0, 15.0)])
+def test_pace_ratio_weights_the_rounds_still_to_generate(tmp_path: Path, ratio: float, parts: float) -> None:
+    """generate.pace_ratio: round 1 of 5 (four rounds to generate) may spend 1 / (1 + q + q^2 + q^3)
+    of what is left, in calls, and buys that many candidates at the plan's price; the verifier
+    referee pays nothing, so nothing is set aside for it."""
+    from types import SimpleNamespace
+
+    from lionloop.loop.budget import paced_quotas
+
+    cfg = micro_config(tmp_path / "run", generate={"pace_ratio": ratio},
+                       judge={"mode": "verifier"}, stop={"max_rounds": 5, "max_teacher_calls": 1300})
+    gen = SimpleNamespace(name="lion", quota=400, max_calls=800, spec=SimpleNamespace(calls_per_candidate=2.0))
+    rt = SimpleNamespace(cfg=cfg, run_id="r", plan=[gen], budget_left=lambda: 1000,
+                         cache=SimpleNamespace(paid=lambda run_id: {}),
+                         pool=SimpleNamespace(stage_result=lambda r, stage: None))
+    quotas, figures = paced_quotas(rt, 1)
+    assert figures["round_parts"] == pytest.approx(parts, abs=1e-3)
+    assert figures["round_budget"] == int(1000 // parts) and figures["referee_reserve"] == 0
+    assert quotas == {"lion": (int(400 * min(1.0, figures["round_budget"] / 2.0 / 400)),
+                               round(800 * min(1.0, figures["round_budget"] / 2.0 / 400)))}
+    # The last round to generate spends all that is left, whatever the ratio.
+    _, last = paced_quotas(rt, 4)
+    assert last["round_parts"] == 1.0 and last["round_budget"] == 1000
+
+
 @pytest.mark.slow
 def test_budget_is_paced_never_overspent_and_its_last_data_trained_on(tmp_path: Path) -> None:
     """A micro loop with a teacher budget: it spends no more than the budget, spreads it over the

@@ -120,6 +120,12 @@ LEVERS: dict[str, dict[str, Any]] = {
     # self-answers add are trained on.
     "loop-epochs1": {"train": {"epochs_per_round": 1, "min_steps_per_round": 16}},
     "uniform-epochs1": {"generate": PLAIN, "train": {"epochs_per_round": 1, "min_steps_per_round": 16}},
+    # Front-loaded pacing, both arms (generate.pace_ratio): each generating round gets 0.6 (0.8) of
+    # the one before's part, so more of the data is bought early and replayed in every later round.
+    "loop-front60": {"generate": {"pace_ratio": 0.6}},
+    "uniform-front60": {"generate": {**PLAIN, "pace_ratio": 0.6}},
+    "loop-front80": {"generate": {"pace_ratio": 0.8}},
+    "uniform-front80": {"generate": {**PLAIN, "pace_ratio": 0.8}},
 }
 EXTRA_SKILLS = ["copy", "upper", "shift", "reverse", "sort", "count", "add", "chain", "sum", "mood"]
 

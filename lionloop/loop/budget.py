@@ -3,9 +3,10 @@ round's generators may propose and spend.
 
 Without pacing a loop spends `max_new_per_round` candidates a round until the budget runs out
 mid-round; the last data it buys may then never be trained on, and a run with a smaller budget
-does fewer rounds. Pacing spreads what is left of the budget evenly over the rounds still to
-generate, after setting aside the referee calls those rounds will need (estimated from this
-round's), so the budget lasts to the last generating round and is spent there.
+does fewer rounds. Pacing spreads what is left of the budget over the rounds still to generate
+(evenly, or with `generate.pace_ratio` weighted toward the early or the late rounds), after
+setting aside the referee calls those rounds will need (estimated from this round's), so the
+budget lasts to the last generating round and is spent there.
 """
 
 from __future__ import annotations
@@ -59,6 +60,14 @@ def rounds_to_generate(rt: Runtime, r: int) -> int:
     return max(1, rt.cfg.stop.max_rounds - r)
 
 
+def round_parts(rt: Runtime, r: int) -> float:
+    """What is left of the budget, in parts of round r's: the generating rounds from r on weighted
+    ratio^0, ratio^1, ... (`generate.pace_ratio`); round r may spend 1 / this of it. With the ratio 1,
+    the number of rounds to generate."""
+    ratio = rt.cfg.generate.pace_ratio
+    return sum(ratio ** k for k in range(rounds_to_generate(rt, r)))
+
+
 def per_candidate(rt: Runtime, r: int, unit: str = "calls") -> float:
     """Paid calls (or with `unit` "cost", their cost) one candidate costs through generate and
     curate (its answer included).
@@ -90,19 +99,19 @@ def paced_quotas(rt: Runtime, r: int) -> tuple[dict[str, tuple[int, int]] | None
     unit = "calls"
     if (money := cost_left_at_start(rt, r, "generate")) is not None:
         left, unit = money, "cost"
-    generating = rounds_to_generate(rt, r)
+    generating, parts = rounds_to_generate(rt, r), round_parts(rt, r)
     # The referee judges again in each later generating round; the last round finds the budget
     # spent, and is not judged (or judged with what is left).
     judged_later = max(0, cfg.stop.max_rounds - 1 - r)
     reserve = stage_calls(rt, r, ("discriminate",), unit) * judged_later if referee_pays(cfg) else 0
-    round_budget = max(0, left - reserve) // generating if unit == "calls" else max(0.0, left - reserve) / generating
+    round_budget = int(max(0, left - reserve) // parts) if unit == "calls" else max(0.0, left - reserve) / parts
     per = per_candidate(rt, r, unit)
     planned = sum(g.quota for g in rt.plan)
     scale = min(1.0, round_budget / per / planned) if planned and per > 0 else 0.0
     quotas = {g.name: (int(g.quota * scale), int(round(g.max_calls * scale))) for g in rt.plan}
     digits = 3 if unit == "calls" else 6
     figures = {"unit": unit, "left": round(left, digits), "referee_reserve": round(reserve, digits),
-               "rounds_to_generate": generating, "round_budget": round(round_budget, digits),
+               "rounds_to_generate": generating, "round_parts": round(parts, 3), "round_budget": round(round_budget, digits),
                f"{unit}_per_candidate": round(per, digits),
                "candidates": sum(q for q, _ in quotas.values())}
     return quotas, figures

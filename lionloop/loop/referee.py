@@ -15,7 +15,7 @@ from typing import Any
 
 from lionloop.config import RefereeConfig
 from lionloop.loop.allocation import pool_groups
-from lionloop.loop.budget import left_at_start, rounds_to_generate
+from lionloop.loop.budget import left_at_start, round_parts
 from lionloop.loop.quorum import require_decided
 from lionloop.loop.runtime import Runtime
 from lionloop.loop.scoring import agreement, identical
@@ -129,9 +129,10 @@ def referee_doubt(audit: dict[str, Any]) -> str | None:
             "cases no better than chance; judge.mode: verifier lets the verifier decide")
 
 
-def referee_cap(cfg: RefereeConfig, left: int | None, rounds: int) -> int | None:
+def referee_cap(cfg: RefereeConfig, left: int | None, rounds: float) -> int | None:
     """Cases the referee may judge with a call this round: `max_cases`, or with a budget and
-    `budget_share` that share of the round's part of what is left, in cases, at least one where
+    `budget_share` that share of the round's part of what is left (1 / `rounds` of it, the
+    rounds to generate weighted by the pacing), in cases, at least one where
     the budget pays for it (0: only the free verdicts; None: every case)."""
     if cfg.max_cases or cfg.mode == "verifier":
         return cfg.max_cases
@@ -226,7 +227,7 @@ def discriminate_stage(rt: Runtime, r: int) -> dict[str, Any]:
     teacher = rt.pool.teacher_answers()
     student = rt.pool.student_answers(r)
     mode = rt.cfg.judge.mode
-    cap = referee_cap(rt.cfg.judge, left_at_start(rt, r, "discriminate"), rounds_to_generate(rt, r))
+    cap = referee_cap(rt.cfg.judge, left_at_start(rt, r, "discriminate"), round_parts(rt, r))
     # The verifier judges cache probes the teacher never answered (bootstrap: `unpaid_probes`).
     groups = pool_groups(rt, rt.cfg.generate.allocation)[1] if cap is not None and rt.cfg.judge.sample_by == "group" else None
     cases = [i for i in pool if i.id in student and (i.id in teacher or mode == "verifier")]
