@@ -160,6 +160,7 @@ def test_budget_is_paced_never_overspent_and_its_last_data_trained_on(tmp_path: 
     # Paced: both generating rounds bought data, not the first alone (max_new_per_round would allow it).
     assert r1["accepted"] > 0 and r2["accepted"] > 0
     assert r1["pacing"]["rounds_to_generate"] == 2 and r2["pacing"]["rounds_to_generate"] == 1
+    assert r1["pacing"]["round_parts"] == 1.6 and r2["pacing"]["round_parts"] == 1.0  # pace_ratio 0.6
     # The last round trained on everything bought (rows = train instructions) and judged nothing.
     trained = pool_rows(run_dir, "SELECT COUNT(*) FROM instructions WHERE split = 'train'")[0][0]
     assert r3["train"]["rows"] == trained and r3["teacher_calls"] == 0
@@ -204,7 +205,7 @@ def test_a_paying_referee_judges_a_share_of_the_budget_by_default(tmp_path: Path
     for r, calls in zip(sampled[:2], judge_calls, strict=True):
         cap = r["judge_sample"]
         left = r["pacing"]["left"] + calls  # what was left when the referee judged
-        assert cap == max(1, int(0.1 * left / r["pacing"]["rounds_to_generate"] // 2))
+        assert cap == max(1, int(0.1 * left / r["pacing"]["round_parts"] // 2))
         assert 0 < calls <= 2 * cap and r["accepted"] > 0
     assert all(r["judge_sample"] is None for r in every)
     assert every[0]["teacher_by_stage"]["discriminate"]["calls"] > judge_calls[0]

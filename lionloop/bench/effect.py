@@ -120,10 +120,10 @@ LEVERS: dict[str, dict[str, Any]] = {
     # self-answers add are trained on.
     "loop-epochs1": {"train": {"epochs_per_round": 1, "min_steps_per_round": 16}},
     "uniform-epochs1": {"generate": PLAIN, "train": {"epochs_per_round": 1, "min_steps_per_round": 16}},
-    # Front-loaded pacing, both arms (generate.pace_ratio): each generating round gets 0.6 (0.8) of
-    # the one before's part, so more of the data is bought early and replayed in every later round.
-    "loop-front60": {"generate": {"pace_ratio": 0.6}},
-    "uniform-front60": {"generate": {**PLAIN, "pace_ratio": 0.6}},
+    # Pacing, both arms (generate.pace_ratio): each generating round's part of the budget against the
+    # one before's. The default 0.6 front-loads; even pacing (1, the default before 2026-12-02) and 0.8.
+    "loop-even": {"generate": {"pace_ratio": 1.0}},
+    "uniform-even": {"generate": {**PLAIN, "pace_ratio": 1.0}},
     "loop-front80": {"generate": {"pace_ratio": 0.8}},
     "uniform-front80": {"generate": {**PLAIN, "pace_ratio": 0.8}},
 }

@@ -182,16 +182,16 @@ class GenerateConfig(_Section):
     )
     pace: bool = Field(
         True,
-        description="With stop.max_teacher_calls: spread what is left of the budget evenly over the rounds "
+        description="With stop.max_teacher_calls: spread what is left of the budget over the rounds "
         "still to generate (less the referee calls they will need), so it lasts to the last round instead "
         "of running out early; max_new_per_round still caps each round.",
     )
     pace_ratio: float = Field(
-        1.0, ge=0.1, le=10.0,
+        0.6, ge=0.1, le=10.0,
         description="With pacing: each later generating round's part of the budget against the one before "
-        "it. 1 spreads what is left evenly; below 1 front-loads (0.6: the round parts go 1, 0.6, 0.36, ...), "
-        "so data is bought early and trained on for more rounds; above 1 holds the budget back for the "
-        "later, better-informed rounds. Recomputed each round from what is left.",
+        "it. Below 1 front-loads (0.6: the rounds' parts go 1, 0.6, 0.36, ...), so data is bought early and "
+        "trained on in every later round; 1 spreads what is left evenly; above 1 holds the budget back for "
+        "the later, better-informed rounds. Recomputed each round from what is left.",
     )
     max_new_per_round: int = Field(400, ge=1, description="Cap on candidates per round across generators.")
     max_accepted_per_round: int | None = Field(
