@@ -74,8 +74,11 @@ def test_the_seeds_arm_trains_on_the_seeds_alone(tmp_path: Path) -> None:
     assert known_arm("seeds")
     # A benchmark stopped after the run and before its figures were saved finds the run there
     # and reads it back (resumed: already finished), instead of refusing the folder.
-    again, _ = run_arm(arm_config("seeds", 0, 2, 400, tmp_path / "seeds", overrides=over))
+    again, seconds = run_arm(arm_config("seeds", 0, 2, 400, tmp_path / "seeds", overrides=over))
     assert again == figures
+    # ... and says how long the run took, not how long reading it back did
+    assert seconds == pytest.approx(sum(sum(r["seconds"].values()) for r in figures["rounds"]), rel=1e-6)
+    assert seconds > 0.5
     assert pool_rows(tmp_path / "seeds", "SELECT COUNT(*) FROM instructions WHERE origin != 'seed'") == [(0,)]
     assert [r["teacher_calls"] for r in figures["rounds"] if r["round"] > 0] == [0, 0]
     assert figures["calls"]["paid"] > 0 and len([r for r in figures["rounds"] if r["round"] > 0]) == 2

@@ -47,19 +47,22 @@ def run_arm(cfg: RunConfig, reporter: Reporter | None = None) -> tuple[dict[str,
 
     A run directory that already holds the run (the benchmark was stopped during it, or after it
     and before its figures were saved) is resumed, not refused: what it paid for is not paid again.
-    The wall seconds are then those of this call only."""
+    Its seconds are then those its stages recorded (a finished run read back took 0 s in this call)."""
     from lionloop.inspect.status import run_figures
     from lionloop.loop.runner import resume, start
     from lionloop.rundir import RunDir
 
     t0 = time.time()
-    if RunDir(cfg.run_dir).is_run():
+    resumed = RunDir(cfg.run_dir).is_run()
+    if resumed:
         log.warning("%s holds this run already: resuming it", cfg.run_dir)
         run_dir, _ = resume(Path(cfg.run_dir), reporter)
     else:
         run_dir, _ = start(cfg, reporter)
-    seconds = time.time() - t0
-    return run_figures(run_dir), seconds
+    seconds, figures = time.time() - t0, run_figures(run_dir)
+    if resumed:
+        seconds = max(seconds, sum(sum((r.get("seconds") or {}).values()) for r in figures["rounds"]))
+    return figures, seconds
 
 
 def loop_rounds(figures: dict[str, Any]) -> list[dict[str, Any]]:
