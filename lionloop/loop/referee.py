@@ -129,17 +129,17 @@ def referee_doubt(audit: dict[str, Any]) -> str | None:
             "cases no better than chance; judge.mode: verifier lets the verifier decide")
 
 
-def referee_cap(cfg: RefereeConfig, left: int | None, rounds: float) -> int | None:
+def referee_cap(cfg: RefereeConfig, left: int | None, parts: float) -> int | None:
     """Cases the referee may judge with a call this round: `max_cases`, or with a budget and
-    `budget_share` that share of the round's part of what is left (1 / `rounds` of it, the
-    rounds to generate weighted by the pacing), in cases, at least one where
+    `budget_share` that share of the round's part of what is left (1 / `parts` of it: the
+    rounds to generate, weighted by the pacing), in cases, at least one where
     the budget pays for it (0: only the free verdicts; None: every case)."""
     if cfg.max_cases or cfg.mode == "verifier":
         return cfg.max_cases
     if left is None or cfg.budget_share is None:
         return None
     per_case = 2 if cfg.both_orders else 1
-    cases = int(cfg.budget_share * left / max(1, rounds) // per_case)
+    cases = int(cfg.budget_share * left / max(1, parts) // per_case)
     return min(max(1, cases), left // per_case)
 
 
