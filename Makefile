@@ -40,10 +40,12 @@ vllm-sidecar:
 
 # Two test processes (pytest-xdist), each taking whole files so a file's shared fixtures (a vLLM
 # server, a trained run) are built once: 13 min of pytest on 2 cores against 18 in one process.
+# Files are dealt longest first (tests/conftest.py LONGEST_FILES; xdist's own order, most tests
+# first, left the few-test, long files to the end, one process working alone).
 # TEST_WORKERS=0 runs in one process; more workers need more memory (each loads torch).
 TEST_WORKERS ?= 2
 test: setup browser vllm-sidecar
-	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadfile
+	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadfile --no-loadscope-reorder
 
 # Every benchmark; each updates its own section of BENCHMARKS.md (the effectiveness runs take
 # the longest: 5 seeds x 3 arms, 5 rounds and 2,400 paid calls each, ~70 min).
