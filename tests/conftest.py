@@ -44,17 +44,18 @@ MICRO: dict[str, Any] = {
 }
 
 
-# The files that take longest, longest first (seconds of a `--durations` profile, 2 cores): run
+# The files that take longest, longest first (a junitxml profile of `make test`, below): run
 # first, so that the two test processes (`make test`: xdist `--dist loadfile --no-loadscope-reorder`,
 # which deals whole files in this order) do not end with one of them alone on a long file while
 # the other has finished. Files not listed follow in their usual order; a name that is no longer a
 # test file is harmless (it only loses its place).
-LONGEST_FILES = (
-    "test_real_student.py", "test_llm_loop_vllm.py", "test_launcher.py", "test_train_resume.py",
-    "test_real_teacher.py", "test_resume.py", "test_gold_trainer.py", "test_student_vllm.py",
-    "test_watch.py", "test_fault_server.py", "test_vllm_server.py", "test_store_faults.py",
-    "test_allocation.py", "test_batch_backend.py", "test_example_plugin.py", "test_two_writers.py",
-    "test_pool_cli.py", "test_batch_vllm.py",
+LONGEST_FILES = (  # seconds on 2 cores, 2026-12-02
+    "test_resume.py",  # 284
+    "test_real_student.py",  # 171
+    "test_launcher.py", "test_real_teacher.py", "test_llm_loop_vllm.py", "test_train_resume.py",  # 131-147
+    "test_fault_server.py", "test_watch.py", "test_gold_trainer.py",  # 61-68
+    "test_batch_backend.py", "test_store_faults.py", "test_vllm_server.py", "test_student_vllm.py",  # 40-44
+    "test_two_writers.py", "test_batch_vllm.py", "test_allocation.py", "test_pool_cli.py",  # 28-32
 )
 
 
