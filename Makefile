@@ -42,7 +42,7 @@ vllm-sidecar:
 # server, a trained run) are built once: 13 min of pytest on 2 cores against 18 in one process.
 # Files are dealt longest first (tests/conftest.py LONGEST_FILES; xdist's own order, most tests
 # first, leaves the few-test, long files to the end, one process working alone): 14 min of pytest
-# on 2 cores (2026-12-02), the two processes ending within seconds of each other.
+# on 2 cores (2026-12-02).
 # TEST_WORKERS=0 runs in one process; more workers need more memory (each loads torch).
 TEST_WORKERS ?= 2
 test: setup browser vllm-sidecar
