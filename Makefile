@@ -7,14 +7,19 @@ BIN := $(VENV)/bin
 export HF_HUB_OFFLINE := 1
 export TOKENIZERS_PARALLELISM := false
 
-.PHONY: setup demo test lint clean browser vllm-sidecar bench real-models
+.PHONY: setup demo test lint clean browser vllm-sidecar bench real-models lock
 
 setup: $(VENV)/.installed
 
 # torch is pinned by constraints.txt to the CPU wheel; GPU users edit that file (see README).
-$(VENV)/.installed: pyproject.toml constraints.txt
+# lock.txt pins every other package to the version the tests and benchmarks ran on (pyproject's
+# lower bounds let pip take newer releases, and a venv rebuilt so moved benchmark figures by up to
+# 2 points: BENCHMARKS.md §1b). `make setup LOCK=` resolves from pyproject alone; `make lock`
+# rewrites lock.txt from the current venv.
+LOCK ?= lock.txt
+$(VENV)/.installed: pyproject.toml constraints.txt $(LOCK)
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install --quiet --disable-pip-version-check -c constraints.txt -e ".[dev,bench]"
+	$(BIN)/pip install --quiet --disable-pip-version-check -c constraints.txt $(if $(LOCK),-c $(LOCK)) -e ".[dev,bench]"
 	$(MAKE) real-models
 	touch $@
 
@@ -60,6 +65,11 @@ bench: setup
 	$(BIN)/lionloop bench ablation
 	$(BIN)/lionloop bench threads
 	$(BIN)/lionloop bench effect
+
+lock:
+	{ echo "# Every package's version as the tests and benchmarks ran (make lock: pip freeze of .venv,"; \
+	  echo "# Python $$($(BIN)/python -c 'import platform; print(platform.python_version())'), $$(date +%F)); torch is pinned by constraints.txt."; \
+	  $(BIN)/pip freeze --exclude-editable --disable-pip-version-check | grep -v -i '^torch=='; } > lock.txt
 
 lint: setup
 	$(BIN)/ruff check .

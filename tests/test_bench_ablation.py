@@ -70,9 +70,10 @@ def test_a_tiny_ablation_runs_and_resumes(tmp_path: Path, caplog: pytest.LogCapt
     saved = json.loads((tmp_path / "ablation.json").read_text())["results"]
     first = saved["+disco"]["0"][0]
     assert first["by_generator"].get("disco", 0) > 0 and 0 < first["new_data_calls"] <= 24
-    from lionloop.bench.common import source_commit
+    from lionloop.bench.common import environment, source_commit
 
     assert saved["lion"]["0"][-1]["commit"] == source_commit() and summary["commits"] == [source_commit()]
+    assert saved["lion"]["0"][-1]["env"] == environment() and summary["envs"] == [environment()]
     before = (tmp_path / "ablation.json").stat().st_mtime
     ab.main(seeds=1, rounds=2, budget=24, out_dir=tmp_path, arms=arms, write=False, overrides=tiny)
     assert (tmp_path / "ablation.json").stat().st_mtime == before  # nothing re-run

@@ -108,3 +108,23 @@ def test_the_source_commit_is_marked_where_the_code_differs_from_it(tmp_path: Pa
     assert common.source_commit() == rev
     (tmp_path / "lionloop" / "x.py").write_text("a = 2\n")
     assert common.source_commit() == f"{rev}+"
+
+
+def test_a_section_names_the_environment_and_where_it_leaves_the_lock(tmp_path: Path) -> None:
+    """Runs made on other packages do not repeat to the decimal (a rebuilt venv moved §1b's figures):
+    the machine line names the key packages, the runs' environments (flagging a mix), and where the
+    installed packages differ from lock.txt's pins."""
+    here = common.environment()
+    assert len(here) == 8 and here == common.environment()
+    line = common.machine_line()
+    assert f"transformers {common.installed()['transformers']}" in line and f"environment {here}" in line
+    assert "NOT ONE ENVIRONMENT" in common.machine_line(envs=["aaaaaaaa", "bbbbbbbb"])
+    assert f"environment aaaaaaaa (the runs; written in {here})" in common.machine_line(envs=["aaaaaaaa"])
+    assert "the runs" not in common.machine_line(envs=[here])
+    version = common.installed()["trl"]
+    lock = tmp_path / "lock.txt"
+    lock.write_text(f"# a comment\ntrl=={version}\nPyYAML=={common.installed()['pyyaml']}  # a pin\n")
+    assert common.lock_drift(lock) == []
+    lock.write_text(f"trl=={version}.post9\nno-such-package==1.0\n")
+    assert common.lock_drift(lock) == [f"trl {version} (lock {version}.post9)", "no-such-package missing (lock 1.0)"]
+    assert common.lock_drift(tmp_path / "absent.txt") is None

@@ -59,3 +59,38 @@ def test_wheel_maps_plugins_stores_prompts_into_lionloop(tmp_path: Path) -> None
     assert out["judge"] is True
     lion = next(p for p in out["plugins"] if p["name"] == "lion")
     assert lion["error"] is None and lion["dist"] == "lionloop"
+
+
+def _requirements() -> list[str]:
+    """pyproject's dependencies and the extras `make setup` installs (dev, bench)."""
+    import tomllib
+
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    return [*project["dependencies"], *project["optional-dependencies"]["dev"],
+            *project["optional-dependencies"]["bench"]]
+
+
+def test_the_lock_pins_every_dependency_within_pyprojects_bounds() -> None:
+    """`make setup` installs with lock.txt as constraints: a dependency added to pyproject without
+    `make lock` would be resolved afresh (the drift the lock is there to stop), and a pin outside
+    pyproject's bounds would make the install fail. torch is constraints.txt's, not the lock's."""
+    from packaging.requirements import Requirement
+    from packaging.utils import canonicalize_name
+
+    pins = {}
+    for line in (ROOT / "lock.txt").read_text().splitlines():
+        name, sep, version = line.split("#", 1)[0].strip().partition("==")
+        if sep:
+            pins[canonicalize_name(name)] = version
+    assert "torch" not in pins and "lionloop" not in pins
+    problems = []
+    for text in _requirements():
+        req = Requirement(text)
+        name = canonicalize_name(req.name)
+        if name == "torch":
+            continue
+        if name not in pins:
+            problems.append(f"{req.name} is not in lock.txt")
+        elif not req.specifier.contains(pins[name], prereleases=True):
+            problems.append(f"lock.txt pins {req.name}=={pins[name]}, outside pyproject's {req.specifier}")
+    assert not problems, "; ".join(problems) + " (run `make lock`)"

@@ -3,6 +3,7 @@ run directory says about its paid calls and its events."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import platform
@@ -11,6 +12,8 @@ import statistics
 import subprocess
 import time
 from collections.abc import Sequence
+from functools import cache
+from importlib import metadata
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +22,9 @@ from lionloop.rundir import RunDir
 
 # The source checkout this package runs from (lionloop/bench/common.py -> the repository root).
 SOURCE_ROOT = Path(__file__).resolve().parents[2]
+# The packages a section's machine line names beside torch: the ones whose releases have moved the
+# figures (a venv rebuilt from pyproject's lower bounds took accelerate 1.16 and moved §1b's runs).
+KEY_PACKAGES = ("transformers", "trl", "accelerate", "peft", "datasets", "numpy")
 
 
 class BenchError(LionloopError, RuntimeError):
@@ -56,9 +62,45 @@ def machine() -> dict[str, Any]:
         "gpu": torch.cuda.get_device_name(0) if torch.cuda.is_available() else "none",
         "python": platform.python_version(),
         "torch": torch.__version__,
+        "packages": {name: installed().get(name, "-") for name in KEY_PACKAGES},
+        "env": environment(),
         "commit": source_commit(),
         "date": time.strftime("%Y-%m-%d"),
     }
+
+
+def _canonical(name: str) -> str:
+    return re.sub(r"[-_.]+", "-", name).lower()
+
+
+@cache
+def installed() -> dict[str, str]:
+    """Every installed distribution's version, by canonical name (PEP 503)."""
+    return {_canonical(d.metadata["Name"]): d.version for d in metadata.distributions() if d.metadata["Name"]}
+
+
+@cache
+def environment() -> str:
+    """A short digest of every installed package's version: runs with the same digest ran on the same
+    packages; runs with different ones are not expected to repeat each other to the decimal."""
+    pins = "\n".join(f"{n}=={v}" for n, v in sorted(installed().items()))
+    return hashlib.sha1(pins.encode()).hexdigest()[:8]
+
+
+def lock_drift(lock: Path | None = None) -> list[str] | None:
+    """Where the installed packages differ from the lock file's pins (`name installed (lock pinned)`),
+    [] where they all match; None where there is no lock file (an installed package has no checkout)."""
+    lock = lock or SOURCE_ROOT / "lock.txt"
+    try:
+        lines = lock.read_text().splitlines()
+    except OSError:
+        return None
+    have, drift = installed(), []
+    for line in lines:
+        name, sep, version = line.split("#", 1)[0].strip().partition("==")
+        if sep and have.get(_canonical(name)) != version.strip():
+            drift.append(f"{_canonical(name)} {have.get(_canonical(name), 'missing')} (lock {version.strip()})")
+    return drift
 
 
 def source_commit() -> str:
@@ -74,21 +116,36 @@ def source_commit() -> str:
     return f"{rev}+" if rev and changed else rev
 
 
+def recorded(results: dict[str, dict[Any, list[dict[str, Any]]]], key: str) -> list[str]:
+    """What a benchmark's runs recorded under `key` (each run's last round; `run_arms` records the
+    commit and the environment), sorted, each once."""
+    return sorted({runs[-1][key] for by_seed in results.values() for runs in by_seed.values()
+                   if runs and runs[-1].get(key)})
+
+
 def run_commits(results: dict[str, dict[Any, list[dict[str, Any]]]]) -> list[str]:
-    """The commits a benchmark's runs were made at (recorded with each run by `run_arms`)."""
-    return sorted({runs[-1]["commit"] for by_seed in results.values() for runs in by_seed.values()
-                   if runs and runs[-1].get("commit")})
+    """The commits a benchmark's runs were made at."""
+    return recorded(results, "commit")
 
 
-def machine_line(runs_at: Sequence[str] = ()) -> str:
-    """Date, commit and machine; `runs_at`: the commits the runs were made at, named where they are
-    not the commit the section is written at (a benchmark resumed or written after later commits)."""
+def machine_line(runs_at: Sequence[str] = (), envs: Sequence[str] = ()) -> str:
+    """Date, commit, machine and packages; `runs_at`: the commits the runs were made at, named where
+    they are not the commit the section is written at (a benchmark resumed or written after later
+    commits); `envs`: the environments (`environment()`) the runs were made in, likewise."""
     m = machine()
     commit = m["commit"] or "?"
     if runs_at and list(runs_at) != [m["commit"]]:
         commit = f"{', '.join(runs_at)} (the runs; written at {commit})"
+    env = f"environment {m['env']}"
+    if envs and list(envs) != [m["env"]]:
+        env = (f"environment {', '.join(envs)} (the runs{'; NOT ONE ENVIRONMENT' if len(envs) > 1 else ''}; "
+               f"written in {m['env']})")
+    drift = lock_drift()
+    if drift is not None:
+        env += f", lock.txt's pins except {', '.join(drift)}" if drift else ", lock.txt's pins"
+    packages = ", ".join(f"{name} {version}" for name, version in m["packages"].items())
     return (f"{m['date']}, commit {commit}: {m['cores']} cores ({m['cpu']}), GPU {m['gpu']}, "
-            f"Python {m['python']}, torch {m['torch']}")
+            f"Python {m['python']}, torch {m['torch']}, {packages}; {env}")
 
 
 def mean_std(xs: Sequence[float]) -> tuple[float, float]:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from lionloop.bench.common import machine_line, md_table, mean_std, run_commits
+from lionloop.bench.common import machine_line, md_table, mean_std, recorded, run_commits
 
 PLOT = "docs/bench-{name}.png"  # beside BENCHMARKS.md
 COLOURS = {"loop": "tab:green", "uniform": "tab:blue", "lion": "tab:red"}
@@ -61,7 +61,7 @@ def report(summary: dict[str, Any], results: dict[str, Any], command: str, secon
     lines = [
         f"## {title or _title(summary)}",
         "",
-        f"Command: `{command}` ({seconds / 60:.0f} min of runs). Machine: {machine_line(run_commits(results))}.",
+        f"Command: `{command}` ({seconds / 60:.0f} min of runs). Machine: {machine_line(run_commits(results), recorded(results, 'env'))}.",
         "",
         *([about, ""] if about else []),
         f"Every arm gets the same budget of **{budget} paid teacher calls** (bootstrap answers, referee, "
