@@ -77,12 +77,10 @@ def test_the_lock_pins_every_dependency_within_pyprojects_bounds() -> None:
     from packaging.requirements import Requirement
     from packaging.utils import canonicalize_name
 
-    pins = {}
-    for line in (ROOT / "lock.txt").read_text().splitlines():
-        name, sep, version = line.split("#", 1)[0].strip().partition("==")
-        if sep:
-            pins[canonicalize_name(name)] = version
-    assert "torch" not in pins and "lionloop" not in pins
+    from lionloop.bench.common import lock_pins
+
+    pins = lock_pins(ROOT / "lock.txt")
+    assert pins and "torch" not in pins and "lionloop" not in pins
     problems = []
     for text in _requirements():
         req = Requirement(text)

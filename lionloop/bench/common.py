@@ -87,20 +87,30 @@ def environment() -> str:
     return hashlib.sha1(pins.encode()).hexdigest()[:8]
 
 
-def lock_drift(lock: Path | None = None) -> list[str] | None:
-    """Where the installed packages differ from the lock file's pins (`name installed (lock pinned)`),
-    [] where they all match; None where there is no lock file (an installed package has no checkout)."""
+def lock_pins(lock: Path | None = None) -> dict[str, str] | None:
+    """The lock file's pins (`name==version` lines, comments dropped) by canonical name; None where
+    there is no lock file (an installed package has no checkout)."""
     lock = lock or SOURCE_ROOT / "lock.txt"
     try:
         lines = lock.read_text().splitlines()
     except OSError:
         return None
-    have, drift = installed(), []
+    pins = {}
     for line in lines:
         name, sep, version = line.split("#", 1)[0].strip().partition("==")
-        if sep and have.get(_canonical(name)) != version.strip():
-            drift.append(f"{_canonical(name)} {have.get(_canonical(name), 'missing')} (lock {version.strip()})")
-    return drift
+        if sep:
+            pins[_canonical(name)] = version.strip()
+    return pins
+
+
+def lock_drift(lock: Path | None = None) -> list[str] | None:
+    """Where the installed packages differ from the lock file's pins (`name installed (lock pinned)`),
+    [] where they all match; None where there is no lock file."""
+    pins, have = lock_pins(lock), installed()
+    if pins is None:
+        return None
+    return [f"{name} {have.get(name, 'missing')} (lock {version})" for name, version in pins.items()
+            if have.get(name) != version]
 
 
 def source_commit() -> str:
