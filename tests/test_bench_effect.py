@@ -112,7 +112,9 @@ def test_summary_pairs_seeds_and_finds_the_calls_to_match_uniform() -> None:
     assert s["mean_reach"]["loop"] == pytest.approx(300 + 200 * 0.05 / 0.075)
     assert s["allocation"]["loop"]["total"] == {"copy": pytest.approx(3 * 20)}
     text = report(s, results, "lionloop bench effect", 120, None, "verifier", 510)
-    assert "| `loop` | 510 | **62.5 ± 10.6** | +2.5 ± 10.6 | 1/2 |" in text
+    # Two seeds (+10, -5): the 95% t-interval is 2.5 ± 12.706 × 10.607 / √2 (1 degree of freedom).
+    assert loop["diff_ci"] == (pytest.approx(0.025 - 0.953, abs=1e-3), pytest.approx(0.025 + 0.953, abs=1e-3))
+    assert "| `loop` | 510 | **62.5 ± 10.6** | +2.5 ± 10.6 | [-92.8, +97.8] | 1/2 |" in text
     assert "| 0 | 60.0 | 70.0 | loop > uniform |" in text
     assert "59%, —" in text
     assert "budget-to-match" not in text
@@ -120,14 +122,14 @@ def test_summary_pairs_seeds_and_finds_the_calls_to_match_uniform() -> None:
     part = {**results, "loop%60": {0: _runs([100, 200, 300], [0.2, 0.5, 0.65], 0.0),
                                    1: _runs([100, 200, 300], [0.2, 0.5, 0.6], 0.0)}}
     text = report(summarise(part), part, "c", 1, None, "verifier", 510)
-    assert "| `loop%60` | 310 | **62.5 ± 3.5** | +2.5 ± 3.5 | 1/2 |" in text
+    assert "| `loop%60` | 310 | **62.5 ± 3.5** | +2.5 ± 3.5 | [-29.3, +34.3] | 1/2 |" in text
     assert "`ARM%P` is ARM given P% of the budget" in text
     tied = {**results, "lion": {0: _runs([100, 300, 500], [0.2, 0.5, 0.6], 0.0), 1: _runs([100, 300], [0.2, 0.5], 0.0)}}
     assert "| 0 | 60.0 | 70.0 | 60.0 | loop > uniform = lion |" in report(summarise(tied), tied, "c", 1, None, "verifier", 1)
     # A lever run on its own (no uniform arm): reported without paired figures, not a crash.
     alone = {"loop": results["loop"]}
     text = report(summarise(alone), alone, "lionloop bench effect --arm loop", 120, None, "verifier", 510)
-    assert "| `loop` | 510 | **62.5 ± 10.6** |  | - | - | - |" in text
+    assert "| `loop` | 510 | **62.5 ± 10.6** |  |  | - | - | - |" in text
 
 
 def test_running_one_arm_keeps_the_saved_runs_of_the_others(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -165,6 +165,19 @@ def mean_std(xs: Sequence[float]) -> tuple[float, float]:
     return statistics.fmean(xs), (statistics.stdev(xs) if len(xs) > 1 else 0.0)
 
 
+def t_interval(xs: Sequence[float], level: float = 0.95) -> tuple[float, float] | None:
+    """The `level` confidence interval of the mean of `xs` (Student's t, n - 1 degrees of freedom);
+    None under two values. For paired differences over seeds: whether a lead is told from zero."""
+    xs = [x for x in xs if x is not None]
+    if len(xs) < 2:
+        return None
+    from scipy.stats import t  # imported here: only the reports need it
+
+    m, s = mean_std(xs)
+    half = float(t.ppf((1 + level) / 2, len(xs) - 1)) * s / len(xs) ** 0.5
+    return m - half, m + half
+
+
 def pm(xs: Sequence[float], pct: bool = True) -> str:
     m, s = mean_std(xs)
     if m != m:  # NaN

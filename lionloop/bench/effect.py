@@ -25,7 +25,13 @@ from pathlib import Path
 from typing import Any
 
 from lionloop.bench.arms import finished_figures, run_arms
-from lionloop.bench.common import benchmarks_md, mean_std, real_student_about, write_section
+from lionloop.bench.common import (
+    benchmarks_md,
+    mean_std,
+    real_student_about,
+    t_interval,
+    write_section,
+)
 from lionloop.config import RunConfig, parse_config
 
 ARMS = ("loop", "uniform", "lion")
@@ -294,6 +300,7 @@ def summarise(results: dict[str, dict[int, list[dict[str, Any]]]], base: str = "
         if arm != base and common:
             row["diff"] = {s: row["acc"][s] - ref[s][-1]["acc"] for s in common}
             row["diff_ms"] = mean_std(list(row["diff"].values()))
+            row["diff_ci"] = t_interval(list(row["diff"].values()))
             row["ahead_every_seed"] = all(d > 0 for d in row["diff"].values())
             # Per seed: calls at which this arm first reaches base's final accuracy, and as a share
             # of the calls base spent to get there.

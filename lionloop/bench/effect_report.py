@@ -40,6 +40,10 @@ def _pts(ms: tuple[float, float]) -> str:
     return "-" if m != m else f"{100 * m:+.1f} ± {100 * s:.1f}"
 
 
+def _interval(ci: tuple[float, float] | None) -> str:
+    return "-" if ci is None else f"[{100 * ci[0]:+.1f}, {100 * ci[1]:+.1f}]"
+
+
 def _order(arms: list[str], summary: dict[str, Any], seed: int) -> str:
     accs = {a: summary["arms"][a]["acc"].get(seed) for a in arms}
     ranked = sorted((a for a in arms if accs[a] is not None), key=lambda a: -accs[a])
@@ -67,7 +71,8 @@ def report(summary: dict[str, Any], results: dict[str, Any], command: str, secon
         f"Every arm gets the same budget of **{budget} paid teacher calls** (bootstrap answers, referee, "
         f"rewrites and answers together), enforced by the loop and paced over the rounds; the referee is {who}. "
         f"Held-out accuracy (%) after the last round, mean ± std over {n} seeds ({', '.join(map(str, seeds))}); "
-        f"Δ is the paired difference to `{base}` (same seed), mean ± std; *reach* is the calls at which the arm's "
+        f"Δ is the paired difference to `{base}` (same seed), mean ± std, and the 95% interval of its mean "
+        "(Student's t over the seeds: a lead is told from zero where it excludes 0); *reach* is the calls at which the arm's "
         f"mean accuracy-vs-calls curve first reaches `{base}`'s final accuracy (share of `{base}`'s calls), "
         "and the per-seed shares beside it."
         + (f" An arm named `ARM%P` is ARM given P% of the budget, paced over the same rounds (budget-to-match: "
@@ -88,8 +93,10 @@ def report(summary: dict[str, Any], results: dict[str, Any], command: str, secon
         seeds_txt = "-" if not paired else ", ".join("—" if v is None else f"{100 * v:.0f}%" for v in per_seed.values())
         ahead = "-" if not paired else f"{sum(d > 0 for d in s['diff'].values())}/{len(s['diff'])}"
         rows.append([f"`{arm}`", f"{calls:.0f}", f"**{_pct(s['acc_ms'])}**",
-                     _pts(s["diff_ms"]) if paired else "", ahead, reach_txt, seeds_txt])
-    lines += [md_table(["arm", "calls spent", "held-out acc", f"Δ vs {base}", "ahead on seeds", "reach", "reach per seed"],
+                     _pts(s["diff_ms"]) if paired else "", _interval(s.get("diff_ci")) if paired else "", ahead,
+                     reach_txt, seeds_txt])
+    lines += [md_table(["arm", "calls spent", "held-out acc", f"Δ vs {base}", "95% interval of Δ", "ahead on seeds",
+                        "reach", "reach per seed"],
                        rows), ""]
     lines += ["Per seed, held-out accuracy (%) and the arms' order:", ""]
     lines += [md_table(["seed", *arms, "order"],
