@@ -6,11 +6,16 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
 from conftest import pool_rows
 from typer.testing import CliRunner
 
 from lionloop.cli.app import app
+from lionloop.loop.held_out import evaluate_round, wilson_interval
+from lionloop.loop.preflight import resolve_task_pack
+from lionloop.plugin.manager import get_plugin_manager
 from lionloop.records import Instruction
+from lionloop.rundir import RunDir
 from lionloop.student.prompt import format_prompt
 
 runner = CliRunner()
@@ -84,3 +89,42 @@ def test_export_of_the_tiny_student_answers_like_its_evaluation(micro_run: Path,
     missing = runner.invoke(app, ["export-model", str(micro_run), "--out", str(tmp_path / "m2"), "--round", "7"])
     assert missing.exit_code == 1 and "round 7 has no evaluated student" in missing.output
     assert not (tmp_path / "m2").exists()
+
+
+def test_evaluate_measures_a_round_again_and_on_a_larger_held_out_sample(micro_run: Path) -> None:
+    """`lionloop evaluate`: the run's own eval split gives what the run recorded; `--per-skill` asks a
+    larger sample the pack draws, none of it an instruction the pool trains or judges on."""
+    st = json.loads(runner.invoke(app, ["status", str(micro_run), "--json"]).output)
+    scored = {r["round"]: r["eval_accuracy"] for r in st["rounds"]}
+    eval_ids = {r[0] for r in pool_rows(micro_run, "SELECT id FROM instructions WHERE split = 'eval'")}
+    held = {r[0] for r in pool_rows(micro_run, "SELECT id FROM instructions WHERE split != 'eval'")}
+    before = sorted(p.name for p in micro_run.iterdir())
+
+    same = runner.invoke(app, ["evaluate", str(micro_run), "--round", "1", "--json"])
+    assert same.exit_code == 0, same.output
+    got = json.loads(same.stdout)  # progress goes to stderr
+    assert got["round"] == 1 and got["n"] == len(eval_ids) and got["in_pool"] == 0
+    assert got["overall"] == scored[1] == got["recorded"]
+
+    larger = runner.invoke(app, ["evaluate", str(micro_run), "--per-skill", "40", "--json"])
+    assert larger.exit_code == 0, larger.output
+    big = json.loads(larger.stdout)
+    assert big["round"] == max(scored)  # the last trained round by default
+    assert big["asked"] + big["in_pool"] == 40 * 3 and big["asked"] > 4 * len(eval_ids)
+    assert set(big["per_skill"]) == {"copy", "reverse", "add"}
+    # The error shrinks with n: a 40-a-task sample's interval is narrower than the run's own split's.
+    (lo, hi), (lo0, hi0) = big["interval_95"], got["interval_95"]
+    assert lo <= big["overall"] <= hi and lo0 <= got["overall"] <= hi0 and 0 < hi - lo < hi0 - lo0
+    assert wilson_interval(0.5, 50) == (pytest.approx(0.3664, abs=1e-3), pytest.approx(0.6336, abs=1e-3))
+    cfg, _ = RunDir(micro_run).read()
+    drawn = resolve_task_pack(get_plugin_manager().build_registry(), cfg).build(cfg.task, cfg.seed).eval_set(per_skill=40)
+    assert eval_ids <= {i.id for i in drawn}  # the larger sample holds the run's own eval split
+    assert big["in_pool"] == len({i.id for i in drawn} & held)
+    assert evaluate_round(micro_run, 2, 40)["overall"] == big["overall"]  # greedy: the same answers again
+
+    table = runner.invoke(app, ["evaluate", str(micro_run)])
+    assert table.exit_code == 0 and "the run recorded" in table.output and "95% interval" in table.output
+    missing = runner.invoke(app, ["evaluate", str(micro_run), "--round", "7"])
+    assert missing.exit_code == 1 and "round 7 has no trained student" in missing.output
+    assert "Traceback" not in missing.output
+    assert sorted(p.name for p in micro_run.iterdir()) == before  # read-only: nothing written to the run

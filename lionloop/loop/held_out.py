@@ -1,0 +1,101 @@
+"""`lionloop evaluate`: a trained round's student measured again on held-out instructions, without
+writing to the run: the run's own eval split (what the evaluate stage scored), or a larger sample
+where the task pack can draw one (`per_skill`), less every instruction the run's pool holds.
+
+Why: a run's eval split is sized for a round's time budget (the benchmarks' pretrained student is
+scored on 50 instructions, one is 2 points); the model a user takes away deserves a measurement
+with a known error. Scored by the task pack's verifier; the referee's relative score costs teacher
+calls and is what the evaluate stage recorded (`lionloop status`).
+"""
+
+from __future__ import annotations
+
+import inspect
+import math
+from pathlib import Path
+from typing import Any
+
+from lionloop.errors import RunError
+from lionloop.loop.preflight import resolve_task_pack
+from lionloop.loop.reporting import Reporter
+from lionloop.loop.scoring import accuracy
+from lionloop.plugin.context import RoundContext
+from lionloop.plugin.manager import get_plugin_manager
+from lionloop.plugin.plan import plan_generators
+from lionloop.plugin.taskpack import pack_has_verifier
+from lionloop.rundir import RunDir
+from lionloop.stores.pool import Pool
+from lionloop.student.prompt import format_prompt
+
+
+def trained_rounds(run_dir: Path) -> list[int]:
+    """Rounds whose main student checkpoint is on disk (round-N folders), in order."""
+    folder = RunDir(run_dir).students
+    names = [p.name.removeprefix("round-") for p in folder.glob("round-*")] if folder.is_dir() else []
+    return sorted(int(n) for n in names if n.isdigit())
+
+
+def wilson_interval(p: float, n: int, z: float = 1.96) -> tuple[float, float]:
+    """The 95% (Wilson score) interval of an accuracy p measured on n instructions: unlike p ± 1.96 se
+    it stays inside [0, 1] and is not zero wide at 0% or 100%."""
+    if n == 0:
+        return 0.0, 1.0
+    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
+    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
+    return max(0.0, centre - half), min(1.0, centre + half)
+
+
+def evaluate_round(run_dir: Path, round: int | None = None, per_skill: int | None = None,
+                   reporter: Reporter | None = None) -> dict[str, Any]:
+    """Accuracy (overall, per task, n) of round `round`'s student (default: the last trained) on the
+    run's eval split, or with `per_skill` on that many held-out instructions a task drawn by the
+    task pack, those the pool holds in any other split left out (counted in `in_pool`)."""
+    from lionloop.student.model import generate  # torch: only once the run is known to be readable
+
+    rd = RunDir(run_dir)
+    cfg, run_id = rd.read()
+    rounds = trained_rounds(run_dir)
+    chosen = rounds[-1] if round is None and rounds else round
+    if chosen is None or chosen not in rounds:
+        raise RunError(f"{run_dir}: round {chosen} has no trained student (trained rounds: {rounds or 'none'})")
+    pm = get_plugin_manager()
+    pack = resolve_task_pack(pm.build_registry(), cfg).build(cfg.task, cfg.seed)
+    if not pack_has_verifier(pack):
+        raise RunError(f"task pack {cfg.task.pack!r} has no verifier: `lionloop evaluate` scores by the verifier "
+                       "only (the referee's relative score costs teacher calls; `lionloop status` shows the one "
+                       "the run recorded)")
+    pool = Pool(rd.pool, readonly=True)
+    try:
+        in_pool = 0
+        if per_skill is None:
+            items = pool.instructions(["eval"])
+            source = "the run's eval split"
+        else:
+            if "per_skill" not in inspect.signature(pack.eval_set).parameters:
+                raise RunError(f"task pack {cfg.task.pack!r} cannot draw a larger eval sample (its eval_set takes no "
+                               "per_skill); evaluate on the run's eval split (leave out --per-skill)")
+            drawn = pack.eval_set(per_skill=per_skill)
+            held = {i.id for i in pool.instructions() if i.split != "eval"}
+            items = [i for i in drawn if i.id not in held]
+            in_pool = len(drawn) - len(items)
+            source = f"{per_skill} held-out instructions a task drawn by the {cfg.task.pack!r} pack"
+        if not items:
+            raise RunError(f"{run_dir}: no held-out instructions to evaluate on ({source})")
+        ctx = RoundContext(round=chosen, config=cfg, run_dir=rd.path, task_pack=pack, pool=pool,
+                           generators={g.name: g for g in plan_generators(cfg.generate, pm.generator_specs())})
+        prompts = [pm.hook.lionloop_student_prompt(instruction=i, ctx=ctx) or format_prompt(i) for i in items]
+    finally:
+        pool.close()
+    reporter = reporter or Reporter()
+    advance = reporter.task(f"round {chosen}'s student answers {len(items)} held-out instructions", len(items))
+    stats: dict[str, Any] = {}
+    answers = generate(rd.student(chosen), prompts, cfg.student, advance, stats=stats)
+    reporter.task_done()
+    scored = accuracy((i.task, pack.verify(i, a)) for i, a in zip(items, answers, strict=True))
+    overall = scored["overall"]
+    return {
+        "run_id": run_id, "round": chosen, "source": source, "per_skill_drawn": per_skill, "in_pool": in_pool,
+        "overall": overall, "per_skill": scored["per_skill"], "n": scored["n"], "asked": len(items),
+        "interval_95": None if overall is None else list(wilson_interval(overall, scored["n"])),
+        "truncated": stats.get("truncated", 0),
+    }
