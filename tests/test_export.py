@@ -120,6 +120,8 @@ def test_evaluate_measures_a_round_again_and_on_a_larger_held_out_sample(micro_r
     drawn = resolve_task_pack(get_plugin_manager().build_registry(), cfg).build(cfg.task, cfg.seed).eval_set(per_skill=40)
     assert eval_ids <= {i.id for i in drawn}  # the larger sample holds the run's own eval split
     assert big["in_pool"] == len({i.id for i in drawn} & held)
+    assert set(big["right"]) == {i.id for i in drawn} - held and not set(big["right"]) & held
+    assert sum(v is True for v in big["right"].values()) == round(big["overall"] * big["n"])
     assert evaluate_round(micro_run, 2, 40)["overall"] == big["overall"]  # greedy: the same answers again
 
     table = runner.invoke(app, ["evaluate", str(micro_run)])

@@ -91,11 +91,13 @@ def evaluate_round(run_dir: Path, round: int | None = None, per_skill: int | Non
     stats: dict[str, Any] = {}
     answers = generate(rd.student(chosen), prompts, cfg.student, advance, stats=stats)
     reporter.task_done()
-    scored = accuracy((i.task, pack.verify(i, a)) for i, a in zip(items, answers, strict=True))
+    right = {i.id: pack.verify(i, a) for i, a in zip(items, answers, strict=True)}
+    scored = accuracy((i.task, right[i.id]) for i in items)
     overall = scored["overall"]
     return {
         "run_id": run_id, "round": chosen, "source": source, "per_skill_drawn": per_skill, "in_pool": in_pool,
         "overall": overall, "per_skill": scored["per_skill"], "n": scored["n"], "asked": len(items),
         "interval_95": None if overall is None else list(wilson_interval(overall, scored["n"])),
         "truncated": stats.get("truncated", 0),
+        "right": right,  # by instruction id (None: not checkable): to compare two runs on the instructions both were asked
     }
