@@ -6,6 +6,7 @@ from pathlib import Path
 from typer.testing import CliRunner
 
 from lionloop.cli.app import app
+from lionloop.loop.scoring import wilson_interval
 
 runner = CliRunner()
 
@@ -21,11 +22,17 @@ def test_status_json_has_per_round_figures(micro_run: Path) -> None:
         assert key in r1, key
     assert r1["teacher_calls"] == sum(v["calls"] for v in r1["teacher_by_stage"].values())
     assert st["pool"]["by_split"]["eval"] == 18
+    assert all(r["eval_n"] == 18 for r in st["rounds"])  # the accuracy's sample size: the table's interval
 
 
 def test_status_table_and_bad_run_dir(micro_run: Path, tmp_path: Path) -> None:
     res = runner.invoke(app, ["status", str(micro_run)])
     assert res.exit_code == 0 and "eval acc" in res.output and "reverse" in res.output
+    # Each round's accuracy with its 95% interval on the 18 held-out instructions.
+    st = json.loads(runner.invoke(app, ["status", str(micro_run), "--json"]).output)
+    lo, hi = wilson_interval(st["rounds"][0]["eval_accuracy"], 18)
+    assert "on 18 held-out instructions" in res.output and f"{100 * lo:.0f}-{100 * hi:.0f}" in res.output
+    assert hi - lo > 0.15  # 18 instructions: a wide interval, whatever the accuracy
     bad = runner.invoke(app, ["status", str(tmp_path)])
     assert bad.exit_code == 1 and "not a lionloop run directory" in bad.output
 

@@ -14,6 +14,7 @@ from rich.console import Console
 from rich.table import Table
 
 from lionloop.inspect.fmt import pct
+from lionloop.loop.scoring import wilson_interval
 
 
 def _clock(t: float | None) -> str:
@@ -66,17 +67,29 @@ def _table(title: str | None = None) -> Table:
     return Table(title=title, title_justify="left", box=box.SIMPLE_HEAD, padding=(0, 1), pad_edge=False)
 
 
+def interval(acc: float | None, n: int | None) -> str:
+    if acc is None or not n:
+        return "-"
+    lo, hi = wilson_interval(acc, n)
+    return f"{100 * lo:.0f}-{100 * hi:.0f}"
+
+
 def round_table(st: dict[str, Any]) -> Table:
     """Per round: the headline held-out figure, referee calls, data, teacher calls, seconds."""
     metric = metric_of(st)
-    t = Table(title=f"run {st['run_id']}")
     head = "eval acc" if metric == "accuracy" else "rel. score"
-    for col in ["round", head, "hard", "easy", "cand.", "new", "dedup rej.", "calls", "hits", "s"]:
+    # Accuracy on n held-out instructions: its 95% interval beside it, so a move between rounds
+    # smaller than the interval is not over-read (50 instructions: 34% is 22-48%).
+    ci = metric == "accuracy" and any(r.get("eval_n") for r in st["rounds"])
+    ns = sorted({r["eval_n"] for r in st["rounds"] if r.get("eval_n")})
+    t = Table(title=f"run {st['run_id']}" + (f" · eval acc on {'/'.join(map(str, ns))} held-out instructions" if ci else ""))
+    for col in ["round", head, *(["95% int."] if ci else []), "hard", "easy", "cand.", "new", "dedup rej.", "calls", "hits", "s"]:
         t.add_column(col, justify="right")
     for r in st["rounds"]:
         t.add_row(
             str(r["round"]),
             pct(r.get("eval_score")),
+            *([interval(r.get("eval_accuracy"), r.get("eval_n"))] if ci else []),
             str(r["hard"] if r["hard"] is not None else "-"),
             str(r["easy"] if r["easy"] is not None else "-"),
             str(r["candidates"]),

@@ -227,14 +227,15 @@ def eval_figures(ev: dict[str, Any]) -> dict[str, Any]:
     written before metrics had names were scored by accuracy."""
     metric = ev.get("metric", ACCURACY) if ev else None
     acc = ev.get("accuracy", {}).get("overall") if "accuracy" in ev else ev.get("overall") if metric == ACCURACY else None
-    return {"eval_metric": metric, "eval_score": ev.get("overall"), "eval_accuracy": acc,
+    n = ev.get("accuracy", {}).get("n") if "accuracy" in ev else ev.get("n") if metric == ACCURACY else None
+    return {"eval_metric": metric, "eval_score": ev.get("overall"), "eval_accuracy": acc, "eval_n": n,
             "eval_relative": ev.get("referee")}
 
 
 def status_view(full: dict[str, Any]) -> dict[str, Any]:
     """`lionloop status --json`: the run's identity, bootstrap, rounds 1.. and pool totals."""
     boot = next((r for r in full["rounds"] if r["round"] == 0), None)
-    keep = ("round", "finished", "eval_metric", "eval_score", "eval_accuracy", "eval_relative", "eval_per_skill",
+    keep = ("round", "finished", "eval_metric", "eval_score", "eval_accuracy", "eval_n", "eval_relative", "eval_per_skill",
             "judge_mode", "agreement", "judge_position", "candidates", "accepted", "teacher_calls",
             "cache_hits", "teacher_failures", "teacher_tokens", "teacher_cost", "teacher_saving", "teacher_by_stage",
             "teacher_replies", "seconds", "work_seconds", "train", "train_roles", "plugin_errors", "stop_reason",

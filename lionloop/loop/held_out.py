@@ -11,14 +11,13 @@ calls and is what the evaluate stage recorded (`lionloop status`).
 from __future__ import annotations
 
 import inspect
-import math
 from pathlib import Path
 from typing import Any
 
 from lionloop.errors import RunError
 from lionloop.loop.preflight import resolve_task_pack
 from lionloop.loop.reporting import Reporter
-from lionloop.loop.scoring import accuracy
+from lionloop.loop.scoring import accuracy, wilson_interval
 from lionloop.plugin.context import RoundContext
 from lionloop.plugin.manager import get_plugin_manager
 from lionloop.plugin.plan import plan_generators
@@ -33,16 +32,6 @@ def trained_rounds(run_dir: Path) -> list[int]:
     folder = RunDir(run_dir).students
     names = [p.name.removeprefix("round-") for p in folder.glob("round-*")] if folder.is_dir() else []
     return sorted(int(n) for n in names if n.isdigit())
-
-
-def wilson_interval(p: float, n: int, z: float = 1.96) -> tuple[float, float]:
-    """The 95% (Wilson score) interval of an accuracy p measured on n instructions: unlike p ± 1.96 se
-    it stays inside [0, 1] and is not zero wide at 0% or 100%."""
-    if n == 0:
-        return 0.0, 1.0
-    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
-    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
-    return max(0.0, centre - half), min(1.0, centre + half)
 
 
 def evaluate_round(run_dir: Path, round: int | None = None, per_skill: int | None = None,

@@ -7,6 +7,7 @@ teacher's, Lion's and Vicuna's metric)."""
 
 from __future__ import annotations
 
+import math
 from collections import defaultdict
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
@@ -75,6 +76,16 @@ def accuracy(checks: Iterable[tuple[str, bool | None]]) -> dict[str, Any]:
         "per_skill": {k: round(sum(v) / len(v), 4) for k, v in sorted(per_task.items())},
         "n": len(checked),
     }
+
+
+def wilson_interval(p: float, n: int, z: float = 1.96) -> tuple[float, float]:
+    """The 95% (Wilson score) interval of an accuracy p measured on n instructions: unlike p ± 1.96 se
+    it stays inside [0, 1] and is not zero wide at 0% or 100%."""
+    if n == 0:
+        return 0.0, 1.0
+    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
+    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
+    return max(0.0, centre - half), min(1.0, centre + half)
 
 
 # -- Lion's relative score --------------------------------------------------------------------------
