@@ -14,7 +14,7 @@ import inspect
 from pathlib import Path
 from typing import Any
 
-from lionloop.errors import RunError
+from lionloop.errors import PluginError, RunError
 from lionloop.loop.preflight import resolve_task_pack
 from lionloop.loop.reporting import Reporter
 from lionloop.loop.scoring import accuracy, wilson_interval
@@ -64,7 +64,8 @@ def evaluate_round(run_dir: Path, round: int | None = None, per_skill: int | Non
                 raise RunError(f"task pack {cfg.task.pack!r} cannot draw a larger eval sample (its eval_set takes no "
                                "per_skill); evaluate on the run's eval split (leave out --per-skill)")
             drawn = pack.eval_set(per_skill=per_skill)
-            held = {i.id for i in pool.instructions() if i.split != "eval"}
+            stored = pool.instructions_by_id(i.id for i in drawn)  # by primary key: no scan of a large pool
+            held = {k for k, i in stored.items() if i.split != "eval"}
             items = [i for i in drawn if i.id not in held]
             in_pool = len(drawn) - len(items)
             source = f"{per_skill} held-out instructions a task drawn by the {cfg.task.pack!r} pack"
@@ -72,7 +73,10 @@ def evaluate_round(run_dir: Path, round: int | None = None, per_skill: int | Non
             raise RunError(f"{run_dir}: no held-out instructions to evaluate on ({source})")
         ctx = RoundContext(round=chosen, config=cfg, run_dir=rd.path, task_pack=pack, pool=pool,
                            generators={g.name: g for g in plan_generators(cfg.generate, pm.generator_specs())})
-        prompts = [pm.hook.lionloop_student_prompt(instruction=i, ctx=ctx) or format_prompt(i) for i in items]
+        try:
+            prompts = [pm.hook.lionloop_student_prompt(instruction=i, ctx=ctx) or format_prompt(i) for i in items]
+        except Exception as err:  # a plugin's bug: one line naming the hook, as in the loop
+            raise PluginError(f"lionloop_student_prompt failed: {type(err).__name__}: {err}") from err
     finally:
         pool.close()
     reporter = reporter or Reporter()
