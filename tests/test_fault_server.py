@@ -41,7 +41,7 @@ PRICE_IN, PRICE_OUT = 0.5, 1.5
 def teacher_cfg(srv: ScriptedServer, **kw: Any) -> dict[str, Any]:
     return {
         "backend": "openai", "model": "skills-chat", "base_urls": [srv.base_url],
-        "timeout_s": 0.5, "max_retries": 2, "retry_backoff_s": 0.01, "max_backoff_s": 0.05,
+        "timeout_s": 1.0, "max_retries": 2, "retry_backoff_s": 0.01, "max_backoff_s": 0.05,
         "concurrency": 8, "cost_per_1k_input": PRICE_IN, "cost_per_1k_output": PRICE_OUT, **kw,
     }
 
