@@ -131,11 +131,11 @@ LEVERS: dict[str, dict[str, Any]] = {
     "loop-even": {"generate": {"pace_ratio": 1.0}},
     "uniform-even": {"generate": {**PLAIN, "pace_ratio": 1.0}},
     "loop-front80": {"generate": {"pace_ratio": 0.8}},
+    "uniform-front80": {"generate": {**PLAIN, "pace_ratio": 0.8}},
     # Back-loaded, the loop alone (uniform stays at its better 0.6): a small first round, bought on
     # the frontier prior before any progress is measured, and larger later rounds the allocation
     # steers from measured progress (aimed at the ten-skill reach, where round 1 trails).
     "loop-back150": {"generate": {"pace_ratio": 1.5}},
-    "uniform-front80": {"generate": {**PLAIN, "pace_ratio": 0.8}},
 }
 EXTRA_SKILLS = ["copy", "upper", "shift", "reverse", "sort", "count", "add", "chain", "sum", "mood"]
 

@@ -80,8 +80,8 @@ def round_table(st: dict[str, Any]) -> Table:
     head = "eval acc" if metric == "accuracy" else "rel. score"
     # Accuracy on n held-out instructions: its 95% interval beside it, so a move between rounds
     # smaller than the interval is not over-read (50 instructions: 34% is 22-48%).
-    ci = metric == "accuracy" and any(r.get("eval_n") for r in st["rounds"])
     ns = sorted({r["eval_n"] for r in st["rounds"] if r.get("eval_n")})
+    ci = metric == "accuracy" and bool(ns)
     t = Table(title=f"run {st['run_id']}" + (f" · eval acc on {'/'.join(map(str, ns))} held-out instructions" if ci else ""))
     for col in ["round", head, *(["95% int."] if ci else []), "hard", "easy", "cand.", "new", "dedup rej.", "calls", "hits", "s"]:
         t.add_column(col, justify="right")
