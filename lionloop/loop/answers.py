@@ -4,17 +4,23 @@ from __future__ import annotations
 
 from lionloop.errors import PluginError
 from lionloop.loop.runtime import Runtime
+from lionloop.plugin.context import RoundContext
+from lionloop.plugin.manager import PluginManager
 from lionloop.records import Example, Instruction
 from lionloop.student.prompt import format_prompt
 from lionloop.teacher.requests import Answer
 
 
 def student_prompts(rt: Runtime, round: int, items: list[Instruction]) -> list[str]:
-    """How the student is asked each instruction: `lionloop_student_prompt` (firstresult), else the
-    default format; a plugin that raises is one PluginError naming the hook."""
-    ctx = rt.context(round)
+    """How the student is asked each instruction in round `round` of the running loop."""
+    return prompts_for(rt.pm, rt.context(round), items)
+
+
+def prompts_for(pm: PluginManager, ctx: RoundContext, items: list[Instruction]) -> list[str]:
+    """`lionloop_student_prompt` (firstresult), else the default format; a plugin that raises is one
+    PluginError naming the hook. Also for a finished run's student (`lionloop evaluate`)."""
     try:
-        return [rt.pm.hook.lionloop_student_prompt(instruction=i, ctx=ctx) or format_prompt(i) for i in items]
+        return [pm.hook.lionloop_student_prompt(instruction=i, ctx=ctx) or format_prompt(i) for i in items]
     except Exception as err:
         raise PluginError(f"lionloop_student_prompt failed: {type(err).__name__}: {err}") from err
 

@@ -14,7 +14,8 @@ import inspect
 from pathlib import Path
 from typing import Any
 
-from lionloop.errors import PluginError, RunError
+from lionloop.errors import RunError
+from lionloop.loop.answers import prompts_for
 from lionloop.loop.preflight import resolve_task_pack
 from lionloop.loop.reporting import Reporter
 from lionloop.loop.scoring import accuracy, wilson_interval
@@ -24,7 +25,6 @@ from lionloop.plugin.plan import plan_generators
 from lionloop.plugin.taskpack import pack_has_verifier
 from lionloop.rundir import RunDir
 from lionloop.stores.pool import Pool
-from lionloop.student.prompt import format_prompt
 
 
 def trained_rounds(run_dir: Path) -> list[int]:
@@ -73,10 +73,7 @@ def evaluate_round(run_dir: Path, round: int | None = None, per_skill: int | Non
             raise RunError(f"{run_dir}: no held-out instructions to evaluate on ({source})")
         ctx = RoundContext(round=chosen, config=cfg, run_dir=rd.path, task_pack=pack, pool=pool,
                            generators={g.name: g for g in plan_generators(cfg.generate, pm.generator_specs())})
-        try:
-            prompts = [pm.hook.lionloop_student_prompt(instruction=i, ctx=ctx) or format_prompt(i) for i in items]
-        except Exception as err:  # a plugin's bug: one line naming the hook, as in the loop
-            raise PluginError(f"lionloop_student_prompt failed: {type(err).__name__}: {err}") from err
+        prompts = prompts_for(pm, ctx, items)
     finally:
         pool.close()
     reporter = reporter or Reporter()
