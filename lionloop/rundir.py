@@ -102,6 +102,13 @@ class RunDir:
         """A trained student's checkpoint: round >= 1; `role` "" is the main student."""
         return self.students / (f"{role}/round-{round}" if role else f"round-{round}")
 
+    def student_at(self, round: int, base: str | None, role: str = "") -> Path:
+        """The student a round answers with: round 0 is the base model every role starts from
+        (`student.base`, a pretrained model; else the tiny student built at bootstrap)."""
+        if round == 0:
+            return Path(base) if base else self.students / "base"
+        return self.student(round, role)
+
     def train_checkpoints(self, round: int, role: str = "") -> Path:
         """A trainer's checkpoints inside one imitate stage (`train.save_steps`): what a killed
         stage resumes from; removed once the stage is recorded as done."""

@@ -46,6 +46,7 @@ from .dataset_files import (
     FORMATS,
     Columns,
     dedupe,
+    format_of,
     read_instructions,
     read_source,
     row_key,
@@ -157,11 +158,8 @@ class DatasetPack:
         self._verifiers = {task: build_verifier(spec) for task, spec in opts.verifier_by_task.items()}
         self._default = build_verifier(opts.verifier)
 
-        def check(task: str, reference: Any) -> str | None:
-            return reference_problem(self._verifier(task).spec, reference)
-
         train_src = read_source(opts.train, "task.options.train", opts.format, opts.train_split)
-        rows, dup_train = dedupe(read_instructions(train_src, opts.columns, opts.default_task, "train", check))
+        rows, dup_train = dedupe(read_instructions(train_src, opts.columns, opts.default_task, "train", self._check))
         if not rows:
             raise SeedError(f"{train_src.label}: no rows")
         report: dict[str, Any] = {"train": train_src.label, "rows": {"train": len(train_src.rows)},
@@ -169,7 +167,7 @@ class DatasetPack:
         if opts.eval is not None or opts.eval_split is not None:
             key = "task.options.eval" if opts.eval is not None else "task.options.eval_split"
             eval_src = read_source(opts.eval or opts.train, key, opts.format, opts.eval_split or opts.train_split)
-            evals, dup_eval = dedupe(read_instructions(eval_src, opts.columns, opts.default_task, "eval", check))
+            evals, dup_eval = dedupe(read_instructions(eval_src, opts.columns, opts.default_task, "eval", self._check))
             report.update(eval=eval_src.label, held_out=0)
             report["rows"]["eval"], report["duplicates"]["eval"] = len(eval_src.rows), dup_eval
         else:
@@ -208,6 +206,20 @@ class DatasetPack:
 
     def eval_set(self) -> list[Instruction]:
         return list(self._eval)
+
+    def read_eval(self, spec: str, key: str = "--eval-file") -> list[Instruction]:
+        """Held-out rows from another file or dataset (`lionloop evaluate --eval-file`), read as the
+        run read its own: its columns, task names and verifiers, and its format where the name does
+        not tell one (a folder or hub dataset: its eval split, else its train split). Exact
+        duplicates dropped; a bad row is one error naming file, row and column, as at a run's start."""
+        opts = self.options
+        path = Path(spec).expanduser()
+        fmt = "auto" if opts.format == "auto" or (path.exists() and format_of(path)) else opts.format
+        src = read_source(spec, key, fmt, opts.eval_split or opts.train_split)
+        rows, _ = dedupe(read_instructions(src, opts.columns, opts.default_task, "eval", self._check))
+        if not rows:
+            raise SeedError(f"{src.label}: no rows")
+        return rows
 
     def verify(self, instruction: Instruction, answer: str) -> bool | None:
         return self._verifier(instruction.task)(answer, instruction.meta.get("reference"), instruction)
@@ -272,6 +284,10 @@ class DatasetPack:
 
     def _verifier(self, task: str) -> Any:
         return self._verifiers.get(task, self._default)
+
+    def _check(self, task: str, reference: Any) -> str | None:
+        """Why a reference can never be matched by its task's verifier (its row is refused)."""
+        return reference_problem(self._verifier(task).spec, reference)
 
     def _hold_out(self, rows: list[Instruction]) -> tuple[list[Instruction], list[Instruction]]:
         """(eval, seeds): `eval_fraction` of each task's rows, drawn with `holdout_seed`; a task

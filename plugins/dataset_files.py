@@ -45,7 +45,7 @@ def read_source(spec: str, key: str, fmt: str = "auto", split: str = "train") ->
     if not path.exists():
         raise ConfigError(f"{key}: no such file or folder: {spec}")
     if fmt == "auto":
-        fmt = "disk" if path.is_dir() else _BY_SUFFIX.get(path.suffix.lower(), "")
+        fmt = format_of(path) or ""
         if not fmt:
             raise ConfigError(f"{key}: cannot tell the format of {spec} from its name; set task.options.format "
                               f"({', '.join(f for f in FORMATS if f not in ('auto', 'hub'))})")
@@ -68,6 +68,11 @@ def read_source(spec: str, key: str, fmt: str = "auto", split: str = "train") ->
         if whole is not None:
             return whole
     return _read_jsonl(text, spec)
+
+
+def format_of(path: Path) -> str | None:
+    """The format an existing path's name (or being a folder) tells; None where it tells none."""
+    return "disk" if path.is_dir() else _BY_SUFFIX.get(path.suffix.lower())
 
 
 def _columns(rows: list[tuple[int, dict[str, Any]]]) -> list[str]:

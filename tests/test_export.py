@@ -126,7 +126,14 @@ def test_evaluate_measures_a_round_again_and_on_a_larger_held_out_sample(micro_r
 
     table = runner.invoke(app, ["evaluate", str(micro_run)])
     assert table.exit_code == 0 and "the run recorded" in table.output and "95% interval" in table.output
-    missing = runner.invoke(app, ["evaluate", str(micro_run), "--round", "7"])
-    assert missing.exit_code == 1 and "round 7 has no trained student" in missing.output
-    assert "Traceback" not in missing.output
+    base = runner.invoke(app, ["evaluate", str(micro_run), "--round", "0", "--json"])
+    assert base.exit_code == 0, base.output
+    b = json.loads(base.stdout)  # round 0: the tiny student the run built at bootstrap, before any training
+    assert b["round"] == 0 and Path(b["student"]) == RunDir(micro_run).students / "base"
+    assert b["n"] == got["n"] and b["recorded"] is None  # the loop records no round-0 evaluation
+    for args, says in ((["--round", "7"], "round 7 has no trained student"),
+                       # the skills pack draws its own held-out sample; it reads no files
+                       (["--eval-file", str(micro_run / "run.json")], "cannot read an eval file (it draws")):
+        refused = runner.invoke(app, ["evaluate", str(micro_run), *args])
+        assert refused.exit_code == 1 and says in refused.output and "Traceback" not in refused.output
     assert sorted(p.name for p in micro_run.iterdir()) == before  # read-only: nothing written to the run

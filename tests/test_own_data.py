@@ -91,6 +91,52 @@ def test_the_own_data_example_end_to_end(tmp_path: Path, monkeypatch: pytest.Mon
     assert "rel. score" in text and "W/T/L" in text and "recall hard" in text and "finished" in text
     stats = CliRunner().invoke(app, ["pool", "stats", str(out)], env={"COLUMNS": "160"}).output
     assert "eval acc" in stats and "held-out accuracy" in stats
+    check_evaluate_on_a_file(out, rows, st, tmp_path)
+
+
+def check_evaluate_on_a_file(out: Path, rows: list[dict[str, Any]], st: dict[str, Any], tmp_path: Path) -> None:
+    """`lionloop evaluate --eval-file`: a second file of the user's, read with the run's columns and
+    verifiers; rows the pool trains or probes on left out; the run's own eval rows scored as the run
+    scored them; round 0 is the base model, on the same rows."""
+    from lionloop.cli.app import app
+
+    cli = CliRunner()
+    own = json.loads(cli.invoke(app, ["evaluate", str(out), "--json"]).stdout)
+    last = st["rounds"][-1]
+    assert own["round"] == last["round"] and own["overall"] == last["eval_accuracy"] == own["recorded"]
+    seeds = {r[0] for r in pool_rows(out, "SELECT text FROM instructions WHERE split != 'eval' AND origin = 'seed'")}
+    evals = {r[0] for r in pool_rows(out, "SELECT text FROM instructions WHERE split = 'eval'")}
+    new = [{"instruction": "What is 12 plus 30?", "output": "42", "category": "arithmetic"},
+           {"instruction": "What is the capital of Kenya?", "output": "Nairobi", "category": "capitals"},
+           {"instruction": "Say something kind.", "category": "spelling"}]  # no reference: not checkable
+    picked = [r for r in rows if r["instruction"] in evals] + [r for r in rows if r["instruction"] in seeds][:5] + new
+    path = tmp_path / "more.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in [*picked, picked[0]]))  # one exact duplicate
+    res = cli.invoke(app, ["evaluate", str(out), "--eval-file", str(path), "--json"])
+    assert res.exit_code == 0, res.output
+    got = json.loads(res.stdout)
+    assert got["in_pool"] == 5 and got["asked"] == len(evals) + len(new)
+    assert got["n"] == got["asked"] - 1 and sum(v is None for v in got["right"].values()) == 1
+    # The run's own eval rows, read from the file, are the same instructions, scored the same.
+    assert own["right"].items() <= got["right"].items() and len(own["right"]) == len(evals)
+    assert set(got["per_skill"]) <= {"arithmetic", "capitals", "units", "spelling", "choice"}
+
+    base = json.loads(cli.invoke(app, ["evaluate", str(out), "--round", "0", "--eval-file", str(path), "--json"]).stdout)
+    assert base["round"] == 0 and base["asked"] == got["asked"] and base["student"] != got["student"]
+    assert base["student"].endswith("base")  # the tiny student the run built at bootstrap
+
+    # Bad input: one line naming the file and row, no traceback, nothing written.
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text(json.dumps(new[0]) + "\n" + json.dumps({"output": "1"}) + "\n")
+    before = sorted(p.name for p in out.iterdir())
+    for args, code, says in (
+        (["--eval-file", str(bad)], 1, f"{bad}: line 2"),
+        (["--eval-file", str(tmp_path / "none.jsonl")], 2, "no such file"),
+        (["--eval-file", str(path), "--per-skill", "3"], 1, "give one"),
+    ):
+        r = cli.invoke(app, ["evaluate", str(out), *args])
+        assert r.exit_code == code and says in r.output and "Traceback" not in r.output, (args, r.output)
+    assert sorted(p.name for p in out.iterdir()) == before
 
 
 def _mute(chat: ExampleChat, fail: Any):  # noqa: ANN202

@@ -299,10 +299,14 @@ def export_model(
 @app.command("evaluate")
 def evaluate(
     run_dir: Annotated[Path, typer.Argument(help="Run directory.")],
-    round: Annotated[int | None, typer.Option("--round", help="Round whose student to evaluate (default: the last trained).")] = None,
+    round: Annotated[int | None, typer.Option("--round", min=0, help="Round whose student to evaluate (default: the "
+                                              "last trained; 0: the base model the run started from).")] = None,
     per_skill: Annotated[int | None, typer.Option("--per-skill", min=1, help="Draw this many held-out instructions a task "
                                                   "from the task pack (those the run's pool holds left out) instead of "
                                                   "the run's eval split: a measurement with a smaller error.")] = None,
+    eval_file: Annotated[str | None, typer.Option("--eval-file", help="Evaluate on the rows of this file or dataset, read "
+                                                  "with the run's columns and verifiers (the dataset pack), those the "
+                                                  "run's pool holds left out.")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the figures as JSON.")] = False,
 ) -> None:
     """Measure a trained round's student again on held-out instructions (read-only; verifier-scored)."""
@@ -311,13 +315,14 @@ def evaluate(
     from lionloop.inspect.status import run_figures
     from lionloop.loop.held_out import evaluate_round
 
-    res = guard(evaluate_round, run_dir, round, per_skill, RichReporter(err_console))
+    res = guard(evaluate_round, run_dir, round, per_skill, RichReporter(err_console), eval_file)
     recorded = {r["round"]: r["eval_accuracy"] for r in guard(run_figures, run_dir)["rounds"]}
     res["recorded"] = recorded.get(res["round"])
     if as_json:
         typer.echo(json.dumps(res, indent=2))
         return
-    t = Table(title=f"round {res['round']}'s student on {res['source']}")
+    who = "the base model" if res["round"] == 0 else f"round {res['round']}'s student"
+    t = Table(title=f"{who} on {res['source']}")
     t.add_column("task")
     t.add_column("accuracy", justify="right")
     for task, acc in res["per_skill"].items():
@@ -327,7 +332,7 @@ def evaluate(
     console.print(f"accuracy {pct(res['overall'])} on {res['n']} instructions"
                   + (f" (95% interval {pct(ci[0])} to {pct(ci[1])})" if ci is not None else "")
                   + (f"; the run recorded {pct(res['recorded'])} on its eval split" if res["recorded"] is not None else "")
-                  + (f"; {res['in_pool']} drawn instructions left out: the run's pool holds them" if res["in_pool"] else "")
+                  + (f"; {res['in_pool']} of them left out: the run's pool holds them" if res["in_pool"] else "")
                   + (f"; {res['n']} of the {res['asked']} answers could be checked" if res["n"] != res["asked"] else "")
                   + (f"; {res['truncated']} answers cut at student.max_new_tokens" if res["truncated"] else ""),
                   highlight=False)

@@ -1,6 +1,8 @@
 """`lionloop evaluate`: a trained round's student measured again on held-out instructions, without
-writing to the run: the run's own eval split (what the evaluate stage scored), or a larger sample
-where the task pack can draw one (`per_skill`), less every instruction the run's pool holds.
+writing to the run: the run's own eval split (what the evaluate stage scored), a larger sample
+where the task pack can draw one (`per_skill`), or a file of the user's the pack can read
+(`eval_file`), less every instruction the run's pool holds; round 0 is the base model, so a
+distilled round is compared with where it started on the same instructions.
 
 Why: a run's eval split is sized for a round's time budget (the benchmarks' pretrained student is
 scored on 50 instructions, one is 2 points); the model a user takes away deserves a measurement
@@ -23,6 +25,7 @@ from lionloop.plugin.context import RoundContext
 from lionloop.plugin.manager import get_plugin_manager
 from lionloop.plugin.plan import plan_generators
 from lionloop.plugin.taskpack import pack_has_verifier
+from lionloop.records import Instruction
 from lionloop.rundir import RunDir
 from lionloop.stores.pool import Pool
 
@@ -34,19 +37,52 @@ def trained_rounds(run_dir: Path) -> list[int]:
     return sorted(int(n) for n in names if n.isdigit())
 
 
+def held_out_items(pack: Any, pool: Pool, pack_name: str, per_skill: int | None = None,
+                   eval_file: str | None = None) -> tuple[list[Instruction], str, int]:
+    """(instructions, where they come from, how many were left out as the pool's): the run's eval
+    split; or `per_skill` a task drawn by the pack; or the rows of a file the pack reads
+    (`eval_file`). Drawn or read instructions the pool holds in another split (trained on, probed,
+    generated) are left out: they are not held out."""
+    if per_skill is not None and eval_file is not None:
+        raise RunError("--per-skill and --eval-file: give one (a sample the pack draws, or a file of yours)")
+    if per_skill is None and eval_file is None:
+        return pool.instructions(["eval"]), "the run's eval split", 0
+    if eval_file is not None:
+        if not callable(getattr(pack, "read_eval", None)):
+            raise RunError(f"task pack {pack_name!r} cannot read an eval file"
+                           + (" (it draws held-out instructions of its own: use --per-skill)"
+                              if "per_skill" in inspect.signature(pack.eval_set).parameters else ""))
+        drawn = pack.read_eval(eval_file)
+        source = f"the {len(drawn)} rows of {eval_file}"
+    else:
+        if "per_skill" not in inspect.signature(pack.eval_set).parameters:
+            raise RunError(f"task pack {pack_name!r} cannot draw a larger eval sample (its eval_set takes no "
+                           "per_skill); evaluate on the run's eval split (leave out --per-skill)"
+                           + (", or on a file of yours (--eval-file)" if callable(getattr(pack, "read_eval", None)) else ""))
+        drawn = pack.eval_set(per_skill=per_skill)
+        source = f"{per_skill} held-out instructions a task drawn by the {pack_name!r} pack"
+    stored = pool.instructions_by_id(i.id for i in drawn)  # by primary key: no scan of a large pool
+    held = {k for k, i in stored.items() if i.split != "eval"}
+    items = [i for i in drawn if i.id not in held]
+    return items, source, len(drawn) - len(items)
+
+
 def evaluate_round(run_dir: Path, round: int | None = None, per_skill: int | None = None,
-                   reporter: Reporter | None = None) -> dict[str, Any]:
-    """Accuracy (overall, per task, n) of round `round`'s student (default: the last trained) on the
-    run's eval split, or with `per_skill` on that many held-out instructions a task drawn by the
-    task pack, those the pool holds in any other split left out (counted in `in_pool`)."""
+                   reporter: Reporter | None = None, eval_file: str | None = None) -> dict[str, Any]:
+    """Accuracy (overall, per task, n) of round `round`'s student (default: the last trained; 0: the
+    base model the run started from) on the run's eval split, or with `per_skill` on that many
+    held-out instructions a task drawn by the task pack, or on the rows of `eval_file` read by the
+    pack; those the pool holds in any other split left out (counted in `in_pool`)."""
     from lionloop.student.model import generate  # torch: only once the run is known to be readable
 
     rd = RunDir(run_dir)
     cfg, run_id = rd.read()
     rounds = trained_rounds(run_dir)
     chosen = rounds[-1] if round is None and rounds else round
-    if chosen is None or chosen not in rounds:
-        raise RunError(f"{run_dir}: round {chosen} has no trained student (trained rounds: {rounds or 'none'})")
+    student = None if chosen is None else rd.student_at(chosen, cfg.student.base)
+    if student is None or chosen < 0 or not (chosen in rounds or (chosen == 0 and student.exists())):
+        raise RunError(f"{run_dir}: round {chosen} has no trained student (trained rounds: {rounds or 'none'}; "
+                       "round 0 is the base model)")
     pm = get_plugin_manager()
     pack = resolve_task_pack(pm.build_registry(), cfg).build(cfg.task, cfg.seed)
     if not pack_has_verifier(pack):
@@ -55,37 +91,30 @@ def evaluate_round(run_dir: Path, round: int | None = None, per_skill: int | Non
                        "the run recorded)")
     pool = Pool(rd.pool, readonly=True)
     try:
-        in_pool = 0
-        if per_skill is None:
-            items = pool.instructions(["eval"])
-            source = "the run's eval split"
-        else:
-            if "per_skill" not in inspect.signature(pack.eval_set).parameters:
-                raise RunError(f"task pack {cfg.task.pack!r} cannot draw a larger eval sample (its eval_set takes no "
-                               "per_skill); evaluate on the run's eval split (leave out --per-skill)")
-            drawn = pack.eval_set(per_skill=per_skill)
-            stored = pool.instructions_by_id(i.id for i in drawn)  # by primary key: no scan of a large pool
-            held = {k for k, i in stored.items() if i.split != "eval"}
-            items = [i for i in drawn if i.id not in held]
-            in_pool = len(drawn) - len(items)
-            source = f"{per_skill} held-out instructions a task drawn by the {cfg.task.pack!r} pack"
+        items, source, in_pool = held_out_items(pack, pool, cfg.task.pack, per_skill, eval_file)
         if not items:
-            raise RunError(f"{run_dir}: no held-out instructions to evaluate on ({source})")
+            raise RunError(f"{run_dir}: no held-out instructions to evaluate on ({source}"
+                           + (f": the run's pool holds all {in_pool}" if in_pool else "") + ")")
+        if all(pack.verify(i, "") is None for i in items):
+            raise RunError(f"{source}: the verifier can check none of them (no reference answers?): "
+                           "`lionloop evaluate` scores by the verifier only")
         ctx = RoundContext(round=chosen, config=cfg, run_dir=rd.path, task_pack=pack, pool=pool,
                            generators={g.name: g for g in plan_generators(cfg.generate, pm.generator_specs())})
         prompts = prompts_for(pm, ctx, items)
     finally:
         pool.close()
     reporter = reporter or Reporter()
-    advance = reporter.task(f"round {chosen}'s student answers {len(items)} held-out instructions", len(items))
+    who = "the base model" if chosen == 0 else f"round {chosen}'s student"
+    advance = reporter.task(f"{who} answers {len(items)} held-out instructions", len(items))
     stats: dict[str, Any] = {}
-    answers = generate(rd.student(chosen), prompts, cfg.student, advance, stats=stats)
+    answers = generate(student, prompts, cfg.student, advance, stats=stats)
     reporter.task_done()
     right = {i.id: pack.verify(i, a) for i, a in zip(items, answers, strict=True)}
     scored = accuracy((i.task, right[i.id]) for i in items)
     overall = scored["overall"]
     return {
-        "run_id": run_id, "round": chosen, "source": source, "per_skill_drawn": per_skill, "in_pool": in_pool,
+        "run_id": run_id, "round": chosen, "student": str(student), "source": source, "per_skill_drawn": per_skill,
+        "eval_file": eval_file, "in_pool": in_pool,
         "overall": overall, "per_skill": scored["per_skill"], "n": scored["n"], "asked": len(items),
         "interval_95": None if overall is None else list(wilson_interval(overall, scored["n"])),
         "truncated": stats.get("truncated", 0),

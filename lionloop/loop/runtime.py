@@ -140,9 +140,7 @@ class Runtime:
 
     def student_dir(self, round: int, role: str = "") -> Path:
         """round 0 is the base model (shared by every role); `role` "" is the main student."""
-        if round == 0:
-            return Path(self.cfg.student.base) if self.cfg.student.base else self.files.students / "base"
-        return self.files.student(round, role)
+        return self.files.student_at(round, self.cfg.student.base, role)
 
     def event(self, **fields: Any) -> None:
         """Append one line to events.jsonl: a tail-able log of what the run is doing."""

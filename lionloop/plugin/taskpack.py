@@ -25,7 +25,9 @@ class TaskPack(Protocol):
     the held-out set is scored when `evaluate.scoring` is auto; default "verifier"),
     `has_verifier` (False: `verify` never checks anything; default True), `report()` (what
     loading the pack's data did: rows read, duplicates dropped, ...; shown in the bootstrap
-    figures) and `labels(task)` (a classification task's label set).
+    figures) and `labels(task)` (a classification task's label set). For `lionloop evaluate`:
+    `eval_set(per_skill=K)` (a larger held-out sample the pack draws) and `read_eval(spec)` (held-out
+    instructions, split 'eval', from a file or dataset of the user's, read as the pack reads its own).
     """
 
     name: str
