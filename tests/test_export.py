@@ -126,12 +126,26 @@ def test_evaluate_measures_a_round_again_and_on_a_larger_held_out_sample(micro_r
 
     table = runner.invoke(app, ["evaluate", str(micro_run)])
     assert table.exit_code == 0 and "the run recorded" in table.output and "95% interval" in table.output
+    table_json = json.loads(runner.invoke(app, ["evaluate", str(micro_run), "--json"]).stdout)
     base = runner.invoke(app, ["evaluate", str(micro_run), "--round", "0", "--json"])
     assert base.exit_code == 0, base.output
     b = json.loads(base.stdout)  # round 0: the tiny student the run built at bootstrap, before any training
     assert b["round"] == 0 and Path(b["student"]) == RunDir(micro_run).students / "base"
     assert b["n"] == got["n"] and b["recorded"] is None  # the loop records no round-0 evaluation
+    # Paired: the last round against the base model on the same instructions, each asked as alone.
+    vs = runner.invoke(app, ["evaluate", str(micro_run), "--against-round", "0", "--json"])
+    assert vs.exit_code == 0, vs.output
+    v = json.loads(vs.stdout)
+    assert v["right"] == table_json["right"] and v["against"]["right"] == b["right"]
+    pair = v["paired"]
+    checked = [k for k, x in v["right"].items() if x is not None and b["right"][k] is not None]
+    assert pair["n"] == len(checked) and pair["a_only"] == sum(v["right"][k] and not b["right"][k] for k in checked)
+    assert pair["diff"] == pytest.approx(v["overall"] - b["overall"]) and 0 <= pair["p_mcnemar"] <= 1
+    text = runner.invoke(app, ["evaluate", str(micro_run), "--round", "1", "--against-run", str(micro_run),
+                               "--against-round", "2"], env={"COLUMNS": "200"})
+    assert text.exit_code == 0 and "against round 2's student" in text.output and "exact McNemar" in text.output
     for args, says in ((["--round", "7"], "round 7 has no trained student"),
+                       (["--against-round", "9"], "round 9 has no trained student"),
                        # the skills pack draws its own held-out sample; it reads no files
                        (["--eval-file", str(micro_run / "run.json")], "cannot read an eval file (it draws")):
         refused = runner.invoke(app, ["evaluate", str(micro_run), *args])

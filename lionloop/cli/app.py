@@ -307,26 +307,46 @@ def evaluate(
     eval_file: Annotated[str | None, typer.Option("--eval-file", help="Evaluate on the rows of this file or dataset, read "
                                                   "with the run's columns and verifiers (the dataset pack), those the "
                                                   "run's pool holds left out.")] = None,
+    against_round: Annotated[int | None, typer.Option("--against-round", min=0, help="Compare, pair by pair on the same "
+                                                      "instructions, with this round (0: the base model) of this "
+                                                      "run, or of --against-run.")] = None,
+    against_run: Annotated[Path | None, typer.Option("--against-run", help="Compare with another run's student (its "
+                                                     "last trained round, or --against-round) on the same "
+                                                     "instructions, scored by this run's verifier.")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the figures as JSON.")] = False,
 ) -> None:
-    """Measure a trained round's student again on held-out instructions (read-only; verifier-scored)."""
+    """Measure a trained round's student again on held-out instructions (read-only; verifier-scored),
+    alone or against another round or run on the same instructions."""
     quiet_libraries()
     from lionloop.inspect.fmt import pct
     from lionloop.inspect.status import run_figures
     from lionloop.loop.held_out import evaluate_round
 
-    res = guard(evaluate_round, run_dir, round, per_skill, RichReporter(err_console), eval_file)
+    res = guard(evaluate_round, run_dir, round, per_skill, RichReporter(err_console), eval_file, against_run, against_round)
     recorded = {r["round"]: r["eval_accuracy"] for r in guard(run_figures, run_dir)["rounds"]}
     res["recorded"] = recorded.get(res["round"])
     if as_json:
         typer.echo(json.dumps(res, indent=2))
         return
-    who = "the base model" if res["round"] == 0 else f"round {res['round']}'s student"
-    t = Table(title=f"{who} on {res['source']}")
+
+    def who(r: dict) -> str:
+        return "the base model" if r["round"] == 0 else f"round {r['round']}'s student"
+
+    b = res.get("against")
+    t = Table(title=f"{who(res)} on {res['source']}" + (f", against {who(b)}"
+                                                         + (f" of {against_run}" if against_run else "") if b else ""))
     t.add_column("task")
     t.add_column("accuracy", justify="right")
+    if b:
+        t.add_column("against", justify="right")
+        t.add_column("Δ points", justify="right")
     for task, acc in res["per_skill"].items():
-        t.add_row(task, pct(acc))
+        if b:
+            other = b["per_skill"].get(task)
+            diff = f"{100 * (acc - other):+.1f}" if acc is not None and other is not None else "-"
+            t.add_row(task, pct(acc), pct(other), diff)
+        else:
+            t.add_row(task, pct(acc))
     console.print(t)
     ci = res["interval_95"]
     console.print(f"accuracy {pct(res['overall'])} on {res['n']} instructions"
@@ -336,6 +356,16 @@ def evaluate(
                   + (f"; {res['n']} of the {res['asked']} answers could be checked" if res["n"] != res["asked"] else "")
                   + (f"; {res['truncated']} answers cut at student.max_new_tokens" if res["truncated"] else ""),
                   highlight=False)
+    if b:
+        p = res["paired"]
+        if p["diff"] is None:
+            console.print("no instruction both answers could be checked on")
+            return
+        lo, hi = p["interval_95"]
+        console.print(f"against: {pct(b['overall'])}; difference {100 * p['diff']:+.1f} points on the {p['n']} "
+                      f"instructions both were checked on (95% interval {100 * lo:+.1f} to {100 * hi:+.1f}); "
+                      f"right only here {p['a_only']}, only there {p['b_only']} (exact McNemar p = {p['p_mcnemar']:.3g})",
+                      highlight=False)
 
 
 app.add_typer(pool_app, name="pool")

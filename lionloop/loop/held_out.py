@@ -1,8 +1,10 @@
 """`lionloop evaluate`: a trained round's student measured again on held-out instructions, without
 writing to the run: the run's own eval split (what the evaluate stage scored), a larger sample
 where the task pack can draw one (`per_skill`), or a file of the user's the pack can read
-(`eval_file`), less every instruction the run's pool holds; round 0 is the base model, so a
-distilled round is compared with where it started on the same instructions.
+(`eval_file`), less every instruction the run's pool holds; round 0 is the base model. With a
+second student (another round, or another run's) both answer the same instructions and the
+difference is read pair by pair (`scoring.paired_difference`): distilled against base, loop
+against uniform expansion, with the interval a paired comparison earns.
 
 Why: a run's eval split is sized for a round's time budget (the benchmarks' pretrained student is
 scored on 50 instructions, one is 2 points); the model a user takes away deserves a measurement
@@ -13,14 +15,16 @@ calls and is what the evaluate stage recorded (`lionloop status`).
 from __future__ import annotations
 
 import inspect
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from lionloop.config import RunConfig
 from lionloop.errors import RunError
 from lionloop.loop.answers import prompts_for
 from lionloop.loop.preflight import resolve_task_pack
 from lionloop.loop.reporting import Reporter
-from lionloop.loop.scoring import accuracy, wilson_interval
+from lionloop.loop.scoring import accuracy, paired_difference, wilson_interval
 from lionloop.plugin.context import RoundContext
 from lionloop.plugin.manager import get_plugin_manager
 from lionloop.plugin.plan import plan_generators
@@ -35,6 +39,12 @@ def trained_rounds(run_dir: Path) -> list[int]:
     folder = RunDir(run_dir).students
     names = [p.name.removeprefix("round-") for p in folder.glob("round-*")] if folder.is_dir() else []
     return sorted(int(n) for n in names if n.isdigit())
+
+
+def held_in(pool: Pool, items: list[Instruction]) -> set[str]:
+    """Ids of `items` the pool holds in a split other than eval (trained on, probed, generated)."""
+    stored = pool.instructions_by_id(i.id for i in items)  # by primary key: no scan of a large pool
+    return {k for k, i in stored.items() if i.split != "eval"}
 
 
 def held_out_items(pack: Any, pool: Pool, pack_name: str, per_skill: int | None = None,
@@ -61,20 +71,28 @@ def held_out_items(pack: Any, pool: Pool, pack_name: str, per_skill: int | None 
                            + (", or on a file of yours (--eval-file)" if callable(getattr(pack, "read_eval", None)) else ""))
         drawn = pack.eval_set(per_skill=per_skill)
         source = f"{per_skill} held-out instructions a task drawn by the {pack_name!r} pack"
-    stored = pool.instructions_by_id(i.id for i in drawn)  # by primary key: no scan of a large pool
-    held = {k for k, i in stored.items() if i.split != "eval"}
+    held = held_in(pool, drawn)
     items = [i for i in drawn if i.id not in held]
     return items, source, len(drawn) - len(items)
 
 
-def evaluate_round(run_dir: Path, round: int | None = None, per_skill: int | None = None,
-                   reporter: Reporter | None = None, eval_file: str | None = None) -> dict[str, Any]:
-    """Accuracy (overall, per task, n) of round `round`'s student (default: the last trained; 0: the
-    base model the run started from) on the run's eval split, or with `per_skill` on that many
-    held-out instructions a task drawn by the task pack, or on the rows of `eval_file` read by the
-    pack; those the pool holds in any other split left out (counted in `in_pool`)."""
-    from lionloop.student.model import generate  # torch: only once the run is known to be readable
+@dataclass(frozen=True)
+class Subject:
+    """One student to ask: a run's round (0: the base model the run started from)."""
 
+    rd: RunDir
+    cfg: RunConfig
+    run_id: str
+    round: int
+    student: Path
+
+    @property
+    def who(self) -> str:
+        return "the base model" if self.round == 0 else f"round {self.round}'s student"
+
+
+def subject(run_dir: Path, round: int | None = None) -> Subject:
+    """Round `round` of a run (default: its last trained round), refused where it has no student."""
     rd = RunDir(run_dir)
     cfg, run_id = rd.read()
     rounds = trained_rounds(run_dir)
@@ -83,40 +101,88 @@ def evaluate_round(run_dir: Path, round: int | None = None, per_skill: int | Non
     if student is None or chosen < 0 or not (chosen in rounds or (chosen == 0 and student.exists())):
         raise RunError(f"{run_dir}: round {chosen} has no trained student (trained rounds: {rounds or 'none'}; "
                        "round 0 is the base model)")
+    return Subject(rd, cfg, run_id, chosen, student)
+
+
+def verdicts(subj: Subject, pack: Any, items: list[Instruction], reporter: Reporter) -> tuple[dict[str, bool | None], int]:
+    """The subject's greedy answers to `items`, checked by `pack`'s verifier: (verdict by instruction
+    id, None where not checkable; answers cut at max_new_tokens). Prompts go through the subject
+    run's own prompt hooks, as its evaluate stage renders them."""
+    from lionloop.student.model import generate  # torch: only once the run is known to be readable
+
     pm = get_plugin_manager()
+    cfg = subj.cfg
+    pool = Pool(subj.rd.pool, readonly=True)
+    try:
+        ctx = RoundContext(round=subj.round, config=cfg, run_dir=subj.rd.path, task_pack=pack, pool=pool,
+                           generators={g.name: g for g in plan_generators(cfg.generate, pm.generator_specs())})
+        prompts = prompts_for(pm, ctx, items)
+    finally:
+        pool.close()
+    advance = reporter.task(f"{subj.who} answers {len(items)} held-out instructions", len(items))
+    stats: dict[str, Any] = {}
+    answers = generate(subj.student, prompts, cfg.student, advance, stats=stats)
+    reporter.task_done()
+    return {i.id: pack.verify(i, a) for i, a in zip(items, answers, strict=True)}, stats.get("truncated", 0)
+
+
+def scored(subj: Subject, items: list[Instruction], right: dict[str, bool | None], truncated: int) -> dict[str, Any]:
+    acc = accuracy((i.task, right[i.id]) for i in items)
+    overall = acc["overall"]
+    return {
+        "run_id": subj.run_id, "round": subj.round, "student": str(subj.student),
+        "overall": overall, "per_skill": acc["per_skill"], "n": acc["n"], "asked": len(items),
+        "interval_95": None if overall is None else list(wilson_interval(overall, acc["n"])),
+        "truncated": truncated,
+        "right": right,  # by instruction id (None: not checkable): to compare two runs on the instructions both were asked
+    }
+
+
+def evaluate_round(run_dir: Path, round: int | None = None, per_skill: int | None = None,
+                   reporter: Reporter | None = None, eval_file: str | None = None,
+                   against_run: Path | None = None, against_round: int | None = None) -> dict[str, Any]:
+    """Accuracy (overall, per task, n) of round `round`'s student (default: the last trained; 0: the
+    base model the run started from) on the run's eval split, or with `per_skill` on that many
+    held-out instructions a task drawn by the task pack, or on the rows of `eval_file` read by the
+    pack; those the pool holds in any other split left out (counted in `in_pool`).
+
+    With `against_run` and/or `against_round`, a second student (that run's round, default its last
+    trained; or this run's round `against_round`) answers the same instructions, less any its own
+    pool holds, scored by this run's verifier; `paired` is the difference pair by pair."""
+    a = subject(run_dir, round)
+    b = None
+    if against_run is not None or against_round is not None:
+        b = subject(against_run if against_run is not None else run_dir, against_round)
+    pm = get_plugin_manager()
+    cfg = a.cfg
     pack = resolve_task_pack(pm.build_registry(), cfg).build(cfg.task, cfg.seed)
     if not pack_has_verifier(pack):
         raise RunError(f"task pack {cfg.task.pack!r} has no verifier: `lionloop evaluate` scores by the verifier "
                        "only (the referee's relative score costs teacher calls; `lionloop status` shows the one "
                        "the run recorded)")
-    pool = Pool(rd.pool, readonly=True)
+    pool = Pool(a.rd.pool, readonly=True)
     try:
         items, source, in_pool = held_out_items(pack, pool, cfg.task.pack, per_skill, eval_file)
-        if not items:
-            raise RunError(f"{run_dir}: no held-out instructions to evaluate on ({source}"
-                           + (f": the run's pool holds all {in_pool}" if in_pool else "") + ")")
-        if all(pack.verify(i, "") is None for i in items):
-            raise RunError(f"{source}: the verifier can check none of them (no reference answers?): "
-                           "`lionloop evaluate` scores by the verifier only")
-        ctx = RoundContext(round=chosen, config=cfg, run_dir=rd.path, task_pack=pack, pool=pool,
-                           generators={g.name: g for g in plan_generators(cfg.generate, pm.generator_specs())})
-        prompts = prompts_for(pm, ctx, items)
     finally:
         pool.close()
+    if b is not None and b.rd.path.resolve() != a.rd.path.resolve():
+        other = Pool(b.rd.pool, readonly=True)
+        try:
+            held = held_in(other, items)
+        finally:
+            other.close()
+        items, in_pool = [i for i in items if i.id not in held], in_pool + len(held)
+    if not items:
+        raise RunError(f"{run_dir}: no held-out instructions to evaluate on ({source}"
+                       + (f": the runs' pools hold all {in_pool}" if in_pool else "") + ")")
+    if all(pack.verify(i, "") is None for i in items):
+        raise RunError(f"{source}: the verifier can check none of them (no reference answers?): "
+                       "`lionloop evaluate` scores by the verifier only")
     reporter = reporter or Reporter()
-    who = "the base model" if chosen == 0 else f"round {chosen}'s student"
-    advance = reporter.task(f"{who} answers {len(items)} held-out instructions", len(items))
-    stats: dict[str, Any] = {}
-    answers = generate(student, prompts, cfg.student, advance, stats=stats)
-    reporter.task_done()
-    right = {i.id: pack.verify(i, a) for i, a in zip(items, answers, strict=True)}
-    scored = accuracy((i.task, right[i.id]) for i in items)
-    overall = scored["overall"]
-    return {
-        "run_id": run_id, "round": chosen, "student": str(student), "source": source, "per_skill_drawn": per_skill,
-        "eval_file": eval_file, "in_pool": in_pool,
-        "overall": overall, "per_skill": scored["per_skill"], "n": scored["n"], "asked": len(items),
-        "interval_95": None if overall is None else list(wilson_interval(overall, scored["n"])),
-        "truncated": stats.get("truncated", 0),
-        "right": right,  # by instruction id (None: not checkable): to compare two runs on the instructions both were asked
-    }
+    out = {**scored(a, items, *verdicts(a, pack, items, reporter)),
+           "source": source, "per_skill_drawn": per_skill, "eval_file": eval_file, "in_pool": in_pool}
+    if b is not None:
+        other = scored(b, items, *verdicts(b, pack, items, reporter))
+        out["against"] = other
+        out["paired"] = paired_difference(out["right"], other["right"])
+    return out

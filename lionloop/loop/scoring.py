@@ -88,6 +88,45 @@ def wilson_interval(p: float, n: int, z: float = 1.96) -> tuple[float, float]:
     return max(0.0, centre - half), min(1.0, centre + half)
 
 
+def paired_difference(a: Mapping[str, bool | None], b: Mapping[str, bool | None], z: float = 1.96) -> dict[str, Any]:
+    """Two students' verdicts on the same instructions (by id), compared pair by pair: accuracy A −
+    accuracy B on the instructions both answers could be checked on, its 95% interval (Newcombe's
+    square-and-add interval for paired proportions, 1998, method 10: Wilson intervals of the two
+    accuracies combined with the pairs' correlation), and the exact McNemar test on the
+    disagreements (`a_only`: A right and B wrong; `b_only`: the reverse; p two-sided)."""
+    ids = [k for k, v in a.items() if v is not None and b.get(k) is not None]
+    n = len(ids)
+    both = sum(bool(a[k]) and bool(b[k]) for k in ids)
+    a_only = sum(bool(a[k]) and not b[k] for k in ids)
+    b_only = sum(not a[k] and bool(b[k]) for k in ids)
+    neither = n - both - a_only - b_only
+    out: dict[str, Any] = {"n": n, "both": both, "a_only": a_only, "b_only": b_only, "neither": neither,
+                           "a": None, "b": None, "diff": None, "interval_95": None, "p_mcnemar": None}
+    if n == 0:
+        return out
+    p1, p2 = (both + a_only) / n, (both + b_only) / n
+    (l1, u1), (l2, u2) = wilson_interval(p1, n, z), wilson_interval(p2, n, z)
+    # The pairs' correlation (phi) with Newcombe's continuity adjustment: no more than its sign's share.
+    margins = (both + a_only) * (b_only + neither) * (both + b_only) * (a_only + neither)
+    cross = both * neither - a_only * b_only
+    adjusted = cross - n / 2 if cross > n / 2 else (cross if cross < 0 else 0)
+    phi = adjusted / math.sqrt(margins) if margins else 0.0
+    d = p1 - p2
+    low = d - math.sqrt(max(0.0, (p1 - l1) ** 2 - 2 * phi * (p1 - l1) * (u2 - p2) + (u2 - p2) ** 2))
+    high = d + math.sqrt(max(0.0, (p2 - l2) ** 2 - 2 * phi * (p2 - l2) * (u1 - p1) + (u1 - p1) ** 2))
+    out.update(a=p1, b=p2, diff=d, interval_95=[max(-1.0, low), min(1.0, high)], p_mcnemar=mcnemar_exact(a_only, b_only))
+    return out
+
+
+def mcnemar_exact(b: int, c: int) -> float:
+    """Two-sided exact McNemar p-value: the disagreements b and c as a fair coin's Binomial(b + c, 1/2)."""
+    m = b + c
+    if m == 0:
+        return 1.0
+    tail = sum(math.comb(m, i) for i in range(min(b, c) + 1)) / 2 ** m
+    return min(1.0, 2 * tail)
+
+
 # -- Lion's relative score --------------------------------------------------------------------------
 
 
