@@ -215,6 +215,9 @@ class DatasetPack:
         opts = self.options
         path = Path(spec).expanduser()
         fmt = "auto" if opts.format == "auto" or (path.exists() and format_of(path)) else opts.format
+        if fmt == "auto" and path.exists() and not format_of(path):
+            raise ConfigError(f"{key}: cannot tell the format of {spec} from its name: give it one of "
+                              ".jsonl, .json, .csv, .tsv, .parquet (or a save_to_disk folder)")
         src = read_source(spec, key, fmt, opts.eval_split or opts.train_split)
         rows, _ = dedupe(read_instructions(src, opts.columns, opts.default_task, "eval", self._check))
         if not rows:

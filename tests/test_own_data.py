@@ -128,10 +128,13 @@ def check_evaluate_on_a_file(out: Path, rows: list[dict[str, Any]], st: dict[str
     # Bad input: one line naming the file and row, no traceback, nothing written.
     bad = tmp_path / "bad.jsonl"
     bad.write_text(json.dumps(new[0]) + "\n" + json.dumps({"output": "1"}) + "\n")
+    odd = tmp_path / "more.txt"
+    odd.write_text(path.read_text())
     before = sorted(p.name for p in out.iterdir())
     for args, code, says in (
         (["--eval-file", str(bad)], 1, f"{bad}: line 2"),
         (["--eval-file", str(tmp_path / "none.jsonl")], 2, "no such file"),
+        (["--eval-file", str(odd)], 2, "cannot tell the format"),
         (["--eval-file", str(path), "--per-skill", "3"], 1, "give one"),
     ):
         r = cli.invoke(app, ["evaluate", str(out), *args])
