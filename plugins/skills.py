@@ -224,6 +224,13 @@ class SkillsPack:
             return 10.0
         return float(1 + int(7 * difflib.SequenceMatcher(a=a, b=gold).ratio()))
 
+    def reference(self, instruction: Instruction) -> str | None:
+        """The exact answer `verify` checks against (None: not one of the pack's skills)."""
+        try:
+            return self.solve(instruction.text)
+        except Unsupported:
+            return None
+
     def verify(self, instruction: Instruction, answer: str) -> bool | None:
         try:
             gold = self.solve(instruction.text)

@@ -126,7 +126,14 @@ def test_evaluate_measures_a_round_again_and_on_a_larger_held_out_sample(micro_r
 
     table = runner.invoke(app, ["evaluate", str(micro_run)])
     assert table.exit_code == 0 and "the run recorded" in table.output and "95% interval" in table.output
-    table_json = json.loads(runner.invoke(app, ["evaluate", str(micro_run), "--json"]).stdout)
+    table_json = json.loads(runner.invoke(app, ["evaluate", str(micro_run), "--json", "--wrong", "3"]).stdout)
+    # --wrong: the first wrong answers in full, each with the answer the pack's verifier accepts.
+    pack = resolve_task_pack(get_plugin_manager().build_registry(), cfg).build(cfg.task, cfg.seed)
+    by_id = {i.id: i for i in pack.eval_set()}
+    assert len(table_json["wrong"]) == min(3, sum(v is False for v in table_json["right"].values())) > 0
+    for w in table_json["wrong"]:
+        assert table_json["right"][w["id"]] is False and table_json["answers"][w["id"]] == w["answer"]
+        assert pack.verify(by_id[w["id"]], w["reference"]) is True and w["instruction"] == by_id[w["id"]].text
     base = runner.invoke(app, ["evaluate", str(micro_run), "--round", "0", "--json"])
     assert base.exit_code == 0, base.output
     b = json.loads(base.stdout)  # round 0: the tiny student the run built at bootstrap, before any training

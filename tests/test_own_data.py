@@ -121,6 +121,15 @@ def check_evaluate_on_a_file(out: Path, rows: list[dict[str, Any]], st: dict[str
     assert own["right"].items() <= got["right"].items() and len(own["right"]) == len(evals)
     assert set(got["per_skill"]) <= {"arithmetic", "capitals", "units", "spelling", "choice"}
 
+    assert set(got["answers"]) == set(got["right"])
+    shown = json.loads(cli.invoke(app, ["evaluate", str(out), "--eval-file", str(path), "--wrong", "2", "--json"]).stdout)
+    wrong = [k for k, v in got["right"].items() if v is False]
+    assert [w["id"] for w in shown["wrong"]] == wrong[:2] and all(w["reference"] is not None for w in shown["wrong"])
+    assert wrong  # a tiny student after 30 steps gets most rows wrong
+    w = shown["wrong"][0]  # the table names the instruction, its reference and the student's answer
+    text = cli.invoke(app, ["evaluate", str(out), "--eval-file", str(path), "--wrong", "1"], env={"COLUMNS": "250"}).output
+    assert "1 wrong answers" in text and w["instruction"] in text and str(w["reference"]) in text
+
     base = json.loads(cli.invoke(app, ["evaluate", str(out), "--round", "0", "--eval-file", str(path), "--json"]).stdout)
     assert base["round"] == 0 and base["asked"] == got["asked"] and base["student"] != got["student"]
     assert base["student"].endswith("base")  # the tiny student the run built at bootstrap

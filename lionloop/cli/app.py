@@ -11,6 +11,7 @@ from typing import Annotated, Any
 
 import typer
 from rich.table import Table
+from rich.text import Text
 
 from lionloop.cli.bench import bench_app
 from lionloop.cli.common import (
@@ -313,7 +314,10 @@ def evaluate(
     against_run: Annotated[Path | None, typer.Option("--against-run", help="Compare with another run's student (its "
                                                      "last trained round, or --against-round) on the same "
                                                      "instructions, scored by this run's verifier.")] = None,
-    as_json: Annotated[bool, typer.Option("--json", help="Print the figures as JSON.")] = False,
+    wrong: Annotated[int, typer.Option("--wrong", min=0, help="Show this many of the student's wrong answers, "
+                                       "with instruction and reference.")] = 0,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the figures as JSON (every answer and verdict "
+                                          "by instruction id).")] = False,
 ) -> None:
     """Measure a trained round's student again on held-out instructions (read-only; verifier-scored),
     alone or against another round or run on the same instructions."""
@@ -322,7 +326,8 @@ def evaluate(
     from lionloop.inspect.status import run_figures
     from lionloop.loop.held_out import evaluate_round
 
-    res = guard(evaluate_round, run_dir, round, per_skill, RichReporter(err_console), eval_file, against_run, against_round)
+    res = guard(evaluate_round, run_dir, round, per_skill, RichReporter(err_console), eval_file, against_run,
+                against_round, wrong)
     recorded = {r["round"]: r["eval_accuracy"] for r in guard(run_figures, run_dir)["rounds"]}
     res["recorded"] = recorded.get(res["round"])
     if as_json:
@@ -356,6 +361,15 @@ def evaluate(
                   + (f"; {res['n']} of the {res['asked']} answers could be checked" if res["n"] != res["asked"] else "")
                   + (f"; {res['truncated']} answers cut at student.max_new_tokens" if res["truncated"] else ""),
                   highlight=False)
+    if res["wrong"]:
+        w = Table(title=f"{len(res['wrong'])} wrong answers")
+        for col in ("task", "instruction", "reference", "answer"):
+            w.add_column(col, overflow="fold")
+        for x in res["wrong"]:
+            text = x["instruction"] + (f"\n{x['input']}" if x["input"] else "")
+            cells = (x["task"], text, str(x["reference"]) if x["reference"] is not None else "-", x["answer"] or "(empty)")
+            w.add_row(*(Text(c) for c in cells))  # the data's own brackets are not markup
+        console.print(w)
     if b:
         p = res["paired"]
         if p["diff"] is None:

@@ -28,7 +28,7 @@ from lionloop.loop.scoring import accuracy, paired_difference, wilson_interval
 from lionloop.plugin.context import RoundContext
 from lionloop.plugin.manager import get_plugin_manager
 from lionloop.plugin.plan import plan_generators
-from lionloop.plugin.taskpack import pack_has_verifier
+from lionloop.plugin.taskpack import pack_has_verifier, pack_reference
 from lionloop.records import Instruction
 from lionloop.rundir import RunDir
 from lionloop.stores.pool import Pool
@@ -104,10 +104,9 @@ def subject(run_dir: Path, round: int | None = None) -> Subject:
     return Subject(rd, cfg, run_id, chosen, student)
 
 
-def verdicts(subj: Subject, pack: Any, items: list[Instruction], reporter: Reporter) -> tuple[dict[str, bool | None], int]:
-    """The subject's greedy answers to `items`, checked by `pack`'s verifier: (verdict by instruction
-    id, None where not checkable; answers cut at max_new_tokens). Prompts go through the subject
-    run's own prompt hooks, as its evaluate stage renders them."""
+def answers_of(subj: Subject, pack: Any, items: list[Instruction], reporter: Reporter) -> tuple[list[str], int]:
+    """The subject's greedy answers to `items` and how many were cut at max_new_tokens. Prompts go
+    through the subject run's own prompt hooks, as its evaluate stage renders them."""
     from lionloop.student.model import generate  # torch: only once the run is known to be readable
 
     pm = get_plugin_manager()
@@ -123,24 +122,34 @@ def verdicts(subj: Subject, pack: Any, items: list[Instruction], reporter: Repor
     stats: dict[str, Any] = {}
     answers = generate(subj.student, prompts, cfg.student, advance, stats=stats)
     reporter.task_done()
-    return {i.id: pack.verify(i, a) for i, a in zip(items, answers, strict=True)}, stats.get("truncated", 0)
+    return answers, stats.get("truncated", 0)
 
 
-def scored(subj: Subject, items: list[Instruction], right: dict[str, bool | None], truncated: int) -> dict[str, Any]:
+def scored(subj: Subject, pack: Any, items: list[Instruction], answers: list[str], truncated: int,
+           show_wrong: int = 0) -> dict[str, Any]:
+    """The answers checked by `pack`'s verifier: accuracy overall and per task with its interval, the
+    verdict and answer by instruction id, and the first `show_wrong` wrong answers in full."""
+    right = {i.id: pack.verify(i, a) for i, a in zip(items, answers, strict=True)}
     acc = accuracy((i.task, right[i.id]) for i in items)
     overall = acc["overall"]
+    wrong = [{"id": i.id, "task": i.task, "instruction": i.text, "input": i.input,
+              "reference": pack_reference(pack, i), "answer": a}
+             for i, a in zip(items, answers, strict=True) if right[i.id] is False][:show_wrong]
     return {
         "run_id": subj.run_id, "round": subj.round, "student": str(subj.student),
         "overall": overall, "per_skill": acc["per_skill"], "n": acc["n"], "asked": len(items),
         "interval_95": None if overall is None else list(wilson_interval(overall, acc["n"])),
         "truncated": truncated,
         "right": right,  # by instruction id (None: not checkable): to compare two runs on the instructions both were asked
+        "answers": {i.id: a for i, a in zip(items, answers, strict=True)},
+        "wrong": wrong,
     }
 
 
 def evaluate_round(run_dir: Path, round: int | None = None, per_skill: int | None = None,
                    reporter: Reporter | None = None, eval_file: str | None = None,
-                   against_run: Path | None = None, against_round: int | None = None) -> dict[str, Any]:
+                   against_run: Path | None = None, against_round: int | None = None,
+                   show_wrong: int = 0) -> dict[str, Any]:
     """Accuracy (overall, per task, n) of round `round`'s student (default: the last trained; 0: the
     base model the run started from) on the run's eval split, or with `per_skill` on that many
     held-out instructions a task drawn by the task pack, or on the rows of `eval_file` read by the
@@ -148,7 +157,8 @@ def evaluate_round(run_dir: Path, round: int | None = None, per_skill: int | Non
 
     With `against_run` and/or `against_round`, a second student (that run's round, default its last
     trained; or this run's round `against_round`) answers the same instructions, less any its own
-    pool holds, scored by this run's verifier; `paired` is the difference pair by pair."""
+    pool holds, scored by this run's verifier; `paired` is the difference pair by pair. `show_wrong`:
+    that many of the first student's wrong answers, with instruction and reference (`wrong`)."""
     a = subject(run_dir, round)
     b = None
     if against_run is not None or against_round is not None:
@@ -179,10 +189,10 @@ def evaluate_round(run_dir: Path, round: int | None = None, per_skill: int | Non
         raise RunError(f"{source}: the verifier can check none of them (no reference answers?): "
                        "`lionloop evaluate` scores by the verifier only")
     reporter = reporter or Reporter()
-    out = {**scored(a, items, *verdicts(a, pack, items, reporter)),
+    out = {**scored(a, pack, items, *answers_of(a, pack, items, reporter), show_wrong=show_wrong),
            "source": source, "per_skill_drawn": per_skill, "eval_file": eval_file, "in_pool": in_pool}
     if b is not None:
-        other = scored(b, items, *verdicts(b, pack, items, reporter))
+        other = scored(b, pack, items, *answers_of(b, pack, items, reporter))
         out["against"] = other
         out["paired"] = paired_difference(out["right"], other["right"])
     return out

@@ -27,7 +27,8 @@ class TaskPack(Protocol):
     loading the pack's data did: rows read, duplicates dropped, ...; shown in the bootstrap
     figures) and `labels(task)` (a classification task's label set). For `lionloop evaluate`:
     `eval_set(per_skill=K)` (a larger held-out sample the pack draws) and `read_eval(spec)` (held-out
-    instructions, split 'eval', from a file or dataset of the user's, read as the pack reads its own).
+    instructions, split 'eval', from a file or dataset of the user's, read as the pack reads its own);
+    and `reference(instruction)` (the answer `verify` checks against, to show beside a wrong one).
     """
 
     name: str
@@ -67,6 +68,13 @@ def pack_report(pack: Any) -> dict[str, Any]:
     """What loading the pack's data did ({} for packs that do not say)."""
     report = getattr(pack, "report", None)
     return dict(report()) if callable(report) else {}
+
+
+def pack_reference(pack: Any, instruction: Instruction) -> str | None:
+    """The answer the pack's verifier checks `instruction` against, to show (None: it does not say)."""
+    ref = getattr(pack, "reference", None)
+    out = ref(instruction) if callable(ref) else instruction.meta.get("reference")
+    return None if out is None else str(out)
 
 
 def with_reference(instruction: Instruction, reference: str | None) -> Instruction:
