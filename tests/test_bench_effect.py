@@ -5,7 +5,15 @@ from pathlib import Path
 
 import pytest
 
-from lionloop.bench.effect import LEVERS, arm_config, at, known_arm, reach, summarise
+from lionloop.bench.effect import (
+    LEVERS,
+    arm_config,
+    at,
+    known_arm,
+    reach,
+    student_overrides,
+    summarise,
+)
 from lionloop.bench.effect_report import report
 
 
@@ -60,6 +68,17 @@ def test_every_lever_parses_and_changes_the_loop_it_is_measured_against(tmp_path
     inert = [lever for lever in LEVERS if settings(lever) == loop]
     assert not inert
     assert settings("loop-probes100")["task"]["cache_per_skill"] == 100
+
+
+def test_an_arms_change_wins_over_a_pretrained_students_sizing(tmp_path: Path) -> None:
+    """`--student`'s sizing (16 LoRA steps a round, 4 cache probes a skill) is the bench's; a lever
+    measured on it changes exactly what it names."""
+    over = student_overrides(tmp_path / "model")
+    base, more = (arm_config(a, 1, 4, 400, tmp_path / a, overrides=over) for a in ("loop", "loop-steps48"))
+    assert (base.train.steps_per_round, more.train.steps_per_round) == (16, 48)
+    assert base.train.lora.enabled and more.train.lora.enabled and more.task.skills == base.task.skills
+    assert arm_config("loop-probes10", 1, 4, 400, tmp_path / "p", overrides=over).task.cache_per_skill == 10
+    assert arm_config("uniform-steps48", 1, 4, 400, tmp_path / "u", overrides=over).generate.case_selection == "uniform"
 
 
 def test_the_seeds_arm_trains_on_the_seeds_alone(tmp_path: Path) -> None:

@@ -136,6 +136,11 @@ LEVERS: dict[str, dict[str, Any]] = {
     # the frontier prior before any progress is measured, and larger later rounds the allocation
     # steers from measured progress (aimed at the ten-skill reach, where round 1 trails).
     "loop-back150": {"generate": {"pace_ratio": 1.5}},
+    # For a pretrained --student (whose bench sizing is 16 LoRA steps a round): three times the
+    # training at the same teacher budget, both arms, to see whether the allocation shows once the
+    # student moves further (§1d).
+    "loop-steps48": {"train": {"steps_per_round": 48}},
+    "uniform-steps48": {"generate": PLAIN, "train": {"steps_per_round": 48}},
 }
 EXTRA_SKILLS = ["copy", "upper", "shift", "reverse", "sort", "count", "add", "chain", "sum", "mood"]
 
@@ -209,6 +214,8 @@ def arm_config(arm: str, seed: int, rounds: int, budget: int, run_dir: Path, ref
     }
     if skills:
         data["task"] = {"skills": list(skills)}
+    # The bench's own sizing (a pretrained --student's) first, so an arm's change wins over it.
+    data = deep_merge(data, overrides or {})
     if base == "uniform":  # plain expansion: every answer the teacher's
         data = deep_merge(data, {"generate": PLAIN})
     elif base == "lion":  # the paper: every answer is the teacher's, every case judged
@@ -220,7 +227,6 @@ def arm_config(arm: str, seed: int, rounds: int, budget: int, run_dir: Path, ref
         data = deep_merge(data, LEVERS[base])
     if cap:
         data = deep_merge(data, {"judge": {"max_cases": cap}})
-    data = deep_merge(data, overrides or {})
     return parse_config(data, f"bench:effect:{arm}")
 
 
