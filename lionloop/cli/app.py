@@ -322,7 +322,6 @@ def evaluate(
     """Measure a trained round's student again on held-out instructions (read-only; verifier-scored),
     alone or against another round or run on the same instructions."""
     quiet_libraries()
-    from lionloop.inspect.fmt import pct
     from lionloop.inspect.status import run_figures
     from lionloop.loop.held_out import evaluate_round
 
@@ -333,13 +332,17 @@ def evaluate(
     if as_json:
         typer.echo(json.dumps(res, indent=2))
         return
+    show_evaluation(res, against_run)
 
-    def who(r: dict) -> str:
-        return "the base model" if r["round"] == 0 else f"round {r['round']}'s student"
+
+def show_evaluation(res: dict[str, Any], against_run: Path | None) -> None:
+    """`lionloop evaluate`'s figures as tables: per task (beside the other student's), the overall
+    accuracy with its interval, the wrong answers asked for, and the paired difference."""
+    from lionloop.inspect.fmt import pct
 
     b = res.get("against")
-    t = Table(title=f"{who(res)} on {res['source']}" + (f", against {who(b)}"
-                                                         + (f" of {against_run}" if against_run else "") if b else ""))
+    t = Table(title=f"{res['who']} on {res['source']}"
+              + (f", against {b['who']}" + (f" of {against_run}" if against_run else "") if b else ""))
     t.add_column("task")
     t.add_column("accuracy", justify="right")
     if b:

@@ -136,7 +136,7 @@ def scored(subj: Subject, pack: Any, items: list[Instruction], answers: list[str
               "reference": pack_reference(pack, i), "answer": a}
              for i, a in zip(items, answers, strict=True) if right[i.id] is False][:show_wrong]
     return {
-        "run_id": subj.run_id, "round": subj.round, "student": str(subj.student),
+        "run_id": subj.run_id, "round": subj.round, "who": subj.who, "student": str(subj.student),
         "overall": overall, "per_skill": acc["per_skill"], "n": acc["n"], "asked": len(items),
         "interval_95": None if overall is None else list(wilson_interval(overall, acc["n"])),
         "truncated": truncated,
