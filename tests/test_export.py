@@ -4,6 +4,8 @@ The LoRA student's export is tested beside its run, in test_real_student.py (one
 from __future__ import annotations
 
 import json
+import shutil
+import sqlite3
 from pathlib import Path
 
 import pytest
@@ -91,7 +93,7 @@ def test_export_of_the_tiny_student_answers_like_its_evaluation(micro_run: Path,
     assert not (tmp_path / "m2").exists()
 
 
-def test_evaluate_measures_a_round_again_and_on_a_larger_held_out_sample(micro_run: Path) -> None:
+def test_evaluate_measures_a_round_again_and_on_a_larger_held_out_sample(micro_run: Path, tmp_path: Path) -> None:
     """`lionloop evaluate`: the run's own eval split gives what the run recorded; `--per-skill` asks a
     larger sample the pack draws, none of it an instruction the pool trains or judges on."""
     st = json.loads(runner.invoke(app, ["status", str(micro_run), "--json"]).output)
@@ -102,7 +104,7 @@ def test_evaluate_measures_a_round_again_and_on_a_larger_held_out_sample(micro_r
 
     same = runner.invoke(app, ["evaluate", str(micro_run), "--round", "1", "--json"])
     assert same.exit_code == 0, same.output
-    got = json.loads(same.stdout)  # progress goes to stderr
+    got = same_json = json.loads(same.stdout)  # progress goes to stderr
     assert got["round"] == 1 and got["n"] == len(eval_ids) and got["in_pool"] == 0
     assert got["overall"] == scored[1] == got["recorded"]
 
@@ -151,6 +153,16 @@ def test_evaluate_measures_a_round_again_and_on_a_larger_held_out_sample(micro_r
     text = runner.invoke(app, ["evaluate", str(micro_run), "--round", "1", "--against-run", str(micro_run),
                                "--against-round", "2"], env={"COLUMNS": "200"})
     assert text.exit_code == 0 and "against round 2's student" in text.output and "exact McNemar" in text.output
+    # Another run: what its pool holds (trained on there) is not held out for it, so it is left out for both.
+    other = tmp_path / "other"
+    shutil.copytree(micro_run, other)
+    moved = sorted(eval_ids)[0]
+    with sqlite3.connect(other / "pool.sqlite") as db:
+        db.execute("UPDATE instructions SET split = 'train' WHERE id = ?", (moved,))
+    two = evaluate_round(micro_run, against_run=other, against_round=1)
+    assert two["in_pool"] == 1 and moved not in two["right"] and set(two["against"]["right"]) == set(two["right"])
+    assert two["asked"] == len(eval_ids) - 1 and two["against"]["round"] == 1
+    assert {k: v for k, v in same_json["right"].items() if k != moved} == two["against"]["right"]  # round 1, both runs
     for args, says in ((["--round", "7"], "round 7 has no trained student"),
                        (["--against-round", "9"], "round 9 has no trained student"),
                        # the skills pack draws its own held-out sample; it reads no files
