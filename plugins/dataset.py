@@ -214,11 +214,11 @@ class DatasetPack:
         duplicates dropped; a bad row is one error naming file, row and column, as at a run's start."""
         opts = self.options
         path = Path(spec).expanduser()
-        fmt = "auto" if opts.format == "auto" or (path.exists() and format_of(path)) else opts.format
-        if fmt == "auto" and path.exists() and not format_of(path):
+        named = format_of(path) if path.exists() else None
+        if path.exists() and named is None and opts.format == "auto":
             raise ConfigError(f"{key}: cannot tell the format of {spec} from its name: give it one of "
                               ".jsonl, .json, .csv, .tsv, .parquet (or a save_to_disk folder)")
-        src = read_source(spec, key, fmt, opts.eval_split or opts.train_split)
+        src = read_source(spec, key, "auto" if named else opts.format, opts.eval_split or opts.train_split)
         rows, _ = dedupe(read_instructions(src, opts.columns, opts.default_task, "eval", self._check))
         if not rows:
             raise SeedError(f"{src.label}: no rows")

@@ -57,18 +57,19 @@ def held_out_items(pack: Any, pool: Pool, pack_name: str, per_skill: int | None 
         raise RunError("--per-skill and --eval-file: give one (a sample the pack draws, or a file of yours)")
     if per_skill is None and eval_file is None:
         return pool.instructions(["eval"]), "the run's eval split", 0
+    draws = "per_skill" in inspect.signature(pack.eval_set).parameters
+    reads = callable(getattr(pack, "read_eval", None))
     if eval_file is not None:
-        if not callable(getattr(pack, "read_eval", None)):
+        if not reads:
             raise RunError(f"task pack {pack_name!r} cannot read an eval file"
-                           + (" (it draws held-out instructions of its own: use --per-skill)"
-                              if "per_skill" in inspect.signature(pack.eval_set).parameters else ""))
+                           + (" (it draws held-out instructions of its own: use --per-skill)" if draws else ""))
         drawn = pack.read_eval(eval_file)
         source = f"the {len(drawn)} rows of {eval_file}"
     else:
-        if "per_skill" not in inspect.signature(pack.eval_set).parameters:
+        if not draws:
             raise RunError(f"task pack {pack_name!r} cannot draw a larger eval sample (its eval_set takes no "
                            "per_skill); evaluate on the run's eval split (leave out --per-skill)"
-                           + (", or on a file of yours (--eval-file)" if callable(getattr(pack, "read_eval", None)) else ""))
+                           + (", or on a file of yours (--eval-file)" if reads else ""))
         drawn = pack.eval_set(per_skill=per_skill)
         source = f"{per_skill} held-out instructions a task drawn by the {pack_name!r} pack"
     held = held_in(pool, drawn)
