@@ -12,6 +12,7 @@ from lionloop import (
     BackendEnv,
     ConfigError,
     OptionError,
+    Packed,
     PluginOptions,
     Registry,
     Reply,
@@ -57,6 +58,9 @@ class OracleBackend:
             if self.latency_s:
                 time.sleep(self.latency_s)
             try:
+                if isinstance(req, Packed):  # each packed item answered on its own
+                    yield i, Reply(output=req.join([self.oracle.handle(item) for item in req.items]))
+                    continue
                 yield i, Reply(output=self.oracle.handle(req))
             except Unsupported as err:
                 yield i, Reply(error=f"unsupported: {err}")

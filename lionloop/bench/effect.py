@@ -141,6 +141,10 @@ LEVERS: dict[str, dict[str, Any]] = {
     # student moves further (§1d).
     "loop-steps48": {"train": {"steps_per_round": 48}},
     "uniform-steps48": {"generate": PLAIN, "train": {"steps_per_round": 48}},
+    # Rewrites packed four to a call (teacher.rewrites_per_call), both arms: what a rewrite costs
+    # falls for both; the loop's cost is more of rewrites (its answers are mostly its own).
+    "loop-pack4": {"teacher": {"rewrites_per_call": 4}},
+    "uniform-pack4": {"generate": PLAIN, "teacher": {"rewrites_per_call": 4}},
 }
 EXTRA_SKILLS = ["copy", "upper", "shift", "reverse", "sort", "count", "add", "chain", "sum", "mood"]
 

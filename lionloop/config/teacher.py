@@ -44,6 +44,11 @@ class TeacherConfig(_Section):
     )
     retry_backoff_s: float = Field(0.5, ge=0, description="First backoff after a 429/5xx/timeout without Retry-After; doubles per retry.")
     max_backoff_s: float = Field(30.0, ge=0, description="Cap on a backoff without Retry-After (Retry-After itself is honoured up to 10 min).")
+    rewrites_per_call: int = Field(
+        1, ge=1, le=16,
+        description="Rewrites of one mode asked in one call (batch prompting): a generator's k rewrites cost "
+        "one paid call, its prompt shared; each reply is checked per rewrite. 1: one call per rewrite.",
+    )
     batch_size: int = Field(32, ge=1, description="In-process backends (hf, vllm): prompts per generate call; each batch is cached before the next.")
     options: dict[str, Any] = Field(
         default_factory=dict,

@@ -73,14 +73,18 @@ def per_candidate(rt: Runtime, r: int, unit: str = "calls") -> float:
     curate (its answer included).
 
     Measured over this run's earlier rounds where there are any; else the plan's own figure (the
-    generators' `calls_per_candidate`, weighted by quota; in cost, at the run's mean price)."""
+    generators' `calls_per_candidate`, weighted by quota, with each candidate's rewrite at 1/k of a
+    call where `rewrites_per_call` packs k; in cost, at the run's mean price)."""
     by_stage = rt.cache.paid(rt.run_id)  # read once, not once per earlier round
     spent = sum(stage_calls(rt, k, ("generate", "curate"), unit, by_stage) for k in range(1, r))
     made = sum(int((rt.pool.stage_result(k, "generate") or {}).get("candidates", 0)) for k in range(1, r))
     if made and spent > 0:
         return max(1.0, spent / made) if unit == "calls" else spent / made
     quota = sum(g.quota for g in rt.plan) or 1
-    calls = max(1.0, sum(g.quota * g.spec.calls_per_candidate for g in rt.plan) / quota)
+    calls = sum(g.quota * g.spec.calls_per_candidate for g in rt.plan) / quota
+    # A candidate starts from one rewrite; packed k to a call, it costs 1/k of one.
+    k = (rt.cfg.generator_teacher or rt.cfg.teacher).rewrites_per_call
+    calls = max(1.0, calls - (1 - 1 / k))
     if unit == "calls":
         return calls
     paid, cost = (sum(v[k] for v in by_stage.values()) for k in ("calls", "cost"))

@@ -95,6 +95,7 @@ class Runtime:
         return Teacher(
             backend, self.cache, self.run_id, parse_retries=tcfg.parse_retries,
             budget=self.budget_left, acct=self.acct, max_reply_chars=tcfg.reply_char_limit(),
+            rewrites_per_call=tcfg.rewrites_per_call,
         )
 
     def spent(self) -> int:

@@ -66,10 +66,12 @@ from lionloop.teacher.requests import (
     AnswerOut,
     Judge,
     JudgeOut,
+    Packed,
     ParseError,
     Rejected,
     Rewrite,
     RewriteOut,
+    Rewrites,
     TeacherRequest,
 )
 
@@ -86,7 +88,7 @@ __all__ = [
     "Instruction", "Example", "Candidate", "Case", "Cases", "Verdict", "content_id", "SPLITS",
     # teacher requests, replies and backends
     "TeacherRequest", "ParseError", "Rejected", "Answer", "AnswerOut", "Judge", "JudgeOut", "Rewrite", "RewriteOut",
-    "Backend", "Reply", "Result", "ChatBackend", "AsyncRunner",
+    "Packed", "Rewrites", "Backend", "Reply", "Result", "ChatBackend", "AsyncRunner",
     # batch backends (OpenAI Batch API, vllm run-batch)
     "BatchBackend", "BatchRunner", "BatchLedger", "JobState", "BatchError", "BatchGone",
     # the generator kit

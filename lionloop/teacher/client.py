@@ -14,6 +14,7 @@ from typing import Any, Protocol
 from pydantic import BaseModel, ValidationError
 
 from lionloop.stores.cache import CallCache, cache_key
+from lionloop.teacher.packing import item_progress, pack, unpack
 from lionloop.teacher.requests import ParseError, Rejected, TeacherRequest
 from lionloop.teacher.secrets import redact
 
@@ -141,8 +142,10 @@ class Teacher:
         budget: Callable[[], int | None] | None = None,
         acct: Accounting | None = None,
         max_reply_chars: int | None = None,
+        rewrites_per_call: int = 1,
     ) -> None:
         self.backend = backend
+        self.rewrites_per_call = rewrites_per_call
         # A longer reply is a faulty server, not an answer: 2 MB replies became training rows
         # and were carried by every later judge prompt.
         self.max_reply_chars = max_reply_chars
@@ -170,7 +173,20 @@ class Teacher:
         progress: Callable[[int], None] | None = None,
         limit: int | None = None,
     ) -> list[Result]:
-        """Answer every request (cache first); `limit` caps the paid calls of this batch."""
+        """Answer every request (cache first), one result each; `limit` caps the paid calls of this
+        batch. Rewrites go `rewrites_per_call` to a call (`lionloop.teacher.packing`)."""
+        sent, members = pack(requests, self.rewrites_per_call)
+        if len(sent) == len(requests):
+            return self._ask(requests, progress, limit)
+        results = self._ask(sent, item_progress(progress, len(requests), len(sent)), limit)
+        return unpack(requests, members, results)
+
+    def _ask(
+        self,
+        requests: Sequence[TeacherRequest],
+        progress: Callable[[int], None] | None = None,
+        limit: int | None = None,
+    ) -> list[Result]:
         n = len(requests)
         self._count("requests", n)
         results: list[Result | None] = [None] * n

@@ -3,7 +3,7 @@
 Behind `ScriptedServer` it lets the whole loop run over the LLM path (templates, HTTP, structured
 output, parsing) offline with a correct teacher: it answers the instruction in an answer prompt,
 judges the fenced answers of a judge prompt exactly (like the oracle) and rewrites the fenced
-instruction of a rewrite prompt into a sibling. It only understands what the templates render,
+instruction of a rewrite prompt into a sibling (each of a packed rewrites prompt's, in order). It only understands what the templates render,
 so a template change that breaks the fences breaks the tests that use it — on purpose.
 """
 
@@ -40,6 +40,8 @@ class SkillsChat:
         blocks = fenced_blocks(user)
         if "ASSISTANT 1 ANSWER" in blocks:
             kind = "judge"
+        elif "GIVEN INSTRUCTION 1" in blocks:
+            kind = "rewrites"
         elif "GIVEN INSTRUCTION" in blocks:
             kind = "rewrite"
         else:
@@ -58,6 +60,12 @@ class SkillsChat:
             # The mode's rules are in the system message (shared by every request of that mode).
             rules = "\n".join(m["content"] for m in body["messages"])
             mode = "easy" if "even rarer" in rules else "simpler" if "one step simpler" in rules else "hard"
+            if kind == "rewrites":  # packed: "Given instruction n (…), variation #v:" above each block
+                variants = {int(n): int(v) - 1 for n, v in re.findall(r"Given instruction (\d+)[^\n]*?variation #(\d+)", user)}
+                given = sorted((int(label.rsplit(" ", 1)[1]), text) for label, text in blocks.items()
+                               if label.startswith("GIVEN INSTRUCTION "))
+                return json.dumps({"outputs": [{"instruction": self.pack.rewrite(text, mode, variants.get(n, 0)), "input": ""}
+                                               for n, text in given]})
             m = re.search(r"variation #(\d+)", user)
             variant = int(m[1]) - 1 if m else 0
             new = self.pack.rewrite(blocks["GIVEN INSTRUCTION"], mode, variant)
