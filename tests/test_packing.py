@@ -131,7 +131,7 @@ def test_packed_rewrites_over_http_render_parse_and_match_the_oracle(tmp_path: P
     chat = SkillsChat()
     with ScriptedServer(responder=chat, keep_bodies=50) as srv:
         cfg = TeacherConfig(backend="openai", model="skills-chat", base_urls=[srv.base_url], timeout_s=5.0,
-                            max_retries=1, rewrites_per_call=3)
+                            max_retries=1)
         teacher = Teacher(OpenAIBackend(cfg), CallCache(tmp_path / "llm.sqlite"), "llm", rewrites_per_call=3)
         got = teacher.ask(asked)
         bodies = list(srv.stats.bodies)
@@ -158,3 +158,19 @@ def test_a_run_packing_its_rewrites_grows_the_same_pool_for_fewer_generate_calls
 
     one, four = generate_calls(micro_run), generate_calls(packed)
     assert 0 < four <= one // 3 + 2, (one, four)
+
+
+def test_a_real_model_on_the_hf_backend_keeps_to_a_packed_calls_item_count(real_model: Path, tmp_path: Path) -> None:
+    """SmolLM2-135M under the hf backend's schema-constrained decoding: a packed call of three
+    rewrites comes back as exactly three outputs, read at the first attempt (each may still fail its
+    own check: a 135M model often copies the given instruction)."""
+    from lionloop.plugins.backend_hf import HFBackend
+
+    asked = _rewrites(6)[::2]  # three different instructions
+    cfg = TeacherConfig(backend="hf", model=str(real_model), max_tokens=256)
+    teacher = Teacher(HFBackend(cfg, SimpleNamespace(section="teacher")), CallCache(tmp_path / "hf.sqlite"), "hf",
+                      rewrites_per_call=3)
+    got = teacher.ask(asked)
+    assert teacher.cache.total_paid("hf") == 1  # one call, no re-ask: the reply held three outputs
+    assert [r.request for r in got] == asked
+    assert all(r.ok or r.rejected for r in got), [r.error for r in got]
