@@ -143,11 +143,18 @@ def test_packed_rewrites_over_http_render_parse_and_match_the_oracle(tmp_path: P
     assert sizes == [2, 2, 3]
 
 
-def test_a_run_packing_its_rewrites_grows_the_same_pool_for_fewer_generate_calls(micro_run: Path, tmp_path: Path) -> None:
+@pytest.fixture(scope="module")
+def packed_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The micro run (conftest) with its rewrites packed four to a call."""
     from lionloop.loop.runner import start
 
-    packed, final = start(micro_config(tmp_path / "packed", teacher={"rewrites_per_call": 4}))
-    assert final.get("stop_reason")
+    run, final = start(micro_config(tmp_path_factory.mktemp("runs") / "packed", teacher={"rewrites_per_call": 4}))
+    assert final.get("stop_reason"), final
+    return run
+
+
+def test_a_run_packing_its_rewrites_grows_the_same_pool_for_fewer_generate_calls(micro_run: Path, packed_run: Path) -> None:
+    packed = packed_run
     texts = "SELECT text, split, origin FROM instructions ORDER BY text"
     assert pool_rows(packed, texts) == pool_rows(micro_run, texts)
     generate = "SELECT COUNT(*) FROM candidates WHERE status = 'accepted'"
@@ -174,3 +181,22 @@ def test_a_real_model_on_the_hf_backend_keeps_to_a_packed_calls_item_count(real_
     assert teacher.cache.total_paid("hf") == 1  # one call, no re-ask: the reply held three outputs
     assert [r.request for r in got] == asked
     assert all(r.ok or r.rejected for r in got), [r.error for r in got]
+
+
+def test_bench_tokens_prices_a_packed_run_s_rewrites_below_single_ones(micro_run: Path, packed_run: Path,
+                                                                      real_model: Path) -> None:
+    """`lionloop bench tokens`: every paid call of an offline run rendered and counted; a packed
+    call's prompt is longer than one rewrite's, its rewrites together shorter than single ones."""
+    from transformers import AutoTokenizer
+
+    from lionloop.bench.tokens import run_tokens
+
+    tok = AutoTokenizer.from_pretrained(str(real_model))
+    one, four = run_tokens(micro_run, tok), run_tokens(packed_run, tok)
+    paid = pool_rows(micro_run, "SELECT stage, COUNT(*) FROM llm_cache WHERE repaid = 0 GROUP BY stage")
+    assert {s: one[s]["calls"] for s, _ in paid} == dict(paid) and one["total"]["calls"] == sum(n for _, n in paid)
+    assert all(one[s]["prompt_tokens"] > 10 * one[s]["calls"] for s, _ in paid)  # rendered, not the payload
+    g1, g4 = one["generate"], four["generate"]
+    assert g4["prompt_tokens"] / g4["calls"] > 1.3 * g1["prompt_tokens"] / g1["calls"]
+    assert g4["prompt_tokens"] < 0.75 * g1["prompt_tokens"]
+    assert four["curate"] == one["curate"]  # the same pool: the same answers asked, the same prompts

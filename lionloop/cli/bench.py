@@ -126,6 +126,34 @@ def effect(
     console.print(text, markup=False, highlight=False)
 
 
+@bench_app.command("tokens")
+def tokens(
+    run_dirs: Annotated[list[Path], typer.Argument(help="Run directories (a bench's ARM-SEED runs are also averaged per arm).")],
+    tokenizer: Annotated[Path | None, typer.Option(
+        exists=True, file_okay=False, help="An HF model folder whose tokenizer counts (default: the packaged SmolLM2).")] = None,
+    price_in: Annotated[float, typer.Option(min=0, help="Price per million prompt tokens.")] = 0.15,
+    price_out: Annotated[float, typer.Option(min=0, help="Price per million completion tokens.")] = 0.60,
+) -> None:
+    """What runs' teacher calls would cost in tokens: each cached call rendered as an LLM backend
+    sends it and its reply as text, counted with a real tokenizer (an offline run's calls compared
+    in tokens x price, e.g. packed rewrites against single ones)."""
+    from lionloop.bench import tokens as tokens_bench
+    from lionloop.rundir import RunDir
+
+    bad = [str(d) for d in run_dirs if not RunDir(d).is_run()]
+    if bad:
+        fail(f"not a run directory: {', '.join(bad)}", 2)
+    if tokenizer is None:
+        from lionloop.testing.models import ModelUnavailable, packaged_model
+
+        try:
+            tokenizer = packaged_model()
+        except ModelUnavailable as err:
+            fail(f"--tokenizer: none given and {err}", 2)
+    quiet_libraries()
+    typer.echo(run_bench(tokens_bench.main, run_dirs, tokenizer, price_in, price_out))
+
+
 @bench_app.command("ablation")
 def ablation(
     seeds: Annotated[int, typer.Option(min=1, help="Seeds per arm (runs are seeds x arms).")] = 3,
