@@ -9,6 +9,7 @@ from lionloop.bench.effect import (
     LEVERS,
     arm_config,
     at,
+    baseline,
     known_arm,
     reach,
     student_overrides,
@@ -149,6 +150,13 @@ def test_summary_pairs_seeds_and_finds_the_calls_to_match_uniform() -> None:
     alone = {"loop": results["loop"]}
     text = report(summarise(alone), alone, "lionloop bench effect --arm loop", 120, None, "verifier", 510)
     assert "| `loop` | 510 | **62.5 ± 10.6** |  |  | - | - | - |" in text
+    # Levers changing both arms (loop-pack4 beside uniform-pack4): paired with the uniform lever.
+    assert baseline(["loop-pack4", "uniform-pack4", "loop-pack4%60"]) == "uniform-pack4"
+    assert baseline(["loop", "uniform", "uniform-steps48"]) == "uniform"
+    assert baseline(["loop-steps48", "uniform-steps48", "uniform-even"]) == "uniform"  # which one: not guessed
+    both = {"uniform-pack4": results["uniform"], "loop-pack4": results["loop"]}
+    text = report(summarise(both, baseline(list(both))), both, "c", 1, None, "verifier", 510)
+    assert "| `loop-pack4` | 510 | **62.5 ± 10.6** | +2.5 ± 10.6 |" in text and "Δ is the paired difference to `uniform-pack4`" in text
 
 
 def test_running_one_arm_keeps_the_saved_runs_of_the_others(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -290,6 +291,13 @@ def at(curve: list[tuple[float, float]], x: float) -> float | None:
     return curve[-1][1] if curve and curve[-1][0] == x else None
 
 
+def baseline(arms: Sequence[str]) -> str:
+    """The arm the others are paired with: `uniform`, else the one uniform lever run (e.g.
+    `uniform-pack4` beside `loop-pack4`), else `uniform` (no pairs)."""
+    levers = [a for a in arms if a.startswith("uniform-") and "%" not in a]
+    return "uniform" if "uniform" in arms or len(levers) != 1 else levers[0]
+
+
 def summarise(results: dict[str, dict[int, list[dict[str, Any]]]], base: str = "uniform") -> dict[str, Any]:
     """Final accuracy per arm, the paired difference to `base` per seed, and the calls at which each
     arm first reaches `base`'s final accuracy (per seed, and on the mean curves)."""
@@ -384,7 +392,7 @@ def main(seeds: int = 5, rounds: int = 5, budget: int = 2400, out_dir: Path | No
     out_dir.mkdir(parents=True, exist_ok=True)
     res = run(arms, list(range(first_seed, first_seed + seeds)), rounds, budget, out_dir, referee, skills, overrides)
     results = {a: v for a, v in res["results"].items() if a in arms}
-    summary = summarise(results)
+    summary = summarise(results, baseline(arms))
     figures = finished_figures(out_dir, results)
     wall = sum(r[-1].get("seconds", 0) for v in results.values() for r in v.values())
     plot_path = None
