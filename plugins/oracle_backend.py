@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator, Sequence
+from pathlib import Path
 from typing import Any
 
-from pydantic import model_validator
+from pydantic import Field, field_validator, model_validator
 
 from lionloop import (
     BackendEnv,
@@ -18,20 +19,34 @@ from lionloop import (
     Reply,
     TeacherConfig,
     TeacherRequest,
+    TokenCounter,
     Unsupported,
     hookimpl,
 )
 
 
 class OracleOptions(PluginOptions):
-    """The oracle takes no `teacher.options`: a key there is meant for another backend."""
+    """The oracle's `teacher.options`: `tokenizer` alone (any other key is meant for another backend)."""
+
+    tokenizer: Path | None = Field(
+        None, description="An HF model folder whose tokenizer counts each call's tokens as an LLM backend would "
+        "send and receive it: the oracle's calls then have a price (cost_per_1k_*) and stop.max_teacher_cost works offline.",
+    )
 
     @model_validator(mode="before")
     @classmethod
-    def _none(cls, data: Any) -> Any:
-        if isinstance(data, dict) and data:
-            raise OptionError(next(iter(data)), "the oracle backend takes no options")
+    def _only_tokenizer(cls, data: Any) -> Any:
+        other = [k for k in data if k != "tokenizer"] if isinstance(data, dict) else []
+        if other:
+            raise OptionError(other[0], "the oracle backend takes no options but tokenizer")
         return data
+
+    @field_validator("tokenizer")
+    @classmethod
+    def _a_folder(cls, v: Path | None) -> Path | None:
+        if v is not None and not (Path(v) / "tokenizer_config.json").is_file():
+            raise ValueError(f"{v} is not a model folder with a tokenizer (no tokenizer_config.json)")
+        return v
 
 
 class OracleBackend:
@@ -46,6 +61,10 @@ class OracleBackend:
         self.oracle = oracle
         self.model = env.task_pack.name
         self.latency_s = cfg.latency_ms / 1000.0
+        tokenizer = getattr(getattr(env, "options", None), "tokenizer", None)
+        # Token counts (and with them a price) only where a tokenizer says what a call would weigh.
+        self.counter = TokenCounter(tokenizer) if tokenizer is not None else None
+        self.cost_per_1k = (cfg.cost_per_1k_input, cfg.cost_per_1k_output)
 
     def params(self) -> dict[str, Any]:
         return {}
@@ -59,9 +78,10 @@ class OracleBackend:
                 time.sleep(self.latency_s)
             try:
                 if isinstance(req, Packed):  # each packed item answered on its own
-                    yield i, Reply(output=req.join([self.oracle.handle(item) for item in req.items]))
-                    continue
-                yield i, Reply(output=self.oracle.handle(req))
+                    output = req.join([self.oracle.handle(item) for item in req.items])
+                else:
+                    output = self.oracle.handle(req)
+                yield i, Reply(output=output, usage=self.counter.usage(req, output) if self.counter else {})
             except Unsupported as err:
                 yield i, Reply(error=f"unsupported: {err}")
 

@@ -82,7 +82,7 @@ def test_cli_bad_config_exits_2_with_one_line(tmp_path: Path) -> None:
         ("task:\n  options: {sample_error_rate: high}\n", "task.options.sample_error_rate: Input should be a valid number"),
         ("train:\n  options: {report_to: [wandb]}\n", "train.options.report_to: set by lionloop"),
         ("train:\n  options: {learning_rate: 0.1}\n", "train.options.learning_rate: set by lionloop: use train.learning_rate"),
-        ("teacher:\n  options: {top_p: 0.9}\n", "teacher.options.top_p: the oracle backend takes no options"),
+        ("teacher:\n  options: {top_p: 0.9}\n", "teacher.options.top_p: the oracle backend takes no options but tokenizer"),
         ("generate:\n  allocation: {mode: fixed, weights: {cuont: 1}}\n",
          "generate.allocation.weights.cuont: no such task of the pack 'skills'; one of copy, upper,"),
         ("generate:\n  allocation: {mode: fixed}\n", "generate.allocation.weights: mode fixed needs a positive weight"),

@@ -74,3 +74,70 @@ def test_a_cost_budget_is_paced_over_the_rounds_and_stops_the_run(tmp_path: Path
     r1, r2 = st["rounds"][:2]
     assert r1["pacing"]["unit"] == "cost" and r1["pacing"]["left"] < budget
     assert r2["pacing"]["left"] < r1["pacing"]["left"] and r1["accepted"] > 0 and r2["accepted"] > 0
+
+
+def test_an_offline_run_priced_by_a_tokenizer_keeps_to_a_cost_budget_of_mixed_prices(real_model: Path,
+                                                                                   tmp_path: Path) -> None:
+    """The oracle with `options.tokenizer` reports each call's tokens as an LLM backend would be
+    billed, so a cost budget works offline: paced, enforced, and spent to within a few calls."""
+    from lionloop.inspect.status import run_figures, run_status
+    from lionloop.loop.runner import start
+
+    budget = 0.002  # at $0.15 / $0.60 per million tokens: about a third of what 3 rounds cost without one
+    out, final = start(micro_config(tmp_path / "run", teacher={
+        "options": {"tokenizer": str(real_model)}, "cost_per_1k_input": 0.00015, "cost_per_1k_output": 0.0006},
+        generate={"max_new_per_round": 200}, stop={"max_rounds": 3, "stop_when_no_hard": False,
+                                                   "max_teacher_cost": budget}))
+    spent = run_status(out)["teacher_calls"]
+    assert spent["prompt_tokens"] > 50 * spent["paid"] and spent["completion_tokens"] > 0
+    priciest = max(v["cost"] / v["calls"] for v in run_figures(out)["teacher_by_stage"].values() if v["calls"])
+    assert budget - 3 * priciest <= spent["cost"] <= budget + priciest, (spent, priciest)
+    assert final["budget_left"] == 0
+
+
+class PricedDouble:
+    """A backend double whose calls differ in price by kind (what a real server reports as token
+    counts: a judge prompt ~10x an answer's). Here only the prices matter, not the replies."""
+
+    name = "priced"
+    model = "m"
+    cost_per_1k = (1.0, 0.0)  # 1.0 per 1k prompt tokens: an answer costs 0.01, a judge 0.1
+
+    def params(self) -> dict[str, Any]:
+        return {}
+
+    def prompt_for(self, request: Any, attempt: int) -> Any:
+        return {**request.payload(), "attempt": attempt}
+
+    def complete(self, requests: Any, attempt: int) -> Any:
+        from lionloop.teacher.client import Reply
+
+        for i, req in enumerate(requests):
+            if req.kind == "judge":
+                yield i, Reply(text='{"explanation": "x", "score_1": 9, "score_2": 3}',
+                               usage={"prompt_tokens": 100, "completion_tokens": 0})
+            else:
+                yield i, Reply(text="ok", usage={"prompt_tokens": 10, "completion_tokens": 0})
+
+
+def test_chunks_of_calls_are_priced_by_their_kind_not_at_the_mean(tmp_path: Path) -> None:
+    """After 40 cheap answers the run's mean price is an answer's; a batch of judge calls sized at
+    that mean would spend ten times what is left. Priced by kind, the budget holds to the cent."""
+    from lionloop.stores.cache import CallCache
+    from lionloop.teacher.client import BUDGET_ERROR, Teacher
+    from lionloop.teacher.requests import Answer, Judge
+
+    limit = 1.0
+    cache = CallCache(tmp_path / "c.sqlite")
+
+    def calls_left() -> int:  # as the runtime computes it: what is left at the mean price so far
+        paid, cost = cache.total_paid("r"), cache.total_cost("r")
+        return max(0, cost_calls_left(limit, paid, cost))
+
+    teacher = Teacher(PricedDouble(), cache, "r", budget=calls_left,
+                      money_left=lambda: limit - cache.total_cost("r")).at(1, "generate")
+    answers = teacher.ask([Answer(instruction=f"q{i}") for i in range(40)])  # 0.40
+    assert all(r.ok for r in answers) and cache.total_cost("r") == pytest.approx(0.40)
+    judged = teacher.ask([Judge(instruction=f"q{i}", answer_1="a", answer_2="b") for i in range(20)])
+    assert sum(r.ok for r in judged) == 6 and cache.total_cost("r") == pytest.approx(1.0)  # 0.60 left: 6 judges
+    assert {r.error for r in judged if not r.ok} == {BUDGET_ERROR}

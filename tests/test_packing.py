@@ -187,11 +187,10 @@ def test_bench_tokens_prices_a_packed_run_s_rewrites_below_single_ones(micro_run
                                                                       real_model: Path) -> None:
     """`lionloop bench tokens`: every paid call of an offline run rendered and counted; a packed
     call's prompt is longer than one rewrite's, its rewrites together shorter than single ones."""
-    from transformers import AutoTokenizer
-
     from lionloop.bench.tokens import run_tokens
+    from lionloop.teacher.tokens import TokenCounter
 
-    tok = AutoTokenizer.from_pretrained(str(real_model))
+    tok = TokenCounter(real_model)
     one, four = run_tokens(micro_run, tok), run_tokens(packed_run, tok)
     paid = pool_rows(micro_run, "SELECT stage, COUNT(*) FROM llm_cache WHERE repaid = 0 GROUP BY stage")
     assert {s: one[s]["calls"] for s, _ in paid} == dict(paid) and one["total"]["calls"] == sum(n for _, n in paid)

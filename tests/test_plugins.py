@@ -158,7 +158,7 @@ def test_option_error_names_the_key_it_refuses() -> None:
 @pytest.mark.parametrize(
     ("section", "message"),
     [
-        ({"teacher": {"options": {"top_p": 0.9}}}, "teacher.options.top_p: the oracle backend takes no options"),
+        ({"teacher": {"options": {"top_p": 0.9}}}, "teacher.options.top_p: the oracle backend takes no options but tokenizer"),
         ({"teacher": {"backend": "hf", "model": "m", "options": {"device": "tpu"}}},
          "teacher.options.device: Input should be 'auto', 'cpu' or 'cuda'"),
         ({"teacher": {"backend": "hf", "model": "m", "options": {"max_new_tokens": 9}}},

@@ -198,6 +198,19 @@ def deep_merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
+# `--cost`: the budget in money, every call priced by its tokens (the oracle counting them with a
+# real tokenizer, as an LLM backend would be billed) at these prices per 1k tokens ($0.15 / $0.60
+# per million prompt / completion tokens: a small hosted model's list price).
+PRICE_PER_1K = (0.00015, 0.0006)
+
+
+def priced(cost: float, tokenizer: Path) -> dict[str, Any]:
+    """The overrides that make an arm's budget `cost` in money instead of calls."""
+    return {"teacher": {"options": {"tokenizer": str(tokenizer)}, "cost_per_1k_input": PRICE_PER_1K[0],
+                        "cost_per_1k_output": PRICE_PER_1K[1]},
+            "stop": {"max_teacher_calls": None, "max_teacher_cost": cost}}
+
+
 def arm_config(arm: str, seed: int, rounds: int, budget: int, run_dir: Path, referee: str = "verifier",
                skills: list[str] | None = None, overrides: dict | None = None) -> RunConfig:
     """One arm's config: the defaults, the shared budget and rounds, and the arm's own change."""
@@ -221,6 +234,8 @@ def arm_config(arm: str, seed: int, rounds: int, budget: int, run_dir: Path, ref
         data["task"] = {"skills": list(skills)}
     # The bench's own sizing (a pretrained --student's) first, so an arm's change wins over it.
     data = deep_merge(data, overrides or {})
+    if pct is not None and data["stop"].get("max_teacher_cost"):  # a budget in money: P% of it
+        data["stop"] = {**data["stop"], "max_teacher_cost": data["stop"]["max_teacher_cost"] * pct / 100}
     if base == "uniform":  # plain expansion: every answer the teacher's
         data = deep_merge(data, {"generate": PLAIN})
     elif base == "lion":  # the paper: every answer is the teacher's, every case judged
@@ -238,12 +253,13 @@ def arm_config(arm: str, seed: int, rounds: int, budget: int, run_dir: Path, ref
 def per_round(figures: dict[str, Any], seconds: float) -> list[dict[str, Any]]:
     """Per round 1..: held-out accuracy (overall, per skill), the paid calls spent before its
     training (what bought the data it trained on), training rows, and where its new data went."""
-    out, spent = [], 0
+    out, spent, cost = [], 0, 0.0
     for r in figures["rounds"]:
         if r["round"] > 0:
             alloc = (r.get("allocation") or {}).get("groups", {})
             out.append({
-                "round": r["round"], "calls": spent, "examples": r["train"].get("rows"), "acc": r["eval_accuracy"],
+                "round": r["round"], "calls": spent, "cost": round(cost, 6), "examples": r["train"].get("rows"),
+                "acc": r["eval_accuracy"],
                 "per_skill": r["eval_per_skill"], "round_calls": r["teacher_calls"],
                 "by_stage": {k: int(v.get("calls", 0)) for k, v in r["teacher_by_stage"].items()},
                 "accepted_by_group": r.get("accepted_by_group") or {},
@@ -252,8 +268,10 @@ def per_round(figures: dict[str, Any], seconds: float) -> list[dict[str, Any]]:
                 "cache_acc": {g: v.get("acc") for g, v in alloc.items()},
             })
         spent += r["teacher_calls"]
+        cost += r.get("teacher_cost") or 0.0
     if out:
         out[-1]["total_calls"] = figures["calls"]["paid"]
+        out[-1]["total_cost"] = figures["calls"].get("cost")
         out[-1]["seconds"] = round(seconds, 1)
         out[-1]["stop_reason"] = figures["rounds"][-1].get("stop_reason")
     return out
@@ -298,12 +316,15 @@ def baseline(arms: Sequence[str]) -> str:
     return "uniform" if "uniform" in arms or len(levers) != 1 else levers[0]
 
 
-def summarise(results: dict[str, dict[int, list[dict[str, Any]]]], base: str = "uniform") -> dict[str, Any]:
-    """Final accuracy per arm, the paired difference to `base` per seed, and the calls at which each
-    arm first reaches `base`'s final accuracy (per seed, and on the mean curves)."""
+def summarise(results: dict[str, dict[int, list[dict[str, Any]]]], base: str = "uniform",
+              unit: str = "calls") -> dict[str, Any]:
+    """Final accuracy per arm, the paired difference to `base` per seed, and the calls (with `unit`
+    "cost": the money) at which each arm first reaches `base`'s final accuracy (per seed, and on the
+    mean curves). Under "cost" the `calls` figures hold money spent."""
     arms = [a for a, by_seed in results.items() if by_seed]
     skills = sorted({k for a in arms for runs in results[a].values() for k in runs[-1]["per_skill"]})
-    out: dict[str, Any] = {"skills": skills, "arms": {}, "base": base}
+    out: dict[str, Any] = {"skills": skills, "arms": {}, "base": base, "unit": unit}
+    total = f"total_{unit}"
     ref = results.get(base, {})
     for arm in arms:
         by_seed = results[arm]
@@ -312,7 +333,7 @@ def summarise(results: dict[str, dict[int, list[dict[str, Any]]]], base: str = "
         row: dict[str, Any] = {
             "seeds": seeds,
             "acc": {s: finals[s]["acc"] for s in seeds},
-            "calls": {s: finals[s].get("total_calls") for s in seeds},
+            "calls": {s: finals[s].get(total) for s in seeds},
             "examples": {s: finals[s]["examples"] for s in seeds},
             "per_skill": {k: mean_std([finals[s]["per_skill"].get(k) for s in seeds]) for k in skills},
             "rounds": {s: len(by_seed[s]) for s in seeds},
@@ -326,11 +347,11 @@ def summarise(results: dict[str, dict[int, list[dict[str, Any]]]], base: str = "
             row["ahead_every_seed"] = all(d > 0 for d in row["diff"].values())
             # Per seed: calls at which this arm first reaches base's final accuracy, and as a share
             # of the calls base spent to get there.
-            row["reach"] = {s: reach([(p["calls"], p["acc"]) for p in by_seed[s]], ref[s][-1]["acc"]) for s in common}
-            row["reach_share"] = {s: (x / ref[s][-1]["total_calls"] if x is not None and ref[s][-1].get("total_calls")
+            row["reach"] = {s: reach([(p[unit], p["acc"]) for p in by_seed[s]], ref[s][-1]["acc"]) for s in common}
+            row["reach_share"] = {s: (x / ref[s][-1][total] if x is not None and ref[s][-1].get(total)
                                       else None) for s, x in row["reach"].items()}
         out["arms"][arm] = row
-    out["curves"] = {arm: mean_curve(results[arm], "calls") for arm in arms}
+    out["curves"] = {arm: mean_curve(results[arm], unit) for arm in arms}
     out["example_curves"] = {arm: mean_curve(results[arm], "examples") for arm in arms}
     if base in out["arms"]:
         target = out["arms"][base]["acc_ms"][0]
@@ -376,7 +397,8 @@ def allocation(results: dict[str, dict[int, list[dict[str, Any]]]]) -> dict[str,
 def main(seeds: int = 5, rounds: int = 5, budget: int = 2400, out_dir: Path | None = None, write: bool = True,
          referee: str = "verifier", extra_skills: bool = False, arms: tuple[str, ...] = ARMS, first_seed: int = 0,
          md: Path | None = None, overrides: dict | None = None,
-         student: Path | None = None) -> tuple[dict[str, Any], str]:
+         student: Path | None = None, cost: float | None = None,
+         tokenizer: Path | None = None) -> tuple[dict[str, Any], str]:
     """Run (or resume) the benchmark; `write` puts its section and plot beside BENCHMARKS.md
     (`benchmarks_md(md)`: checked before any run starts). `student`: a pretrained HF model folder
     as the student (LoRA, `REAL_STUDENT` sizes); its figures go to a section of their own."""
@@ -385,14 +407,18 @@ def main(seeds: int = 5, rounds: int = 5, budget: int = 2400, out_dir: Path | No
     target = benchmarks_md(md) if write else None
     skills = EXTRA_SKILLS if extra_skills else None
     overrides = student_overrides(student, overrides)
+    if cost is not None:  # the budget in money: `budget` then only caps a round's candidates
+        from lionloop.testing.models import packaged_model
+
+        overrides = deep_merge(overrides or {}, priced(cost, tokenizer or packaged_model()))
     if student is not None:
         skills = skills or REAL_STUDENT["task"]["skills"]
-    name = section(referee, extra_skills) + ("-real" if student is not None else "")
+    name = section(referee, extra_skills) + ("-real" if student is not None else "") + ("-priced" if cost else "")
     out_dir = Path(out_dir) if out_dir else Path("runs") / name
     out_dir.mkdir(parents=True, exist_ok=True)
     res = run(arms, list(range(first_seed, first_seed + seeds)), rounds, budget, out_dir, referee, skills, overrides)
     results = {a: v for a, v in res["results"].items() if a in arms}
-    summary = summarise(results, baseline(arms))
+    summary = summarise(results, baseline(arms), "cost" if cost else "calls")
     figures = finished_figures(out_dir, results)
     wall = sum(r[-1].get("seconds", 0) for v in results.values() for r in v.values())
     plot_path = None
@@ -404,7 +430,9 @@ def main(seeds: int = 5, rounds: int = 5, budget: int = 2400, out_dir: Path | No
     if student is not None:
         cmd += f" --student {Path(student).name}"
         about = real_student_about(student, REAL_STUDENT, skills or [])
-    text = report(summary, results, cmd, wall, plot_path, referee, budget, figures, title=TITLES.get(name),
+    if cost is not None:
+        cmd += f" --cost {cost:g}" + (f" --tokenizer {Path(tokenizer).name}" if tokenizer else "")
+    text = report(summary, results, cmd, wall, plot_path, referee, cost or budget, figures, title=TITLES.get(name),
                   about=about)
     (out_dir / "summary.json").write_text(json.dumps(summary, indent=1, default=str))
     if target is not None:

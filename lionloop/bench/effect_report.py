@@ -53,10 +53,11 @@ def _order(arms: list[str], summary: dict[str, Any], seed: int) -> str:
 
 
 def report(summary: dict[str, Any], results: dict[str, Any], command: str, seconds: float, plot_path: Path | None,
-           referee: str, budget: int, figures: dict[str, Any] | None = None, title: str | None = None,
+           referee: str, budget: float, figures: dict[str, Any] | None = None, title: str | None = None,
            about: str = "") -> str:
     arms = list(summary["arms"])
     base = summary["base"]
+    money = summary.get("unit") == "cost"
     seeds = sorted({s for a in arms for s in summary["arms"][a]["seeds"]})
     n = len(seeds)
     who = ("the verifier (wrong = hard, no teacher call)" if referee == "verifier" else
@@ -68,8 +69,13 @@ def report(summary: dict[str, Any], results: dict[str, Any], command: str, secon
         f"Command: `{command}` ({seconds / 60:.0f} min of runs). Machine: {machine_line(run_commits(results), recorded(results, 'env'))}.",
         "",
         *([about, ""] if about else []),
-        f"Every arm gets the same budget of **{budget} paid teacher calls** (bootstrap answers, referee, "
-        f"rewrites and answers together), enforced by the loop and paced over the rounds; the referee is {who}. "
+        (f"Every arm gets the same budget of **{budget} paid teacher calls** (bootstrap answers, referee, "
+         f"rewrites and answers together)" if not money else
+         f"Every arm gets the same budget **in money, {budget:g}**: each paid call (bootstrap answers, referee, "
+         "rewrites and answers together) priced by its tokens, the request rendered as an LLM backend sends it and "
+         "counted with a real tokenizer (`teacher.options.tokenizer` of the oracle), at the prices of `bench.effect.PRICE_PER_1K`; "
+         "*calls spent* and *reach* are in money too")
+        + f", enforced by the loop and paced over the rounds; the referee is {who}. "
         f"Held-out accuracy (%) after the last round, mean ± std over {n} seeds ({', '.join(map(str, seeds))}); "
         f"Δ is the paired difference to `{base}` (same seed), mean ± std, and the 95% interval of its mean "
         "(Student's t over the seeds: a lead is told from zero where it excludes 0); *reach* is the calls at which the arm's "
@@ -89,13 +95,15 @@ def report(summary: dict[str, Any], results: dict[str, Any], command: str, secon
         per_seed = s.get("reach_share", {})
         # Paired figures need `base` run on the same seeds (`--arm loop-warmup` alone has none).
         paired = arm != base and "diff" in s
-        reach_txt = "-" if not paired else (f"{reach:.0f} ({100 * share:.0f}%)" if reach is not None else "not reached")
+        spent = f"{calls:.4f}" if money else f"{calls:.0f}"
+        reach_txt = "-" if not paired else (f"{reach:.4f}" if money else f"{reach:.0f}") + f" ({100 * share:.0f}%)" \
+            if reach is not None else "not reached"
         seeds_txt = "-" if not paired else ", ".join("—" if v is None else f"{100 * v:.0f}%" for v in per_seed.values())
         ahead = "-" if not paired else f"{sum(d > 0 for d in s['diff'].values())}/{len(s['diff'])}"
-        rows.append([f"`{arm}`", f"{calls:.0f}", f"**{_pct(s['acc_ms'])}**",
+        rows.append([f"`{arm}`", spent, f"**{_pct(s['acc_ms'])}**",
                      _pts(s["diff_ms"]) if paired else "", _interval(s.get("diff_ci")) if paired else "", ahead,
                      reach_txt, seeds_txt])
-    lines += [md_table(["arm", "calls spent", "held-out acc", f"Δ vs {base}", "95% interval of Δ", "ahead on seeds",
+    lines += [md_table(["arm", "money spent" if money else "calls spent", "held-out acc", f"Δ vs {base}", "95% interval of Δ", "ahead on seeds",
                         "reach", "reach per seed"],
                        rows), ""]
     lines += ["Per seed, held-out accuracy (%) and the arms' order:", ""]
@@ -130,6 +138,8 @@ TITLES = {
     "effect-10": "1b. Effectiveness at equal cost, 10 skills (chain, sum, mood added)",
     "effect-llm": "1c. Effectiveness at equal cost with the LLM referee paid for",
     "effect-real": "1d. Effectiveness at equal cost with a pretrained student (LoRA)",
+    "effect-priced": "1e. Effectiveness at equal cost in money (every call priced by its tokens), 7 skills",
+    "effect-10-priced": "1f. Effectiveness at equal cost in money (every call priced by its tokens), 10 skills",
 }
 
 
@@ -177,14 +187,16 @@ def plot(summary: dict[str, Any], results: dict[str, Any], path: Path, title: st
     for arm in summary["arms"]:
         colour = COLOURS.get(arm) or next(extra, "black")
         for runs in results[arm].values():
-            ax.plot([p["calls"] for p in runs], [100 * p["acc"] for p in runs], "-", color=colour, alpha=0.25, lw=1)
+            ax.plot([p[summary.get("unit", "calls")] for p in runs], [100 * p["acc"] for p in runs], "-", color=colour,
+                    alpha=0.25, lw=1)
         curve = summary["curves"][arm]
         ax.plot([x for x, _ in curve], [100 * a for _, a in curve], "o-", color=colour, lw=2.5, label=arm)
     base = summary["arms"].get(summary["base"])
     if base:
         ax.axhline(100 * base["acc_ms"][0], color=COLOURS["uniform"], ls=":", lw=1,
                    label=f"{summary['base']} final")
-    ax.set_xlabel("paid teacher calls spent before the round's training")
+    ax.set_xlabel("money spent before the round's training (calls priced by their tokens)" if summary.get("unit") == "cost"
+                  else "paid teacher calls spent before the round's training")
     ax.set_ylabel("held-out accuracy (%)")
     ax.set_title(f"{title}: accuracy after each round (thin: one seed; thick: mean)", fontsize=10)
     ax.grid(alpha=0.3)

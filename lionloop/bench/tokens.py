@@ -17,8 +17,8 @@ from pathlib import Path
 from typing import Any
 
 from lionloop.rundir import RunDir
-from lionloop.teacher.chat import Prompts
 from lionloop.teacher.requests import Answer, Judge, Rewrite, Rewrites, TeacherRequest
+from lionloop.teacher.tokens import TokenCounter, reply_text
 
 
 def request_types() -> dict[str, type[TeacherRequest]]:
@@ -37,15 +37,14 @@ def _request(payload: dict[str, Any], types: dict[str, type[TeacherRequest]]) ->
     return cls.model_validate(data) if cls is not None else None
 
 
-def run_tokens(run_dir: Path, tokenizer: Any) -> dict[str, dict[str, int]]:
+def run_tokens(run_dir: Path, counter: TokenCounter) -> dict[str, dict[str, int]]:
     """Per stage of the run (and "total"): paid calls, prompt and completion tokens. A call whose
     request is no known type (a chat backend's run: its prompt is kept, not the request) is
     counted from what was sent, its messages."""
     import sqlite3
 
-    types, prompts = request_types(), Prompts()
-    files = RunDir(run_dir)
-    db = sqlite3.connect(f"file:{files.pool}?mode=ro", uri=True)
+    types = request_types()
+    db = sqlite3.connect(f"file:{RunDir(run_dir).pool}?mode=ro", uri=True)
     try:
         rows = db.execute("SELECT stage, request, response FROM llm_cache WHERE repaid = 0").fetchall()
     finally:
@@ -54,18 +53,14 @@ def run_tokens(run_dir: Path, tokenizer: Any) -> dict[str, dict[str, int]]:
     for stage, request, response in rows:
         sent, reply = json.loads(request), json.loads(response)
         req = _request(sent, types) if isinstance(sent, dict) and "kind" in sent else None
-        messages = prompts.messages(req) if req is not None else sent.get("messages", [])
-        ids = tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=True)
-        if hasattr(ids, "keys"):  # a BatchEncoding
-            ids = ids["input_ids"]
+        messages = counter.prompts.messages(req) if req is not None else sent.get("messages", [])
         output = reply.get("output")
-        text = reply.get("text") or ""
-        if output is not None:
-            text = output["text"] if set(output) == {"text"} else json.dumps(output, ensure_ascii=False)
+        text = reply_text(req, output) if output is not None else reply.get("text") or ""
+        usage = {"prompt_tokens": counter.prompt_tokens(messages), "completion_tokens": counter.text_tokens(text)}
         for key in (stage, "total"):
             out[key]["calls"] += 1
-            out[key]["prompt_tokens"] += len(ids)
-            out[key]["completion_tokens"] += len(tokenizer(text, add_special_tokens=False)["input_ids"])
+            for k, v in usage.items():
+                out[key][k] += v
     return dict(out)
 
 
@@ -74,9 +69,7 @@ ARM_SEED = re.compile(r"(?P<arm>.+)-(?P<seed>\d+)")
 
 def main(run_dirs: list[Path], tokenizer_path: Path, price_in: float, price_out: float) -> str:
     """A table per run directory (named ARM-SEED by `bench effect`) and per arm: calls, tokens, cost."""
-    from transformers import AutoTokenizer
-
-    tok = AutoTokenizer.from_pretrained(str(tokenizer_path))
+    tok = TokenCounter(tokenizer_path)
     by_arm: dict[str, list[dict[str, dict[str, int]]]] = defaultdict(list)
     head = "| calls | prompt tokens | completion tokens | tokens per call | cost |"
     lines = [f"| run {head}", "|---|---|---|---|---|---|"]

@@ -105,9 +105,14 @@ def effect(
     student: Annotated[Path | None, typer.Option(
         "--student", exists=True, file_okay=False,
         help="A pretrained HF model folder as the student (LoRA; sized for CPU); its own BENCHMARKS.md section.")] = None,
+    cost: Annotated[float | None, typer.Option(
+        min=0, help="The budget in money instead of calls: every call priced by its tokens (the oracle counting "
+        "them with --tokenizer) at $0.15 / $0.60 per million prompt / completion tokens; its own section.")] = None,
+    tokenizer: Annotated[Path | None, typer.Option(
+        exists=True, file_okay=False, help="With --cost: the model folder whose tokenizer counts (default: the packaged SmolLM2).")] = None,
     md: Md = None,
 ) -> None:
-    """Held-out accuracy of the loop vs. uniform expansion at an equal number of paid teacher calls."""
+    """Held-out accuracy of the loop vs. uniform expansion at an equal number of paid teacher calls (or money)."""
     from lionloop.bench import effect as effect_bench
 
     arms = tuple(arm) if arm else effect_bench.ARMS
@@ -122,7 +127,7 @@ def effect(
     setup_logging(False)
     _, text = run_bench(effect_bench.main, seeds=seeds, rounds=rounds, budget=budget, out_dir=out_dir, write=write,
                         referee=referee, extra_skills=extra_skills, arms=arms, first_seed=first_seed, md=md,
-                        student=student)
+                        student=student, cost=cost, tokenizer=tokenizer)
     console.print(text, markup=False, highlight=False)
 
 

@@ -95,15 +95,16 @@ def preflight(cfg: RunConfig, pm: PluginManager, new_run: bool = True) -> Any:
 
 def check_priced(cfg: RunConfig, backends: list[tuple[str, str]]) -> None:
     """A cost budget (stop.max_teacher_cost) needs a price on every teacher section, and backends
-    that report token counts (the oracle reports none)."""
+    that report token counts (the oracle only with a tokenizer to count them)."""
     if cfg.stop.max_teacher_cost is None:
         return
     sections = dict(teacher_sections(cfg))
     for path, backend in backends:
-        if backend == "oracle":
-            raise ConfigError(f"stop.max_teacher_cost: {path}.backend oracle reports no token counts, so its calls "
-                              "have no price; set stop.max_teacher_calls instead")
         tcfg = sections[path]
+        if backend == "oracle" and not tcfg.options.get("tokenizer"):
+            raise ConfigError(f"stop.max_teacher_cost: {path}.backend oracle reports no token counts, so its calls "
+                              f"have no price; set stop.max_teacher_calls instead, or {path}.options.tokenizer "
+                              "(a model folder whose tokenizer counts them)")
         if not (tcfg.cost_per_1k_input or tcfg.cost_per_1k_output):
             raise ConfigError(f"stop.max_teacher_cost: {path} has no price; set {path}.cost_per_1k_input and "
                               f"{path}.cost_per_1k_output (per 1k tokens)")

@@ -94,7 +94,7 @@ class Runtime:
         backend = resolved.entry.factory(tcfg, env)
         return Teacher(
             backend, self.cache, self.run_id, parse_retries=tcfg.parse_retries,
-            budget=self.budget_left, acct=self.acct, max_reply_chars=tcfg.reply_char_limit(),
+            budget=self.budget_left, money_left=self.money_left, acct=self.acct, max_reply_chars=tcfg.reply_char_limit(),
             rewrites_per_call=tcfg.rewrites_per_call,
         )
 
@@ -119,6 +119,11 @@ class Runtime:
         if stop.max_teacher_cost is not None:
             left.append(cost_calls_left(stop.max_teacher_cost, paid, self.cache.total_cost(self.run_id)))
         return max(0, min(left))
+
+    def money_left(self) -> float | None:
+        """What is left of stop.max_teacher_cost (None: no cost budget)."""
+        limit = self.cfg.stop.max_teacher_cost
+        return None if limit is None else limit - self.cache.total_cost(self.run_id)
 
     @cached_property
     def embedder(self):  # noqa: ANN201

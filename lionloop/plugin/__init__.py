@@ -74,6 +74,7 @@ from lionloop.teacher.requests import (
     Rewrites,
     TeacherRequest,
 )
+from lionloop.teacher.tokens import TokenCounter
 
 __all__ = [
     # hooks and what they exchange
@@ -88,7 +89,7 @@ __all__ = [
     "Instruction", "Example", "Candidate", "Case", "Cases", "Verdict", "content_id", "SPLITS",
     # teacher requests, replies and backends
     "TeacherRequest", "ParseError", "Rejected", "Answer", "AnswerOut", "Judge", "JudgeOut", "Rewrite", "RewriteOut",
-    "Packed", "Rewrites", "Backend", "Reply", "Result", "ChatBackend", "AsyncRunner",
+    "Packed", "Rewrites", "TokenCounter", "Backend", "Reply", "Result", "ChatBackend", "AsyncRunner",
     # batch backends (OpenAI Batch API, vllm run-batch)
     "BatchBackend", "BatchRunner", "BatchLedger", "JobState", "BatchError", "BatchGone",
     # the generator kit

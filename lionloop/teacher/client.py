@@ -140,6 +140,7 @@ class Teacher:
         *,
         parse_retries: int = 1,
         budget: Callable[[], int | None] | None = None,
+        money_left: Callable[[], float | None] | None = None,
         acct: Accounting | None = None,
         max_reply_chars: int | None = None,
         rewrites_per_call: int = 1,
@@ -153,6 +154,11 @@ class Teacher:
         self.run_id = run_id
         self.parse_retries = parse_retries
         self._budget_left = budget or (lambda: None)
+        # A cost budget's money left, and what each request kind's calls have cost so far: a chunk
+        # of calls is priced by its kinds, not at the run's mean price (a rewrite's prompt is five
+        # times an answer's: chunks sized at the mean overspent a budget by up to that factor).
+        self._money_left = money_left or (lambda: None)
+        self._prices: defaultdict[str, list[float]] = defaultdict(list)
         self.round = 0
         self.stage = ""
         self.acct = acct or Accounting()  # teachers of one run share their counters
@@ -224,7 +230,9 @@ class Teacher:
             # budget knows its calls' price only once some are paid).
             while misses:
                 left = self._budget_left()
-                caps = [c for c in (left, None if limit is None else limit - paid) if c is not None]
+                money = self._money_left()
+                afford = None if money is None else self._affordable([requests[i].kind for i in misses], money)
+                caps = [c for c in (left, None if limit is None else limit - paid, afford) if c is not None]
                 cap = max(0, min(caps)) if caps else None
                 if cap == 0:
                     for i in misses:
@@ -248,6 +256,8 @@ class Teacher:
                         cost = estimate_cost(self.backend, usage)
                         if cost is not None:
                             usage["cost"] = cost
+                            with self._lock:
+                                self._prices[req.kind].append(cost)
                         self.cache.put(
                             keys[i], backend=self.backend.name, model=self.backend.model,
                             request=prompts[i], response=response, usage=usage,
@@ -300,6 +310,22 @@ class Teacher:
                     self.acct.reasons[(self.round, self.stage)][reason_kind(r.error or "")] += 1
                 log.debug("teacher %s failed: %s", r.request.kind, r.error)
         return out
+
+    def _affordable(self, kinds: list[str], money: float) -> int:
+        """How many of the next calls (their request kinds, in order) `money` pays for, each at the
+        mean price of its kind so far; a kind not yet priced goes first and alone (its price is
+        learnt from it), or ends the chunk."""
+        n, spent = 0, 0.0
+        for kind in kinds:
+            with self._lock:
+                seen = self._prices.get(kind)
+                price = sum(seen) / len(seen) if seen else None
+            if price is None:
+                return 1 if n == 0 and money > 0 else n
+            if spent + price > money + 1e-9:  # float sums of prices: a cent is not lost to rounding
+                break
+            spent, n = spent + price, n + 1
+        return n
 
     def _count_hit(self, key: str, hit: dict[str, Any]) -> None:
         """A cache hit, or a reply this very stage paid before a crash (`resumed`)."""
