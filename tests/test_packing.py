@@ -184,7 +184,7 @@ def test_a_real_model_on_the_hf_backend_keeps_to_a_packed_calls_item_count(real_
 
 
 def test_bench_tokens_prices_a_packed_run_s_rewrites_below_single_ones(micro_run: Path, packed_run: Path,
-                                                                      real_model: Path) -> None:
+                                                                      real_model: Path, tmp_path: Path) -> None:
     """`lionloop bench tokens`: every paid call of an offline run rendered and counted; a packed
     call's prompt is longer than one rewrite's, its rewrites together shorter than single ones."""
     from lionloop.bench.tokens import run_tokens
@@ -199,3 +199,5 @@ def test_bench_tokens_prices_a_packed_run_s_rewrites_below_single_ones(micro_run
     assert g4["prompt_tokens"] / g4["calls"] > 1.3 * g1["prompt_tokens"] / g1["calls"]
     assert g4["prompt_tokens"] < 0.75 * g1["prompt_tokens"]
     assert four["curate"] == one["curate"]  # the same pool: the same answers asked, the same prompts
+    (tmp_path / "loop%60-0").symlink_to(micro_run)  # a bench arm's folder name is a path, not a URI escape
+    assert run_tokens(tmp_path / "loop%60-0", tok) == one

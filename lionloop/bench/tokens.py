@@ -41,10 +41,10 @@ def run_tokens(run_dir: Path, counter: TokenCounter) -> dict[str, dict[str, int]
     """Per stage of the run (and "total"): paid calls, prompt and completion tokens. A call whose
     request is no known type (a chat backend's run: its prompt is kept, not the request) is
     counted from what was sent, its messages."""
-    import sqlite3
+    from lionloop.stores.connection import connect
 
     types = request_types()
-    db = sqlite3.connect(f"file:{RunDir(run_dir).pool}?mode=ro", uri=True)
+    db = connect(RunDir(run_dir).pool, readonly=True)  # a folder named `loop%60-0` is a file name, not an escape
     try:
         rows = db.execute("SELECT stage, request, response FROM llm_cache WHERE repaid = 0").fetchall()
     finally:
