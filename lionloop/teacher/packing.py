@@ -11,12 +11,12 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import replace
-from typing import TYPE_CHECKING
+from typing import Any
 
 from lionloop.teacher.requests import ParseError, Rejected, Rewrite, Rewrites, TeacherRequest
 
-if TYPE_CHECKING:
-    from lionloop.teacher.client import Result
+# The client's `Result` dataclass (the client imports this module): each is copied with `replace`.
+Result = Any
 
 
 def pack(requests: Sequence[TeacherRequest], per_call: int) -> tuple[list[TeacherRequest], list[list[int]]]:
