@@ -141,3 +141,25 @@ def test_chunks_of_calls_are_priced_by_their_kind_not_at_the_mean(tmp_path: Path
     judged = teacher.ask([Judge(instruction=f"q{i}", answer_1="a", answer_2="b") for i in range(20)])
     assert sum(r.ok for r in judged) == 6 and cache.total_cost("r") == pytest.approx(1.0)  # 0.60 left: 6 judges
     assert {r.error for r in judged if not r.ok} == {BUDGET_ERROR}
+
+
+def test_a_round_s_generators_spend_at_most_its_part_of_the_money(tmp_path: Path) -> None:
+    """Under a cost budget each generator's calls are capped in money too (its quota's part of the
+    round's): before any round has been measured, a candidate's price is a guess from the
+    bootstrap's cheap answers, and the first round spent the whole budget on rewrites."""
+    from lionloop.loop.generation import BudgetedTeacher, round_money
+    from lionloop.stores.cache import CallCache
+    from lionloop.teacher.client import BUDGET_ERROR, Teacher
+    from lionloop.teacher.requests import Answer
+
+    assert round_money({"lion": (30, 60), "disco": (10, 20)}, {"unit": "cost", "round_budget": 0.4}) == {
+        "lion": pytest.approx(0.3), "disco": pytest.approx(0.1)}
+    assert round_money({"lion": (30, 60)}, {"unit": "calls", "round_budget": 400}) is None
+    assert round_money(None, None) is None
+    cache = CallCache(tmp_path / "c.sqlite")
+    teacher = Teacher(PricedDouble(), cache, "r").at(1, "generate")
+    capped = BudgetedTeacher(teacher, limit=1000, plugin="lion", money=0.35)
+    got = capped.ask([Answer(instruction=f"q{i}") for i in range(40)])
+    assert sum(r.ok for r in got) == 35 and {r.error for r in got if not r.ok} == {BUDGET_ERROR}
+    assert cache.total_cost("r") == pytest.approx(0.35) and capped.money == pytest.approx(0.0)
+    assert capped.left == 1000 - 35

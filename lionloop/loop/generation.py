@@ -28,9 +28,10 @@ class BudgetedTeacher:
     """A generator's view of the teacher: at most `limit` paid calls; failed requests are kept
     (with their reason) for the failures table, so every request is accounted for."""
 
-    def __init__(self, teacher: Any, limit: int, plugin: str) -> None:
+    def __init__(self, teacher: Any, limit: int, plugin: str, money: float | None = None) -> None:
         self._teacher = teacher
         self.left = limit
+        self.money = money  # under a cost budget: what its calls may still cost this round
         self.plugin = plugin
         self.failures: dict[str, str] = {}
 
@@ -45,9 +46,12 @@ class BudgetedTeacher:
 
     def ask(self, requests: Any, progress: Any = None, limit: int | None = None) -> Any:
         before = self._charged()
+        cost_before = self._teacher.cache.total_cost(self._teacher.run_id) if self.money is not None else 0.0
         cap = self.left if limit is None else min(limit, self.left)
-        results = self._teacher.ask(requests, progress, limit=cap)
+        results = self._teacher.ask(requests, progress, limit=cap, money_limit=self.money)
         self.left -= self._charged() - before
+        if self.money is not None:
+            self.money -= self._teacher.cache.total_cost(self._teacher.run_id) - cost_before
         for res in results:
             if not res.ok:
                 payload = json.dumps(res.request.payload(), sort_keys=True, ensure_ascii=False)
@@ -72,7 +76,7 @@ class Generated:
 
 def run_generators(rt: Runtime, r: int, cases: Cases, allocation: Allocation | None = None,
                    quotas: dict[str, tuple[int, int]] | None = None,
-                   fill: Callable[[], Cases] | None = None) -> Generated:
+                   fill: Callable[[], Cases] | None = None, money: dict[str, float] | None = None) -> Generated:
     """Run every enabled generator plugin on the round's cases, each within its quota.
 
     `quotas` (generator -> (candidates, paid calls)) overrides the plan's for this round (budget
@@ -80,6 +84,7 @@ def run_generators(rt: Runtime, r: int, cases: Cases, allocation: Allocation | N
     the group's share of its quota; what a group cannot use goes to the groups after it. With `fill`,
     a generator that consumes hard cases and made fewer candidates than its quota runs once more on
     the cases `fill()` gives (read once, when first needed) for the rest, within what is left of its calls.
+    `money` (generator -> cost): under a cost budget, what a generator's calls may cost this round.
     """
     res = Generated()
     impls = {impl.plugin_name: impl for impl in rt.pm.hook.lionloop_generate.get_hookimpls()}
@@ -94,7 +99,7 @@ def run_generators(rt: Runtime, r: int, cases: Cases, allocation: Allocation | N
         # its share of the budget.
         mine = Cases(round=r, hard=cases.hard if "hard" in planned.spec.consumes else [],
                      easy=cases.easy if "easy" in planned.spec.consumes else [])
-        teacher = BudgetedTeacher(rt.generator_teacher, limit=max_calls, plugin=name)
+        teacher = BudgetedTeacher(rt.generator_teacher, limit=max_calls, plugin=name, money=(money or {}).get(name))
         try:
             if allocation is None:
                 out = list(impl.function(cases=mine, teacher=teacher, ctx=rt.context(r, plugin=name, max_candidates=quota)) or [])[:quota]
@@ -201,6 +206,19 @@ def _tagged(cand: Candidate, **meta: str) -> Candidate:
     return replace(cand, instruction=ins)
 
 
+def round_money(quotas: dict[str, tuple[int, int]] | None, pacing: dict[str, Any] | None) -> dict[str, float] | None:
+    """Under a cost budget, each generator's part of the round's money (by its candidate quota).
+
+    The quotas come from a candidate's price, which before any round has been measured is a guess
+    (the plan's calls per candidate at the mean price of the bootstrap's answers: a rewrite costs
+    five of those, and the first round spent the whole budget). With its money capped as well, a
+    round cannot spend more than its part on rewrites whatever the guess."""
+    if not quotas or not pacing or pacing.get("unit") != "cost":
+        return None
+    total = sum(q for q, _ in quotas.values())
+    return {name: pacing["round_budget"] * q / total for name, (q, _) in quotas.items()} if total else None
+
+
 def generate_stage(rt: Runtime, r: int) -> dict[str, Any]:
     cases = select_cases(rt, r)
     allocation = allocate(rt, r)
@@ -211,7 +229,7 @@ def generate_stage(rt: Runtime, r: int) -> dict[str, Any]:
     if quotas is not None and rt.cfg.generate.fill != "none" and referee_selects(rt.cfg):
         judged = {c.instruction.id for c in cases.hard + cases.easy}
         fill = functools.cache(lambda: uniform_cases(rt, r, exclude=judged))
-    out = run_generators(rt, r, cases, allocation, quotas, fill)
+    out = run_generators(rt, r, cases, allocation, quotas, fill, round_money(quotas, pacing))
     result = {"candidates": len(out.candidates), "by_generator": out.by_generator, "plugin_errors": out.errors,
               "filled": out.filled,
               "teacher_failures": len(out.failures),

@@ -178,13 +178,15 @@ class Teacher:
         requests: Sequence[TeacherRequest],
         progress: Callable[[int], None] | None = None,
         limit: int | None = None,
+        money_limit: float | None = None,
     ) -> list[Result]:
         """Answer every request (cache first), one result each; `limit` caps the paid calls of this
-        batch. Rewrites go `rewrites_per_call` to a call (`lionloop.teacher.packing`)."""
+        batch and `money_limit` what they cost (calls priced by kind, as under a cost budget).
+        Rewrites go `rewrites_per_call` to a call (`lionloop.teacher.packing`)."""
         sent, members = pack(requests, self.rewrites_per_call)
         if len(sent) == len(requests):
-            return self._ask(requests, progress, limit)
-        results = self._ask(sent, item_progress(progress, len(requests), len(sent)), limit)
+            return self._ask(requests, progress, limit, money_limit)
+        results = self._ask(sent, item_progress(progress, len(requests), len(sent)), limit, money_limit)
         return unpack(requests, members, results)
 
     def _ask(
@@ -192,12 +194,13 @@ class Teacher:
         requests: Sequence[TeacherRequest],
         progress: Callable[[int], None] | None = None,
         limit: int | None = None,
+        money_limit: float | None = None,
     ) -> list[Result]:
         n = len(requests)
         self._count("requests", n)
         results: list[Result | None] = [None] * n
         pending = list(range(n))
-        paid = 0
+        paid, spent = 0, 0.0
         params = self.backend.params()
         for attempt in range(self.parse_retries + 1):
             if not pending:
@@ -231,6 +234,8 @@ class Teacher:
             while misses:
                 left = self._budget_left()
                 money = self._money_left()
+                if money_limit is not None:
+                    money = money_limit - spent if money is None else min(money, money_limit - spent)
                 afford = None if money is None else self._affordable([requests[i].kind for i in misses], money)
                 caps = [c for c in (left, None if limit is None else limit - paid, afford) if c is not None]
                 cap = max(0, min(caps)) if caps else None
@@ -256,6 +261,7 @@ class Teacher:
                         cost = estimate_cost(self.backend, usage)
                         if cost is not None:
                             usage["cost"] = cost
+                            spent += cost
                             with self._lock:
                                 self._prices[req.kind].append(cost)
                         self.cache.put(
