@@ -408,9 +408,9 @@ def main(seeds: int = 5, rounds: int = 5, budget: int = 2400, out_dir: Path | No
     skills = EXTRA_SKILLS if extra_skills else None
     overrides = student_overrides(student, overrides)
     if cost is not None:  # the budget in money: `budget` then only caps a round's candidates
-        from lionloop.testing.models import packaged_model
-
-        overrides = deep_merge(overrides or {}, priced(cost, tokenizer or packaged_model()))
+        if tokenizer is None:
+            raise ValueError("a budget in money (cost) needs a tokenizer to price the calls")
+        overrides = deep_merge(overrides or {}, priced(cost, tokenizer))
     if student is not None:
         skills = skills or REAL_STUDENT["task"]["skills"]
     name = section(referee, extra_skills) + ("-real" if student is not None else "") + ("-priced" if cost else "")
@@ -431,7 +431,7 @@ def main(seeds: int = 5, rounds: int = 5, budget: int = 2400, out_dir: Path | No
         cmd += f" --student {Path(student).name}"
         about = real_student_about(student, REAL_STUDENT, skills or [])
     if cost is not None:
-        cmd += f" --cost {cost:g}" + (f" --tokenizer {Path(tokenizer).name}" if tokenizer else "")
+        cmd += f" --cost {cost:g} --tokenizer {Path(tokenizer).name}"
     text = report(summary, results, cmd, wall, plot_path, referee, cost or budget, figures, title=TITLES.get(name),
                   about=about)
     (out_dir / "summary.json").write_text(json.dumps(summary, indent=1, default=str))

@@ -109,7 +109,8 @@ def effect(
         min=0, help="The budget in money instead of calls: every call priced by its tokens (the oracle counting "
         "them with --tokenizer) at $0.15 / $0.60 per million prompt / completion tokens; its own section.")] = None,
     tokenizer: Annotated[Path | None, typer.Option(
-        exists=True, file_okay=False, help="With --cost: the model folder whose tokenizer counts (default: the packaged SmolLM2).")] = None,
+        exists=True, file_okay=False, help="With --cost (needed): the model folder whose tokenizer counts, e.g. the packaged "
+        "SmolLM2 that `make real-models` converts into ~/.cache/lionloop/models.")] = None,
     md: Md = None,
 ) -> None:
     """Held-out accuracy of the loop vs. uniform expansion at an equal number of paid teacher calls (or money)."""
@@ -122,6 +123,8 @@ def effect(
              "optionally @N and %P, P from 1 to 100)", 2)
     if referee not in ("verifier", "llm"):
         fail(f"--referee: {referee!r} is not verifier or llm", 2)
+    if cost is not None and tokenizer is None:
+        fail("--cost needs --tokenizer: a model folder whose tokenizer prices each call", 2)
     md_target(write, md)
     quiet_libraries()
     setup_logging(False)
@@ -134,8 +137,9 @@ def effect(
 @bench_app.command("tokens")
 def tokens(
     run_dirs: Annotated[list[Path], typer.Argument(help="Run directories (a bench's ARM-SEED runs are also averaged per arm).")],
-    tokenizer: Annotated[Path | None, typer.Option(
-        exists=True, file_okay=False, help="An HF model folder whose tokenizer counts (default: the packaged SmolLM2).")] = None,
+    tokenizer: Annotated[Path, typer.Option(
+        exists=True, file_okay=False, help="An HF model folder whose tokenizer counts (e.g. the packaged SmolLM2 that "
+        "`make real-models` converts into ~/.cache/lionloop/models).")],
     price_in: Annotated[float, typer.Option(min=0, help="Price per million prompt tokens.")] = 0.15,
     price_out: Annotated[float, typer.Option(min=0, help="Price per million completion tokens.")] = 0.60,
 ) -> None:
@@ -148,13 +152,6 @@ def tokens(
     bad = [str(d) for d in run_dirs if not RunDir(d).is_run()]
     if bad:
         fail(f"not a run directory: {', '.join(bad)}", 2)
-    if tokenizer is None:
-        from lionloop.testing.models import ModelUnavailable, packaged_model
-
-        try:
-            tokenizer = packaged_model()
-        except ModelUnavailable as err:
-            fail(f"--tokenizer: none given and {err}", 2)
     quiet_libraries()
     typer.echo(run_bench(tokens_bench.main, run_dirs, tokenizer, price_in, price_out))
 
