@@ -78,6 +78,20 @@ def pool_rows(path: Path, sql: str, *params: Any, named: bool = False) -> list[A
         conn.close()
 
 
+class BackendDouble:
+    """The plumbing of a teacher-backend test double: no sampling parameters, the request's payload
+    and attempt as its prompt (so a re-ask is a new cache key). A subclass writes `complete`."""
+
+    name = "double"
+    model = "m"
+
+    def params(self) -> dict[str, Any]:
+        return {}
+
+    def prompt_for(self, request: Any, attempt: int) -> Any:
+        return {**request.payload(), "attempt": attempt}
+
+
 def deep_merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
     out = copy.deepcopy(base)
     for k, v in over.items():

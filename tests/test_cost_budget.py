@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import micro_config
+from conftest import BackendDouble, micro_config
 
 from lionloop.errors import ConfigError
 from lionloop.loop.runtime import PRICING_CALLS, cost_calls_left
@@ -95,19 +95,11 @@ def test_an_offline_run_priced_by_a_tokenizer_keeps_to_a_cost_budget_of_mixed_pr
     assert final["budget_left"] == 0
 
 
-class PricedDouble:
+class PricedDouble(BackendDouble):
     """A backend double whose calls differ in price by kind (what a real server reports as token
     counts: a judge prompt ~10x an answer's). Here only the prices matter, not the replies."""
 
-    name = "priced"
-    model = "m"
     cost_per_1k = (1.0, 0.0)  # 1.0 per 1k prompt tokens: an answer costs 0.01, a judge 0.1
-
-    def params(self) -> dict[str, Any]:
-        return {}
-
-    def prompt_for(self, request: Any, attempt: int) -> Any:
-        return {**request.payload(), "attempt": attempt}
 
     def complete(self, requests: Any, attempt: int) -> Any:
         from lionloop.teacher.client import Reply

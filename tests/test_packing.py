@@ -11,7 +11,7 @@ from types import SimpleNamespace
 from typing import Any
 
 import pytest
-from conftest import micro_config, pool_rows
+from conftest import BackendDouble, micro_config, pool_rows
 from pydantic import ValidationError
 
 from lionloop.config import TaskConfig, TeacherConfig
@@ -79,22 +79,13 @@ def test_a_call_limit_counts_packed_calls(tmp_path: Path) -> None:
     assert {r.error for r in got[4:]} == {BUDGET_ERROR}
 
 
-class ScriptedRewriter:
+class ScriptedRewriter(BackendDouble):
     """An LLM double for packed rewrites (this test's scripted replies; the chat path itself is
     tested over HTTP below): `replies` per attempt, each a function of the packed request."""
-
-    name = "scripted"
-    model = "m"
 
     def __init__(self, *replies: Any) -> None:
         self.replies = replies
         self.calls = 0
-
-    def params(self) -> dict[str, Any]:
-        return {}
-
-    def prompt_for(self, request: TeacherRequest, attempt: int) -> Any:
-        return {**request.payload(), "attempt": attempt}
 
     def complete(self, requests: Sequence[TeacherRequest], attempt: int) -> Iterator[tuple[int, Reply]]:
         for i, req in enumerate(requests):
