@@ -158,7 +158,7 @@ class Teacher:
         # of calls is priced by its kinds, not at the run's mean price (a rewrite's prompt is five
         # times an answer's: chunks sized at the mean overspent a budget by up to that factor).
         self._money_left = money_left or (lambda: None)
-        self._prices: defaultdict[str, list[float]] = defaultdict(list)
+        self._prices: dict[str, tuple[int, float]] = {}  # kind -> (paid calls with a price, their cost)
         self.round = 0
         self.stage = ""
         self.acct = acct or Accounting()  # teachers of one run share their counters
@@ -263,7 +263,8 @@ class Teacher:
                             usage["cost"] = cost
                             spent += cost
                             with self._lock:
-                                self._prices[req.kind].append(cost)
+                                n_kind, cost_kind = self._prices.get(req.kind, (0, 0.0))
+                                self._prices[req.kind] = (n_kind + 1, cost_kind + cost)
                         self.cache.put(
                             keys[i], backend=self.backend.name, model=self.backend.model,
                             request=prompts[i], response=response, usage=usage,
@@ -321,11 +322,11 @@ class Teacher:
         """How many of the next calls (their request kinds, in order) `money` pays for, each at the
         mean price of its kind so far; a kind not yet priced goes first and alone (its price is
         learnt from it), or ends the chunk."""
+        with self._lock:
+            prices = {k: total / n for k, (n, total) in self._prices.items()}
         n, spent = 0, 0.0
         for kind in kinds:
-            with self._lock:
-                seen = self._prices.get(kind)
-                price = sum(seen) / len(seen) if seen else None
+            price = prices.get(kind)
             if price is None:
                 return 1 if n == 0 and money > 0 else n
             if spent + price > money + 1e-9:  # float sums of prices: a cent is not lost to rounding
