@@ -148,3 +148,54 @@ def _kill_and_resume(tmp_path: Path, cfg_dict: dict, baseline: Path, baseline_fi
     # does not run it again); otherwise exactly one.
     assert sum(1 for e in evs if e["event"] == "stage_end" and (e["round"], e["stage"]) == key) == \
         (0 if marked and not end_event else 1)
+
+
+def _cut_checkpoints_after(run: Path, node: str, round_: int) -> None:
+    """Leave the run's checkpoint file as a kill between `node`'s end and the next checkpoint
+    leaves it: the last checkpoint is the one about to run `node`, with `node`'s output saved as
+    its pending writes."""
+    import sqlite3
+
+    from langgraph.checkpoint.sqlite import SqliteSaver
+
+    from lionloop.loop.checkpoints import thread
+    from lionloop.loop.graph import build_graph
+    from lionloop.rundir import RunDir
+
+    _, run_id = RunDir(run).read()
+    with sqlite3.connect(run / "checkpoints.sqlite", check_same_thread=False) as conn:
+        history = build_graph(SqliteSaver(conn)).get_state_history(thread(run_id))
+        at = next(s for s in history if s.next == (node,) and s.values.get("round") == round_)
+        cp = at.config["configurable"]["checkpoint_id"]
+        conn.execute("DELETE FROM checkpoints WHERE checkpoint_id > ?", (cp,))
+        conn.execute("DELETE FROM writes WHERE checkpoint_id > ?", (cp,))
+        assert conn.execute("SELECT COUNT(*) FROM writes WHERE checkpoint_id = ?", (cp,)).fetchone()[0] > 0
+
+
+@pytest.mark.parametrize(("node", "round_"), [("generate", 1), ("decide", 1)])
+def test_killed_between_a_nodes_end_and_its_checkpoint(micro_run: Path, tmp_path: Path, node: str, round_: int) -> None:
+    """LangGraph's live state folds a finished node's pending output in and leaves the node out of
+    `next`: a run killed there read as finished (resume said "nothing to resume", or refused it as
+    a pool that lost its round's decide). It is a run to continue after that node."""
+    import shutil
+
+    from lionloop.loop.checkpoints import run_position
+
+    run = tmp_path / "run"
+    shutil.copytree(micro_run, run)
+    _cut_checkpoints_after(run, node, round_)
+    pos = run_position(run)
+    assert not pos.finished and pos.step == (node,) and pos.done == (node,)
+    assert (round_, node) in pos.markers()
+    ids, n_events = _ids(run), len(events(run))
+
+    res = _cli("resume", str(run))
+    assert res.returncode == 0, res.stderr[-2000:]
+    assert "nothing to resume" not in " ".join(res.stdout.split())
+    after = events(run)[n_events:]
+    assert after[0]["event"] == "run_start" and after[0]["command"] == "resume"
+    # The finished node is not run again; the graph goes on from the node after it.
+    assert not any(e["event"] in ("stage_start", "stage_skip") and (e["round"], e["stage"]) == (round_, node)
+                   for e in after)
+    assert any(e["event"] == "stage_skip" and e["round"] == 2 for e in after)
+    assert run_position(run).finished and _ids(run) == ids

@@ -16,20 +16,14 @@ from typing import Any
 from lionloop import __version__
 from lionloop.config import RunConfig, dump_config
 from lionloop.errors import RunError
+from lionloop.loop.checkpoints import check_pool_holds_checkpoint, position, run_position, thread
 from lionloop.loop.graph import build_graph
 from lionloop.loop.preflight import preflight, preflight_resume
 from lionloop.loop.runtime import Reporter, Runtime
 from lionloop.plugin.manager import get_plugin_manager
 from lionloop.rundir import RunDir, RunLock, busy, lock_holder
-from lionloop.stores.connection import connect
 
 log = logging.getLogger(__name__)
-
-RECURSION_LIMIT = 100_000  # the graph loops; each round is 6 steps
-
-
-def _thread(run_id: str) -> dict[str, Any]:
-    return {"configurable": {"thread_id": run_id}, "recursion_limit": RECURSION_LIMIT}
 
 
 def _graph_for(rt: Runtime) -> tuple[Any, sqlite3.Connection]:
@@ -43,7 +37,7 @@ def _invoke(rt: Runtime, input: Any) -> dict[str, Any]:
     graph, conn = _graph_for(rt)
     try:
         # durability="sync": the checkpoint of a finished node is on disk before the next starts.
-        return graph.invoke(input, _thread(rt.run_id), context=rt, durability="sync")
+        return graph.invoke(input, thread(rt.run_id), context=rt, durability="sync")
     finally:
         conn.close()
 
@@ -136,22 +130,6 @@ class _Undo:
                 Path(f"{self.cache}{suffix}").unlink(missing_ok=True)
 
 
-def finished_state(run_dir: Path) -> dict[str, Any] | None:
-    """The final graph state of a run that has finished, else None (running, stopped, crashed)."""
-    files = RunDir(run_dir)
-    _, run_id = files.read()
-    if not files.checkpoints.exists():
-        return None
-    from langgraph.checkpoint.sqlite import SqliteSaver
-
-    conn = sqlite3.connect(files.checkpoints, check_same_thread=False)
-    try:
-        snapshot = build_graph(SqliteSaver(conn)).get_state(_thread(run_id))
-    finally:
-        conn.close()
-    return dict(snapshot.values) if snapshot.values and not snapshot.next else None
-
-
 def resume(run_dir: Path, reporter: Reporter | None = None,
            checked: tuple[RunConfig, str, Any] | None = None) -> tuple[Path, dict[str, Any]]:
     """Continue a run from its last checkpoint; finished nodes are not redone, paid calls not repaid.
@@ -163,11 +141,11 @@ def resume(run_dir: Path, reporter: Reporter | None = None,
     holder = lock_holder(files)
     if holder is not None:  # refused at once, before any data is read
         raise busy(files, holder)
-    done = finished_state(run_dir)
-    if done is not None:
-        check_pool_holds_checkpoint(files, done, None)
-        log.info("run %s already finished (%s)", run_id, done.get("stop_reason"))
-        return Path(run_dir), {**done, "already_finished": True}
+    pos = run_position(run_dir)
+    if pos is not None and pos.finished:
+        check_pool_holds_checkpoint(files, pos)
+        log.info("run %s already finished (%s)", run_id, pos.values.get("stop_reason"))
+        return Path(run_dir), {**pos.values, "already_finished": True}
     pm = get_plugin_manager()
     # Sound files, and a config the plugins and files there now still take: nothing written yet.
     cfg, run_id, pack = checked if checked is not None else preflight_resume(Path(run_dir), pm)
@@ -176,52 +154,10 @@ def resume(run_dir: Path, reporter: Reporter | None = None,
                      task_pack=pack)
         try:
             graph, conn = _graph_for(rt)
-            snapshot = graph.get_state(_thread(run_id))
+            pos = position(graph, run_id)
             conn.close()
-            check_pool_holds_checkpoint(files, snapshot.values, snapshot.next[0] if snapshot.next else None)
-            started = bool(snapshot.values)  # False: it crashed before the first checkpoint
-            final = _run(rt, None if started else {"run_id": run_id, "round": 1}, "resume")
+            check_pool_holds_checkpoint(files, pos)
+            final = _run(rt, None if pos.started else {"run_id": run_id, "round": 1}, "resume")
         finally:
             rt.close()
     return Path(run_dir), final
-
-
-# The stages each node's predecessors in one round always ran (conditional edges skip the others).
-_DONE_BEFORE = {
-    "imitate": (), "evaluate": ("imitate",), "discriminate": ("imitate", "evaluate"),
-    "generate": ("imitate", "evaluate", "discriminate"), "curate": ("imitate", "evaluate", "discriminate", "generate"),
-    "decide": ("imitate", "evaluate"),
-}
-
-
-def expected_markers(values: dict[str, Any], next_node: str | None) -> list[tuple[int, str]]:
-    """The (round, stage) markers the pool must hold for a graph checkpoint with these state
-    `values` about to run `next_node` (None: the run finished)."""
-    if not values or next_node == "bootstrap":
-        return []
-    r = int(values.get("round") or 1)
-    out = [(0, "bootstrap")] + [(k, "decide") for k in range(1, r)]
-    if next_node is None:
-        return [*out, (r, "decide")]
-    return out + [(r, s) for s in _DONE_BEFORE.get(next_node, ())]
-
-
-def check_pool_holds_checkpoint(files: RunDir, values: dict[str, Any], next_node: str | None) -> None:
-    """The pool must hold every stage the graph's checkpoint says is done. A stage marker commits
-    with the stage's rows before the checkpoint is written, so a pool behind its checkpoint lost
-    committed writes (a truncated WAL, a restored older file): resuming would skip the lost stages
-    and finish with a smaller pool, so refuse, before anything is written."""
-    conn = connect(files.pool, readonly=True)
-    try:
-        have = {(row[0], row[1]) for row in conn.execute("SELECT round, stage FROM stages")}
-    finally:
-        conn.close()
-    missing = [m for m in expected_markers(values, next_node) if m not in have]
-    if missing:
-        named = ", ".join(f"round {r} {s}" for r, s in missing[:3]) + (f" and {len(missing) - 3} more" if len(missing) > 3 else "")
-        raise RunError(
-            f"{files.pool}: the pool lacks stages the run's checkpoint records as done ({named}): it lost "
-            "committed writes (a truncated WAL or an older copy of the file?); nothing was written. "
-            "Restore pool.sqlite with its -wal file from a backup"
-        )
-
