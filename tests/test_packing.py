@@ -98,19 +98,38 @@ def _outputs(items: Sequence[Rewrite], same: int | None = None) -> str:
                                    for j, it in enumerate(items)]})
 
 
-def test_a_reply_short_of_items_is_re_asked_and_a_copied_item_fails_alone(tmp_path: Path) -> None:
+def _reply(req: TeacherRequest, same: int | None = None, short: bool = False) -> str:
+    """A packed reply (`same`: the item copied back; `short`: one output missing), or a single one."""
+    if isinstance(req, Rewrites):
+        return _outputs(req.items[:-1] if short else req.items, same)
+    return json.dumps({"instruction": req.instruction if same is not None else f"new: {req.instruction}", "input": ""})
+
+
+def test_a_reply_short_of_items_is_re_asked_and_a_copied_item_is_asked_again(tmp_path: Path) -> None:
     asked = _rewrites(3)
     short = Rewrites(items=tuple(asked), mode="hard")
     with pytest.raises(ParseError, match="2 outputs for 3 items"):
         short.parse(_outputs(asked[:2]))
-    backend = ScriptedRewriter(lambda req: _outputs(req.items[:2]), lambda req: _outputs(req.items, same=1))
+    # attempt 0: short; attempt 1: item 1 copied, then asked alone (a re-ask prompt) and rewritten.
+    backend = ScriptedRewriter(lambda req: _reply(req, short=True),
+                               lambda req: _reply(req, same=1 if isinstance(req, Rewrites) else None))
     teacher = Teacher(backend, CallCache(tmp_path / "c.sqlite"), "t", parse_retries=1, rewrites_per_call=3)
     got = teacher.ask(asked)
-    assert backend.calls == 2  # the short reply, then the re-ask
-    assert [r.ok for r in got] == [True, False, True]
+    assert backend.calls == 3  # the short reply, its re-ask, and the copied item's re-ask
+    assert all(r.ok for r in got) and [r.request for r in got] == asked
     assert got[0].output.instruction == f"new 0: {asked[0].instruction}"
+    assert got[1].output.instruction == f"new: {asked[1].instruction}"
+    assert teacher.cache.total_paid("t") == 3
+    assert teacher.acct.kinds[(0, "")]["rewrite"]["reasks"] == 1
+    # With the re-asks spent, an item copied again fails alone, for its own reason.
+    stubborn = ScriptedRewriter(lambda req: _reply(req, same=1 if isinstance(req, Rewrites) else 0))
+    got = Teacher(stubborn, CallCache(tmp_path / "s.sqlite"), "t", parse_retries=1, rewrites_per_call=3).ask(asked)
+    assert stubborn.calls == 2 and [r.ok for r in got] == [True, False, True]
     assert got[1].rejected and "repeats the original" in got[1].error and got[1].request is asked[1]
-    assert teacher.cache.total_paid("t") == 2
+    # A call limit reached before the re-ask leaves the item its first failure.
+    capped = ScriptedRewriter(lambda req: _reply(req, same=1 if isinstance(req, Rewrites) else None))
+    got = Teacher(capped, CallCache(tmp_path / "l.sqlite"), "t", parse_retries=1, rewrites_per_call=3).ask(asked, limit=1)
+    assert capped.calls == 1 and [r.ok for r in got] == [True, False, True] and "repeats the original" in got[1].error
 
 
 def test_packed_rewrites_over_http_render_parse_and_match_the_oracle(tmp_path: Path) -> None:

@@ -57,6 +57,14 @@ class Backend(Protocol):
 
 
 @dataclass
+class Spend:
+    """What one `Teacher.ask` has paid so far: calls, and their cost where priced."""
+
+    paid: int = 0
+    cost: float = 0.0
+
+
+@dataclass
 class Result:
     """One answered request: a parsed output, or the reason there is none (`raw`: the reply)."""
 
@@ -182,12 +190,30 @@ class Teacher:
     ) -> list[Result]:
         """Answer every request (cache first), one result each; `limit` caps the paid calls of this
         batch and `money_limit` what they cost (calls priced by kind, as under a cost budget).
-        Rewrites go `rewrites_per_call` to a call (`lionloop.teacher.packing`)."""
+        Rewrites go `rewrites_per_call` to a call (`lionloop.teacher.packing`); an item of a read
+        packed reply that fails its own check is asked again, packed with the others that did, as a
+        single rewrite's rejected reply is (`parse_retries` times, each a re-ask prompt)."""
         sent, members = pack(requests, self.rewrites_per_call)
+        spend = Spend()
         if len(sent) == len(requests):
-            return self._ask(requests, progress, limit, money_limit)
-        results = self._ask(sent, item_progress(progress, len(requests), len(sent)), limit, money_limit)
-        return unpack(requests, members, results)
+            return self._ask(requests, progress, limit, money_limit, spend=spend)
+        results, alone = unpack(requests, members,
+                                self._ask(sent, item_progress(progress, len(requests), len(sent)), limit, money_limit,
+                                          spend=spend))
+        for attempt in range(1, self.parse_retries + 1):
+            if not alone:
+                break
+            again = [requests[i] for i in alone]
+            self._count_reasks(again)
+            sent, members = pack(again, self.rewrites_per_call)
+            answers, failed = unpack(again, members, self._ask(
+                sent, None, None if limit is None else limit - spend.paid,
+                None if money_limit is None else money_limit - spend.cost, first_attempt=attempt, spend=spend))
+            for i, res in zip(alone, answers, strict=True):
+                if res.error != BUDGET_ERROR:  # unpaid, an item keeps the reason it failed for
+                    results[i] = res
+            alone = [alone[j] for j in failed]
+        return results
 
     def _ask(
         self,
@@ -195,14 +221,17 @@ class Teacher:
         progress: Callable[[int], None] | None = None,
         limit: int | None = None,
         money_limit: float | None = None,
+        first_attempt: int = 0,
+        spend: Spend | None = None,
     ) -> list[Result]:
+        spend = spend if spend is not None else Spend()
         n = len(requests)
         self._count("requests", n)
         results: list[Result | None] = [None] * n
         pending = list(range(n))
         paid, spent = 0, 0.0
         params = self.backend.params()
-        for attempt in range(self.parse_retries + 1):
+        for attempt in range(first_attempt, self.parse_retries + 1):
             if not pending:
                 break
             last = attempt == self.parse_retries
@@ -262,6 +291,7 @@ class Teacher:
                         if cost is not None:
                             usage["cost"] = cost
                             spent += cost
+                            spend.cost += cost
                             with self._lock:
                                 n_kind, cost_kind = self._prices.get(req.kind, (0, 0.0))
                                 self._prices[req.kind] = (n_kind + 1, cost_kind + cost)
@@ -271,6 +301,7 @@ class Teacher:
                             run_id=self.run_id, round=self.round, stage=self.stage,
                         )
                         paid += 1
+                        spend.paid += 1
                         self._count("paid_now")
                         with self._lock:
                             self.acct.paid_keys.add(keys[i])
@@ -295,11 +326,7 @@ class Teacher:
                 and (results[i].error or "").startswith("parse:")
             ]
             if pending and not last:
-                self._count("reasks", len(pending))
-                with self._lock:
-                    kinds = self.acct.kinds[(self.round, self.stage)]
-                    for i in pending:
-                        kinds[requests[i].kind]["reasks"] += 1
+                self._count_reasks([requests[i] for i in pending])
         out = [r if r is not None else Result(requests[i], error="not answered") for i, r in enumerate(results)]
         with self._lock:
             kinds = self.acct.kinds[(self.round, self.stage)]
@@ -317,6 +344,13 @@ class Teacher:
                     self.acct.reasons[(self.round, self.stage)][reason_kind(r.error or "")] += 1
                 log.debug("teacher %s failed: %s", r.request.kind, r.error)
         return out
+
+    def _count_reasks(self, requests: Sequence[TeacherRequest]) -> None:
+        self._count("reasks", len(requests))
+        with self._lock:
+            kinds = self.acct.kinds[(self.round, self.stage)]
+            for req in requests:
+                kinds[req.kind]["reasks"] += 1
 
     def _affordable(self, kinds: list[str], money: float) -> int:
         """How many of the next calls (their request kinds, in order) `money` pays for, each at the

@@ -43,10 +43,13 @@ def pack(requests: Sequence[TeacherRequest], per_call: int) -> tuple[list[Teache
     return sent, members
 
 
-def unpack(requests: Sequence[TeacherRequest], members: list[list[int]], results: Sequence[Result]) -> list[Result]:
+def unpack(requests: Sequence[TeacherRequest], members: list[list[int]],
+           results: Sequence[Result]) -> tuple[list[Result], list[int]]:
     """One result per asked request: a packed call's outputs split over its items (each item's
-    own check applied), or its failure given to every item."""
+    own check applied), or its failure given to every item; and the items of read replies that
+    failed their own check (an item repeating its original), to be asked again."""
     out: list[Result | None] = [None] * len(requests)
+    alone: list[int] = []
     for idx, res in zip(members, results, strict=True):
         if len(idx) == 1 and res.request is requests[idx[0]]:
             out[idx[0]] = res
@@ -58,9 +61,10 @@ def unpack(requests: Sequence[TeacherRequest], members: list[list[int]], results
                 out[i] = replace(res, request=req)
             elif isinstance(part, ParseError):
                 out[i] = replace(res, request=req, output=None, error=f"parse: {part}", rejected=isinstance(part, Rejected))
+                alone.append(i)
             else:
                 out[i] = replace(res, request=req, output=part)
-    return [r for r in out if r is not None]
+    return [r for r in out if r is not None], alone
 
 
 def item_progress(progress: Callable[[int], None] | None, asked: int, sent: int) -> Callable[[int], None] | None:
