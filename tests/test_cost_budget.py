@@ -155,3 +155,28 @@ def test_a_round_s_generators_spend_at_most_its_part_of_the_money(tmp_path: Path
     assert sum(r.ok for r in got) == 35 and {r.error for r in got if not r.ok} == {BUDGET_ERROR}
     assert cache.total_cost("r") == pytest.approx(0.35) and capped.money == pytest.approx(0.0)
     assert capped.left == 1000 - 35
+
+
+@pytest.mark.parametrize("cap", ["calls", "money"])
+def test_a_resumed_stage_s_generators_buy_what_the_first_attempt_did(tmp_path: Path, cap: str) -> None:
+    """A stage's replies paid before a crash are served as `resumed` after it, and count against
+    the generator's calls and money as they did the first time: the resumed process does not buy
+    more with the same cap (before, a resumed money cap bought 20 answers where the first bought 10)."""
+    from lionloop.loop.generation import BudgetedTeacher
+    from lionloop.stores.cache import CallCache
+    from lionloop.teacher.client import BUDGET_ERROR, Teacher
+    from lionloop.teacher.requests import Answer
+
+    cache = CallCache(tmp_path / "c.sqlite")
+    limits = {"limit": 10} if cap == "calls" else {"limit": 1000, "money": 0.10}  # 10 answers at 0.01
+    first = BudgetedTeacher(Teacher(PricedDouble(), cache, "r").at(1, "generate"), plugin="lion", **limits)
+    asked = [Answer(instruction=f"q{i}") for i in range(30)]
+    half = first.ask(asked[:15])  # killed after this batch: its 10 paid replies are in the cache
+    assert sum(r.ok for r in half) == 10
+    again = BudgetedTeacher(Teacher(PricedDouble(), cache, "r").at(1, "generate"), plugin="lion", **limits)
+    got = again.ask(asked[:15]) + again.ask(asked[15:])  # the resumed process asks the same
+    assert [r.ok for r in got[:15]] == [r.ok for r in half] and not any(r.ok for r in got[15:])
+    assert {r.error for r in got if not r.ok} == {BUDGET_ERROR}
+    assert cache.total_paid("r") == 10 and again.stats(1)[(1, "generate")]["resumed"] == 10
+    # A resumed reply asked again in the same process is a hit, as it was for the process that paid it.
+    assert again.ask(asked[:1])[0].ok and again.stats(1)[(1, "generate")]["hits"] == 1

@@ -38,20 +38,23 @@ class BudgetedTeacher:
     def __getattr__(self, name: str) -> Any:
         return getattr(self._teacher, name)
 
-    def _charged(self) -> int:
-        """Calls paid so far, with the replies this stage paid before a crash (served as `resumed`
-        after it): a resumed stage's generators then afford what the first attempt's did."""
+    def _charged(self) -> tuple[int, float]:
+        """Calls paid so far and their cost, with the replies this stage paid before a crash (served
+        as `resumed` after it): a resumed stage's generators then afford what the first attempt's
+        did, in calls and in money."""
         t = self._teacher
-        return t.cache.total_paid(t.run_id) + t.acct.resumed[(t.round, t.stage)]
+        at = (t.round, t.stage)
+        cost = t.cache.total_cost(t.run_id) + t.acct.resumed_cost[at] if self.money is not None else 0.0
+        return t.cache.total_paid(t.run_id) + t.acct.resumed[at], cost
 
     def ask(self, requests: Any, progress: Any = None, limit: int | None = None) -> Any:
-        before = self._charged()
-        cost_before = self._teacher.cache.total_cost(self._teacher.run_id) if self.money is not None else 0.0
+        calls_before, cost_before = self._charged()
         cap = self.left if limit is None else min(limit, self.left)
         results = self._teacher.ask(requests, progress, limit=cap, money_limit=self.money)
-        self.left -= self._charged() - before
+        calls, cost = self._charged()
+        self.left -= calls - calls_before
         if self.money is not None:
-            self.money -= self._teacher.cache.total_cost(self._teacher.run_id) - cost_before
+            self.money -= cost - cost_before
         for res in results:
             if not res.ok:
                 payload = json.dumps(res.request.payload(), sort_keys=True, ensure_ascii=False)

@@ -103,6 +103,7 @@ class Accounting:
     reasks: dict[tuple[int, str], int] = field(default_factory=_counter)
     paid_now: dict[tuple[int, str], int] = field(default_factory=_counter)
     resumed: dict[tuple[int, str], int] = field(default_factory=_counter)
+    resumed_cost: dict[tuple[int, str], float] = field(default_factory=lambda: defaultdict(float))
     paid_keys: set[str] = field(default_factory=set)  # cache keys this process paid
     # Wall time spent waiting on the backend (not on the cache or parsing): the "teacher" share
     # of a stage in the loop-overhead benchmark.
@@ -253,7 +254,14 @@ class Teacher:
                     sent_for[keys[i]] = i
                     misses.append(i)
                     continue
-                self._count_hit(keys[i], hit)
+                if self._count_hit(keys[i], hit):
+                    # Paid by this stage before a crash: it counts against the batch's limits, and
+                    # prices its kind, as it did then: the resumed stage buys what the first would.
+                    paid += 1
+                    cost = (hit["usage"] or {}).get("cost")
+                    if cost is not None:
+                        spent += cost
+                        self._priced(requests[i].kind, cost)
                 results[i] = self._finish(requests[i], hit["response"], cached=True, usage=hit["usage"])
                 if progress and (results[i].ok or last):
                     progress(1)
@@ -292,9 +300,7 @@ class Teacher:
                             usage["cost"] = cost
                             spent += cost
                             spend.cost += cost
-                            with self._lock:
-                                n_kind, cost_kind = self._prices.get(req.kind, (0, 0.0))
-                                self._prices[req.kind] = (n_kind + 1, cost_kind + cost)
+                            self._priced(req.kind, cost)
                         self.cache.put(
                             keys[i], backend=self.backend.name, model=self.backend.model,
                             request=prompts[i], response=response, usage=usage,
@@ -345,6 +351,11 @@ class Teacher:
                 log.debug("teacher %s failed: %s", r.request.kind, r.error)
         return out
 
+    def _priced(self, kind: str, cost: float) -> None:
+        with self._lock:
+            n, total = self._prices.get(kind, (0, 0.0))
+            self._prices[kind] = (n + 1, total + cost)
+
     def _count_reasks(self, requests: Sequence[TeacherRequest]) -> None:
         self._count("reasks", len(requests))
         with self._lock:
@@ -368,12 +379,18 @@ class Teacher:
             spent, n = spent + price, n + 1
         return n
 
-    def _count_hit(self, key: str, hit: dict[str, Any]) -> None:
-        """A cache hit, or a reply this very stage paid before a crash (`resumed`)."""
+    def _count_hit(self, key: str, hit: dict[str, Any]) -> bool:
+        """A cache hit, or a reply this very stage paid before a crash (`resumed`: True). A resumed
+        reply counts as paid by this process from then on, as it was by the one that paid it: asked
+        again, it is a hit."""
         mine = (hit.get("run_id"), hit.get("round"), hit.get("stage")) == (self.run_id, self.round, self.stage)
         with self._lock:
             resumed = mine and key not in self.acct.paid_keys
+            if resumed:
+                self.acct.paid_keys.add(key)
+                self.acct.resumed_cost[(self.round, self.stage)] += float((hit.get("usage") or {}).get("cost") or 0.0)
         self._count("resumed" if resumed else "hits")
+        return resumed
 
     def _screen(self, reply: Reply) -> dict[str, Any]:
         """A paid reply as the cache keeps it: secrets masked; a reply of the wrong type or past
