@@ -139,6 +139,27 @@ def test_pace_ratio_weights_the_rounds_still_to_generate(tmp_path: Path, ratio: 
     assert last["round_parts"] == 1.0 and last["round_budget"] == 1000
 
 
+def test_a_candidate_measured_below_one_call_buys_more_of_the_last_round(tmp_path: Path) -> None:
+    """Candidates are priced at what earlier rounds paid for them, also below one call (rewrites
+    packed four to a call, answers the student gave itself): the last round spends what is left."""
+    from types import SimpleNamespace
+
+    from lionloop.loop.budget import paced_quotas
+
+    cfg = micro_config(tmp_path / "run", judge={"mode": "verifier"}, teacher={"rewrites_per_call": 4},
+                       stop={"max_rounds": 3, "max_teacher_calls": 1000})
+    gen = SimpleNamespace(name="lion", quota=4000, max_calls=8000, spec=SimpleNamespace(calls_per_candidate=2.0))
+    paid = {(1, "generate"): {"calls": 100, "cost": 0.0}, (1, "curate"): {"calls": 200, "cost": 0.0}}
+    rt = SimpleNamespace(cfg=cfg, run_id="r", plan=[gen], budget_left=lambda: 400,
+                         cache=SimpleNamespace(paid=lambda run_id, *a: paid),
+                         pool=SimpleNamespace(stage_result=lambda r, stage: {"candidates": 400} if r == 1 else None))
+    _, first = paced_quotas(rt, 1)
+    assert first["calls_per_candidate"] == 1.25  # the prior: a rewrite at 1/4 of a call, and its answer
+    quotas, last = paced_quotas(rt, 2)
+    assert last["calls_per_candidate"] == 0.75  # 300 calls bought 400 candidates in round 1
+    assert last["round_budget"] == 400 and quotas["lion"][0] == int(400 / 0.75)
+
+
 @pytest.mark.slow
 def test_budget_is_paced_never_overspent_and_its_last_data_trained_on(tmp_path: Path) -> None:
     """A micro loop with a teacher budget: it spends no more than the budget, spreads it over the

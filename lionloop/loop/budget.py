@@ -79,7 +79,10 @@ def per_candidate(rt: Runtime, r: int, unit: str = "calls") -> float:
     spent = sum(stage_calls(rt, k, ("generate", "curate"), unit, by_stage) for k in range(1, r))
     made = sum(int((rt.pool.stage_result(k, "generate") or {}).get("candidates", 0)) for k in range(1, r))
     if made and spent > 0:
-        return max(1.0, spent / made) if unit == "calls" else spent / made
+        # Not floored at one call: packed rewrites (1/k of a call) and answers the student gave
+        # itself make a candidate cheaper than that; a floor left a packed loop's last round 7% of
+        # the budget unspent.
+        return spent / made
     quota = sum(g.quota for g in rt.plan) or 1
     calls = sum(g.quota * g.spec.calls_per_candidate for g in rt.plan) / quota
     # A candidate starts from one rewrite; packed k to a call, it costs 1/k of one.
