@@ -15,6 +15,7 @@ from pydantic import BaseModel, ValidationError
 
 from lionloop.stores.cache import CallCache, cache_key
 from lionloop.teacher.packing import item_progress, pack, unpack
+from lionloop.teacher.pricing import KindPrices
 from lionloop.teacher.requests import ParseError, Rejected, TeacherRequest
 from lionloop.teacher.secrets import redact
 
@@ -163,11 +164,10 @@ class Teacher:
         self.run_id = run_id
         self.parse_retries = parse_retries
         self._budget_left = budget or (lambda: None)
-        # A cost budget's money left, and what each request kind's calls have cost so far: a chunk
-        # of calls is priced by its kinds, not at the run's mean price (a rewrite's prompt is five
-        # times an answer's: chunks sized at the mean overspent a budget by up to that factor).
+        # A cost budget's money left, and what each request kind's calls cost so far
+        # (`lionloop.teacher.pricing`: chunks of calls are priced by their kinds).
         self._money_left = money_left or (lambda: None)
-        self._prices: dict[str, tuple[int, float]] = {}  # kind -> (paid calls with a price, their cost)
+        self.prices = KindPrices()
         self.round = 0
         self.stage = ""
         self.acct = acct or Accounting()  # teachers of one run share their counters
@@ -261,7 +261,7 @@ class Teacher:
                     cost = (hit["usage"] or {}).get("cost")
                     if cost is not None:
                         spent += cost
-                        self._priced(requests[i].kind, cost)
+                        self.prices.add(requests[i].kind, cost)
                 results[i] = self._finish(requests[i], hit["response"], cached=True, usage=hit["usage"])
                 if progress and (results[i].ok or last):
                     progress(1)
@@ -273,7 +273,7 @@ class Teacher:
                 money = self._money_left()
                 if money_limit is not None:
                     money = money_limit - spent if money is None else min(money, money_limit - spent)
-                afford = None if money is None else self._affordable([requests[i].kind for i in misses], money)
+                afford = None if money is None else self.prices.affordable([requests[i].kind for i in misses], money)
                 caps = [c for c in (left, None if limit is None else limit - paid, afford) if c is not None]
                 cap = max(0, min(caps)) if caps else None
                 if cap == 0:
@@ -300,7 +300,7 @@ class Teacher:
                             usage["cost"] = cost
                             spent += cost
                             spend.cost += cost
-                            self._priced(req.kind, cost)
+                            self.prices.add(req.kind, cost)
                         self.cache.put(
                             keys[i], backend=self.backend.name, model=self.backend.model,
                             request=prompts[i], response=response, usage=usage,
@@ -351,33 +351,12 @@ class Teacher:
                 log.debug("teacher %s failed: %s", r.request.kind, r.error)
         return out
 
-    def _priced(self, kind: str, cost: float) -> None:
-        with self._lock:
-            n, total = self._prices.get(kind, (0, 0.0))
-            self._prices[kind] = (n + 1, total + cost)
-
     def _count_reasks(self, requests: Sequence[TeacherRequest]) -> None:
         self._count("reasks", len(requests))
         with self._lock:
             kinds = self.acct.kinds[(self.round, self.stage)]
             for req in requests:
                 kinds[req.kind]["reasks"] += 1
-
-    def _affordable(self, kinds: list[str], money: float) -> int:
-        """How many of the next calls (their request kinds, in order) `money` pays for, each at the
-        mean price of its kind so far; a kind not yet priced goes first and alone (its price is
-        learnt from it), or ends the chunk."""
-        with self._lock:
-            prices = {k: total / n for k, (n, total) in self._prices.items()}
-        n, spent = 0, 0.0
-        for kind in kinds:
-            price = prices.get(kind)
-            if price is None:
-                return 1 if n == 0 and money > 0 else n
-            if spent + price > money + 1e-9:  # float sums of prices: a cent is not lost to rounding
-                break
-            spent, n = spent + price, n + 1
-        return n
 
     def _count_hit(self, key: str, hit: dict[str, Any]) -> bool:
         """A cache hit, or a reply this very stage paid before a crash (`resumed`: True). A resumed
