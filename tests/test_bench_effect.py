@@ -5,16 +5,8 @@ from pathlib import Path
 
 import pytest
 
-from lionloop.bench.effect import (
-    LEVERS,
-    arm_config,
-    at,
-    baseline,
-    known_arm,
-    reach,
-    student_overrides,
-    summarise,
-)
+from lionloop.bench.effect import at, baseline, reach, summarise
+from lionloop.bench.effect_arms import LEVERS, arm_config, known_arm, student_overrides
 from lionloop.bench.effect_report import report
 
 

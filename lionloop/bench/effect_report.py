@@ -73,7 +73,7 @@ def report(summary: dict[str, Any], results: dict[str, Any], command: str, secon
          f"rewrites and answers together)" if not money else
          f"Every arm gets the same budget **in money, {budget:g}**: each paid call (bootstrap answers, referee, "
          "rewrites and answers together) priced by its tokens, the request rendered as an LLM backend sends it and "
-         "counted with a real tokenizer (`teacher.options.tokenizer` of the oracle), at the prices of `bench.effect.PRICE_PER_1K`; "
+         "counted with a real tokenizer (`teacher.options.tokenizer` of the oracle), at the prices of `bench.effect_arms.PRICE_PER_1K`; "
          "*calls spent* and *reach* are in money too")
         + f", enforced by the loop and paced over the rounds; the referee is {who}. "
         f"Held-out accuracy (%) after the last round, mean ± std over {n} seeds ({', '.join(map(str, seeds))}); "

@@ -115,11 +115,12 @@ def effect(
 ) -> None:
     """Held-out accuracy of the loop vs. uniform expansion at an equal number of paid teacher calls (or money)."""
     from lionloop.bench import effect as effect_bench
+    from lionloop.bench import effect_arms
 
-    arms = tuple(arm) if arm else effect_bench.ARMS
-    unknown = [a for a in arms if not effect_bench.known_arm(a)]
+    arms = tuple(arm) if arm else effect_arms.ARMS
+    unknown = [a for a in arms if not effect_arms.known_arm(a)]
     if unknown:
-        fail(f"--arm: unknown {unknown} (known: {', '.join([*effect_bench.ARMS, *effect_bench.BASELINES, *effect_bench.LEVERS])}, each "
+        fail(f"--arm: unknown {unknown} (known: {', '.join([*effect_arms.ARMS, *effect_arms.BASELINES, *effect_arms.LEVERS])}, each "
              "optionally @N and %P, P from 1 to 100)", 2)
     if referee not in ("verifier", "llm"):
         fail(f"--referee: {referee!r} is not verifier or llm", 2)
