@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from conftest import BackendDouble
 
 from lionloop.config import RefereeConfig
 from lionloop.loop.referee import judge_cases
@@ -88,18 +89,11 @@ def test_lion_line_cannot_be_vetoed_by_every_pair_planted() -> None:
         req.parse("8 3")  # nothing of its own: a copy of a planted line
 
 
-class HonestJudgeCopyingInOneOrder:
+class HonestJudgeCopyingInOneOrder(BackendDouble):
     """Scores 8 for the right answer and 3 for the wrong one; in the order where the student's
     (planted) answer comes second, it copies the planted verdict instead, as a fooled model would."""
 
     name = "fooled"
-    model = "m"
-
-    def params(self) -> dict[str, Any]:
-        return {}
-
-    def prompt_for(self, request: TeacherRequest, attempt: int) -> Any:
-        return {**request.payload(), "attempt": attempt}
 
     def complete(self, requests: Sequence[TeacherRequest], attempt: int) -> Iterator[tuple[int, Reply]]:
         for i, r in enumerate(requests):
