@@ -178,3 +178,12 @@ def test_running_one_arm_keeps_the_saved_runs_of_the_others(tmp_path: Path, monk
     # Asked again, nothing saved is run again.
     arms_mod.run_arms("effect", ["loop", "lever"], [1, 2], tmp_path, config, per_round)
     assert ran == [(a, s) for s in (1, 2) for a in ("loop", "uniform")] + [("lever", 1), ("lever", 2)]
+
+
+@pytest.mark.parametrize("arm", ["loop", "loop-pack4%60", "uniform-pack4", "loop@40%60", "lion+"])
+def test_a_run_folder_names_its_arm_back(tmp_path: Path, arm: str) -> None:
+    """`bench tokens` groups run folders by the arm `bench effect` named them after."""
+    from lionloop.bench.arms import arm_dir, arm_of
+
+    assert arm_of(arm_dir(tmp_path, arm, 12)) == arm.strip("+")
+    assert arm_of(tmp_path / "my-run") == "my-run"

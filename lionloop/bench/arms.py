@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -23,6 +24,12 @@ Results = dict[str, dict[int, list[dict[str, Any]]]]  # arm -> seed -> per-round
 def arm_dir(out_dir: Path, arm: str, seed: int) -> Path:
     """The run directory of one (arm, seed) run."""
     return Path(out_dir) / f"{arm.strip('+')}-{seed}"
+
+
+def arm_of(run_dir: Path) -> str:
+    """The arm a run directory `arm_dir` named belongs to (the folder's name where it is not one)."""
+    m = re.fullmatch(r"(?P<arm>.+)-\d+", Path(run_dir).name)
+    return m["arm"] if m else Path(run_dir).name
 
 
 class BenchProgress(Reporter):

@@ -11,11 +11,11 @@ packaged SmolLM2's by default). Runs that are compared in calls can then be comp
 from __future__ import annotations
 
 import json
-import re
 from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
+from lionloop.bench.arms import arm_of
 from lionloop.rundir import RunDir
 from lionloop.teacher.requests import Answer, Judge, Rewrite, Rewrites, TeacherRequest
 from lionloop.teacher.tokens import TokenCounter, reply_text
@@ -64,9 +64,6 @@ def run_tokens(run_dir: Path, counter: TokenCounter) -> dict[str, dict[str, int]
     return dict(out)
 
 
-ARM_SEED = re.compile(r"(?P<arm>.+)-(?P<seed>\d+)")
-
-
 def main(run_dirs: list[Path], tokenizer_path: Path, price_in: float, price_out: float) -> str:
     """A table per run directory (named ARM-SEED by `bench effect`) and per arm: calls, tokens, cost."""
     tok = TokenCounter(tokenizer_path)
@@ -75,8 +72,7 @@ def main(run_dirs: list[Path], tokenizer_path: Path, price_in: float, price_out:
     lines = [f"| run {head}", "|---|---|---|---|---|---|"]
     for d in run_dirs:
         t = run_tokens(d, tok)
-        m = ARM_SEED.fullmatch(Path(d).name)
-        by_arm[m["arm"] if m else Path(d).name].append(t)
+        by_arm[arm_of(d)].append(t)
         lines.append(_row(Path(d).name, t["total"], price_in, price_out))
     lines += ["", f"| arm (mean over its runs), stage {head}", "|---|---|---|---|---|---|"]
     for arm, runs in by_arm.items():
