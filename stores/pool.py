@@ -33,6 +33,12 @@ class Pool:
     def close(self) -> None:
         self.conn.close()
 
+    def __enter__(self) -> Pool:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
     # -- transactions ---------------------------------------------------------------------------
 
     @contextmanager

@@ -112,13 +112,10 @@ def answers_of(subj: Subject, pack: Any, items: list[Instruction], reporter: Rep
 
     pm = get_plugin_manager()
     cfg = subj.cfg
-    pool = Pool(subj.rd.pool, readonly=True)
-    try:
+    with Pool(subj.rd.pool, readonly=True) as pool:
         ctx = RoundContext(round=subj.round, config=cfg, run_dir=subj.rd.path, task_pack=pack, pool=pool,
                            generators={g.name: g for g in plan_generators(cfg.generate, pm.generator_specs())})
         prompts = prompts_for(pm, ctx, items)
-    finally:
-        pool.close()
     advance = reporter.task(f"{subj.who} answers {len(items)} held-out instructions", len(items))
     stats: dict[str, Any] = {}
     answers = generate(subj.student, prompts, cfg.student, advance, stats=stats)
@@ -171,17 +168,11 @@ def evaluate_round(run_dir: Path, round: int | None = None, per_skill: int | Non
         raise RunError(f"task pack {cfg.task.pack!r} has no verifier: `lionloop evaluate` scores by the verifier "
                        "only (the referee's relative score costs teacher calls; `lionloop status` shows the one "
                        "the run recorded)")
-    pool = Pool(a.rd.pool, readonly=True)
-    try:
+    with Pool(a.rd.pool, readonly=True) as pool:
         items, source, in_pool = held_out_items(pack, pool, cfg.task.pack, per_skill, eval_file)
-    finally:
-        pool.close()
     if b is not None and b.rd.path.resolve() != a.rd.path.resolve():
-        other = Pool(b.rd.pool, readonly=True)
-        try:
+        with Pool(b.rd.pool, readonly=True) as other:
             held = held_in(other, items)
-        finally:
-            other.close()
         items, in_pool = [i for i in items if i.id not in held], in_pool + len(held)
     if not items:
         raise RunError(f"{run_dir}: no held-out instructions to evaluate on ({source}"
