@@ -158,6 +158,14 @@ def test_a_candidate_measured_below_one_call_buys_more_of_the_last_round(tmp_pat
     quotas, last = paced_quotas(rt, 2)
     assert last["calls_per_candidate"] == 0.75  # 300 calls bought 400 candidates in round 1
     assert last["round_budget"] == 400 and quotas["lion"][0] == int(400 / 0.75)
+    # generate.pace_price: last — the round before's price, where the mean of all earlier rounds lags.
+    paid.update({(2, "generate"): {"calls": 50, "cost": 0.0}, (2, "curate"): {"calls": 50, "cost": 0.0}})
+    rt.pool = SimpleNamespace(stage_result=lambda r, stage: {"candidates": 400 if r == 1 else 200} if r < 3 else None)
+    _, mean = paced_quotas(rt, 3)
+    assert mean["calls_per_candidate"] == round(400 / 600, 3)
+    rt.cfg = rt.cfg.model_copy(update={"generate": rt.cfg.generate.model_copy(update={"pace_price": "last"})})
+    _, recent = paced_quotas(rt, 3)
+    assert recent["calls_per_candidate"] == 0.5
 
 
 @pytest.mark.slow

@@ -121,6 +121,9 @@ LEVERS: dict[str, dict[str, Any]] = {
     # falls for both; the loop's cost is more of rewrites (its answers are mostly its own).
     "loop-pack4": {"teacher": {"rewrites_per_call": 4}},
     "uniform-pack4": {"generate": PLAIN, "teacher": {"rewrites_per_call": 4}},
+    # A candidate priced at the round before's cost (generate.pace_price: last), packed: the loop's
+    # candidates get cheaper as its student answers more of them, and the mean left 6% unspent.
+    "loop-pack4-last": {"teacher": {"rewrites_per_call": 4}, "generate": {"pace_price": "last"}},
 }
 EXTRA_SKILLS = ["copy", "upper", "shift", "reverse", "sort", "count", "add", "chain", "sum", "mood"]
 

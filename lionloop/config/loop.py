@@ -193,6 +193,13 @@ class GenerateConfig(_Section):
         "trained on in every later round; 1 spreads what is left evenly; above 1 holds the budget back for "
         "the later, better-informed rounds. Recomputed each round from what is left.",
     )
+    pace_price: Literal["mean", "last"] = Field(
+        "mean",
+        description="With pacing: what a candidate is priced at when a round's part of the budget is turned "
+        "into candidates. mean: its paid calls (or cost) over all earlier rounds; last: over the round before "
+        "(a loop whose student answers more of its own candidates each round makes them cheaper as it goes, "
+        "and the mean then leaves part of the last round's budget unspent).",
+    )
     max_new_per_round: int = Field(400, ge=1, description="Cap on candidates per round across generators.")
     max_accepted_per_round: int | None = Field(
         None, ge=1,

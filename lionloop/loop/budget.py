@@ -72,12 +72,17 @@ def per_candidate(rt: Runtime, r: int, unit: str = "calls") -> float:
     """Paid calls (or with `unit` "cost", their cost) one candidate costs through generate and
     curate (its answer included).
 
-    Measured over this run's earlier rounds where there are any; else the plan's own figure (the
+    Measured over this run's earlier rounds where there are any (all of them, or with
+    `generate.pace_price: last` the latest that made candidates); else the plan's own figure (the
     generators' `calls_per_candidate`, weighted by quota, with each candidate's rewrite at 1/k of a
     call where `rewrites_per_call` packs k; in cost, at the run's mean price)."""
     by_stage = rt.cache.paid(rt.run_id)  # read once, not once per earlier round
-    spent = sum(stage_calls(rt, k, ("generate", "curate"), unit, by_stage) for k in range(1, r))
-    made = sum(int((rt.pool.stage_result(k, "generate") or {}).get("candidates", 0)) for k in range(1, r))
+    made_in = {k: int((rt.pool.stage_result(k, "generate") or {}).get("candidates", 0)) for k in range(1, r)}
+    rounds = list(made_in)
+    if rt.cfg.generate.pace_price == "last":
+        rounds = [k for k in rounds if made_in[k]][-1:]
+    spent = sum(stage_calls(rt, k, ("generate", "curate"), unit, by_stage) for k in rounds)
+    made = sum(made_in[k] for k in rounds)
     if made and spent > 0:
         # Not floored at one call: packed rewrites (1/k of a call) and answers the student gave
         # itself make a candidate cheaper than that; a floor left a packed loop's last round 7% of
