@@ -22,6 +22,7 @@ from typing import Any
 
 from lionloop.bench.arms import loop_rounds, run_arms
 from lionloop.bench.common import (
+    LORA_TRAIN,
     benchmarks_md,
     machine_line,
     md_table,
@@ -74,8 +75,7 @@ REAL_STUDENT: dict[str, Any] = {
     "task": {"seeds_per_skill": 8, "cache_per_skill": 4, "eval_per_skill": 8,
              "skills": ["chain", "sum", "mood", "add", "reverse"]},
     "student": {"max_length": 160, "max_new_tokens": 16, "eval_batch_size": 64},
-    "train": {"steps_per_round": 16, "batch_size": 8, "learning_rate": 5e-4, "warmup_steps": 2,
-              "lora": {"enabled": True, "rank": 16, "alpha": 32}},
+    "train": LORA_TRAIN,
     "judge": {"max_cases": 40},
 }
 

@@ -191,6 +191,12 @@ def md_table(header: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
     return "\n".join(out)
 
 
+# A pretrained `--student` trained with LoRA, sized for 2 CPU cores (SmolLM2-135M trains at ~60-150
+# tokens/s here: a step of 8 rows takes 2-5 s): the training every benchmark's `--student` shares.
+LORA_TRAIN: dict[str, Any] = {"steps_per_round": 16, "batch_size": 8, "learning_rate": 5e-4, "warmup_steps": 2,
+                              "lora": {"enabled": True, "rank": 16, "alpha": 32}}
+
+
 def real_student_about(student: Path, sizes: dict[str, Any], skills: Sequence[str], prompts: str = "") -> str:
     """The sentence a `--student` section opens with: which model, trained how, on what (`sizes`: the
     benchmark's REAL_STUDENT overrides; `prompts`: what its prompts look like, if worth saying)."""

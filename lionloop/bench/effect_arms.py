@@ -8,6 +8,7 @@ import re
 from pathlib import Path
 from typing import Any
 
+from lionloop.bench.common import LORA_TRAIN
 from lionloop.config import RunConfig, parse_config
 
 ARMS = ("loop", "uniform", "lion")
@@ -135,8 +136,7 @@ REAL_STUDENT: dict[str, Any] = {
     "task": {"seeds_per_skill": 10, "cache_per_skill": 4, "eval_per_skill": 10,
              "skills": ["copy", "upper", "reverse", "sort", "add"]},
     "student": {"max_length": 96, "max_new_tokens": 16, "eval_batch_size": 64},
-    "train": {"steps_per_round": 16, "batch_size": 8, "learning_rate": 5e-4, "warmup_steps": 2,
-              "lora": {"enabled": True, "rank": 16, "alpha": 32}},
+    "train": LORA_TRAIN,
 }
 
 
