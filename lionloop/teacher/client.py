@@ -59,7 +59,9 @@ class Backend(Protocol):
 
 @dataclass
 class Spend:
-    """What one `Teacher.ask` has paid so far: calls, and their cost where priced."""
+    """What one `Teacher.ask` has been charged so far, counted against its `limit` and
+    `money_limit`: calls paid now or by this stage before a crash (`resumed`), and their cost
+    where priced."""
 
     paid: int = 0
     cost: float = 0.0
@@ -195,9 +197,9 @@ class Teacher:
         packed reply that fails its own check is asked again, packed with the others that did, as a
         single rewrite's rejected reply is (`parse_retries` times, each a re-ask prompt)."""
         sent, members = pack(requests, self.rewrites_per_call)
-        spend = Spend()
         if len(sent) == len(requests):
-            return self._ask(requests, progress, limit, money_limit, spend=spend)
+            return self._ask(requests, progress, limit, money_limit)
+        spend = Spend()  # shared by the re-asks: the limits hold for the whole batch
         results, alone = unpack(requests, members,
                                 self._ask(sent, item_progress(progress, len(requests), len(sent)), limit, money_limit,
                                           spend=spend))
@@ -207,9 +209,8 @@ class Teacher:
             again = [requests[i] for i in alone]
             self._count_reasks(again)
             sent, members = pack(again, self.rewrites_per_call)
-            answers, failed = unpack(again, members, self._ask(
-                sent, None, None if limit is None else limit - spend.paid,
-                None if money_limit is None else money_limit - spend.cost, first_attempt=attempt, spend=spend))
+            answers, failed = unpack(again, members,
+                                     self._ask(sent, None, limit, money_limit, first_attempt=attempt, spend=spend))
             for i, res in zip(alone, answers, strict=True):
                 if res.error != BUDGET_ERROR:  # unpaid, an item keeps the reason it failed for
                     results[i] = res
@@ -230,7 +231,6 @@ class Teacher:
         self._count("requests", n)
         results: list[Result | None] = [None] * n
         pending = list(range(n))
-        paid, spent = 0, 0.0
         params = self.backend.params()
         for attempt in range(first_attempt, self.parse_retries + 1):
             if not pending:
@@ -257,10 +257,10 @@ class Teacher:
                 if self._count_hit(keys[i], hit):
                     # Paid by this stage before a crash: it counts against the batch's limits, and
                     # prices its kind, as it did then: the resumed stage buys what the first would.
-                    paid += 1
+                    spend.paid += 1
                     cost = (hit["usage"] or {}).get("cost")
                     if cost is not None:
-                        spent += cost
+                        spend.cost += cost
                         self.prices.add(requests[i].kind, cost)
                 results[i] = self._finish(requests[i], hit["response"], cached=True, usage=hit["usage"])
                 if progress and (results[i].ok or last):
@@ -272,9 +272,9 @@ class Teacher:
                 left = self._budget_left()
                 money = self._money_left()
                 if money_limit is not None:
-                    money = money_limit - spent if money is None else min(money, money_limit - spent)
+                    money = money_limit - spend.cost if money is None else min(money, money_limit - spend.cost)
                 afford = None if money is None else self.prices.affordable([requests[i].kind for i in misses], money)
-                caps = [c for c in (left, None if limit is None else limit - paid, afford) if c is not None]
+                caps = [c for c in (left, None if limit is None else limit - spend.paid, afford) if c is not None]
                 cap = max(0, min(caps)) if caps else None
                 if cap == 0:
                     for i in misses:
@@ -298,7 +298,6 @@ class Teacher:
                         cost = estimate_cost(self.backend, usage)
                         if cost is not None:
                             usage["cost"] = cost
-                            spent += cost
                             spend.cost += cost
                             self.prices.add(req.kind, cost)
                         self.cache.put(
@@ -306,7 +305,6 @@ class Teacher:
                             request=prompts[i], response=response, usage=usage,
                             run_id=self.run_id, round=self.round, stage=self.stage,
                         )
-                        paid += 1
                         spend.paid += 1
                         self._count("paid_now")
                         with self._lock:
