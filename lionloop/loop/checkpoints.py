@@ -63,17 +63,24 @@ def position(graph: Any, run_id: str) -> Position:
     return Position(dict(record.values), tuple(record.next), tuple(t.name for t in record.tasks if t.result is not None))
 
 
+def checkpointed_graph(path: Path) -> tuple[Any, sqlite3.Connection]:
+    """The loop compiled with the checkpointer of the file `path`, and that file's connection (the
+    caller closes it)."""
+    from langgraph.checkpoint.sqlite import SqliteSaver
+
+    conn = sqlite3.connect(path, check_same_thread=False)
+    return build_graph(SqliteSaver(conn)), conn
+
+
 def run_position(run_dir: Path) -> Position | None:
     """The position of a run's graph, or None when it has no checkpoint file."""
     files = RunDir(run_dir)
     _, run_id = files.read()
     if not files.checkpoints.exists():
         return None
-    from langgraph.checkpoint.sqlite import SqliteSaver
-
-    conn = sqlite3.connect(files.checkpoints, check_same_thread=False)
+    graph, conn = checkpointed_graph(files.checkpoints)
     try:
-        return position(build_graph(SqliteSaver(conn)), run_id)
+        return position(graph, run_id)
     finally:
         conn.close()
 

@@ -7,7 +7,6 @@ import json
 import logging
 import os
 import shutil
-import sqlite3
 import time
 import uuid
 from pathlib import Path
@@ -16,8 +15,13 @@ from typing import Any
 from lionloop import __version__
 from lionloop.config import RunConfig, dump_config
 from lionloop.errors import RunError
-from lionloop.loop.checkpoints import check_pool_holds_checkpoint, position, run_position, thread
-from lionloop.loop.graph import build_graph
+from lionloop.loop.checkpoints import (
+    check_pool_holds_checkpoint,
+    checkpointed_graph,
+    position,
+    run_position,
+    thread,
+)
 from lionloop.loop.preflight import preflight, preflight_resume
 from lionloop.loop.runtime import Reporter, Runtime
 from lionloop.plugin.manager import get_plugin_manager
@@ -26,15 +30,8 @@ from lionloop.rundir import RunDir, RunLock, busy, lock_holder
 log = logging.getLogger(__name__)
 
 
-def _graph_for(rt: Runtime) -> tuple[Any, sqlite3.Connection]:
-    from langgraph.checkpoint.sqlite import SqliteSaver
-
-    conn = sqlite3.connect(rt.files.checkpoints, check_same_thread=False)
-    return build_graph(SqliteSaver(conn)), conn
-
-
 def _invoke(rt: Runtime, input: Any) -> dict[str, Any]:
-    graph, conn = _graph_for(rt)
+    graph, conn = checkpointed_graph(rt.files.checkpoints)
     try:
         # durability="sync": the checkpoint of a finished node is on disk before the next starts.
         return graph.invoke(input, thread(rt.run_id), context=rt, durability="sync")
@@ -153,7 +150,7 @@ def resume(run_dir: Path, reporter: Reporter | None = None,
         rt = Runtime(cfg=cfg, run_dir=Path(run_dir), run_id=run_id, reporter=reporter or Reporter(), pm=pm,
                      task_pack=pack)
         try:
-            graph, conn = _graph_for(rt)
+            graph, conn = checkpointed_graph(rt.files.checkpoints)
             pos = position(graph, run_id)
             conn.close()
             check_pool_holds_checkpoint(files, pos)
