@@ -169,14 +169,45 @@ class OpenAIBatchRunner:
 # -- vllm run-batch ---------------------------------------------------------------------------------
 
 
-def _alive(pid: int, tag: str) -> bool:
-    """Is `pid` still the run-batch process of this job (not a recycled pid)?"""
+def _alive(pid: int, tag: str, wait_s: float = 0.0) -> bool:
+    """Is `pid` still the run-batch process of this job (not a recycled pid)? A process just started
+    can show no arguments yet (the kernel lets the parent go on before the child's exec has set them
+    up): `wait_s` is how long to wait for them before taking the process for another one."""
+    deadline = time.monotonic() + wait_s
+    while True:
+        try:
+            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().decode("utf-8", "replace")
+            stat = Path(f"/proc/{pid}/stat").read_text()
+        except OSError:
+            return False
+        if stat.rsplit(")", 1)[-1].split()[0] == "Z":
+            return False
+        if cmdline or time.monotonic() >= deadline:
+            return tag in cmdline
+        time.sleep(0.01)
+
+
+def _reaped(pid: int) -> int | None:
+    """The exit code of `pid` if it is a child of this process that has ended (reaped now; a
+    signal as its negative number, as `Popen.returncode` has it); None where it is not ours."""
+    if pid <= 0:
+        return None
     try:
-        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().decode("utf-8", "replace")
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return False
-    return tag in cmdline and stat.rsplit(")", 1)[-1].split()[0] != "Z"
+        got, status = os.waitpid(pid, os.WNOHANG)
+    except ChildProcessError:
+        return None
+    return os.waitstatus_to_exitcode(status) if got == pid else None
+
+
+def _exit_text(code: int | None) -> str:
+    if code is None:
+        return "exit status unknown: not this process's child"
+    if code < 0:
+        try:
+            return f"killed by {signal.Signals(-code).name}" + (": out of memory?" if -code == signal.SIGKILL else "")
+        except ValueError:
+            return f"killed by signal {-code}"
+    return f"exit {code}"
 
 
 def _complete_lines(path: Path, n: int) -> bool:
@@ -210,7 +241,9 @@ class VLLMBatchRunner:
         os.replace(tmp, f["input"])
         f["partial"].unlink(missing_ok=True)
         cmd = [*self.command, "-i", str(f["input"]), "-o", str(f["partial"]), "--model", self.model, *self.args]
-        env = {**os.environ, "OMP_WAIT_POLICY": os.environ.get("OMP_WAIT_POLICY", "PASSIVE"), **self.env}
+        # Unbuffered: a job that dies (out of memory, a signal) leaves what it printed in its log.
+        env = {**os.environ, "OMP_WAIT_POLICY": os.environ.get("OMP_WAIT_POLICY", "PASSIVE"),
+               "PYTHONUNBUFFERED": "1", **self.env}
         with open(f["log"], "ab") as logf:
             try:
                 proc = subprocess.Popen(cmd, stdout=logf, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
@@ -236,7 +269,7 @@ class VLLMBatchRunner:
         if f["output"].exists():
             return JobState("completed", done=True)
         proc = self._procs.get(pid)
-        running = proc.poll() is None if proc is not None else (pid > 0 and _alive(pid, tag))
+        running = proc.poll() is None if proc is not None else (pid > 0 and _alive(pid, tag, wait_s=2.0))
         if running:
             return JobState("in_progress")
         n = self._size(tag)
@@ -245,10 +278,10 @@ class VLLMBatchRunner:
             return JobState("completed", done=True)
         if not f["input"].exists():
             raise BatchGone(f"{f['input']} is gone")
-        tail = f["log"].read_text(errors="replace")[-600:] if f["log"].exists() else ""
-        code = proc.returncode if proc is not None else "?"
-        return JobState("failed", done=True, detail={"error": f"vllm run-batch ended (exit {code}) without "
-                                                              f"a complete output: {' '.join(tail.split())[-400:]}"})
+        tail = " ".join((f["log"].read_text(errors="replace")[-600:] if f["log"].exists() else "").split())[-400:]
+        code = proc.returncode if proc is not None else _reaped(pid)
+        return JobState("failed", done=True, detail={"error": f"vllm run-batch ended ({_exit_text(code)}) without "
+                                                              f"a complete output: {tail or 'its log is empty'}"})
 
     def _size(self, tag: str) -> int:
         if tag not in self._sizes:

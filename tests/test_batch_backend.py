@@ -270,3 +270,31 @@ def test_the_batch_api_client_waits_what_a_429_asks_and_gives_up_on_a_400_at_onc
     finally:
         server.shutdown()
         server.server_close()
+
+
+# A stand-in for `vllm run-batch` that dies the way an out-of-memory kill ends it: the real vLLM
+# cannot be made to die on cue, and what is under test is lionloop's report of the death.
+DIES = "import os, signal; print('loading the model'); os.kill(os.getpid(), signal.SIGKILL)"
+
+
+def test_a_vllm_job_that_dies_is_reported_with_its_signal_and_its_log(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from lionloop.plugins.backend_batch import VLLMBatchRunner
+
+    monkeypatch.delenv("PYTHONUNBUFFERED", raising=False)  # the runner sets it for its job
+
+    ledger = BatchLedger(tmp_path)
+    first = VLLMBatchRunner(ledger, "m", [sys.executable, "-c", DIES], [], poll_s=0.05)
+    batch_id = first.submit("lionloop-t", [{"custom_id": "a", "body": {}}])
+    pid = int(batch_id.split(":")[1])
+    # A resumed runner in the same process (a test's "second run"): the job is its child, not its Popen.
+    second = VLLMBatchRunner(ledger, "m", [], [], poll_s=0.05)
+    deadline = time.monotonic() + 30
+    while (state := second.poll(batch_id)).status == "in_progress" and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert state.status == "failed"
+    error = state.detail["error"]
+    assert "killed by SIGKILL" in error and "loading the model" in error, error  # printed before the kill: unbuffered
+    with pytest.raises(ChildProcessError):
+        os.waitpid(pid, os.WNOHANG)  # reaped, not left a zombie
+    ledger.close()
