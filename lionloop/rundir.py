@@ -91,6 +91,12 @@ class RunDir:
         return self.path / "logs"
 
     @property
+    def evaluations(self) -> Path:
+        """`lionloop evaluate --referee`'s paid calls (teacher answers, judgements): kept out of the
+        run's own cache and pool, so a second evaluation of the same answers pays nothing."""
+        return self.path / "evaluate.sqlite"
+
+    @property
     def batches(self) -> Path:
         return self.path / "batches"
 

@@ -170,3 +170,56 @@ def test_evaluate_measures_a_round_again_and_on_a_larger_held_out_sample(micro_r
         refused = runner.invoke(app, ["evaluate", str(micro_run), *args])
         assert refused.exit_code == 1 and says in refused.output and "Traceback" not in refused.output
     assert sorted(p.name for p in micro_run.iterdir()) == before  # read-only: nothing written to the run
+
+
+def test_evaluate_by_the_referee_pays_once_outside_the_run_and_samples_fairly_under_a_cap(
+        micro_run: Path, tmp_path: Path) -> None:
+    """`lionloop evaluate --referee`: each answer judged against the teacher's by the run's referee
+    (here the offline oracle, which judges by the verifier: so its verdicts must be the verifier's),
+    paid calls kept in RUN_DIR/evaluate.sqlite (the pool and call cache untouched, a second
+    evaluation pays nothing); `--max-calls` ends the judging with a random sample judged, not one
+    tilted to the answers identical to the teacher's that cost no call."""
+    run = tmp_path / "run"
+    shutil.copytree(micro_run, run)
+    pool_bytes = (run / "pool.sqlite").read_bytes()
+    by_verifier = evaluate_round(run, per_skill=30)
+    judged = evaluate_round(run, per_skill=30, referee=True)
+    assert judged["metric"] == "referee" and by_verifier["metric"] == "accuracy"
+    assert judged["right"] == by_verifier["right"] and judged["overall"] == by_verifier["overall"]
+    rel = judged["relative"]
+    assert rel["wins"] + rel["ties"] + rel["losses"] == judged["n"] == judged["asked"]
+    # The drawn instructions were never answered by the run's teacher: answered now, then judged
+    # (two calls a case in both orders, none for an answer identical to the teacher's).
+    wrong = sum(v is False for v in judged["right"].values())
+    assert judged["teacher_calls"] == judged["asked"] + 2 * wrong > judged["asked"]
+    assert (run / "pool.sqlite").read_bytes() == pool_bytes and (run / "evaluate.sqlite").exists()
+    again = evaluate_round(run, per_skill=30, referee=True)
+    assert again["teacher_calls"] == 0 and again["right"] == judged["right"]
+
+    # A cap: what is judged is a prefix of one seeded order, so the share of good answers is not the
+    # share among the free (identical) ones. Answers made up here: half the teacher's, half wrong.
+    from lionloop.loop.held_out import subject
+    from lionloop.loop.held_out_referee import Judging
+    from lionloop.loop.reporting import Reporter
+
+    subj = subject(run, 2)
+    pack = resolve_task_pack(get_plugin_manager().build_registry(), subj.cfg).build(subj.cfg.task, subj.cfg.seed)
+    items = pack.eval_set(per_skill=20)
+    judging = Judging(subj.rd, subj.cfg, pack)
+    try:
+        teacher = judging.teacher_answers(items, Reporter())
+        judging.max_calls = judging.paid() + 20  # 10 cases judged in both orders
+        answers = [teacher[i.id] if k % 2 else "?" for k, i in enumerate(items)]
+        capped = judging.scored(subj, items, answers, 0, teacher, Reporter())
+    finally:
+        judging.close()
+    same = sum(k % 2 == 1 for k in range(len(items)))
+    good, bad = (sum(v is x for v in capped["right"].values()) for x in (True, False))
+    assert bad == 10 and 0 < good < same and capped["n"] == good + bad < len(items)
+    assert all(capped["right"][i.id] in (None, k % 2 == 1) for k, i in enumerate(items))
+
+    out = runner.invoke(app, ["evaluate", str(run), "--referee", "--per-skill", "30"], env={"COLUMNS": "200"})
+    assert out.exit_code == 0, out.output
+    assert "as good as the teacher" in out.output and "0 teacher calls paid" in out.output and "W/T/L" in out.output
+    bad = runner.invoke(app, ["evaluate", str(run), "--max-calls", "5"])
+    assert bad.exit_code == 2 and "with --referee" in bad.output and "Traceback" not in bad.output

@@ -50,6 +50,7 @@ def test_the_own_data_example_end_to_end(tmp_path: Path, monkeypatch: pytest.Mon
     chat = ExampleChat()
     with ScriptedServer(responder=chat, model="teacher") as srv:
         out, final = start(example_config(tmp_path / "run", srv))
+        check_evaluate_by_the_referee(out, tmp_path)
     assert final["stop_reason"] == "max_rounds"
     assert set(chat.kinds) == {"answer", "judge", "rewrite"}
     st = run_status(out)
@@ -92,6 +93,27 @@ def test_the_own_data_example_end_to_end(tmp_path: Path, monkeypatch: pytest.Mon
     stats = CliRunner().invoke(app, ["pool", "stats", str(out)], env={"COLUMNS": "160"}).output
     assert "eval acc" in stats and "held-out accuracy" in stats
     check_evaluate_on_a_file(out, rows, st, tmp_path)
+
+
+def check_evaluate_by_the_referee(out: Path, tmp_path: Path) -> None:
+    """`lionloop evaluate --referee`: the run's eval split judged again gives the relative score the
+    evaluate stage recorded (same answers, same referee); a row without a reference, which the
+    verifier cannot check, is answered by the teacher and judged."""
+    from lionloop.cli.app import app
+
+    cli = CliRunner()
+    res = cli.invoke(app, ["evaluate", str(out), "--referee", "--json"])
+    assert res.exit_code == 0, res.output
+    own = json.loads(res.stdout)
+    assert own["metric"] == "referee" and own["relative"]["overall"] == own["recorded"] is not None
+    assert own["teacher_calls"] > 0 and own["n"] + len(own["not_judged"]) == own["asked"]
+    kind = {"instruction": "Say something kind.", "category": "spelling"}  # no reference
+    path = tmp_path / "kind.jsonl"
+    path.write_text(json.dumps(kind) + "\n")
+    by_verifier = cli.invoke(app, ["evaluate", str(out), "--eval-file", str(path)])
+    assert by_verifier.exit_code == 1 and "--referee" in by_verifier.output
+    judged = json.loads(cli.invoke(app, ["evaluate", str(out), "--eval-file", str(path), "--referee", "--json"]).stdout)
+    assert judged["asked"] == judged["n"] == 1 and judged["teacher_calls"] >= 2  # the answer, then the judge
 
 
 def check_evaluate_on_a_file(out: Path, rows: list[dict[str, Any]], st: dict[str, Any], tmp_path: Path) -> None:

@@ -11,7 +11,7 @@ import typer
 from rich.table import Table
 from rich.text import Text
 
-from lionloop.cli.common import RichReporter, console, err_console, guard, quiet_libraries
+from lionloop.cli.common import RichReporter, console, err_console, fail, guard, quiet_libraries
 
 
 def export_model(
@@ -62,16 +62,27 @@ def evaluate(
                                        "with instruction and reference.")] = 0,
     as_json: Annotated[bool, typer.Option("--json", help="Print the figures as JSON (every answer and verdict "
                                           "by instruction id).")] = False,
+    referee: Annotated[bool, typer.Option("--referee", help="Score by the run's referee instead of the verifier: "
+                                          "each answer judged against the teacher's (rows without references; "
+                                          "paid calls, kept in RUN_DIR/evaluate.sqlite, not repaid).")] = False,
+    max_calls: Annotated[int | None, typer.Option("--max-calls", min=0, help="With --referee: pay at most this many "
+                                                  "teacher calls (answers not judged within it are counted, "
+                                                  "not scored).")] = None,
 ) -> None:
-    """Measure a trained round's student again on held-out instructions (read-only; verifier-scored),
-    alone or against another round or run on the same instructions."""
+    """Measure a trained round's student again on held-out instructions (read-only: by the verifier, or
+    by the referee against the teacher's answers), alone or against another round or run on the same
+    instructions."""
     quiet_libraries()
     from lionloop.inspect.status import run_figures
     from lionloop.loop.held_out import evaluate_round
 
+    if max_calls is not None and not referee:
+        fail("--max-calls caps the referee's paid calls: give it with --referee", 2)
     res = guard(evaluate_round, run_dir, round, per_skill, RichReporter(err_console), eval_file, against_run,
-                against_round, wrong)
-    recorded = {r["round"]: r["eval_accuracy"] for r in guard(run_figures, run_dir)["rounds"]}
+                against_round, wrong, referee, max_calls)
+    # What the run's evaluate stage recorded for the same round, in the same metric.
+    recorded = {r["round"]: (r.get("eval_relative") or {}).get("overall") if referee else r["eval_accuracy"]
+                for r in guard(run_figures, run_dir)["rounds"]}
     res["recorded"] = recorded.get(res["round"])
     if as_json:
         typer.echo(json.dumps(res, indent=2))
@@ -88,7 +99,7 @@ def show_evaluation(res: dict[str, Any], against_run: Path | None) -> None:
     t = Table(title=f"{res['who']} on {res['source']}"
               + (f", against {b['who']}" + (f" of {against_run}" if against_run else "") if b else ""))
     t.add_column("task")
-    t.add_column("accuracy", justify="right")
+    t.add_column("as good as the teacher" if res["metric"] == "referee" else "accuracy", justify="right")
     if b:
         t.add_column("against", justify="right")
         t.add_column("Δ points", justify="right")
@@ -101,11 +112,19 @@ def show_evaluation(res: dict[str, Any], against_run: Path | None) -> None:
             t.add_row(task, pct(acc))
     console.print(t)
     ci = res["interval_95"]
-    console.print(f"accuracy {pct(res['overall'])} on {res['n']} instructions"
+    judged = res["metric"] == "referee"
+    rel = res.get("relative") or {}
+    console.print((f"judged as good as the teacher's answer: {pct(res['overall'])} of {res['n']} instructions"
+                   if judged else f"accuracy {pct(res['overall'])} on {res['n']} instructions")
                   + (f" (95% interval {pct(ci[0])} to {pct(ci[1])})" if ci is not None else "")
-                  + (f"; the run recorded {pct(res['recorded'])} on its eval split" if res["recorded"] is not None else "")
+                  + (f"; relative score {pct(rel['overall'])}, W/T/L {rel['wins']}/{rel['ties']}/{rel['losses']}"
+                     if judged and rel.get("overall") is not None else "")
+                  + (f"; the run recorded {pct(res['recorded'])}" + (" (relative score)" if judged else "")
+                     + " on its eval split" if res["recorded"] is not None else "")
                   + (f"; {res['in_pool']} of them left out: the run's pool holds them" if res["in_pool"] else "")
-                  + (f"; {res['n']} of the {res['asked']} answers could be checked" if res["n"] != res["asked"] else "")
+                  + (f"; {res['n']} of the {res['asked']} answers could be {'judged' if judged else 'checked'}"
+                     if res["n"] != res["asked"] else "")
+                  + (f"; {res['teacher_calls']} teacher calls paid" if judged else "")
                   + (f"; {res['truncated']} answers cut at student.max_new_tokens" if res["truncated"] else ""),
                   highlight=False)
     if res["wrong"]:

@@ -8,8 +8,9 @@ against uniform expansion, with the interval a paired comparison earns.
 
 Why: a run's eval split is sized for a round's time budget (the benchmarks' pretrained student is
 scored on 50 instructions, one is 2 points); the model a user takes away deserves a measurement
-with a known error. Scored by the task pack's verifier; the referee's relative score costs teacher
-calls and is what the evaluate stage recorded (`lionloop status`).
+with a known error. Scored by the task pack's verifier; or, with `referee` (data without reference
+answers), by the run's referee against the teacher's answers, in paid calls kept out of the run
+(`held_out_referee`).
 """
 
 from __future__ import annotations
@@ -147,7 +148,7 @@ def scored(subj: Subject, pack: Any, items: list[Instruction], answers: list[str
 def evaluate_round(run_dir: Path, round: int | None = None, per_skill: int | None = None,
                    reporter: Reporter | None = None, eval_file: str | None = None,
                    against_run: Path | None = None, against_round: int | None = None,
-                   show_wrong: int = 0) -> dict[str, Any]:
+                   show_wrong: int = 0, referee: bool = False, max_calls: int | None = None) -> dict[str, Any]:
     """Accuracy (overall, per task, n) of round `round`'s student (default: the last trained; 0: the
     base model the run started from) on the run's eval split, or with `per_skill` on that many
     held-out instructions a task drawn by the task pack, or on the rows of `eval_file` read by the
@@ -156,7 +157,10 @@ def evaluate_round(run_dir: Path, round: int | None = None, per_skill: int | Non
     With `against_run` and/or `against_round`, a second student (that run's round, default its last
     trained; or this run's round `against_round`) answers the same instructions, less any its own
     pool holds, scored by this run's verifier; `paired` is the difference pair by pair. `show_wrong`:
-    that many of the first student's wrong answers, with instruction and reference (`wrong`)."""
+    that many of the first student's wrong answers, with instruction and reference (`wrong`).
+
+    `referee`: judged by the run's referee against the teacher's answers instead (`metric` says
+    which; `held_out_referee`), paying at most `max_calls` teacher calls (`teacher_calls`)."""
     a = subject(run_dir, round)
     b = None
     if against_run is not None or against_round is not None:
@@ -164,10 +168,10 @@ def evaluate_round(run_dir: Path, round: int | None = None, per_skill: int | Non
     pm = get_plugin_manager()
     cfg = a.cfg
     pack = resolve_task_pack(pm.build_registry(), cfg).build(cfg.task, cfg.seed)
-    if not pack_has_verifier(pack):
-        raise RunError(f"task pack {cfg.task.pack!r} has no verifier: `lionloop evaluate` scores by the verifier "
-                       "only (the referee's relative score costs teacher calls; `lionloop status` shows the one "
-                       "the run recorded)")
+    judge_hint = ("; --referee has the run's referee judge the answers against the teacher's (paid calls, "
+                  "--max-calls caps them)")
+    if not referee and not pack_has_verifier(pack):
+        raise RunError(f"task pack {cfg.task.pack!r} has no verifier to score by{judge_hint}")
     with Pool(a.rd.pool, readonly=True) as pool:
         items, source, in_pool = held_out_items(pack, pool, cfg.task.pack, per_skill, eval_file)
     if b is not None and b.rd.path.resolve() != a.rd.path.resolve():
@@ -177,14 +181,28 @@ def evaluate_round(run_dir: Path, round: int | None = None, per_skill: int | Non
     if not items:
         raise RunError(f"{run_dir}: no held-out instructions to evaluate on ({source}"
                        + (f": the runs' pools hold all {in_pool}" if in_pool else "") + ")")
-    if all(pack.verify(i, "") is None for i in items):
-        raise RunError(f"{source}: the verifier can check none of them (no reference answers?): "
-                       "`lionloop evaluate` scores by the verifier only")
+    if not referee and all(pack.verify(i, "") is None for i in items):
+        raise RunError(f"{source}: the verifier can check none of them (no reference answers?){judge_hint}")
     reporter = reporter or Reporter()
-    out = {**scored(a, pack, items, *answers_of(a, pack, items, reporter), show_wrong=show_wrong),
-           "source": source, "per_skill_drawn": per_skill, "eval_file": eval_file, "in_pool": in_pool}
+    where = {"source": source, "per_skill_drawn": per_skill, "eval_file": eval_file, "in_pool": in_pool}
+    if not referee:
+        out = {**scored(a, pack, items, *answers_of(a, pack, items, reporter), show_wrong=show_wrong),
+               **where, "metric": "accuracy"}
+        if b is not None:
+            out["against"] = scored(b, pack, items, *answers_of(b, pack, items, reporter))
+    else:
+        from lionloop.loop.held_out_referee import Judging
+
+        judging = Judging(a.rd, cfg, pack, max_calls)
+        try:
+            teacher = judging.teacher_answers(items, reporter)
+            out = {**judging.scored(a, items, *answers_of(a, pack, items, reporter), teacher, reporter, show_wrong),
+                   **where, "metric": "referee"}
+            if b is not None:
+                out["against"] = judging.scored(b, items, *answers_of(b, pack, items, reporter), teacher, reporter)
+            out["teacher_calls"] = judging.paid()
+        finally:
+            judging.close()
     if b is not None:
-        other = scored(b, pack, items, *answers_of(b, pack, items, reporter))
-        out["against"] = other
-        out["paired"] = paired_difference(out["right"], other["right"])
+        out["paired"] = paired_difference(out["right"], out["against"]["right"])
     return out

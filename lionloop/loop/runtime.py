@@ -88,15 +88,8 @@ class Runtime:
         self.trainer = resolve_trainer(self.registry, self.cfg).build(self.cfg.train, self.cfg.student)
 
     def _teacher(self, tcfg: TeacherConfig, path: str) -> Teacher:
-        resolved = resolve_backend(self.registry, tcfg, path)
-        env = BackendEnv(section=path, task_pack=self.task_pack, run_dir=self.run_dir, options=resolved.options)
-        register_env(tcfg.api_key_env)  # masked in every error text, reply and log line from here on
-        backend = resolved.entry.factory(tcfg, env)
-        return Teacher(
-            backend, self.cache, self.run_id, parse_retries=tcfg.parse_retries,
-            budget=self.budget_left, money_left=self.money_left, acct=self.acct, max_reply_chars=tcfg.reply_char_limit(),
-            rewrites_per_call=tcfg.rewrites_per_call,
-        )
+        return build_teacher(self.registry, tcfg, path, self.task_pack, self.run_dir, self.cache, self.run_id,
+                             budget=self.budget_left, money_left=self.money_left, acct=self.acct)
 
     def spent(self) -> int:
         """Paid teacher calls of this run so far (read from the call cache: survives crashes)."""
@@ -205,6 +198,18 @@ class Runtime:
             getattr(t.backend, "close", lambda: None)()  # sessions, event-loop threads
         self.pool.close()
         self.cache.close()
+
+
+def build_teacher(registry: Registry, tcfg: TeacherConfig, path: str, task_pack: TaskPack | None, run_dir: Path,
+                  cache: CallCache, run_id: str, **limits: Any) -> Teacher:
+    """The teacher (or referee) config section `path` as a client on the run's cache; `limits`: the
+    budget and accounting a running loop shares between its teachers."""
+    resolved = resolve_backend(registry, tcfg, path)
+    env = BackendEnv(section=path, task_pack=task_pack, run_dir=run_dir, options=resolved.options)
+    register_env(tcfg.api_key_env)  # masked in every error text, reply and log line from here on
+    backend = resolved.entry.factory(tcfg, env)
+    return Teacher(backend, cache, run_id, parse_retries=tcfg.parse_retries, max_reply_chars=tcfg.reply_char_limit(),
+                   rewrites_per_call=tcfg.rewrites_per_call, **limits)
 
 
 def round_to(x: float, nd: int = 3) -> float:

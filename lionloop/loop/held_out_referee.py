@@ -1,0 +1,124 @@
+"""`lionloop evaluate --referee`: held-out answers judged against the teacher's by the run's referee,
+for data without reference answers (or where a verifier cannot say what a good answer is).
+
+A student's answer counts as good where the referee does not call it hard (Lion's rule: the
+teacher's score above the student's by more than `judge.tau`; an answer identical to the teacher's
+is good without a call under `judge.skip_identical`), so the share of good answers, its interval and
+the paired comparison read as the verifier's accuracy does; Lion's relative score (student score
+over teacher score) and win/tie/loss are given beside it.
+
+These are paid calls: the teacher's answers to rows the run never had answered (an eval file's new
+rows), and the judgements (two per row in both orders). They go to the run's evaluation cache
+(`RunDir.evaluations`), never to its pool or its own call cache, so the run is left as it was and a
+second evaluation of the same answers pays nothing; `max_calls` caps what one evaluation pays.
+"""
+
+from __future__ import annotations
+
+import random
+import uuid
+from dataclasses import dataclass
+from typing import Any
+
+from lionloop.config import RunConfig
+from lionloop.loop.referee import judge_cases
+from lionloop.loop.reporting import Reporter
+from lionloop.loop.runtime import build_teacher
+from lionloop.loop.scoring import accuracy, relative_score, wilson_interval
+from lionloop.plugin.manager import get_plugin_manager
+from lionloop.records import Instruction, Verdict
+from lionloop.rundir import RunDir
+from lionloop.stores.cache import CallCache
+from lionloop.stores.pool import Pool
+from lionloop.teacher.client import BUDGET_ERROR, Teacher
+from lionloop.teacher.requests import Answer
+
+
+@dataclass
+class Judging:
+    """The run's teacher and referee on the evaluation cache, with the teacher's answers to judge by."""
+
+    rd: RunDir
+    cfg: RunConfig
+    pack: Any
+    max_calls: int | None = None
+
+    def __post_init__(self) -> None:
+        self.cache = CallCache(self.rd.evaluations)
+        self.run_id = f"evaluate-{uuid.uuid4().hex[:12]}"  # this evaluation's paid calls
+        registry = get_plugin_manager().build_registry()
+        limits = {"budget": self.calls_left}
+
+        def client(section: str) -> Teacher:
+            tcfg = getattr(self.cfg, section)
+            return build_teacher(registry, tcfg, section, self.pack, self.rd.path, self.cache, self.run_id,
+                                 **limits).at(0, "evaluate")
+
+        self.teacher = client("teacher")
+        self.referee = client("referee") if self.cfg.referee else self.teacher
+        self.failures: dict[str, str] = {}
+
+    def calls_left(self) -> int | None:
+        return None if self.max_calls is None else max(0, self.max_calls - self.paid())
+
+    def paid(self) -> int:
+        return self.cache.total_paid(self.run_id)
+
+    def close(self) -> None:
+        self.cache.close()
+
+    def teacher_answers(self, items: list[Instruction], reporter: Reporter) -> dict[str, str]:
+        """The teacher's answer to each item: the run's own (its eval rows were answered at bootstrap),
+        else asked now; those it could not give are in `failures`."""
+        with Pool(self.rd.pool, readonly=True) as pool:
+            known = pool.teacher_answers(i.id for i in items)
+        missing = [i for i in items if i.id not in known]
+        if missing:
+            advance = reporter.task(f"teacher answers {len(missing)} instructions the run never had answered",
+                                    len(missing))
+            results = self.teacher.ask([Answer(instruction=i.text, input=i.input, task=i.task) for i in missing],
+                                       advance)
+            reporter.task_done()
+            for ins, res in zip(missing, results, strict=True):
+                if res.ok:
+                    known[ins.id] = res.output.text
+                else:
+                    self.failures[ins.id] = f"teacher: {res.error or 'no answer'}"
+        return known
+
+    def scored(self, subj: Any, items: list[Instruction], answers: list[str], truncated: int,
+               teacher: dict[str, str], reporter: Reporter, show_wrong: int = 0) -> dict[str, Any]:
+        """`held_out.scored`'s figures with the referee's verdicts in place of the verifier's: good =
+        not called hard; `relative` is Lion's relative score and win/tie/loss."""
+        by_id = {i.id: a for i, a in zip(items, answers, strict=True)}
+        judged = [i for i in items if i.id in teacher]
+        # In a seeded random order: where max_calls ends the judging, those judged are a sample of all.
+        random.Random(f"{self.cfg.seed}:evaluate").shuffle(judged)
+        advance = reporter.task(f"referee judges {subj.who}'s {len(judged)} answers", len(judged))
+        verdicts = judge_cases(self.referee, judged, teacher, by_id, subj.round, self.cfg.judge, advance)
+        reporter.task_done()
+        # Where max_calls ran out, the cases after the first one left unjudged are left out too, those
+        # an identical answer made free among them: the judged stay a random sample, not one tilted
+        # to the answers that needed no call.
+        order = {i.id: k for k, i in enumerate(judged)}
+        cut = min((order[v.instruction_id] for v in verdicts if v.hard is None and BUDGET_ERROR in v.raw),
+                  default=len(judged))
+        verdicts = [v if order[v.instruction_id] < cut else
+                    Verdict(v.instruction_id, v.round, None, None, None, raw=f"not judged: {BUDGET_ERROR}")
+                    for v in verdicts]
+        good: dict[str, bool | None] = {i.id: None for i in items}
+        good.update({v.instruction_id: None if v.hard is None else not v.hard for v in verdicts})
+        acc = accuracy((i.task, good[i.id]) for i in items)
+        overall = acc["overall"]
+        wrong = [{"id": i.id, "task": i.task, "instruction": i.text, "input": i.input,
+                  "reference": teacher.get(i.id), "answer": by_id[i.id]}
+                 for i in items if good[i.id] is False][:show_wrong]
+        unjudged = {v.instruction_id: v.raw for v in verdicts if v.hard is None}
+        return {
+            "run_id": subj.run_id, "round": subj.round, "who": subj.who, "student": str(subj.student),
+            "overall": overall, "per_skill": acc["per_skill"], "n": acc["n"], "asked": len(items),
+            "interval_95": None if overall is None else list(wilson_interval(overall, acc["n"])),
+            "truncated": truncated, "right": good, "answers": by_id, "wrong": wrong,
+            "relative": relative_score(verdicts, {i.id: i.task for i in judged}),
+            "not_judged": {**{k: v for k, v in self.failures.items() if k in good}, **unjudged},
+        }
