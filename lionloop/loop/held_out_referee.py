@@ -30,7 +30,8 @@ from lionloop.records import Instruction, Verdict
 from lionloop.rundir import RunDir
 from lionloop.stores.cache import CallCache
 from lionloop.stores.pool import Pool
-from lionloop.teacher.client import BUDGET_ERROR, Teacher
+from lionloop.teacher.accounting import BUDGET_ERROR
+from lionloop.teacher.client import Teacher
 from lionloop.teacher.requests import Answer
 
 

@@ -14,7 +14,7 @@ from pathlib import Path
 
 from lionloop.errors import RefereeError
 from lionloop.records import Verdict
-from lionloop.teacher.client import BUDGET_ERROR, reason_kind
+from lionloop.teacher.accounting import BUDGET_ERROR, reason_kind
 
 _PREFIXES = ("judge failed (swapped order): ", "judge failed: ")
 

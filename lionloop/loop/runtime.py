@@ -26,7 +26,8 @@ from lionloop.plugin.taskpack import TaskPack
 from lionloop.rundir import RunDir
 from lionloop.stores.cache import CallCache
 from lionloop.stores.pool import Pool
-from lionloop.teacher.client import Accounting, Teacher
+from lionloop.teacher.accounting import Accounting
+from lionloop.teacher.client import Teacher
 from lionloop.teacher.secrets import register_env
 
 log = logging.getLogger(__name__)
