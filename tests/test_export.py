@@ -223,3 +223,18 @@ def test_evaluate_by_the_referee_pays_once_outside_the_run_and_samples_fairly_un
     assert "as good as the teacher" in out.output and "0 teacher calls paid" in out.output and "W/T/L" in out.output
     bad = runner.invoke(app, ["evaluate", str(run), "--max-calls", "5"])
     assert bad.exit_code == 2 and "with --referee" in bad.output and "Traceback" not in bad.output
+
+
+def test_evaluate_by_the_referee_with_no_teacher_to_reach_says_so(micro_run: Path, tmp_path: Path) -> None:
+    """A teacher nobody answers at (the run's config pointed at a closed port): one line naming the
+    failure, exit 1, before any student is asked."""
+    import yaml
+
+    run = tmp_path / "run"
+    shutil.copytree(micro_run, run)
+    cfg = yaml.safe_load((run / "config.yaml").read_text())
+    cfg["teacher"].update(backend="openai", model="m", base_urls=["http://127.0.0.1:9"], max_retries=0)
+    (run / "config.yaml").write_text(yaml.safe_dump(cfg))
+    out = runner.invoke(app, ["evaluate", str(run), "--referee"])
+    assert out.exit_code == 1 and "the teacher gave none of the" in out.output and "127.0.0.1:9" in out.output
+    assert "Traceback" not in out.output and "answers 18 held-out" not in out.output

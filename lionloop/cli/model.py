@@ -127,6 +127,10 @@ def show_evaluation(res: dict[str, Any], against_run: Path | None) -> None:
                   + (f"; {res['teacher_calls']} teacher calls paid" if judged else "")
                   + (f"; {res['truncated']} answers cut at student.max_new_tokens" if res["truncated"] else ""),
                   highlight=False)
+    if judged and res["not_judged"]:
+        from lionloop.loop.held_out_referee import why_not_judged
+
+        console.print(f"not judged: {why_not_judged(res['not_judged'])}", highlight=False)
     if res["wrong"]:
         w = Table(title=f"{len(res['wrong'])} wrong answers")
         for col in ("task", "instruction", "reference", "answer"):

@@ -191,11 +191,14 @@ def evaluate_round(run_dir: Path, round: int | None = None, per_skill: int | Non
         if b is not None:
             out["against"] = scored(b, pack, items, *answers_of(b, pack, items, reporter))
     else:
-        from lionloop.loop.held_out_referee import Judging
+        from lionloop.loop.held_out_referee import Judging, why_not_judged
 
         judging = Judging(a.rd, cfg, pack, max_calls)
         try:
             teacher = judging.teacher_answers(items, reporter)
+            if not any(i.id in teacher for i in items):  # before any student is asked
+                raise RunError(f"{source}: the teacher gave none of the {len(items)} answers to judge by: "
+                               f"{why_not_judged(judging.failures)}")
             out = {**judging.scored(a, items, *answers_of(a, pack, items, reporter), teacher, reporter, show_wrong),
                    **where, "metric": "referee"}
             if b is not None:
@@ -203,6 +206,9 @@ def evaluate_round(run_dir: Path, round: int | None = None, per_skill: int | Non
             out["teacher_calls"] = judging.paid()
         finally:
             judging.close()
+        if out["n"] == 0:
+            raise RunError(f"{source}: none of the {out['asked']} answers could be judged (paid "
+                           f"{out['teacher_calls']} teacher calls): {why_not_judged(out['not_judged'])}")
     if b is not None:
         out["paired"] = paired_difference(out["right"], out["against"]["right"])
     return out

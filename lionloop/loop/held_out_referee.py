@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import random
 import uuid
+from collections import Counter
 from dataclasses import dataclass
 from typing import Any
 
@@ -123,3 +124,11 @@ class Judging:
             "relative": relative_score(verdicts, {i.id: i.task for i in judged}),
             "not_judged": {**{k: v for k, v in self.failures.items() if k in good}, **unjudged},
         }
+
+
+def why_not_judged(reasons: dict[str, str], shown: int = 2) -> str:
+    """The commonest reasons answers went unjudged, with their counts: 'judge failed: transport:
+    connection refused (398), ...'."""
+    counts = Counter(" ".join(r.split())[:160] for r in reasons.values())
+    return "; ".join(f"{r} ({n})" for r, n in counts.most_common(shown)) + (
+        f"; {len(counts) - shown} other reasons" if len(counts) > shown else "")
