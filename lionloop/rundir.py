@@ -14,6 +14,7 @@ RUN_DIR/
   student/             checkpoints: base/, round-N/, <role>/round-N/; checkpoints/ while training
                        (round-N.launch/: an accelerate launch's job)
   batches/             `vllm run-batch` jobs of a batch teacher: <tag>.input.jsonl, .output.jsonl, .log
+  evaluate.sqlite      `lionloop evaluate --referee`'s paid calls (and a batch teacher's jobs for them)
   logs/                crash logs: the traceback of an error lionloop did not expect
 ```
 """

@@ -312,7 +312,7 @@ def make_batch_backend(cfg: TeacherConfig, env: BackendEnv, options: BatchOption
     path = getattr(env, "section", "teacher")
     if not cfg.model:
         raise ConfigError(f"{path}.model: the batch backend needs a model name (vllm: a model path)")
-    ledger = BatchLedger(env.run_dir)
+    ledger = BatchLedger(env.run_dir, getattr(env, "jobs", None))
     if opts.runner == "openai":
         key = "EMPTY"
         if cfg.api_key_env:

@@ -1,9 +1,10 @@
 """Schema migrations: every change to the SQLite schemas, as numbered steps in one place.
 
-Two schemas, each an ordered list of named steps:
+Three schemas, each an ordered list of named steps:
 
 - `pool`: the run's tables (`lionloop.stores.pool.Pool`),
-- `cache`: the teacher-call cache (`lionloop.stores.cache.CallCache`).
+- `cache`: the teacher-call cache (`lionloop.stores.cache.CallCache`),
+- `batches`: a batch teacher's job ledger where it is kept outside a pool (the pool has it as a step).
 
 By default both live in one file (the run's `pool.sqlite`); `teacher.cache_path` can put the cache
 in a file of its own, shared by several runs. A writer opening a file applies the steps it has not
@@ -210,7 +211,13 @@ CACHE: tuple[Migration, ...] = (
     add_column("m002_llm_cache_repaid", "llm_cache", "repaid", "INTEGER", "0"),
 )
 
-SCHEMAS: dict[str, tuple[Migration, ...]] = {"pool": POOL, "cache": CACHE}
+# -- batch jobs outside a run's pool ---------------------------------------------------------------
+
+# The pool's batch tables alone, for a file that records a batch teacher's jobs but is no pool
+# (`lionloop evaluate --referee` keeps its paid calls and their jobs in the run's evaluate.sqlite).
+BATCHES: tuple[Migration, ...] = (create("m001_teacher_batches", BATCH_TABLES),)
+
+SCHEMAS: dict[str, tuple[Migration, ...]] = {"pool": POOL, "cache": CACHE, "batches": BATCHES}
 
 
 # -- applying ---------------------------------------------------------------------------------------
@@ -229,7 +236,7 @@ def applied(conn: sqlite3.Connection, schema: str) -> set[str]:
 
 
 def migrate(conn: sqlite3.Connection, schema: str) -> list[str]:
-    """Apply the steps of `schema` ('pool' or 'cache') the file has not recorded; returns their names.
+    """Apply the steps of `schema` ('pool', 'cache' or 'batches') the file has not recorded; returns their names.
 
     `conn` must be a writer in autocommit mode (isolation_level=None). Each step runs in its own
     BEGIN IMMEDIATE transaction with the row recording it, and is checked again inside it: two

@@ -161,6 +161,35 @@ def loop_teacher(srv: BatchServer) -> dict[str, Any]:
             "cost_per_1k_input": PRICE_IN, "cost_per_1k_output": PRICE_OUT, "options": {"poll_s": 0.05}}
 
 
+def test_an_evaluation_by_the_referee_records_its_jobs_beside_its_calls_not_in_the_pool(
+        micro_run: Path, tmp_path: Path) -> None:
+    """`lionloop evaluate --referee` with a batch teacher: the jobs it pays for are recorded in
+    RUN_DIR/evaluate.sqlite with its calls, so the run's pool is left as it was, and a second
+    evaluation submits nothing."""
+    import shutil
+
+    from lionloop.loop.held_out import evaluate_round
+
+    run = tmp_path / "run"
+    shutil.copytree(micro_run, run)
+    conf = yaml.safe_load((run / "config.yaml").read_text())
+    pool_bytes = (run / "pool.sqlite").read_bytes()
+    with BatchServer(responder=SkillsChat(), delay_s=0.1) as srv:
+        conf["teacher"] = loop_teacher(srv)
+        (run / "config.yaml").write_text(yaml.safe_dump(conf))
+        judged = evaluate_round(run, per_skill=4, referee=True)
+        again = evaluate_round(run, per_skill=4, referee=True)
+        created = len(srv.stats.created)
+    by_verifier = evaluate_round(run, per_skill=4)
+    assert judged["metric"] == "referee" and judged["right"] == by_verifier["right"]  # SkillsChat judges by the verifier
+    assert judged["teacher_calls"] > 0 and again["teacher_calls"] == 0
+    assert (run / "pool.sqlite").read_bytes() == pool_bytes
+    with sqlite3.connect(run / "evaluate.sqlite") as conn:
+        jobs = conn.execute("SELECT status, requests FROM teacher_batches").fetchall()
+    assert created == len(jobs) >= 2 and {j[0] for j in jobs} == {"collected"}  # answers, then judgements
+    assert sum(j[1] for j in jobs) == judged["teacher_calls"]
+
+
 @pytest.mark.slow
 def test_a_loop_through_the_batch_api_shows_the_saving(tmp_path: Path) -> None:
     from lionloop.inspect.status import run_status
@@ -180,7 +209,6 @@ def test_a_loop_through_the_batch_api_shows_the_saving(tmp_path: Path) -> None:
     assert max(srv.stats.billed.values()) == 1 and sum(srv.stats.billed.values()) == total["paid"]
 
 
-@pytest.mark.slow
 def _submitted(run: Path) -> int:
     """Jobs the run has recorded as submitted and not yet collected (0 before its pool exists)."""
     try:
@@ -189,6 +217,7 @@ def _submitted(run: Path) -> int:
         return 0
 
 
+@pytest.mark.slow
 def test_kill_9_while_a_batch_is_pending_repays_nothing(tmp_path: Path) -> None:
     with BatchServer(responder=SkillsChat(), delay_s=2.0) as srv:
         run = tmp_path / "run"

@@ -9,7 +9,8 @@ over teacher score) and win/tie/loss are given beside it.
 
 These are paid calls: the teacher's answers to rows the run never had answered (an eval file's new
 rows), and the judgements (two per row in both orders). They go to the run's evaluation cache
-(`RunDir.evaluations`), never to its pool or its own call cache, so the run is left as it was and a
+(`RunDir.evaluations`; a batch teacher's jobs are recorded there too), never to its pool or its own
+call cache, so the run is left as it was and a
 second evaluation of the same answers pays nothing; `max_calls` caps what one evaluation pays.
 """
 
@@ -54,7 +55,7 @@ class Judging:
         def client(section: str) -> Teacher:
             tcfg = getattr(self.cfg, section)
             return build_teacher(registry, tcfg, section, self.pack, self.rd.path, self.cache, self.run_id,
-                                 **limits).at(0, "evaluate")
+                                 jobs=self.rd.evaluations, **limits).at(0, "evaluate")
 
         self.teacher = client("teacher")
         self.referee = client("referee") if self.cfg.referee else self.teacher

@@ -202,11 +202,12 @@ class Runtime:
 
 
 def build_teacher(registry: Registry, tcfg: TeacherConfig, path: str, task_pack: TaskPack | None, run_dir: Path,
-                  cache: CallCache, run_id: str, **limits: Any) -> Teacher:
+                  cache: CallCache, run_id: str, jobs: Path | None = None, **limits: Any) -> Teacher:
     """The teacher (or referee) config section `path` as a client on the run's cache; `limits`: the
-    budget and accounting a running loop shares between its teachers."""
+    budget and accounting a running loop shares between its teachers; `jobs`: where a batch backend
+    records its jobs (None: the run's pool)."""
     resolved = resolve_backend(registry, tcfg, path)
-    env = BackendEnv(section=path, task_pack=task_pack, run_dir=run_dir, options=resolved.options)
+    env = BackendEnv(section=path, task_pack=task_pack, run_dir=run_dir, options=resolved.options, jobs=jobs)
     register_env(tcfg.api_key_env)  # masked in every error text, reply and log line from here on
     backend = resolved.entry.factory(tcfg, env)
     return Teacher(backend, cache, run_id, parse_retries=tcfg.parse_retries, max_reply_chars=tcfg.reply_char_limit(),

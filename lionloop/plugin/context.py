@@ -61,13 +61,16 @@ class BackendEnv:
     `run_dir` is the run's directory. `options` is `<section>.options` validated against the
     options model the backend registered (`registry.add_backend(name, factory, options=Model)`),
     the dict as given when it registered none, None when the env was built by hand (then read
-    the config's dict yourself).
+    the config's dict yourself). `jobs` is the SQLite file where a backend that creates paid jobs
+    (the batch backend) records them: None for the run's pool; `lionloop evaluate --referee` gives
+    its own file, so an evaluation leaves the run's pool as it was.
     """
 
     section: str
     task_pack: TaskPack
     run_dir: Path
     options: Any = None
+    jobs: Path | None = None
 
 
 class Student(Protocol):

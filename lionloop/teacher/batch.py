@@ -88,17 +88,17 @@ class BatchRunner(Protocol):
 
 
 class BatchLedger:
-    """The jobs a run has created and what they hold, in the run's pool file (its own connection:
-    a backend is built beside the loop's)."""
+    """The jobs a run has created and what they hold, in the run's pool file or in `path` (an
+    evaluation's own file); its own connection: a backend is built beside the loop's."""
 
-    def __init__(self, run_dir: Path) -> None:
+    def __init__(self, run_dir: Path, path: Path | None = None) -> None:
         from lionloop.stores import migrations
 
         self.run_dir = RunDir(run_dir)
-        self.path = self.run_dir.pool
+        self.path = Path(path) if path is not None else self.run_dir.pool
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self.conn = connect(self.path)
-        migrations.migrate(self.conn, "pool")
+        migrations.migrate(self.conn, "pool" if self.path == self.run_dir.pool else "batches")
 
     def close(self) -> None:
         self.conn.close()
