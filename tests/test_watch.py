@@ -120,3 +120,30 @@ def test_status_tells_running_stopped_crashed_and_finished(tmp_path: Path) -> No
     # Resume of a finished run: says so, changes nothing.
     again = _cli("resume", str(run))
     assert again.returncode == 0 and "has finished (stop: max_rounds after round 2): nothing to resume" in again.stdout
+
+
+def test_a_stage_saved_before_its_process_died_reads_as_done_not_under_way(micro_run: Path, tmp_path: Path) -> None:
+    """Killed after a stage committed its rows and marker but before its end reached events.jsonl:
+    `status` says the run crashed after that stage, not in it (before: 'crashed in round 1 ·
+    curate', a stage `resume` does not run again). Staged on a copy of a finished micro run: its
+    stop marker removed, a start of round 1's curate logged just before that stage's marker."""
+    import shutil
+    import sqlite3
+
+    from lionloop.cli.status import state_line
+
+    run = tmp_path / "run"
+    shutil.copytree(micro_run, run)
+    with sqlite3.connect(run / "pool.sqlite") as conn:
+        conn.execute("DELETE FROM stages WHERE round = 2 AND stage = 'decide'")
+        (finished,) = conn.execute("SELECT finished FROM stages WHERE round = 1 AND stage = 'curate'").fetchone()
+    with open(run / "events.jsonl", "a") as f:
+        f.write(json.dumps({"t": finished - 0.5, "event": "stage_start", "round": 1, "stage": "curate"}) + "\n")
+    state = _state(run)
+    assert (state["status"], state["round"], state["stage"], state.get("done")) == ("crashed", 1, "curate", True)
+    assert " after round 1 · curate (its work saved)" in state_line(state)
+
+    with sqlite3.connect(run / "pool.sqlite") as conn:  # the stage's work not saved: it is where the run stopped
+        conn.execute("DELETE FROM stages WHERE round = 1 AND stage = 'curate'")
+    state = _state(run)
+    assert state["stage"] == "curate" and "done" not in state and " in round 1 · curate (started" in state_line(state)

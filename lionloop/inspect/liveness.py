@@ -41,8 +41,10 @@ def tail_events(path: Path, max_bytes: int = TAIL_BYTES) -> list[dict[str, Any]]
 
 def run_state(files: RunDir, pool: Pool | None = None) -> dict[str, Any]:
     """The run's state: `status` (one of STATES), where it is or stopped (`round`, `stage`, `since`:
-    when that stage started), the running process's `pid` and current `progress`, the
-    `stop_reason` of a finished run, the `message` of a failed one, and the `resume` command."""
+    when that stage started; `done` where the pool holds the stage as finished though its end was
+    never logged: the process ended in between), the running process's `pid` and current
+    `progress`, the `stop_reason` of a finished run, the `message` of a failed one, and the
+    `resume` command."""
     holder = lock_holder(files)
     events = tail_events(files.events)
     stop = _last_stop(pool) if pool is not None else None
@@ -50,6 +52,8 @@ def run_state(files: RunDir, pool: Pool | None = None) -> dict[str, Any]:
     open_stage = _open_stage(events)
     if open_stage is not None:
         out.update(round=open_stage["round"], stage=open_stage["stage"], since=open_stage["t"])
+        if pool is not None and _marked_since(pool, open_stage):
+            out["done"] = True  # its work was committed; the process ended before it said so
         progress = [e for e in events if e.get("event") == "progress" and e.get("t", 0) >= open_stage["t"]
                     and (e.get("round"), e.get("stage")) == (open_stage["round"], open_stage["stage"])]
         if progress:
@@ -83,6 +87,12 @@ def _open_stage(events: list[dict[str, Any]]) -> dict[str, Any] | None:
         if e.get("event") == "stage_start":
             return e
     return None
+
+
+def _marked_since(pool: Pool, stage: dict[str, Any]) -> bool:
+    """Whether the stage's marker (written in the transaction with its rows) is newer than its start."""
+    rows = pool.query("SELECT finished FROM stages WHERE round = ? AND stage = ?", (stage["round"], stage["stage"]))
+    return bool(rows) and rows[0]["finished"] >= stage["t"]
 
 
 def _last_stop(pool: Pool) -> dict[str, Any] | None:
