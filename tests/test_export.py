@@ -205,18 +205,35 @@ def test_evaluate_by_the_referee_pays_once_outside_the_run_and_samples_fairly_un
     subj = subject(run, 2)
     pack = resolve_task_pack(get_plugin_manager().build_registry(), subj.cfg).build(subj.cfg.task, subj.cfg.seed)
     items = pack.eval_set(per_skill=20)
-    judging = Judging(subj.rd, subj.cfg, pack)
+    judging = Judging(subj.rd, subj.cfg, pack)  # uncapped: the teacher's answers bought (and cached)
     try:
-        teacher = judging.teacher_answers(items, Reporter())
-        judging.max_calls = judging.paid() + 20  # 10 cases judged in both orders
+        judging.start(items, 1, Reporter())
+        teacher = dict(judging.known)
+    finally:
+        judging.close()
+    judging = Judging(subj.rd, subj.cfg, pack, 20)
+    try:
+        judging.start(items, 1, Reporter())
         answers = [teacher[i.id] if k % 2 else "?" for k, i in enumerate(items)]
-        capped = judging.scored(subj, items, answers, 0, teacher, Reporter())
+        capped = judging.judge([(subj, answers, 0)], items, Reporter())[0]
+        assert judging.paid() == 20
     finally:
         judging.close()
     same = sum(k % 2 == 1 for k in range(len(items)))
     good, bad = (sum(v is x for v in capped["right"].values()) for x in (True, False))
-    assert bad == 10 and 0 < good < same and capped["n"] == good + bad < len(items)
+    assert bad == 10 and 0 < good < same and capped["n"] == good + bad < len(items)  # 20 calls: 10 judged wrong
     assert all(capped["right"][i.id] in (None, k % 2 == 1) for k, i in enumerate(items))
+
+    # A cap where the teacher's answers must be bought too (a fresh copy, new instructions drawn): the
+    # cap buys judged cases, not answers to cases it cannot judge (before: all 30 calls went to the
+    # first 30 of 90 answers, none was judged, and the evaluation ended in an error).
+    fresh = tmp_path / "fresh"
+    shutil.copytree(micro_run, fresh)
+    few = evaluate_round(fresh, per_skill=30, referee=True, max_calls=30)
+    assert few["teacher_calls"] <= 30 and 10 <= few["n"] < few["asked"] == 90
+    assert all(r.endswith("teacher budget exhausted") for r in few["not_judged"].values())
+    assert {k: v for k, v in judged["right"].items() if few["right"][k] is not None} == {
+        k: v for k, v in few["right"].items() if v is not None}  # the same verdicts as the uncapped run's
 
     out = runner.invoke(app, ["evaluate", str(run), "--referee", "--per-skill", "30"], env={"COLUMNS": "200"})
     assert out.exit_code == 0, out.output

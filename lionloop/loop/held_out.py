@@ -195,19 +195,20 @@ def evaluate_round(run_dir: Path, round: int | None = None, per_skill: int | Non
 
         judging = Judging(a.rd, cfg, pack, max_calls)
         try:
-            teacher = judging.teacher_answers(items, reporter)
-            if not any(i.id in teacher for i in items):  # before any student is asked
-                raise RunError(f"{source}: the teacher gave none of the {len(items)} answers to judge by: "
+            cases, answered = judging.start(items, 1 if b is None else 2, reporter)
+            if not answered:  # before any student is asked
+                raise RunError(f"{source}: the teacher gave none of the {cases} answers to judge by: "
                                f"{why_not_judged(judging.failures)}")
-            out = {**judging.scored(a, items, *answers_of(a, pack, items, reporter), teacher, reporter, show_wrong),
-                   **where, "metric": "referee"}
+            runs = [(subj, *answers_of(subj, pack, items, reporter)) for subj in ([a] if b is None else [a, b])]
+            judged = judging.judge(runs, items, reporter, show_wrong)
+            out = {**judged[0], **where, "metric": "referee"}
             if b is not None:
-                out["against"] = judging.scored(b, items, *answers_of(b, pack, items, reporter), teacher, reporter)
+                out["against"] = judged[1]
             out["teacher_calls"] = judging.paid()
         finally:
             judging.close()
         if out["n"] == 0:
-            raise RunError(f"{source}: none of the {out['asked']} answers could be judged (paid "
+            raise RunError(f"{source}: none of {out['who']}'s {out['asked']} answers could be judged (paid "
                            f"{out['teacher_calls']} teacher calls): {why_not_judged(out['not_judged'])}")
     if b is not None:
         out["paired"] = paired_difference(out["right"], out["against"]["right"])

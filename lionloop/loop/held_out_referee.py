@@ -10,8 +10,10 @@ over teacher score) and win/tie/loss are given beside it.
 These are paid calls: the teacher's answers to rows the run never had answered (an eval file's new
 rows), and the judgements (two per row in both orders). They go to the run's evaluation cache
 (`RunDir.evaluations`; a batch teacher's jobs are recorded there too), never to its pool or its own
-call cache, so the run is left as it was and a
-second evaluation of the same answers pays nothing; `max_calls` caps what one evaluation pays.
+call cache, so the run is left as it was and a second evaluation of the same answers pays nothing.
+`max_calls` caps what one evaluation pays: the cases are taken in a seeded random order, a chunk at
+a time that the calls left surely pay for (teacher answer and judgements together), so a cap buys
+judged cases, a random sample of all, not teacher answers for cases it cannot judge.
 """
 
 from __future__ import annotations
@@ -70,51 +72,94 @@ class Judging:
     def close(self) -> None:
         self.cache.close()
 
-    def teacher_answers(self, items: list[Instruction], reporter: Reporter) -> dict[str, str]:
-        """The teacher's answer to each item: the run's own (its eval rows were answered at bootstrap),
-        else asked now; those it could not give are in `failures`."""
-        with Pool(self.rd.pool, readonly=True) as pool:
-            known = pool.teacher_answers(i.id for i in items)
-        missing = [i for i in items if i.id not in known]
+    def start(self, items: list[Instruction], subjects: int, reporter: Reporter) -> tuple[int, int]:
+        """Put the cases in a seeded random order (where max_calls ends the judging, those judged are a
+        random sample of all) and get the teacher's answers for the first of them: (how many cases,
+        how many of them have an answer to judge by; 0 is said before any student answers)."""
+        self.order = list(items)
+        random.Random(f"{self.cfg.seed}:evaluate").shuffle(self.order)
+        self.subjects, self.pos = subjects, 0
+        with Pool(self.rd.pool, readonly=True) as pool:  # the run's own: its eval rows were answered at bootstrap
+            self.known: dict[str, str] = pool.teacher_answers(i.id for i in items)
+        self.chunk = self._next_chunk(reporter)
+        return len(self.chunk), sum(i.id in self.known for i in self.chunk)
+
+    def _next_chunk(self, reporter: Reporter | None = None) -> list[Instruction]:
+        """The next cases in the order that the calls left surely pay for (all of them without a cap):
+        each at most a teacher answer, where there is none yet, and a judgement per subject (two calls
+        in both orders); at least one (free where its answers are identical). Their teacher answers are asked for here (those
+        the teacher could not give are in `failures`)."""
+        rest = self.order[self.pos:]
+        left = self.calls_left()
+        if left is not None:
+            per_case = (2 if self.cfg.judge.both_orders else 1) * self.subjects
+            cost, n = 0, 0
+            for ins in rest:
+                cost += per_case + (ins.id not in self.known)
+                if cost > left and n:
+                    break
+                n += 1
+            rest = rest[:n]
+        self.pos += len(rest)
+        missing = [i for i in rest if i.id not in self.known]
         if missing:
             advance = reporter.task(f"teacher answers {len(missing)} instructions the run never had answered",
-                                    len(missing))
+                                    len(missing)) if reporter else None
             results = self.teacher.ask([Answer(instruction=i.text, input=i.input, task=i.task) for i in missing],
                                        advance)
-            reporter.task_done()
+            if reporter:
+                reporter.task_done()
             for ins, res in zip(missing, results, strict=True):
                 if res.ok:
-                    known[ins.id] = res.output.text
+                    self.known[ins.id] = res.output.text
                 else:
                     self.failures[ins.id] = f"teacher: {res.error or 'no answer'}"
-        return known
+        return rest
 
-    def scored(self, subj: Any, items: list[Instruction], answers: list[str], truncated: int,
-               teacher: dict[str, str], reporter: Reporter, show_wrong: int = 0) -> dict[str, Any]:
-        """`held_out.scored`'s figures with the referee's verdicts in place of the verifier's: good =
-        not called hard; `relative` is Lion's relative score and win/tie/loss."""
-        by_id = {i.id: a for i, a in zip(items, answers, strict=True)}
-        judged = [i for i in items if i.id in teacher]
-        # In a seeded random order: where max_calls ends the judging, those judged are a sample of all.
-        random.Random(f"{self.cfg.seed}:evaluate").shuffle(judged)
-        advance = reporter.task(f"referee judges {subj.who}'s {len(judged)} answers", len(judged))
-        verdicts = judge_cases(self.referee, judged, teacher, by_id, subj.round, self.cfg.judge, advance)
+    def judge(self, runs: list[tuple[Any, list[str], int]], items: list[Instruction], reporter: Reporter,
+              show_wrong: int = 0) -> list[dict[str, Any]]:
+        """Each (subject, answers, truncated) judged against the teacher's answers, a chunk of the
+        order at a time (`start` first), while calls are left: `held_out.scored`'s figures per subject
+        with the referee's verdicts in place of the verifier's (good = not called hard), and Lion's
+        relative score and win/tie/loss as `relative`."""
+        by_id = [{i.id: a for i, a in zip(items, answers, strict=True)} for _, answers, _ in runs]
+        verdicts: list[list[Verdict]] = [[] for _ in runs]
+        judged: list[Instruction] = []  # the cases with a teacher answer, in the order
+        who = " and ".join(subj.who for subj, _, _ in runs)
+        advance = reporter.task(f"referee judges {who}'s answers", len(items) * len(runs))
+        chunk = self.chunk
+        while chunk:
+            have = [i for i in chunk if i.id in self.known]
+            judged += have
+            for k, (subj, _, _) in enumerate(runs):
+                verdicts[k] += judge_cases(self.referee, have, self.known, by_id[k], subj.round, self.cfg.judge,
+                                           advance)
+            unpaid = any(BUDGET_ERROR in v.raw for vs in verdicts for v in vs if v.hard is None) or any(
+                BUDGET_ERROR in self.failures.get(i.id, "") for i in chunk)
+            chunk = [] if unpaid else self._next_chunk()
         reporter.task_done()
-        # Where max_calls ran out, the cases after the first one left unjudged are left out too, those
-        # an identical answer made free among them: the judged stay a random sample, not one tilted
-        # to the answers that needed no call.
+        for ins in self.order[self.pos:]:  # the calls ran out before these
+            self.failures.setdefault(ins.id, f"left out: {BUDGET_ERROR}")
+        return [self._scored(subj, items, by_id[k], truncated, verdicts[k], judged, show_wrong if k == 0 else 0)
+                for k, (subj, _, truncated) in enumerate(runs)]
+
+    def _scored(self, subj: Any, items: list[Instruction], by_id: dict[str, str], truncated: int,
+                verdicts: list[Verdict], judged: list[Instruction], show_wrong: int) -> dict[str, Any]:
+        # Where max_calls ran out inside a chunk, the cases after the first one left unjudged are
+        # left out too, those an identical answer made free among them: the judged stay a random
+        # sample, not one tilted to the answers that needed no call.
         order = {i.id: k for k, i in enumerate(judged)}
         cut = min((order[v.instruction_id] for v in verdicts if v.hard is None and BUDGET_ERROR in v.raw),
                   default=len(judged))
         verdicts = [v if order[v.instruction_id] < cut else
-                    Verdict(v.instruction_id, v.round, None, None, None, raw=f"not judged: {BUDGET_ERROR}")
+                    Verdict(v.instruction_id, v.round, None, None, None, raw=f"left out: {BUDGET_ERROR}")
                     for v in verdicts]
         good: dict[str, bool | None] = {i.id: None for i in items}
         good.update({v.instruction_id: None if v.hard is None else not v.hard for v in verdicts})
         acc = accuracy((i.task, good[i.id]) for i in items)
         overall = acc["overall"]
         wrong = [{"id": i.id, "task": i.task, "instruction": i.text, "input": i.input,
-                  "reference": teacher.get(i.id), "answer": by_id[i.id]}
+                  "reference": self.known.get(i.id), "answer": by_id[i.id]}
                  for i in items if good[i.id] is False][:show_wrong]
         unjudged = {v.instruction_id: v.raw for v in verdicts if v.hard is None}
         return {
