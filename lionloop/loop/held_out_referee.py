@@ -87,8 +87,8 @@ class Judging:
     def _next_chunk(self, reporter: Reporter | None = None) -> list[Instruction]:
         """The next cases in the order that the calls left surely pay for (all of them without a cap):
         each at most a teacher answer, where there is none yet, and a judgement per subject (two calls
-        in both orders); at least one (free where its answers are identical). Their teacher answers are asked for here (those
-        the teacher could not give are in `failures`)."""
+        in both orders); at least one (free where its answers are identical). Their teacher answers
+        are asked for here (those the teacher could not give are in `failures`)."""
         rest = self.order[self.pos:]
         left = self.calls_left()
         if left is not None:
@@ -131,11 +131,11 @@ class Judging:
         while chunk:
             have = [i for i in chunk if i.id in self.known]
             judged += have
+            unpaid = any(BUDGET_ERROR in self.failures.get(i.id, "") for i in chunk)
             for k, (subj, _, _) in enumerate(runs):
-                verdicts[k] += judge_cases(self.referee, have, self.known, by_id[k], subj.round, self.cfg.judge,
-                                           advance)
-            unpaid = any(BUDGET_ERROR in v.raw for vs in verdicts for v in vs if v.hard is None) or any(
-                BUDGET_ERROR in self.failures.get(i.id, "") for i in chunk)
+                new = judge_cases(self.referee, have, self.known, by_id[k], subj.round, self.cfg.judge, advance)
+                verdicts[k] += new
+                unpaid = unpaid or any(v.hard is None and BUDGET_ERROR in v.raw for v in new)
             chunk = [] if unpaid else self._next_chunk()
         reporter.task_done()
         for ins in self.order[self.pos:]:  # the calls ran out before these
