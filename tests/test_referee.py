@@ -120,3 +120,17 @@ def test_a_run_records_its_referees_position_bias(micro_run: Path) -> None:
     for pos in judged:
         # The offline oracle scores each answer by itself, whichever slot it is in.
         assert pos["n"] > 0 and pos["first_slot_points"] == 0 and pos["order_flips"] == 0
+
+
+def test_progress_counts_whole_cases_in_both_orders(tmp_path: Path) -> None:
+    """The bar moves a case at a time (before: half a case per call, '19.5/280' on the screen); an
+    identical answer, judged without a call, counts at once; a garbage reply re-asked still ends at
+    one step for its case."""
+    items = [Instruction(text=f"q{k}", task="t") for k in range(5)]
+    teacher = {i.id: "right" for i in items}
+    student = {i.id: a for i, a in zip(items, ["right", "wrong", "wrong", "right ", "wrong"], strict=True)}
+    steps: list[Any] = []
+    cfg = RefereeConfig(tau=1.0, skip_identical=True)
+    judge_cases(_teacher(tmp_path, BiasedJudge(bias=0.0, garbage_for={"q2"})), items, teacher, student, 1, cfg,
+                steps.append)
+    assert all(isinstance(n, int) and n >= 1 for n in steps) and sum(steps) == len(items)

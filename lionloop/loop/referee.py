@@ -64,8 +64,15 @@ def judge_cases(
         if cfg.both_orders:
             requests.append(Judge(instruction=ins.text, input=ins.input, task=ins.task, answer_1=s, answer_2=t))
     per = 2 if cfg.both_orders else 1
-    step = (lambda n: progress(n / per)) if progress else None  # noqa: E731
-    results = referee.ask(requests, step)
+    calls_in = [0]
+
+    def step(n: int) -> None:  # in whole cases: one judged in both orders counts once its second call is in
+        before = calls_in[0] // per
+        calls_in[0] += n
+        if progress and calls_in[0] // per > before:
+            progress(calls_in[0] // per - before)
+
+    results = referee.ask(requests, step if progress else None)
     for k, ins in enumerate(to_judge):
         first = results[k * per]
         if not first.ok:
