@@ -55,9 +55,8 @@ def state_line(state: dict[str, Any] | None) -> str:
     if status == "new":
         return f"not started · start it with: {state['resume']}"
     cont = f" · continue with: {state['resume']}"
-    inside = f" in {at} (started {_clock(state.get('since'))})" if at else ""
-    if at and state.get("done"):
-        inside = f" after {at} (its work saved)"
+    inside = "" if not at else f" after {at} (its work saved)" if state.get("done") else (
+        f" in {at} (started {_clock(state.get('since'))})")
     if status == "stopped":
         return f"[bold yellow]stopped[/]{inside}, interrupted at {_clock(state.get('at'))}{cont}"
     if status == "failed":

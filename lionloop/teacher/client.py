@@ -22,7 +22,6 @@ from lionloop.teacher.secrets import redact
 log = logging.getLogger(__name__)
 
 
-
 @dataclass
 class Reply:
     """What a backend returns for one request: raw text (LLMs) or a ready output (oracle).
