@@ -27,6 +27,7 @@ import pytest
 from conftest import MICRO, micro_config, pool_rows
 
 from lionloop.config import TeacherConfig
+from lionloop.errors import ConfigError
 from lionloop.stores.cache import CallCache
 from lionloop.teacher.client import Teacher
 from lionloop.teacher.requests import Answer, Judge, Rewrite
@@ -109,6 +110,34 @@ def test_openai_backend_against_vllm(server: VLLMServer, tmp_path: Path) -> None
     s = teacher.stats()[(1, "probe")]
     assert s["requests"] == 64 == s["answered"] + s["failures"]
     assert s["cost"] == pytest.approx(s["prompt_tokens"] / 1000 * 0.1 + s["completion_tokens"] / 1000 * 0.3)
+
+
+def test_preflight_reads_what_the_vllm_server_serves(server: VLLMServer, tmp_path: Path,
+                                                     caplog: pytest.LogCaptureFixture) -> None:
+    """Start-up reads vLLM's /models: a model it does not serve and a reply limit its context
+    cannot hold are refused before anything is written or paid (each would fail every call);
+    a context too short for judge prompts on long answers is a warning; a fitting config passes."""
+    from lionloop.loop.preflight import preflight
+    from lionloop.plugin.manager import get_plugin_manager
+
+    pm = get_plugin_manager()
+    with pytest.raises(ConfigError) as err:
+        preflight(micro_config(tmp_path / "a", referee=llm(server, model="no-such-model")), pm)
+    assert str(err.value).startswith("referee.model: ") and repr(server.model) in str(err.value)
+    with pytest.raises(ConfigError, match=rf"^referee.max_tokens: {MAX_LEN} leaves no room .* {MAX_LEN}-token context"):
+        preflight(micro_config(tmp_path / "b", referee=llm(server, max_tokens=MAX_LEN)), pm)
+    assert not (tmp_path / "a").exists() and not (tmp_path / "b").exists()
+    # The judge replies with up to 3,600 tokens about the oracle teacher's answer (teacher.max_tokens
+    # 512) and the student's: over 4,096 tokens with the instructions left out.
+    with caplog.at_level("WARNING", logger="lionloop.loop.preflight"):
+        preflight(micro_config(tmp_path / "c", referee=llm(server, max_tokens=3600)), pm)
+    (warning,) = [r.getMessage() for r in caplog.records]
+    assert warning.startswith("referee: ") and f"{MAX_LEN}-token context" in warning and "HTTP 400" in warning
+    caplog.clear()
+    with caplog.at_level("WARNING", logger="lionloop.loop.preflight"):
+        preflight(micro_config(tmp_path / "d", referee=llm(server)), pm)  # as the loop tests run
+        preflight(micro_config(tmp_path / "e", referee=llm(server, max_tokens=3600), judge={"mode": "verifier"}), pm)
+    assert not caplog.records  # (e): no judge prompt is sent, so the judge's limit is its own business
 
 
 def test_loop_with_a_vllm_referee(server: VLLMServer, tmp_path: Path) -> None:
@@ -198,6 +227,7 @@ SIDECAR_DRIVER = textwrap.dedent('''
         sys.modules["lionloop"] = lionloop
         spec.loader.exec_module(lionloop)
         from lionloop.config import TeacherConfig
+from lionloop.errors import ConfigError
         from lionloop.plugins.backend_vllm import VLLMBackend
         from lionloop.teacher.requests import Answer, Judge, Rewrite
         from lionloop.stores.cache import CallCache

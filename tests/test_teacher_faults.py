@@ -43,6 +43,26 @@ def _one_line(res) -> str:  # noqa: ANN001
 # -- a referee outage ------------------------------------------------------------------------------
 
 
+def test_start_up_leaves_a_server_it_cannot_read_to_the_run(tmp_path: Path) -> None:
+    """The start-up server check refuses only what a server's own listing rules out (vLLM's, read
+    against a real server in test_llm_loop_vllm): a server that is down (a resumed run may need no
+    new call) or lists no context length (this one lists 'scripted' and answers any model name,
+    as llama.cpp's does) passes, and no chat call is made."""
+    import socket
+
+    from lionloop.loop.preflight import preflight
+    from lionloop.plugin.manager import get_plugin_manager
+
+    with socket.socket() as s:  # a port nobody listens on
+        s.bind(("127.0.0.1", 0))
+        closed = f"http://127.0.0.1:{s.getsockname()[1]}/v1"
+    with ScriptedServer(responder=SkillsChat()) as srv:
+        for n, urls in enumerate(([closed], [srv.base_url])):
+            cfg = micro_config(tmp_path / f"run{n}", referee={**llm(srv), "base_urls": urls})
+            assert preflight(cfg, get_plugin_manager()) is not None
+        assert srv.stats.requests == 0
+
+
 @pytest.mark.slow
 def test_a_referee_outage_stops_the_run_and_resume_finishes_it(tmp_path: Path) -> None:
     """Before: 112 of 112 judge calls failed, `stop: no_hard_cases`, exit 0; resume sent nothing."""
@@ -62,6 +82,7 @@ def test_a_referee_outage_stops_the_run_and_resume_finishes_it(tmp_path: Path) -
         assert res.exit_code == 1
         line = _one_line(res)
         assert "round 1: the referee decided 0 of" in line and "failures: http 500 x" in line, line
+        assert "(one: http 500: internal error (scripted) (after 2 tries))" in line, line  # what the server said
         assert f"lionloop resume {run}" in line
         # Not converged, not finished: no stop, no discriminate marker, no verdicts taken for judged.
         assert not pool_rows(run, "SELECT * FROM stages WHERE stage = 'discriminate'")

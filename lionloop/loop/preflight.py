@@ -1,9 +1,11 @@
 """What a run checks before it writes anything or loads any model, in a few seconds: every path the
 config names exists and is the right kind, the student's shape fits this machine, the device
 exists, API keys are in the environment, the seed file reads, every component the config names is
-registered, every plugin's options pass its options model, and the task pack loads (a dataset pack
-reads and checks every file, row and column here). A bad one is a ConfigError naming the field path
-(`lionloop run` exits 2 with that one line), a bad seed or data row a SeedError naming file and line.
+registered, every plugin's options pass its options model, the task pack loads (a dataset pack
+reads and checks every file, row and column here), and a teacher server that lists its models
+serves the configured one with room for its replies (no call is paid). A bad one is a ConfigError
+naming the field path (`lionloop run` exits 2 with that one line), a bad seed or data row a
+SeedError naming file and line.
 
 Before this, each of these failed after bootstrap had loaded models and paid the teacher, with a
 traceback, and left a run directory that refused the corrected config.
@@ -11,6 +13,7 @@ traceback, and left a run directory that refused the corrected config.
 
 from __future__ import annotations
 
+import logging
 import os
 from pathlib import Path
 from typing import Any
@@ -23,6 +26,8 @@ from lionloop.plugin.registry import Registry, Resolved
 from lionloop.rundir import RunDir
 from lionloop.stores.integrity import check_store
 from lionloop.student.checks import check_student, check_white_box_teacher
+
+log = logging.getLogger(__name__)
 
 # The tiny student's vocabulary: 256 byte tokens and 3 special ones (lionloop.student.model).
 TINY_VOCAB = 259
@@ -87,10 +92,28 @@ def preflight(cfg: RunConfig, pm: PluginManager, new_run: bool = True) -> Any:
             if resolved.entry.name == "oracle":
                 raise ConfigError(f"{path}.backend: the task pack {cfg.task.pack!r} has no oracle (a programmatic "
                                   "teacher): use an LLM teacher (backend: openai, vllm or hf)")
-    check_scoring(cfg, pack, pack.eval_set())
+    scoring = check_scoring(cfg, pack, pack.eval_set())
     check_weights(cfg, pack)
     check_priced(cfg, [(path, resolved.entry.name) for path, resolved in backends])
+    check_servers(cfg, backends, judges=cfg.judge.mode != "verifier" or scoring.referee)
     return pack
+
+
+def check_servers(cfg: RunConfig, backends: list[tuple[str, Resolved]], judges: bool) -> None:
+    """Each teacher section's servers, where its backend can ask them (`check_server`: the openai
+    backend reads `/models`): a model they do not serve or a reply limit their context cannot hold
+    is a ConfigError here rather than a refused call per request; a context too short for judge
+    prompts on long answers is a warning. `judges`: the run sends judge prompts (to the referee
+    section, else the teacher)."""
+    sections = dict(teacher_sections(cfg))
+    referee = "referee" if "referee" in sections else "teacher"
+    # A judge prompt holds the teacher's answer and the student's, each up to its limit.
+    room = cfg.teacher.max_tokens + cfg.student.generate_max_new_tokens() if judges else 0
+    for path, resolved in backends:
+        check = getattr(resolved.entry.factory, "check_server", None)
+        if check is not None:
+            for warning in check(sections[path], path, room if path == referee else 0):
+                log.warning("%s", warning)
 
 
 def check_priced(cfg: RunConfig, backends: list[tuple[str, str]]) -> None:
