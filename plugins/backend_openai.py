@@ -345,6 +345,12 @@ class OpenAIBackend(ChatBackend):
         usage = dict(data.get("usage") or {})
         usage = {k: usage[k] for k in ("prompt_tokens", "completion_tokens") if isinstance(usage.get(k), int)}
         usage["finish_reason"] = choice.get("finish_reason")
+        # A server that parses a reasoning model's thinking out of the content (vllm serve
+        # --reasoning-parser: `reasoning_content`, newer versions `reasoning`) returns no content
+        # when the tokens ran out while thinking: say so, for the failure's reason.
+        if not text.strip() and any(isinstance(message.get(k), str) and message[k].strip()
+                                    for k in ("reasoning_content", "reasoning")):
+            usage["thinking_only"] = True
         return Reply(text=text, usage=usage)
 
 

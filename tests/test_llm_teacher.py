@@ -353,6 +353,49 @@ def test_faults_are_retried_or_recorded(tmp_path: Path) -> None:
     assert srv.stats.faults["400"] == 1 and srv.stats.faults["500"] == 2 + 4
 
 
+def test_a_reasoning_models_thinking_is_kept_but_never_parsed_or_learnt(tmp_path: Path) -> None:
+    """A reasoning teacher (DeepSeek-R1, QwQ, Qwen3 served without a reasoning parser) opens its
+    reply with its thinking. None is packaged here, so the scripted server writes replies in their
+    shape: `<think>...</think>answer`, or `...</think>answer` where the chat template opened the
+    block. The answer alone is parsed and trained on (the thinking names a decoy answer and a
+    decoy verdict), the thinking stays in the cached reply, and a reply cut off while thinking is a
+    failure saying so."""
+    decoy = '{"explanation": "decoy", "score_1": 1, "score_2": 10}'
+    replies = {
+        "q-tagged": "<think>\nMaybe 41? No: 20 + 22 = 42.\n</think>\n\n42",
+        "q-opened": "The template opened the block. 41? No.</think>42",
+        "q-judge": f"<think>First guess {decoy}, but 2 is right.</think>{VERDICT}",
+        "q-cut": "<think>Let me consider every possible way to add these numbers, starting",
+    }
+
+    def responder(body: dict[str, Any]) -> str:
+        text = json.dumps(body["messages"])
+        return next(r for name, r in replies.items() if name in text)
+
+    with ScriptedServer(responder=responder) as srv:
+        keyed(srv, {"q-cut": ["truncated"]})
+        reqs = [Answer(instruction="q-tagged"), Answer(instruction="q-opened"), judge(instruction="q-judge"),
+                Answer(instruction="q-cut")]
+        tagged, opened, verdict, cut = ask(backend(srv.base_url), reqs, tmp_path, parse_retries=0)
+    assert tagged.output.text == "42" == opened.output.text
+    assert tagged.raw.startswith("<think>") and "41?" in opened.raw  # kept, for inspection
+    assert (verdict.output.score_1, verdict.output.score_2) == (9, 3)
+    assert cut.output is None and cut.error == ("parse: answer: the reply is thinking with no answer after it (cut "
+                                                "off at max_tokens: a reasoning model needs room to think and answer)")
+    cached = [json.loads(r[0])["text"] for r in sqlite3.connect(tmp_path / "c.sqlite").execute(
+        "SELECT response FROM llm_cache")]
+    assert sum("<think>" in t for t in cached) == 3
+    # A server that parses the thinking out (vllm serve --reasoning-parser) sends it apart, and
+    # no content when the tokens ran out while thinking.
+    class ParsedOut(OpenAIBackend):
+        async def _post(self, ep: Any, body: dict[str, Any]) -> dict[str, Any]:
+            return {"choices": [{"finish_reason": "length",
+                                 "message": {"content": None, "reasoning_content": "Let me consider"}}]}
+
+    (res,) = ask(ParsedOut(backend(srv.base_url).cfg), [Answer(instruction="q-parsed")], tmp_path, parse_retries=0)
+    assert res.error == cut.error
+
+
 def test_retry_after_is_honoured(tmp_path: Path) -> None:
     assert retry_after({"retry-after": "2"}) == 2.0 and retry_after({"retry-after-ms": "250"}) == 0.25
     assert retry_after({"retry-after": "Wed, 21 Oct 2015 07:28:00 GMT"}) == 0.0 and retry_after({}) is None

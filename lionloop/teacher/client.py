@@ -16,6 +16,7 @@ from lionloop.stores.cache import CallCache, cache_key
 from lionloop.teacher.accounting import BUDGET_ERROR, Accounting, reason_kind
 from lionloop.teacher.packing import item_progress, pack, unpack
 from lionloop.teacher.pricing import KindPrices
+from lionloop.teacher.replies import split_reasoning
 from lionloop.teacher.requests import ParseError, Rejected, TeacherRequest
 from lionloop.teacher.secrets import redact
 
@@ -349,16 +350,23 @@ class Teacher:
                 usage: dict[str, Any] | None = None) -> Result:
         if response.get("rejected"):
             return Result(req, error=str(response["rejected"]), cached=cached)
-        text = response.get("text")
-        if self.max_reply_chars is not None and isinstance(text, str) and len(text) > self.max_reply_chars:
-            return Result(req, error=self._oversize(len(text)), cached=cached)  # from an older cache
+        raw = response.get("text")
+        if self.max_reply_chars is not None and isinstance(raw, str) and len(raw) > self.max_reply_chars:
+            return Result(req, error=self._oversize(len(raw)), cached=cached)  # from an older cache
+        # A reasoning model's thinking is kept in the cache and as `raw`, never parsed or learnt from.
+        thinking, text = split_reasoning(raw) if isinstance(raw, str) else (None, raw)
         if response.get("output") is None and not req.structured and (why := plain_text_mismatch(req, text)):
-            return Result(req, error=f"type: {why}", cached=cached, raw=text)
+            return Result(req, error=f"type: {why}", cached=cached, raw=raw)
+        cut = (usage or {}).get("finish_reason") == "length"
         try:
             if response.get("output") is not None:
                 out = req.Output.model_validate(response["output"])
+            elif not text and (thinking is not None or (usage or {}).get("thinking_only")):
+                raise ParseError(f"{req.kind}: the reply is thinking with no answer after it"
+                                 + (" (cut off at max_tokens: a reasoning model needs room to think and answer)"
+                                    if cut else ""))
             else:
-                out = req.parse(response.get("text") or "")
+                out = req.parse(text or "")
         except Exception as err:  # noqa: BLE001 - a plugin's parser may raise anything; never a crash
             if isinstance(err, ValidationError):
                 msg = err.errors()[0]["msg"]
@@ -366,11 +374,11 @@ class Teacher:
                 msg = str(err)
             else:
                 msg = f"{req.kind}: parser raised {type(err).__name__}: {err}"
-            if (usage or {}).get("finish_reason") == "length":
+            if cut and "max_tokens" not in msg:
                 msg += " (the reply was cut off at max_tokens)"
-            return Result(req, error=redact(f"parse: {msg}"), cached=cached, raw=response.get("text"),
+            return Result(req, error=redact(f"parse: {msg}"), cached=cached, raw=raw,
                           rejected=isinstance(err, Rejected))
-        return Result(req, output=out, cached=cached, raw=response.get("text"))
+        return Result(req, output=out, cached=cached, raw=raw)
 
     def _count(self, what: str, n: int = 1) -> None:
         with self._lock:
