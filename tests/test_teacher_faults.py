@@ -20,6 +20,7 @@ import pytest
 from conftest import MICRO, deep_merge, micro_config, pool_rows
 from typer.testing import CliRunner
 
+from lionloop.errors import RefereeError
 from lionloop.stores.cache import CallCache
 from lionloop.teacher.client import Reply, Teacher
 from lionloop.teacher.requests import Answer, TeacherRequest
@@ -105,6 +106,25 @@ def test_a_referee_outage_stops_the_run_and_resume_finishes_it(tmp_path: Path) -
         assert r["unjudged"] == n[1] and r["unjudged"] > 0, r
         assert r["judged"] == r["hard"] + r["easy"] == n[0] - n[1], r
     assert stats["verdicts"]["unjudged"] == sum(r["unjudged"] for r in stats["rounds"])
+
+
+@pytest.mark.slow
+def test_a_referee_refusing_long_prompts_is_quoted_whole(tmp_path: Path) -> None:
+    """A referee served with too short a context refuses judge prompts (HTTP 400, vLLM's words): the
+    run's error quotes the refusal (before: 'failures: http 400 x 36' alone), and `lionloop status`
+    shows the error whole (before: cut at 500 characters, mid-sentence)."""
+    from lionloop.inspect.status import run_status
+    from lionloop.loop.runner import start
+
+    chat = SkillsChat()
+    with ScriptedServer(responder=chat, plan=lambda key, nth: "context") as srv:
+        with pytest.raises(RefereeError) as err:
+            start(micro_config(tmp_path / "run", referee=llm(srv), stop={"max_rounds": 1}))
+    assert "failures: http 400 x" in str(err.value)
+    assert "(one: http 400: This model's maximum context length is 512 tokens." in str(err.value)
+    state = run_status(tmp_path / "run")["state"]
+    assert state["status"] == "failed" and state["message"] == f"RefereeError: {' '.join(str(err.value).split())}"
+    assert len(state["message"]) > 500
 
 
 def test_no_hard_cases_needs_decided_cases() -> None:

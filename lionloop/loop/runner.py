@@ -49,7 +49,8 @@ def _run(rt: Runtime, input: Any, command: str) -> dict[str, Any]:
         rt.event(event="interrupted", **rt.current)
         raise
     except BaseException as err:
-        rt.event(event="error", message=f"{type(err).__name__}: {' '.join(str(err).split())[:500]}", **rt.current)
+        # Whole, as `lionloop status` shows it (a referee error quoting a server's message ran past 500).
+        rt.event(event="error", message=f"{type(err).__name__}: {' '.join(str(err).split())[:2000]}", **rt.current)
         raise
 
 

@@ -39,7 +39,7 @@ from typing import Any
 
 log = logging.getLogger(__name__)
 
-FAULTS = ("429", "500", "400", "slow", "drop", "malformed", "empty", "no_choices", "truncated")
+FAULTS = ("429", "500", "400", "context", "slow", "drop", "malformed", "empty", "no_choices", "truncated")
 """Fault names a plan may return (None or "ok" answers normally)."""
 
 Plan = Callable[[str, int], "str | None"]
@@ -215,6 +215,12 @@ class ScriptedServer:
             )
         if fault == "400":
             return web.json_response({"error": {"message": "bad request (scripted)"}}, status=400)
+        if fault == "context":  # vLLM's refusal of a prompt longer than its context, word for word
+            return web.json_response({"error": {"message": (
+                "This model's maximum context length is 512 tokens. However, your prompt contains at least 513 "
+                "input tokens, which exceeds this limit even without any output tokens. Please reduce the length "
+                "of the input prompt. (parameter=input_tokens, value=513)"), "type": "BadRequestError",
+                "param": "input_tokens", "code": 400}}, status=400)
         if fault == "500":
             return web.json_response({"error": {"message": "internal error (scripted)"}}, status=500)
         if fault == "drop":
