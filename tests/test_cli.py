@@ -37,6 +37,30 @@ def test_status_table_and_bad_run_dir(micro_run: Path, tmp_path: Path) -> None:
     assert bad.exit_code == 1 and "not a lionloop run directory" in bad.output
 
 
+def test_status_counts_eval_answers_the_referee_left_unjudged() -> None:
+    """A '-' relative score and 0/0/0 said nothing of why: the referee's calls on the eval
+    answers failed (seen with a referee whose context refused the judge prompts)."""
+    from rich.console import Console
+
+    from lionloop.cli.status import scores_table
+
+    def rnd(n: int, unjudged: int) -> dict:
+        rel = {"overall": None if unjudged == 21 else 0.9, "wins": 0, "ties": 21 - unjudged, "losses": 0,
+               "unjudged": unjudged}
+        return {"round": n, "eval_accuracy": 0.5, "eval_relative": rel}
+
+    def text(rounds: list[dict]) -> str:
+        console = Console(width=120, record=True)
+        console.print(scores_table({"rounds": rounds}))
+        return console.export_text()
+
+    shown = text([rnd(1, 21), rnd(2, 0)])
+    assert "unjudged" in shown
+    rows = [line.strip("│ ").split("│") for line in shown.splitlines() if line.startswith("│")]
+    assert [row[-1].strip() for row in rows] == ["21", "0"]
+    assert "unjudged" not in text([rnd(1, 0)])  # nothing to say: no column
+
+
 def test_run_refuses_an_existing_run_dir(micro_run: Path, tmp_path: Path) -> None:
     cfg = tmp_path / "c.yaml"
     cfg.write_text(f"run_dir: {micro_run}\n")

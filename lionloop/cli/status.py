@@ -112,7 +112,9 @@ def scores_table(st: dict[str, Any]) -> Table | None:
     if not rel and not agree:
         return None
     t = Table(title="held-out scores and the referee audited by the verifier")
-    cols = ["round", "eval acc"] + (["rel. score", "W/T/L"] if rel else [])
+    # Eval answers the referee left unjudged (its calls failed): a '-' score says why only with them.
+    unjudged = rel and any((r.get("eval_relative") or {}).get("unjudged") for r in rounds)
+    cols = ["round", "eval acc"] + (["rel. score", "W/T/L"] if rel else []) + (["unjudged"] if unjudged else [])
     cols += ["agree", "prec. hard", "recall hard", "calls audited"] if agree else []
     for col in cols:
         t.add_column(col, justify="right")
@@ -121,6 +123,7 @@ def scores_table(st: dict[str, Any]) -> Table | None:
         if rel:
             ref = r.get("eval_relative") or {}
             cells += [pct(ref.get("overall")), f"{ref['wins']}/{ref['ties']}/{ref['losses']}" if ref else "-"]
+            cells += [str(ref.get("unjudged", "-"))] if unjudged else []
         if agree:
             a = r.get("agreement") or {}
             cells += [pct(a.get("agreement")), pct(a.get("precision")), pct(a.get("recall")), str(a.get("n", "-"))]
