@@ -227,7 +227,6 @@ SIDECAR_DRIVER = textwrap.dedent('''
         sys.modules["lionloop"] = lionloop
         spec.loader.exec_module(lionloop)
         from lionloop.config import TeacherConfig
-from lionloop.errors import ConfigError
         from lionloop.plugins.backend_vllm import VLLMBackend
         from lionloop.teacher.requests import Answer, Judge, Rewrite
         from lionloop.stores.cache import CallCache
