@@ -175,6 +175,15 @@ def test_loop_with_a_vllm_referee(server: VLLMServer, tmp_path: Path) -> None:
     assert ref["calls"] == len(disc) and rnd["teacher_tokens"]["prompt"] > 0 and rnd["teacher_cost"] > 0
     print(f"vLLM referee: {len(judged)} judged, {len(failed)} failed, {len(skipped)} identical; "
           f"referee stage {ref}; peak overlap {max_overlap(disc)}")
+    # `lionloop evaluate --referee` reads the server as the run's start-up did: a run whose config
+    # names a model the server no longer serves is one ConfigError before a call is paid or the
+    # evaluation's cache is made.
+    from lionloop.loop.held_out import evaluate_round
+
+    (out / "config.yaml").write_text((out / "config.yaml").read_text().replace(server.model, "gone-model"))
+    with pytest.raises(ConfigError, match=r"^referee.model: .* does not serve 'gone-model'"):
+        evaluate_round(out, referee=True)
+    assert not (out / "evaluate.sqlite").exists()
 
 
 def test_loop_with_everything_on_vllm(server: VLLMServer, tmp_path: Path) -> None:

@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from lionloop.config import RunConfig
+from lionloop.loop.preflight import check_servers, resolve_backend, teacher_sections
 from lionloop.loop.referee import judge_cases
 from lionloop.loop.reporting import Reporter
 from lionloop.loop.runtime import build_teacher
@@ -49,9 +50,13 @@ class Judging:
     max_calls: int | None = None
 
     def __post_init__(self) -> None:
+        registry = get_plugin_manager().build_registry()
+        # The servers may have changed since the run (another model, a shorter context): say so here,
+        # as `lionloop run` does at start-up, rather than in a refusal per judge call.
+        sections = [(path, tcfg) for path, tcfg in teacher_sections(self.cfg) if path != "generator_teacher"]
+        check_servers(self.cfg, [(path, resolve_backend(registry, tcfg, path)) for path, tcfg in sections], judges=True)
         self.cache = CallCache(self.rd.evaluations)
         self.run_id = f"evaluate-{uuid.uuid4().hex[:12]}"  # this evaluation's paid calls
-        registry = get_plugin_manager().build_registry()
         limits = {"budget": self.calls_left}
 
         def client(section: str) -> Teacher:
