@@ -46,6 +46,7 @@ from lionloop import (
     Reply,
     TeacherConfig,
     TeacherRequest,
+    fold_thinking,
     hookimpl,
 )
 
@@ -346,12 +347,11 @@ class OpenAIBackend(ChatBackend):
         usage = {k: usage[k] for k in ("prompt_tokens", "completion_tokens") if isinstance(usage.get(k), int)}
         usage["finish_reason"] = choice.get("finish_reason")
         # A server that parses a reasoning model's thinking out of the content (vllm serve
-        # --reasoning-parser: `reasoning_content`, newer versions `reasoning`) returns no content
-        # when the tokens ran out while thinking: say so, for the failure's reason.
-        if not text.strip() and any(isinstance(message.get(k), str) and message[k].strip()
-                                    for k in ("reasoning_content", "reasoning")):
-            usage["thinking_only"] = True
-        return Reply(text=text, usage=usage)
+        # --reasoning-parser, DeepSeek's API: `reasoning_content`, newer vLLM `reasoning`) sends it
+        # apart: put back in front, the reply reads as an unparsed one does (the answer parsed, the
+        # thinking kept, learnt with student.thinking: learn; all thinking and no answer a failure).
+        thinking = next((message[k] for k in ("reasoning_content", "reasoning") if isinstance(message.get(k), str)), None)
+        return Reply(text=fold_thinking(thinking, text), usage=usage)
 
 
 def _models(url: str, key: str, timeout_s: float = 5.0) -> list[Any] | None:

@@ -3,7 +3,7 @@ point one way. An AST walk over the sources, so a wrong-way import fails here be
 
 Rooms, from the bottom up (a room may import its own and the ones listed for it):
 
-    base      lionloop/{errors,records,rundir,processes}.py, lionloop/config/
+    base      lionloop/{errors,records,rundir,processes,thinking}.py, lionloop/config/
     stores    stores/                    base
     teacher   lionloop/teacher/          base, stores
     student   lionloop/student/          base
@@ -27,7 +27,7 @@ ROOT = Path(__file__).resolve().parents[1]
 # Source folder -> the import name it installs as (pyproject's package-dir).
 TREES = {"lionloop": "lionloop", "plugins": "lionloop.plugins", "stores": "lionloop.stores"}
 
-BASE = {"errors", "config", "records", "rundir", "processes"}
+BASE = {"errors", "config", "records", "rundir", "processes", "thinking"}
 ALLOWED = {
     "base": {"base"},
     "stores": {"base", "stores"},

@@ -385,15 +385,21 @@ def test_a_reasoning_models_thinking_is_kept_but_never_parsed_or_learnt(tmp_path
     cached = [json.loads(r[0])["text"] for r in sqlite3.connect(tmp_path / "c.sqlite").execute(
         "SELECT response FROM llm_cache")]
     assert sum("<think>" in t for t in cached) == 3
-    # A server that parses the thinking out (vllm serve --reasoning-parser) sends it apart, and
-    # no content when the tokens ran out while thinking.
+    # A server that parses the thinking out (vllm serve --reasoning-parser, DeepSeek's API) sends
+    # it apart: it is put back in front of the answer, kept as an unparsed reply's is (for
+    # student.thinking: learn), and no content when the tokens ran out while thinking is a failure.
     class ParsedOut(OpenAIBackend):
         async def _post(self, ep: Any, body: dict[str, Any]) -> dict[str, Any]:
-            return {"choices": [{"finish_reason": "length",
-                                 "message": {"content": None, "reasoning_content": "Let me consider"}}]}
+            if "q-parsed-cut" in json.dumps(body["messages"]):
+                return {"choices": [{"finish_reason": "length",
+                                     "message": {"content": None, "reasoning_content": "Let me consider"}}]}
+            return {"choices": [{"finish_reason": "stop", "message": {"content": "42", "reasoning": "20 + 22."}}]}
 
-    (res,) = ask(ParsedOut(backend(srv.base_url).cfg), [Answer(instruction="q-parsed")], tmp_path, parse_retries=0)
-    assert res.error == cut.error
+    parsed_cut, parsed = ask(ParsedOut(backend(srv.base_url).cfg), [Answer(instruction="q-parsed-cut"),
+                                                                    Answer(instruction="q-parsed")], tmp_path,
+                             parse_retries=0)
+    assert parsed_cut.error == cut.error
+    assert parsed.output.text == "42" and parsed.raw == "<think>20 + 22.</think>42"
 
 
 def test_retry_after_is_honoured(tmp_path: Path) -> None:

@@ -36,6 +36,14 @@ class StudentConfig(_Section):
         description="Max tokens the student generates per answer; generation stops earlier at end of sequence "
         "(answers cut here are counted in `eval.truncated`). Default: 16 for the tiny student, 256 for a pretrained one.",
     )
+    thinking: Literal["drop", "learn"] = Field(
+        "drop",
+        description="A reasoning teacher's thinking (<think>...</think> before its answer). drop: the student "
+        "learns the answer alone. learn: each training row the teacher answered holds its thinking, then the "
+        "answer (R1-style distillation: `<think>...</think>` and the answer), and the thinking the student writes "
+        "is cut from its output before its answer is checked, judged or stored (generate.self_answers is then "
+        "off: the student's own rows would hold no thinking). Give the thinking room: max_new_tokens, max_length.",
+    )
     eval_batch_size: int = Field(256, ge=1, description="Prompts per batched generate call.")
     device: Literal["auto", "cpu", "cuda"] = Field("auto", description="auto takes the GPU where there is one.")
     threads: int | None = Field(

@@ -65,6 +65,7 @@ def card_facts(run_dir: Path, round: int | None = None) -> dict[str, Any]:
         "generators": gens,
         "dedup": cfg.dedup.threshold,
         "case_selection": cfg.generate.case_selection,
+        "thinking": cfg.student.thinking,
     }
 
 
@@ -91,6 +92,10 @@ def card_markdown(f: dict[str, Any], prompt_format: str, eos: str | None) -> str
         lines += ["It was trained on plain prompts: the instruction, its input on the next line if any, then a "
                   "newline, and the answer; the chat template renders exactly that. lionloop scores the first line "
                   "of what it generates.", ""]
+    if f.get("thinking") == "learn":
+        lines += ["It thinks before it answers, as the teacher did: `<think>`, its thinking, `</think>`, then the "
+                  "answer (trained on the teacher's thinking). lionloop scores what follows the block; give "
+                  "`generate` room for both.", ""]
     lines += ["## Held-out accuracy by round", "",
               f"Metric: share of the `{f['pack']}` task pack's held-out eval set answered right by its verifier "
               "(never trained on, never a generation seed).", "",

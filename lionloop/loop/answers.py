@@ -9,6 +9,7 @@ from lionloop.plugin.manager import PluginManager
 from lionloop.records import Example, Instruction
 from lionloop.student.prompt import format_prompt
 from lionloop.teacher.requests import Answer
+from lionloop.thinking import split_reasoning, with_thinking
 
 
 def student_prompts(rt: Runtime, round: int, items: list[Instruction]) -> list[str]:
@@ -25,10 +26,13 @@ def prompts_for(pm: PluginManager, ctx: RoundContext, items: list[Instruction]) 
         raise PluginError(f"lionloop_student_prompt failed: {type(err).__name__}: {err}") from err
 
 
-def answer_rows(rt: Runtime, ins: Instruction, answer: str, generator: str, round: int) -> list[Example]:
+def answer_rows(rt: Runtime, ins: Instruction, answer: str, generator: str, round: int,
+                thinking: str | None = None) -> list[Example]:
     """Training rows for an instruction: plugins first (firstresult), else one answer row.
 
-    The answer row's prompt is the one the evaluate stage uses (`lionloop_student_prompt`).
+    The answer row's prompt is the one the evaluate stage uses (`lionloop_student_prompt`); its
+    target holds the teacher's `thinking` before the answer where the student learns it
+    (student.thinking: learn). Plugins get the answer alone.
     """
     ctx = rt.context(round)
     try:
@@ -39,19 +43,24 @@ def answer_rows(rt: Runtime, ins: Instruction, answer: str, generator: str, roun
     except Exception as err:
         raise PluginError(f"lionloop_format_examples failed for {ins.id}: {err}") from err
     if rows is None:
-        rows = [Example(ins.id, prompt, answer, "answer", generator, round)]
+        target = with_thinking(thinking, answer) if rt.cfg.student.thinking == "learn" else answer
+        rows = [Example(ins.id, prompt, target, "answer", generator, round)]
     return rows
 
 
-def teacher_answers(rt: Runtime, items: list[Instruction], round: int, stage: str) -> tuple[dict[str, str], dict[str, str]]:
-    """Ask the teacher to answer instructions; returns (answers, failures) by instruction id."""
+def teacher_answers(rt: Runtime, items: list[Instruction], round: int,
+                    stage: str) -> tuple[dict[str, str], dict[str, str], dict[str, str]]:
+    """Ask the teacher to answer instructions; returns (answers, failures, thinking) by instruction
+    id: `thinking` holds a reasoning teacher's thinking before the answers that had any."""
     advance = rt.reporter.task(f"teacher answers ({stage})", len(items))
     results = rt.teacher.ask([Answer(instruction=i.text, input=i.input, task=i.task) for i in items], advance)
     rt.reporter.task_done()
-    answers, failures = {}, {}
+    answers, failures, thinking = {}, {}, {}
     for ins, res in zip(items, results, strict=True):
         if res.ok:
             answers[ins.id] = res.output.text
+            if isinstance(res.raw, str) and (thought := split_reasoning(res.raw)[0]):
+                thinking[ins.id] = thought
         else:
             failures[ins.id] = res.error or "unknown"
-    return answers, failures
+    return answers, failures, thinking

@@ -69,7 +69,7 @@ def curate_stage(rt: Runtime, r: int) -> dict[str, Any]:
         kept, kept_vectors = kept[:cap], kept_vectors[:cap]
     own = self_answers(rt, r, [candidates[k] for k in kept if not candidates[k].examples])
     need_answer = [candidates[k].instruction for k in kept if not candidates[k].examples and candidates[k].id not in own]
-    answers, failures = teacher_answers(rt, need_answer, r, "curate")
+    answers, failures, thinking = teacher_answers(rt, need_answer, r, "curate")
     given = {**answers, **own}  # each candidate's answer: the teacher's, or the student's verified one
     rows: list[Example] = []
     new: list[Instruction] = []
@@ -79,7 +79,7 @@ def curate_stage(rt: Runtime, r: int) -> dict[str, Any]:
         if cand.examples:
             rows.extend(cand.examples)
         elif cand.id in given:
-            rows.extend(answer_rows(rt, cand.instruction, given[cand.id], cand.generator, r))
+            rows.extend(answer_rows(rt, cand.instruction, given[cand.id], cand.generator, r, thinking.get(cand.id)))
         else:
             status[k] = ("failed", f"teacher: {failures.get(cand.id, 'no answer')}")
             continue
@@ -118,9 +118,10 @@ def curate_stage(rt: Runtime, r: int) -> dict[str, Any]:
 def self_answers(rt: Runtime, r: int, cands: list[Candidate]) -> dict[str, str]:
     """`generate.self_answers`: the student's answers the verifier finds right, by candidate id (those
     candidates need no teacher call). Only where the verifier is trusted to judge (judge.mode:
-    verifier) and the candidate's generator makes plain answer rows; empty otherwise."""
+    verifier), the candidate's generator makes plain answer rows and the student does not learn the
+    teacher's thinking (its own rows would hold none); empty otherwise."""
     cfg = rt.cfg
-    if not (cfg.generate.self_answers and cfg.judge.mode == "verifier"):
+    if not (cfg.generate.self_answers and cfg.judge.mode == "verifier" and cfg.student.thinking != "learn"):
         return {}
     plain = {g.name for g in rt.plan if tuple(g.spec.kinds) == ("answer",)}
     cands = [c for c in cands if c.generator in plain]

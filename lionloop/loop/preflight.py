@@ -70,6 +70,7 @@ def preflight(cfg: RunConfig, pm: PluginManager, new_run: bool = True) -> Any:
         check_run_dir(cfg.resolved_run_dir())
     check_paths(cfg)
     check_student_fits(cfg.student)
+    check_thinking(cfg.student)
     for path, tcfg in teacher_sections(cfg):
         check_teacher(tcfg, path)
     if cfg.task.seed_file is not None:
@@ -273,6 +274,17 @@ def check_student_fits(s: StudentConfig) -> None:
             raise ConfigError(
                 f"student.device: cuda, but torch {torch.__version__} sees no CUDA GPU here (use auto or cpu)"
             )
+
+
+def check_thinking(s: StudentConfig) -> None:
+    """student.thinking: learn lengthens rows and answers by the thinking; the default lengths are
+    sized for answers alone and would cut it off (a warning: a short-thinking teacher may fit)."""
+    defaults = {"max_new_tokens": s.generate_max_new_tokens(), "max_length": s.train_max_length()}
+    unset = [f"student.{name} ({tokens} tokens)" for name, tokens in defaults.items() if getattr(s, name) is None]
+    if s.thinking == "learn" and unset:
+        log.warning("student.thinking: learn, with %s left at the default sized for answers alone: the thinking "
+                    "will be cut off (a training row loses its answer; an answer cut off while thinking is empty, "
+                    "so wrong). Set it to hold thinking and answer.", " and ".join(unset))
 
 
 def check_teacher(tcfg: TeacherConfig, path: str) -> None:

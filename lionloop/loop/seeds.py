@@ -35,7 +35,7 @@ def bootstrap_stage(rt: Runtime, r: int = 0) -> dict[str, Any]:
     scoring = resolve_scoring(rt.cfg, pack)
     free = unpaid_probes(rt, pack, seeds)
     asked = [s for s in seeds if s.id not in free] + (eval_set if scoring.referee else [])
-    answers, failures = teacher_answers(rt, asked, 0, "bootstrap")
+    answers, failures, thinking = teacher_answers(rt, asked, 0, "bootstrap")
     answered = [s for s in seeds if s.id in answers or s.id in free]
     if not answered:
         why = next(iter(failures.values()), "")
@@ -48,6 +48,9 @@ def bootstrap_stage(rt: Runtime, r: int = 0) -> dict[str, Any]:
     dropped = [{"id": i.id, "text": i.text, "split": i.split, "reason": failures[i.id]}
                for i in asked if i.id in failures]
     _tell(rt, dropped, len(seeds), len(eval_set) if scoring.referee else 0)
+    if rt.cfg.student.thinking == "learn" and answers and not thinking:
+        rt.reporter.notice(f"student.thinking: learn, but none of the teacher's {len(answers)} answers opened with "
+                           "thinking (<think>...</think>): the student learns the answers alone")
     if not rt.cfg.student.base:
         base = rt.student_dir(0)
         if not base.exists():
@@ -56,7 +59,7 @@ def bootstrap_stage(rt: Runtime, r: int = 0) -> dict[str, Any]:
     advance = rt.reporter.task("embedding seeds and eval set", len(everything))
     vectors = rt.embedder.encode([embed_text(i) for i in everything], advance)
     rt.reporter.task_done()
-    rows = [r for s in answered if s.split == "train" for r in answer_rows(rt, s, answers[s.id], "seed", 0)]
+    rows = [r for s in answered if s.split == "train" for r in answer_rows(rt, s, answers[s.id], "seed", 0, thinking.get(s.id))]
     result = {
         "seeds": sum(1 for s in answered if s.split == "train"),
         "cache": sum(1 for s in answered if s.split == "cache"), "cache_unanswered": len(free),

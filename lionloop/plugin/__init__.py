@@ -75,6 +75,7 @@ from lionloop.teacher.requests import (
     TeacherRequest,
 )
 from lionloop.teacher.tokens import TokenCounter
+from lionloop.thinking import fold_thinking, split_reasoning, with_thinking
 
 __all__ = [
     # hooks and what they exchange
@@ -92,6 +93,8 @@ __all__ = [
     "Packed", "Rewrites", "TokenCounter", "Backend", "Reply", "Result", "ChatBackend", "AsyncRunner",
     # batch backends (OpenAI Batch API, vllm run-batch)
     "BatchBackend", "BatchRunner", "BatchLedger", "JobState", "BatchError", "BatchGone",
+    # a reasoning model's thinking (<think>...</think> before the answer)
+    "split_reasoning", "fold_thinking", "with_thinking",
     # the generator kit
     "siblings", "sibling_requests", "sibling_instruction", "answered_siblings", "AnsweredSibling",
     "affordable", "enabled_options", "meta_reject_filter", "one_line", "format_prompt",

@@ -181,7 +181,7 @@ def generate(
         raw = generate_vllm(path, [render(tok, p, fmt) for p in prompts], cfg, progress)
         if stats is not None:
             stats.update({"answers": len(raw), "prompt_format": fmt, "engine": "vllm"})
-        return [answer_from(t, fmt) for t in raw]
+        return [answer_from(t, fmt, cfg.thinking == "learn") for t in raw]
     import torch
 
     device = pick_device(cfg.device)
@@ -216,7 +216,7 @@ def generate(
                 ids = new[row].tolist()
                 if len(ids) >= max_new and tok.eos_token_id not in ids:
                     truncated += 1
-                answers[i] = answer_from(t, fmt)
+                answers[i] = answer_from(t, fmt, cfg.thinking == "learn")
             if progress:
                 progress(len(idx))
     if stats is not None:

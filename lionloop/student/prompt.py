@@ -18,6 +18,7 @@ from __future__ import annotations
 from typing import Any, Literal
 
 from lionloop.records import Instruction
+from lionloop.thinking import split_reasoning
 
 PromptFormat = Literal["chat", "plain"]
 
@@ -66,9 +67,12 @@ def render(tok: Any, content: str, fmt: PromptFormat) -> str:
     )
 
 
-def answer_from(text: str, fmt: PromptFormat) -> str:
+def answer_from(text: str, fmt: PromptFormat, thinks: bool = False) -> str:
     """A generated answer as scored: plain answers are one line (as their rows are), chat answers
-    end at the end-of-turn token (already stripped) and keep every line."""
+    end at the end-of-turn token (already stripped) and keep every line. `thinks` (student.thinking:
+    learn): the student's thinking block is cut first; output that never closes it has no answer."""
+    if thinks:
+        text = split_reasoning(text)[1]
     return text.split("\n")[0].strip() if fmt == "plain" else text.strip()
 
 

@@ -16,9 +16,9 @@ from lionloop.stores.cache import CallCache, cache_key
 from lionloop.teacher.accounting import BUDGET_ERROR, Accounting, reason_kind
 from lionloop.teacher.packing import item_progress, pack, unpack
 from lionloop.teacher.pricing import KindPrices
-from lionloop.teacher.replies import split_reasoning
 from lionloop.teacher.requests import ParseError, Rejected, TeacherRequest
 from lionloop.teacher.secrets import redact
+from lionloop.thinking import split_reasoning
 
 log = logging.getLogger(__name__)
 
@@ -361,7 +361,7 @@ class Teacher:
         try:
             if response.get("output") is not None:
                 out = req.Output.model_validate(response["output"])
-            elif not text and (thinking is not None or (usage or {}).get("thinking_only")):
+            elif not text and thinking is not None:
                 raise ParseError(f"{req.kind}: the reply is thinking with no answer after it"
                                  + (" (cut off at max_tokens: a reasoning model needs room to think and answer)"
                                     if cut else ""))

@@ -23,31 +23,6 @@ class Rejected(ParseError):
     rewrite that repeats its original: re-asked like a parse failure, counted apart from them."""
 
 
-# -- a reasoning model's thinking ------------------------------------------------------------------
-
-# The tags reasoning models put their thinking in (DeepSeek-R1, QwQ, Qwen3: think).
-_OPEN = re.compile(r"\A\s*<(think|thinking|reasoning)>", re.I)
-
-
-def split_reasoning(text: str) -> tuple[str | None, str]:
-    """(thinking, answer) of a reply that opens with a reasoning model's thinking block —
-    `<think>...</think>answer`, or `...</think>answer` where the chat template itself opened the
-    block (DeepSeek-R1's) — else (None, text). An unclosed block is all thinking: the answer is
-    empty (the reply ran out of tokens while thinking). The answer is what a request parses and
-    the student learns from: a verifier must not find the reference in the thinking, and a judge's
-    JSON is read from its answer, not from scores it weighed while thinking."""
-    m = _OPEN.match(text)
-    if m:
-        close = re.search(rf"</{m[1]}>", text[m.end():], re.I)
-        if close is None:
-            return text[m.end():], ""
-        return text[m.end(): m.end() + close.start()], text[m.end() + close.end():].strip()
-    close = re.search(r"</(think|thinking|reasoning)>", text, re.I)
-    if close is not None and not re.search(rf"<{close[1]}>", text, re.I):
-        return text[: close.start()], text[close.end():].strip()
-    return None, text
-
-
 # -- tolerant JSON extraction ----------------------------------------------------------------------
 
 

@@ -1,0 +1,98 @@
+"""student.thinking: learn — a reasoning teacher's thinking distilled with its answers (R1-style).
+
+No reasoning model is packaged here, so the teacher is the scripted OpenAI-compatible server
+answering the skills pack correctly, each answer after a thinking block in DeepSeek-R1's layout.
+The student and the loop are the real ones.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import pytest
+from conftest import micro_config, pool_rows
+
+from lionloop.rundir import RunDir
+from lionloop.student.prompt import answer_from, format_prompt
+from lionloop.thinking import split_reasoning, with_thinking
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+
+def test_the_students_thinking_is_cut_before_its_answer_is_read() -> None:
+    r1 = "<think>\n7 letters, reversed.\n</think>\n\ncba\nand more"
+    assert answer_from(r1, "plain", thinks=True) == "cba"  # plain: the answer's first line
+    assert answer_from(r1, "chat", thinks=True) == "cba\nand more"
+    assert answer_from(r1, "plain") == "<think>"  # a student that never learnt to think is read as before
+    assert answer_from("<think>\nstill thinking when the tokens ran out", "chat", thinks=True) == ""
+    assert answer_from("cba", "plain", thinks=True) == "cba"
+    assert with_thinking("  a\nb ", "42") == "<think>\na\nb\n</think>\n\n42" and with_thinking("", "42") == "42"
+    assert split_reasoning(with_thinking("a", "42")) == ("\na\n", "42")
+
+
+def test_default_lengths_are_named_when_the_student_learns_thinking(tmp_path: Path,
+                                                                     caplog: pytest.LogCaptureFixture) -> None:
+    from lionloop.loop.preflight import check_thinking
+
+    with caplog.at_level("WARNING", logger="lionloop.loop.preflight"):
+        check_thinking(micro_config(tmp_path, student={"thinking": "learn", "max_new_tokens": None}).student)
+        check_thinking(micro_config(tmp_path, student={"thinking": "learn", "max_new_tokens": 64, "max_length": 96}).student)
+        check_thinking(micro_config(tmp_path, student={"max_new_tokens": None, "max_length": None}).student)
+    (warning,) = [r.getMessage() for r in caplog.records]
+    assert warning.startswith("student.thinking: learn, with student.max_new_tokens (16 tokens) left at the default")
+
+
+class ThinkingChat:
+    """The scripted skills teacher, thinking before each answer (judge and rewrite replies too)."""
+
+    def __init__(self) -> None:
+        from lionloop.testing.skills_teacher import SkillsChat
+
+        self.chat = SkillsChat()
+
+    def __call__(self, body: dict[str, Any]) -> str:
+        reply = self.chat(body)
+        return f"<think>\nThe reply has {len(reply)} characters.\n</think>\n\n{reply}"
+
+
+@pytest.mark.slow
+def test_a_student_learns_a_reasoning_teachers_thinking_and_is_scored_on_its_answer(tmp_path: Path) -> None:
+    from lionloop.loop.runner import start
+    from lionloop.student.model import generate
+    from lionloop.testing.fault_server import ScriptedServer
+
+    with ScriptedServer(responder=ThinkingChat()) as srv:
+        teacher = {"backend": "openai", "model": "thinking-chat", "base_urls": [srv.base_url], "max_tokens": 96,
+                   "concurrency": 8}
+        cfg = micro_config(tmp_path / "run", teacher=teacher, judge={"mode": "verifier"}, stop={"max_rounds": 2},
+                           student={"thinking": "learn", "max_length": 96, "max_new_tokens": 48},
+                           train={"steps_per_round": 80, "warmup_steps": 4, "learning_rate": 3e-3})
+        out, final = start(cfg)
+    assert final["stop_reason"]
+    # The teacher's answers as the referee and verifier read them: no thinking.
+    teacher_said = dict(pool_rows(out, "SELECT instruction_id, text FROM responses WHERE role = 'teacher'"))
+    assert teacher_said and not any("think>" in t for t in teacher_said.values())
+    # Each training row thinks, then gives the teacher's answer; new instructions' rows too (no
+    # row is the student's own answer: self_answers is off when the student learns thinking).
+    rows = pool_rows(out, "SELECT instruction_id, completion, round FROM examples WHERE kind = 'answer'")
+    assert {r for _, _, r in rows} == {0, 1}
+    for iid, target, _ in rows:
+        assert target == with_thinking(f"The reply has {len(teacher_said[iid])} characters.", teacher_said[iid])
+    lineage = [json.loads(m) for (m,) in pool_rows(out, "SELECT meta FROM instructions")]
+    assert not any(m.get("answered_by") == "student" for m in lineage)
+    # The student learnt to think: what it writes opens with the block, and what the run stored
+    # and scored is the answer after it.
+    eval_said = dict(pool_rows(out, "SELECT instruction_id, text FROM responses WHERE role = 'student' AND round = 2"))
+    prompts = [format_prompt(t, i) for t, i in pool_rows(out, "SELECT text, input FROM instructions WHERE split = 'eval'")]
+    student = RunDir(out).student_at(2, None)
+    raw = generate(student, prompts, cfg.student.model_copy(update={"thinking": "drop"}))
+    assert sum(r == "<think>" for r in raw) >= len(raw) // 2, raw
+    assert eval_said and not any("think>" in a for a in eval_said.values())
+    # The exported model's card says so.
+    from lionloop.inspect.model_card import card_facts, card_markdown
+
+    assert "It thinks before it answers" in card_markdown(card_facts(out, 2), "plain", None)
+    print("eval answers:", list(eval_said.values())[:5], "raw:", raw[:5])
