@@ -56,8 +56,11 @@ def machine() -> dict[str, Any]:
                 break
     except OSError:
         pass
+    # The vector kernels torch picked (AVX2, AVX512...): the same commit and packages trained the
+    # tiny student to other figures on a machine of another kind (§1b, 2026-12-04), so say which.
+    kernels = getattr(torch.backends.cpu, "get_cpu_capability", lambda: "?")()
     return {
-        "cpu": cpu,
+        "cpu": f"{cpu}, torch kernels {kernels}",
         "cores": os.cpu_count(),
         "gpu": torch.cuda.get_device_name(0) if torch.cuda.is_available() else "none",
         "python": platform.python_version(),
