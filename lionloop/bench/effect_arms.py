@@ -85,6 +85,13 @@ LEVERS: dict[str, dict[str, Any]] = {
     "loop-hindsight": {"generate": {"allocation": {"mode": "fixed", "weights": {"count": 1, "sort": 1, "reverse": 1}}}},
     "loop-hindsight-explore30": {"generate": {"allocation": {
         "mode": "fixed", "weights": {"count": 1, "sort": 1, "reverse": 1}, "exploration": 0.3}}},
+    # The same hindsight on the 10-skill pack, as a bound on what any allocation buys there: from
+    # round 1, the five skills §1b found learnable but not mastered (chain, count, mood, reverse,
+    # sort) weighted 1, the three every arm masters (copy, shift, upper) 0.4, the two no arm learns
+    # (add, sum) nothing beyond the exploration share. Run at %60: can a split that knew the answer
+    # reach uniform's final on 60% of the calls?
+    "loop-hindsight10": {"generate": {"allocation": {"mode": "fixed", "weights": {
+        "chain": 1, "count": 1, "mood": 1, "reverse": 1, "sort": 1, "copy": 0.4, "shift": 0.4, "upper": 0.4}}}},
     # A wider tiny student for both arms (hidden 256 instead of 128: ~4x the parameters): with a
     # student that can learn more of the pack (two-digit `add`), does the allocation gain more?
     "loop-wide256": {"student": {"hidden_size": 256}},
