@@ -8,7 +8,6 @@ The student and the loop are the real ones.
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 from typing import Any
 
@@ -18,8 +17,6 @@ from conftest import micro_config, pool_rows
 from lionloop.rundir import RunDir
 from lionloop.student.prompt import answer_from, format_prompt
 from lionloop.thinking import split_reasoning, with_thinking
-
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 
 def test_the_students_thinking_is_cut_before_its_answer_is_read() -> None:

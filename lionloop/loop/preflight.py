@@ -279,9 +279,11 @@ def check_student_fits(s: StudentConfig) -> None:
 def check_thinking(s: StudentConfig) -> None:
     """student.thinking: learn lengthens rows and answers by the thinking; the default lengths are
     sized for answers alone and would cut it off (a warning: a short-thinking teacher may fit)."""
+    if s.thinking != "learn":
+        return
     defaults = {"max_new_tokens": s.generate_max_new_tokens(), "max_length": s.train_max_length()}
     unset = [f"student.{name} ({tokens} tokens)" for name, tokens in defaults.items() if getattr(s, name) is None]
-    if s.thinking == "learn" and unset:
+    if unset:
         log.warning("student.thinking: learn, with %s left at the default sized for answers alone: the thinking "
                     "will be cut off (a training row loses its answer; an answer cut off while thinking is empty, "
                     "so wrong). Set it to hold thinking and answer.", " and ".join(unset))
