@@ -3,7 +3,11 @@ what a run directory says about its calls and events, the arm runs' figures, and
 
 from __future__ import annotations
 
+import json
+import os
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -92,7 +96,6 @@ def test_a_section_names_the_commits_its_runs_were_made_at() -> None:
 def test_the_source_commit_is_marked_where_the_code_differs_from_it(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """A run made with uncommitted code is not that commit's: its commit carries a "+". Changes
     outside the code (BENCHMARKS.md, which the benchmarks write themselves) do not count."""
-    import subprocess
 
     git = ["git", "-C", str(tmp_path), "-c", "user.name=t", "-c", "user.email=t@t"]
     (tmp_path / "lionloop").mkdir()
@@ -111,8 +114,7 @@ def test_the_source_commit_is_marked_where_the_code_differs_from_it(tmp_path: Pa
 
 
 def test_a_section_names_the_environment_and_where_it_leaves_the_lock(tmp_path: Path) -> None:
-    """Runs made on other packages do not repeat to the decimal (a rebuilt venv moved §1b's figures):
-    the machine line names the key packages, the runs' environments (flagging a mix), and where the
+    """Runs made on other packages are not expected to repeat to the decimal: the machine line names the key packages, the runs' environments (flagging a mix), and where the
     installed packages differ from lock.txt's pins."""
     here = common.environment()
     assert len(here) == 8 and here == common.environment()
@@ -128,3 +130,39 @@ def test_a_section_names_the_environment_and_where_it_leaves_the_lock(tmp_path: 
     lock.write_text(f"trl=={version}.post9\nno-such-package==1.0\n")
     assert common.lock_drift(lock) == [f"trl {version} (lock {version}.post9)", "no-such-package missing (lock 1.0)"]
     assert common.lock_drift(tmp_path / "absent.txt") is None
+
+
+def test_benchmarks_pin_the_kernels_where_the_processor_has_avx2(tmp_path: Path) -> None:
+    """The same commit and packages trained the tiny student to other figures with other vector
+    kernels: a benchmark pins them to AVX2 where the processor has it, keeps what the user set, and
+    its machine line says which kernels the runs used (flagging a mix)."""
+    env: dict[str, str] = {"MKL_CBWR": "COMPATIBLE"}
+    assert common.pin_kernels(env, flags={"sse2", "avx2"}) == {"ATEN_CPU_CAPABILITY": "avx2", "ONEDNN_MAX_CPU_ISA": "AVX2"}
+    assert env == {**common.KERNEL_PINS, "MKL_CBWR": "COMPATIBLE"}
+    arm: dict[str, str] = {}
+    assert common.pin_kernels(arm, flags={"neon", "asimd"}) == {} and arm == {}
+    info = tmp_path / "cpuinfo"
+    info.write_text("processor\t: 0\nflags\t\t: fpu sse2 avx2 fma\n")
+    assert common.cpu_flags(info) == {"fpu", "sse2", "avx2", "fma"} and common.cpu_flags(tmp_path / "none") == set()
+    assert common.kernels({}).endswith(", not pinned")
+    assert "pinned (ATEN_CPU_CAPABILITY=avx2, MKL_CBWR=AVX2, ONEDNN_MAX_CPU_ISA=AVX2)" in common.kernels(common.KERNEL_PINS)
+    here = common.machine()["kernels"]
+    assert f"torch kernels {here}" in common.machine_line(kernels_of_runs=[here])
+    mixed = common.machine_line(kernels_of_runs=["AVX2, not pinned", "AVX512, not pinned"])
+    assert "AVX2, not pinned / AVX512, not pinned (the runs; NOT ONE KIND" in mixed
+
+
+@pytest.mark.parametrize("command", ["bench", "status"])
+def test_the_cli_pins_the_kernels_for_a_benchmark_alone_before_torch_loads(command: str) -> None:
+    """`lionloop bench ...` sets the pins before anything imports torch (the kernels are chosen when
+    it loads); any other command leaves the user's fastest kernels alone."""
+    code = ("import json, os, sys\n"
+            f"sys.argv = ['lionloop', {command!r}, '--help']\n"
+            "from lionloop.cli import app\n"
+            "try:\n    app.main()\nexcept SystemExit:\n    pass\n"
+            "print(json.dumps([os.environ.get('ATEN_CPU_CAPABILITY'), 'torch' in sys.modules]))\n")
+    env = {k: v for k, v in os.environ.items() if k not in common.KERNEL_PINS}
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True).stdout
+    pinned, torch_loaded = json.loads(out.strip().splitlines()[-1])
+    want = "avx2" if command == "bench" and "avx2" in common.cpu_flags() else None
+    assert pinned == want and not torch_loaded

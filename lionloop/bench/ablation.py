@@ -146,7 +146,7 @@ def summarise(results: dict[str, dict[int, list[dict[str, Any]]]]) -> dict[str, 
     arms = [a for a in results if results[a]]
     skills = sorted({k for a in arms for runs in results[a].values() for k in runs[-1]["per_skill"]})
     out: dict[str, Any] = {"skills": skills, "arms": {}, "commits": run_commits(results),
-                           "envs": recorded(results, "env"), "metric": metric_of(
+                           "envs": recorded(results, "env"), "kernels": recorded(results, "kernels"), "metric": metric_of(
         {a: [runs[-1] for runs in results[a].values()] for a in arms})}
     for arm in arms:
         last = [runs[-1] for runs in results[arm].values()]
@@ -195,7 +195,7 @@ def report(summary: dict[str, Any], command: str, heading: str | None = None, ab
         "",
         *([about, ""] if about else []),
         f"Command: `{command}` ({sum(secs) / 60:.0f} min for {len(secs)} runs, {mean_std(secs)[0] / 60:.1f} min per run). "
-        f"Machine: {machine_line(summary.get('commits', []), summary.get('envs', []))}.",
+        f"Machine: {machine_line(summary.get('commits', []), summary.get('envs', []), summary.get('kernels', []))}.",
         "",
         f"The loop with each generator plugin on or off, on the offline `skills` pack (skills: {', '.join(skills)}), "
         f"{n} seeds per arm. Every arm gets the same budget of teacher calls for new data per round (generate + curate), "

@@ -12,7 +12,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from lionloop.bench.common import environment, source_commit
+from lionloop.bench.common import environment, kernels, source_commit
 from lionloop.config import RunConfig
 from lionloop.loop.reporting import Reporter
 
@@ -101,13 +101,13 @@ def run_arms(
             results[a] = {int(k): v for k, v in kept.get(a, {}).items()}
     t0 = time.time()
     # The code this process runs was imported at its start: a commit made while it runs is not it.
-    commit, env = source_commit(), environment()
+    commit, env, kern = source_commit(), environment(), kernels()
     todo = [(seed, arm) for seed in seeds for arm in arms if seed not in results[arm]]
     for i, (seed, arm) in enumerate(todo, 1):
         name = f"{label}: {arm} seed {seed} (run {i} of {len(todo)})"
         figures, seconds = run_arm(config(arm, seed, arm_dir(out_dir, arm, seed)), BenchProgress(name))
         results[arm][seed] = per_round(figures, seconds)
-        results[arm][seed][-1].update(commit=commit, env=env)  # the section names them (machine_line)
+        results[arm][seed][-1].update(commit=commit, env=env, kernels=kern)  # the section names them (machine_line)
         log.warning("%s: final acc %.3f in %.0fs", name, results[arm][seed][-1]["acc"] or 0, seconds)
         kept[arm] = {str(k): v for k, v in results[arm].items()}
         raw.write_text(json.dumps({"results": kept}, indent=1))

@@ -22,9 +22,16 @@ from lionloop.rundir import RunDir
 
 # The source checkout this package runs from (lionloop/bench/common.py -> the repository root).
 SOURCE_ROOT = Path(__file__).resolve().parents[2]
-# The packages a section's machine line names beside torch: the ones whose releases have moved the
-# figures (a venv rebuilt from pyproject's lower bounds took accelerate 1.16 and moved §1b's runs).
+# The packages a section's machine line names beside torch: the ones a training run's figures hang on.
 KEY_PACKAGES = ("transformers", "trl", "accelerate", "peft", "datasets", "numpy")
+# The kernels a benchmark computes with, pinned to AVX2 where the processor has it: torch's own
+# vector kernels (ATen), MKL's matrix products (its Conditional Numerical Reproducibility branch) and
+# oneDNN's JIT. Left to choose, each takes the widest the processor has, and the same commit and
+# packages train the tiny student to other figures on another kind of machine (§1b, 2026-12-04: up
+# to ~2 points a run between two 2-core "AMD EPYC" machines; on one machine, SSE kernels instead of
+# AVX2 moved uniform's seed 0 on seven skills from 74.6 to 77.1, §1). Pinned, machines of either
+# kind run the same code paths. A variable the user set is left alone (`pin_kernels`).
+KERNEL_PINS = {"ATEN_CPU_CAPABILITY": "avx2", "MKL_CBWR": "AVX2", "ONEDNN_MAX_CPU_ISA": "AVX2"}
 
 
 class BenchError(LionloopError, RuntimeError):
@@ -44,6 +51,36 @@ def benchmarks_md(path: Path | None = None) -> Path:
     return md
 
 
+def cpu_flags(cpuinfo: Path = Path("/proc/cpuinfo")) -> set[str]:
+    """The processor's feature flags (empty where /proc/cpuinfo cannot be read)."""
+    try:
+        for line in cpuinfo.read_text().splitlines():
+            if line.startswith("flags"):
+                return set(line.split(":", 1)[1].split())
+    except OSError:
+        pass
+    return set()
+
+
+def pin_kernels(environ: Any = os.environ, flags: set[str] | None = None) -> dict[str, str]:
+    """Pin the kernels (KERNEL_PINS) in `environ` before torch loads, where the processor has AVX2;
+    a variable already set is kept. Returns the pins set (empty: none, e.g. on ARM)."""
+    if "avx2" not in (cpu_flags() if flags is None else flags):
+        return {}
+    pinned = {k: v for k, v in KERNEL_PINS.items() if k not in environ}
+    environ.update(pinned)
+    return pinned
+
+
+def kernels(environ: Any = os.environ) -> str:
+    """The vector kernels torch computes with (AVX2, AVX512...), and whether they are pinned."""
+    import torch
+
+    picked = getattr(torch.backends.cpu, "get_cpu_capability", lambda: "?")()
+    pins = [f"{k}={environ[k]}" for k in KERNEL_PINS if k in environ]
+    return f"{picked}, pinned ({', '.join(pins)})" if pins else f"{picked}, not pinned"
+
+
 def machine() -> dict[str, Any]:
     """What the figures were measured on."""
     import torch
@@ -56,11 +93,9 @@ def machine() -> dict[str, Any]:
                 break
     except OSError:
         pass
-    # The vector kernels torch picked (AVX2, AVX512...): the same commit and packages trained the
-    # tiny student to other figures on a machine of another kind (§1b, 2026-12-04), so say which.
-    kernels = getattr(torch.backends.cpu, "get_cpu_capability", lambda: "?")()
     return {
-        "cpu": f"{cpu}, torch kernels {kernels}",
+        "cpu": cpu,
+        "kernels": kernels(),
         "cores": os.cpu_count(),
         "gpu": torch.cuda.get_device_name(0) if torch.cuda.is_available() else "none",
         "python": platform.python_version(),
@@ -141,11 +176,16 @@ def run_commits(results: dict[str, dict[Any, list[dict[str, Any]]]]) -> list[str
     return recorded(results, "commit")
 
 
-def machine_line(runs_at: Sequence[str] = (), envs: Sequence[str] = ()) -> str:
+def machine_line(runs_at: Sequence[str] = (), envs: Sequence[str] = (), kernels_of_runs: Sequence[str] = ()) -> str:
     """Date, commit, machine and packages; `runs_at`: the commits the runs were made at, named where
     they are not the commit the section is written at (a benchmark resumed or written after later
-    commits); `envs`: the environments (`environment()`) the runs were made in, likewise."""
+    commits); `envs`: the environments (`environment()`) the runs were made in, likewise;
+    `kernels_of_runs`: the kernels (`kernels()`) they computed with, likewise."""
     m = machine()
+    cpu = f"{m['cpu']}, torch kernels {m['kernels']}"
+    if kernels_of_runs and list(kernels_of_runs) != [m["kernels"]]:
+        mixed = "; NOT ONE KIND" if len(kernels_of_runs) > 1 else ""
+        cpu = f"{m['cpu']}, torch kernels {' / '.join(kernels_of_runs)} (the runs{mixed}; written with {m['kernels']})"
     commit = m["commit"] or "?"
     if runs_at and list(runs_at) != [m["commit"]]:
         commit = f"{', '.join(runs_at)} (the runs; written at {commit})"
@@ -157,7 +197,7 @@ def machine_line(runs_at: Sequence[str] = (), envs: Sequence[str] = ()) -> str:
     if drift is not None:
         env += f", lock.txt's pins except {', '.join(drift)}" if drift else ", lock.txt's pins"
     packages = ", ".join(f"{name} {version}" for name, version in m["packages"].items())
-    return (f"{m['date']}, commit {commit}: {m['cores']} cores ({m['cpu']}), GPU {m['gpu']}, "
+    return (f"{m['date']}, commit {commit}: {m['cores']} cores ({cpu}), GPU {m['gpu']}, "
             f"Python {m['python']}, torch {m['torch']}, {packages}; {env}")
 
 

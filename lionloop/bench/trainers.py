@@ -79,7 +79,7 @@ def report(summary: dict[str, Any], teacher: dict[str, Any], command: str) -> st
         "## 7d. Trainer ablation: SFT vs white-box distillation (GKD, MiniLLM) at equal teacher budget",
         "",
         f"Command: `{command}` ({sum(secs) / 60:.0f} min for {len(secs)} runs). "
-        f"Machine: {machine_line(summary.get('commits', []), summary.get('envs', []))}.",
+        f"Machine: {machine_line(summary.get('commits', []), summary.get('envs', []), summary.get('kernels', []))}.",
         "",
         f"The tiny student (1.1M parameters) on the demo's skills ({', '.join(skills)}), {n} seed(s) per arm, "
         "Lion's generator with the same budget of new-data calls per round in every arm. The white-box "

@@ -279,6 +279,10 @@ def main() -> None:
     # Before torch loads OpenMP: on shared or busy cores, spinning OpenMP threads made training
     # ~40x slower here (30 tiny-student steps: 153 s vs 4 s with PASSIVE). A user's own setting wins.
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+    if sys.argv[1:2] == ["bench"]:  # before torch loads: a benchmark's figures repeat across machines
+        from lionloop.bench.common import pin_kernels
+
+        pin_kernels()
     try:
         app()
     except KeyboardInterrupt:
