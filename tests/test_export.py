@@ -135,6 +135,7 @@ def test_evaluate_measures_a_round_again_and_on_a_larger_held_out_sample(micro_r
     assert len(table_json["wrong"]) == min(3, sum(v is False for v in table_json["right"].values())) > 0
     for w in table_json["wrong"]:
         assert table_json["right"][w["id"]] is False and table_json["answers"][w["id"]] == w["answer"]
+        assert "thinking" not in w  # a student that does not learn thinking has none to show
         assert pack.verify(by_id[w["id"]], w["reference"]) is True and w["instruction"] == by_id[w["id"]].text
     base = runner.invoke(app, ["evaluate", str(micro_run), "--round", "0", "--json"])
     assert base.exit_code == 0, base.output
@@ -215,7 +216,7 @@ def test_evaluate_by_the_referee_pays_once_outside_the_run_and_samples_fairly_un
     try:
         judging.start(items, 1, Reporter())
         answers = [teacher[i.id] if k % 2 else "?" for k, i in enumerate(items)]
-        capped = judging.judge([(subj, answers, 0)], items, Reporter())[0]
+        capped = judging.judge([(subj, answers, 0, None)], items, Reporter())[0]
         assert judging.paid() == 20
     finally:
         judging.close()

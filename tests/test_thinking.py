@@ -88,6 +88,18 @@ def test_a_student_learns_a_reasoning_teachers_thinking_and_is_scored_on_its_ans
     raw = generate(student, prompts, cfg.student.model_copy(update={"thinking": "drop"}))
     assert sum(r == "<think>" for r in raw) >= len(raw) // 2, raw
     assert eval_said and not any("think>" in a for a in eval_said.values())
+    # `evaluate --wrong` shows what the student thought before each wrong answer, apart from the
+    # answer it is scored on (JSON and table alike).
+    from typer.testing import CliRunner
+
+    from lionloop.cli.app import app
+    from lionloop.loop.held_out import evaluate_round
+
+    wrong = evaluate_round(out, show_wrong=3)["wrong"]
+    assert wrong and all("thinking" in w and "think>" not in w["answer"] for w in wrong), wrong
+    assert any(w["thinking"] and "characters" in w["thinking"] for w in wrong), wrong
+    shown = CliRunner().invoke(app, ["evaluate", str(out), "--wrong", "3"], terminal_width=200)
+    assert shown.exit_code == 0 and "thinking" in shown.output and "characters" in shown.output, shown.output
     # The exported model's card says so.
     from lionloop.inspect.model_card import card_facts, card_markdown
 

@@ -59,7 +59,8 @@ def evaluate(
                                                      "last trained round, or --against-round) on the same "
                                                      "instructions, scored by this run's verifier.")] = None,
     wrong: Annotated[int, typer.Option("--wrong", min=0, help="Show this many of the student's wrong answers, "
-                                       "with instruction and reference.")] = 0,
+                                       "with instruction and reference (and what it thought first, where it "
+                                       "learns thinking).")] = 0,
     as_json: Annotated[bool, typer.Option("--json", help="Print the figures as JSON (every answer and verdict "
                                           "by instruction id).")] = False,
     referee: Annotated[bool, typer.Option("--referee", help="Score by the run's referee instead of the verifier: "
@@ -133,11 +134,14 @@ def show_evaluation(res: dict[str, Any], against_run: Path | None) -> None:
         console.print(f"not judged: {why_not_judged(res['not_judged'])}", highlight=False)
     if res["wrong"]:
         w = Table(title=f"{len(res['wrong'])} wrong answers")
-        for col in ("task", "instruction", "reference", "answer"):
+        thinks = any("thinking" in x for x in res["wrong"])  # a student that learns thinking: what it thought
+        for col in ("task", "instruction", "reference", *(("thinking",) if thinks else ()), "answer"):
             w.add_column(col, overflow="fold")
         for x in res["wrong"]:
             text = x["instruction"] + (f"\n{x['input']}" if x["input"] else "")
-            cells = (x["task"], text, str(x["reference"]) if x["reference"] is not None else "-", x["answer"] or "(empty)")
+            thought = (x.get("thinking") or "").strip() or "(none)"
+            cells = (x["task"], text, str(x["reference"]) if x["reference"] is not None else "-",
+                     *((thought,) if thinks else ()), x["answer"] or "(empty)")
             w.add_row(*(Text(c) for c in cells))  # the data's own brackets are not markup
         console.print(w)
     if b:

@@ -25,7 +25,7 @@ from lionloop.errors import RunError
 from lionloop.loop.answers import prompts_for
 from lionloop.loop.preflight import resolve_task_pack
 from lionloop.loop.reporting import Reporter
-from lionloop.loop.scoring import accuracy, paired_difference, wilson_interval
+from lionloop.loop.scoring import accuracy, paired_difference, wilson_interval, wrong_answer
 from lionloop.plugin.context import RoundContext
 from lionloop.plugin.manager import get_plugin_manager
 from lionloop.plugin.plan import plan_generators
@@ -106,9 +106,11 @@ def subject(run_dir: Path, round: int | None = None) -> Subject:
     return Subject(rd, cfg, run_id, chosen, student)
 
 
-def answers_of(subj: Subject, pack: Any, items: list[Instruction], reporter: Reporter) -> tuple[list[str], int]:
-    """The subject's greedy answers to `items` and how many were cut at max_new_tokens. Prompts go
-    through the subject run's own prompt hooks, as its evaluate stage renders them."""
+def answers_of(subj: Subject, pack: Any, items: list[Instruction],
+               reporter: Reporter) -> tuple[list[str], int, list[str | None] | None]:
+    """The subject's greedy answers to `items`, how many were cut at max_new_tokens, and the thinking
+    cut from each (None: a student that does not learn thinking). Prompts go through the subject
+    run's own prompt hooks, as its evaluate stage renders them."""
     from lionloop.student.model import generate  # torch: only once the run is known to be readable
 
     pm = get_plugin_manager()
@@ -121,19 +123,19 @@ def answers_of(subj: Subject, pack: Any, items: list[Instruction], reporter: Rep
     stats: dict[str, Any] = {}
     answers = generate(subj.student, prompts, cfg.student, advance, stats=stats)
     reporter.task_done()
-    return answers, stats.get("truncated", 0)
+    return answers, stats.get("truncated", 0), stats.get("thinking")
 
 
 def scored(subj: Subject, pack: Any, items: list[Instruction], answers: list[str], truncated: int,
-           show_wrong: int = 0) -> dict[str, Any]:
+           thinking: list[str | None] | None = None, show_wrong: int = 0) -> dict[str, Any]:
     """The answers checked by `pack`'s verifier: accuracy overall and per task with its interval, the
-    verdict and answer by instruction id, and the first `show_wrong` wrong answers in full."""
+    verdict and answer by instruction id, and the first `show_wrong` wrong answers in full (with
+    their thinking, where there is any: `answers_of`)."""
     right = {i.id: pack.verify(i, a) for i, a in zip(items, answers, strict=True)}
     acc = accuracy((i.task, right[i.id]) for i in items)
     overall = acc["overall"]
-    wrong = [{"id": i.id, "task": i.task, "instruction": i.text, "input": i.input,
-              "reference": pack_reference(pack, i), "answer": a}
-             for i, a in zip(items, answers, strict=True) if right[i.id] is False][:show_wrong]
+    wrong = [wrong_answer(i, pack_reference(pack, i), a, thinking, k)
+             for k, (i, a) in enumerate(zip(items, answers, strict=True)) if right[i.id] is False][:show_wrong]
     return {
         "run_id": subj.run_id, "round": subj.round, "who": subj.who, "student": str(subj.student),
         "overall": overall, "per_skill": acc["per_skill"], "n": acc["n"], "asked": len(items),

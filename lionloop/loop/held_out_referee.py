@@ -29,7 +29,7 @@ from lionloop.loop.preflight import check_servers, resolve_backend, teacher_sect
 from lionloop.loop.referee import judge_cases
 from lionloop.loop.reporting import Reporter
 from lionloop.loop.runtime import build_teacher
-from lionloop.loop.scoring import accuracy, relative_score, wilson_interval
+from lionloop.loop.scoring import accuracy, relative_score, wilson_interval, wrong_answer
 from lionloop.plugin.manager import get_plugin_manager
 from lionloop.records import Instruction, Verdict
 from lionloop.rundir import RunDir
@@ -121,23 +121,23 @@ class Judging:
                     self.failures[ins.id] = f"teacher: {res.error or 'no answer'}"
         return rest
 
-    def judge(self, runs: list[tuple[Any, list[str], int]], items: list[Instruction], reporter: Reporter,
-              show_wrong: int = 0) -> list[dict[str, Any]]:
-        """Each (subject, answers, truncated) judged against the teacher's answers, a chunk of the
+    def judge(self, runs: list[tuple[Any, list[str], int, list[str | None] | None]], items: list[Instruction],
+              reporter: Reporter, show_wrong: int = 0) -> list[dict[str, Any]]:
+        """Each (subject, answers, truncated, thinking) judged against the teacher's answers, a chunk of the
         order at a time (`start` first), while calls are left: `held_out.scored`'s figures per subject
         with the referee's verdicts in place of the verifier's (good = not called hard), and Lion's
         relative score and win/tie/loss as `relative`."""
-        by_id = [{i.id: a for i, a in zip(items, answers, strict=True)} for _, answers, _ in runs]
+        by_id = [{i.id: a for i, a in zip(items, answers, strict=True)} for _, answers, _, _ in runs]
         verdicts: list[list[Verdict]] = [[] for _ in runs]
         judged: list[Instruction] = []  # the cases with a teacher answer, in the order
-        who = " and ".join(subj.who for subj, _, _ in runs)
+        who = " and ".join(subj.who for subj, *_ in runs)
         advance = reporter.task(f"referee judges {who}'s answers", len(items) * len(runs))
         chunk = self.chunk
         while chunk:
             have = [i for i in chunk if i.id in self.known]
             judged += have
             unpaid = any(BUDGET_ERROR in self.failures.get(i.id, "") for i in chunk)
-            for k, (subj, _, _) in enumerate(runs):
+            for k, (subj, *_) in enumerate(runs):
                 new = judge_cases(self.referee, have, self.known, by_id[k], subj.round, self.cfg.judge, advance)
                 verdicts[k] += new
                 unpaid = unpaid or any(v.hard is None and BUDGET_ERROR in v.raw for v in new)
@@ -145,11 +145,13 @@ class Judging:
         reporter.task_done()
         for ins in self.order[self.pos:]:  # the calls ran out before these
             self.failures.setdefault(ins.id, f"left out: {BUDGET_ERROR}")
-        return [self._scored(subj, items, by_id[k], truncated, verdicts[k], judged, show_wrong if k == 0 else 0)
-                for k, (subj, _, truncated) in enumerate(runs)]
+        return [self._scored(subj, items, by_id[k], truncated, thinking, verdicts[k], judged,
+                             show_wrong if k == 0 else 0)
+                for k, (subj, _, truncated, thinking) in enumerate(runs)]
 
     def _scored(self, subj: Any, items: list[Instruction], by_id: dict[str, str], truncated: int,
-                verdicts: list[Verdict], judged: list[Instruction], show_wrong: int) -> dict[str, Any]:
+                thinking: list[str | None] | None, verdicts: list[Verdict], judged: list[Instruction],
+                show_wrong: int) -> dict[str, Any]:
         # Where max_calls ran out inside a chunk, the cases after the first one left unjudged are
         # left out too, those an identical answer made free among them: the judged stay a random
         # sample, not one tilted to the answers that needed no call.
@@ -163,9 +165,8 @@ class Judging:
         good.update({v.instruction_id: None if v.hard is None else not v.hard for v in verdicts})
         acc = accuracy((i.task, good[i.id]) for i in items)
         overall = acc["overall"]
-        wrong = [{"id": i.id, "task": i.task, "instruction": i.text, "input": i.input,
-                  "reference": self.known.get(i.id), "answer": by_id[i.id]}
-                 for i in items if good[i.id] is False][:show_wrong]
+        wrong = [wrong_answer(i, self.known.get(i.id), by_id[i.id], thinking, k)
+                 for k, i in enumerate(items) if good[i.id] is False][:show_wrong]
         unjudged = {v.instruction_id: v.raw for v in verdicts if v.hard is None}
         return {
             "run_id": subj.run_id, "round": subj.round, "who": subj.who, "student": str(subj.student),

@@ -213,3 +213,14 @@ def agreement(llm: Iterable[Verdict], verifier_right: Mapping[str, bool | None])
         "tp": tp, "fp": fp, "fn": fn, "tn": tn,
         "identical": identical, "unchecked": unchecked,
     }
+
+
+def wrong_answer(ins: Instruction, reference: Any, answer: str, thinking: list[str | None] | None,
+                 k: int) -> dict[str, Any]:
+    """One wrong answer as `evaluate --wrong` shows it; with the thinking the student wrote before
+    it where it learns thinking (None: it wrote no block)."""
+    out = {"id": ins.id, "task": ins.task, "instruction": ins.text, "input": ins.input, "reference": reference,
+           "answer": answer}
+    if thinking is not None:
+        out["thinking"] = thinking[k]
+    return out

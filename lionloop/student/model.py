@@ -13,6 +13,7 @@ from lionloop.config import StudentConfig
 from lionloop.errors import RunError
 from lionloop.records import Example
 from lionloop.student.prompt import answer_from, render, resolve_format
+from lionloop.thinking import split_reasoning
 
 log = logging.getLogger(__name__)
 
@@ -168,7 +169,9 @@ def generate(
 
     Each content is rendered by `student.prompt.render` (the format the student was trained on);
     generation stops at EOS (the end of turn in chat). `stats`, when given, receives `answers`,
-    `truncated` (answers cut at max_new_tokens) and the `prompt_format` used. With
+    `truncated` (answers cut at max_new_tokens) and the `prompt_format` used, and where the student
+    learns thinking (student.thinking: learn) `thinking`: each answer's thinking, cut from it (None
+    where it wrote no block). With
     `student.engine: vllm` (a GPU and vLLM present) a full checkpoint answers from vLLM instead.
     """
     from lionloop.student.vllm_engine import generate_vllm, use_vllm
@@ -181,6 +184,7 @@ def generate(
         raw = generate_vllm(path, [render(tok, p, fmt) for p in prompts], cfg, progress)
         if stats is not None:
             stats.update({"answers": len(raw), "prompt_format": fmt, "engine": "vllm"})
+            _keep_thinking(stats, raw, cfg)
         return [answer_from(t, fmt, cfg.thinking == "learn") for t in raw]
     import torch
 
@@ -194,6 +198,7 @@ def generate(
     texts = [render(tok, p, fmt) for p in prompts]
     order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
     answers: list[str] = [""] * len(texts)
+    said: list[str] = [""] * len(texts)
     bs = cfg.eval_batch_size
     max_new = cfg.generate_max_new_tokens()
     truncated = 0
@@ -216,12 +221,19 @@ def generate(
                 ids = new[row].tolist()
                 if len(ids) >= max_new and tok.eos_token_id not in ids:
                     truncated += 1
-                answers[i] = answer_from(t, fmt, cfg.thinking == "learn")
+                answers[i], said[i] = answer_from(t, fmt, cfg.thinking == "learn"), t
             if progress:
                 progress(len(idx))
     if stats is not None:
         stats.update({"answers": len(texts), "truncated": truncated, "prompt_format": fmt})
+        _keep_thinking(stats, said, cfg)
     return answers
+
+
+def _keep_thinking(stats: dict[str, Any], raw: Sequence[str], cfg: StudentConfig) -> None:
+    """The thinking each raw output opened with, for `generate`'s stats (a student that learns it)."""
+    if cfg.thinking == "learn":
+        stats["thinking"] = [split_reasoning(t)[0] for t in raw]
 
 
 class Trainer(Protocol):
