@@ -20,13 +20,19 @@ Options (generate.generators.rationale.options, `RationaleOptions`):
   rationale_prefix prompt prefix of the rationale task (default "[rationale] ")
   joint            explanation in the same target as the answer (default false)
   per_case         siblings per hard case (default 1)
+  source           ask: a Rationale request per sibling (default); thinking: the thinking a
+                   reasoning teacher wrote before its answer is the rationale, no call of its own
+                   (a sibling answered without thinking is rejected, and counted)
   max_calls        paid teacher calls per round (default: quota x 3)
+
+With `source: thinking` a sibling costs two calls (rewrite, answer) instead of three, and the
+rationale is the route the teacher took to its answer, not an explanation written after it.
 """
 
 from __future__ import annotations
 
 from dataclasses import replace
-from typing import ClassVar
+from typing import ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -59,6 +65,9 @@ class RationaleOptions(GeneratorOptions):
     rationale_prefix: str = Field("[rationale] ", description="Prompt prefix of the rationale task.")
     joint: bool = Field(False, description="MT-CoT style: the explanation in the same target as the answer.")
     per_case: int = Field(1, ge=1, description="Siblings per hard case.")
+    source: Literal["ask", "thinking"] = Field(
+        "ask", description="ask: a Rationale request per sibling; thinking: a reasoning teacher's thinking before "
+                           "its answer (no call of its own; a sibling answered without thinking is rejected).")
 
 
 class RationaleOut(BaseModel):
@@ -94,16 +103,25 @@ def lionloop_generator_spec() -> GeneratorSpec:
 @hookimpl
 def lionloop_generate(cases: Cases, teacher: GeneratorTeacher, ctx: RoundContext) -> list[Candidate]:
     opts: RationaleOptions = ctx.options()
+    own = opts.source == "thinking"
     # A sibling costs a rewrite, then an answer and a rationale (asked together); the answer is
-    # also the check on the rationale's own label.
+    # also the check on the rationale's own label. From the teacher's thinking: the answer alone.
     sibs = answered_siblings(
-        cases, teacher, ctx, per_case=opts.per_case, variant_base=VARIANT_BASE, origin=NAME, calls_per_candidate=3,
-        requests=lambda ins: [Rationale(instruction=ins.text, input=ins.input, task=ins.task)],
+        cases, teacher, ctx, per_case=opts.per_case, variant_base=VARIANT_BASE, origin=NAME,
+        calls_per_candidate=2 if own else 3,
+        requests=lambda ins: [] if own else [Rationale(instruction=ins.text, input=ins.input, task=ins.task)],
     )
     out = []
     for sib in sibs:
-        (rat,) = sib.results
         meta = dict(sib.instruction.meta)
+        if own:
+            if sib.thinking is None:
+                meta["reject"] = "no rationale (the teacher's answer came without thinking; source: thinking)"
+            else:
+                meta.update(rationale=one_line(sib.thinking), rationale_answer=sib.answer)
+            out.append(Candidate(instruction=replace(sib.instruction, meta=meta), generator=NAME))
+            continue
+        (rat,) = sib.results
         if not rat.ok:
             meta["reject"] = f"no rationale ({rat.error})"
         else:

@@ -26,7 +26,8 @@ from lionloop.records import Case, Cases, Example, Instruction, Verdict
 from lionloop.stores.cache import CallCache
 from lionloop.stores.pool import Pool
 from lionloop.student.prompt import format_prompt
-from lionloop.teacher.client import Teacher
+from lionloop.teacher.client import Reply, Teacher
+from lionloop.teacher.requests import Answer
 
 # The built-in plugins as a run reaches them: through the plugin manager and its registry.
 PM = get_plugin_manager()
@@ -138,7 +139,6 @@ def test_a_resumed_stage_charges_its_generators_for_the_calls_paid_before_the_cr
     """The replies a generate stage paid before a crash come back as `resumed` after it: the
     generator's cap counts them, so it affords what the first attempt did (a second ask, another
     group's, would otherwise get the crashed attempt's calls on top)."""
-    from lionloop.teacher.requests import Answer
 
     pack = SkillsPack(TaskConfig(skills=["copy"]), 0)
     backend = OracleBackend(TeacherConfig(), SimpleNamespace(task_pack=pack))
@@ -220,6 +220,39 @@ def test_rationale_joint_mode_and_disagreement(tmp_path: Path) -> None:
     bad = cand.instruction.__class__(**{**cand.instruction.__dict__, "meta": {**cand.instruction.meta, "reject": "x"}})
     assert rationale.lionloop_filter_candidate(candidate=cand.__class__(bad, "rationale"), ctx=ctx) == "x"
     assert rationale.lionloop_filter_candidate(candidate=cand, ctx=ctx) is None
+
+
+class ThinkingOracle(OracleBackend):
+    """The oracle replying to answers as a reasoning model does, in text after a thinking block (no
+    reasoning model runs here; the Teacher client, cache and parser it goes through are the real ones)."""
+
+    def complete(self, requests: Any, attempt: int) -> Any:
+        for i, reply in super().complete(requests, attempt):
+            req = requests[i]
+            if isinstance(req, Answer) and reply.output is not None:
+                reply = Reply(text=f"<think>\nWorking out {req.instruction!r}:\nstep by step.\n</think>\n\n"
+                                   f"{reply.output['text']}")
+            yield i, reply
+
+
+def test_rationale_from_a_reasoning_teachers_thinking_costs_no_call_of_its_own(tmp_path: Path) -> None:
+    """`source: thinking`: the teacher's thinking before its answer is the rationale: two calls a
+    sibling (rewrite, answer), the rows as with an asked rationale; a teacher that does not think
+    has every sibling rejected, by name, at the same two calls."""
+    ctx, plain, pack = _env(tmp_path, "rationale", {"source": "thinking"})
+    backend = ThinkingOracle(TeacherConfig(), SimpleNamespace(task_pack=pack))
+    teacher = BudgetedTeacher(Teacher(backend, CallCache(tmp_path / "thinking.sqlite"), "t"), 1000, "rationale")
+    out = rationale.lionloop_generate(cases=_cases(pack, ["sum", "chain", "add"]), teacher=teacher, ctx=ctx)
+    assert len(out) == 12 and teacher.left == 1000 - 24  # rewrite + answer each; no Rationale request
+    for cand in out:
+        ins = cand.instruction
+        assert "reject" not in ins.meta and ins.meta["rationale"] == f"Working out {ins.text!r}: step by step."
+        assert ins.meta["rationale_answer"] == pack.solve(ins.text)
+        label, why = _rows(rationale, ctx, cand, pack)
+        assert why.kind == "rationale" and why.completion == ins.meta["rationale"] and label.completion == pack.solve(ins.text)
+    unthinking = rationale.lionloop_generate(cases=_cases(pack, ["sum"]), teacher=plain, ctx=ctx)
+    assert len(unthinking) == 4 and plain.left == 1000 - 8
+    assert all("came without thinking" in c.instruction.meta["reject"] for c in unthinking)
 
 
 def test_socratic_steps_and_rows_match_the_oracle(tmp_path: Path) -> None:
@@ -345,7 +378,7 @@ def test_hooks_stay_silent_for_other_generators_and_when_disabled(tmp_path: Path
 OPTION_DEFAULTS = {
     "lion": {"per_hard": 2, "easy_ratio": 0.25, "max_task_share": None, "simpler_below": None},
     "rationale": {"alpha": 0.5, "label_prefix": "[label] ", "rationale_prefix": "[rationale] ", "joint": False,
-                  "per_case": 1},
+                  "per_case": 1, "source": "ask"},
     "socratic": {"mode": "unified", "decompose_prefix": "[decompose] ", "solve_prefix": "[solve] ", "max_steps": 6,
                  "per_case": 1, "eval_max_new_tokens": 64},
     "disco": {"labels": None, "per_case": 1, "critic": "teacher", "max_span_overlap": 0.6, "max_text_overlap": 0.9},

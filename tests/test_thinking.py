@@ -105,3 +105,31 @@ def test_a_student_learns_a_reasoning_teachers_thinking_and_is_scored_on_its_ans
 
     assert "It thinks before it answers" in card_markdown(card_facts(out, 2), "plain", None)
     print("eval answers:", list(eval_said.values())[:5], "raw:", raw[:5])
+
+
+@pytest.mark.slow
+def test_rationales_from_a_reasoning_teachers_thinking_in_a_loop(tmp_path: Path) -> None:
+    """Distilling Step-by-Step with a thinking teacher and `source: thinking`: the rationale rows
+    are the teacher's thinking, the label rows its answer, and no Rationale request is ever paid
+    (the student does not learn thinking here: its answer rows are the answers alone)."""
+    from lionloop.loop.runner import start
+    from lionloop.testing.fault_server import ScriptedServer
+
+    with ScriptedServer(responder=ThinkingChat()) as srv:
+        teacher = {"backend": "openai", "model": "thinking-chat", "base_urls": [srv.base_url], "max_tokens": 96,
+                   "concurrency": 8}
+        generators = {"lion": {"share": 0.5}, "rationale": {"share": 0.5, "options": {"source": "thinking"}}}
+        cfg = micro_config(tmp_path / "run", teacher=teacher, judge={"mode": "verifier"}, stop={"max_rounds": 2},
+                           generate={"generators": generators})
+        out, final = start(cfg)
+    assert final["stop_reason"]
+    teacher_said = dict(pool_rows(out, "SELECT instruction_id, text FROM responses WHERE role = 'teacher'"))
+    rows = pool_rows(out, "SELECT instruction_id, kind, completion FROM examples WHERE generator = 'rationale'")
+    rationales = [(iid, c) for iid, kind, c in rows if kind == "rationale"]
+    assert rationales, rows
+    for iid, completion in rationales:
+        assert completion == f"The reply has {len(teacher_said[iid])} characters."
+    assert {c for iid, kind, c in rows if kind == "label"} <= set(teacher_said.values())
+    assert not any("think>" in c for _, _, c in pool_rows(out, "SELECT instruction_id, kind, completion FROM examples"))
+    systems = [json.loads(r)["messages"][0]["content"] for (r,) in pool_rows(out, "SELECT request FROM llm_cache")]
+    assert systems and not any("solve a task step by step" in s for s in systems)  # rationale.j2's, never sent

@@ -14,6 +14,7 @@ from lionloop.plugin.hookspecs import hookimpl
 from lionloop.records import Candidate, Case, Cases, Instruction
 from lionloop.teacher.client import Result
 from lionloop.teacher.requests import Answer, Rewrite, TeacherRequest
+from lionloop.thinking import split_reasoning
 
 
 def enabled_options(ctx: Any, name: str) -> Any | None:
@@ -115,6 +116,9 @@ class AnsweredSibling:
     instruction: Instruction
     answer: str  # the teacher's answer, stripped
     results: list[Result]  # one per request the plugin asked about this sibling, in its order
+    # The thinking a reasoning teacher wrote before that answer (None: it wrote none): a rationale
+    # it already paid for (the `rationale` generator's `source: thinking`).
+    thinking: str | None = None
 
 
 def answered_siblings(
@@ -145,5 +149,7 @@ def answered_siblings(
     for (case, ins), (at, k) in zip(sibs, spans, strict=True):
         ans = results[at]
         if ans.ok:
-            out.append(AnsweredSibling(case, ins, ans.output.text.strip(), list(results[at + 1 : at + 1 + k])))
+            thinking = split_reasoning(ans.raw)[0] if isinstance(ans.raw, str) else None
+            out.append(AnsweredSibling(case, ins, ans.output.text.strip(), list(results[at + 1 : at + 1 + k]),
+                                       thinking.strip() or None if thinking is not None else None))
     return out
