@@ -150,6 +150,10 @@ def test_benchmarks_pin_the_kernels_where_the_processor_has_avx2(tmp_path: Path)
     assert f"torch kernels {here}" in common.machine_line(kernels_of_runs=[here])
     mixed = common.machine_line(kernels_of_runs=["AVX2, not pinned", "AVX512, not pinned"])
     assert "AVX2, not pinned / AVX512, not pinned (the runs; NOT ONE KIND" in mixed
+    # Runs made before the kernels were recorded count as unknown, not as the ones beside them.
+    runs = {"loop": {0: [{"kernels": "AVX2, pinned"}], 1: [{"acc": 0.5}]}, "uniform": {0: [{"kernels": "AVX2, pinned"}]}}
+    assert common.recorded(runs, "kernels", "not recorded") == ["AVX2, pinned", "not recorded"]
+    assert common.recorded(runs, "kernels") == ["AVX2, pinned"]
 
 
 @pytest.mark.parametrize("command", ["bench", "status"])

@@ -146,7 +146,7 @@ def summarise(results: dict[str, dict[int, list[dict[str, Any]]]]) -> dict[str, 
     arms = [a for a in results if results[a]]
     skills = sorted({k for a in arms for runs in results[a].values() for k in runs[-1]["per_skill"]})
     out: dict[str, Any] = {"skills": skills, "arms": {}, "commits": run_commits(results),
-                           "envs": recorded(results, "env"), "kernels": recorded(results, "kernels"), "metric": metric_of(
+                           "envs": recorded(results, "env"), "kernels": recorded(results, "kernels", "not recorded"), "metric": metric_of(
         {a: [runs[-1] for runs in results[a].values()] for a in arms})}
     for arm in arms:
         last = [runs[-1] for runs in results[arm].values()]

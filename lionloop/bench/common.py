@@ -164,11 +164,12 @@ def source_commit() -> str:
     return f"{rev}+" if rev and changed else rev
 
 
-def recorded(results: dict[str, dict[Any, list[dict[str, Any]]]], key: str) -> list[str]:
+def recorded(results: dict[str, dict[Any, list[dict[str, Any]]]], key: str, missing: str | None = None) -> list[str]:
     """What a benchmark's runs recorded under `key` (each run's last round; `run_arms` records the
-    commit and the environment), sorted, each once."""
-    return sorted({runs[-1][key] for by_seed in results.values() for runs in by_seed.values()
-                   if runs and runs[-1].get(key)})
+    commit, the environment and the kernels), sorted, each once; `missing`: the label of runs that
+    recorded nothing there (made before it was recorded), else they are left out."""
+    return sorted({runs[-1].get(key) or missing for by_seed in results.values() for runs in by_seed.values()
+                   if runs and (runs[-1].get(key) or missing)})
 
 
 def run_commits(results: dict[str, dict[Any, list[dict[str, Any]]]]) -> list[str]:

@@ -66,7 +66,7 @@ def report(summary: dict[str, Any], results: dict[str, Any], command: str, secon
     lines = [
         f"## {title or _title(summary)}",
         "",
-        f"Command: `{command}` ({seconds / 60:.0f} min of runs). Machine: {machine_line(run_commits(results), recorded(results, 'env'), recorded(results, 'kernels'))}.",
+        f"Command: `{command}` ({seconds / 60:.0f} min of runs). Machine: {machine_line(run_commits(results), recorded(results, 'env'), recorded(results, 'kernels', 'not recorded'))}.",
         "",
         *([about, ""] if about else []),
         (f"Every arm gets the same budget of **{budget} paid teacher calls** (bootstrap answers, referee, "
