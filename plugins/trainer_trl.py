@@ -41,6 +41,7 @@ from lionloop import (
     resolve_format,
     save_atomically,
     set_threads,
+    split_reasoning,
     validate_options,
 )
 
@@ -186,6 +187,27 @@ class TRLTrainer:
         self.student = student
         self.options = options if options is not None else validate_options(TRLOptions, cfg.options, "train.options")
 
+    def _without_cut_thinking(self, kept: list[tuple[Example, float]], prompts: list[str], lengths: list[int],
+                              max_length: int) -> tuple[list[tuple[Example, float]], list[str], list[int], int]:
+        """Where the student learns thinking, the rows with thinking longer than max_length are left
+        out, not cut: cut, a row keeps the thinking and loses the block's end and the answer, and
+        teaches the student to think without ever answering (R1-style sets drop them too)."""
+        if self.student.thinking != "learn":
+            return kept, prompts, lengths, 0
+        out = [k for k, (e, _) in enumerate(kept) if lengths[k] > max_length and split_reasoning(e.completion)[0] is not None]
+        if not out:
+            return kept, prompts, lengths, 0
+        if len(out) == len(kept):
+            raise TrainingError(f"every training row's thinking and answer is longer than student.max_length="
+                                f"{max_length} tokens (student.thinking: learn leaves such rows out rather than cut "
+                                "their answers off): raise student.max_length")
+        log.warning("%d of %d training rows (thinking, then the answer) exceed student.max_length=%d tokens: left "
+                    "out, not cut (cut, they would teach thinking that never reaches its answer)",
+                    len(out), len(kept), max_length)
+        drop = set(out)
+        keep = [k for k in range(len(kept)) if k not in drop]
+        return [kept[k] for k in keep], [prompts[k] for k in keep], [lengths[k] for k in keep], len(out)
+
     def train(
         self,
         base: Path,
@@ -225,11 +247,12 @@ class TRLTrainer:
             tok.pad_token = tok.eos_token
         fmt = resolve_format(tok, self.student.prompt_format)
         options = dict(self.options.model_extra or {})
-        weighted = any(w != 1.0 for _, w in kept)
         # The prompt as the student reads it: rendered here exactly as the evaluate stage does.
         prompts = [render(tok, e.prompt, fmt) for e, _ in kept]
         max_length = self.student.train_max_length()
         lengths = row_lengths(tok, prompts, [e.completion for e, _ in kept])
+        kept, prompts, lengths, left_out = self._without_cut_thinking(kept, prompts, lengths, max_length)
+        weighted = any(w != 1.0 for _, w in kept)
         truncated = sum(n > max_length for n in lengths)
         if truncated:
             log.warning("%d of %d training rows exceed student.max_length=%d tokens and are cut",
@@ -319,6 +342,7 @@ class TRLTrainer:
             "losses": losses,
             "rows": len(kept),
             "truncated_rows": truncated,
+            **({"left_out_rows": left_out} if left_out else {}),
             "max_length": max_length,
             "prompt_format": fmt,
             "weighted": weighted,

@@ -133,3 +133,30 @@ def test_rationales_from_a_reasoning_teachers_thinking_in_a_loop(tmp_path: Path)
     assert not any("think>" in c for _, _, c in pool_rows(out, "SELECT instruction_id, kind, completion FROM examples"))
     systems = [json.loads(r)["messages"][0]["content"] for (r,) in pool_rows(out, "SELECT request FROM llm_cache")]
     assert systems and not any("solve a task step by step" in s for s in systems)  # rationale.j2's, never sent
+
+
+def test_thinking_rows_longer_than_max_length_are_left_out_not_cut(tmp_path: Path) -> None:
+    """Cut at max_length, a row of thinking and answer keeps the thinking and loses its answer:
+    where the student learns thinking such rows are left out (and counted), plain rows are cut
+    as before, and a pool of nothing but over-long thinking is one clear error."""
+    from lionloop import LionloopError
+    from lionloop.config import StudentConfig, TrainConfig
+    from lionloop.plugin.manager import get_plugin_manager
+    from lionloop.records import Example
+    from lionloop.student.model import build_tiny_student
+
+    trl = get_plugin_manager().build_registry().get("trainer", "trl", "train.trainer")
+    learn = StudentConfig(hidden_size=16, num_layers=1, num_heads=2, max_length=64, thinking="learn")
+    base = build_tiny_student(tmp_path / "base", learn, 0)
+    long_thought = with_thinking("a very long line of thought " * 4, "ab")
+    rows = [Example("a", "copy ab\n", with_thinking("short.", "ab"), "answer"),
+            Example("b", "copy ab\n", long_thought, "answer"),
+            Example("c", "copy abababababababababababababababababab\n", "abababababababababababababababababab", "answer")]
+    fig = trl(TrainConfig(steps_per_round=2), learn).train(base, tmp_path / "out", rows, seed=0)
+    assert fig["rows"] == 2 and fig["left_out_rows"] == 1 and fig["truncated_rows"] == 1  # the plain row is cut
+    drop = learn.model_copy(update={"thinking": "drop"})
+    fig = trl(TrainConfig(steps_per_round=2), drop).train(base, tmp_path / "out2", rows, seed=0)
+    assert fig["rows"] == 3 and "left_out_rows" not in fig and fig["truncated_rows"] == 2
+    with pytest.raises(LionloopError, match=r"^every training row's thinking and answer is longer than "
+                                            r"student\.max_length=64 tokens .*raise student\.max_length$"):
+        trl(TrainConfig(steps_per_round=2), learn).train(base, tmp_path / "out3", rows[1:2], seed=0)

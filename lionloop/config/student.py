@@ -42,7 +42,8 @@ class StudentConfig(_Section):
         "learns the answer alone. learn: each training row the teacher answered holds its thinking, then the "
         "answer (R1-style distillation: `<think>...</think>` and the answer), and the thinking the student writes "
         "is cut from its output before its answer is checked, judged or stored (generate.self_answers is then "
-        "off: the student's own rows would hold no thinking). Give the thinking room: max_new_tokens, max_length.",
+        "off: the student's own rows would hold no thinking). Give the thinking room: max_new_tokens, max_length "
+        "(a row of thinking and answer longer than max_length is left out of training, not cut).",
     )
     eval_batch_size: int = Field(256, ge=1, description="Prompts per batched generate call.")
     device: Literal["auto", "cpu", "cuda"] = Field("auto", description="auto takes the GPU where there is one.")
