@@ -9,7 +9,7 @@ from lionloop.plugin.manager import PluginManager
 from lionloop.records import Example, Instruction
 from lionloop.student.prompt import format_prompt
 from lionloop.teacher.requests import Answer
-from lionloop.thinking import split_reasoning, with_thinking
+from lionloop.thinking import with_thinking
 
 
 def student_prompts(rt: Runtime, round: int, items: list[Instruction]) -> list[str]:
@@ -59,8 +59,8 @@ def teacher_answers(rt: Runtime, items: list[Instruction], round: int,
     for ins, res in zip(items, results, strict=True):
         if res.ok:
             answers[ins.id] = res.output.text
-            if isinstance(res.raw, str) and (thought := split_reasoning(res.raw)[0]):
-                thinking[ins.id] = thought
+            if res.thinking:
+                thinking[ins.id] = res.thinking
         else:
             failures[ins.id] = res.error or "unknown"
     return answers, failures, thinking

@@ -14,7 +14,6 @@ from lionloop.plugin.hookspecs import hookimpl
 from lionloop.records import Candidate, Case, Cases, Instruction
 from lionloop.teacher.client import Result
 from lionloop.teacher.requests import Answer, Rewrite, TeacherRequest
-from lionloop.thinking import split_reasoning
 
 
 def enabled_options(ctx: Any, name: str) -> Any | None:
@@ -149,7 +148,6 @@ def answered_siblings(
     for (case, ins), (at, k) in zip(sibs, spans, strict=True):
         ans = results[at]
         if ans.ok:
-            thinking = split_reasoning(ans.raw)[0] if isinstance(ans.raw, str) else None
             out.append(AnsweredSibling(case, ins, ans.output.text.strip(), list(results[at + 1 : at + 1 + k]),
-                                       thinking.strip() or None if thinking is not None else None))
+                                       (ans.thinking or "").strip() or None))
     return out

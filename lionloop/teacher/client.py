@@ -76,6 +76,7 @@ class Result:
     cached: bool = False
     raw: str | None = None
     rejected: bool = False  # the reply parsed but failed the request's own check
+    thinking: str | None = None  # a reasoning model's thinking before the answer, split from `raw`
 
     @property
     def ok(self) -> bool:
@@ -278,7 +279,7 @@ class Teacher:
                 if first is not None and first.error != BUDGET_ERROR:
                     self._count("hits")
                 results[i] = Result(requests[i], output=first.output, error=first.error, cached=True,
-                                    raw=first.raw) if first is not None else None
+                                    raw=first.raw, thinking=first.thinking) if first is not None else None
                 if progress and results[i] is not None and (results[i].ok or last):
                     progress(1)
             # Unparseable replies are re-asked (a new attempt is a new prompt and a new key).
@@ -378,7 +379,7 @@ class Teacher:
                 msg += " (the reply was cut off at max_tokens)"
             return Result(req, error=redact(f"parse: {msg}"), cached=cached, raw=raw,
                           rejected=isinstance(err, Rejected))
-        return Result(req, output=out, cached=cached, raw=raw)
+        return Result(req, output=out, cached=cached, raw=raw, thinking=thinking)
 
     def _count(self, what: str, n: int = 1) -> None:
         with self._lock:
