@@ -104,7 +104,8 @@ def lionloop_register(registry: Registry) -> None:
 
 @hookimpl
 def lionloop_generator_spec() -> GeneratorSpec:
-    return GeneratorSpec(consumes=("hard",), calls_per_candidate=6, kinds=("answer", "cot"), options=FinetuneCotOptions)
+    return GeneratorSpec(consumes=("hard",), calls_per_candidate=6, calls_for=lambda o: o.samples + 2,
+                         kinds=("answer", "cot"), options=FinetuneCotOptions)  # rewrite, answer, k samples
 
 
 @hookimpl
@@ -112,7 +113,7 @@ def lionloop_generate(cases: Cases, teacher: GeneratorTeacher, ctx: RoundContext
     opts: FinetuneCotOptions = ctx.options()
     k = opts.samples
     sibs = answered_siblings(
-        cases, teacher, ctx, per_case=opts.per_case, variant_base=VARIANT_BASE, origin=NAME, calls_per_candidate=k + 2,
+        cases, teacher, ctx, per_case=opts.per_case, variant_base=VARIANT_BASE, origin=NAME,
         requests=lambda ins: [CotSample(instruction=ins.text, input=ins.input, task=ins.task, sample=j,
                                         temperature=opts.temperature) for j in range(k)],
     )

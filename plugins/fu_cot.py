@@ -163,7 +163,7 @@ def lionloop_generate(cases: Cases, teacher: GeneratorTeacher, ctx: RoundContext
                            temperature=opts.temperature)]
 
     sibs = answered_siblings(cases, teacher, ctx, per_case=opts.per_case, variant_base=VARIANT_BASE, origin=NAME,
-                             calls_per_candidate=3, requests=own)
+                             requests=own)
     metas: list[dict[str, Any]] = []
     kept: dict[str, list[CotDemo]] = {t: list(v) for t, v in earlier.items()}
     for sib in sibs:

@@ -151,7 +151,7 @@ def lionloop_generate(cases: Cases, teacher: GeneratorTeacher, ctx: RoundContext
         return [FewShotAnswer(instruction=ins.text, input=ins.input, task=ins.task, demos=tuple(chosen[ins.id]))]
 
     sibs = answered_siblings(cases, teacher, ctx, per_case=opts.per_case, variant_base=VARIANT_BASE, origin=NAME,
-                             calls_per_candidate=3, requests=own)
+                             requests=own)
     out = []
     for sib in sibs:
         (few,) = sib.results

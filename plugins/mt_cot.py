@@ -140,6 +140,7 @@ def lionloop_register(registry: Registry) -> None:
 @hookimpl
 def lionloop_generator_spec() -> GeneratorSpec:
     return GeneratorSpec(consumes=("hard",), calls_per_candidate=CALLS,
+                         calls_for=lambda o: CALLS if o.explanation == "crop" else CALLS - 1,
                          kinds=("answer", "explain", "rationalize", "cot"), options=MtCotOptions)
 
 
@@ -153,7 +154,7 @@ def lionloop_generate(cases: Cases, teacher: GeneratorTeacher, ctx: RoundContext
             CotExplain(instruction=ins.text, input=ins.input, task=ins.task, temperature=opts.temperature)]
 
     sibs = answered_siblings(cases, teacher, ctx, per_case=opts.per_case, variant_base=VARIANT_BASE, origin=NAME,
-                             calls_per_candidate=CALLS if strategy == "crop" else 3, requests=own)
+                             requests=own)
     metas: list[dict[str, Any]] = []
     todo: list[int] = []  # siblings whose explanation is to be a rationalisation
     for n, sib in enumerate(sibs):

@@ -97,18 +97,18 @@ def lionloop_register(registry: Registry) -> None:
 
 @hookimpl
 def lionloop_generator_spec() -> GeneratorSpec:
-    return GeneratorSpec(consumes=("hard",), calls_per_candidate=3, kinds=("label", "rationale"), options=RationaleOptions)
+    # A sibling costs a rewrite, then an answer and a rationale (asked together); the answer is
+    # also the check on the rationale's own label. From the teacher's thinking: the answer alone.
+    return GeneratorSpec(consumes=("hard",), calls_per_candidate=3, calls_for=lambda o: 2 if o.source == "thinking" else 3,
+                         kinds=("label", "rationale"), options=RationaleOptions)
 
 
 @hookimpl
 def lionloop_generate(cases: Cases, teacher: GeneratorTeacher, ctx: RoundContext) -> list[Candidate]:
     opts: RationaleOptions = ctx.options()
     own = opts.source == "thinking"
-    # A sibling costs a rewrite, then an answer and a rationale (asked together); the answer is
-    # also the check on the rationale's own label. From the teacher's thinking: the answer alone.
     sibs = answered_siblings(
         cases, teacher, ctx, per_case=opts.per_case, variant_base=VARIANT_BASE, origin=NAME,
-        calls_per_candidate=2 if own else 3,
         requests=lambda ins: [] if own else [Rationale(instruction=ins.text, input=ins.input, task=ins.task)],
     )
     out = []

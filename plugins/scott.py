@@ -181,7 +181,7 @@ def lionloop_generate(cases: Cases, teacher: GeneratorTeacher, ctx: RoundContext
         return [PerturbAnswer(instruction=ins.text, input=ins.input, task=ins.task, variant=ctx.round)]
 
     sibs = answered_siblings(cases, teacher, ctx, per_case=opts.per_case, variant_base=VARIANT_BASE, origin=NAME,
-                             calls_per_candidate=CALLS, requests=own)
+                             requests=own)
     contrastive = (ctx.config.generator_teacher or ctx.config.teacher).backend in CONTRASTIVE_BACKENDS
     plans: list[tuple[Any, dict[str, Any]]] = []
     asks: list[TeacherRequest] = []

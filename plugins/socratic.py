@@ -132,7 +132,7 @@ def lionloop_generator_spec() -> GeneratorSpec:
 def lionloop_generate(cases: Cases, teacher: GeneratorTeacher, ctx: RoundContext) -> list[Candidate]:
     opts: SocraticOptions = ctx.options()
     sibs = answered_siblings(
-        cases, teacher, ctx, per_case=opts.per_case, variant_base=VARIANT_BASE, origin=NAME, calls_per_candidate=3,
+        cases, teacher, ctx, per_case=opts.per_case, variant_base=VARIANT_BASE, origin=NAME,
         requests=lambda ins: [Decompose(instruction=ins.text, input=ins.input, task=ins.task)],
     )
     out = []

@@ -125,7 +125,7 @@ def test_pace_ratio_weights_the_rounds_still_to_generate(tmp_path: Path, ratio: 
 
     cfg = micro_config(tmp_path / "run", generate={"pace_ratio": ratio},
                        judge={"mode": "verifier"}, stop={"max_rounds": 5, "max_teacher_calls": 1300})
-    gen = SimpleNamespace(name="lion", quota=400, max_calls=800, spec=SimpleNamespace(calls_per_candidate=2.0))
+    gen = SimpleNamespace(name="lion", quota=400, max_calls=800, calls_per_candidate=2.0)
     rt = SimpleNamespace(cfg=cfg, run_id="r", plan=[gen], budget_left=lambda: 1000,
                          cache=SimpleNamespace(paid=lambda run_id: {}),
                          pool=SimpleNamespace(stage_result=lambda r, stage: None))
@@ -148,7 +148,7 @@ def test_a_candidate_measured_below_one_call_buys_more_of_the_last_round(tmp_pat
 
     cfg = micro_config(tmp_path / "run", judge={"mode": "verifier"}, teacher={"rewrites_per_call": 4},
                        stop={"max_rounds": 3, "max_teacher_calls": 1000})
-    gen = SimpleNamespace(name="lion", quota=4000, max_calls=8000, spec=SimpleNamespace(calls_per_candidate=2.0))
+    gen = SimpleNamespace(name="lion", quota=4000, max_calls=8000, calls_per_candidate=2.0)
     paid = {(1, "generate"): {"calls": 100, "cost": 0.0}, (1, "curate"): {"calls": 200, "cost": 0.0}}
     rt = SimpleNamespace(cfg=cfg, run_id="r", plan=[gen], budget_left=lambda: 400,
                          cache=SimpleNamespace(paid=lambda run_id, *a: paid),

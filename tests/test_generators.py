@@ -356,6 +356,20 @@ def test_generators_stay_within_their_teacher_budget(tmp_path: Path) -> None:
         assert len(out) == 10 // per and teacher.left == 10 - per * (10 // per)
 
 
+def test_options_that_change_a_candidates_cost_change_the_plan_and_the_budget_check(tmp_path: Path) -> None:
+    """`calls_for`: the cost under the run's options, not the spec's default figure, sets the
+    paid-call cap, pacing's price and how many siblings a budget of 12 calls buys."""
+    cases = (("rationale", {"source": "thinking"}, 2), ("finetune_cot", {"samples": 2}, 4),
+             ("mt_cot", {"explanation": "cot"}, 3), ("rationale", {}, 3))
+    for n, (name, options, per) in enumerate(cases):
+        ctx, teacher, pack = _env(tmp_path / str(n), name, options, limit=12, quota=12)
+        planned = ctx.generators[name]
+        assert ctx.calls_per_candidate() == planned.calls_per_candidate == per
+        assert planned.max_calls == 12 * per
+        out = PM.get_plugin(name).lionloop_generate(cases=_cases(pack, ["sum", "chain", "add"]), teacher=teacher, ctx=ctx)
+        assert len(out) == 12 // per and teacher.left == 12 - per * (12 // per)
+
+
 def test_specs_declare_consumed_cases_and_costs() -> None:
     specs = {n: m.lionloop_generator_spec() for n, m in PLUGINS.items()}
     assert all(isinstance(s, GeneratorSpec) for s in specs.values())

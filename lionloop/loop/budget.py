@@ -74,7 +74,7 @@ def per_candidate(rt: Runtime, r: int, unit: str = "calls") -> float:
 
     Measured over this run's earlier rounds where there are any (all of them, or with
     `generate.pace_price: last` the latest that made candidates); else the plan's own figure (the
-    generators' `calls_per_candidate`, weighted by quota, with each candidate's rewrite at 1/k of a
+    generators' `calls_per_candidate` under the run's options, weighted by quota, with each candidate's rewrite at 1/k of a
     call where `rewrites_per_call` packs k; in cost, at the run's mean price)."""
     by_stage = rt.cache.paid(rt.run_id)  # read once, not once per earlier round
     made_in = {k: int((rt.pool.stage_result(k, "generate") or {}).get("candidates", 0)) for k in range(1, r)}
@@ -89,7 +89,7 @@ def per_candidate(rt: Runtime, r: int, unit: str = "calls") -> float:
         # the budget unspent.
         return spent / made
     quota = sum(g.quota for g in rt.plan) or 1
-    calls = sum(g.quota * g.spec.calls_per_candidate for g in rt.plan) / quota
+    calls = sum(g.quota * g.calls_per_candidate for g in rt.plan) / quota
     # A candidate starts from one rewrite; packed k to a call, it costs 1/k of one.
     k = (rt.cfg.generator_teacher or rt.cfg.teacher).rewrites_per_call
     calls = max(1.0, calls - (1 - 1 / k))

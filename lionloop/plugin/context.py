@@ -45,6 +45,12 @@ class RoundContext:
         planned = self.generators.get(name)
         return None if planned is None else planned.options
 
+    def calls_per_candidate(self) -> float | None:
+        """Paid calls one of this plugin's candidates costs under the run's options (its spec's
+        `calls_for`, else `calls_per_candidate`); None when it is not an enabled generator."""
+        planned = self.generators.get(self.plugin or "")
+        return None if planned is None else planned.calls_per_candidate
+
     def rng(self, *parts: Any) -> random.Random:
         """A deterministic random stream for (run seed, round, plugin, parts)."""
         key = json.dumps([self.config.seed, self.round, self.plugin, *map(str, parts)])

@@ -45,10 +45,10 @@ def one_line(text: str) -> str:
     return " ".join(str(text).split())
 
 
-def affordable(teacher: Any, quota: int, calls_per_candidate: int) -> int:
+def affordable(teacher: Any, quota: int, calls_per_candidate: float) -> int:
     """How many candidates the budget still pays for (the teacher a generator gets has `left`)."""
     left = getattr(teacher, "left", None)
-    return quota if left is None else min(quota, max(0, left) // calls_per_candidate)
+    return quota if left is None else min(quota, int(max(0, left) // calls_per_candidate))
 
 
 def sibling_requests(
@@ -122,7 +122,7 @@ class AnsweredSibling:
 
 def answered_siblings(
     cases: Cases, teacher: Any, ctx: Any, *, per_case: int, variant_base: int, origin: str,
-    requests: Callable[[Instruction], list[TeacherRequest]], calls_per_candidate: int,
+    requests: Callable[[Instruction], list[TeacherRequest]], calls_per_candidate: float | None = None,
 ) -> list[AnsweredSibling]:
     """Siblings of the hard cases (`siblings`), each asked for the teacher's `Answer` and for the
     plugin's own `requests(sibling)`, all in one batch: the body rationale, socratic and
@@ -131,10 +131,15 @@ def answered_siblings(
 
     As many siblings as `ctx.max_candidates` (default: one per hard case) and the teacher's
     budget allow at `calls_per_candidate` paid calls each (the rewrite, the answer, the
-    plugin's requests). The answer is the one curate would ask for, so the cache then answers
+    plugin's requests; None: the plan's figure for the plugin, `ctx.calls_per_candidate()`, which
+    its spec's `calls_for` sets under the run's options). The answer is the one curate would ask for, so the cache then answers
     curate for free.
     """
     quota = ctx.max_candidates if ctx.max_candidates is not None else len(cases.hard)
+    if calls_per_candidate is None:
+        calls_per_candidate = ctx.calls_per_candidate()
+        if calls_per_candidate is None:
+            raise ValueError(f"answered_siblings: {origin} is not a planned generator; pass calls_per_candidate")
     n = affordable(teacher, quota, calls_per_candidate)
     sibs = siblings(cases, teacher, ctx, n, per_case, variant_base, origin)
     asks: list[TeacherRequest] = []

@@ -35,10 +35,11 @@ class PluginInfo:
 
     @property
     def generator(self) -> dict[str, Any] | None:
-        """The generator spec as plain data (options: the names of its typed options)."""
+        """The generator spec as plain data (options: the names of its typed options; the cost at
+        the default options, without the function that gives it under others)."""
         if self.spec is None:
             return None
-        out = {k: v for k, v in asdict(self.spec).items() if k != "options"}
+        out = {k: v for k, v in asdict(self.spec).items() if k not in ("options", "calls_for")}
         out["options"] = sorted(self.spec.options.model_fields) if self.spec.options else None
         return out
 
