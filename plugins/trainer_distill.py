@@ -70,8 +70,16 @@ from .trainer_gold import (
     gold_setup,
     on_policy,
 )
-from .trainer_kit import checkpointing, lora_config, one_line, tracker_dirs, training_callbacks
-from .trainer_trl import SET_BY_LIONLOOP, TrainingError, TRLOptions, TRLTrainer, row_weights
+from .trainer_kit import (
+    TrainingError,
+    checkpointing,
+    lora_config,
+    one_line,
+    tracker_dirs,
+    training_callbacks,
+    whole_thinking,
+)
+from .trainer_trl import SET_BY_LIONLOOP, TRLOptions, TRLTrainer, row_weights
 
 log = logging.getLogger(__name__)
 
@@ -273,10 +281,16 @@ class DistillTrainer:
             tok.pad_token = tok.eos_token
         tok.padding_side = "left"  # TRL samples completions after left-padded prompts
         fmt = resolve_format(tok, self.student.prompt_format)
+        max_completion = opts.max_completion_length or self.student.generate_max_new_tokens()
+        # The pool's completions are cut at max_completion tokens, EOS included (`_mixed_policy`).
+        lengths = [len(x) + 1 for x in tok([e.completion for e, _ in kept], add_special_tokens=False)["input_ids"]]
+        keep, left_out = whole_thinking(self.student, [e for e, _ in kept], lengths, max_completion,
+                                        "train.options.max_completion_length" if opts.max_completion_length
+                                        else "student.max_new_tokens")
+        kept = [kept[k] for k in keep]
         data = Dataset.from_list([
             {"prompt": render(tok, e.prompt, fmt), "completion": e.completion} for e, _ in kept
         ])
-        max_completion = opts.max_completion_length or self.student.generate_max_new_tokens()
         extra = dict(opts.model_extra or {})
         saving, resume = checkpointing(self.cfg, self.student, out, checkpoint_dir, base, kept, seed,
                                        {**opts.model_dump(mode="json"), "method": opts.method()})
@@ -360,6 +374,7 @@ class DistillTrainer:
             "last_loss": losses[-1] if losses else None,
             "losses": losses,
             "rows": len(kept),
+            **({"left_out_rows": left_out} if left_out else {}),
             "prompt_format": fmt,
             "method": opts.method(),
             "trl_trainer": config_cls.__name__.replace("Config", "Trainer"),

@@ -1,16 +1,33 @@
 """What every lionloop TRL trainer (`trl`, `gkd`, `minillm`) trains with: checkpoints a killed
-stage resumes from, the progress and no-final-save callbacks, PEFT's LoRA config, row lengths,
-trackers' local folders inside the run directory, and one-line error text."""
+stage resumes from, the progress and no-final-save callbacks, PEFT's LoRA config, row lengths and
+the rows of thinking too long to train on whole, trackers' local folders inside the run directory,
+and the error a failed training raises, with its one-line text."""
 
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from lionloop import ConfigError, Example, StudentConfig, TrainConfig, content_id, resume_point
+from lionloop import (
+    ConfigError,
+    Example,
+    LionloopError,
+    StudentConfig,
+    TrainConfig,
+    content_id,
+    resume_point,
+    split_reasoning,
+)
+
+log = logging.getLogger(__name__)
+
+
+class TrainingError(LionloopError, RuntimeError):
+    """Training could not run or failed; the message says why."""
 
 
 def checkpointing(
@@ -82,6 +99,29 @@ def row_lengths(tok: Any, prompts: Sequence[str], completions: Sequence[str]) ->
     """Tokens of each rendered row as TRL builds it: prompt + completion + EOS."""
     ids = tok([p + c for p, c in zip(prompts, completions, strict=True)], add_special_tokens=False)["input_ids"]
     return [len(x) + 1 for x in ids]
+
+
+def whole_thinking(student: StudentConfig, rows: Sequence[Example], lengths: Sequence[int], limit: int,
+                   limit_name: str) -> tuple[list[int], int]:
+    """The indexes of the rows to train on, and how many were left out. Where the student learns
+    thinking (`student.thinking: learn`), a row whose thinking and answer are longer than `limit`
+    tokens (its `lengths`, counted as the trainer cuts) is left out, not cut: cut, it keeps the
+    thinking, loses the block's end and the answer, and teaches the student to think without ever
+    answering (R1-style sets drop them too). Plain rows stay, and are cut as ever. Every row left
+    out is a TrainingError naming `limit_name`, the setting to raise."""
+    keep = list(range(len(rows)))
+    if student.thinking != "learn":
+        return keep, 0
+    over = {k for k in keep if lengths[k] > limit and split_reasoning(rows[k].completion)[0] is not None}
+    if not over:
+        return keep, 0
+    if len(over) == len(rows):
+        raise TrainingError(f"every training row's thinking and answer is longer than {limit_name}={limit} tokens "
+                            "(student.thinking: learn leaves such rows out rather than cut their answers off): "
+                            f"raise {limit_name}")
+    log.warning("%d of %d training rows (thinking, then the answer) exceed %s=%d tokens: left out, not cut (cut, "
+                "they would teach thinking that never reaches its answer)", len(over), len(rows), limit_name, limit)
+    return [k for k in keep if k not in over], len(over)
 
 
 # Where trackers write their local files unless the user said otherwise: beside the round's

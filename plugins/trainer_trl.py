@@ -26,7 +26,6 @@ from pydantic import ConfigDict, Field, model_validator
 from lionloop import (
     ConfigError,
     Example,
-    LionloopError,
     OptionError,
     PluginOptions,
     Registry,
@@ -41,17 +40,18 @@ from lionloop import (
     resolve_format,
     save_atomically,
     set_threads,
-    split_reasoning,
     validate_options,
 )
 
 from .trainer_kit import (
+    TrainingError,
     checkpointing,
     lora_config,
     one_line,
     row_lengths,
     tracker_dirs,
     training_callbacks,
+    whole_thinking,
 )
 
 log = logging.getLogger(__name__)
@@ -86,10 +86,6 @@ SET_BY_LIONLOOP = {
     "disable_tqdm": "it reports progress itself",
     "log_level": "it reports progress itself",
 }
-
-
-class TrainingError(LionloopError, RuntimeError):
-    """Training could not run or failed; the message says why."""
 
 
 def sft_fields() -> set[str]:
@@ -187,27 +183,6 @@ class TRLTrainer:
         self.student = student
         self.options = options if options is not None else validate_options(TRLOptions, cfg.options, "train.options")
 
-    def _without_cut_thinking(self, kept: list[tuple[Example, float]], prompts: list[str], lengths: list[int],
-                              max_length: int) -> tuple[list[tuple[Example, float]], list[str], list[int], int]:
-        """Where the student learns thinking, the rows with thinking longer than max_length are left
-        out, not cut: cut, a row keeps the thinking and loses the block's end and the answer, and
-        teaches the student to think without ever answering (R1-style sets drop them too)."""
-        if self.student.thinking != "learn":
-            return kept, prompts, lengths, 0
-        out = [k for k, (e, _) in enumerate(kept) if lengths[k] > max_length and split_reasoning(e.completion)[0] is not None]
-        if not out:
-            return kept, prompts, lengths, 0
-        if len(out) == len(kept):
-            raise TrainingError(f"every training row's thinking and answer is longer than student.max_length="
-                                f"{max_length} tokens (student.thinking: learn leaves such rows out rather than cut "
-                                "their answers off): raise student.max_length")
-        log.warning("%d of %d training rows (thinking, then the answer) exceed student.max_length=%d tokens: left "
-                    "out, not cut (cut, they would teach thinking that never reaches its answer)",
-                    len(out), len(kept), max_length)
-        drop = set(out)
-        keep = [k for k in range(len(kept)) if k not in drop]
-        return [kept[k] for k in keep], [prompts[k] for k in keep], [lengths[k] for k in keep], len(out)
-
     def train(
         self,
         base: Path,
@@ -251,7 +226,9 @@ class TRLTrainer:
         prompts = [render(tok, e.prompt, fmt) for e, _ in kept]
         max_length = self.student.train_max_length()
         lengths = row_lengths(tok, prompts, [e.completion for e, _ in kept])
-        kept, prompts, lengths, left_out = self._without_cut_thinking(kept, prompts, lengths, max_length)
+        keep, left_out = whole_thinking(self.student, [e for e, _ in kept], lengths, max_length, "student.max_length")
+        if left_out:
+            kept, prompts, lengths = ([xs[k] for k in keep] for xs in (kept, prompts, lengths))
         weighted = any(w != 1.0 for _, w in kept)
         truncated = sum(n > max_length for n in lengths)
         if truncated:

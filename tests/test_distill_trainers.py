@@ -74,6 +74,34 @@ def test_white_box_trainer_runs_two_rounds(trainer: str, options: dict[str, Any]
         assert all(f["on_policy_batches"] > 0 and f["off_policy_batches"] > 0 for f in rounds)
 
 
+def test_thinking_rows_longer_than_the_completion_limit_are_left_out_not_cut(tmp_path: Path,
+                                                                             white_box_teacher: Path) -> None:
+    """The distillation phase cuts the pool's completions at max_completion_length: where the
+    student learns thinking, a row whose thinking and answer pass it is left out (and counted), as
+    the trl trainer leaves out what passes max_length; nothing but such rows is one clear error."""
+    from lionloop import LionloopError
+    from lionloop.config import StudentConfig, TrainConfig
+    from lionloop.plugin.manager import get_plugin_manager
+    from lionloop.records import Example
+    from lionloop.student.model import build_tiny_student
+    from lionloop.thinking import with_thinking
+
+    gkd = get_plugin_manager().build_registry().get("trainer", "gkd", "train.trainer")
+    learn = StudentConfig(hidden_size=16, num_layers=1, num_heads=2, max_new_tokens=48, thinking="learn")
+    base = build_tiny_student(tmp_path / "base", learn, 0)
+    rows = [Example("a", "copy ab\n", with_thinking("short.", "ab"), "answer"),
+            Example("b", "copy ab\n", with_thinking("a very long line of thought " * 4, "ab"), "answer"),
+            Example("c", "copy ab\n", "ab", "answer")]
+    cfg = TrainConfig(trainer="gkd", steps_per_round=2, teacher_model=str(white_box_teacher), options={"lmbda": 0.0})
+    fig = gkd(cfg, learn).train(base, tmp_path / "out", rows, seed=0)
+    assert fig["rows"] == 2 and fig["left_out_rows"] == 1
+    drop = learn.model_copy(update={"thinking": "drop"})
+    assert "left_out_rows" not in gkd(cfg, drop).train(base, tmp_path / "out2", rows, seed=0)
+    with pytest.raises(LionloopError, match=r"^every training row's thinking and answer is longer than "
+                                            r"student\.max_new_tokens=48 tokens .*raise student\.max_new_tokens$"):
+        gkd(cfg, learn).train(base, tmp_path / "out3", rows[1:2], seed=0)
+
+
 def test_sft_share_trains_sft_first_then_distils(tmp_path: Path, white_box_teacher: Path) -> None:
     run_dir, rounds = _run(tmp_path, white_box_teacher, "gkd", {"sft_share": 0.4, "beta": 0.0, "lmbda": 0.0})
     total = MICRO["train"]["steps_per_round"]
