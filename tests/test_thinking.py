@@ -160,3 +160,35 @@ def test_thinking_rows_longer_than_max_length_are_left_out_not_cut(tmp_path: Pat
     with pytest.raises(LionloopError, match=r"^every training row's thinking and answer is longer than "
                                             r"student\.max_length=64 tokens .*raise student\.max_length$"):
         trl(TrainConfig(steps_per_round=2), learn).train(base, tmp_path / "out3", rows[1:2], seed=0)
+
+
+@pytest.mark.parametrize("mode", ["learn", "drop"])
+def test_rows_that_answer_the_students_prompt_think_first_whoever_made_them(tmp_path: Path, mode: str) -> None:
+    """Where the student learns thinking, a plugin's row that answers the student's own prompt
+    with the teacher's answer (socratic's `answer` row) holds the thinking before it, as the
+    default row does; the plugin's other rows (its decompositions and sub-answers) stay as made."""
+    from types import SimpleNamespace
+
+    from lionloop.loop.answers import answer_rows
+    from lionloop.plugin.context import RoundContext
+    from lionloop.plugin.manager import get_plugin_manager
+    from lionloop.plugin.plan import plan_generators
+    from lionloop.records import Instruction
+    from lionloop.stores.pool import Pool
+
+    pm = get_plugin_manager()
+    cfg = micro_config(tmp_path, student={"thinking": mode},
+                       generate={"generators": {"lion": {"share": 0.5}, "socratic": {"share": 0.5}}})
+    plan = {g.name: g for g in plan_generators(cfg.generate, pm.generator_specs())}
+    pool = Pool(tmp_path / "pool.sqlite")
+    rt = SimpleNamespace(cfg=cfg, pm=pm, context=lambda r: RoundContext(
+        round=r, config=cfg, run_dir=tmp_path, task_pack=None, pool=pool, generators=plan))
+    ins = Instruction(text="add 12 30", task="add", meta={"steps": [["add the tens", "40"], ["add the units", "42"]]})
+    rows = answer_rows(rt, ins, "42", "socratic", 1, thinking="tens first, then units")
+    plain = answer_rows(rt, ins, "42", "lion", 1, thinking="tens first, then units")
+    thought = with_thinking("tens first, then units", "42")
+    assert [e.kind for e in rows][:2] == ["answer", "decompose"] and len(rows) >= 3
+    assert rows[0].prompt == plain[0].prompt == format_prompt(ins)
+    assert rows[0].completion == plain[0].completion == (thought if mode == "learn" else "42")
+    assert all("think>" not in e.completion for e in rows[1:])
+    assert answer_rows(rt, ins, "42", "lion", 1)[0].completion == "42"  # a teacher that did not think

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from lionloop.errors import PluginError
 from lionloop.loop.runtime import Runtime
 from lionloop.plugin.context import RoundContext
@@ -30,9 +32,11 @@ def answer_rows(rt: Runtime, ins: Instruction, answer: str, generator: str, roun
                 thinking: str | None = None) -> list[Example]:
     """Training rows for an instruction: plugins first (firstresult), else one answer row.
 
-    The answer row's prompt is the one the evaluate stage uses (`lionloop_student_prompt`); its
-    target holds the teacher's `thinking` before the answer where the student learns it
-    (student.thinking: learn). Plugins get the answer alone.
+    The answer row's prompt is the one the evaluate stage uses (`lionloop_student_prompt`). Where
+    the student learns thinking (student.thinking: learn), every row that answers that prompt with
+    the teacher's answer (the default row, or a plugin's `answer`/`label` row) holds the teacher's
+    `thinking` before it: the student is asked that prompt and is to think first. A plugin's other
+    rows (rationales, decompositions...) are its own, as it made them.
     """
     ctx = rt.context(round)
     try:
@@ -43,8 +47,10 @@ def answer_rows(rt: Runtime, ins: Instruction, answer: str, generator: str, roun
     except Exception as err:
         raise PluginError(f"lionloop_format_examples failed for {ins.id}: {err}") from err
     if rows is None:
-        target = with_thinking(thinking, answer) if rt.cfg.student.thinking == "learn" else answer
-        rows = [Example(ins.id, prompt, target, "answer", generator, round)]
+        rows = [Example(ins.id, prompt, answer, "answer", generator, round)]
+    if thinking and rt.cfg.student.thinking == "learn":
+        rows = [replace(e, completion=with_thinking(thinking, answer))
+                if (e.student, e.prompt, e.completion) == ("", prompt, answer) else e for e in rows]
     return rows
 
 

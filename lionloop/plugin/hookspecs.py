@@ -80,6 +80,8 @@ def lionloop_format_examples(
     `prompt` is the student's prompt for the plain answer (see `lionloop_student_prompt`).
     firstresult: the first non-None list is used; the built-in default makes one `answer` row
     `prompt -> answer`. Return None to leave the instruction to the next implementation.
+    Where the student learns thinking (`student.thinking: learn`), each returned row of the main
+    student that is `prompt -> answer` gets the teacher's thinking put before the answer.
     """
 
 
