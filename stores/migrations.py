@@ -184,6 +184,9 @@ POOL: tuple[Migration, ...] = (
     # Batch teacher jobs (OpenAI Batch API, vllm run-batch): recorded before waiting on them, so a
     # resumed run polls the job it paid for instead of submitting it again.
     create("m004_teacher_batches", BATCH_TABLES),
+    # A reasoning model's thinking before the answer in `text` ('' where it wrote none): the
+    # teacher's always, the student's where it learns thinking; `lionloop pool show` shows it.
+    add_column("m005_responses_thinking", "responses", "thinking", "TEXT", "''"),
 )
 
 

@@ -134,12 +134,15 @@ class Pool:
 
     # -- responses ------------------------------------------------------------------------------
 
-    def add_responses(self, role: str, model: str, round: int, answers: dict[str, str]) -> None:
+    def add_responses(self, role: str, model: str, round: int, answers: dict[str, str],
+                      thinking: dict[str, str] | None = None) -> None:
+        """Answers by instruction id, each with the `thinking` written before it where there was any."""
+        thinking = thinking or {}
         with self.transaction() as c:
             c.executemany(
-                "INSERT OR REPLACE INTO responses(instruction_id, role, model, round, text)"
-                " VALUES (?, ?, ?, ?, ?)",
-                [(iid, role, model, round, text) for iid, text in answers.items()],
+                "INSERT OR REPLACE INTO responses(instruction_id, role, model, round, text, thinking)"
+                " VALUES (?, ?, ?, ?, ?, ?)",
+                [(iid, role, model, round, text, (thinking.get(iid) or "").strip()) for iid, text in answers.items()],
             )
 
     def teacher_answers(self, ids: Iterable[str] | None = None) -> dict[str, str]:

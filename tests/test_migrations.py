@@ -73,9 +73,11 @@ def test_a_fresh_file_gets_every_step_recorded(tmp_path: Path) -> None:
     CallCache(path).close()
     assert recorded(path) == [("cache", "m001_llm_cache"), ("cache", "m002_llm_cache_repaid"),
                               ("pool", "m001_tables"), ("pool", "m002_examples_student"),
-                              ("pool", "m003_embeddings_model"), ("pool", "m004_teacher_batches")]
+                              ("pool", "m003_embeddings_model"), ("pool", "m004_teacher_batches"),
+                              ("pool", "m005_responses_thinking")]
     conn = sqlite3.connect(path)
     assert migrations.columns(conn, "examples")[-1] == "student"
+    assert migrations.columns(conn, "responses")[-1] == "thinking"
     assert migrations.columns(conn, "llm_cache")[-1] == "repaid"
     assert migrations.missing_columns(conn) == {}
     assert "meta" not in {r[0] for r in conn.execute("SELECT name FROM sqlite_master")}
@@ -87,7 +89,8 @@ def test_a_fresh_file_gets_every_step_recorded(tmp_path: Path) -> None:
 def test_an_old_pool_is_read_as_current_without_being_touched(tmp_path: Path) -> None:
     path = old_file(tmp_path / "old.sqlite")
     reader = Pool(path, readonly=True)
-    assert migrations.missing_columns(reader.conn) == {"examples": {"student": "''"}, "llm_cache": {"repaid": "0"}}
+    assert migrations.missing_columns(reader.conn) == {"examples": {"student": "''"}, "responses": {"thinking": "''"},
+                                                       "llm_cache": {"repaid": "0"}}
     assert [(e.completion, e.student) for e in reader.examples()] == [("ab", "")]
     reader.close()
     assert paid_totals(path, "r") == {"paid": 1, "repaid": 0, "prompt_tokens": 5, "completion_tokens": 0,
@@ -112,11 +115,11 @@ def test_a_writer_migrates_an_old_pool_and_keeps_its_data(tmp_path: Path) -> Non
     assert pool_rows(path, "SELECT key, value FROM meta") == [("note", '"kept"')]  # user data stays
     assert [n for _, n in recorded(path)] == ["m001_llm_cache", "m002_llm_cache_repaid", "m001_tables",
                                               "m002_examples_student", "m003_embeddings_model",
-                                              "m004_teacher_batches"]
+                                              "m004_teacher_batches", "m005_responses_thinking"]
     # Idempotent: opening the migrated file again changes nothing.
     Pool(path).close()
     CallCache(path).close()
-    assert len(recorded(path)) == 6
+    assert len(recorded(path)) == 7
     conn = connect(path, readonly=True)
     assert migrations.missing_columns(conn) == {}
     conn.close()
@@ -129,7 +132,7 @@ def test_a_pool_written_before_migrations_were_recorded_gets_them_recorded(tmp_p
     for step in (*migrations.POOL, *migrations.CACHE):
         step.apply(conn)
     assert migrations.migrate(conn, "pool") == ["m001_tables", "m002_examples_student", "m003_embeddings_model",
-                                                "m004_teacher_batches"]
+                                                "m004_teacher_batches", "m005_responses_thinking"]
     conn.close()
     assert [r[1] for r in pool_rows(path, "PRAGMA table_info(examples)")].count("student") == 1
 
@@ -154,7 +157,7 @@ def test_writers_opening_one_file_at_once_apply_each_step_once(tmp_path: Path) -
         for t in threads:
             t.join()
         assert not errors, f"attempt {attempt}"
-        assert len(recorded(path)) == 6
+        assert len(recorded(path)) == 7
 
 
 @pytest.fixture()

@@ -72,6 +72,9 @@ def test_a_student_learns_a_reasoning_teachers_thinking_and_is_scored_on_its_ans
     # The teacher's answers as the referee and verifier read them: no thinking.
     teacher_said = dict(pool_rows(out, "SELECT instruction_id, text FROM responses WHERE role = 'teacher'"))
     assert teacher_said and not any("think>" in t for t in teacher_said.values())
+    # ...and its thinking kept beside them, for `pool show`.
+    stored = pool_rows(out, "SELECT instruction_id, thinking FROM responses WHERE role = 'teacher'")
+    assert all(t == f"The reply has {len(teacher_said[iid])} characters." for iid, t in stored), stored[:3]
     # Each training row thinks, then gives the teacher's answer; new instructions' rows too (no
     # row is the student's own answer: self_answers is off when the student learns thinking).
     rows = pool_rows(out, "SELECT instruction_id, completion, round FROM examples WHERE kind = 'answer'")
@@ -88,6 +91,8 @@ def test_a_student_learns_a_reasoning_teachers_thinking_and_is_scored_on_its_ans
     raw = generate(student, prompts, cfg.student.model_copy(update={"thinking": "drop"}))
     assert sum(r == "<think>" for r in raw) >= len(raw) // 2, raw
     assert eval_said and not any("think>" in a for a in eval_said.values())
+    student_thought = [t for (t,) in pool_rows(out, "SELECT thinking FROM responses WHERE role = 'student' AND round = 2")]
+    assert any("characters" in t for t in student_thought) and not any("think>" in t for t in student_thought)
     # `evaluate --wrong` shows what the student thought before each wrong answer, apart from the
     # answer it is scored on (JSON and table alike).
     from typer.testing import CliRunner
@@ -100,6 +105,9 @@ def test_a_student_learns_a_reasoning_teachers_thinking_and_is_scored_on_its_ans
     assert any(w["thinking"] and "characters" in w["thinking"] for w in wrong), wrong
     shown = CliRunner().invoke(app, ["evaluate", str(out), "--wrong", "3"], terminal_width=200)
     assert shown.exit_code == 0 and "thinking" in shown.output and "characters" in shown.output, shown.output
+    iid = stored[0][0]
+    shown = CliRunner().invoke(app, ["pool", "show", str(out), iid], terminal_width=200)
+    assert shown.exit_code == 0 and f"thinking: {stored[0][1]}" in shown.output, shown.output
     # The exported model's card says so.
     from lionloop.inspect.model_card import card_facts, card_markdown
 

@@ -191,12 +191,18 @@ def show(run_dir: RunDir, ident: Ident, as_json: AsJson = False) -> None:
     t.add_column("verdict", no_wrap=True)
     teacher = [r for r in d["responses"] if r["role"] == "teacher"]
     rounds = sorted({r["round"] for r in d["responses"]} | set(verdicts))
+    def said(r: dict[str, Any] | None) -> Text:  # the answer, after the thinking (dim) where there was any
+        if r is None:
+            return Text("")
+        out = Text(f"thinking: {r['thinking'].strip()}\n", style="dim") if r.get("thinking") else Text("")
+        return out.append(r["text"])
+
     for rnd in rounds:
-        te = next((r["text"] for r in teacher if r["round"] == rnd), "")
-        st = next((r["text"] for r in d["responses"] if r["role"] == "student" and r["round"] == rnd), "")
+        te = next((r for r in teacher if r["round"] == rnd), None)
+        st = next((r for r in d["responses"] if r["role"] == "student" and r["round"] == rnd), None)
         v = verdicts.get(rnd)
         scores = "-" if not v or v["teacher_score"] is None else f"{v['teacher_score']:g}/{v['student_score']:g}"
-        t.add_row(str(rnd), Text(te), Text(st), scores, _verdict(v["hard"], v["diff"]) if v else Text("-", style="dim"))
+        t.add_row(str(rnd), said(te), said(st), scores, _verdict(v["hard"], v["diff"]) if v else Text("-", style="dim"))
     console.print(t)
     for f in d["failures"]:
         console.print(Text(f"failure in round {f['round']} ({f['stage']}): {f['reason']}", style="yellow"))

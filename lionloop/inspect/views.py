@@ -106,7 +106,7 @@ def show_instruction(run_dir: Path, ident: str) -> dict[str, Any]:
                 "SELECT id, text, input, origin, round_born FROM instructions WHERE parent_id = ?"
                 " ORDER BY round_born, id", (iid,))],
             "responses": [dict(r) for r in pool.query(
-                "SELECT round, role, model, text FROM responses WHERE instruction_id = ?"
+                "SELECT round, role, model, text, thinking FROM responses WHERE instruction_id = ?"
                 " ORDER BY round, role DESC", (iid,))],
             "verdicts": [as_row(r) for r in pool.query(
                 "SELECT round, teacher_score, student_score, diff, hard, raw FROM verdicts"

@@ -104,7 +104,7 @@ def curate_stage(rt: Runtime, r: int) -> dict[str, Any]:
     new_ids = {i.id for i in new}
     with rt.pool.transaction():
         rt.pool.add_instructions(new)
-        rt.pool.add_responses("teacher", rt.teacher.name, r, {k: v for k, v in answers.items() if k in new_ids})
+        rt.pool.add_responses("teacher", rt.teacher.name, r, {k: v for k, v in answers.items() if k in new_ids}, thinking)
         rt.pool.add_responses("student", str(rt.student_dir(r).name), r, {k: v for k, v in own.items() if k in new_ids})
         rt.pool.add_examples(rows)
         rt.pool.add_embeddings(rt.embedder.name, {i.id: v.tobytes() for i, v in zip(new, new_vectors, strict=True)})

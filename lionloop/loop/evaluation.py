@@ -32,6 +32,8 @@ def evaluate_stage(rt: Runtime, r: int) -> dict[str, Any]:
     gen_seconds = time.perf_counter() - t0
     rt.reporter.task_done()
     by_id = {i.id: a for i, a in zip(items, answers, strict=True)}
+    # A student that learns thinking: what it thought before each answer, kept beside it.
+    thought = {i.id: t for i, t in zip(items, gen_stats.get("thinking") or [None] * len(items), strict=True) if t}
 
     def score(answered: dict[str, str]) -> dict[str, Any]:
         return accuracy((ins.task, rt.task_pack.verify(ins, answered[ins.id]) if ins.id in answered else None)
@@ -77,7 +79,7 @@ def evaluate_stage(rt: Runtime, r: int) -> dict[str, Any]:
         ev["method_errors"] = method_errors
     result = {"eval": ev, "answered": len(items)}
     with rt.pool.transaction():
-        rt.pool.add_responses("student", str(rt.student_dir(r).name), r, by_id)
+        rt.pool.add_responses("student", str(rt.student_dir(r).name), r, by_id, thought)
         rt.pool.add_failures(r, "evaluate", judge_failures)
         rt.finish_stage(r, "evaluate", result, {"eval": ev, "work_seconds": {"student_generate": round(gen_seconds, 3)}})
     return result

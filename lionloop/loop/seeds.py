@@ -70,7 +70,7 @@ def bootstrap_stage(rt: Runtime, r: int = 0) -> dict[str, Any]:
     figures = {**result, "dropped": dropped[:DROPPED_KEPT], "data": pack_report(pack)}
     with rt.pool.transaction():
         rt.pool.add_instructions(everything)
-        rt.pool.add_responses("teacher", rt.teacher.name, 0, answers)
+        rt.pool.add_responses("teacher", rt.teacher.name, 0, answers, thinking)
         rt.pool.add_examples(rows)
         rt.pool.add_failures(0, "bootstrap", failures)
         rt.pool.add_embeddings(rt.embedder.name, {i.id: v.tobytes() for i, v in zip(everything, vectors, strict=True)})
