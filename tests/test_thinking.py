@@ -105,6 +105,10 @@ def test_a_student_learns_a_reasoning_teachers_thinking_and_is_scored_on_its_ans
     assert any(w["thinking"] and "characters" in w["thinking"] for w in wrong), wrong
     shown = CliRunner().invoke(app, ["evaluate", str(out), "--wrong", "3"], terminal_width=200)
     assert shown.exit_code == 0 and "thinking" in shown.output and "characters" in shown.output, shown.output
+    from lionloop.inspect.export import export_rows
+
+    exported = {r["instruction_id"]: r for r in export_rows(out, "instructions")[0]}
+    assert all(exported[iid]["teacher_thinking"] == t for iid, t in stored)
     iid = stored[0][0]
     shown = CliRunner().invoke(app, ["pool", "show", str(out), iid], terminal_width=200)
     assert shown.exit_code == 0 and f"thinking: {stored[0][1]}" in shown.output, shown.output

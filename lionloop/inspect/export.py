@@ -110,8 +110,9 @@ def export_rows(run_dir: Path, what: str = "examples", split: str | None = None)
             sql += " ORDER BY e.round, e.id"
         else:
             sql = ("SELECT i.id AS instruction_id, i.text AS instruction, i.input, i.task, i.origin,"
-                   " i.parent_id, i.round_born, i.split, i.meta, t.text AS teacher_answer"
-                   " FROM instructions i LEFT JOIN (SELECT instruction_id, text, MAX(round) FROM responses"
+                   " i.parent_id, i.round_born, i.split, i.meta, t.text AS teacher_answer,"
+                   " t.thinking AS teacher_thinking"  # '' where the teacher wrote none
+                   " FROM instructions i LEFT JOIN (SELECT instruction_id, text, thinking, MAX(round) FROM responses"
                    " WHERE role = 'teacher' GROUP BY instruction_id) t ON t.instruction_id = i.id")
             if split is not None:
                 sql += " WHERE i.split = ?"
