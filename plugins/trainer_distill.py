@@ -283,7 +283,9 @@ class DistillTrainer:
         fmt = resolve_format(tok, self.student.prompt_format)
         max_completion = opts.max_completion_length or self.student.generate_max_new_tokens()
         # The pool's completions are cut at max_completion tokens, EOS included (`_mixed_policy`).
-        lengths = [len(x) + 1 for x in tok([e.completion for e, _ in kept], add_special_tokens=False)["input_ids"]]
+        def lengths() -> list[int]:
+            return [len(x) + 1 for x in tok([e.completion for e, _ in kept], add_special_tokens=False)["input_ids"]]
+
         keep, left_out = whole_thinking(self.student, [e for e, _ in kept], lengths, max_completion,
                                         "train.options.max_completion_length" if opts.max_completion_length
                                         else "student.max_new_tokens")

@@ -101,17 +101,20 @@ def row_lengths(tok: Any, prompts: Sequence[str], completions: Sequence[str]) ->
     return [len(x) + 1 for x in ids]
 
 
-def whole_thinking(student: StudentConfig, rows: Sequence[Example], lengths: Sequence[int], limit: int,
-                   limit_name: str) -> tuple[list[int], int]:
+def whole_thinking(student: StudentConfig, rows: Sequence[Example], lengths: Sequence[int] | Callable[[], Sequence[int]],
+                   limit: int, limit_name: str) -> tuple[list[int], int]:
     """The indexes of the rows to train on, and how many were left out. Where the student learns
     thinking (`student.thinking: learn`), a row whose thinking and answer are longer than `limit`
-    tokens (its `lengths`, counted as the trainer cuts) is left out, not cut: cut, it keeps the
-    thinking, loses the block's end and the answer, and teaches the student to think without ever
-    answering (R1-style sets drop them too). Plain rows stay, and are cut as ever. Every row left
-    out is a TrainingError naming `limit_name`, the setting to raise."""
+    tokens (its `lengths`, counted as the trainer cuts; or a function that counts them, called only
+    then) is left out, not cut: cut, it keeps the thinking, loses the block's end and the answer,
+    and teaches the student to think without ever answering (R1-style sets drop them too). Plain
+    rows stay, and are cut as ever. Every row left out is a TrainingError naming `limit_name`, the
+    setting to raise."""
     keep = list(range(len(rows)))
     if student.thinking != "learn":
         return keep, 0
+    if callable(lengths):
+        lengths = lengths()
     over = {k for k in keep if lengths[k] > limit and split_reasoning(rows[k].completion)[0] is not None}
     if not over:
         return keep, 0
