@@ -136,13 +136,13 @@ class Pool:
 
     def add_responses(self, role: str, model: str, round: int, answers: dict[str, str],
                       thinking: dict[str, str] | None = None) -> None:
-        """Answers by instruction id, each with the `thinking` written before it where there was any."""
+        """Answers by instruction id, each with the `thinking` (stripped) written before it where there was any."""
         thinking = thinking or {}
         with self.transaction() as c:
             c.executemany(
                 "INSERT OR REPLACE INTO responses(instruction_id, role, model, round, text, thinking)"
                 " VALUES (?, ?, ?, ?, ?, ?)",
-                [(iid, role, model, round, text, (thinking.get(iid) or "").strip()) for iid, text in answers.items()],
+                [(iid, role, model, round, text, thinking.get(iid) or "") for iid, text in answers.items()],
             )
 
     def teacher_answers(self, ids: Iterable[str] | None = None) -> dict[str, str]:

@@ -139,7 +139,7 @@ def show_evaluation(res: dict[str, Any], against_run: Path | None) -> None:
             w.add_column(col, overflow="fold")
         for x in res["wrong"]:
             text = x["instruction"] + (f"\n{x['input']}" if x["input"] else "")
-            thought = (x.get("thinking") or "").strip() or "(none)"
+            thought = x.get("thinking") or "(none)"
             cells = (x["task"], text, str(x["reference"]) if x["reference"] is not None else "-",
                      *((thought,) if thinks else ()), x["answer"] or "(empty)")
             w.add_row(*(Text(c) for c in cells))  # the data's own brackets are not markup

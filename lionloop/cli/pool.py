@@ -194,7 +194,7 @@ def show(run_dir: RunDir, ident: Ident, as_json: AsJson = False) -> None:
     def said(r: dict[str, Any] | None) -> Text:  # the answer, after the thinking (dim) where there was any
         if r is None:
             return Text("")
-        out = Text(f"thinking: {r['thinking'].strip()}\n", style="dim") if r.get("thinking") else Text("")
+        out = Text(f"thinking: {r['thinking']}\n", style="dim") if r.get("thinking") else Text("")
         return out.append(r["text"])
 
     for rnd in rounds:

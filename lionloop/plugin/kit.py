@@ -154,5 +154,5 @@ def answered_siblings(
         ans = results[at]
         if ans.ok:
             out.append(AnsweredSibling(case, ins, ans.output.text.strip(), list(results[at + 1 : at + 1 + k]),
-                                       (ans.thinking or "").strip() or None))
+                                       ans.thinking))
     return out

@@ -231,9 +231,10 @@ def generate(
 
 
 def _keep_thinking(stats: dict[str, Any], raw: Sequence[str], cfg: StudentConfig) -> None:
-    """The thinking each raw output opened with, for `generate`'s stats (a student that learns it)."""
+    """The thinking each raw output opened with, stripped (None where it wrote none), for `generate`'s
+    stats (a student that learns it)."""
     if cfg.thinking == "learn":
-        stats["thinking"] = [split_reasoning(t)[0] for t in raw]
+        stats["thinking"] = [(split_reasoning(t)[0] or "").strip() or None for t in raw]
 
 
 class Trainer(Protocol):

@@ -76,7 +76,7 @@ class Result:
     cached: bool = False
     raw: str | None = None
     rejected: bool = False  # the reply parsed but failed the request's own check
-    thinking: str | None = None  # a reasoning model's thinking before the answer, split from `raw`
+    thinking: str | None = None  # a reasoning model's thinking before the answer, split from `raw` (stripped; None: none)
 
     @property
     def ok(self) -> bool:
@@ -379,7 +379,7 @@ class Teacher:
                 msg += " (the reply was cut off at max_tokens)"
             return Result(req, error=redact(f"parse: {msg}"), cached=cached, raw=raw,
                           rejected=isinstance(err, Rejected))
-        return Result(req, output=out, cached=cached, raw=raw, thinking=thinking)
+        return Result(req, output=out, cached=cached, raw=raw, thinking=(thinking or "").strip() or None)
 
     def _count(self, what: str, n: int = 1) -> None:
         with self._lock:
