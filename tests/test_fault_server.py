@@ -144,9 +144,26 @@ def _cached_content_keys(run: Path) -> set[str]:
     return out
 
 
-@pytest.mark.parametrize(("rnd", "stage"), [(0, "bootstrap"), (1, "discriminate")])
-def test_kill_9_in_a_teacher_stage_then_resume_repays_no_call(tmp_path: Path, rnd: int, stage: str) -> None:
+def _kill_when_paying(proc: subprocess.Popen, run: Path, rnd: int, stage: str) -> None:
+    """kill -9 the process group of `proc` once (rnd, stage) has started and paid 6 calls."""
+    deadline = time.time() + 300
+    while time.time() < deadline and proc.poll() is None:
+        started = any(e["event"] == "stage_start" and e["round"] == rnd and e["stage"] == stage
+                      for e in _events(run))
+        if started and _paid_in(run, rnd, stage) >= 6:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+            return
+        time.sleep(0.02)
+    proc.kill()
+    raise AssertionError(f"the run ended before paying in {stage}: {proc.stderr.read().decode()[-2000:] if proc.stderr else ''}")
+
+
+def test_kill_9_in_teacher_stages_then_resume_repays_no_call(tmp_path: Path) -> None:
+    """Killed in bootstrap, resumed and killed again in round 1's referee stage, resumed to the end:
+    each process after a kill asks the server nothing that was paid for before it."""
     chat = SkillsChat()
+    kills = [(0, "bootstrap"), (1, "discriminate")]
     # Slow enough that the stage is caught half-way: 2 requests in flight, 0.1 s each.
     with ScriptedServer(responder=chat, latency_s=0.1, plan=cycle_plan([[None]] * 5 + [["500", None]]),
                         retry_after_ms=10) as srv:
@@ -154,35 +171,31 @@ def test_kill_9_in_a_teacher_stage_then_resume_repays_no_call(tmp_path: Path, rn
         cfg = tmp_path / "cfg.yaml"
         cfg.write_text(yaml.safe_dump(deep_merge(MICRO, {
             "run_dir": str(run), "teacher": teacher_cfg(srv, concurrency=2, timeout_s=10)})))
-        proc = subprocess.Popen([sys.executable, "-m", "lionloop.cli", "run", str(cfg)],
-                                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True)
-        deadline = time.time() + 300
-        killed = False
-        while time.time() < deadline and proc.poll() is None:
-            started = any(e["event"] == "stage_start" and e["round"] == rnd and e["stage"] == stage
-                          for e in _events(run))
-            if started and _paid_in(run, rnd, stage) >= 6:
-                os.killpg(proc.pid, signal.SIGKILL)
-                proc.wait()
-                killed = True
-                break
-            time.sleep(0.02)
-        assert killed, f"the run ended before paying in {stage}: {proc.stderr.read().decode()[-2000:] if proc.stderr else ''}"
-        evs = _events(run)
-        assert not any(e["event"] == "stage_end" and e["round"] == rnd and e["stage"] == stage for e in evs)
-        paid_at_kill = _paid_in(run, rnd, stage)
-        cached = _cached_content_keys(run)
-        assert paid_at_kill >= 6 and cached
+        command: list[str] = ["run", str(cfg)]
+        paid_at_kill: dict[tuple[int, str], int] = {}
+        cached: set[str] = set()
+        for rnd, stage in kills:
+            srv.stats.seen.clear()
+            proc = subprocess.Popen([sys.executable, "-m", "lionloop.cli", *command],
+                                    stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True)
+            _kill_when_paying(proc, run, rnd, stage)
+            evs = _events(run)
+            assert not any(e["event"] == "stage_end" and e["round"] == rnd and e["stage"] == stage for e in evs)
+            paid_at_kill[(rnd, stage)] = _paid_in(run, rnd, stage)
+            assert not cached & set(srv.stats.seen)  # nothing paid for before the kill before it
+            cached = _cached_content_keys(run)
+            assert paid_at_kill[(rnd, stage)] >= 6 and cached
+            command = ["resume", str(run)]
 
         srv.stats.seen.clear()
         res = subprocess.run([sys.executable, "-m", "lionloop.cli", "resume", str(run)],
                              capture_output=True, text=True, timeout=600)
         assert res.returncode == 0, res.stderr[-3000:]
         asked_after = set(srv.stats.seen)
-    # Nothing that was paid for before the kill went to the server again...
+    # Nothing that was paid for before the last kill went to the server again...
     assert not cached & asked_after
-    # ...the cache agrees, and the interrupted stage finished on top of what it had.
+    # ...the cache agrees, and each interrupted stage finished on top of what it had.
     (row,) = rows(run / "pool.sqlite", "SELECT COUNT(*) AS n, COALESCE(SUM(repaid), 0) AS repaid FROM llm_cache")
     assert row["repaid"] == 0
-    assert _paid_in(run, rnd, stage) > paid_at_kill
+    assert all(_paid_in(run, rnd, stage) > n for (rnd, stage), n in paid_at_kill.items())
     assert any(e["event"] == "stop" for e in _events(run))
