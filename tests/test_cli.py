@@ -92,3 +92,38 @@ def test_pool_stats_json(micro_run: Path) -> None:
     assert res.exit_code == 0, res.output
     st = json.loads(res.output)
     assert st["by_split"]["train"] > 18 and st["by_origin"]["seed"] == 36
+
+
+def test_run_check_prints_the_plan_and_writes_nothing(tmp_path: Path) -> None:
+    import yaml
+    from conftest import MICRO, deep_merge
+
+    run = tmp_path / "run"
+    cfg = tmp_path / "c.yaml"
+    gens = {"lion": {"share": 0.5}, "finetune_cot": {"share": 0.25, "options": {"samples": 3}},
+            "rationale": {"share": 0.25, "options": {"source": "thinking"}}}
+    cfg.write_text(yaml.safe_dump(deep_merge(MICRO, {
+        "run_dir": str(run), "judge": {"mode": "verifier"},
+        "stop": {"max_rounds": 3, "max_teacher_calls": 500},
+        "generate": {"max_new_per_round": 40, "generators": gens}})))
+    res = runner.invoke(app, ["run", str(cfg), "--check"], env={"COLUMNS": "200"})
+    assert res.exit_code == 0, res.output
+    assert not run.exists()  # nothing written
+    out = res.output
+    assert "config ok" in out and "copy, reverse, add" in out
+    assert "18 seeds to train on, 18 in the cache pool, 18 held out" in out  # MICRO: 6 of each a skill, 3 skills
+    assert "verifier (wrong = hard" in out and "at 500 paid teacher calls" in out and "paced" in out
+    # Each generator's cost under this config's options, not its defaults: finetune_cot pays its
+    # samples + 2, rationale from the teacher's thinking 2; the call cap is quota x that cost.
+    rows = {ln.split("│")[1].strip(): [c.strip() for c in ln.split("│")[2:-1]]
+            for ln in out.splitlines() if ln.startswith("│")}
+    assert rows["lion"][:4] == ["0.5", "20", "2", "40"]
+    assert rows["finetune_cot"][:4] == ["0.25", "10", "5", "50"]
+    assert rows["rationale"][:4] == ["0.25", "10", "2", "20"]
+
+    # A bad option is the run's own one-line refusal, and still nothing is written.
+    gens["rationale"]["options"]["source"] = "nowhere"
+    cfg.write_text(yaml.safe_dump(deep_merge(MICRO, {"run_dir": str(run), "generate": {"generators": gens}})))
+    bad = runner.invoke(app, ["run", str(cfg), "--check"])
+    assert bad.exit_code == 2 and "generate.generators.rationale.options.source" in bad.output, bad.output
+    assert "Traceback" not in bad.output and not run.exists()

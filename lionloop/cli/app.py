@@ -117,6 +117,9 @@ def demo(
 def run(
     config: Annotated[Path, typer.Argument(help="YAML config file.")],
     run_dir: Annotated[Path | None, typer.Option(help="Override the config's run_dir.")] = None,
+    check: Annotated[bool, typer.Option(
+        "--check", help="Check the config as a run does before it starts (data, plugins, options, models, "
+        "servers) and print the plan; write nothing, pay nothing.")] = False,
     verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False,
 ) -> None:
     """Run a loop from a YAML config."""
@@ -130,7 +133,13 @@ def run(
         cfg = cfg.model_copy(update={"run_dir": run_dir})
     note_run_dir(cfg.resolved_run_dir())
     # Before the heavy imports: a bad config is refused in seconds.
-    pack = guard(preflight, cfg, get_plugin_manager())
+    pm = get_plugin_manager()
+    pack = guard(preflight, cfg, pm)
+    if check:
+        from lionloop.cli.plan import print_plan
+
+        guard(print_plan, console, cfg, pack, pm)
+        return
     quiet_libraries()
     from lionloop.loop.runner import start
 
