@@ -18,9 +18,9 @@ from lionloop.config import TaskConfig, TeacherConfig
 from lionloop.plugin.manager import get_plugin_manager
 from lionloop.stores.cache import CallCache
 from lionloop.teacher.client import BUDGET_ERROR, Reply, Teacher
-from lionloop.teacher.packing import pack
+from lionloop.teacher.packing import Rewrites, pack
 from lionloop.teacher.replies import ParseError
-from lionloop.teacher.requests import Answer, Rewrite, Rewrites, TeacherRequest
+from lionloop.teacher.requests import Answer, Rewrite, TeacherRequest
 
 REGISTRY = get_plugin_manager().build_registry()
 SkillsPack = REGISTRY.get("task_pack", "skills", "task.pack")

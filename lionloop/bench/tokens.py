@@ -17,7 +17,8 @@ from typing import Any
 
 from lionloop.bench.arms import arm_of
 from lionloop.rundir import RunDir
-from lionloop.teacher.requests import Answer, Judge, Rewrite, Rewrites, TeacherRequest
+from lionloop.teacher.packing import Rewrites
+from lionloop.teacher.requests import Answer, Judge, Rewrite, TeacherRequest
 from lionloop.teacher.tokens import TokenCounter, reply_text
 
 

@@ -61,17 +61,16 @@ from lionloop.teacher.batch import (
 )
 from lionloop.teacher.chat import AsyncRunner, ChatBackend
 from lionloop.teacher.client import Backend, Reply, Result
+from lionloop.teacher.packing import Packed, Rewrites
 from lionloop.teacher.requests import (
     Answer,
     AnswerOut,
     Judge,
     JudgeOut,
-    Packed,
     ParseError,
     Rejected,
     Rewrite,
     RewriteOut,
-    Rewrites,
     TeacherRequest,
 )
 from lionloop.teacher.tokens import TokenCounter

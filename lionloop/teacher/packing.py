@@ -11,12 +11,83 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import replace
-from typing import Any
+from typing import Any, ClassVar, Literal
 
-from lionloop.teacher.requests import ParseError, Rejected, Rewrite, Rewrites, TeacherRequest
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from lionloop.teacher.requests import ParseError, Rejected, Rewrite, RewriteOut, TeacherRequest
 
 # The client's `Result` dataclass (the client imports this module): each is copied with `replace`.
 Result = Any
+
+
+class Packed(TeacherRequest):
+    """Several requests of one kind answered in one call (batch prompting: Cheng et al. 2023, "Batch
+    Prompting: Efficient Inference with Large Language Model APIs"): the prompt holds every item,
+    the reply one output per item, in order. A subclass sets `items` (the packed requests) and
+    `Output` (a model whose `outputs` field lists the items' outputs). `split` turns a parsed reply
+    into one output (or one reason it failed) per item; an offline backend answers each item on its
+    own and `join`s them."""
+
+    items: tuple[TeacherRequest, ...]
+
+    def _untrusted_text(self) -> list[str]:
+        return [t for item in self.items for t in item._untrusted_text()]
+
+    def join(self, outputs: list[dict[str, Any]]) -> dict[str, Any]:
+        """The packed reply made of the items' own outputs (as an offline backend makes them)."""
+        return {"outputs": outputs}
+
+    def split(self, out: BaseModel) -> list[BaseModel | ParseError]:
+        """Per item, its output with the item's own `check` applied, or the error that check raised."""
+        parts: list[BaseModel | ParseError] = []
+        for item, one in zip(self.items, out.outputs, strict=True):  # type: ignore[attr-defined]
+            try:
+                parts.append(item.check(one))
+            except ParseError as err:
+                parts.append(err)
+        return parts
+
+    def check(self, out: BaseModel) -> BaseModel:
+        got, want = len(out.outputs), len(self.items)  # type: ignore[attr-defined]
+        if got != want:
+            raise ParseError(f"{self.kind}: {got} outputs for {want} items")
+        return out
+
+
+class RewritesOut(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+    outputs: list[RewriteOut]
+
+
+class Rewrites(Packed):
+    """Several `Rewrite`s of one mode in one call: one new instruction for each given one."""
+
+    kind: ClassVar[str] = "rewrites"
+    template: ClassVar[str] = "rewrites.j2"
+    Output: ClassVar[type[BaseModel]] = RewritesOut
+
+    items: tuple[Rewrite, ...] = Field(min_length=2)
+    mode: Literal["hard", "easy", "simpler"] = "hard"
+
+    @model_validator(mode="after")
+    def _one_mode(self) -> Rewrites:
+        if any(item.mode != self.mode for item in self.items):
+            raise ValueError("every packed rewrite has the request's mode (the system message states it once)")
+        return self
+
+    def json_schema(self) -> dict[str, Any]:  # type: ignore[override]  # sized by the instance
+        n = len(self.items)
+        return {
+            "type": "object",
+            "properties": {"outputs": {"type": "array", "items": Rewrite.json_schema(), "minItems": n, "maxItems": n}},
+            "required": ["outputs"],
+            "additionalProperties": False,
+        }
+
+    def echoed(self, blob: str, out: BaseModel) -> bool:
+        return False  # as for one rewrite: each item's `check` rejects a copy of its original
 
 
 def pack(requests: Sequence[TeacherRequest], per_call: int) -> tuple[list[TeacherRequest], list[list[int]]]:
