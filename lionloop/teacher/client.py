@@ -16,6 +16,7 @@ from lionloop.stores.cache import CallCache, cache_key
 from lionloop.teacher.accounting import BUDGET_ERROR, Accounting, reason_kind
 from lionloop.teacher.packing import item_progress, pack, unpack
 from lionloop.teacher.pricing import KindPrices
+from lionloop.teacher.replies import plain_text_mismatch
 from lionloop.teacher.requests import ParseError, Rejected, TeacherRequest
 from lionloop.teacher.secrets import redact
 from lionloop.thinking import split_reasoning
@@ -389,29 +390,3 @@ class Teacher:
         """Per (round, stage) (of one round when given): paid calls, tokens and estimated cost (from
         the cache, so they survive crashes), plus this process's counts (`Accounting.figures`)."""
         return self.acct.figures(self.cache.paid(self.run_id, of_round), of_round)
-
-
-# Words in a request that make a JSON object a fair plain-text answer.
-_ASKS_FOR_JSON = ("json", "{", "dict", "object")
-
-
-def plain_text_mismatch(req: TeacherRequest, text: Any) -> str | None:
-    """Why a reply does not fit a plain-text request (`structured = False`), or None: a reply that
-    is nothing but a JSON object, to a request whose text never mentions JSON or objects, is a
-    server answering some other request type (`{"unexpected": true}` became a training row)."""
-    if not isinstance(text, str):
-        return None
-    stripped = text.strip()
-    if not (stripped.startswith("{") and stripped.endswith("}")):
-        return None
-    try:
-        obj = json.loads(stripped)
-    except (ValueError, RecursionError):
-        return None
-    if not isinstance(obj, dict):
-        return None
-    asked = " ".join(v for v in req.model_dump().values() if isinstance(v, str)).lower()
-    if any(w in asked for w in _ASKS_FOR_JSON):
-        return None
-    return f"a JSON object where a plain-text {req.kind} was asked"
-

@@ -141,3 +141,30 @@ def planted_objects(text: str, depth: int = 0) -> tuple[str, ...]:
                 found.update(dict.fromkeys(planted_objects(x, depth + 1)))
         i = text.find("{", nxt)
     return tuple(found)
+
+
+# Words in a request that make a JSON object a fair plain-text answer.
+_ASKS_FOR_JSON = ("json", "{", "dict", "object")
+
+
+def plain_text_mismatch(req: Any, text: Any) -> str | None:
+    """Why a reply does not fit a plain-text request (a TeacherRequest with `structured = False`), or
+    None: a reply that is nothing but a JSON object, to a request whose text never mentions JSON or
+    objects, is a server answering some other request type (`{"unexpected": true}` became a
+    training row)."""
+    if not isinstance(text, str):
+        return None
+    stripped = text.strip()
+    if not (stripped.startswith("{") and stripped.endswith("}")):
+        return None
+    try:
+        obj = json.loads(stripped)
+    except (ValueError, RecursionError):
+        return None
+    if not isinstance(obj, dict):
+        return None
+    asked = " ".join(v for v in req.model_dump().values() if isinstance(v, str)).lower()
+    if any(w in asked for w in _ASKS_FOR_JSON):
+        return None
+    return f"a JSON object where a plain-text {req.kind} was asked"
+
