@@ -47,10 +47,10 @@ from lionloop import (
 )
 
 from .http_retry import MAX_RETRY_AFTER_S, retry_after, transient
+from .openai_server import DEFAULT_BASE_URL
 
 log = logging.getLogger(__name__)
 
-DEFAULT_BASE_URL = "https://api.openai.com/v1"
 TERMINAL = {"completed", "failed", "expired", "cancelled"}
 
 

@@ -51,6 +51,7 @@ from lionloop import (
 )
 
 from .http_retry import MAX_RETRY_AFTER_S, Fail, Retry, describe, status_error
+from .openai_server import DEFAULT_BASE_URL, check_server, server_status
 
 log = logging.getLogger(__name__)
 
@@ -61,9 +62,6 @@ class OpenAIOptions(PluginOptions):
     fields a server takes is the server's to say (it answers 400 to one it does not know)."""
 
     model_config = ConfigDict(extra="allow")
-
-
-DEFAULT_BASE_URL = "https://api.openai.com/v1"
 
 
 @dataclass
@@ -105,45 +103,13 @@ class OpenAIBackend(ChatBackend):
 
     @classmethod
     def check_server(cls, cfg: TeacherConfig, path: str, judge_room: int = 0) -> list[str]:
-        """Start-up check of the servers at `base_urls` against the config, before any call is paid:
-        each one's `/models` listing, where it gives one. A server that names its context length
-        (vLLM's `max_model_len`) and serves models by name refuses every request for a model it
-        does not list (404) and every one whose `max_tokens` leaves no room for a prompt (400):
-        either is a ConfigError naming `path` and the server. `judge_room`: tokens the answers in
-        this section's judge prompts may take (the teacher's and the student's replies at their
-        limits; 0 if it judges nothing): where they and the judge's own reply cannot fit the
-        context, a judge call on long answers fails, so a warning is returned. A server that does
-        not answer, or lists no models, is left alone: the run reports its failures by call (and a
-        resumed run may need no new call at all)."""
-        key = os.environ.get(cfg.api_key_env, "") if cfg.api_key_env else "EMPTY"
-        warnings: list[str] = []
-        for url in [u.rstrip("/") for u in cfg.base_urls] or [DEFAULT_BASE_URL]:
-            listing = _models(url, key)
-            if listing is None:
-                continue
-            served = {str(m.get("id")): m for m in listing if isinstance(m, dict) and m.get("id")}
-            context = [m.get("max_model_len") for m in served.values() if isinstance(m.get("max_model_len"), int)]
-            if not context:  # no vLLM-style listing: whether an unlisted name is served is the server's to say
-                continue
-            model = served.get(str(cfg.model))
-            if model is None:
-                raise ConfigError(f"{path}.model: the server at {url} does not serve {cfg.model!r}; it serves "
-                                  f"{', '.join(repr(m) for m in served)}")
-            limit = model.get("max_model_len")
-            if not isinstance(limit, int):
-                continue
-            if cfg.max_tokens >= limit:
-                raise ConfigError(f"{path}.max_tokens: {cfg.max_tokens} leaves no room for a prompt in the "
-                                  f"{limit}-token context of {cfg.model!r} at {url} (every request would be refused); "
-                                  f"lower it, or serve a longer context (vllm serve --max-model-len)")
-            if judge_room and judge_room + cfg.max_tokens > limit:
-                warnings.append(
-                    f"{path}: {cfg.model!r} at {url} has a {limit}-token context; a judge prompt holds two answers "
-                    f"of up to {judge_room} tokens together and the judge replies with up to {cfg.max_tokens} "
-                    f"({judge_room + cfg.max_tokens} before the instructions and the question), so judge calls "
-                    "on long answers will be refused (HTTP 400). Serve a longer context (vllm serve "
-                    "--max-model-len) or lower teacher.max_tokens / student.max_new_tokens")
-        return warnings
+        """The start-up check of the servers at `base_urls` (plugins/openai_server.py)."""
+        return check_server(cfg, path, judge_room)
+
+    @classmethod
+    def server_status(cls, cfg: TeacherConfig) -> list[str]:
+        """What each server at `base_urls` lists, for `lionloop run --check` (plugins/openai_server.py)."""
+        return server_status(cfg)
 
     # -- sync face -------------------------------------------------------------------------------
 
@@ -352,23 +318,6 @@ class OpenAIBackend(ChatBackend):
         # thinking kept, learnt with student.thinking: learn; all thinking and no answer a failure).
         thinking = next((message[k] for k in ("reasoning_content", "reasoning") if isinstance(message.get(k), str)), None)
         return Reply(text=fold_thinking(thinking, text), usage=usage)
-
-
-def _models(url: str, key: str, timeout_s: float = 5.0) -> list[Any] | None:
-    """The `data` of GET `url`/models, or None where the server gives no such listing (not up,
-    no such route, refused, not JSON): a start-up check that cannot ask leaves the run to try."""
-    import urllib.error
-    import urllib.request
-
-    req = urllib.request.Request(f"{url}/models", headers={"Authorization": f"Bearer {key}"})
-    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))  # as the calls: no proxy from the env
-    try:
-        with opener.open(req, timeout=timeout_s) as resp:  # noqa: S310 - the configured endpoint
-            data = json.loads(resp.read(1 << 22))
-    except (OSError, ValueError, urllib.error.URLError):
-        return None
-    listing = data.get("data") if isinstance(data, dict) else None
-    return listing if isinstance(listing, list) else None
 
 
 def _shutdown(runner: AsyncRunner, session: Any, clients: list[Any]) -> None:

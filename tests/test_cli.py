@@ -127,3 +127,28 @@ def test_run_check_prints_the_plan_and_writes_nothing(tmp_path: Path) -> None:
     bad = runner.invoke(app, ["run", str(cfg), "--check"])
     assert bad.exit_code == 2 and "generate.generators.rationale.options.source" in bad.output, bad.output
     assert "Traceback" not in bad.output and not run.exists()
+
+
+def test_run_check_asks_the_teacher_servers_what_they_serve(tmp_path: Path) -> None:
+    # A real HTTP server on loopback (the scripted OpenAI-compatible one) and a port nobody listens on.
+    import socket
+
+    import yaml
+    from conftest import MICRO, deep_merge
+
+    from lionloop.testing.fault_server import ScriptedServer
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        closed = f"http://127.0.0.1:{s.getsockname()[1]}/v1"
+    with ScriptedServer(model="served-one") as srv:
+        cfg = tmp_path / "c.yaml"
+        cfg.write_text(yaml.safe_dump(deep_merge(MICRO, {
+            "run_dir": str(tmp_path / "run"),
+            "teacher": {"backend": "openai", "model": "asked-for", "base_urls": [srv.base_url, closed]}})))
+        res = runner.invoke(app, ["run", str(cfg), "--check"], env={"COLUMNS": "300"})
+        asked = srv.stats.requests
+    assert res.exit_code == 0, res.output
+    assert f"{srv.base_url}: serves 'served-one'; 'asked-for' is not among them" in res.output
+    assert f"{closed}: no model listing (" in res.output and "refused" in res.output.lower()
+    assert asked == 0  # a listing is read, no completion asked (paid)

@@ -14,6 +14,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from lionloop.config import RunConfig, TeacherConfig
+from lionloop.loop.preflight import resolve_backend, teacher_sections
 from lionloop.plugin.manager import PluginManager
 from lionloop.plugin.plan import PlannedGenerator, plan_generators
 
@@ -97,10 +98,13 @@ def print_plan(console: Console, cfg: RunConfig, pack: Any, pm: PluginManager) -
       f"{escape(str(cfg.resolved_run_dir()))}", highlight=False)
     p(f"task     {escape(cfg.task.pack)}: {escape(shown)} · {splits.get('train', 0)} seeds to train on, "
       f"{splits.get('cache', 0)} in the cache pool, {len(pack.eval_set())} held out", highlight=False)
-    p(f"teacher  {escape(_teacher(cfg.teacher))}", highlight=False)
-    for path in ("referee", "generator_teacher"):
-        if (sub := getattr(cfg, path)) is not None:
-            p(f"{path.replace('_', ' ')}  {escape(_teacher(sub))}", highlight=False)
+    registry = pm.build_registry()
+    for path, tcfg in teacher_sections(cfg):
+        p(f"{path.replace('_', ' ')}  {escape(_teacher(tcfg))}", highlight=False)
+        # A backend that can ask its servers what they serve (openai: GET /models; nothing paid).
+        status = getattr(resolve_backend(registry, tcfg, path).entry.factory, "server_status", None)
+        for line in status(tcfg) if status is not None else []:
+            p(f"         {escape(line)}", highlight=False)
     p(f"judge    {_judge(cfg)} · case selection {cfg.generate.case_selection}, "
       f"allocation {cfg.generate.allocation.mode}", highlight=False)
     p(f"student  {escape(_student(cfg))}", highlight=False)
