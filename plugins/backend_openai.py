@@ -51,7 +51,7 @@ from lionloop import (
 )
 
 from .http_retry import MAX_RETRY_AFTER_S, Fail, Retry, describe, status_error
-from .openai_server import DEFAULT_BASE_URL, check_server, server_status
+from .openai_server import base_urls, check_server, server_status
 
 log = logging.getLogger(__name__)
 
@@ -79,8 +79,7 @@ class OpenAIBackend(ChatBackend):
 
     def __init__(self, cfg: TeacherConfig, env: BackendEnv | None = None) -> None:
         super().__init__(cfg, env)
-        urls = [u.rstrip("/") for u in cfg.base_urls] or [DEFAULT_BASE_URL]
-        self.endpoints = [_Endpoint(u) for u in urls]
+        self.endpoints = [_Endpoint(u) for u in base_urls(cfg)]
         self._api_key = self._read_key(cfg)
         self.transport = cfg.transport
         self.stats: Counter[str] = Counter()  # tries, retries by reason, peak in-flight

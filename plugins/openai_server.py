@@ -17,7 +17,8 @@ def _key(cfg: TeacherConfig) -> str:
     return os.environ.get(cfg.api_key_env, "") if cfg.api_key_env else "EMPTY"
 
 
-def _urls(cfg: TeacherConfig) -> list[str]:
+def base_urls(cfg: TeacherConfig) -> list[str]:
+    """The section's endpoints as the backend calls them (OpenAI's own where it names none)."""
     return [u.rstrip("/") for u in cfg.base_urls] or [DEFAULT_BASE_URL]
 
 
@@ -33,7 +34,7 @@ def check_server(cfg: TeacherConfig, path: str, judge_room: int = 0) -> list[str
     not answer, or lists no models, is left alone: the run reports its failures by call (and a
     resumed run may need no new call at all)."""
     warnings: list[str] = []
-    for url in _urls(cfg):
+    for url in base_urls(cfg):
         listing = models_listing(url, _key(cfg))
         if listing is None:
             continue
@@ -66,7 +67,7 @@ def server_status(cfg: TeacherConfig) -> list[str]:
     """One line per server at `base_urls`: the models its `/models` lists (with the context length
     where it names one), or why it gave no listing. A GET of the listing only: nothing is paid."""
     out = []
-    for url in _urls(cfg):
+    for url in base_urls(cfg):
         why: list[str] = []
         listing = models_listing(url, _key(cfg), why=why)
         if listing is None:
